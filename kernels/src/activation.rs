@@ -1,0 +1,225 @@
+//! Element-wise activations and their backward passes.
+//!
+//! Forward kernels come out of place (`x -> y`, equal lengths) and in place (`*_inplace`).
+//! Backward kernels write `grad_in` from `grad_out` and what the forward pass saw or
+//! produced, as each one's documentation says. NaN propagates as in PyTorch.
+
+use crate::error::KernelError;
+use crate::params::{Activation, check_len, nonzero};
+use crate::simd::{f32x8, map, map_inplace, map2};
+use crate::{math, params::ctry};
+
+const fn check_unary(x: &[f32], y: &[f32]) -> Result<(), KernelError> {
+    ctry!(nonzero(x.len(), "input"));
+    check_len("output", x.len(), y.len())
+}
+
+const fn check_binary(a: &[f32], go: &[f32], gi: &[f32]) -> Result<(), KernelError> {
+    ctry!(nonzero(a.len(), "input"));
+    ctry!(check_len("grad_output", a.len(), go.len()));
+    check_len("grad_input", a.len(), gi.len())
+}
+
+const fn check_slope(slope: f32) -> Result<(), KernelError> {
+    if slope.is_finite() {
+        Ok(())
+    } else {
+        Err(KernelError::InvalidParameter(
+            "leaky_relu slope is not finite",
+        ))
+    }
+}
+
+#[inline(always)]
+fn relu_v(x: f32x8) -> f32x8 {
+    x.simd_lt(f32x8::ZERO).select(f32x8::ZERO, x)
+}
+
+#[inline(always)]
+fn leaky_v(x: f32x8, s: f32x8) -> f32x8 {
+    x.simd_gt(f32x8::ZERO).select(x, x * s)
+}
+
+/// `y = max(x, 0)`; NaN stays NaN.
+///
+/// # Errors
+/// [`KernelError::ZeroSize`] for an empty `x`, [`KernelError::LengthMismatch`] if
+/// `y.len() != x.len()`.
+///
+/// ```
+/// let mut y = [0.0; 3];
+/// cnnkit_kernels::relu(&[-1.0, 0.5, 2.0], &mut y).unwrap();
+/// assert_eq!(y, [0.0, 0.5, 2.0]);
+/// ```
+pub fn relu(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+    check_unary(x, y)?;
+    map(x, y, relu_v);
+    Ok(())
+}
+
+/// In-place [`relu`].
+///
+/// # Errors
+/// [`KernelError::ZeroSize`] for an empty `x`.
+pub fn relu_inplace(x: &mut [f32]) -> Result<(), KernelError> {
+    nonzero(x.len(), "input")?;
+    map_inplace(x, relu_v);
+    Ok(())
+}
+
+/// `grad_in = grad_out` where `x > 0`, else 0 (PyTorch's `threshold_backward`: NaN in `x`
+/// lets the gradient through). `x` may be the forward input or output.
+///
+/// # Errors
+/// [`KernelError::ZeroSize`], [`KernelError::LengthMismatch`].
+pub fn relu_backward(x: &[f32], grad_out: &[f32], grad_in: &mut [f32]) -> Result<(), KernelError> {
+    check_binary(x, grad_out, grad_in)?;
+    map2(x, grad_out, grad_in, |x, g| {
+        x.simd_le(f32x8::ZERO).select(f32x8::ZERO, g)
+    });
+    Ok(())
+}
+
+/// `y = x` where `x > 0`, else `slope * x`.
+///
+/// # Errors
+/// [`KernelError::InvalidParameter`] for a non-finite slope, [`KernelError::ZeroSize`],
+/// [`KernelError::LengthMismatch`].
+pub fn leaky_relu(slope: f32, x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+    check_slope(slope)?;
+    check_unary(x, y)?;
+    let s = f32x8::splat(slope);
+    map(x, y, |x| leaky_v(x, s));
+    Ok(())
+}
+
+/// In-place [`leaky_relu`].
+///
+/// # Errors
+/// As [`leaky_relu`].
+pub fn leaky_relu_inplace(slope: f32, x: &mut [f32]) -> Result<(), KernelError> {
+    check_slope(slope)?;
+    nonzero(x.len(), "input")?;
+    let s = f32x8::splat(slope);
+    map_inplace(x, |x| leaky_v(x, s));
+    Ok(())
+}
+
+/// `grad_in = grad_out` where `x > 0`, else `slope * grad_out`; `x` is the forward input.
+///
+/// # Errors
+/// As [`leaky_relu`].
+pub fn leaky_relu_backward(
+    slope: f32,
+    x: &[f32],
+    grad_out: &[f32],
+    grad_in: &mut [f32],
+) -> Result<(), KernelError> {
+    check_slope(slope)?;
+    check_binary(x, grad_out, grad_in)?;
+    let s = f32x8::splat(slope);
+    map2(x, grad_out, grad_in, |x, g| {
+        x.simd_gt(f32x8::ZERO).select(g, g * s)
+    });
+    Ok(())
+}
+
+/// `y = 1 / (1 + e^-x)`, within a few ULP of the exact value over the whole f32 range.
+///
+/// # Errors
+/// [`KernelError::ZeroSize`], [`KernelError::LengthMismatch`].
+pub fn sigmoid(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+    check_unary(x, y)?;
+    map(x, y, math::sigmoid);
+    Ok(())
+}
+
+/// In-place [`sigmoid`].
+///
+/// # Errors
+/// [`KernelError::ZeroSize`].
+pub fn sigmoid_inplace(x: &mut [f32]) -> Result<(), KernelError> {
+    nonzero(x.len(), "input")?;
+    map_inplace(x, math::sigmoid);
+    Ok(())
+}
+
+/// `grad_in = grad_out * y * (1 - y)` where `y` is the forward output.
+///
+/// # Errors
+/// [`KernelError::ZeroSize`], [`KernelError::LengthMismatch`].
+pub fn sigmoid_backward(
+    y: &[f32],
+    grad_out: &[f32],
+    grad_in: &mut [f32],
+) -> Result<(), KernelError> {
+    check_binary(y, grad_out, grad_in)?;
+    map2(y, grad_out, grad_in, |y, g| g * y * (f32x8::ONE - y));
+    Ok(())
+}
+
+/// `y = tanh(x)`, within a few ULP over the whole f32 range, exactly ±1 in saturation.
+///
+/// # Errors
+/// [`KernelError::ZeroSize`], [`KernelError::LengthMismatch`].
+///
+/// ```
+/// let mut y = [0.0; 3];
+/// cnnkit_kernels::tanh(&[-100.0, 0.0, 100.0], &mut y).unwrap();
+/// assert_eq!(y, [-1.0, 0.0, 1.0]);
+/// ```
+pub fn tanh(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+    check_unary(x, y)?;
+    map(x, y, math::tanh);
+    Ok(())
+}
+
+/// In-place [`tanh`].
+///
+/// # Errors
+/// [`KernelError::ZeroSize`].
+pub fn tanh_inplace(x: &mut [f32]) -> Result<(), KernelError> {
+    nonzero(x.len(), "input")?;
+    map_inplace(x, math::tanh);
+    Ok(())
+}
+
+/// `grad_in = grad_out * (1 - y^2)` where `y` is the forward output.
+///
+/// # Errors
+/// [`KernelError::ZeroSize`], [`KernelError::LengthMismatch`].
+pub fn tanh_backward(y: &[f32], grad_out: &[f32], grad_in: &mut [f32]) -> Result<(), KernelError> {
+    check_binary(y, grad_out, grad_in)?;
+    map2(y, grad_out, grad_in, |y, g| {
+        g * y.mul_neg_add(y, f32x8::ONE)
+    });
+    Ok(())
+}
+
+/// Backward pass of a fused epilogue clamp, from the layer's output `y`:
+/// `grad_in = 0` where the clamp was active (`y <= min` for a finite `min`, `y >= max`
+/// for a finite `max`; for ReLU, `y <= 0`), else `grad_out`.
+///
+/// # Errors
+/// [`KernelError::InvalidParameter`] for a bad clamp, [`KernelError::ZeroSize`],
+/// [`KernelError::LengthMismatch`].
+pub fn activation_backward(
+    act: Activation,
+    y: &[f32],
+    grad_out: &[f32],
+    grad_in: &mut [f32],
+) -> Result<(), KernelError> {
+    let (lo, hi) = act.bounds()?;
+    check_binary(y, grad_out, grad_in)?;
+    // An infinite bound never clips: compare against NaN, which is always false.
+    let lo = f32x8::splat(if lo == f32::NEG_INFINITY {
+        f32::NAN
+    } else {
+        lo
+    });
+    let hi = f32x8::splat(if hi == f32::INFINITY { f32::NAN } else { hi });
+    map2(y, grad_out, grad_in, |y, g| {
+        (y.simd_le(lo) | y.simd_ge(hi)).select(f32x8::ZERO, g)
+    });
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Convolution backward passes by GEMM: the input gradient as `W_g^T * dY_g` followed by
+//! col2im (straight into the input gradient for 1x1 stride-1 unpadded kernels), the
+//! weight gradient as `sum_n dY_g * col_g^T`, and the bias gradient as a sum.
+
+use super::im2col::{col2im_channels, im2col_channels};
+use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
+use crate::error::KernelError;
+use crate::gemm::{Epilogue, MatRef, gemm, sgemm_scratch_len};
+use crate::params::{Conv2dParams, add, check_scratch, mul};
+use crate::simd::sum;
+
+/// Scratch elements [`conv2d_backward_input`] needs.
+///
+/// # Errors
+/// As [`Conv2dParams::dims`].
+pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
+    let d = p.dims()?;
+    let gemm = sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group);
+    if is_pointwise(p) {
+        Ok(gemm)
+    } else {
+        add(mul(d.col_rows, d.col_cols)?, gemm)
+    }
+}
+
+/// Gradient of the loss with respect to the convolution's input, from the gradient with
+/// respect to its output (before the epilogue clamp: apply
+/// [`crate::activation_backward`] first if the forward pass clamped).
+///
+/// `weight` is `[out_channels, in_channels / groups, kh, kw]`, `grad_output` is
+/// `[batch, out_channels, out_h, out_w]`, `grad_input` (`[batch, in_channels, in_h, in_w]`)
+/// is overwritten.
+///
+/// # Errors
+/// As [`Conv2dParams::dims`]; [`KernelError::LengthMismatch`];
+/// [`KernelError::ScratchTooSmall`] below [`conv2d_backward_input_scratch_len`].
+pub fn conv2d_backward_input(
+    p: &Conv2dParams,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = check_backward_input(p, weight, grad_output, grad_input)?;
+    check_scratch(conv2d_backward_input_scratch_len(p)?, scratch.len())?;
+    let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
+    let pointwise = is_pointwise(p);
+    let (col, gemm_scratch) = scratch.split_at_mut(if pointwise { 0 } else { k * n });
+    for (gy, gx) in grad_output
+        .chunks_exact(d.out_image_len)
+        .zip(grad_input.chunks_exact_mut(d.image_len))
+    {
+        for g in 0..p.groups {
+            let w_g = MatRef::transposed(&weight[g * m * k..][..m * k], k);
+            let gy_g = MatRef::rows(&gy[g * m * n..][..m * n], n);
+            let c0 = g * d.in_per_group;
+            if pointwise {
+                let dst = &mut gx[c0 * n..][..k * n];
+                gemm(k, n, m, w_g, gy_g, dst, n, &Epilogue::plain(), gemm_scratch);
+            } else {
+                gemm(k, n, m, w_g, gy_g, col, n, &Epilogue::plain(), gemm_scratch);
+                col2im_channels(p, &d, col, c0, d.in_per_group, gx);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Scratch elements [`conv2d_backward_weight`] needs.
+///
+/// # Errors
+/// As [`Conv2dParams::dims`].
+pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
+    let d = p.dims()?;
+    let gemm = sgemm_scratch_len(d.out_per_group, d.col_rows, d.col_cols);
+    if is_pointwise(p) {
+        Ok(gemm)
+    } else {
+        add(mul(d.col_rows, d.col_cols)?, gemm)
+    }
+}
+
+/// Gradient of the loss with respect to the weights, summed over the batch; `grad_weight`
+/// (`[out_channels, in_channels / groups, kh, kw]`) is overwritten.
+///
+/// # Errors
+/// As [`Conv2dParams::dims`]; [`KernelError::LengthMismatch`];
+/// [`KernelError::ScratchTooSmall`] below [`conv2d_backward_weight_scratch_len`].
+pub fn conv2d_backward_weight(
+    p: &Conv2dParams,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weight: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = check_backward_weight(p, input, grad_output, grad_weight)?;
+    check_scratch(conv2d_backward_weight_scratch_len(p)?, scratch.len())?;
+    let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
+    let pointwise = is_pointwise(p);
+    let (col, gemm_scratch) = scratch.split_at_mut(if pointwise { 0 } else { k * n });
+    for (i, (x, gy)) in input
+        .chunks_exact(d.image_len)
+        .zip(grad_output.chunks_exact(d.out_image_len))
+        .enumerate()
+    {
+        for g in 0..p.groups {
+            let gy_g = MatRef::rows(&gy[g * m * n..][..m * n], n);
+            let c0 = g * d.in_per_group;
+            let colt = if pointwise {
+                MatRef::transposed(&x[c0 * n..][..k * n], n)
+            } else {
+                im2col_channels(p, &d, x, c0, d.in_per_group, col);
+                MatRef::transposed(col, n)
+            };
+            let ep = Epilogue {
+                beta: if i == 0 { 0.0 } else { 1.0 },
+                ..Epilogue::plain()
+            };
+            let gw = &mut grad_weight[g * m * k..][..m * k];
+            gemm(m, k, n, gy_g, colt, gw, k, &ep, gemm_scratch);
+        }
+    }
+    Ok(())
+}
+
+/// Gradient of the loss with respect to the bias: `grad_output` summed over the batch and
+/// the output pixels of each channel; `grad_bias` (`[out_channels]`) is overwritten.
+///
+/// # Errors
+/// As [`Conv2dParams::dims`]; [`KernelError::LengthMismatch`].
+pub fn conv2d_backward_bias(
+    p: &Conv2dParams,
+    grad_output: &[f32],
+    grad_bias: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = check_backward_bias(p, grad_output, grad_bias)?;
+    grad_bias.fill(0.0);
+    for gy in grad_output.chunks_exact(d.out_image_len) {
+        for (gb, plane) in grad_bias.iter_mut().zip(gy.chunks_exact(d.col_cols)) {
+            *gb += sum(plane);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! 2-D convolution: direct (vectorised along the output row) and im2col + SGEMM (with
+//! 1x1 stride-1 unpadded convolutions going straight to GEMM), the backward passes, and
+//! the public `im2col` / `col2im` kernels.
+
+mod backward;
+mod direct;
+mod im2col;
+
+pub use backward::{
+    conv2d_backward_bias, conv2d_backward_input, conv2d_backward_input_scratch_len,
+    conv2d_backward_weight, conv2d_backward_weight_scratch_len,
+};
+pub use direct::conv2d_direct;
+pub use im2col::{col2im, conv2d_im2col, conv2d_im2col_scratch_len, im2col};
+
+use crate::error::KernelError;
+use crate::params::{Activation, Conv2dDims, Conv2dParams, check_len};
+
+/// The forward algorithms [`conv2d`] chooses between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Conv2dAlgo {
+    /// [`conv2d_direct`]: no scratch; wins when a group has few output channels
+    /// (LeNet's first layer, depthwise convolutions), where GEMM tiles would be mostly empty.
+    Direct,
+    /// [`conv2d_im2col`]: im2col + SGEMM (no im2col for 1x1 stride-1 unpadded kernels).
+    Im2col,
+}
+
+/// A 1x1 kernel with stride 1 and no padding: the input planes are already the GEMM's B.
+pub(crate) const fn is_pointwise(p: &Conv2dParams) -> bool {
+    p.kernel_h == 1
+        && p.kernel_w == 1
+        && p.stride_h == 1
+        && p.stride_w == 1
+        && p.pad_top == 0
+        && p.pad_bottom == 0
+        && p.pad_left == 0
+        && p.pad_right == 0
+}
+
+/// The algorithm [`conv2d`] uses for `p`.
+///
+/// # Errors
+/// As [`Conv2dParams::dims`].
+pub fn conv2d_algo(p: &Conv2dParams) -> Result<Conv2dAlgo, KernelError> {
+    let d = p.dims()?;
+    Ok(if is_pointwise(p) || d.out_per_group >= 8 {
+        Conv2dAlgo::Im2col
+    } else {
+        Conv2dAlgo::Direct
+    })
+}
+
+/// Scratch elements [`conv2d`] needs for `p` (0 when it picks the direct algorithm).
+///
+/// # Errors
+/// As [`Conv2dParams::dims`].
+pub fn conv2d_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
+    match conv2d_algo(p)? {
+        Conv2dAlgo::Direct => Ok(0),
+        Conv2dAlgo::Im2col => conv2d_im2col_scratch_len(p),
+    }
+}
+
+/// Convolution forward pass with the algorithm that suits the shape ([`conv2d_algo`]):
+/// `output = clamp(conv(input, weight) + bias)`.
+///
+/// `input` is `[batch, in_channels, in_h, in_w]`, `weight` is
+/// `[out_channels, in_channels / groups, kernel_h, kernel_w]`, `bias` (optional) is
+/// `[out_channels]`, `output` is `[batch, out_channels, out_h, out_w]` and is overwritten.
+///
+/// # Errors
+/// Any error of [`Conv2dParams::dims`]; [`KernelError::InvalidParameter`] for a bad clamp;
+/// [`KernelError::LengthMismatch`] for a slice of the wrong length;
+/// [`KernelError::ScratchTooSmall`] below [`conv2d_scratch_len`].
+pub fn conv2d(
+    p: &Conv2dParams,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    match conv2d_algo(p)? {
+        Conv2dAlgo::Direct => conv2d_direct(p, input, weight, bias, act, output),
+        Conv2dAlgo::Im2col => conv2d_im2col(p, input, weight, bias, act, output, scratch),
+    }
+}
+
+/// Validates a forward call; returns the dims and the clamp bounds.
+pub(crate) fn check_forward(
+    p: &Conv2dParams,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &[f32],
+) -> Result<(Conv2dDims, f32, f32), KernelError> {
+    let d = p.dims()?;
+    let (lo, hi) = act.bounds()?;
+    check_len("input", d.input_len, input.len())?;
+    check_len("weight", d.weight_len, weight.len())?;
+    if let Some(b) = bias {
+        check_len("bias", d.bias_len, b.len())?;
+    }
+    check_len("output", d.output_len, output.len())?;
+    Ok((d, lo, hi))
+}
+
+/// Validates a backward-input call.
+pub(crate) fn check_backward_input(
+    p: &Conv2dParams,
+    weight: &[f32],
+    grad_out: &[f32],
+    grad_in: &[f32],
+) -> Result<Conv2dDims, KernelError> {
+    let d = p.dims()?;
+    check_len("weight", d.weight_len, weight.len())?;
+    check_len("grad_output", d.output_len, grad_out.len())?;
+    check_len("grad_input", d.input_len, grad_in.len())?;
+    Ok(d)
+}
+
+/// Validates a backward-weight call.
+pub(crate) fn check_backward_weight(
+    p: &Conv2dParams,
+    input: &[f32],
+    grad_out: &[f32],
+    grad_weight: &[f32],
+) -> Result<Conv2dDims, KernelError> {
+    let d = p.dims()?;
+    check_len("input", d.input_len, input.len())?;
+    check_len("grad_output", d.output_len, grad_out.len())?;
+    check_len("grad_weight", d.weight_len, grad_weight.len())?;
+    Ok(d)
+}
+
+/// Validates a backward-bias call.
+pub(crate) fn check_backward_bias(
+    p: &Conv2dParams,
+    grad_out: &[f32],
+    grad_bias: &[f32],
+) -> Result<Conv2dDims, KernelError> {
+    let d = p.dims()?;
+    check_len("grad_output", d.output_len, grad_out.len())?;
+    check_len("grad_bias", d.bias_len, grad_bias.len())?;
+    Ok(d)
+}
+
+/// Validates an im2col / col2im call (one image).
+pub(crate) fn check_im2col(
+    p: &Conv2dParams,
+    image: &[f32],
+    col: &[f32],
+) -> Result<Conv2dDims, KernelError> {
+    let d = p.dims()?;
+    check_len("image", d.image_len, image.len())?;
+    check_len("col", d.col_len, col.len())?;
+    Ok(d)
+}

@@ -1,0 +1,243 @@
+//! SGEMM: `C = alpha * op(A) * op(B) + beta * C`, packed and cache-blocked in the BLIS
+//! loop order, with a register-tiled microkernel and a fused epilogue (bias, clamp) in
+//! the store.
+//!
+//! Loops, outermost first (BLIS names): `jc` over N in steps of [`NC`]; `pc` over K in
+//! steps of [`KC`], packing a `KC x NC` panel of B into `NR`-wide slivers; `ic` over M in
+//! steps of [`MC`], packing an `MC x KC` block of A into `MR`-tall slivers; then `jr`, `ir`
+//! over the slivers, one `MR x NR` microkernel call each. Packed slivers are zero-padded to
+//! whole tiles, so the microkernel never branches on edges; only the store does.
+
+mod kernel;
+mod pack;
+
+use crate::error::KernelError;
+use crate::params::{GemmParams, check_scratch};
+use crate::simd::clamp1;
+
+pub(crate) use kernel::{MR, NR};
+
+/// Depth of a packed panel (K block): one A sliver (`MR x KC`) and one B sliver
+/// (`KC x NR`) stay in L1 while the microkernel runs.
+pub(crate) const KC: usize = 256;
+/// Rows of A packed at once (M block): `MC x KC` floats stay in L2.
+pub(crate) const MC: usize = 96;
+/// Columns of B packed at once (N block): `KC x NC` floats stay in L3.
+pub(crate) const NC: usize = 2048;
+/// Upper bound on MR over every microkernel variant; scratch sizes use it so they never
+/// depend on the variant chosen at run time.
+const MR_MAX: usize = 16;
+/// Upper bound on NR over every microkernel variant.
+const NR_MAX: usize = 32;
+
+/// A read-only strided matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major matrix with row stride `ld`.
+    pub const fn rows(data: &'a [f32], ld: usize) -> Self {
+        Self {
+            data,
+            rs: ld,
+            cs: 1,
+        }
+    }
+    /// The transpose of a row-major matrix with row stride `ld`.
+    pub const fn transposed(data: &'a [f32], ld: usize) -> Self {
+        Self {
+            data,
+            rs: 1,
+            cs: ld,
+        }
+    }
+}
+
+/// Bias added in the epilogue.
+#[derive(Clone, Copy)]
+pub(crate) enum Bias<'a> {
+    None,
+    /// `bias[i]` added to row `i` of C (conv: one bias per output channel).
+    Row(&'a [f32]),
+    /// `bias[j]` added to column `j` of C (linear: one bias per output feature).
+    Col(&'a [f32]),
+}
+
+/// What happens when a tile of the product is stored:
+/// `C = clamp(alpha * AB + beta * C + bias, lo, hi)`.
+#[derive(Clone, Copy)]
+pub(crate) struct Epilogue<'a> {
+    pub alpha: f32,
+    pub beta: f32,
+    pub bias: Bias<'a>,
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl Epilogue<'_> {
+    /// Plain `C = AB`.
+    pub const fn plain() -> Self {
+        Self {
+            alpha: 1.0,
+            beta: 0.0,
+            bias: Bias::None,
+            lo: f32::NEG_INFINITY,
+            hi: f32::INFINITY,
+        }
+    }
+}
+
+const fn min(a: usize, b: usize) -> usize {
+    if a < b { a } else { b }
+}
+
+/// Scratch elements [`sgemm`] needs for an `m x n x k` product: one packed block of A
+/// and one packed panel of B, at most `(MC + 16) * KC + (NC + 32) * KC` floats
+/// (about 2.2 MB) however large the matrices.
+///
+/// ```
+/// assert!(cnnkit_kernels::sgemm_scratch_len(4, 4, 4) < 256);
+/// ```
+pub const fn sgemm_scratch_len(m: usize, n: usize, k: usize) -> usize {
+    let kc = min(k, KC);
+    (min(m, MC) + MR_MAX) * kc + (min(n, NC) + NR_MAX) * kc
+}
+
+/// `C = alpha * op(A) * op(B) + beta * C` over row-major matrices (see [`GemmParams`]).
+///
+/// Operands may be longer than the minimum `(rows - 1) * ld + cols` (views into larger
+/// buffers); C elements between rows (beyond column `n`) are never touched. With
+/// `beta == 0`, C is not read; with `alpha == 0`, A and B are not read.
+///
+/// # Errors
+/// [`KernelError::ZeroSize`] for `m`, `n` or `k` of 0, [`KernelError::InvalidLeadingDimension`],
+/// [`KernelError::LengthMismatch`] for a slice shorter than its minimum,
+/// [`KernelError::ScratchTooSmall`] below [`sgemm_scratch_len`], [`KernelError::Overflow`].
+///
+/// ```
+/// use cnnkit_kernels::{sgemm, sgemm_scratch_len, GemmParams};
+/// let a = [1.0, 2.0, 3.0, 4.0]; // 2x2
+/// let b = [5.0, 6.0, 7.0, 8.0]; // 2x2
+/// let mut c = [0.0; 4];
+/// let mut scratch = vec![0.0; sgemm_scratch_len(2, 2, 2)];
+/// sgemm(&GemmParams::new(2, 2, 2), &a, &b, &mut c, &mut scratch).unwrap();
+/// assert_eq!(c, [19.0, 22.0, 43.0, 50.0]);
+/// ```
+pub fn sgemm(
+    p: &GemmParams,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let (la, lb, lc) = p.min_lens()?;
+    for (arg, need, have) in [("a", la, a.len()), ("b", lb, b.len()), ("c", lc, c.len())] {
+        if have < need {
+            return Err(KernelError::LengthMismatch {
+                arg,
+                expected: need,
+                actual: have,
+            });
+        }
+    }
+    check_scratch(sgemm_scratch_len(p.m, p.n, p.k), scratch.len())?;
+    let am = if p.trans_a {
+        MatRef::transposed(a, p.lda)
+    } else {
+        MatRef::rows(a, p.lda)
+    };
+    let bm = if p.trans_b {
+        MatRef::transposed(b, p.ldb)
+    } else {
+        MatRef::rows(b, p.ldb)
+    };
+    let ep = Epilogue {
+        alpha: p.alpha,
+        beta: p.beta,
+        ..Epilogue::plain()
+    };
+    gemm(p.m, p.n, p.k, am, bm, c, p.ldc, &ep, scratch);
+    Ok(())
+}
+
+/// The blocked product. Callers have validated every size: `a` covers `m x k`, `b` covers
+/// `k x n`, `c` covers `m` rows of `ldc >= n`, the bias covers its axis, and `scratch`
+/// holds [`sgemm_scratch_len`]`(m, n, k)` elements. `m`, `n`, `k` are all nonzero.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    ep: &Epilogue<'_>,
+    scratch: &mut [f32],
+) {
+    if ep.alpha == 0.0 {
+        scale_only(m, n, c, ldc, ep);
+        return;
+    }
+    let kc_max = min(k, KC);
+    let (pa, pb) = scratch.split_at_mut((min(m, MC) + MR_MAX) * kc_max);
+    let mut jc = 0;
+    while jc < n {
+        let nc = min(NC, n - jc);
+        let mut pc = 0;
+        while pc < k {
+            let kc = min(KC, k - pc);
+            pack::pack_b(&b, pc, kc, jc, nc, pb);
+            let first = pc == 0;
+            let last = pc + kc == k;
+            let mut ic = 0;
+            while ic < m {
+                let mc = min(MC, m - ic);
+                pack::pack_a(&a, ic, mc, pc, kc, pa);
+                let mut jr = 0;
+                while jr < nc {
+                    let nr = min(NR, nc - jr);
+                    let bp = &pb[(jr / NR) * kc * NR..][..kc * NR];
+                    let mut ir = 0;
+                    while ir < mc {
+                        let mr = min(MR, mc - ir);
+                        let ap = &pa[(ir / MR) * kc * MR..][..kc * MR];
+                        let acc = kernel::kernel(kc, ap, bp);
+                        let tile = kernel::Tile {
+                            i0: ic + ir,
+                            j0: jc + jr,
+                            mr,
+                            nr,
+                        };
+                        kernel::store(&acc, c, ldc, tile, ep, first, last);
+                        ir += MR;
+                    }
+                    jr += NR;
+                }
+                ic += MC;
+            }
+            pc += KC;
+        }
+        jc += NC;
+    }
+}
+
+/// `C = clamp(beta * C + bias)` when `alpha == 0` (A and B are not read).
+fn scale_only(m: usize, n: usize, c: &mut [f32], ldc: usize, ep: &Epilogue<'_>) {
+    for i in 0..m {
+        let row = &mut c[i * ldc..][..n];
+        for (j, x) in row.iter_mut().enumerate() {
+            let mut v = if ep.beta == 0.0 { 0.0 } else { ep.beta * *x };
+            match ep.bias {
+                Bias::None => {}
+                Bias::Row(bias) => v += bias[i],
+                Bias::Col(bias) => v += bias[j],
+            }
+            *x = clamp1(v, ep.lo, ep.hi);
+        }
+    }
+}

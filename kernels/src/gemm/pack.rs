@@ -1,0 +1,72 @@
+//! Packing of A blocks and B panels into microkernel order, zero-padded to whole tiles.
+
+use super::{MR, MatRef, NR};
+
+/// Packs rows `i0..i0 + mc`, columns `p0..p0 + kc` of `a` into `ceil(mc / MR)` slivers of
+/// `kc x MR` (for each `p`, the `MR` values of one column), padding missing rows with 0.
+pub(super) fn pack_a(a: &MatRef<'_>, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+    let panels = mc.div_ceil(MR);
+    for (ip, sliver) in dst.chunks_exact_mut(kc * MR).take(panels).enumerate() {
+        let r0 = ip * MR;
+        let rows = (mc - r0).min(MR);
+        if rows < MR {
+            sliver.fill(0.0);
+        }
+        if a.cs == 1 {
+            // rows are contiguous: read along k, write with stride MR
+            for r in 0..rows {
+                let src = &a.data[(i0 + r0 + r) * a.rs + p0..][..kc];
+                for (p, &v) in src.iter().enumerate() {
+                    sliver[p * MR + r] = v;
+                }
+            }
+        } else {
+            // columns are contiguous (A used transposed): read along m
+            for p in 0..kc {
+                let base = (p0 + p) * a.cs + (i0 + r0) * a.rs;
+                let out = &mut sliver[p * MR..][..rows];
+                if a.rs == 1 {
+                    out.copy_from_slice(&a.data[base..][..rows]);
+                } else {
+                    for (r, o) in out.iter_mut().enumerate() {
+                        *o = a.data[base + r * a.rs];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs rows `p0..p0 + kc`, columns `j0..j0 + nc` of `b` into `ceil(nc / NR)` slivers of
+/// `kc x NR` (for each `p`, `NR` consecutive values of one row), padding with 0.
+pub(super) fn pack_b(b: &MatRef<'_>, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+    let panels = nc.div_ceil(NR);
+    for (jp, sliver) in dst.chunks_exact_mut(kc * NR).take(panels).enumerate() {
+        let c0 = jp * NR;
+        let cols = (nc - c0).min(NR);
+        if cols < NR {
+            sliver.fill(0.0);
+        }
+        if b.cs == 1 {
+            for p in 0..kc {
+                let src = &b.data[(p0 + p) * b.rs + j0 + c0..][..cols];
+                sliver[p * NR..][..cols].copy_from_slice(src);
+            }
+        } else {
+            // B used transposed: columns of op(B) are contiguous along k
+            for c in 0..cols {
+                let base = (j0 + c0 + c) * b.cs + p0 * b.rs;
+                if b.rs == 1 {
+                    let src = &b.data[base..][..kc];
+                    for (p, &v) in src.iter().enumerate() {
+                        sliver[p * NR + c] = v;
+                    }
+                } else {
+                    for p in 0..kc {
+                        sliver[p * NR + c] = b.data[base + p * b.rs];
+                    }
+                }
+            }
+        }
+    }
+}

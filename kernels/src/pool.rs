@@ -1,0 +1,449 @@
+//! Pooling over NCHW planes: max and min (with optional argmax/argmin indices and their
+//! backward passes), average (with PyTorch's `count_include_pad` choice) and global
+//! average. Any window, stride, padding and dilation.
+//!
+//! Windows and padding: padding is never a candidate for max or min, and counts toward
+//! the average divisor only with `count_include_pad`. A window that lies entirely in the
+//! padding (possible when the padding is as large as the window) yields `-inf` for max,
+//! `+inf` for min (with index [`NO_INDEX`]) and 0 for an average.
+//!
+//! Indices are positions within the input plane, `ih * in_w + iw`, as PyTorch stores
+//! them. Ties keep the first position in the window (row-major order); NaN wins over any
+//! number and the first NaN is kept, so NaN propagates.
+
+use crate::error::KernelError;
+use crate::params::{Pool2dDims, Pool2dParams, check_len, mul, valid_range};
+use crate::simd::{LANES, f32x8, load, store_partial, sum};
+use wide::u32x8;
+
+/// Index stored for a window that has no input element (only possible when the padding is
+/// at least as large as the window).
+pub const NO_INDEX: u32 = u32::MAX;
+
+fn check_pool(p: &Pool2dParams, input: &[f32], output: &[f32]) -> Result<Pool2dDims, KernelError> {
+    let d = p.dims()?;
+    check_len("input", d.input_len, input.len())?;
+    check_len("output", d.output_len, output.len())?;
+    Ok(d)
+}
+
+/// Indices must fit below [`NO_INDEX`].
+fn check_plane_fits_u32(p: &Pool2dParams) -> Result<(), KernelError> {
+    let plane = mul(p.in_h, p.in_w)?;
+    if plane >= NO_INDEX as usize {
+        return Err(KernelError::Overflow);
+    }
+    Ok(())
+}
+
+/// Max pooling; with `indices`, also the argmax of every window (see the module notes).
+///
+/// `input` is `[batch, channels, in_h, in_w]`; `output` and `indices` are
+/// `[batch, channels, out_h, out_w]` and are overwritten.
+///
+/// # Errors
+/// As [`Pool2dParams::dims`]; [`KernelError::LengthMismatch`];
+/// [`KernelError::Overflow`] when indices are asked for and a plane has `2^32 - 1`
+/// elements or more.
+///
+/// ```
+/// use cnnkit_kernels::{max_pool2d, Pool2dParams};
+/// let p = Pool2dParams::new(1, 1, 2, 4, 2, 2);
+/// let x = [1.0, 5.0, 2.0, 2.0,
+///          3.0, 4.0, 0.0, 2.0];
+/// let (mut y, mut idx) = ([0.0; 2], [0; 2]);
+/// max_pool2d(&p, &x, &mut y, Some(&mut idx)).unwrap();
+/// assert_eq!((y, idx), ([5.0, 2.0], [1, 2])); // tie: the first position wins
+/// ```
+pub fn max_pool2d(
+    p: &Pool2dParams,
+    input: &[f32],
+    output: &mut [f32],
+    indices: Option<&mut [u32]>,
+) -> Result<(), KernelError> {
+    extreme_pool::<false>(p, input, output, indices)
+}
+
+/// Min pooling; with `indices`, also the argmin of every window. As [`max_pool2d`]
+/// with the order reversed.
+///
+/// # Errors
+/// As [`max_pool2d`].
+pub fn min_pool2d(
+    p: &Pool2dParams,
+    input: &[f32],
+    output: &mut [f32],
+    indices: Option<&mut [u32]>,
+) -> Result<(), KernelError> {
+    extreme_pool::<true>(p, input, output, indices)
+}
+
+fn extreme_pool<const MIN: bool>(
+    p: &Pool2dParams,
+    input: &[f32],
+    output: &mut [f32],
+    mut indices: Option<&mut [u32]>,
+) -> Result<(), KernelError> {
+    let d = check_pool(p, input, output)?;
+    if let Some(idx) = indices.as_deref() {
+        check_plane_fits_u32(p)?;
+        check_len("indices", d.output_len, idx.len())?;
+    }
+    let (h, w) = (p.in_h, p.in_w);
+    let out_plane = d.out_h * d.out_w;
+    let empty = f32x8::splat(if MIN {
+        f32::INFINITY
+    } else {
+        f32::NEG_INFINITY
+    });
+    let want_idx = indices.is_some();
+    let span_w = (p.kernel_w - 1) * p.dilation_w;
+    for (pl, (x, y)) in input
+        .chunks_exact(h * w)
+        .zip(output.chunks_exact_mut(out_plane))
+        .enumerate()
+    {
+        for oh in 0..d.out_h {
+            let mut ow0 = 0;
+            while ow0 < d.out_w {
+                let width = (d.out_w - ow0).min(LANES);
+                let first = ow0 * p.stride_w;
+                let interior = width == LANES
+                    && first >= p.pad_left
+                    && (ow0 + LANES - 1) * p.stride_w + span_w < p.pad_left + w;
+                let mut best = empty;
+                let mut best_i = u32x8::splat(NO_INDEX);
+                let (kh_lo, kh_hi) = taps(oh, p.stride_h, p.dilation_h, p.kernel_h, p.pad_top, h);
+                let (kw_lo, kw_hi) = tile_taps(p, ow0, width);
+                for kh in kh_lo..kh_hi {
+                    let ih = oh * p.stride_h + kh * p.dilation_h - p.pad_top;
+                    let row = &x[ih * w..][..w];
+                    for kw in kw_lo..kw_hi {
+                        let off = kw * p.dilation_w;
+                        let mut a = [0.0_f32; LANES];
+                        let mut valid = [0_u32; LANES];
+                        let mut pos = [0_u32; LANES];
+                        if interior {
+                            let s = first + off - p.pad_left;
+                            if p.stride_w == 1 {
+                                a.copy_from_slice(&row[s..s + LANES]);
+                            } else {
+                                for (l, v) in a.iter_mut().enumerate() {
+                                    *v = row[s + l * p.stride_w];
+                                }
+                            }
+                            valid = [u32::MAX; LANES];
+                            if want_idx {
+                                // fits in u32: the plane was checked against NO_INDEX
+                                for (l, q) in pos.iter_mut().enumerate() {
+                                    *q = (ih * w + s + l * p.stride_w) as u32;
+                                }
+                            }
+                        } else {
+                            for l in 0..width {
+                                let iwp = (ow0 + l) * p.stride_w + off;
+                                if iwp >= p.pad_left && iwp < p.pad_left + w {
+                                    let iw = iwp - p.pad_left;
+                                    a[l] = row[iw];
+                                    valid[l] = u32::MAX;
+                                    pos[l] = (ih * w + iw) as u32;
+                                }
+                            }
+                        }
+                        let xv = f32x8::new(a);
+                        let better = if MIN {
+                            xv.simd_lt(best)
+                        } else {
+                            xv.simd_gt(best)
+                        };
+                        let nan_wins = xv.is_nan() & !best.is_nan();
+                        let unset = f32x8::from_bits(best_i.simd_eq(u32x8::splat(NO_INDEX)));
+                        let take =
+                            (better | nan_wins | unset) & f32x8::from_bits(u32x8::new(valid));
+                        best = take.select(xv, best);
+                        best_i = take.select(u32x8::new(pos), best_i);
+                    }
+                }
+                let o = pl * out_plane + oh * d.out_w + ow0;
+                store_partial(&mut y[oh * d.out_w + ow0..][..width], best);
+                if let Some(idx) = indices.as_deref_mut() {
+                    idx[o..o + width].copy_from_slice(&best_i.to_array()[..width]);
+                }
+                ow0 += LANES;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Backward pass of [`max_pool2d`] from its indices: each output gradient is added to the
+/// input position its window chose (windows with [`NO_INDEX`] contribute nothing);
+/// `grad_input` is overwritten.
+///
+/// # Errors
+/// As [`Pool2dParams::dims`]; [`KernelError::LengthMismatch`]; [`KernelError::InvalidIndex`]
+/// for an index outside the plane (checked before anything is written).
+pub fn max_pool2d_backward(
+    p: &Pool2dParams,
+    indices: &[u32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+) -> Result<(), KernelError> {
+    index_backward(p, indices, grad_output, grad_input)
+}
+
+/// Backward pass of [`min_pool2d`]; as [`max_pool2d_backward`].
+///
+/// # Errors
+/// As [`max_pool2d_backward`].
+pub fn min_pool2d_backward(
+    p: &Pool2dParams,
+    indices: &[u32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+) -> Result<(), KernelError> {
+    index_backward(p, indices, grad_output, grad_input)
+}
+
+fn index_backward(
+    p: &Pool2dParams,
+    indices: &[u32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = check_pool(p, grad_input, grad_output)?;
+    check_len("indices", d.output_len, indices.len())?;
+    let plane = p.in_h * p.in_w;
+    if let Some((index, &value)) = indices
+        .iter()
+        .enumerate()
+        .find(|&(_, &i)| i != NO_INDEX && i as usize >= plane)
+    {
+        return Err(KernelError::InvalidIndex { index, value });
+    }
+    grad_input.fill(0.0);
+    let out_plane = d.out_h * d.out_w;
+    for ((gx, gy), idx) in grad_input
+        .chunks_exact_mut(plane)
+        .zip(grad_output.chunks_exact(out_plane))
+        .zip(indices.chunks_exact(out_plane))
+    {
+        for (&g, &i) in gy.iter().zip(idx) {
+            if let Some(v) = gx.get_mut(i as usize) {
+                *v += g;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Average pooling. With `count_include_pad`, every window divides by
+/// `kernel_h * kernel_w`; without, by the number of input elements it covers (and a
+/// window with none yields 0).
+///
+/// # Errors
+/// As [`Pool2dParams::dims`]; [`KernelError::LengthMismatch`].
+///
+/// ```
+/// use cnnkit_kernels::{avg_pool2d, Pool2dParams};
+/// let p = Pool2dParams::new(1, 1, 2, 2, 2, 2).with_stride(1, 1).with_padding(0, 0, 1, 0);
+/// let mut y = [0.0; 2];
+/// avg_pool2d(&p, false, &[1.0, 2.0, 3.0, 4.0], &mut y).unwrap();
+/// assert_eq!(y, [2.0, 2.5]); // the first window covers 1 and 3 only
+/// avg_pool2d(&p, true, &[1.0, 2.0, 3.0, 4.0], &mut y).unwrap();
+/// assert_eq!(y, [1.0, 2.5]);
+/// ```
+pub fn avg_pool2d(
+    p: &Pool2dParams,
+    count_include_pad: bool,
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = check_pool(p, input, output)?;
+    let (h, w) = (p.in_h, p.in_w);
+    let out_plane = d.out_h * d.out_w;
+    // (as f32 first: a window may be far larger than memory when padding is huge)
+    let full = p.kernel_h as f32 * p.kernel_w as f32;
+    for (x, y) in input
+        .chunks_exact(h * w)
+        .zip(output.chunks_exact_mut(out_plane))
+    {
+        for oh in 0..d.out_h {
+            let (kh_lo, kh_hi) = taps(oh, p.stride_h, p.dilation_h, p.kernel_h, p.pad_top, h);
+            let mut ow0 = 0;
+            while ow0 < d.out_w {
+                let width = (d.out_w - ow0).min(LANES);
+                let mut acc = f32x8::ZERO;
+                let mut cnt = [0_u32; LANES];
+                let (kw_lo, kw_hi) = tile_taps(p, ow0, width);
+                for kh in kh_lo..kh_hi {
+                    let ih = oh * p.stride_h + kh * p.dilation_h - p.pad_top;
+                    let row = &x[ih * w..][..w];
+                    for kw in kw_lo..kw_hi {
+                        let off = kw * p.dilation_w;
+                        let mut a = [0.0_f32; LANES];
+                        for l in 0..width {
+                            let iwp = (ow0 + l) * p.stride_w + off;
+                            if iwp >= p.pad_left && iwp < p.pad_left + w {
+                                a[l] = row[iwp - p.pad_left];
+                                cnt[l] += 1;
+                            }
+                        }
+                        acc += load(&a);
+                    }
+                }
+                let div = if count_include_pad {
+                    f32x8::splat(full)
+                } else {
+                    f32x8::new(cnt.map(|c| c as f32))
+                };
+                let v = div.simd_eq(f32x8::ZERO).select(f32x8::ZERO, acc / div);
+                store_partial(&mut y[oh * d.out_w + ow0..][..width], v);
+                ow0 += LANES;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The taps `k` in `lo..hi` of a window at output position `o` that land in the input.
+#[inline]
+fn taps(
+    o: usize,
+    stride: usize,
+    dil: usize,
+    kernel: usize,
+    pad: usize,
+    len: usize,
+) -> (usize, usize) {
+    // tap position o * stride + k * dil must lie in [pad, pad + len)
+    valid_range(kernel, dil, o * stride, pad, len)
+}
+
+/// The `kw` taps that land in the input for at least one of the `width` output columns
+/// starting at `ow0` (the first column has the highest bound, the last the lowest).
+#[inline]
+fn tile_taps(p: &Pool2dParams, ow0: usize, width: usize) -> (usize, usize) {
+    let lo = taps(
+        ow0 + width - 1,
+        p.stride_w,
+        p.dilation_w,
+        p.kernel_w,
+        p.pad_left,
+        p.in_w,
+    )
+    .0;
+    let hi = taps(
+        ow0,
+        p.stride_w,
+        p.dilation_w,
+        p.kernel_w,
+        p.pad_left,
+        p.in_w,
+    )
+    .1;
+    (lo, hi.max(lo))
+}
+
+/// Backward pass of [`avg_pool2d`]: each output gradient, divided as in the forward pass,
+/// is added to every input element of its window; `grad_input` is overwritten.
+///
+/// # Errors
+/// As [`avg_pool2d`].
+pub fn avg_pool2d_backward(
+    p: &Pool2dParams,
+    count_include_pad: bool,
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = check_pool(p, grad_input, grad_output)?;
+    let (h, w) = (p.in_h, p.in_w);
+    let out_plane = d.out_h * d.out_w;
+    grad_input.fill(0.0);
+    for (gx, gy) in grad_input
+        .chunks_exact_mut(h * w)
+        .zip(grad_output.chunks_exact(out_plane))
+    {
+        for oh in 0..d.out_h {
+            let (kh_lo, kh_hi) = taps(oh, p.stride_h, p.dilation_h, p.kernel_h, p.pad_top, h);
+            for ow in 0..d.out_w {
+                let (kw_lo, kw_hi) = taps(ow, p.stride_w, p.dilation_w, p.kernel_w, p.pad_left, w);
+                let count = (kh_hi - kh_lo) * (kw_hi - kw_lo);
+                if count == 0 {
+                    continue;
+                }
+                let div = if count_include_pad {
+                    p.kernel_h as f32 * p.kernel_w as f32
+                } else {
+                    count as f32
+                };
+                let g = gy[oh * d.out_w + ow] / div;
+                for kh in kh_lo..kh_hi {
+                    let ih = oh * p.stride_h + kh * p.dilation_h - p.pad_top;
+                    for kw in kw_lo..kw_hi {
+                        let iw = ow * p.stride_w + kw * p.dilation_w - p.pad_left;
+                        gx[ih * w + iw] += g;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_global(
+    batch: usize,
+    channels: usize,
+    h: usize,
+    w: usize,
+    input: &[f32],
+    output: &[f32],
+) -> Result<(usize, usize), KernelError> {
+    let p = Pool2dParams::new(batch, channels, h, w, h, w);
+    let d = p.dims()?;
+    check_len("input", d.input_len, input.len())?;
+    check_len("output", d.planes, output.len())?;
+    Ok((d.planes, h * w))
+}
+
+/// Global average pooling: `output[n, c] = mean(input[n, c, :, :])`.
+///
+/// # Errors
+/// [`KernelError::ZeroSize`], [`KernelError::Overflow`], [`KernelError::LengthMismatch`]
+/// (`input` is `batch * channels * h * w`, `output` is `batch * channels`).
+pub fn global_avg_pool2d(
+    batch: usize,
+    channels: usize,
+    h: usize,
+    w: usize,
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let (_, plane) = check_global(batch, channels, h, w, input, output)?;
+    let inv = 1.0 / plane as f32;
+    for (y, x) in output.iter_mut().zip(input.chunks_exact(plane)) {
+        *y = sum(x) * inv;
+    }
+    Ok(())
+}
+
+/// Backward pass of [`global_avg_pool2d`]: every element of a plane receives
+/// `grad_output[n, c] / (h * w)`; `grad_input` is overwritten.
+///
+/// # Errors
+/// As [`global_avg_pool2d`], with `grad_input` in the place of `input`.
+pub fn global_avg_pool2d_backward(
+    batch: usize,
+    channels: usize,
+    h: usize,
+    w: usize,
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+) -> Result<(), KernelError> {
+    let (_, plane) = check_global(batch, channels, h, w, grad_input, grad_output)?;
+    let inv = 1.0 / plane as f32;
+    for (g, x) in grad_output.iter().zip(grad_input.chunks_exact_mut(plane)) {
+        x.fill(g * inv);
+    }
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Reference convolution: one loop nest per formula.
+
+use crate::conv::{
+    check_backward_bias, check_backward_input, check_backward_weight, check_forward, check_im2col,
+};
+use crate::error::KernelError;
+use crate::params::{Activation, Conv2dParams};
+
+/// Input coordinate of a tap, or `None` in the padding: `o * stride + k * dil - pad`.
+fn tap(o: usize, k: usize, stride: usize, dil: usize, pad: usize, len: usize) -> Option<usize> {
+    let pos = o * stride + k * dil;
+    if pos < pad || pos - pad >= len {
+        None
+    } else {
+        Some(pos - pad)
+    }
+}
+
+/// Calls `f(kh, kw, ih, iw)` for each in-image tap of output pixel `(oh, ow)`.
+fn for_taps(p: &Conv2dParams, oh: usize, ow: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    for kh in 0..p.kernel_h {
+        let Some(ih) = tap(oh, kh, p.stride_h, p.dilation_h, p.pad_top, p.in_h) else {
+            continue;
+        };
+        for kw in 0..p.kernel_w {
+            let Some(iw) = tap(ow, kw, p.stride_w, p.dilation_w, p.pad_left, p.in_w) else {
+                continue;
+            };
+            f(kh, kw, ih, iw);
+        }
+    }
+}
+
+/// Reference for [`crate::conv2d`].
+///
+/// # Errors
+/// As [`crate::conv2d`] (no scratch).
+pub fn conv2d(
+    p: &Conv2dParams,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
+    let (h, w, kh_n, kw_n) = (p.in_h, p.in_w, p.kernel_h, p.kernel_w);
+    let cin_g = d.in_per_group;
+    for n in 0..p.batch {
+        for co in 0..p.out_channels {
+            let g = co / d.out_per_group;
+            for oh in 0..d.out_h {
+                for ow in 0..d.out_w {
+                    let mut acc = 0.0_f64;
+                    for cig in 0..cin_g {
+                        let ci = g * cin_g + cig;
+                        for_taps(p, oh, ow, |kh, kw, ih, iw| {
+                            let x = input[((n * p.in_channels + ci) * h + ih) * w + iw];
+                            let wt = weight[((co * cin_g + cig) * kh_n + kh) * kw_n + kw];
+                            acc += f64::from(x) * f64::from(wt);
+                        });
+                    }
+                    if let Some(b) = bias {
+                        acc += f64::from(b[co]);
+                    }
+                    output[((n * p.out_channels + co) * d.out_h + oh) * d.out_w + ow] =
+                        super::clamp(acc as f32, lo, hi);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reference for [`crate::conv2d_backward_input`].
+///
+/// # Errors
+/// As [`crate::conv2d_backward_input`] (no scratch).
+pub fn conv2d_backward_input(
+    p: &Conv2dParams,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = check_backward_input(p, weight, grad_output, grad_input)?;
+    let (h, w, kh_n, kw_n) = (p.in_h, p.in_w, p.kernel_h, p.kernel_w);
+    let cin_g = d.in_per_group;
+    // Accumulate in f64 per input element, then round once.
+    // (Gather formulation: for each input pixel, sum over the taps that reach it.)
+    for n in 0..p.batch {
+        for ci in 0..p.in_channels {
+            let g = ci / cin_g;
+            let cig = ci % cin_g;
+            for ih in 0..h {
+                for iw in 0..w {
+                    let mut acc = 0.0_f64;
+                    for col in g * d.out_per_group..(g + 1) * d.out_per_group {
+                        for kh in 0..kh_n {
+                            let pos_h = ih + p.pad_top;
+                            let kh_off = kh * p.dilation_h;
+                            if pos_h < kh_off || (pos_h - kh_off) % p.stride_h != 0 {
+                                continue;
+                            }
+                            let oh = (pos_h - kh_off) / p.stride_h;
+                            if oh >= d.out_h {
+                                continue;
+                            }
+                            for kw in 0..kw_n {
+                                let pos_w = iw + p.pad_left;
+                                let kw_off = kw * p.dilation_w;
+                                if pos_w < kw_off || (pos_w - kw_off) % p.stride_w != 0 {
+                                    continue;
+                                }
+                                let ow = (pos_w - kw_off) / p.stride_w;
+                                if ow >= d.out_w {
+                                    continue;
+                                }
+                                let gy = grad_output
+                                    [((n * p.out_channels + col) * d.out_h + oh) * d.out_w + ow];
+                                let wt = weight[((col * cin_g + cig) * kh_n + kh) * kw_n + kw];
+                                acc += f64::from(gy) * f64::from(wt);
+                            }
+                        }
+                    }
+                    grad_input[((n * p.in_channels + ci) * h + ih) * w + iw] = acc as f32;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reference for [`crate::conv2d_backward_weight`].
+///
+/// # Errors
+/// As [`crate::conv2d_backward_weight`] (no scratch).
+pub fn conv2d_backward_weight(
+    p: &Conv2dParams,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weight: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = check_backward_weight(p, input, grad_output, grad_weight)?;
+    let (h, w, kh_n, kw_n) = (p.in_h, p.in_w, p.kernel_h, p.kernel_w);
+    let cin_g = d.in_per_group;
+    for co in 0..p.out_channels {
+        let g = co / d.out_per_group;
+        for cig in 0..cin_g {
+            let ci = g * cin_g + cig;
+            for kh in 0..kh_n {
+                for kw in 0..kw_n {
+                    let mut acc = 0.0_f64;
+                    for n in 0..p.batch {
+                        for oh in 0..d.out_h {
+                            let Some(ih) = tap(oh, kh, p.stride_h, p.dilation_h, p.pad_top, h)
+                            else {
+                                continue;
+                            };
+                            for ow in 0..d.out_w {
+                                let Some(iw) = tap(ow, kw, p.stride_w, p.dilation_w, p.pad_left, w)
+                                else {
+                                    continue;
+                                };
+                                let x = input[((n * p.in_channels + ci) * h + ih) * w + iw];
+                                let gy = grad_output
+                                    [((n * p.out_channels + co) * d.out_h + oh) * d.out_w + ow];
+                                acc += f64::from(x) * f64::from(gy);
+                            }
+                        }
+                    }
+                    grad_weight[((co * cin_g + cig) * kh_n + kh) * kw_n + kw] = acc as f32;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reference for [`crate::conv2d_backward_bias`].
+///
+/// # Errors
+/// As [`crate::conv2d_backward_bias`].
+pub fn conv2d_backward_bias(
+    p: &Conv2dParams,
+    grad_output: &[f32],
+    grad_bias: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = check_backward_bias(p, grad_output, grad_bias)?;
+    for (co, gb) in grad_bias.iter_mut().enumerate() {
+        let mut acc = 0.0_f64;
+        for n in 0..p.batch {
+            let plane = &grad_output[(n * p.out_channels + co) * d.col_cols..][..d.col_cols];
+            acc += plane.iter().map(|&v| f64::from(v)).sum::<f64>();
+        }
+        *gb = acc as f32;
+    }
+    Ok(())
+}
+
+/// Reference for [`crate::im2col`].
+///
+/// # Errors
+/// As [`crate::im2col`].
+pub fn im2col(p: &Conv2dParams, image: &[f32], col: &mut [f32]) -> Result<(), KernelError> {
+    let d = check_im2col(p, image, col)?;
+    for ci in 0..p.in_channels {
+        for kh in 0..p.kernel_h {
+            for kw in 0..p.kernel_w {
+                let r = (ci * p.kernel_h + kh) * p.kernel_w + kw;
+                for oh in 0..d.out_h {
+                    for ow in 0..d.out_w {
+                        let ih = tap(oh, kh, p.stride_h, p.dilation_h, p.pad_top, p.in_h);
+                        let iw = tap(ow, kw, p.stride_w, p.dilation_w, p.pad_left, p.in_w);
+                        col[r * d.col_cols + oh * d.out_w + ow] = match (ih, iw) {
+                            (Some(ih), Some(iw)) => image[(ci * p.in_h + ih) * p.in_w + iw],
+                            _ => 0.0,
+                        };
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reference for [`crate::col2im`].
+///
+/// # Errors
+/// As [`crate::col2im`].
+pub fn col2im(p: &Conv2dParams, col: &[f32], image: &mut [f32]) -> Result<(), KernelError> {
+    let d = check_im2col(p, image, col)?;
+    image.fill(0.0);
+    for ci in 0..p.in_channels {
+        for kh in 0..p.kernel_h {
+            for kw in 0..p.kernel_w {
+                let r = (ci * p.kernel_h + kh) * p.kernel_w + kw;
+                for oh in 0..d.out_h {
+                    for ow in 0..d.out_w {
+                        let ih = tap(oh, kh, p.stride_h, p.dilation_h, p.pad_top, p.in_h);
+                        let iw = tap(ow, kw, p.stride_w, p.dilation_w, p.pad_left, p.in_w);
+                        if let (Some(ih), Some(iw)) = (ih, iw) {
+                            image[(ci * p.in_h + ih) * p.in_w + iw] +=
+                                col[r * d.col_cols + oh * d.out_w + ow];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

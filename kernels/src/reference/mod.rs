@@ -1,0 +1,31 @@
+//! Plain scalar oracles for every operator: obviously-correct loops with sums accumulated
+//! in `f64` and rounded once, always compiled, so tests, fuzz targets and benches can all
+//! compare the optimized kernels against them.
+//!
+//! Each function validates its arguments exactly as the optimized kernel of the same name
+//! does (they share the checks) and returns the same errors; none needs scratch.
+
+mod conv;
+mod elementwise;
+mod gemm;
+mod pool;
+
+pub use conv::{
+    col2im, conv2d, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight, im2col,
+};
+pub use elementwise::{
+    activation_backward, cross_entropy, leaky_relu, leaky_relu_backward, linear,
+    linear_backward_bias, linear_backward_input, linear_backward_weight, log_softmax,
+    log_softmax_backward, mse_loss, mse_loss_backward, relu, relu_backward, sigmoid,
+    sigmoid_backward, softmax, softmax_backward, softmax_cross_entropy, tanh, tanh_backward,
+};
+pub use gemm::sgemm;
+pub use pool::{
+    avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward, max_pool2d,
+    max_pool2d_backward, min_pool2d, min_pool2d_backward,
+};
+
+/// Clamp with NaN passing through.
+pub(crate) fn clamp(v: f32, lo: f32, hi: f32) -> f32 {
+    crate::simd::clamp1(v, lo, hi)
+}
