@@ -184,14 +184,15 @@ pub fn tanh_inplace(x: &mut [f32]) -> Result<(), KernelError> {
     Ok(())
 }
 
-/// `grad_in = grad_out * (1 - y^2)` where `y` is the forward output.
+/// `grad_in = grad_out * (1 - y^2)` where `y` is the forward output, computed as
+/// `(1 - y)(1 + y)`, which keeps its accuracy where `y` nears ±1.
 ///
 /// # Errors
 /// [`KernelError::ZeroSize`], [`KernelError::LengthMismatch`].
 pub fn tanh_backward(y: &[f32], grad_out: &[f32], grad_in: &mut [f32]) -> Result<(), KernelError> {
     check_binary(y, grad_out, grad_in)?;
     map2(y, grad_out, grad_in, |y, g| {
-        g * y.mul_neg_add(y, f32x8::ONE)
+        g * ((f32x8::ONE - y) * (f32x8::ONE + y))
     });
     Ok(())
 }

@@ -62,10 +62,12 @@ pub(crate) fn tanh(x: f32x8) -> f32x8 {
     p = p.mul_add(z, f32x8::splat(-5.373_971_6e-2));
     p = p.mul_add(z, f32x8::splat(1.333_144_2e-1));
     p = p.mul_add(z, f32x8::splat(-0.333_332_8));
-    let small = (p * z).mul_add(x, x);
+    let small = (p * z).mul_add(ax, ax);
     // large |x|
     let e = exp(ax + ax);
     let big = f32x8::ONE - f32x8::splat(2.0) / (e + f32x8::ONE);
-    let big = big.copysign(x);
-    ax.simd_lt(f32x8::splat(0.625)).select(small, big)
+    // tanh is odd: both branches give |tanh x|; the sign (also of -0.0) comes last
+    ax.simd_lt(f32x8::splat(0.625))
+        .select(small, big)
+        .copysign(x)
 }

@@ -1,0 +1,144 @@
+//! Shared test helpers: a seeded generator for data, tolerance checks, quickcheck setup.
+#![allow(dead_code)]
+
+use quickcheck::{Gen, QuickCheck, Testable};
+
+/// Runs a property `n` times on random inputs (fixed sizes; shapes come from the cases).
+pub fn check<A: Testable>(n: u64, prop: A) {
+    QuickCheck::new()
+        .tests(n)
+        .max_tests(n * 20)
+        .quickcheck(prop);
+}
+
+/// A uniform integer in `lo..=hi`.
+pub fn range(g: &mut Gen, lo: usize, hi: usize) -> usize {
+    lo + (<u32 as quickcheck::Arbitrary>::arbitrary(g) as usize) % (hi - lo + 1)
+}
+
+/// A fair coin.
+pub fn coin(g: &mut Gen) -> bool {
+    <bool as quickcheck::Arbitrary>::arbitrary(g)
+}
+
+/// SplitMix64: deterministic data from a seed.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.uniform()).collect()
+    }
+    /// Values that are all distinct and at least 1/64 apart: a shuffled ramp.
+    pub fn distinct(&mut self, n: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..n).map(|i| i as f32 / 64.0 - n as f32 / 128.0).collect();
+        for i in (1..n).rev() {
+            let j = self.below(i + 1);
+            v.swap(i, j);
+        }
+        v
+    }
+}
+
+pub fn abs(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| x.abs()).collect()
+}
+
+/// `got` agrees with `want` (computed in f64 and rounded once) for every element:
+/// `|got - want| <= (terms + 2) * eps * magnitude + eps * |want|`, where `magnitude` is
+/// the sum of the absolute values of the terms each element sums (the standard worst-case
+/// bound for a `terms`-long f32 sum in any order, fused or not). NaN must match NaN.
+pub fn assert_sum_close(what: &str, got: &[f32], want: &[f32], magnitude: &[f32], terms: usize) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let gamma = (terms as f32 + 2.0) * f32::EPSILON;
+    for i in 0..got.len() {
+        let (g, w) = (got[i], want[i]);
+        if w.is_nan() || g.is_nan() {
+            assert!(w.is_nan() && g.is_nan(), "{what}[{i}]: got {g}, want {w}");
+            continue;
+        }
+        let tol = gamma * magnitude[i] + f32::EPSILON * w.abs() + f32::MIN_POSITIVE;
+        assert!(
+            (g - w).abs() <= tol,
+            "{what}[{i}]: got {g}, want {w}, |diff| {} > tol {tol} ({terms} terms)",
+            (g - w).abs()
+        );
+    }
+}
+
+/// Element-wise `|got - want| <= atol + rtol * |want|`, NaN matching NaN and equal
+/// infinities matching.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for i in 0..got.len() {
+        let (g, w) = (got[i], want[i]);
+        if w.is_nan() || g.is_nan() {
+            assert!(w.is_nan() && g.is_nan(), "{what}[{i}]: got {g}, want {w}");
+            continue;
+        }
+        if w.is_infinite() || g.is_infinite() {
+            assert_eq!(g, w, "{what}[{i}]");
+            continue;
+        }
+        assert!(
+            (g - w).abs() <= atol + rtol * w.abs(),
+            "{what}[{i}]: got {g}, want {w}"
+        );
+    }
+}
+
+/// Distance in units in the last place between two finite f32 of any sign.
+pub fn ulps(a: f32, b: f32) -> u32 {
+    fn key(x: f32) -> i64 {
+        let b = x.to_bits() as i32;
+        (if b < 0 { i32::MIN - b } else { b }) as i64
+    }
+    (key(a) - key(b)).unsigned_abs() as u32
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(x) * f64::from(y))
+        .sum()
+}
+
+/// Checks a gradient against central differences of a scalar function, coordinate by
+/// coordinate: `|fd - grad| <= tol * (1 + |grad|)`.
+pub fn fd_check(
+    what: &str,
+    x: &mut [f32],
+    grad: &[f32],
+    h: f32,
+    tol: f64,
+    mut f: impl FnMut(&[f32]) -> f64,
+) {
+    for i in 0..x.len() {
+        let orig = x[i];
+        x[i] = orig + h;
+        let up = f(x);
+        x[i] = orig - h;
+        let down = f(x);
+        x[i] = orig;
+        let fd = (up - down) / (2.0 * f64::from(h));
+        let g = f64::from(grad[i]);
+        assert!(
+            (fd - g).abs() <= tol * (1.0 + g.abs()),
+            "{what}[{i}]: finite difference {fd}, backward {g}"
+        );
+    }
+}

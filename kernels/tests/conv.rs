@@ -1,0 +1,441 @@
+//! Convolution, im2col and col2im against the scalar reference, on random shapes that
+//! reach the edge cases (partial GEMM tiles, padding as large as the kernel, stride above
+//! the kernel, dilation, groups, depthwise, batch 1, 1x1 images), plus finite-difference
+//! checks of every backward pass and the im2col/col2im adjoint identity.
+
+mod common;
+
+use cnnkit_kernels::{self as k, Activation, Conv2dAlgo, Conv2dParams, reference as r};
+use common::{Rng, abs, assert_sum_close, check, coin, range};
+use quickcheck::{Arbitrary, Gen};
+
+#[derive(Clone, Debug)]
+struct Case {
+    p: Conv2dParams,
+    act: Activation,
+    bias: bool,
+    seed: u64,
+}
+
+impl Arbitrary for Case {
+    fn arbitrary(g: &mut Gen) -> Self {
+        loop {
+            let groups = *g.choose(&[1, 1, 1, 2, 3]).unwrap();
+            let depthwise = range(g, 0, 5) == 0;
+            let (cin_g, cout_g) = if depthwise {
+                (1, 1)
+            } else {
+                (range(g, 1, 4), range(g, 1, 14))
+            };
+            let (kh, kw) = (range(g, 1, 5), range(g, 1, 5));
+            let mut p = Conv2dParams::new(
+                range(g, 1, 3),
+                cin_g * groups,
+                range(g, 1, 13),
+                range(g, 1, 19),
+                cout_g * groups,
+                kh,
+                kw,
+            )
+            .with_groups(groups);
+            if coin(g) {
+                p = p.with_stride(range(g, 1, 6), range(g, 1, 6));
+            }
+            if coin(g) {
+                p = p.with_padding(
+                    range(g, 0, kh),
+                    range(g, 0, kh),
+                    range(g, 0, kw),
+                    range(g, 0, kw),
+                );
+            }
+            if range(g, 0, 3) == 0 {
+                p = p.with_dilation(range(g, 1, 3), range(g, 1, 3));
+            }
+            if p.dims().is_err() {
+                continue;
+            }
+            let act = match range(g, 0, 3) {
+                0 => Activation::None,
+                1 => Activation::Relu,
+                2 => Activation::Clamp {
+                    min: -0.5,
+                    max: 0.75,
+                },
+                _ => Activation::Clamp {
+                    min: f32::NEG_INFINITY,
+                    max: 0.0,
+                },
+            };
+            return Case {
+                p,
+                act,
+                bias: coin(g),
+                seed: u64::arbitrary(g),
+            };
+        }
+    }
+}
+
+struct Data {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    gy: Vec<f32>,
+}
+
+fn data(p: &Conv2dParams, seed: u64) -> Data {
+    let d = p.dims().unwrap();
+    let mut rng = Rng(seed);
+    Data {
+        x: rng.vec(d.input_len),
+        w: rng.vec(d.weight_len),
+        b: rng.vec(d.bias_len),
+        gy: rng.vec(d.output_len),
+    }
+}
+
+/// The magnitude bound: the reference conv of |x|, |w|, |b| with no clamp.
+fn magnitude(p: &Conv2dParams, dt: &Data, bias: bool) -> Vec<f32> {
+    let mut m = vec![0.0; p.dims().unwrap().output_len];
+    let ab = abs(&dt.b);
+    r::conv2d(
+        p,
+        &abs(&dt.x),
+        &abs(&dt.w),
+        bias.then_some(&ab[..]),
+        Activation::None,
+        &mut m,
+    )
+    .unwrap();
+    m
+}
+
+type Forward = fn(
+    &Conv2dParams,
+    &[f32],
+    &[f32],
+    Option<&[f32]>,
+    Activation,
+    &mut [f32],
+) -> Result<(), k::KernelError>;
+
+fn forward_matches(c: &Case, f: Forward) -> bool {
+    let p = &c.p;
+    let d = p.dims().unwrap();
+    let dt = data(p, c.seed);
+    let bias = c.bias.then_some(&dt.b[..]);
+    let mut want = vec![0.0; d.output_len];
+    r::conv2d(p, &dt.x, &dt.w, bias, c.act, &mut want).unwrap();
+    // poison the output: kernels must overwrite it
+    let mut got = vec![f32::NAN; d.output_len];
+    f(p, &dt.x, &dt.w, bias, c.act, &mut got).unwrap();
+    let mag = magnitude(p, &dt, c.bias);
+    assert_sum_close("conv2d", &got, &want, &mag, d.col_rows + 1);
+    true
+}
+
+fn direct(
+    p: &Conv2dParams,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    a: Activation,
+    y: &mut [f32],
+) -> Result<(), k::KernelError> {
+    k::conv2d_direct(p, x, w, b, a, y)
+}
+
+fn im2col_gemm(
+    p: &Conv2dParams,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    a: Activation,
+    y: &mut [f32],
+) -> Result<(), k::KernelError> {
+    let mut s = vec![f32::NAN; k::conv2d_im2col_scratch_len(p)?];
+    k::conv2d_im2col(p, x, w, b, a, y, &mut s)
+}
+
+fn dispatch(
+    p: &Conv2dParams,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    a: Activation,
+    y: &mut [f32],
+) -> Result<(), k::KernelError> {
+    let mut s = vec![f32::NAN; k::conv2d_scratch_len(p)?];
+    k::conv2d(p, x, w, b, a, y, &mut s)
+}
+
+#[test]
+fn direct_matches_reference() {
+    check(
+        400,
+        (|c: Case| forward_matches(&c, direct)) as fn(Case) -> bool,
+    );
+}
+
+#[test]
+fn im2col_matches_reference() {
+    check(
+        400,
+        (|c: Case| forward_matches(&c, im2col_gemm)) as fn(Case) -> bool,
+    );
+}
+
+#[test]
+fn dispatch_matches_reference() {
+    check(
+        200,
+        (|c: Case| forward_matches(&c, dispatch)) as fn(Case) -> bool,
+    );
+}
+
+/// 1x1 stride-1 unpadded convolutions take the no-im2col GEMM path.
+#[test]
+fn pointwise_matches_reference() {
+    fn prop(c: Case) -> bool {
+        let q = &c.p;
+        let p = Conv2dParams::new(q.batch, q.in_channels, q.in_h, q.in_w, q.out_channels, 1, 1)
+            .with_groups(q.groups);
+        let c = Case { p, ..c };
+        forward_matches(&c, im2col_gemm) && forward_matches(&c, direct)
+    }
+    check(200, prop as fn(Case) -> bool);
+}
+
+/// Shapes whose GEMM K exceeds one K block (256) and whose M exceeds one M block, so
+/// the multi-pass epilogue (bias on the first pass, clamp on the last) is exercised.
+#[test]
+fn large_k_and_m_match_reference() {
+    let shapes = [
+        Conv2dParams::new(1, 32, 5, 6, 9, 3, 3).with_padding(1, 1, 1, 1), // K = 288
+        Conv2dParams::new(2, 64, 4, 4, 7, 3, 3).with_stride(2, 1),        // K = 576
+        Conv2dParams::new(1, 600, 2, 3, 5, 1, 1),                         // pointwise K = 600
+        Conv2dParams::new(1, 3, 6, 6, 100, 3, 3).with_padding(1, 1, 1, 1), // M = 100 > MC
+        Conv2dParams::new(1, 2, 50, 50, 8, 3, 3).with_dilation(2, 2),     // N = 2116
+    ];
+    for (i, p) in shapes.into_iter().enumerate() {
+        for act in [Activation::None, Activation::Relu] {
+            let c = Case {
+                p,
+                act,
+                bias: true,
+                seed: i as u64,
+            };
+            for f in [direct as Forward, im2col_gemm, dispatch] {
+                forward_matches(&c, f);
+            }
+        }
+    }
+}
+
+#[test]
+fn dispatch_picks_by_shape() {
+    let lenet_c1 = Conv2dParams::new(64, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2);
+    assert_eq!(k::conv2d_algo(&lenet_c1).unwrap(), Conv2dAlgo::Direct);
+    assert_eq!(k::conv2d_scratch_len(&lenet_c1).unwrap(), 0);
+    let vgg = Conv2dParams::new(8, 64, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1);
+    assert_eq!(k::conv2d_algo(&vgg).unwrap(), Conv2dAlgo::Im2col);
+    let pw = Conv2dParams::new(8, 256, 14, 14, 256, 1, 1);
+    assert_eq!(k::conv2d_algo(&pw).unwrap(), Conv2dAlgo::Im2col);
+    // the pointwise path needs no im2col buffer: only GEMM packing
+    assert_eq!(
+        k::conv2d_im2col_scratch_len(&pw).unwrap(),
+        k::sgemm_scratch_len(256, 14 * 14, 256)
+    );
+}
+
+fn backward_matches(c: Case) -> bool {
+    let p = &c.p;
+    let d = p.dims().unwrap();
+    let dt = data(p, c.seed);
+    let k_in = d.out_per_group * p.kernel_h * p.kernel_w;
+    let k_w = p.batch * d.col_cols;
+
+    // grad input
+    let mut want = vec![0.0; d.input_len];
+    r::conv2d_backward_input(p, &dt.w, &dt.gy, &mut want).unwrap();
+    let mut got = vec![f32::NAN; d.input_len];
+    let mut s = vec![f32::NAN; k::conv2d_backward_input_scratch_len(p).unwrap()];
+    k::conv2d_backward_input(p, &dt.w, &dt.gy, &mut got, &mut s).unwrap();
+    let mut mag = vec![0.0; d.input_len];
+    r::conv2d_backward_input(p, &abs(&dt.w), &abs(&dt.gy), &mut mag).unwrap();
+    assert_sum_close("grad_input", &got, &want, &mag, k_in);
+
+    // grad weight
+    let mut want = vec![0.0; d.weight_len];
+    r::conv2d_backward_weight(p, &dt.x, &dt.gy, &mut want).unwrap();
+    let mut got = vec![f32::NAN; d.weight_len];
+    let mut s = vec![f32::NAN; k::conv2d_backward_weight_scratch_len(p).unwrap()];
+    k::conv2d_backward_weight(p, &dt.x, &dt.gy, &mut got, &mut s).unwrap();
+    let mut mag = vec![0.0; d.weight_len];
+    r::conv2d_backward_weight(p, &abs(&dt.x), &abs(&dt.gy), &mut mag).unwrap();
+    assert_sum_close("grad_weight", &got, &want, &mag, k_w);
+
+    // grad bias
+    let mut want = vec![0.0; d.bias_len];
+    r::conv2d_backward_bias(p, &dt.gy, &mut want).unwrap();
+    let mut got = vec![f32::NAN; d.bias_len];
+    k::conv2d_backward_bias(p, &dt.gy, &mut got).unwrap();
+    let mut mag = vec![0.0; d.bias_len];
+    r::conv2d_backward_bias(p, &abs(&dt.gy), &mut mag).unwrap();
+    assert_sum_close("grad_bias", &got, &want, &mag, k_w);
+    true
+}
+
+#[test]
+fn backward_matches_reference() {
+    check(300, backward_matches as fn(Case) -> bool);
+}
+
+#[test]
+fn backward_pointwise_and_large_match_reference() {
+    let shapes = [
+        Conv2dParams::new(2, 6, 3, 4, 4, 1, 1),
+        Conv2dParams::new(1, 8, 5, 5, 8, 1, 1).with_groups(4),
+        Conv2dParams::new(1, 32, 5, 6, 9, 3, 3).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(3, 2, 20, 20, 3, 3, 3).with_stride(2, 2),
+    ];
+    for (i, p) in shapes.into_iter().enumerate() {
+        backward_matches(Case {
+            p,
+            act: Activation::None,
+            bias: true,
+            seed: 100 + i as u64,
+        });
+    }
+}
+
+/// Central differences of `L = sum(r * conv(x, w, b))` for every coordinate of x, w and b.
+/// The convolution is linear in each argument, so the only error is f32 rounding.
+fn finite_differences(c: Case) -> bool {
+    let p = &c.p;
+    let d = p.dims().unwrap();
+    if d.input_len + d.weight_len > 1500 {
+        return true; // keep the O(n^2) check small
+    }
+    let dt = data(p, c.seed);
+    let loss = |x: &[f32], w: &[f32], b: &[f32]| {
+        let mut y = vec![0.0; d.output_len];
+        let mut s = vec![0.0; k::conv2d_scratch_len(p).unwrap()];
+        k::conv2d(p, x, w, Some(b), Activation::None, &mut y, &mut s).unwrap();
+        common::dot(&y, &dt.gy)
+    };
+    let mut gx = vec![0.0; d.input_len];
+    let mut s = vec![0.0; k::conv2d_backward_input_scratch_len(p).unwrap()];
+    k::conv2d_backward_input(p, &dt.w, &dt.gy, &mut gx, &mut s).unwrap();
+    let mut gw = vec![0.0; d.weight_len];
+    let mut s = vec![0.0; k::conv2d_backward_weight_scratch_len(p).unwrap()];
+    k::conv2d_backward_weight(p, &dt.x, &dt.gy, &mut gw, &mut s).unwrap();
+    let mut gb = vec![0.0; d.bias_len];
+    k::conv2d_backward_bias(p, &dt.gy, &mut gb).unwrap();
+
+    let (mut x, mut w, mut b) = (dt.x.clone(), dt.w.clone(), dt.b.clone());
+    common::fd_check("d/dx", &mut x, &gx, 0.5, 1e-4, |x| loss(x, &dt.w, &dt.b));
+    common::fd_check("d/dw", &mut w, &gw, 0.5, 1e-4, |w| loss(&dt.x, w, &dt.b));
+    common::fd_check("d/db", &mut b, &gb, 0.5, 1e-4, |b| loss(&dt.x, &dt.w, b));
+    true
+}
+
+#[test]
+fn backward_matches_finite_differences() {
+    check(60, finite_differences as fn(Case) -> bool);
+}
+
+fn im2col_props(c: Case) -> bool {
+    let p = &c.p;
+    let d = p.dims().unwrap();
+    let mut rng = Rng(c.seed);
+    let x = rng.vec(d.image_len);
+    let y = rng.vec(d.col_len);
+    // im2col is a gather: exact
+    let mut want = vec![0.0; d.col_len];
+    r::im2col(p, &x, &mut want).unwrap();
+    let mut got = vec![f32::NAN; d.col_len];
+    k::im2col(p, &x, &mut got).unwrap();
+    assert_eq!(got, want, "im2col");
+    // col2im sums at most kernel_h * kernel_w entries per pixel
+    let mut want = vec![0.0; d.image_len];
+    r::col2im(p, &y, &mut want).unwrap();
+    let mut got = vec![f32::NAN; d.image_len];
+    k::col2im(p, &y, &mut got).unwrap();
+    let mut mag = vec![0.0; d.image_len];
+    r::col2im(p, &abs(&y), &mut mag).unwrap();
+    assert_sum_close("col2im", &got, &want, &mag, p.kernel_h * p.kernel_w);
+    // adjoint: <im2col(x), y> == <x, col2im(y)>
+    let mut cx = vec![0.0; d.col_len];
+    k::im2col(p, &x, &mut cx).unwrap();
+    let lhs = common::dot(&cx, &y);
+    let rhs = common::dot(&x, &got);
+    let scale: f64 = common::dot(&abs(&cx), &abs(&y)) + 1e-30;
+    let tol = (p.kernel_h * p.kernel_w + 2) as f64 * f64::from(f32::EPSILON) * scale;
+    assert!(
+        (lhs - rhs).abs() <= tol,
+        "adjoint: {lhs} vs {rhs} (tol {tol})"
+    );
+    true
+}
+
+#[test]
+fn im2col_col2im_match_reference_and_are_adjoint() {
+    check(400, im2col_props as fn(Case) -> bool);
+}
+
+/// NaN and infinity in the data reach the output as the reference says.
+#[test]
+fn non_finite_values_propagate() {
+    let p = Conv2dParams::new(1, 2, 5, 9, 9, 3, 3).with_padding(1, 1, 1, 1);
+    let d = p.dims().unwrap();
+    let mut dt = data(&p, 7);
+    dt.x[3] = f32::NAN;
+    dt.x[40] = f32::INFINITY;
+    for f in [direct as Forward, im2col_gemm] {
+        let mut want = vec![0.0; d.output_len];
+        r::conv2d(&p, &dt.x, &dt.w, Some(&dt.b), Activation::Relu, &mut want).unwrap();
+        let mut got = vec![0.0; d.output_len];
+        f(&p, &dt.x, &dt.w, Some(&dt.b), Activation::Relu, &mut got).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g.is_nan() == w.is_nan(), "[{i}] {g} vs {w}");
+            assert!(
+                w.is_nan() || w.is_finite() == g.is_finite(),
+                "[{i}] {g} vs {w}"
+            );
+        }
+        assert!(want.iter().any(|v| v.is_nan()));
+    }
+}
+
+/// Padding and strides near `usize::MAX / 2` with a tiny output: no overflow, no panic,
+/// the same answer as the reference.
+#[test]
+fn extreme_geometry_matches_reference() {
+    let big = usize::MAX / 2;
+    let shapes = [
+        Conv2dParams::new(1, 2, 1, 3, 3, 1, 2)
+            .with_padding(big, 0, 0, 0)
+            .with_stride(big, 1),
+        Conv2dParams::new(1, 1, 2, 2, 2, 2, 2)
+            .with_padding(0, big, 0, big)
+            .with_stride(big, big),
+        Conv2dParams::new(1, 1, 3, 3, 1, 2, 2)
+            .with_dilation(2, 2)
+            .with_padding(1, 1, 1, 1),
+    ];
+    for (i, p) in shapes.into_iter().enumerate() {
+        assert!(p.dims().unwrap().output_len < 100);
+        let c = Case {
+            p,
+            act: Activation::None,
+            bias: true,
+            seed: i as u64,
+        };
+        for f in [direct as Forward, im2col_gemm, dispatch] {
+            forward_matches(&c, f);
+        }
+        backward_matches(c);
+    }
+}
