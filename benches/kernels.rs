@@ -1,1 +1,107 @@
-fn main() {}
+//! Criterion benches of the kernels on shapes from real models.
+//!
+//! Throughput is reported as elements per second where one element is one FLOP
+//! (2 per multiply-accumulate), so `Gelem/s` reads as GFLOPS.
+//!
+//! Run: `cargo bench --bench kernels` (add `-- conv2d` to filter).
+
+use cnnkit::kernels::{self as k, Activation, Conv2dParams, GemmParams, Pool2dParams};
+use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
+
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn sgemm(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sgemm");
+    for n in [64, 256, 512] {
+        let p = GemmParams::new(n, n, n);
+        let (a, b) = (data(n * n, 1), data(n * n, 2));
+        let mut out = vec![0.0; n * n];
+        let mut s = vec![0.0; k::sgemm_scratch_len(n, n, n)];
+        g.throughput(Throughput::Elements(2 * (n * n * n) as u64));
+        g.bench_function(BenchmarkId::new("cnnkit", n), |bch| {
+            bch.iter(|| k::sgemm(&p, black_box(&a), black_box(&b), &mut out, &mut s).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn conv(c: &mut Criterion) {
+    let shapes = [
+        (
+            "lenet_c1",
+            Conv2dParams::new(64, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2),
+        ),
+        ("lenet_c2", Conv2dParams::new(64, 6, 14, 14, 16, 5, 5)),
+        ("pw1x1_256", Conv2dParams::new(8, 256, 14, 14, 256, 1, 1)),
+    ];
+    let mut g = c.benchmark_group("conv2d");
+    g.sample_size(20);
+    for (name, p) in shapes {
+        let d = p.dims().unwrap();
+        let (x, w, b) = (
+            data(d.input_len, 3),
+            data(d.weight_len, 4),
+            data(d.bias_len, 5),
+        );
+        let mut y = vec![0.0; d.output_len];
+        let mut s = vec![0.0; k::conv2d_im2col_scratch_len(&p).unwrap()];
+        g.throughput(Throughput::Elements(2 * p.macs().unwrap() as u64));
+        g.bench_function(BenchmarkId::new("direct", name), |bch| {
+            bch.iter(|| {
+                k::conv2d_direct(&p, black_box(&x), &w, Some(&b), Activation::Relu, &mut y).unwrap()
+            })
+        });
+        g.bench_function(BenchmarkId::new("im2col", name), |bch| {
+            bch.iter(|| {
+                k::conv2d_im2col(
+                    &p,
+                    black_box(&x),
+                    &w,
+                    Some(&b),
+                    Activation::Relu,
+                    &mut y,
+                    &mut s,
+                )
+                .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn pool_and_activations(c: &mut Criterion) {
+    let p = Pool2dParams::new(64, 16, 28, 28, 2, 2);
+    let d = p.dims().unwrap();
+    let x = data(d.input_len, 6);
+    let mut y = vec![0.0; d.output_len];
+    let mut idx = vec![0; d.output_len];
+    let mut g = c.benchmark_group("elementwise");
+    g.throughput(Throughput::Bytes(4 * d.input_len as u64));
+    g.bench_function("maxpool/2x2", |bch| {
+        bch.iter(|| k::max_pool2d(&p, black_box(&x), &mut y, Some(&mut idx)).unwrap())
+    });
+    let n = 802_816;
+    let x = data(n, 7);
+    let mut y = vec![0.0; n];
+    g.throughput(Throughput::Bytes(4 * n as u64));
+    g.bench_function("tanh", |bch| {
+        bch.iter(|| k::tanh(black_box(&x), &mut y).unwrap())
+    });
+    g.bench_function("relu", |bch| {
+        bch.iter(|| k::relu(black_box(&x), &mut y).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sgemm, conv, pool_and_activations);
+criterion_main!(benches);

@@ -14,7 +14,7 @@
 //! - Scratch memory is the caller's: a `*_scratch_len` function sits beside each kernel
 //!   that needs it.
 //! - Outputs are overwritten, never read (except `C` in [`sgemm`] with `beta != 0`).
-//! - [`reference`] holds plain scalar loops for every operator: the oracle for tests,
+//! - [`reference`](mod@reference) holds plain scalar loops for every operator: the oracle for tests,
 //!   fuzzing and benches.
 //!
 //! ```

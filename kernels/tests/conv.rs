@@ -439,3 +439,34 @@ fn extreme_geometry_matches_reference() {
         backward_matches(c);
     }
 }
+
+/// Found by fuzzing: an infinite weight on a padded tap. Padding is an explicit 0.0 in
+/// every variant, so `0 * inf = NaN` reaches the same outputs everywhere.
+#[test]
+fn non_finite_weights_meet_padding_the_same_way_everywhere() {
+    let p = Conv2dParams::new(1, 1, 3, 9, 2, 3, 3).with_padding(2, 1, 1, 2);
+    let d = p.dims().unwrap();
+    let mut dt = data(&p, 9);
+    dt.w[0] = f32::INFINITY;
+    dt.w[13] = f32::NAN;
+    let mut want = vec![0.0; d.output_len];
+    r::conv2d(&p, &dt.x, &dt.w, None, Activation::None, &mut want).unwrap();
+    assert!(want.iter().any(|v| v.is_nan()));
+    for f in [direct as Forward, im2col_gemm, dispatch] {
+        let mut got = vec![0.0; d.output_len];
+        f(&p, &dt.x, &dt.w, None, Activation::None, &mut got).unwrap();
+        let nan = |v: &[f32]| v.iter().map(|x| x.is_nan()).collect::<Vec<_>>();
+        assert_eq!(nan(&got), nan(&want));
+    }
+    // and the weight gradient sees an infinite output gradient against padding as NaN
+    let mut gy = dt.gy.clone();
+    gy[0] = f32::INFINITY;
+    let mut want = vec![0.0; d.weight_len];
+    r::conv2d_backward_weight(&p, &dt.x, &gy, &mut want).unwrap();
+    let mut got = vec![0.0; d.weight_len];
+    let mut s = vec![0.0; k::conv2d_backward_weight_scratch_len(&p).unwrap()];
+    k::conv2d_backward_weight(&p, &dt.x, &gy, &mut got, &mut s).unwrap();
+    let nan = |v: &[f32]| v.iter().map(|x| x.is_nan()).collect::<Vec<_>>();
+    assert_eq!(nan(&got), nan(&want));
+    assert!(want.iter().any(|v| v.is_nan()));
+}

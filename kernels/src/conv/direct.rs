@@ -81,6 +81,9 @@ fn block<const CB: usize>(
     let k = d.col_rows;
     let (h, wd) = (p.in_h, p.in_w);
     let plane = d.col_cols;
+    // Padding is an explicit 0.0 that multiplies its weight: padded rows may be skipped
+    // only when that product is 0, i.e. when every weight of the block is finite.
+    let skip_pad_rows = w.iter().all(|v| v.is_finite());
     let mut init = [f32x8::ZERO; CB];
     if let Some(b) = bias {
         for (i, v) in init.iter_mut().enumerate() {
@@ -103,14 +106,21 @@ fn block<const CB: usize>(
                 let xp = &x[ci * h * wd..][..h * wd];
                 for kh in 0..p.kernel_h {
                     let ihp = oh * p.stride_h + kh * p.dilation_h;
-                    if ihp < p.pad_top || ihp >= p.pad_top + h {
+                    let pad_row = ihp < p.pad_top || ihp >= p.pad_top + h;
+                    if pad_row && skip_pad_rows {
                         continue;
                     }
-                    let row = &xp[(ihp - p.pad_top) * wd..][..wd];
+                    let row = if pad_row {
+                        &[][..]
+                    } else {
+                        &xp[(ihp - p.pad_top) * wd..][..wd]
+                    };
                     let wbase = (ci * p.kernel_h + kh) * p.kernel_w;
                     for kw in 0..p.kernel_w {
                         let off = kw * p.dilation_w;
-                        let xv = if interior {
+                        let xv = if pad_row {
+                            f32x8::ZERO
+                        } else if interior {
                             let s = first + off - p.pad_left;
                             if p.stride_w == 1 {
                                 load(&row[s..s + LANES])

@@ -1,6 +1,10 @@
 //! 2-D convolution: direct (vectorised along the output row) and im2col + SGEMM (with
 //! 1x1 stride-1 unpadded convolutions going straight to GEMM), the backward passes, and
 //! the public `im2col` / `col2im` kernels.
+//!
+//! Zero padding is an explicit 0.0 input in every variant: it multiplies its weight, so a
+//! non-finite weight on a padded tap gives NaN, exactly as convolving an explicitly padded
+//! input would (and as PyTorch's im2col path does).
 
 mod backward;
 mod direct;

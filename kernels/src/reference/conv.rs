@@ -16,18 +16,15 @@ fn tap(o: usize, k: usize, stride: usize, dil: usize, pad: usize, len: usize) ->
     }
 }
 
-/// Calls `f(kh, kw, ih, iw)` for each in-image tap of output pixel `(oh, ow)`.
-fn for_taps(p: &Conv2dParams, oh: usize, ow: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
-    for kh in 0..p.kernel_h {
-        let Some(ih) = tap(oh, kh, p.stride_h, p.dilation_h, p.pad_top, p.in_h) else {
-            continue;
-        };
-        for kw in 0..p.kernel_w {
-            let Some(iw) = tap(ow, kw, p.stride_w, p.dilation_w, p.pad_left, p.in_w) else {
-                continue;
-            };
-            f(kh, kw, ih, iw);
-        }
+/// The input value under tap `(kh, kw)` of output pixel `(oh, ow)` of a plane: the zero
+/// padding is an explicit 0.0 (so a non-finite weight on a padded tap gives NaN, as with
+/// an explicitly padded input, and as the GEMM variants compute it).
+fn tap_value(p: &Conv2dParams, plane: &[f32], oh: usize, ow: usize, kh: usize, kw: usize) -> f32 {
+    let ih = tap(oh, kh, p.stride_h, p.dilation_h, p.pad_top, p.in_h);
+    let iw = tap(ow, kw, p.stride_w, p.dilation_w, p.pad_left, p.in_w);
+    match (ih, iw) {
+        (Some(ih), Some(iw)) => plane[ih * p.in_w + iw],
+        _ => 0.0,
     }
 }
 
@@ -54,11 +51,14 @@ pub fn conv2d(
                     let mut acc = 0.0_f64;
                     for cig in 0..cin_g {
                         let ci = g * cin_g + cig;
-                        for_taps(p, oh, ow, |kh, kw, ih, iw| {
-                            let x = input[((n * p.in_channels + ci) * h + ih) * w + iw];
-                            let wt = weight[((co * cin_g + cig) * kh_n + kh) * kw_n + kw];
-                            acc += f64::from(x) * f64::from(wt);
-                        });
+                        let plane = &input[(n * p.in_channels + ci) * h * w..][..h * w];
+                        for kh in 0..kh_n {
+                            for kw in 0..kw_n {
+                                let x = tap_value(p, plane, oh, ow, kh, kw);
+                                let wt = weight[((co * cin_g + cig) * kh_n + kh) * kw_n + kw];
+                                acc += f64::from(x) * f64::from(wt);
+                            }
+                        }
                     }
                     if let Some(b) = bias {
                         acc += f64::from(b[co]);
@@ -151,17 +151,10 @@ pub fn conv2d_backward_weight(
                 for kw in 0..kw_n {
                     let mut acc = 0.0_f64;
                     for n in 0..p.batch {
+                        let plane = &input[(n * p.in_channels + ci) * h * w..][..h * w];
                         for oh in 0..d.out_h {
-                            let Some(ih) = tap(oh, kh, p.stride_h, p.dilation_h, p.pad_top, h)
-                            else {
-                                continue;
-                            };
                             for ow in 0..d.out_w {
-                                let Some(iw) = tap(ow, kw, p.stride_w, p.dilation_w, p.pad_left, w)
-                                else {
-                                    continue;
-                                };
-                                let x = input[((n * p.in_channels + ci) * h + ih) * w + iw];
+                                let x = tap_value(p, plane, oh, ow, kh, kw);
                                 let gy = grad_output
                                     [((n * p.out_channels + co) * d.out_h + oh) * d.out_w + ow];
                                 acc += f64::from(x) * f64::from(gy);
@@ -207,14 +200,11 @@ pub fn im2col(p: &Conv2dParams, image: &[f32], col: &mut [f32]) -> Result<(), Ke
         for kh in 0..p.kernel_h {
             for kw in 0..p.kernel_w {
                 let r = (ci * p.kernel_h + kh) * p.kernel_w + kw;
+                let plane = &image[ci * p.in_h * p.in_w..][..p.in_h * p.in_w];
                 for oh in 0..d.out_h {
                     for ow in 0..d.out_w {
-                        let ih = tap(oh, kh, p.stride_h, p.dilation_h, p.pad_top, p.in_h);
-                        let iw = tap(ow, kw, p.stride_w, p.dilation_w, p.pad_left, p.in_w);
-                        col[r * d.col_cols + oh * d.out_w + ow] = match (ih, iw) {
-                            (Some(ih), Some(iw)) => image[(ci * p.in_h + ih) * p.in_w + iw],
-                            _ => 0.0,
-                        };
+                        col[r * d.col_cols + oh * d.out_w + ow] =
+                            tap_value(p, plane, oh, ow, kh, kw);
                     }
                 }
             }
