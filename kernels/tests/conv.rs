@@ -217,6 +217,9 @@ fn large_k_and_m_match_reference() {
         Conv2dParams::new(1, 600, 2, 3, 5, 1, 1),                         // pointwise K = 600
         Conv2dParams::new(1, 3, 6, 6, 100, 3, 3).with_padding(1, 1, 1, 1), // M = 100 > MC
         Conv2dParams::new(1, 2, 50, 50, 8, 3, 3).with_dilation(2, 2),     // N = 2116
+        Conv2dParams::new(1, 3, 1, 1, 5, 3, 3).with_padding(1, 1, 1, 1),  // 1x1 image, padded
+        Conv2dParams::new(2, 3, 1, 1, 9, 1, 1),                           // 1x1 image, 1x1 kernel
+        Conv2dParams::new(1, 4, 1, 1, 4, 1, 1).with_groups(4),            // 1x1 depthwise
     ];
     for (i, p) in shapes.into_iter().enumerate() {
         for act in [Activation::None, Activation::Relu] {
@@ -310,8 +313,12 @@ fn backward_pointwise_and_large_match_reference() {
     }
 }
 
-/// Central differences of `L = sum(r * conv(x, w, b))` for every coordinate of x, w and b.
-/// The convolution is linear in each argument, so the only error is f32 rounding.
+/// Central differences of `L = sum(r * clamp(conv(x, w, b)))` for every coordinate of x,
+/// w and b, against the backward passes chained after `activation_backward` (the
+/// epilogue's clamp), as a training step uses them. Without a clamp the convolution is
+/// linear in each argument and the only error is f32 rounding; with one, it is piecewise
+/// linear, and coordinates whose perturbation moves an output across a clamp bound are
+/// skipped.
 fn finite_differences(c: Case) -> bool {
     let p = &c.p;
     let d = p.dims().unwrap();
@@ -319,25 +326,65 @@ fn finite_differences(c: Case) -> bool {
         return true; // keep the O(n^2) check small
     }
     let dt = data(p, c.seed);
-    let loss = |x: &[f32], w: &[f32], b: &[f32]| {
+    let act = c.act;
+    let forward = |x: &[f32], w: &[f32], b: &[f32]| {
         let mut y = vec![0.0; d.output_len];
         let mut s = vec![0.0; k::conv2d_scratch_len(p).unwrap()];
-        k::conv2d(p, x, w, Some(b), Activation::None, &mut y, &mut s).unwrap();
-        common::dot(&y, &dt.gy)
+        k::conv2d(p, x, w, Some(b), act, &mut y, &mut s).unwrap();
+        y
     };
+    let y = forward(&dt.x, &dt.w, &dt.b);
+    let mut gz = vec![0.0; d.output_len];
+    k::activation_backward(act, &y, &dt.gy, &mut gz).unwrap();
     let mut gx = vec![0.0; d.input_len];
     let mut s = vec![0.0; k::conv2d_backward_input_scratch_len(p).unwrap()];
-    k::conv2d_backward_input(p, &dt.w, &dt.gy, &mut gx, &mut s).unwrap();
+    k::conv2d_backward_input(p, &dt.w, &gz, &mut gx, &mut s).unwrap();
     let mut gw = vec![0.0; d.weight_len];
     let mut s = vec![0.0; k::conv2d_backward_weight_scratch_len(p).unwrap()];
-    k::conv2d_backward_weight(p, &dt.x, &dt.gy, &mut gw, &mut s).unwrap();
+    k::conv2d_backward_weight(p, &dt.x, &gz, &mut gw, &mut s).unwrap();
     let mut gb = vec![0.0; d.bias_len];
-    k::conv2d_backward_bias(p, &dt.gy, &mut gb).unwrap();
+    k::conv2d_backward_bias(p, &gz, &mut gb).unwrap();
 
-    let (mut x, mut w, mut b) = (dt.x.clone(), dt.w.clone(), dt.b.clone());
-    common::fd_check("d/dx", &mut x, &gx, 0.5, 1e-4, |x| loss(x, &dt.w, &dt.b));
-    common::fd_check("d/dw", &mut w, &gw, 0.5, 1e-4, |w| loss(&dt.x, w, &dt.b));
-    common::fd_check("d/db", &mut b, &gb, 0.5, 1e-4, |b| loss(&dt.x, &dt.w, b));
+    // piecewise linear: where no output crosses a clamp bound, the difference is exact
+    // but for rounding, whatever the step
+    let (h, tol) = (0.25, 1e-4);
+    let (lo, hi) = act.bounds().unwrap();
+    let crosses = |y0: &[f32], y1: &[f32]| {
+        let side = |v: f32| u8::from(v <= lo) | (u8::from(v >= hi) << 1);
+        y0.iter().zip(y1).any(|(&a, &b)| side(a) != side(b))
+    };
+    let unclamped = |x: &[f32], w: &[f32], b: &[f32]| {
+        let mut y = vec![0.0; d.output_len];
+        r::conv2d(p, x, w, Some(b), Activation::None, &mut y).unwrap();
+        y
+    };
+    let z0 = unclamped(&dt.x, &dt.w, &dt.b);
+    let loss = |y: &[f32]| common::dot(y, &dt.gy);
+    for (which, grad) in [(0, &gx), (1, &gw), (2, &gb)] {
+        let mut v = [dt.x.clone(), dt.w.clone(), dt.b.clone()];
+        for i in 0..grad.len() {
+            let orig = v[which][i];
+            let mut fd = [0.0; 2];
+            let mut clean = true;
+            for (j, delta) in [h, -h].into_iter().enumerate() {
+                v[which][i] = orig + delta;
+                if act != Activation::None {
+                    clean &= !crosses(&z0, &unclamped(&v[0], &v[1], &v[2]));
+                }
+                fd[j] = loss(&forward(&v[0], &v[1], &v[2]));
+            }
+            v[which][i] = orig;
+            if !clean {
+                continue;
+            }
+            let fd = (fd[0] - fd[1]) / (2.0 * f64::from(h));
+            let g = f64::from(grad[i]);
+            assert!(
+                (fd - g).abs() <= tol * (1.0 + g.abs()),
+                "arg {which} [{i}] with {act:?}: finite difference {fd}, backward {g}"
+            );
+        }
+    }
     true
 }
 
