@@ -20,20 +20,59 @@ use wide::u32x8;
 /// at least as large as the window).
 pub const NO_INDEX: u32 = u32::MAX;
 
-fn check_pool(p: &Pool2dParams, input: &[f32], output: &[f32]) -> Result<Pool2dDims, KernelError> {
+/// Validates a forward call (shared with the reference).
+pub(crate) fn check_forward(
+    p: &Pool2dParams,
+    input: &[f32],
+    output: &[f32],
+) -> Result<Pool2dDims, KernelError> {
     let d = p.dims()?;
     check_len("input", d.input_len, input.len())?;
     check_len("output", d.output_len, output.len())?;
     Ok(d)
 }
 
-/// Indices must fit below [`NO_INDEX`].
-fn check_plane_fits_u32(p: &Pool2dParams) -> Result<(), KernelError> {
-    let plane = mul(p.in_h, p.in_w)?;
-    if plane >= NO_INDEX as usize {
+/// Validates a backward call (shared with the reference).
+pub(crate) fn check_backward(
+    p: &Pool2dParams,
+    grad_output: &[f32],
+    grad_input: &[f32],
+) -> Result<Pool2dDims, KernelError> {
+    let d = p.dims()?;
+    check_len("grad_output", d.output_len, grad_output.len())?;
+    check_len("grad_input", d.input_len, grad_input.len())?;
+    Ok(d)
+}
+
+/// Validates the index slice of a forward call: its length, and that every plane index
+/// fits below [`NO_INDEX`].
+pub(crate) fn check_indices(
+    p: &Pool2dParams,
+    d: &Pool2dDims,
+    indices: &[u32],
+) -> Result<(), KernelError> {
+    if mul(p.in_h, p.in_w)? >= NO_INDEX as usize {
         return Err(KernelError::Overflow);
     }
-    Ok(())
+    check_len("indices", d.output_len, indices.len())
+}
+
+/// Validates the stored indices of a backward call: length and range.
+pub(crate) fn check_index_values(
+    p: &Pool2dParams,
+    d: &Pool2dDims,
+    indices: &[u32],
+) -> Result<(), KernelError> {
+    check_len("indices", d.output_len, indices.len())?;
+    let plane = p.in_h * p.in_w;
+    match indices
+        .iter()
+        .enumerate()
+        .find(|&(_, &i)| i != NO_INDEX && i as usize >= plane)
+    {
+        Some((index, &value)) => Err(KernelError::InvalidIndex { index, value }),
+        None => Ok(()),
+    }
 }
 
 /// Max pooling; with `indices`, also the argmax of every window (see the module notes).
@@ -84,10 +123,9 @@ fn extreme_pool<const MIN: bool>(
     output: &mut [f32],
     mut indices: Option<&mut [u32]>,
 ) -> Result<(), KernelError> {
-    let d = check_pool(p, input, output)?;
+    let d = check_forward(p, input, output)?;
     if let Some(idx) = indices.as_deref() {
-        check_plane_fits_u32(p)?;
-        check_len("indices", d.output_len, idx.len())?;
+        check_indices(p, &d, idx)?;
     }
     let (h, w) = (p.in_h, p.in_w);
     let out_plane = d.out_h * d.out_w;
@@ -211,16 +249,9 @@ fn index_backward(
     grad_output: &[f32],
     grad_input: &mut [f32],
 ) -> Result<(), KernelError> {
-    let d = check_pool(p, grad_input, grad_output)?;
-    check_len("indices", d.output_len, indices.len())?;
+    let d = check_backward(p, grad_output, grad_input)?;
+    check_index_values(p, &d, indices)?;
     let plane = p.in_h * p.in_w;
-    if let Some((index, &value)) = indices
-        .iter()
-        .enumerate()
-        .find(|&(_, &i)| i != NO_INDEX && i as usize >= plane)
-    {
-        return Err(KernelError::InvalidIndex { index, value });
-    }
     grad_input.fill(0.0);
     let out_plane = d.out_h * d.out_w;
     for ((gx, gy), idx) in grad_input
@@ -259,7 +290,7 @@ pub fn avg_pool2d(
     input: &[f32],
     output: &mut [f32],
 ) -> Result<(), KernelError> {
-    let d = check_pool(p, input, output)?;
+    let d = check_forward(p, input, output)?;
     let (h, w) = (p.in_h, p.in_w);
     let out_plane = d.out_h * d.out_w;
     // (as f32 first: a window may be far larger than memory when padding is huge)
@@ -356,7 +387,7 @@ pub fn avg_pool2d_backward(
     grad_output: &[f32],
     grad_input: &mut [f32],
 ) -> Result<(), KernelError> {
-    let d = check_pool(p, grad_input, grad_output)?;
+    let d = check_backward(p, grad_output, grad_input)?;
     let (h, w) = (p.in_h, p.in_w);
     let out_plane = d.out_h * d.out_w;
     grad_input.fill(0.0);
@@ -391,18 +422,18 @@ pub fn avg_pool2d_backward(
     Ok(())
 }
 
-fn check_global(
-    batch: usize,
-    channels: usize,
-    h: usize,
-    w: usize,
-    input: &[f32],
-    output: &[f32],
+/// Validates a global pooling call: `planes = batch * channels` and `plane = h * w`;
+/// `names` are the names of the `(plane-sized, per-plane)` slices.
+pub(crate) fn check_global(
+    (batch, channels, h, w): (usize, usize, usize, usize),
+    names: (&'static str, &'static str),
+    full: &[f32],
+    per_plane: &[f32],
 ) -> Result<(usize, usize), KernelError> {
     let p = Pool2dParams::new(batch, channels, h, w, h, w);
     let d = p.dims()?;
-    check_len("input", d.input_len, input.len())?;
-    check_len("output", d.planes, output.len())?;
+    check_len(names.0, d.input_len, full.len())?;
+    check_len(names.1, d.planes, per_plane.len())?;
     Ok((d.planes, h * w))
 }
 
@@ -419,7 +450,7 @@ pub fn global_avg_pool2d(
     input: &[f32],
     output: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (_, plane) = check_global(batch, channels, h, w, input, output)?;
+    let (_, plane) = check_global((batch, channels, h, w), ("input", "output"), input, output)?;
     let inv = 1.0 / plane as f32;
     for (y, x) in output.iter_mut().zip(input.chunks_exact(plane)) {
         *y = sum(x) * inv;
@@ -440,7 +471,12 @@ pub fn global_avg_pool2d_backward(
     grad_output: &[f32],
     grad_input: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (_, plane) = check_global(batch, channels, h, w, grad_input, grad_output)?;
+    let (_, plane) = check_global(
+        (batch, channels, h, w),
+        ("grad_input", "grad_output"),
+        grad_input,
+        grad_output,
+    )?;
     let inv = 1.0 / plane as f32;
     for (g, x) in grad_output.iter().zip(grad_input.chunks_exact_mut(plane)) {
         x.fill(g * inv);

@@ -1,8 +1,10 @@
 //! Reference pooling: one window at a time, in row-major tap order.
 
 use crate::error::KernelError;
-use crate::params::{Pool2dParams, check_len};
-use crate::pool::NO_INDEX;
+use crate::params::Pool2dParams;
+use crate::pool::{
+    NO_INDEX, check_backward, check_forward, check_global, check_index_values, check_indices,
+};
 
 /// The in-image taps `(ih, iw)` of window `(oh, ow)`, in row-major order.
 fn window(p: &Pool2dParams, oh: usize, ow: usize, mut f: impl FnMut(usize, usize)) {
@@ -32,15 +34,9 @@ fn extreme(
     mut indices: Option<&mut [u32]>,
     min: bool,
 ) -> Result<(), KernelError> {
-    // Same validation as the optimized kernels: run them on the arguments' shapes first.
-    let d = p.dims()?;
-    check_len("input", d.input_len, input.len())?;
-    check_len("output", d.output_len, output.len())?;
+    let d = check_forward(p, input, output)?;
     if let Some(idx) = indices.as_deref() {
-        if crate::params::mul(p.in_h, p.in_w)? >= NO_INDEX as usize {
-            return Err(KernelError::Overflow);
-        }
-        check_len("indices", d.output_len, idx.len())?;
+        check_indices(p, &d, idx)?;
     }
     let plane = p.in_h * p.in_w;
     for pl in 0..d.planes {
@@ -109,16 +105,9 @@ pub fn max_pool2d_backward(
     grad_output: &[f32],
     grad_input: &mut [f32],
 ) -> Result<(), KernelError> {
-    let d = p.dims()?;
-    check_len("input", d.input_len, grad_input.len())?;
-    check_len("output", d.output_len, grad_output.len())?;
-    check_len("indices", d.output_len, indices.len())?;
+    let d = check_backward(p, grad_output, grad_input)?;
+    check_index_values(p, &d, indices)?;
     let plane = p.in_h * p.in_w;
-    for (index, &value) in indices.iter().enumerate() {
-        if value != NO_INDEX && value as usize >= plane {
-            return Err(KernelError::InvalidIndex { index, value });
-        }
-    }
     grad_input.fill(0.0);
     let out_plane = d.out_h * d.out_w;
     for (o, (&g, &i)) in grad_output.iter().zip(indices).enumerate() {
@@ -160,9 +149,7 @@ pub fn avg_pool2d(
     input: &[f32],
     output: &mut [f32],
 ) -> Result<(), KernelError> {
-    let d = p.dims()?;
-    check_len("input", d.input_len, input.len())?;
-    check_len("output", d.output_len, output.len())?;
+    let d = check_forward(p, input, output)?;
     let plane = p.in_h * p.in_w;
     for pl in 0..d.planes {
         let x = &input[pl * plane..][..plane];
@@ -194,9 +181,7 @@ pub fn avg_pool2d_backward(
     grad_output: &[f32],
     grad_input: &mut [f32],
 ) -> Result<(), KernelError> {
-    let d = p.dims()?;
-    check_len("input", d.input_len, grad_input.len())?;
-    check_len("output", d.output_len, grad_output.len())?;
+    let d = check_backward(p, grad_output, grad_input)?;
     let plane = p.in_h * p.in_w;
     grad_input.fill(0.0);
     for pl in 0..d.planes {
@@ -229,9 +214,7 @@ pub fn global_avg_pool2d(
     input: &[f32],
     output: &mut [f32],
 ) -> Result<(), KernelError> {
-    let d = Pool2dParams::new(batch, channels, h, w, h, w).dims()?;
-    check_len("input", d.input_len, input.len())?;
-    check_len("output", d.planes, output.len())?;
+    check_global((batch, channels, h, w), ("input", "output"), input, output)?;
     for (y, x) in output.iter_mut().zip(input.chunks_exact(h * w)) {
         *y = (x.iter().map(|&v| f64::from(v)).sum::<f64>() / (h * w) as f64) as f32;
     }
@@ -250,9 +233,12 @@ pub fn global_avg_pool2d_backward(
     grad_output: &[f32],
     grad_input: &mut [f32],
 ) -> Result<(), KernelError> {
-    let d = Pool2dParams::new(batch, channels, h, w, h, w).dims()?;
-    check_len("input", d.input_len, grad_input.len())?;
-    check_len("output", d.planes, grad_output.len())?;
+    check_global(
+        (batch, channels, h, w),
+        ("grad_input", "grad_output"),
+        grad_input,
+        grad_output,
+    )?;
     for (g, x) in grad_output.iter().zip(grad_input.chunks_exact_mut(h * w)) {
         x.fill((f64::from(*g) / (h * w) as f64) as f32);
     }
