@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo bench --bench kernels` (add `-- conv2d` to filter).
 
-use cnnkit::kernels::{self as k, Activation, Conv2dParams, GemmParams, Pool2dParams};
+use cnnkit::kernels::{self as k, Activation, Conv2dParams, GemmParams, Pool2dParams, arch};
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 
 fn data(n: usize, seed: u32) -> Vec<f32> {
@@ -20,16 +20,81 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
+/// Our SGEMM in every variant this CPU runs, beside the `matrixmultiply` and `gemm`
+/// crates (both dispatch at run time too), one thread, same operands.
 fn sgemm(c: &mut Criterion) {
     let mut g = c.benchmark_group("sgemm");
-    for n in [64, 256, 512] {
+    for n in [64, 256, 512, 1024] {
         let p = GemmParams::new(n, n, n);
         let (a, b) = (data(n * n, 1), data(n * n, 2));
         let mut out = vec![0.0; n * n];
         let mut s = vec![0.0; k::sgemm_scratch_len(n, n, n)];
         g.throughput(Throughput::Elements(2 * (n * n * n) as u64));
-        g.bench_function(BenchmarkId::new("cnnkit", n), |bch| {
-            bch.iter(|| k::sgemm(&p, black_box(&a), black_box(&b), &mut out, &mut s).unwrap())
+        if n >= 512 {
+            g.sample_size(10);
+        }
+        for isa in arch::supported() {
+            arch::force(Some(isa)).unwrap();
+            g.bench_function(
+                BenchmarkId::new(format!("cnnkit-{}", isa.name()), n),
+                |bch| {
+                    bch.iter(|| {
+                        k::sgemm(&p, black_box(&a), black_box(&b), &mut out, &mut s).unwrap()
+                    })
+                },
+            );
+        }
+        arch::force(None).unwrap();
+        g.bench_function(BenchmarkId::new("matrixmultiply", n), |bch| {
+            bch.iter(|| {
+                // SAFETY: the pointers cover n x n row-major matrices.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        n,
+                        n,
+                        n,
+                        1.0,
+                        a.as_ptr(),
+                        n as isize,
+                        1,
+                        b.as_ptr(),
+                        n as isize,
+                        1,
+                        0.0,
+                        out.as_mut_ptr(),
+                        n as isize,
+                        1,
+                    )
+                }
+            })
+        });
+        g.bench_function(BenchmarkId::new("gemm", n), |bch| {
+            bch.iter(|| {
+                // SAFETY: the pointers cover n x n row-major matrices.
+                unsafe {
+                    gemm::gemm(
+                        n,
+                        n,
+                        n,
+                        out.as_mut_ptr(),
+                        1,
+                        n as isize,
+                        false,
+                        a.as_ptr(),
+                        1,
+                        n as isize,
+                        b.as_ptr(),
+                        1,
+                        n as isize,
+                        0.0_f32,
+                        1.0_f32,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    )
+                }
+            })
         });
     }
     g.finish();

@@ -37,6 +37,7 @@ pub mod params;
 pub mod reference;
 
 mod activation;
+pub mod arch;
 mod conv;
 mod gemm;
 mod linear;
@@ -45,6 +46,7 @@ mod math;
 mod pool;
 mod simd;
 mod softmax;
+mod vector;
 
 pub use activation::{
     activation_backward, leaky_relu, leaky_relu_backward, leaky_relu_inplace, relu, relu_backward,

@@ -61,31 +61,43 @@ fn run(c: &Case) -> bool {
     }
     let mut want = c0.clone();
     r::sgemm(p, &a, &b, &mut want).unwrap();
-    let mut got = c0.clone();
+    common::for_each_isa(|isa| check_variant(p, &a, &b, &c0, &want, isa));
+    true
+}
+
+fn check_variant(
+    p: &GemmParams,
+    a: &[f32],
+    b: &[f32],
+    c0: &[f32],
+    want: &[f32],
+    isa: cnnkit_kernels::arch::Isa,
+) {
+    let lc = c0.len();
+    let mut got = c0.to_vec();
     let mut s = vec![f32::NAN; k::sgemm_scratch_len(p.m, p.n, p.k)];
-    k::sgemm(p, &a, &b, &mut got, &mut s).unwrap();
+    k::sgemm(p, a, b, &mut got, &mut s).unwrap();
     // magnitude: |alpha| |A| |B| + |beta| |C|
     let pa = GemmParams {
         alpha: p.alpha.abs(),
         beta: p.beta.abs(),
         ..*p
     };
-    let mut mag = common::abs(&c0);
+    let mut mag = common::abs(c0);
     if p.beta == 0.0 {
         mag.fill(0.0);
     }
-    r::sgemm(&pa, &common::abs(&a), &common::abs(&b), &mut mag).unwrap();
+    r::sgemm(&pa, &common::abs(a), &common::abs(b), &mut mag).unwrap();
     // only the m x n window of C is compared; the gaps between rows must be untouched
     for i in 0..lc {
         if i % p.ldc >= p.n {
             assert!(
                 got[i].to_bits() == c0[i].to_bits(),
-                "gap element {i} touched"
+                "{isa:?}: gap element {i} touched"
             );
         }
     }
-    assert_sum_close("sgemm", &got, &want, &mag, p.k + 2);
-    true
+    assert_sum_close(isa.name(), &got, want, &mag, p.k + 2);
 }
 
 #[test]
@@ -122,6 +134,21 @@ fn large_blocks_match_reference() {
             run(&Case { p, seed: i as u64 });
         }
     }
+}
+
+/// Our cpuid detection agrees with std's.
+#[test]
+fn detection_matches_std() {
+    use cnnkit_kernels::arch::{self, Isa};
+    #[cfg(target_arch = "x86_64")]
+    {
+        let std_says =
+            std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+        assert_eq!(Isa::Avx2Fma.is_supported(), std_says);
+    }
+    let list: Vec<Isa> = arch::supported().collect();
+    println!("variants this CPU runs: {list:?}");
+    assert!(list.contains(&Isa::Portable));
 }
 
 #[test]

@@ -11,11 +11,11 @@
 mod kernel;
 mod pack;
 
+use crate::arch::{self, Isa};
 use crate::error::KernelError;
 use crate::params::{GemmParams, check_scratch};
-use crate::simd::clamp1;
-
-pub(crate) use kernel::{MR, NR};
+use crate::simd::{LANES, clamp1, f32x8};
+use crate::vector::Vf32;
 
 /// Depth of a packed panel (K block): one A sliver (`MR x KC`) and one B sliver
 /// (`KC x NR`) stay in L1 while the microkernel runs.
@@ -164,9 +164,10 @@ pub fn sgemm(
     Ok(())
 }
 
-/// The blocked product. Callers have validated every size: `a` covers `m x k`, `b` covers
-/// `k x n`, `c` covers `m` rows of `ldc >= n`, the bias covers its axis, and `scratch`
-/// holds [`sgemm_scratch_len`]`(m, n, k)` elements. `m`, `n`, `k` are all nonzero.
+/// The blocked product, on the variant [`arch::active`] names. Callers have validated
+/// every size: `a` covers `m x k`, `b` covers `k x n`, `c` covers `m` rows of `ldc >= n`,
+/// the bias covers its axis, and `scratch` holds [`sgemm_scratch_len`]`(m, n, k)`
+/// elements. `m`, `n`, `k` are all nonzero.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(
     m: usize,
@@ -183,6 +184,47 @@ pub(crate) fn gemm(
         scale_only(m, n, c, ldc, ep);
         return;
     }
+    let args = Args { m, n, k, a, b, ldc };
+    match arch::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => {
+            // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
+            unsafe { gemm_avx2(&args, c, ep, scratch) }
+        }
+        _ => blocked::<f32x8, { kernel::PORTABLE_MR }, { kernel::PORTABLE_NV }>(
+            &args, c, ep, scratch,
+        ),
+    }
+}
+
+/// The operands of one product.
+struct Args<'a> {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'a>,
+    b: MatRef<'a>,
+    ldc: usize,
+}
+
+/// The AVX2 + FMA instantiation: everything below is inlined into this function and
+/// compiled with those features.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn gemm_avx2(args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f32]) {
+    blocked::<crate::arch::x86::Avx2, 6, 2>(args, c, ep, scratch);
+}
+
+/// The BLIS loops over one variant's microkernel (`MR` rows, `NV` vectors of 8).
+#[inline(always)]
+fn blocked<V: Vf32, const MR: usize, const NV: usize>(
+    args: &Args<'_>,
+    c: &mut [f32],
+    ep: &Epilogue<'_>,
+    scratch: &mut [f32],
+) {
+    let Args { m, n, k, a, b, ldc } = *args;
+    let nr = NV * LANES;
     let kc_max = min(k, KC);
     let (pa, pb) = scratch.split_at_mut((min(m, MC) + MR_MAX) * kc_max);
     let mut jc = 0;
@@ -191,32 +233,32 @@ pub(crate) fn gemm(
         let mut pc = 0;
         while pc < k {
             let kc = min(KC, k - pc);
-            pack::pack_b(&b, pc, kc, jc, nc, pb);
+            pack::pack_b::<NV>(&b, pc, kc, jc, nc, pb);
             let first = pc == 0;
             let last = pc + kc == k;
             let mut ic = 0;
             while ic < m {
                 let mc = min(MC, m - ic);
-                pack::pack_a(&a, ic, mc, pc, kc, pa);
+                pack::pack_a::<MR>(&a, ic, mc, pc, kc, pa);
                 let mut jr = 0;
                 while jr < nc {
-                    let nr = min(NR, nc - jr);
-                    let bp = &pb[(jr / NR) * kc * NR..][..kc * NR];
+                    let bp = &pb[(jr / nr) * kc * nr..][..kc * nr];
                     let mut ir = 0;
                     while ir < mc {
-                        let mr = min(MR, mc - ir);
                         let ap = &pa[(ir / MR) * kc * MR..][..kc * MR];
-                        let acc = kernel::kernel(kc, ap, bp);
+                        // SAFETY: ap holds kc * MR floats and bp kc * NV * 8.
+                        let acc =
+                            unsafe { kernel::kernel::<V, MR, NV>(kc, ap.as_ptr(), bp.as_ptr()) };
                         let tile = kernel::Tile {
                             i0: ic + ir,
                             j0: jc + jr,
-                            mr,
-                            nr,
+                            mr: min(MR, mc - ir),
+                            nr: min(nr, nc - jr),
                         };
-                        kernel::store(&acc, c, ldc, tile, ep, first, last);
+                        kernel::store::<V, MR, NV>(&acc, c, ldc, tile, ep, first, last);
                         ir += MR;
                     }
-                    jr += NR;
+                    jr += nr;
                 }
                 ic += MC;
             }

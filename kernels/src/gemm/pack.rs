@@ -1,10 +1,19 @@
 //! Packing of A blocks and B panels into microkernel order, zero-padded to whole tiles.
 
-use super::{MR, MatRef, NR};
+use super::MatRef;
+use crate::simd::LANES;
 
 /// Packs rows `i0..i0 + mc`, columns `p0..p0 + kc` of `a` into `ceil(mc / MR)` slivers of
 /// `kc x MR` (for each `p`, the `MR` values of one column), padding missing rows with 0.
-pub(super) fn pack_a(a: &MatRef<'_>, i0: usize, mc: usize, p0: usize, kc: usize, dst: &mut [f32]) {
+#[inline(always)]
+pub(super) fn pack_a<const MR: usize>(
+    a: &MatRef<'_>,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
     let panels = mc.div_ceil(MR);
     for (ip, sliver) in dst.chunks_exact_mut(kc * MR).take(panels).enumerate() {
         let r0 = ip * MR;
@@ -39,18 +48,27 @@ pub(super) fn pack_a(a: &MatRef<'_>, i0: usize, mc: usize, p0: usize, kc: usize,
 
 /// Packs rows `p0..p0 + kc`, columns `j0..j0 + nc` of `b` into `ceil(nc / NR)` slivers of
 /// `kc x NR` (for each `p`, `NR` consecutive values of one row), padding with 0.
-pub(super) fn pack_b(b: &MatRef<'_>, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
-    let panels = nc.div_ceil(NR);
-    for (jp, sliver) in dst.chunks_exact_mut(kc * NR).take(panels).enumerate() {
-        let c0 = jp * NR;
-        let cols = (nc - c0).min(NR);
-        if cols < NR {
+#[inline(always)]
+pub(super) fn pack_b<const NV: usize>(
+    b: &MatRef<'_>,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    dst: &mut [f32],
+) {
+    let nr = NV * LANES;
+    let panels = nc.div_ceil(nr);
+    for (jp, sliver) in dst.chunks_exact_mut(kc * nr).take(panels).enumerate() {
+        let c0 = jp * nr;
+        let cols = (nc - c0).min(nr);
+        if cols < nr {
             sliver.fill(0.0);
         }
         if b.cs == 1 {
             for p in 0..kc {
                 let src = &b.data[(p0 + p) * b.rs + j0 + c0..][..cols];
-                sliver[p * NR..][..cols].copy_from_slice(src);
+                sliver[p * nr..][..cols].copy_from_slice(src);
             }
         } else {
             // B used transposed: columns of op(B) are contiguous along k
@@ -59,11 +77,11 @@ pub(super) fn pack_b(b: &MatRef<'_>, p0: usize, kc: usize, j0: usize, nc: usize,
                 if b.rs == 1 {
                     let src = &b.data[base..][..kc];
                     for (p, &v) in src.iter().enumerate() {
-                        sliver[p * NR + c] = v;
+                        sliver[p * nr + c] = v;
                     }
                 } else {
                     for p in 0..kc {
-                        sliver[p * NR + c] = b.data[base + p * b.rs];
+                        sliver[p * nr + c] = b.data[base + p * b.rs];
                     }
                 }
             }

@@ -142,3 +142,17 @@ pub fn fd_check(
         );
     }
 }
+
+static ISA_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` once under every kernel variant this CPU supports, forcing each in turn
+/// (serialised, since the setting is process-wide), then returns to the detected one.
+pub fn for_each_isa(mut f: impl FnMut(cnnkit_kernels::arch::Isa)) {
+    use cnnkit_kernels::arch;
+    let _g = ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for isa in arch::supported() {
+        arch::force(Some(isa)).unwrap();
+        f(isa);
+    }
+    arch::force(None).unwrap();
+}

@@ -1,0 +1,133 @@
+//! Instruction sets and run-time dispatch.
+//!
+//! `wide` picks its instructions at compile time, so a default `x86_64` build runs SSE2.
+//! The hot kernels therefore also come compiled for AVX2 + FMA under
+//! `#[target_feature]`, and the best variant the CPU supports is chosen at run time from
+//! `cpuid` (which needs no `std`), detected once and cached. Every variant can be forced,
+//! for tests and benches:
+//!
+//! ```
+//! use cnnkit_kernels::arch::{self, Isa};
+//! let best = arch::detected();
+//! assert!(arch::supported().any(|i| i == best));
+//! arch::force(Some(Isa::Portable)).unwrap();
+//! assert_eq!(arch::active(), Isa::Portable);
+//! arch::force(None).unwrap(); // back to the detected one
+//! ```
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use crate::error::KernelError;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
+
+/// A kernel variant, named for the instructions it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Isa {
+    /// `wide`'s portable code: whatever the build's compile-time features give (SSE2 in a
+    /// default x86_64 build, NEON on aarch64, simd128 on wasm with the feature, scalar
+    /// lanes on a Cortex-M4).
+    Portable,
+    /// x86_64 AVX2 + FMA, chosen at run time.
+    Avx2Fma,
+}
+
+impl Isa {
+    /// Every variant, most portable first.
+    pub const ALL: [Isa; 2] = [Isa::Portable, Isa::Avx2Fma];
+
+    /// A short name (`"portable"`, `"avx2"`) for tables and flags.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2Fma => "avx2",
+        }
+    }
+
+    /// The variant with this [`Isa::name`].
+    pub fn from_name(name: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|i| i.name() == name)
+    }
+
+    const fn code(self) -> u8 {
+        match self {
+            Isa::Portable => 1,
+            Isa::Avx2Fma => 2,
+        }
+    }
+
+    const fn from_code(c: u8) -> Option<Isa> {
+        match c {
+            1 => Some(Isa::Portable),
+            2 => Some(Isa::Avx2Fma),
+            _ => None,
+        }
+    }
+
+    /// Whether this CPU can run the variant.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            Isa::Avx2Fma => detected() >= Isa::Avx2Fma,
+        }
+    }
+}
+
+static DETECTED: AtomicU8 = AtomicU8::new(0);
+static FORCED: AtomicU8 = AtomicU8::new(0);
+
+/// The best variant this CPU supports (detected on the first call, then cached).
+pub fn detected() -> Isa {
+    if let Some(i) = Isa::from_code(DETECTED.load(Ordering::Relaxed)) {
+        return i;
+    }
+    let i = detect();
+    DETECTED.store(i.code(), Ordering::Relaxed);
+    i
+}
+
+fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if x86::has_avx2_fma() {
+            return Isa::Avx2Fma;
+        }
+    }
+    Isa::Portable
+}
+
+/// Every variant this CPU can run, most portable first.
+pub fn supported() -> impl Iterator<Item = Isa> {
+    Isa::ALL.into_iter().filter(|i| i.is_supported())
+}
+
+/// The variant the kernels use now: the forced one if any, else [`detected`].
+#[inline]
+pub fn active() -> Isa {
+    match Isa::from_code(FORCED.load(Ordering::Relaxed)) {
+        Some(i) => i,
+        None => detected(),
+    }
+}
+
+/// Forces every kernel to use `isa` (`None` returns to the detected best). This is a
+/// process-wide setting meant for tests and benches; every variant computes the same
+/// results within the stated tolerances, so a concurrent caller is never wrong, only
+/// perhaps slower.
+///
+/// # Errors
+/// [`KernelError::InvalidParameter`] if this CPU cannot run `isa`.
+pub fn force(isa: Option<Isa>) -> Result<(), KernelError> {
+    match isa {
+        None => FORCED.store(0, Ordering::Relaxed),
+        Some(i) if i.is_supported() => FORCED.store(i.code(), Ordering::Relaxed),
+        Some(_) => {
+            return Err(KernelError::InvalidParameter(
+                "this CPU cannot run that variant",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! x86_64: feature detection through `cpuid`/`xgetbv` (no `std` needed) and the AVX2 +
+//! FMA vector type.
+
+use core::arch::x86_64::{
+    __cpuid, __cpuid_count, __m256, _CMP_GT_OQ, _CMP_LT_OQ, _mm256_add_ps, _mm256_blendv_ps,
+    _mm256_cmp_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps,
+    _mm256_storeu_ps, _xgetbv,
+};
+
+use crate::simd::LANES;
+use crate::vector::Vf32;
+
+/// Whether the CPU and the OS support AVX2 and FMA (ymm state saved by the OS).
+pub(crate) fn has_avx2_fma() -> bool {
+    let l1 = __cpuid(1);
+    let fma = l1.ecx & (1 << 12) != 0;
+    let osxsave = l1.ecx & (1 << 27) != 0;
+    let avx = l1.ecx & (1 << 28) != 0;
+    if !(fma && osxsave && avx) {
+        return false;
+    }
+    // SAFETY: OSXSAVE is set, so the OS has enabled XGETBV.
+    let xcr0 = unsafe { _xgetbv(0) };
+    if xcr0 & 0b110 != 0b110 {
+        return false; // the OS does not save xmm/ymm state
+    }
+    if __cpuid(0).eax < 7 {
+        return false;
+    }
+    __cpuid_count(7, 0).ebx & (1 << 5) != 0
+}
+
+/// `__m256` under AVX2 + FMA.
+///
+/// Every method is `#[inline(always)]` and is only ever reached from functions compiled
+/// with `#[target_feature(enable = "avx2,fma")]`, which are only called after
+/// [`has_avx2_fma`] returned true (see `crate::arch`): that is the safety argument of
+/// every `unsafe` block below.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub(crate) struct Avx2(__m256);
+
+impl Vf32 for Avx2 {
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        // SAFETY: AVX is available (see the type's documentation).
+        Self(unsafe { _mm256_set1_ps(x) })
+    }
+    #[inline(always)]
+    unsafe fn load_ptr(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 8 readable floats; AVX is available.
+        Self(unsafe { _mm256_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn store_ptr(self, p: *mut f32) {
+        // SAFETY: the caller guarantees 8 writable floats; AVX is available.
+        unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    fn from_array(a: [f32; LANES]) -> Self {
+        // SAFETY: the array holds 8 floats.
+        unsafe { Self::load_ptr(a.as_ptr()) }
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f32; LANES] {
+        let mut a = [0.0; LANES];
+        // SAFETY: the array holds 8 floats.
+        unsafe { self.store_ptr(a.as_mut_ptr()) };
+        a
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        // SAFETY: FMA is available (see the type's documentation).
+        Self(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        // SAFETY: AVX is available.
+        Self(unsafe { _mm256_add_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        // SAFETY: AVX is available.
+        Self(unsafe { _mm256_mul_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn clamp(self, lo: Self, hi: Self) -> Self {
+        // SAFETY: AVX is available. Ordered compares are false for NaN, so NaN passes.
+        unsafe {
+            let v = _mm256_blendv_ps(self.0, lo.0, _mm256_cmp_ps::<_CMP_LT_OQ>(self.0, lo.0));
+            Self(_mm256_blendv_ps(
+                v,
+                hi.0,
+                _mm256_cmp_ps::<_CMP_GT_OQ>(v, hi.0),
+            ))
+        }
+    }
+}

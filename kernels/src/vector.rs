@@ -1,0 +1,108 @@
+//! The 8-lane `f32` vector the hot kernels are written against, so that one source
+//! compiles to each variant: `wide::f32x8` (portable, compile-time features) and, on
+//! x86_64, `__m256` under AVX2 + FMA (see `arch::x86`), instantiated inside
+//! `#[target_feature]` functions after run-time detection.
+
+use crate::simd::{LANES, f32x8};
+
+/// An 8-lane `f32` vector. Methods are `#[inline(always)]` so that they take on the
+/// target features of the function they are inlined into.
+pub(crate) trait Vf32: Copy {
+    /// A vector of `x`.
+    fn splat(x: f32) -> Self;
+    /// Loads 8 floats.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 8 `f32` (any alignment).
+    unsafe fn load_ptr(p: *const f32) -> Self;
+    /// Stores 8 floats.
+    ///
+    /// # Safety
+    /// `p` must be valid for writing 8 `f32` (any alignment).
+    unsafe fn store_ptr(self, p: *mut f32);
+    /// From an array.
+    fn from_array(a: [f32; LANES]) -> Self;
+    /// To an array.
+    fn to_array(self) -> [f32; LANES];
+    /// `self * b + c`, fused where the variant has FMA.
+    fn mul_add(self, b: Self, c: Self) -> Self;
+    /// `self + b`.
+    fn add(self, b: Self) -> Self;
+    /// `self * b`.
+    fn mul(self, b: Self) -> Self;
+    /// `min(max(self, lo), hi)` with NaN in `self` passed through.
+    fn clamp(self, lo: Self, hi: Self) -> Self;
+
+    /// Loads the first 8 elements of `s` (missing ones read as 0).
+    #[inline(always)]
+    fn load(s: &[f32]) -> Self {
+        match s.first_chunk::<LANES>() {
+            // SAFETY: the chunk holds 8 readable floats.
+            Some(a) => unsafe { Self::load_ptr(a.as_ptr()) },
+            None => {
+                let mut a = [0.0; LANES];
+                let n = s.len().min(LANES);
+                a[..n].copy_from_slice(&s[..n]);
+                Self::from_array(a)
+            }
+        }
+    }
+
+    /// Stores into the first 8 elements of `d` (or as many as it holds).
+    #[inline(always)]
+    fn store(self, d: &mut [f32]) {
+        match d.first_chunk_mut::<LANES>() {
+            // SAFETY: the chunk holds 8 writable floats.
+            Some(a) => unsafe { self.store_ptr(a.as_mut_ptr()) },
+            None => {
+                let n = d.len().min(LANES);
+                d[..n].copy_from_slice(&self.to_array()[..n]);
+            }
+        }
+    }
+}
+
+impl Vf32 for f32x8 {
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        f32x8::splat(x)
+    }
+    #[inline(always)]
+    unsafe fn load_ptr(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 8 readable floats; read_unaligned has no
+        // alignment requirement.
+        f32x8::new(unsafe { p.cast::<[f32; LANES]>().read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn store_ptr(self, p: *mut f32) {
+        // SAFETY: the caller guarantees 8 writable floats.
+        unsafe {
+            p.cast::<[f32; LANES]>()
+                .write_unaligned(f32x8::to_array(self))
+        }
+    }
+    #[inline(always)]
+    fn from_array(a: [f32; LANES]) -> Self {
+        f32x8::new(a)
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f32; LANES] {
+        f32x8::to_array(self)
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        f32x8::mul_add(self, b, c)
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        self + b
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        self * b
+    }
+    #[inline(always)]
+    fn clamp(self, lo: Self, hi: Self) -> Self {
+        crate::simd::clamp(self, lo, hi)
+    }
+}
