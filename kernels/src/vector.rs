@@ -32,6 +32,10 @@ pub(crate) trait Vf32: Copy {
     fn mul(self, b: Self) -> Self;
     /// `min(max(self, lo), hi)` with NaN in `self` passed through.
     fn clamp(self, lo: Self, hi: Self) -> Self;
+    /// Hints that the cache line holding `p` will be read soon (a no-op where the variant
+    /// has no prefetch instruction). `p` need not be valid: prefetches never fault.
+    #[inline(always)]
+    fn prefetch(_p: *const f32) {}
 
     /// Loads the first 8 elements of `s` (missing ones read as 0).
     #[inline(always)]

@@ -4,7 +4,7 @@
 use core::arch::x86_64::{
     __cpuid, __cpuid_count, __m256, _CMP_GT_OQ, _CMP_LT_OQ, _mm256_add_ps, _mm256_blendv_ps,
     _mm256_cmp_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps,
-    _mm256_storeu_ps, _xgetbv,
+    _mm256_storeu_ps, _mm_prefetch, _MM_HINT_T0, _xgetbv,
 };
 
 use crate::simd::LANES;
@@ -82,6 +82,11 @@ impl Vf32 for Avx2 {
     fn mul(self, b: Self) -> Self {
         // SAFETY: AVX is available.
         Self(unsafe { _mm256_mul_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn prefetch(p: *const f32) {
+        // SAFETY: SSE is baseline on x86_64, and a prefetch never faults, whatever `p` is.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
     }
     #[inline(always)]
     fn clamp(self, lo: Self, hi: Self) -> Self {

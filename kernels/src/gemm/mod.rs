@@ -21,7 +21,7 @@ use crate::vector::Vf32;
 /// (`KC x NR`) stay in L1 while the microkernel runs.
 pub(crate) const KC: usize = 256;
 /// Rows of A packed at once (M block): `MC x KC` floats stay in L2.
-pub(crate) const MC: usize = 96;
+pub(crate) const MC: usize = 192;
 /// Columns of B packed at once (N block): `KC x NC` floats stay in L3.
 pub(crate) const NC: usize = 2048;
 /// Upper bound on MR over every microkernel variant; scratch sizes use it so they never
@@ -246,6 +246,13 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize>(
                     let mut ir = 0;
                     while ir < mc {
                         let ap = &pa[(ir / MR) * kc * MR..][..kc * MR];
+                        // warm up the C tile while the FMAs run (rows of C are far apart)
+                        let rows = min(MR, mc - ir);
+                        for r in 0..rows {
+                            let at = (ic + ir + r) * ldc + jc + jr;
+                            V::prefetch(c[at..].as_ptr());
+                            V::prefetch(c[at..].as_ptr().wrapping_add(nr - 1));
+                        }
                         // SAFETY: ap holds kc * MR floats and bp kc * NV * 8.
                         let acc =
                             unsafe { kernel::kernel::<V, MR, NV>(kc, ap.as_ptr(), bp.as_ptr()) };
