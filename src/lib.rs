@@ -1,6 +1,8 @@
 //! # cnnkit
 //!
-//! The std layer over [`cnnkit_kernels`]: today it re-exports the kernel crate; models,
-//! training, data loading, checkpoints and the `cnnkit` command-line tool build on it.
+//! The std layer over [`cnnkit_kernels`] (re-exported as [`kernels`]): benchmarks today;
+//! models, training, data loading and checkpoints build on it.
 
 pub use cnnkit_kernels as kernels;
+
+pub mod bench;

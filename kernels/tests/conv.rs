@@ -127,11 +127,13 @@ fn forward_matches(c: &Case, f: Forward) -> bool {
     let bias = c.bias.then_some(&dt.b[..]);
     let mut want = vec![0.0; d.output_len];
     r::conv2d(p, &dt.x, &dt.w, bias, c.act, &mut want).unwrap();
-    // poison the output: kernels must overwrite it
-    let mut got = vec![f32::NAN; d.output_len];
-    f(p, &dt.x, &dt.w, bias, c.act, &mut got).unwrap();
     let mag = magnitude(p, &dt, c.bias);
-    assert_sum_close("conv2d", &got, &want, &mag, d.col_rows + 1);
+    common::for_each_isa(|isa| {
+        // poison the output: kernels must overwrite it
+        let mut got = vec![f32::NAN; d.output_len];
+        f(p, &dt.x, &dt.w, bias, c.act, &mut got).unwrap();
+        assert_sum_close(isa.name(), &got, &want, &mag, d.col_rows + 1);
+    });
     true
 }
 
@@ -256,6 +258,11 @@ fn backward_matches(c: Case) -> bool {
     let p = &c.p;
     let d = p.dims().unwrap();
     let dt = data(p, c.seed);
+    common::for_each_isa(|_| backward_variant(p, &d, &dt));
+    true
+}
+
+fn backward_variant(p: &Conv2dParams, d: &k::Conv2dDims, dt: &Data) {
     let k_in = d.out_per_group * p.kernel_h * p.kernel_w;
     let k_w = p.batch * d.col_cols;
 
@@ -287,7 +294,6 @@ fn backward_matches(c: Case) -> bool {
     let mut mag = vec![0.0; d.bias_len];
     r::conv2d_backward_bias(p, &abs(&dt.gy), &mut mag).unwrap();
     assert_sum_close("grad_bias", &got, &want, &mag, k_w);
-    true
 }
 
 #[test]

@@ -1,21 +1,33 @@
-//! Direct convolution, vectorised along the output row: a register tile holds 8
-//! consecutive output pixels of up to 4 output channels; each `(c_in, kh, kw)` step loads
-//! one input vector (contiguous for stride 1 inside the image, gathered at edges and for
-//! larger strides) and does one FMA per output channel. No scratch, so it is the
-//! algorithm for microcontrollers, and it wins where a group has too few output channels
-//! to fill a GEMM tile.
+//! Direct convolution, vectorised along the output row. A register tile holds `PV * 8`
+//! consecutive output pixels of up to `CB = 6` output channels (12 accumulators, which
+//! covers the 4-cycle FMA latency on two ports); each `(c_in, kh, kw)` step loads `PV`
+//! input vectors (contiguous for stride 1 inside the image, gathered at the edges and for
+//! larger strides), broadcasts `CB` weights and does `CB * PV` FMAs. No scratch, so it is
+//! the algorithm for microcontrollers, and it wins where a group has too few output
+//! channels to fill a GEMM tile (LeNet's first layer, depthwise convolutions).
+//!
+//! One generic source, compiled for each variant (see `crate::arch`).
 
 use super::check_forward;
+use crate::arch::{self, Isa};
 use crate::error::KernelError;
 use crate::params::{Activation, Conv2dDims, Conv2dParams};
-use crate::simd::{LANES, clamp, f32x8, load};
+use crate::simd::{LANES, f32x8};
+use crate::vector::Vf32;
+
+/// Output channels per register tile.
+const CB: usize = 6;
+/// Pixel vectors per register tile.
+const PV: usize = 2;
+/// Floats in the stack segment that edge tiles read from (1 KiB).
+const SEG: usize = 256;
 
 /// What every tile of one call shares.
 struct Ctx<'a> {
     p: &'a Conv2dParams,
     d: &'a Conv2dDims,
-    lo: f32x8,
-    hi: f32x8,
+    lo: f32,
+    hi: f32,
 }
 
 /// Convolution forward pass by the direct algorithm (no scratch). Arguments as
@@ -32,45 +44,61 @@ pub fn conv2d_direct(
     output: &mut [f32],
 ) -> Result<(), KernelError> {
     let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
-    let ctx = Ctx {
-        p,
-        d: &d,
-        lo: f32x8::splat(lo),
-        hi: f32x8::splat(hi),
-    };
+    let ctx = Ctx { p, d: &d, lo, hi };
+    match arch::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => {
+            // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
+            unsafe { direct_avx2(&ctx, input, weight, bias, output) }
+        }
+        _ => direct::<f32x8>(&ctx, input, weight, bias, output),
+    }
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn direct_avx2(ctx: &Ctx<'_>, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+    direct::<crate::arch::x86::Avx2>(ctx, x, w, b, y);
+}
+
+#[inline(always)]
+fn direct<V: Vf32>(ctx: &Ctx<'_>, input: &[f32], weight: &[f32], bias: Option<&[f32]>, output: &mut [f32]) {
+    let (p, d) = (ctx.p, ctx.d);
     let m = d.out_per_group;
     let k = d.col_rows;
+    let group_in = d.in_per_group * p.in_h * p.in_w;
     for (img, out_img) in input
         .chunks_exact(d.image_len)
         .zip(output.chunks_exact_mut(d.out_image_len))
     {
         for g in 0..p.groups {
-            let x =
-                &img[g * d.in_per_group * p.in_h * p.in_w..][..d.in_per_group * p.in_h * p.in_w];
+            let x = &img[g * group_in..][..group_in];
             let mut co = g * m;
             let end = co + m;
             while co < end {
-                let cb = (end - co).min(4);
+                let cb = (end - co).min(CB);
                 let w = &weight[co * k..][..cb * k];
                 let b = bias.map(|b| &b[co..co + cb]);
                 let out = &mut out_img[co * d.col_cols..][..cb * d.col_cols];
                 match cb {
-                    4 => block::<4>(&ctx, x, w, b, out),
-                    3 => block::<3>(&ctx, x, w, b, out),
-                    2 => block::<2>(&ctx, x, w, b, out),
-                    _ => block::<1>(&ctx, x, w, b, out),
+                    6 => block::<V, 6>(ctx, x, w, b, out),
+                    5 => block::<V, 5>(ctx, x, w, b, out),
+                    4 => block::<V, 4>(ctx, x, w, b, out),
+                    3 => block::<V, 3>(ctx, x, w, b, out),
+                    2 => block::<V, 2>(ctx, x, w, b, out),
+                    _ => block::<V, 1>(ctx, x, w, b, out),
                 }
                 co += cb;
             }
         }
     }
-    Ok(())
 }
 
-/// All output rows of `CB` output channels of one group of one image.
-/// `x`: the group's input channels; `w`: `CB` filters; `out`: `CB` output planes.
+/// All output rows of `N` output channels of one group of one image.
+/// `x`: the group's input channels; `w`: `N` filters; `out`: `N` output planes.
 #[inline(always)]
-fn block<const CB: usize>(
+fn block<V: Vf32, const N: usize>(
     ctx: &Ctx<'_>,
     x: &[f32],
     w: &[f32],
@@ -81,27 +109,48 @@ fn block<const CB: usize>(
     let k = d.col_rows;
     let (h, wd) = (p.in_h, p.in_w);
     let plane = d.col_cols;
+    let tile = PV * LANES;
     // Padding is an explicit 0.0 that multiplies its weight: padded rows may be skipped
     // only when that product is 0, i.e. when every weight of the block is finite.
     let skip_pad_rows = w.iter().all(|v| v.is_finite());
-    let mut init = [f32x8::ZERO; CB];
+    let mut init = [V::splat(0.0); N];
     if let Some(b) = bias {
         for (i, v) in init.iter_mut().enumerate() {
-            *v = f32x8::splat(b[i]);
+            *v = V::splat(b[i]);
         }
     }
-    // Tiles whose every tap (any kw) lies inside the input columns.
+    let (lo, hi) = (V::splat(ctx.lo), V::splat(ctx.hi));
     let span_w = (p.kernel_w - 1) * p.dilation_w;
+    // Stack segment for edge tiles: a full tile reads `(tile - 1) * stride + span + 1`
+    // positions of the padded row. Larger reaches fall back to per-lane gathers.
+    let mut seg = [0.0_f32; SEG];
+    let seg_len = (tile - 1)
+        .saturating_mul(p.stride_w)
+        .saturating_add(span_w)
+        .saturating_add(1);
     for oh in 0..d.out_h {
         let mut ow0 = 0;
         while ow0 < d.out_w {
-            let width = (d.out_w - ow0).min(LANES);
+            let width = (d.out_w - ow0).min(tile);
             let first = ow0 * p.stride_w;
-            // (only computed for full tiles, whose last tap is inside the padded row)
-            let interior = width == LANES
+            // every tap of a full tile inside the row (computed only for full tiles, whose
+            // last tap lies inside the padded row, so nothing overflows)
+            let interior = width == tile
                 && first >= p.pad_left
-                && (ow0 + LANES - 1) * p.stride_w + span_w < p.pad_left + wd;
-            let mut acc = init;
+                && (ow0 + tile - 1) * p.stride_w + span_w < p.pad_left + wd;
+            // the input columns the segment of this tile covers: [seg_lo, seg_hi)
+            let (seg_lo, seg_hi) = if !interior && seg_len <= SEG {
+                let lo = p.pad_left.saturating_sub(first).min(seg_len);
+                let hi = (p.pad_left + wd).saturating_sub(first).clamp(lo, seg_len);
+                seg[..seg_len].fill(0.0);
+                (lo, hi)
+            } else {
+                (0, 0)
+            };
+            let mut acc = [[V::splat(0.0); PV]; N];
+            for (a, i) in acc.iter_mut().zip(init) {
+                *a = [i; PV];
+            }
             for ci in 0..d.in_per_group {
                 let xp = &x[ci * h * wd..][..h * wd];
                 for kh in 0..p.kernel_h {
@@ -116,42 +165,82 @@ fn block<const CB: usize>(
                         &xp[(ihp - p.pad_top) * wd..][..wd]
                     };
                     let wbase = (ci * p.kernel_h + kh) * p.kernel_w;
+                    // Edge tiles: copy the part of the row the tile reads into a zero-padded
+                    // stack segment once per row, so each kw below is a plain load.
+                    let use_seg = !pad_row && !interior && seg_len <= SEG;
+                    if use_seg {
+                        // segment position j holds padded-row position first + j; the
+                        // zeros around [seg_lo, seg_hi) were written once per tile
+                        let n = seg_hi - seg_lo;
+                        seg[seg_lo..seg_hi].copy_from_slice(&row[first + seg_lo - p.pad_left..][..n]);
+                    }
                     for kw in 0..p.kernel_w {
                         let off = kw * p.dilation_w;
-                        let xv = if pad_row {
-                            f32x8::ZERO
+                        let mut xv = [V::splat(0.0); PV];
+                        if pad_row {
+                            // zeros
+                        } else if (interior || use_seg) && p.stride_w == 1 {
+                            let src = if use_seg {
+                                &seg[off..off + tile]
+                            } else {
+                                let s = first + off - p.pad_left;
+                                &row[s..s + tile]
+                            };
+                            for (v, xx) in xv.iter_mut().enumerate() {
+                                *xx = V::load(&src[v * LANES..]);
+                            }
+                        } else if use_seg {
+                            for (v, xx) in xv.iter_mut().enumerate() {
+                                let mut a = [0.0; LANES];
+                                for (l, val) in a.iter_mut().enumerate() {
+                                    *val = seg[(v * LANES + l) * p.stride_w + off];
+                                }
+                                *xx = V::from_array(a);
+                            }
                         } else if interior {
                             let s = first + off - p.pad_left;
-                            if p.stride_w == 1 {
-                                load(&row[s..s + LANES])
-                            } else {
+                            for (v, xx) in xv.iter_mut().enumerate() {
                                 let mut a = [0.0; LANES];
-                                for (l, v) in a.iter_mut().enumerate() {
-                                    *v = row[s + l * p.stride_w];
+                                for (l, val) in a.iter_mut().enumerate() {
+                                    *val = row[s + (v * LANES + l) * p.stride_w];
                                 }
-                                f32x8::new(a)
+                                *xx = V::from_array(a);
                             }
                         } else {
-                            let mut a = [0.0; LANES];
-                            for (l, v) in a.iter_mut().enumerate().take(width) {
-                                let iwp = (ow0 + l) * p.stride_w + off;
-                                if iwp >= p.pad_left && iwp < p.pad_left + wd {
-                                    *v = row[iwp - p.pad_left];
+                            for (v, xx) in xv.iter_mut().enumerate() {
+                                let mut a = [0.0; LANES];
+                                for (l, val) in a.iter_mut().enumerate() {
+                                    let o = v * LANES + l;
+                                    if o >= width {
+                                        break;
+                                    }
+                                    let iwp = (ow0 + o) * p.stride_w + off;
+                                    if iwp >= p.pad_left && iwp < p.pad_left + wd {
+                                        *val = row[iwp - p.pad_left];
+                                    }
                                 }
+                                *xx = V::from_array(a);
                             }
-                            f32x8::new(a)
-                        };
-                        for (c, a) in acc.iter_mut().enumerate() {
-                            *a = f32x8::splat(w[c * k + wbase + kw]).mul_add(xv, *a);
+                        }
+                        for (c, accc) in acc.iter_mut().enumerate() {
+                            let wv = V::splat(w[c * k + wbase + kw]);
+                            for (a, &xx) in accc.iter_mut().zip(xv.iter()) {
+                                *a = wv.mul_add(xx, *a);
+                            }
                         }
                     }
                 }
             }
-            for (c, a) in acc.iter().enumerate() {
-                let v = clamp(*a, ctx.lo, ctx.hi).to_array();
-                out[c * plane + oh * d.out_w + ow0..][..width].copy_from_slice(&v[..width]);
+            for (c, accc) in acc.iter().enumerate() {
+                let dst = &mut out[c * plane + oh * d.out_w + ow0..][..width];
+                for (v, a) in accc.iter().enumerate() {
+                    if v * LANES >= width {
+                        break;
+                    }
+                    a.clamp(lo, hi).store(&mut dst[v * LANES..]);
+                }
             }
-            ow0 += LANES;
+            ow0 += tile;
         }
     }
 }

@@ -1,0 +1,510 @@
+//! `cnnkit bench`: times the kernels on the shapes of real models and reports ms, GFLOPS
+//! and the fraction of this CPU's measured FMA peak.
+//!
+//! Each row is the median of repeated runs (at least 5, and at least `min_time` in all)
+//! after one warm-up run. With more than one thread, the batch (or the rows of a GEMM,
+//! or the elements of an element-wise kernel) is split across scoped threads, each with
+//! its own scratch, as the training loop does.
+
+use std::time::{Duration, Instant};
+
+use cnnkit_kernels::{self as k, Activation, Conv2dParams, GemmParams, Pool2dParams, arch};
+use serde::Serialize;
+
+/// Which passes a row times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Pass {
+    /// The forward pass.
+    #[serde(rename = "fwd")]
+    Fwd,
+    /// Forward, then the input, weight and bias gradients.
+    #[serde(rename = "fwd+bwd")]
+    FwdBwd,
+}
+
+impl Pass {
+    /// `"fwd"` or `"fwd+bwd"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pass::Fwd => "fwd",
+            Pass::FwdBwd => "fwd+bwd",
+        }
+    }
+}
+
+/// One measured row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Kernel and shape name, e.g. `conv2d/lenet_c1`, `sgemm/1024`, `maxpool/2x2`, `tanh`.
+    pub name: String,
+    /// Algorithm and instruction set, e.g. `direct/avx2`.
+    pub variant: String,
+    /// `fwd` or `fwd+bwd`.
+    pub pass: Pass,
+    /// Threads used.
+    pub threads: usize,
+    /// Median wall time of one call, milliseconds.
+    pub ms: f64,
+    /// Floating-point operations per second, 1e9 (0 for kernels that do no arithmetic to
+    /// speak of, such as max pooling, whose `gbytes` says more).
+    pub gflops: f64,
+    /// Bytes read and written per second, 1e9.
+    pub gbytes: f64,
+    /// The shape, human-readable.
+    pub shape: String,
+    /// `gflops` as a percentage of the measured FMA peak of the threads used.
+    pub pct_peak: f64,
+}
+
+/// The convolution shapes of the benchmark: `(name, params)`, with the PyTorch layer
+/// each stands for in its name.
+pub fn conv_shapes() -> Vec<(&'static str, Conv2dParams)> {
+    vec![
+        (
+            "lenet_c1",
+            Conv2dParams::new(64, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2),
+        ),
+        ("lenet_c2", Conv2dParams::new(64, 6, 14, 14, 16, 5, 5)),
+        (
+            "vgg3x3_64",
+            Conv2dParams::new(8, 64, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1),
+        ),
+        (
+            "res3x3_128",
+            Conv2dParams::new(8, 128, 28, 28, 128, 3, 3).with_padding(1, 1, 1, 1),
+        ),
+        ("pw1x1_256", Conv2dParams::new(8, 256, 14, 14, 256, 1, 1)),
+        (
+            "stem7x7s2",
+            Conv2dParams::new(8, 3, 224, 224, 64, 7, 7)
+                .with_stride(2, 2)
+                .with_padding(3, 3, 3, 3),
+        ),
+        (
+            "dw3x3_256",
+            Conv2dParams::new(8, 256, 28, 28, 256, 3, 3)
+                .with_padding(1, 1, 1, 1)
+                .with_groups(256),
+        ),
+    ]
+}
+
+/// Median milliseconds of `f` over at least 5 runs and at least `min_time`.
+pub fn time_ms(min_time: Duration, mut f: impl FnMut()) -> f64 {
+    f(); // warm up: first touch of buffers, caches, branch predictors
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < 5 || (start.elapsed() < min_time && samples.len() < 200) {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// This CPU's single-core FP32 FMA peak in GFLOPS, measured with 12 independent chains
+/// of 8-lane FMAs (AVX2) where the CPU has them, else of the portable vector type.
+pub fn fma_peak_gflops() -> f64 {
+    const CHAINS: usize = 12;
+    let iters = 4_000_000_usize;
+    let run = || {
+        let mut acc = [wide::f32x8::splat(0.0); CHAINS];
+        let a = wide::f32x8::splat(1.000_000_1);
+        let b = wide::f32x8::splat(0.999_999);
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = x.mul_add(a, b);
+            }
+        }
+        std::hint::black_box(acc);
+    };
+    #[cfg(target_arch = "x86_64")]
+    if arch::Isa::Avx2Fma.is_supported() {
+        #[target_feature(enable = "avx2,fma")]
+        fn peak_avx2(iters: usize) {
+            use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_set1_ps};
+            let mut acc = [_mm256_set1_ps(0.0); CHAINS];
+            let a = _mm256_set1_ps(1.000_000_1);
+            let b = _mm256_set1_ps(0.999_999);
+            for _ in 0..iters {
+                for x in acc.iter_mut() {
+                    *x = _mm256_fmadd_ps(*x, a, b);
+                }
+            }
+            std::hint::black_box(acc);
+        }
+        let ms = time_ms(Duration::from_millis(200), || {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            unsafe { peak_avx2(iters) }
+        });
+        return (iters * CHAINS * 16) as f64 / (ms * 1e-3) / 1e9;
+    }
+    let ms = time_ms(Duration::from_millis(200), run);
+    (iters * CHAINS * 16) as f64 / (ms * 1e-3) / 1e9
+}
+
+fn rand(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// Splits `0..n` into at most `parts` contiguous ranges.
+fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, n.max(1));
+    let base = n / parts;
+    let extra = n % parts;
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    for i in 0..parts {
+        let len = base + usize::from(i < extra);
+        out.push(start..start + len);
+        start += len;
+    }
+    out
+}
+
+/// One thread's share of a convolution benchmark: its images and buffers.
+struct ConvPart {
+    p: Conv2dParams,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    gy: Vec<f32>,
+    gx: Vec<f32>,
+    gw: Vec<f32>,
+    gb: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl ConvPart {
+    fn new(p: Conv2dParams, seed: u32) -> Result<Self, k::KernelError> {
+        let d = p.dims()?;
+        let scratch = [
+            k::conv2d_scratch_len(&p)?,
+            k::conv2d_backward_input_scratch_len(&p)?,
+            k::conv2d_backward_weight_scratch_len(&p)?,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        Ok(Self {
+            p,
+            x: rand(d.input_len, seed),
+            y: vec![0.0; d.output_len],
+            gy: rand(d.output_len, seed + 1),
+            gx: vec![0.0; d.input_len],
+            gw: vec![0.0; d.weight_len],
+            gb: vec![0.0; d.bias_len],
+            scratch: vec![0.0; scratch],
+        })
+    }
+
+    fn run(&mut self, w: &[f32], b: &[f32], pass: Pass) -> Result<(), k::KernelError> {
+        let p = &self.p;
+        k::conv2d(p, &self.x, w, Some(b), Activation::Relu, &mut self.y, &mut self.scratch)?;
+        if pass == Pass::FwdBwd {
+            let gy = &mut self.gy;
+            // the ReLU's backward, in place on a copy-free path: grad through y > 0
+            let y = &self.y;
+            for (g, &v) in gy.iter_mut().zip(y) {
+                if v <= 0.0 {
+                    *g = 0.0;
+                }
+            }
+            k::conv2d_backward_input(p, w, gy, &mut self.gx, &mut self.scratch)?;
+            k::conv2d_backward_weight(p, &self.x, gy, &mut self.gw, &mut self.scratch)?;
+            k::conv2d_backward_bias(p, gy, &mut self.gb)?;
+        }
+        Ok(())
+    }
+}
+
+/// Times one convolution shape with `threads` threads splitting the batch. Weight and
+/// bias gradients of the threads are summed at the end of each step, as training would.
+pub fn bench_conv(
+    name: &str,
+    p: &Conv2dParams,
+    pass: Pass,
+    threads: usize,
+    min_time: Duration,
+) -> Result<Row, k::KernelError> {
+    let d = p.dims()?;
+    let w = rand(d.weight_len, 7);
+    let b = rand(d.bias_len, 8);
+    let mut parts = split(p.batch, threads)
+        .into_iter()
+        .map(|r| {
+            ConvPart::new(
+                Conv2dParams {
+                    batch: r.len(),
+                    ..*p
+                },
+                r.start as u32,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut gw_total = vec![0.0_f32; d.weight_len];
+    let mut err = None;
+    let ms = time_ms(min_time, || {
+        if parts.len() == 1 {
+            if let Err(e) = parts[0].run(&w, &b, pass) {
+                err = Some(e);
+            }
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = parts
+                    .iter_mut()
+                    .map(|part| s.spawn(|| part.run(&w, &b, pass)))
+                    .collect();
+                for h in handles {
+                    if let Ok(Err(e)) = h.join() {
+                        err = Some(e);
+                    }
+                }
+            });
+            if pass == Pass::FwdBwd {
+                gw_total.copy_from_slice(&parts[0].gw);
+                for part in &parts[1..] {
+                    for (t, g) in gw_total.iter_mut().zip(&part.gw) {
+                        *t += g;
+                    }
+                }
+            }
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let macs = p.macs()? as f64;
+    let flops = match pass {
+        Pass::Fwd => 2.0 * macs,
+        Pass::FwdBwd => 6.0 * macs, // forward, input gradient, weight gradient
+    };
+    let bytes = 4.0 * (d.input_len + d.output_len + d.weight_len) as f64;
+    let algo = match k::conv2d_algo(p)? {
+        k::Conv2dAlgo::Direct => "direct",
+        k::Conv2dAlgo::Im2col => "im2col",
+    };
+    Ok(Row {
+        name: format!("conv2d/{name}"),
+        variant: format!("{algo}/{}", arch::active().name()),
+        pass,
+        threads,
+        ms,
+        gflops: flops / (ms * 1e-3) / 1e9,
+        gbytes: bytes / (ms * 1e-3) / 1e9,
+        shape: format!(
+            "N{} C{} {}x{} -> {} k{}x{} s{} p{}{}",
+            p.batch,
+            p.in_channels,
+            p.in_h,
+            p.in_w,
+            p.out_channels,
+            p.kernel_h,
+            p.kernel_w,
+            p.stride_h,
+            p.pad_top,
+            if p.groups > 1 {
+                format!(" g{}", p.groups)
+            } else {
+                String::new()
+            }
+        ),
+        pct_peak: 0.0,
+    })
+}
+
+/// Times `C = A B` for square `n` with the rows of C split across threads.
+pub fn bench_sgemm(n: usize, threads: usize, min_time: Duration) -> Result<Row, k::KernelError> {
+    let a = rand(n * n, 1);
+    let b = rand(n * n, 2);
+    let mut c = vec![0.0; n * n];
+    let ranges = split(n, threads);
+    let mut scratch: Vec<Vec<f32>> = ranges
+        .iter()
+        .map(|r| vec![0.0; k::sgemm_scratch_len(r.len(), n, n)])
+        .collect();
+    let mut err = None;
+    let ms = time_ms(min_time, || {
+        std::thread::scope(|s| {
+            let mut rest = &mut c[..];
+            let mut handles = Vec::new();
+            for (r, sc) in ranges.iter().zip(scratch.iter_mut()) {
+                let (mine, tail) = rest.split_at_mut(r.len() * n);
+                rest = tail;
+                let a = &a[r.start * n..r.end * n];
+                let b = &b[..];
+                let p = GemmParams::new(r.len(), n, n);
+                handles.push(s.spawn(move || k::sgemm(&p, a, b, mine, sc)));
+            }
+            for h in handles {
+                if let Ok(Err(e)) = h.join() {
+                    err = Some(e);
+                }
+            }
+        });
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let flops = 2.0 * (n * n * n) as f64;
+    Ok(Row {
+        name: format!("sgemm/{n}"),
+        variant: format!("packed/{}", arch::active().name()),
+        pass: Pass::Fwd,
+        threads,
+        ms,
+        gflops: flops / (ms * 1e-3) / 1e9,
+        gbytes: 12.0 * (n * n) as f64 / (ms * 1e-3) / 1e9,
+        shape: format!("{n}x{n}x{n}"),
+        pct_peak: 0.0,
+    })
+}
+
+/// Times an element-wise kernel `f(input, output)` over `n` floats, split across threads.
+fn bench_map(
+    name: &str,
+    n: usize,
+    flops_per_elem: f64,
+    threads: usize,
+    min_time: Duration,
+    f: fn(&[f32], &mut [f32]) -> Result<(), k::KernelError>,
+) -> Result<Row, k::KernelError> {
+    let x: Vec<f32> = rand(n, 3).iter().map(|v| v * 8.0).collect();
+    let mut y = vec![0.0; n];
+    let ranges = split(n, threads);
+    let mut err = None;
+    let ms = time_ms(min_time, || {
+        std::thread::scope(|s| {
+            let mut rest = &mut y[..];
+            let mut handles = Vec::new();
+            for r in &ranges {
+                let (mine, tail) = rest.split_at_mut(r.len());
+                rest = tail;
+                let xs = &x[r.clone()];
+                handles.push(s.spawn(move || f(xs, mine)));
+            }
+            for h in handles {
+                if let Ok(Err(e)) = h.join() {
+                    err = Some(e);
+                }
+            }
+        });
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    Ok(Row {
+        name: name.to_string(),
+        variant: format!("vector/{}", arch::active().name()),
+        pass: Pass::Fwd,
+        threads,
+        ms,
+        gflops: flops_per_elem * n as f64 / (ms * 1e-3) / 1e9,
+        gbytes: 8.0 * n as f64 / (ms * 1e-3) / 1e9,
+        shape: format!("{n} floats"),
+        pct_peak: 0.0,
+    })
+}
+
+/// Times 2x2 stride-2 max pooling (with indices, as training needs) on
+/// `(64, 16, 28, 28)`, planes split across threads.
+pub fn bench_maxpool(threads: usize, min_time: Duration) -> Result<Row, k::KernelError> {
+    let full = Pool2dParams::new(64, 16, 28, 28, 2, 2);
+    let d = full.dims()?;
+    let x = rand(d.input_len, 4);
+    let mut y = vec![0.0; d.output_len];
+    let mut idx = vec![0_u32; d.output_len];
+    let ranges = split(64, threads);
+    let mut err = None;
+    let ms = time_ms(min_time, || {
+        std::thread::scope(|s| {
+            let (mut ry, mut ri) = (&mut y[..], &mut idx[..]);
+            let mut handles = Vec::new();
+            for r in &ranges {
+                let p = Pool2dParams {
+                    batch: r.len(),
+                    ..full
+                };
+                let per_in = 16 * 28 * 28;
+                let per_out = 16 * 14 * 14;
+                let (my, ty) = ry.split_at_mut(r.len() * per_out);
+                let (mi, ti) = ri.split_at_mut(r.len() * per_out);
+                ry = ty;
+                ri = ti;
+                let xs = &x[r.start * per_in..r.end * per_in];
+                handles.push(s.spawn(move || k::max_pool2d(&p, xs, my, Some(mi))));
+            }
+            for h in handles {
+                if let Ok(Err(e)) = h.join() {
+                    err = Some(e);
+                }
+            }
+        });
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    Ok(Row {
+        name: "maxpool/2x2".into(),
+        variant: format!("vector/{}", arch::active().name()),
+        pass: Pass::Fwd,
+        threads,
+        ms,
+        gflops: 3.0 * d.output_len as f64 / (ms * 1e-3) / 1e9,
+        gbytes: 4.0 * (d.input_len + 2 * d.output_len) as f64 / (ms * 1e-3) / 1e9,
+        shape: "64x16x28x28 k2 s2".into(),
+        pct_peak: 0.0,
+    })
+}
+
+/// Runs every benchmark whose name contains `filter` and returns the rows, with
+/// `pct_peak` filled from `peak_gflops` (per thread).
+pub fn run(
+    filter: Option<&str>,
+    threads: usize,
+    min_time: Duration,
+    peak_gflops: f64,
+    mut progress: impl FnMut(&Row),
+) -> Result<Vec<Row>, k::KernelError> {
+    let want = |name: &str| filter.is_none_or(|f| name.contains(f));
+    let mut rows = Vec::new();
+    let mut push = |mut r: Row, rows: &mut Vec<Row>| {
+        r.pct_peak = 100.0 * r.gflops / (peak_gflops * threads as f64);
+        progress(&r);
+        rows.push(r);
+    };
+    for (name, p) in conv_shapes() {
+        if want(&format!("conv2d/{name}")) {
+            for pass in [Pass::Fwd, Pass::FwdBwd] {
+                push(bench_conv(name, &p, pass, threads, min_time)?, &mut rows);
+            }
+        }
+    }
+    for n in [256, 1024] {
+        if want(&format!("sgemm/{n}")) {
+            push(bench_sgemm(n, threads, min_time)?, &mut rows);
+        }
+    }
+    if want("maxpool/2x2") {
+        push(bench_maxpool(threads, min_time)?, &mut rows);
+    }
+    let n = 802_816;
+    if want("relu") {
+        push(bench_map("relu", n, 1.0, threads, min_time, k::relu)?, &mut rows);
+    }
+    if want("tanh") {
+        push(bench_map("tanh", n, 20.0, threads, min_time, k::tanh)?, &mut rows);
+    }
+    if want("sigmoid") {
+        push(bench_map("sigmoid", n, 20.0, threads, min_time, k::sigmoid)?, &mut rows);
+    }
+    Ok(rows)
+}
