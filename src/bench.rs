@@ -208,7 +208,15 @@ impl ConvPart {
 
     fn run(&mut self, w: &[f32], b: &[f32], pass: Pass) -> Result<(), k::KernelError> {
         let p = &self.p;
-        k::conv2d(p, &self.x, w, Some(b), Activation::Relu, &mut self.y, &mut self.scratch)?;
+        k::conv2d(
+            p,
+            &self.x,
+            w,
+            Some(b),
+            Activation::Relu,
+            &mut self.y,
+            &mut self.scratch,
+        )?;
         if pass == Pass::FwdBwd {
             let gy = &mut self.gy;
             // the ReLU's backward, in place on a copy-free path: grad through y > 0
@@ -498,13 +506,22 @@ pub fn run(
     }
     let n = 802_816;
     if want("relu") {
-        push(bench_map("relu", n, 1.0, threads, min_time, k::relu)?, &mut rows);
+        push(
+            bench_map("relu", n, 1.0, threads, min_time, k::relu)?,
+            &mut rows,
+        );
     }
     if want("tanh") {
-        push(bench_map("tanh", n, 20.0, threads, min_time, k::tanh)?, &mut rows);
+        push(
+            bench_map("tanh", n, 20.0, threads, min_time, k::tanh)?,
+            &mut rows,
+        );
     }
     if want("sigmoid") {
-        push(bench_map("sigmoid", n, 20.0, threads, min_time, k::sigmoid)?, &mut rows);
+        push(
+            bench_map("sigmoid", n, 20.0, threads, min_time, k::sigmoid)?,
+            &mut rows,
+        );
     }
     Ok(rows)
 }

@@ -4,10 +4,84 @@
 //! Backward kernels write `grad_in` from `grad_out` and what the forward pass saw or
 //! produced, as each one's documentation says. NaN propagates as in PyTorch.
 
+use crate::arch::{self, Isa};
 use crate::error::KernelError;
 use crate::params::{Activation, check_len, nonzero};
-use crate::simd::{f32x8, map, map_inplace, map2};
+use crate::simd::{LANES, f32x8, map, map_inplace, map2};
+use crate::vector::Vf32;
 use crate::{math, params::ctry};
+
+/// `y = f(x)` eight lanes at a time over any vector type; the tail goes through the same
+/// code zero-padded, so every element gets bit-identical treatment.
+#[inline(always)]
+fn vmap<V: Vf32>(x: &[f32], y: &mut [f32], f: impl Fn(V) -> V) {
+    // four independent vectors per step: the functions are long dependency chains
+    let mut x4 = x.chunks_exact(4 * LANES);
+    let mut y4 = y.chunks_exact_mut(4 * LANES);
+    for (xs, ys) in (&mut x4).zip(&mut y4) {
+        let v = [0, 1, 2, 3].map(|i| f(V::load(&xs[i * LANES..])));
+        for (i, r) in v.into_iter().enumerate() {
+            r.store(&mut ys[i * LANES..]);
+        }
+    }
+    let (x, y) = (x4.remainder(), y4.into_remainder());
+    let mut xc = x.chunks_exact(LANES);
+    let mut yc = y.chunks_exact_mut(LANES);
+    for (xs, ys) in (&mut xc).zip(&mut yc) {
+        f(V::load(xs)).store(ys);
+    }
+    let (xr, yr) = (xc.remainder(), yc.into_remainder());
+    if !xr.is_empty() {
+        f(V::load(xr)).store(yr);
+    }
+}
+
+/// In-place [`vmap`].
+#[inline(always)]
+fn vmap_inplace<V: Vf32>(x: &mut [f32], f: impl Fn(V) -> V) {
+    let mut x4 = x.chunks_exact_mut(4 * LANES);
+    for xs in &mut x4 {
+        let v = [0, 1, 2, 3].map(|i| f(V::load(&xs[i * LANES..])));
+        for (i, r) in v.into_iter().enumerate() {
+            r.store(&mut xs[i * LANES..]);
+        }
+    }
+    for xs in x4.into_remainder().chunks_mut(LANES) {
+        let v = f(V::load(xs));
+        v.store(xs);
+    }
+}
+
+/// Runs a transcendental activation (`math::sigmoid`, `math::tanh`) on the active variant:
+/// from `src` into `dst` (`Some(src)`), or in place in `dst` (`None`).
+// (the closures below are not redundant: calling the generic function through a fn item
+// would not inline it into the `#[target_feature]` function)
+#[allow(clippy::redundant_closure)]
+macro_rules! transcendental {
+    ($f:ident, $src:expr, $dst:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(src: Option<&[f32]>, dst: &mut [f32]) {
+            use crate::arch::x86::Avx2;
+            match src {
+                Some(x) => vmap::<Avx2>(x, dst, |v| math::$f::<Avx2>(v)),
+                None => vmap_inplace::<Avx2>(dst, |v| math::$f::<Avx2>(v)),
+            }
+        }
+        fn portable(src: Option<&[f32]>, dst: &mut [f32]) {
+            match src {
+                Some(x) => vmap::<f32x8>(x, dst, |v| math::$f::<f32x8>(v)),
+                None => vmap_inplace::<f32x8>(dst, |v| math::$f::<f32x8>(v)),
+            }
+        }
+        match arch::active() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
+            Isa::Avx2Fma => unsafe { avx2($src, $dst) },
+            _ => portable($src, $dst),
+        }
+    }};
+}
 
 const fn check_unary(x: &[f32], y: &[f32]) -> Result<(), KernelError> {
     ctry!(nonzero(x.len(), "input"));
@@ -130,7 +204,7 @@ pub fn leaky_relu_backward(
 /// [`KernelError::ZeroSize`], [`KernelError::LengthMismatch`].
 pub fn sigmoid(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
     check_unary(x, y)?;
-    map(x, y, math::sigmoid);
+    transcendental!(sigmoid, Some(x), y);
     Ok(())
 }
 
@@ -140,7 +214,7 @@ pub fn sigmoid(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
 /// [`KernelError::ZeroSize`].
 pub fn sigmoid_inplace(x: &mut [f32]) -> Result<(), KernelError> {
     nonzero(x.len(), "input")?;
-    map_inplace(x, math::sigmoid);
+    transcendental!(sigmoid, None, x);
     Ok(())
 }
 
@@ -170,7 +244,7 @@ pub fn sigmoid_backward(
 /// ```
 pub fn tanh(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
     check_unary(x, y)?;
-    map(x, y, math::tanh);
+    transcendental!(tanh, Some(x), y);
     Ok(())
 }
 
@@ -180,7 +254,7 @@ pub fn tanh(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
 /// [`KernelError::ZeroSize`].
 pub fn tanh_inplace(x: &mut [f32]) -> Result<(), KernelError> {
     nonzero(x.len(), "input")?;
-    map_inplace(x, math::tanh);
+    transcendental!(tanh, None, x);
     Ok(())
 }
 

@@ -32,6 +32,23 @@ pub(crate) trait Vf32: Copy {
     fn mul(self, b: Self) -> Self;
     /// `min(max(self, lo), hi)` with NaN in `self` passed through.
     fn clamp(self, lo: Self, hi: Self) -> Self;
+    /// `self - b`.
+    fn sub(self, b: Self) -> Self;
+    /// `self / b`.
+    fn div(self, b: Self) -> Self;
+    /// `|self|`.
+    fn abs(self) -> Self;
+    /// `|self|` with the sign bit of `sign`.
+    fn copysign(self, sign: Self) -> Self;
+    /// Round to the nearest integer (ties to even).
+    fn round(self) -> Self;
+    /// `2^self` for integral lanes in `[-126, 127]` (built from the exponent bits).
+    fn pow2i(self) -> Self;
+    /// Lane-wise `if self < b { t } else { f }` (false for NaN).
+    fn select_lt(self, b: Self, t: Self, f: Self) -> Self;
+    /// Lane-wise `if self > b { t } else { f }` (false for NaN).
+    fn select_gt(self, b: Self, t: Self, f: Self) -> Self;
+
     /// Hints that the cache line holding `p` will be read soon (a no-op where the variant
     /// has no prefetch instruction). `p` need not be valid: prefetches never fault.
     #[inline(always)]
@@ -108,5 +125,38 @@ impl Vf32 for f32x8 {
     #[inline(always)]
     fn clamp(self, lo: Self, hi: Self) -> Self {
         crate::simd::clamp(self, lo, hi)
+    }
+    #[inline(always)]
+    fn sub(self, b: Self) -> Self {
+        self - b
+    }
+    #[inline(always)]
+    fn div(self, b: Self) -> Self {
+        self / b
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f32x8::abs(self)
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        f32x8::copysign(self, sign)
+    }
+    #[inline(always)]
+    fn round(self) -> Self {
+        f32x8::round(self)
+    }
+    #[inline(always)]
+    fn pow2i(self) -> Self {
+        let n: wide::i32x8 = self.round_int();
+        f32x8::from_bits(((n + wide::i32x8::splat(127)) << 23_i32).cast_unsigned())
+    }
+    #[inline(always)]
+    fn select_lt(self, b: Self, t: Self, f: Self) -> Self {
+        self.simd_lt(b).select(t, f)
+    }
+    #[inline(always)]
+    fn select_gt(self, b: Self, t: Self, f: Self) -> Self {
+        self.simd_gt(b).select(t, f)
     }
 }

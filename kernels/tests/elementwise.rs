@@ -54,20 +54,28 @@ fn max_ulps(
 
 #[test]
 fn tanh_is_accurate_over_the_whole_range() {
-    let (u, at) = max_ulps(k::tanh, libm::tanh);
-    println!("tanh: max {u} ulp (at {at})");
-    assert!(u <= 3, "tanh: {u} ulp at {at}");
+    common::for_each_isa(|isa| {
+        let (u, at) = max_ulps(k::tanh, libm::tanh);
+        println!("tanh ({}): max {u} ulp (at {at})", isa.name());
+        assert!(u <= 3, "tanh ({isa:?}): {u} ulp at {at}");
+    });
 }
 
 #[test]
 fn sigmoid_is_accurate_over_the_whole_range() {
-    let (u, at) = max_ulps(k::sigmoid, |x| 1.0 / (1.0 + libm::exp(-x)));
-    println!("sigmoid: max {u} ulp (at {at})");
-    assert!(u <= 3, "sigmoid: {u} ulp at {at}");
+    common::for_each_isa(|isa| {
+        let (u, at) = max_ulps(k::sigmoid, |x| 1.0 / (1.0 + libm::exp(-x)));
+        println!("sigmoid ({}): max {u} ulp (at {at})", isa.name());
+        assert!(u <= 3, "sigmoid ({isa:?}): {u} ulp at {at}");
+    });
 }
 
 #[test]
 fn specials_saturate_and_propagate() {
+    common::for_each_isa(|_| specials());
+}
+
+fn specials() {
     let x = [
         f32::NAN,
         f32::INFINITY,
@@ -181,7 +189,14 @@ fn activations_match_reference_at_every_length() {
         }
         true
     }
-    check(300, prop as fn(u64, u16) -> bool);
+    check(
+        300,
+        (|s, l| {
+            let mut ok = true;
+            common::for_each_isa(|_| ok &= prop(s, l));
+            ok
+        }) as fn(u64, u16) -> bool,
+    );
 }
 
 #[test]

@@ -8,7 +8,11 @@ use cnnkit::bench;
 use cnnkit::kernels::arch::{self, Isa};
 
 #[derive(Parser)]
-#[command(name = "cnnkit", version, about = "CPU convolutional networks: kernels, benchmarks, training")]
+#[command(
+    name = "cnnkit",
+    version,
+    about = "CPU convolutional networks: kernels, benchmarks, training"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,11 +45,21 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match cli.command {
-        Command::Bench { filter, threads, json, variant, min_time_ms } => {
+        Command::Bench {
+            filter,
+            threads,
+            json,
+            variant,
+            min_time_ms,
+        } => {
             if let Some(v) = variant {
                 let Some(isa) = Isa::from_name(&v) else {
                     eprintln!("error: unknown variant '{v}' (expected one of: portable, avx2)");
@@ -71,22 +85,28 @@ fn main() -> ExitCode {
                     "kernel", "variant", "pass", "ms", "GFLOPS", "%peak"
                 );
             }
-            let res = bench::run(filter.as_deref(), threads, Duration::from_millis(min_time_ms), peak, |r| {
-                if json {
-                    println!("{}", serde_json::to_string(r).unwrap_or_default());
-                } else {
-                    println!(
-                        "{:<20} {:<16} {:<8} {:>9.3} {:>8.1} {:>5.1}%  {}",
-                        r.name,
-                        r.variant,
-                        r.pass.name(),
-                        r.ms,
-                        r.gflops,
-                        r.pct_peak,
-                        r.shape
-                    );
-                }
-            });
+            let res = bench::run(
+                filter.as_deref(),
+                threads,
+                Duration::from_millis(min_time_ms),
+                peak,
+                |r| {
+                    if json {
+                        println!("{}", serde_json::to_string(r).unwrap_or_default());
+                    } else {
+                        println!(
+                            "{:<20} {:<16} {:<8} {:>9.3} {:>8.1} {:>5.1}%  {}",
+                            r.name,
+                            r.variant,
+                            r.pass.name(),
+                            r.ms,
+                            r.gflops,
+                            r.pct_peak,
+                            r.shape
+                        );
+                    }
+                },
+            );
             match res {
                 Ok(rows) if rows.is_empty() => {
                     eprintln!("error: no benchmark matches the filter");

@@ -2,9 +2,12 @@
 //! FMA vector type.
 
 use core::arch::x86_64::{
-    __cpuid, __cpuid_count, __m256, _CMP_GT_OQ, _CMP_LT_OQ, _mm256_add_ps, _mm256_blendv_ps,
-    _mm256_cmp_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_set1_ps,
-    _mm256_storeu_ps, _mm_prefetch, _MM_HINT_T0, _xgetbv,
+    __cpuid, __cpuid_count, __m256, _CMP_GT_OQ, _CMP_LT_OQ, _MM_FROUND_NO_EXC,
+    _MM_FROUND_TO_NEAREST_INT, _MM_HINT_T0, _mm_prefetch, _mm256_add_epi32, _mm256_add_ps,
+    _mm256_and_ps, _mm256_andnot_ps, _mm256_blendv_ps, _mm256_castsi256_ps, _mm256_cmp_ps,
+    _mm256_cvtps_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps,
+    _mm256_or_ps, _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_slli_epi32,
+    _mm256_storeu_ps, _mm256_sub_ps, _xgetbv,
 };
 
 use crate::simd::LANES;
@@ -82,6 +85,58 @@ impl Vf32 for Avx2 {
     fn mul(self, b: Self) -> Self {
         // SAFETY: AVX is available.
         Self(unsafe { _mm256_mul_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn sub(self, b: Self) -> Self {
+        // SAFETY: AVX is available.
+        Self(unsafe { _mm256_sub_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn div(self, b: Self) -> Self {
+        // SAFETY: AVX is available.
+        Self(unsafe { _mm256_div_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        // SAFETY: AVX is available; clearing the sign bit.
+        Self(unsafe { _mm256_andnot_ps(_mm256_set1_ps(-0.0), self.0) })
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        // SAFETY: AVX is available; magnitude bits of self, sign bit of `sign`.
+        unsafe {
+            let m = _mm256_set1_ps(-0.0);
+            Self(_mm256_or_ps(
+                _mm256_andnot_ps(m, self.0),
+                _mm256_and_ps(m, sign.0),
+            ))
+        }
+    }
+    #[inline(always)]
+    fn round(self) -> Self {
+        // SAFETY: AVX is available.
+        Self(unsafe {
+            _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)
+        })
+    }
+    #[inline(always)]
+    fn pow2i(self) -> Self {
+        // SAFETY: AVX2 is available; (n + 127) << 23 are the bits of 2^n.
+        unsafe {
+            let n = _mm256_cvtps_epi32(self.0);
+            let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(n, _mm256_set1_epi32(127)));
+            Self(_mm256_castsi256_ps(e))
+        }
+    }
+    #[inline(always)]
+    fn select_lt(self, b: Self, t: Self, f: Self) -> Self {
+        // SAFETY: AVX is available; ordered compare is false for NaN.
+        Self(unsafe { _mm256_blendv_ps(f.0, t.0, _mm256_cmp_ps::<_CMP_LT_OQ>(self.0, b.0)) })
+    }
+    #[inline(always)]
+    fn select_gt(self, b: Self, t: Self, f: Self) -> Self {
+        // SAFETY: AVX is available; ordered compare is false for NaN.
+        Self(unsafe { _mm256_blendv_ps(f.0, t.0, _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, b.0)) })
     }
     #[inline(always)]
     fn prefetch(p: *const f32) {

@@ -63,7 +63,13 @@ fn direct_avx2(ctx: &Ctx<'_>, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [
 }
 
 #[inline(always)]
-fn direct<V: Vf32>(ctx: &Ctx<'_>, input: &[f32], weight: &[f32], bias: Option<&[f32]>, output: &mut [f32]) {
+fn direct<V: Vf32>(
+    ctx: &Ctx<'_>,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) {
     let (p, d) = (ctx.p, ctx.d);
     let m = d.out_per_group;
     let k = d.col_rows;
@@ -172,7 +178,8 @@ fn block<V: Vf32, const N: usize>(
                         // segment position j holds padded-row position first + j; the
                         // zeros around [seg_lo, seg_hi) were written once per tile
                         let n = seg_hi - seg_lo;
-                        seg[seg_lo..seg_hi].copy_from_slice(&row[first + seg_lo - p.pad_left..][..n]);
+                        seg[seg_lo..seg_hi]
+                            .copy_from_slice(&row[first + seg_lo - p.pad_left..][..n]);
                     }
                     for kw in 0..p.kernel_w {
                         let off = kw * p.dilation_w;
