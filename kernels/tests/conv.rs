@@ -523,3 +523,36 @@ fn non_finite_weights_meet_padding_the_same_way_everywhere() {
     assert_eq!(nan(&got), nan(&want));
     assert!(want.iter().any(|v| v.is_nan()));
 }
+
+/// Shapes whose im2col matrix is split into several column blocks (K * N above the
+/// ~48K-float block), with the last block partial and blocks starting mid output row.
+#[test]
+fn column_blocks_match_reference() {
+    let shapes = [
+        Conv2dParams::new(1, 64, 21, 21, 8, 3, 3).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(2, 48, 23, 19, 7, 3, 3)
+            .with_stride(2, 1)
+            .with_padding(1, 0, 2, 1),
+        Conv2dParams::new(1, 40, 25, 25, 9, 3, 3)
+            .with_dilation(2, 2)
+            .with_padding(2, 2, 2, 2),
+        Conv2dParams::new(1, 64, 18, 17, 6, 3, 3)
+            .with_groups(2)
+            .with_padding(1, 1, 1, 1),
+        Conv2dParams::new(1, 3, 64, 64, 10, 7, 7)
+            .with_stride(2, 2)
+            .with_padding(3, 3, 3, 3),
+    ];
+    for (i, p) in shapes.into_iter().enumerate() {
+        let d = p.dims().unwrap();
+        assert!(d.col_rows * d.col_cols > 60_000, "shape {i} fits one block");
+        let c = Case {
+            p,
+            act: Activation::Relu,
+            bias: true,
+            seed: 500 + i as u64,
+        };
+        forward_matches(&c, im2col_gemm);
+        backward_matches(c);
+    }
+}

@@ -2,7 +2,7 @@
 //! col2im (straight into the input gradient for 1x1 stride-1 unpadded kernels), the
 //! weight gradient as `sum_n dY_g * col_g^T`, and the bias gradient as a sum.
 
-use super::im2col::{col2im_channels, im2col_channels};
+use super::im2col::{ColBlock, block_cols, col2im_block, im2col_block};
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
 use crate::error::KernelError;
 use crate::gemm::{Epilogue, MatRef, gemm, sgemm_scratch_len};
@@ -15,12 +15,14 @@ use crate::simd::sum;
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = p.dims()?;
-    let gemm = sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group);
     if is_pointwise(p) {
-        Ok(gemm)
-    } else {
-        add(mul(d.col_rows, d.col_cols)?, gemm)
+        return Ok(sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group));
     }
+    let nb = block_cols(d.col_rows, d.col_cols);
+    add(
+        mul(d.col_rows, nb)?,
+        sgemm_scratch_len(d.col_rows, nb, d.out_per_group),
+    )
 }
 
 /// Gradient of the loss with respect to the convolution's input, from the gradient with
@@ -45,21 +47,57 @@ pub fn conv2d_backward_input(
     check_scratch(conv2d_backward_input_scratch_len(p)?, scratch.len())?;
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
     let pointwise = is_pointwise(p);
-    let (col, gemm_scratch) = scratch.split_at_mut(if pointwise { 0 } else { k * n });
+    let nb_max = if pointwise { n } else { block_cols(k, n) };
+    let (col, gemm_scratch) = scratch.split_at_mut(if pointwise { 0 } else { k * nb_max });
     for (gy, gx) in grad_output
         .chunks_exact(d.out_image_len)
         .zip(grad_input.chunks_exact_mut(d.image_len))
     {
+        if !pointwise {
+            gx.fill(0.0);
+        }
         for g in 0..p.groups {
             let w_g = MatRef::transposed(&weight[g * m * k..][..m * k], k);
-            let gy_g = MatRef::rows(&gy[g * m * n..][..m * n], n);
+            let gy_g = &gy[g * m * n..][..m * n];
             let c0 = g * d.in_per_group;
             if pointwise {
                 let dst = &mut gx[c0 * n..][..k * n];
-                gemm(k, n, m, w_g, gy_g, dst, n, &Epilogue::plain(), gemm_scratch);
-            } else {
-                gemm(k, n, m, w_g, gy_g, col, n, &Epilogue::plain(), gemm_scratch);
-                col2im_channels(p, &d, col, c0, d.in_per_group, gx);
+                gemm(
+                    k,
+                    n,
+                    m,
+                    w_g,
+                    MatRef::rows(gy_g, n),
+                    dst,
+                    n,
+                    &Epilogue::plain(),
+                    gemm_scratch,
+                );
+                continue;
+            }
+            let mut j0 = 0;
+            while j0 < n {
+                let nb = nb_max.min(n - j0);
+                let blk = ColBlock {
+                    c0,
+                    channels: d.in_per_group,
+                    j0,
+                    nb,
+                };
+                let cb = &mut col[..k * nb];
+                gemm(
+                    k,
+                    nb,
+                    m,
+                    w_g,
+                    MatRef::rows(&gy_g[j0..], n),
+                    cb,
+                    nb,
+                    &Epilogue::plain(),
+                    gemm_scratch,
+                );
+                col2im_block(p, &d, cb, blk, gx);
+                j0 += nb;
             }
         }
     }
@@ -72,12 +110,14 @@ pub fn conv2d_backward_input(
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = p.dims()?;
-    let gemm = sgemm_scratch_len(d.out_per_group, d.col_rows, d.col_cols);
     if is_pointwise(p) {
-        Ok(gemm)
-    } else {
-        add(mul(d.col_rows, d.col_cols)?, gemm)
+        return Ok(sgemm_scratch_len(d.out_per_group, d.col_rows, d.col_cols));
     }
+    let nb = block_cols(d.col_rows, d.col_cols);
+    add(
+        mul(d.col_rows, nb)?,
+        sgemm_scratch_len(d.out_per_group, d.col_rows, nb),
+    )
 }
 
 /// Gradient of the loss with respect to the weights, summed over the batch; `grad_weight`
@@ -97,27 +137,41 @@ pub fn conv2d_backward_weight(
     check_scratch(conv2d_backward_weight_scratch_len(p)?, scratch.len())?;
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
     let pointwise = is_pointwise(p);
-    let (col, gemm_scratch) = scratch.split_at_mut(if pointwise { 0 } else { k * n });
+    let nb_max = if pointwise { n } else { block_cols(k, n) };
+    let (col, gemm_scratch) = scratch.split_at_mut(if pointwise { 0 } else { k * nb_max });
     for (i, (x, gy)) in input
         .chunks_exact(d.image_len)
         .zip(grad_output.chunks_exact(d.out_image_len))
         .enumerate()
     {
         for g in 0..p.groups {
-            let gy_g = MatRef::rows(&gy[g * m * n..][..m * n], n);
+            let gy_g = &gy[g * m * n..][..m * n];
             let c0 = g * d.in_per_group;
-            let colt = if pointwise {
-                MatRef::transposed(&x[c0 * n..][..k * n], n)
-            } else {
-                im2col_channels(p, &d, x, c0, d.in_per_group, col);
-                MatRef::transposed(col, n)
-            };
-            let ep = Epilogue {
-                beta: if i == 0 { 0.0 } else { 1.0 },
-                ..Epilogue::plain()
-            };
             let gw = &mut grad_weight[g * m * k..][..m * k];
-            gemm(m, k, n, gy_g, colt, gw, k, &ep, gemm_scratch);
+            let mut j0 = 0;
+            while j0 < n {
+                let nb = nb_max.min(n - j0);
+                let colt = if pointwise {
+                    MatRef::transposed(&x[c0 * n..][..k * n], n)
+                } else {
+                    let blk = ColBlock {
+                        c0,
+                        channels: d.in_per_group,
+                        j0,
+                        nb,
+                    };
+                    im2col_block(p, &d, x, blk, col);
+                    MatRef::transposed(&col[..k * nb], nb)
+                };
+                // the first block of the first image overwrites, the rest accumulate
+                let ep = Epilogue {
+                    beta: if i == 0 && j0 == 0 { 0.0 } else { 1.0 },
+                    ..Epilogue::plain()
+                };
+                let gy_blk = MatRef::rows(&gy_g[j0..], n);
+                gemm(m, k, nb, gy_blk, colt, gw, k, &ep, gemm_scratch);
+                j0 += nb;
+            }
         }
     }
     Ok(())

@@ -10,98 +10,133 @@ use crate::error::KernelError;
 use crate::gemm::{Bias, Epilogue, MatRef, gemm, sgemm_scratch_len};
 use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul, valid_range};
 
-/// Writes the im2col rows of channels `c0..c0 + channels` of `image` into `col`
-/// (`channels * kh * kw` rows of `out_h * out_w`).
-pub(crate) fn im2col_channels(
-    p: &Conv2dParams,
-    d: &Conv2dDims,
-    image: &[f32],
-    c0: usize,
-    channels: usize,
-    col: &mut [f32],
-) {
+/// A block of im2col columns: channels `c0..c0 + channels` of one image, output pixels
+/// `j0..j0 + nb` (row-major over `(oh, ow)`); the block is stored as
+/// `channels * kh * kw` rows of `nb`.
+#[derive(Clone, Copy)]
+pub(crate) struct ColBlock {
+    pub c0: usize,
+    pub channels: usize,
+    pub j0: usize,
+    pub nb: usize,
+}
+
+/// One stretch of a block row: `n` entries from block position `at` on, either read from
+/// input positions `src + i * stride_w`, or padding.
+enum Seg {
+    Copy { at: usize, src: usize, n: usize },
+    Zero { at: usize, n: usize },
+}
+
+/// Calls `f` for every stretch of the block `b`, row by row: for each im2col row
+/// `(c, kh, kw)` and each output row the block spans, the padding before, the in-image
+/// run, and the padding after.
+#[inline(always)]
+fn for_segs(p: &Conv2dParams, d: &Conv2dDims, b: ColBlock, mut f: impl FnMut(Seg)) {
     let (h, w) = (p.in_h, p.in_w);
-    let (oh_n, ow_n) = (d.out_h, d.out_w);
-    let n = d.col_cols;
-    let mut rows = col.chunks_exact_mut(n);
-    for ci in c0..c0 + channels {
-        let plane = &image[ci * h * w..][..h * w];
+    let ow_n = d.out_w;
+    let j1 = b.j0 + b.nb;
+    let mut r = 0;
+    for ci in b.c0..b.c0 + b.channels {
         for kh in 0..p.kernel_h {
-            let (oh_lo, oh_hi) = valid_range(oh_n, p.stride_h, kh * p.dilation_h, p.pad_top, h);
+            let (oh_lo, oh_hi) = valid_range(d.out_h, p.stride_h, kh * p.dilation_h, p.pad_top, h);
             for kw in 0..p.kernel_w {
-                let Some(row) = rows.next() else { return };
                 let off = kw * p.dilation_w;
                 let (ow_lo, ow_hi) = valid_range(ow_n, p.stride_w, off, p.pad_left, w);
-                for (oh, seg) in row.chunks_exact_mut(ow_n).enumerate() {
-                    if oh < oh_lo || oh >= oh_hi || ow_lo == ow_hi {
-                        seg.fill(0.0);
-                        continue;
-                    }
-                    let ih = oh * p.stride_h + kh * p.dilation_h - p.pad_top;
-                    let src = &plane[ih * w..][..w];
-                    seg[..ow_lo].fill(0.0);
-                    seg[ow_hi..].fill(0.0);
-                    let start = ow_lo * p.stride_w + off - p.pad_left;
-                    if p.stride_w == 1 {
-                        seg[ow_lo..ow_hi].copy_from_slice(&src[start..][..ow_hi - ow_lo]);
+                let mut oh = b.j0 / ow_n;
+                while oh * ow_n < j1 {
+                    // the block's columns on this output row: ow in [a, z)
+                    let a = b.j0.saturating_sub(oh * ow_n);
+                    let z = (j1 - oh * ow_n).min(ow_n);
+                    let at = r * b.nb + oh * ow_n + a - b.j0; // block position of ow = a
+                    if oh < oh_lo || oh >= oh_hi || ow_lo >= ow_hi {
+                        f(Seg::Zero { at, n: z - a });
                     } else {
-                        for (o, v) in seg[ow_lo..ow_hi].iter_mut().enumerate() {
-                            *v = src[start + o * p.stride_w];
+                        let lo = ow_lo.clamp(a, z);
+                        let hi = ow_hi.clamp(lo, z);
+                        if lo > a {
+                            f(Seg::Zero { at, n: lo - a });
+                        }
+                        if hi > lo {
+                            let ih = oh * p.stride_h + kh * p.dilation_h - p.pad_top;
+                            let iw = lo * p.stride_w + off - p.pad_left;
+                            let src = (ci * h + ih) * w + iw;
+                            f(Seg::Copy {
+                                at: at + (lo - a),
+                                src,
+                                n: hi - lo,
+                            });
+                        }
+                        if z > hi {
+                            f(Seg::Zero {
+                                at: at + (hi - a),
+                                n: z - hi,
+                            });
                         }
                     }
+                    oh += 1;
                 }
+                r += 1;
             }
         }
     }
 }
 
-/// Overwrites channels `c0..c0 + channels` of `image` with the sum of the im2col entries
-/// of `col` that map to each pixel (the adjoint of [`im2col_channels`]).
-pub(crate) fn col2im_channels(
+/// Writes the im2col block `b` of `image` into `col` (`b.channels * kh * kw` rows of `b.nb`).
+pub(crate) fn im2col_block(
     p: &Conv2dParams,
     d: &Conv2dDims,
-    col: &[f32],
-    c0: usize,
-    channels: usize,
-    image: &mut [f32],
+    image: &[f32],
+    b: ColBlock,
+    col: &mut [f32],
 ) {
-    let (h, w) = (p.in_h, p.in_w);
-    let (oh_n, ow_n) = (d.out_h, d.out_w);
-    let n = d.col_cols;
-    image[c0 * h * w..][..channels * h * w].fill(0.0);
-    let mut rows = col.chunks_exact(n);
-    for ci in c0..c0 + channels {
-        let plane = &mut image[ci * h * w..][..h * w];
-        for kh in 0..p.kernel_h {
-            let (oh_lo, oh_hi) = valid_range(oh_n, p.stride_h, kh * p.dilation_h, p.pad_top, h);
-            for kw in 0..p.kernel_w {
-                let Some(row) = rows.next() else { return };
-                let off = kw * p.dilation_w;
-                let (ow_lo, ow_hi) = valid_range(ow_n, p.stride_w, off, p.pad_left, w);
-                if ow_lo == ow_hi {
-                    continue;
-                }
-                for oh in oh_lo..oh_hi {
-                    let seg = &row[oh * ow_n..][..ow_n];
-                    let ih = oh * p.stride_h + kh * p.dilation_h - p.pad_top;
-                    let dst = &mut plane[ih * w..][..w];
-                    let start = ow_lo * p.stride_w + off - p.pad_left;
-                    if p.stride_w == 1 {
-                        for (d, s) in dst[start..][..ow_hi - ow_lo]
-                            .iter_mut()
-                            .zip(&seg[ow_lo..ow_hi])
-                        {
-                            *d += s;
-                        }
-                    } else {
-                        for (o, &s) in seg[ow_lo..ow_hi].iter().enumerate() {
-                            dst[start + o * p.stride_w] += s;
-                        }
-                    }
+    let sw = p.stride_w;
+    for_segs(p, d, b, |s| match s {
+        Seg::Zero { at, n } => col[at..at + n].fill(0.0),
+        Seg::Copy { at, src, n } => {
+            let dst = &mut col[at..at + n];
+            if sw == 1 {
+                dst.copy_from_slice(&image[src..src + n]);
+            } else {
+                for (i, v) in dst.iter_mut().enumerate() {
+                    *v = image[src + i * sw];
                 }
             }
         }
-    }
+    });
+}
+
+/// Adds the im2col block `col` into the pixels of `image` it came from (the adjoint of
+/// [`im2col_block`]); the caller zeroes `image` first.
+pub(crate) fn col2im_block(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    col: &[f32],
+    b: ColBlock,
+    image: &mut [f32],
+) {
+    let sw = p.stride_w;
+    for_segs(p, d, b, |s| {
+        if let Seg::Copy { at, src, n } = s {
+            let seg = &col[at..at + n];
+            if sw == 1 {
+                for (dst, s) in image[src..src + n].iter_mut().zip(seg) {
+                    *dst += s;
+                }
+            } else {
+                for (i, &s) in seg.iter().enumerate() {
+                    image[src + i * sw] += s;
+                }
+            }
+        }
+    });
+}
+
+/// Columns per im2col block: a block of `k` rows of about 512 KiB, a multiple of 16, at
+/// least 128 columns (so the GEMM's tiles stay full) and not more than `n`.
+pub(crate) fn block_cols(k: usize, n: usize) -> usize {
+    const FLOATS: usize = 128 * 1024;
+    ((FLOATS / k.max(1)) / 16 * 16).max(128).min(n)
 }
 
 /// Unfolds one image `[in_channels, in_h, in_w]` into its im2col matrix `col`
@@ -121,7 +156,13 @@ pub(crate) fn col2im_channels(
 /// ```
 pub fn im2col(p: &Conv2dParams, image: &[f32], col: &mut [f32]) -> Result<(), KernelError> {
     let d = check_im2col(p, image, col)?;
-    im2col_channels(p, &d, image, 0, p.in_channels, col);
+    let b = ColBlock {
+        c0: 0,
+        channels: p.in_channels,
+        j0: 0,
+        nb: d.col_cols,
+    };
+    im2col_block(p, &d, image, b, col);
     Ok(())
 }
 
@@ -132,23 +173,33 @@ pub fn im2col(p: &Conv2dParams, image: &[f32], col: &mut [f32]) -> Result<(), Ke
 /// As [`im2col`].
 pub fn col2im(p: &Conv2dParams, col: &[f32], image: &mut [f32]) -> Result<(), KernelError> {
     let d = check_im2col(p, image, col)?;
-    col2im_channels(p, &d, col, 0, p.in_channels, image);
+    image.fill(0.0);
+    let b = ColBlock {
+        c0: 0,
+        channels: p.in_channels,
+        j0: 0,
+        nb: d.col_cols,
+    };
+    col2im_block(p, &d, col, b, image);
     Ok(())
 }
 
-/// Scratch elements [`conv2d_im2col`] needs: one group's im2col matrix of one image
-/// (none for 1x1 stride-1 unpadded kernels) plus the SGEMM packing buffers.
+/// Scratch elements [`conv2d_im2col`] needs: one block of one group's im2col matrix
+/// (about 512 KiB whatever the image size; none for 1x1 stride-1 unpadded kernels) plus
+/// the SGEMM packing buffers.
 ///
 /// # Errors
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_im2col_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = p.dims()?;
-    let gemm = sgemm_scratch_len(d.out_per_group, d.col_cols, d.col_rows);
     if is_pointwise(p) {
-        Ok(gemm)
-    } else {
-        add(mul(d.col_rows, d.col_cols)?, gemm)
+        return Ok(sgemm_scratch_len(d.out_per_group, d.col_cols, d.col_rows));
     }
+    let nb = block_cols(d.col_rows, d.col_cols);
+    add(
+        mul(d.col_rows, nb)?,
+        sgemm_scratch_len(d.out_per_group, nb, d.col_rows),
+    )
 }
 
 /// Convolution forward pass by im2col + SGEMM, bias and clamp fused into the GEMM's store.
@@ -169,37 +220,50 @@ pub fn conv2d_im2col(
     check_scratch(conv2d_im2col_scratch_len(p)?, scratch.len())?;
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
     let pointwise = is_pointwise(p);
-    let (col, gemm_scratch) = scratch.split_at_mut(if pointwise { 0 } else { k * n });
+    let nb_max = if pointwise { n } else { block_cols(k, n) };
+    let (col, gemm_scratch) = scratch.split_at_mut(if pointwise { 0 } else { k * nb_max });
     for (img, out_img) in input
         .chunks_exact(d.image_len)
         .zip(output.chunks_exact_mut(d.out_image_len))
     {
         for g in 0..p.groups {
-            let w_g = &weight[g * m * k..][..m * k];
+            let w_g = MatRef::rows(&weight[g * m * k..][..m * k], k);
             let out_g = &mut out_img[g * m * n..][..m * n];
-            let b = if pointwise {
-                &img[g * k * n..][..k * n]
-            } else {
-                im2col_channels(p, &d, img, g * d.in_per_group, d.in_per_group, col);
-                &col[..]
-            };
             let ep = Epilogue {
                 bias: bias.map_or(Bias::None, |b| Bias::Row(&b[g * m..][..m])),
                 lo,
                 hi,
                 ..Epilogue::plain()
             };
-            gemm(
-                m,
-                n,
-                k,
-                MatRef::rows(w_g, k),
-                MatRef::rows(b, n),
-                out_g,
-                n,
-                &ep,
-                gemm_scratch,
-            );
+            if pointwise {
+                let b = MatRef::rows(&img[g * k * n..][..k * n], n);
+                gemm(m, n, k, w_g, b, out_g, n, &ep, gemm_scratch);
+                continue;
+            }
+            let mut j0 = 0;
+            while j0 < n {
+                let nb = nb_max.min(n - j0);
+                let blk = ColBlock {
+                    c0: g * d.in_per_group,
+                    channels: d.in_per_group,
+                    j0,
+                    nb,
+                };
+                im2col_block(p, &d, img, blk, col);
+                // C: the block's columns of every output channel of the group (ldc = n)
+                gemm(
+                    m,
+                    nb,
+                    k,
+                    w_g,
+                    MatRef::rows(&col[..k * nb], nb),
+                    &mut out_g[j0..],
+                    n,
+                    &ep,
+                    gemm_scratch,
+                );
+                j0 += nb;
+            }
         }
     }
     Ok(())
