@@ -4,8 +4,11 @@
 
 use super::im2col::{ColBlock, block_cols, col2im_block, im2col_block};
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
+use crate::arch;
 use crate::error::KernelError;
-use crate::gemm::{Epilogue, MatRef, gemm, sgemm_scratch_len};
+use crate::gemm::{
+    Epilogue, MatRef, gemm, gemm_packed, pack_a_all, packed_a_len, sgemm_scratch_len,
+};
 use crate::params::{Conv2dParams, add, check_scratch, mul};
 use crate::simd::sum;
 
@@ -19,8 +22,10 @@ pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, Kern
         return Ok(sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group));
     }
     let nb = block_cols(d.col_rows, d.col_cols);
+    let col = mul(d.col_rows, nb)?;
+    let packed_wt = mul(d.col_rows + 16, d.out_per_group)?;
     add(
-        mul(d.col_rows, nb)?,
+        add(col, packed_wt)?,
         sgemm_scratch_len(d.col_rows, nb, d.out_per_group),
     )
 }
@@ -48,7 +53,10 @@ pub fn conv2d_backward_input(
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
     let pointwise = is_pointwise(p);
     let nb_max = if pointwise { n } else { block_cols(k, n) };
-    let (col, gemm_scratch) = scratch.split_at_mut(if pointwise { 0 } else { k * nb_max });
+    let (col, rest) = scratch.split_at_mut(if pointwise { 0 } else { k * nb_max });
+    let (packed_wt, gemm_scratch) =
+        rest.split_at_mut(if pointwise { 0 } else { packed_a_len(k, m) });
+    let isa = arch::active();
     for (gy, gx) in grad_output
         .chunks_exact(d.out_image_len)
         .zip(grad_input.chunks_exact_mut(d.image_len))
@@ -75,6 +83,8 @@ pub fn conv2d_backward_input(
                 );
                 continue;
             }
+            // W_g^T is packed once and serves every column block
+            pack_a_all(isa, k, m, w_g, packed_wt);
             let mut j0 = 0;
             while j0 < n {
                 let nb = nb_max.min(n - j0);
@@ -85,17 +95,9 @@ pub fn conv2d_backward_input(
                     nb,
                 };
                 let cb = &mut col[..k * nb];
-                gemm(
-                    k,
-                    nb,
-                    m,
-                    w_g,
-                    MatRef::rows(&gy_g[j0..], n),
-                    cb,
-                    nb,
-                    &Epilogue::plain(),
-                    gemm_scratch,
-                );
+                let b = MatRef::rows(&gy_g[j0..], n);
+                let ep = Epilogue::plain();
+                gemm_packed(isa, k, nb, m, packed_wt, b, cb, nb, &ep, gemm_scratch);
                 col2im_block(p, &d, cb, blk, gx);
                 j0 += nb;
             }

@@ -6,8 +6,11 @@
 //! `K = in_per_group * kh * kw` and `N = out_h * out_w`.
 
 use super::{check_forward, check_im2col, is_pointwise};
+use crate::arch;
 use crate::error::KernelError;
-use crate::gemm::{Bias, Epilogue, MatRef, gemm, sgemm_scratch_len};
+use crate::gemm::{
+    Bias, Epilogue, MatRef, gemm, gemm_packed, pack_a_all, packed_a_len, sgemm_scratch_len,
+};
 use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul, valid_range};
 
 /// A block of im2col columns: channels `c0..c0 + channels` of one image, output pixels
@@ -185,8 +188,8 @@ pub fn col2im(p: &Conv2dParams, col: &[f32], image: &mut [f32]) -> Result<(), Ke
 }
 
 /// Scratch elements [`conv2d_im2col`] needs: one block of one group's im2col matrix
-/// (about 512 KiB whatever the image size; none for 1x1 stride-1 unpadded kernels) plus
-/// the SGEMM packing buffers.
+/// (about 512 KiB whatever the image size; none for 1x1 stride-1 unpadded kernels), one
+/// group's packed weights, and the SGEMM packing buffers.
 ///
 /// # Errors
 /// As [`Conv2dParams::dims`].
@@ -196,8 +199,10 @@ pub fn conv2d_im2col_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError>
         return Ok(sgemm_scratch_len(d.out_per_group, d.col_cols, d.col_rows));
     }
     let nb = block_cols(d.col_rows, d.col_cols);
+    let col = mul(d.col_rows, nb)?;
+    let packed_w = mul(d.out_per_group + 16, d.col_rows)?;
     add(
-        mul(d.col_rows, nb)?,
+        add(col, packed_w)?,
         sgemm_scratch_len(d.out_per_group, nb, d.col_rows),
     )
 }
@@ -221,7 +226,10 @@ pub fn conv2d_im2col(
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
     let pointwise = is_pointwise(p);
     let nb_max = if pointwise { n } else { block_cols(k, n) };
-    let (col, gemm_scratch) = scratch.split_at_mut(if pointwise { 0 } else { k * nb_max });
+    let (col, rest) = scratch.split_at_mut(if pointwise { 0 } else { k * nb_max });
+    let (packed_w, gemm_scratch) =
+        rest.split_at_mut(if pointwise { 0 } else { packed_a_len(m, k) });
+    let isa = arch::active();
     for (img, out_img) in input
         .chunks_exact(d.image_len)
         .zip(output.chunks_exact_mut(d.out_image_len))
@@ -240,6 +248,8 @@ pub fn conv2d_im2col(
                 gemm(m, n, k, w_g, b, out_g, n, &ep, gemm_scratch);
                 continue;
             }
+            // the group's weights are packed once and serve every column block
+            pack_a_all(isa, m, k, w_g, packed_w);
             let mut j0 = 0;
             while j0 < n {
                 let nb = nb_max.min(n - j0);
@@ -251,17 +261,9 @@ pub fn conv2d_im2col(
                 };
                 im2col_block(p, &d, img, blk, col);
                 // C: the block's columns of every output channel of the group (ldc = n)
-                gemm(
-                    m,
-                    nb,
-                    k,
-                    w_g,
-                    MatRef::rows(&col[..k * nb], nb),
-                    &mut out_g[j0..],
-                    n,
-                    &ep,
-                    gemm_scratch,
-                );
+                let b = MatRef::rows(&col[..k * nb], nb);
+                let c = &mut out_g[j0..];
+                gemm_packed(isa, m, nb, k, packed_w, b, c, n, &ep, gemm_scratch);
                 j0 += nb;
             }
         }

@@ -184,17 +184,101 @@ pub(crate) fn gemm(
         scale_only(m, n, c, ldc, ep);
         return;
     }
-    let args = Args { m, n, k, a, b, ldc };
-    match arch::active() {
+    let args = Args {
+        m,
+        n,
+        k,
+        a: AOp::Mat(a),
+        b,
+        ldc,
+    };
+    gemm_on(arch::active(), &args, c, ep, scratch);
+}
+
+/// Scratch for [`pack_a_all`]: A packed whole, for any variant.
+pub(crate) const fn packed_a_len(m: usize, k: usize) -> usize {
+    (m + MR_MAX) * k
+}
+
+/// The tile height of `isa`'s microkernel.
+fn mr_of(isa: Isa) -> usize {
+    match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => {
-            // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
-            unsafe { gemm_avx2(&args, c, ep, scratch) }
-        }
-        _ => blocked::<f32x8, { kernel::PORTABLE_MR }, { kernel::PORTABLE_NV }>(
-            &args, c, ep, scratch,
-        ),
+        Isa::Avx2Fma if Isa::Avx2Fma.is_supported() => 6,
+        _ => kernel::PORTABLE_MR,
     }
+}
+
+/// Packs all of `a` (`m x k`) for `isa`'s microkernel, block by block in the order
+/// [`gemm_packed`] reads it, so that one A (conv weights) serves many products.
+/// `dst` holds at least [`packed_a_len`]`(m, k)` floats.
+pub(crate) fn pack_a_all(isa: Isa, m: usize, k: usize, a: MatRef<'_>, dst: &mut [f32]) {
+    let mr = mr_of(isa);
+    let mpad = m.div_ceil(mr) * mr;
+    let mut pc = 0;
+    while pc < k {
+        let kc = min(KC, k - pc);
+        let mut ic = 0;
+        while ic < m {
+            let mc = min(MC, m - ic);
+            let at = &mut dst[pc * mpad + ic * kc..];
+            match mr {
+                6 => pack::pack_a::<6>(&a, ic, mc, pc, kc, at),
+                _ => pack::pack_a::<{ kernel::PORTABLE_MR }>(&a, ic, mc, pc, kc, at),
+            }
+            ic += MC;
+        }
+        pc += KC;
+    }
+}
+
+/// [`gemm`] with A packed beforehand by [`pack_a_all`] for the same `isa`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_packed(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    packed_a: &[f32],
+    b: MatRef<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    ep: &Epilogue<'_>,
+    scratch: &mut [f32],
+) {
+    if ep.alpha == 0.0 {
+        scale_only(m, n, c, ldc, ep);
+        return;
+    }
+    let args = Args {
+        m,
+        n,
+        k,
+        a: AOp::Packed(packed_a),
+        b,
+        ldc,
+    };
+    gemm_on(isa, &args, c, ep, scratch);
+}
+
+fn gemm_on(isa: Isa, args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f32]) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma if Isa::Avx2Fma.is_supported() => {
+            // SAFETY: the CPU supports AVX2 and FMA (checked in the guard).
+            unsafe { gemm_avx2(args, c, ep, scratch) }
+        }
+        _ => {
+            blocked::<f32x8, { kernel::PORTABLE_MR }, { kernel::PORTABLE_NV }>(args, c, ep, scratch)
+        }
+    }
+}
+
+/// A as given, or packed beforehand.
+#[derive(Clone, Copy)]
+enum AOp<'a> {
+    Mat(MatRef<'a>),
+    Packed(&'a [f32]),
 }
 
 /// The operands of one product.
@@ -202,7 +286,7 @@ struct Args<'a> {
     m: usize,
     n: usize,
     k: usize,
-    a: MatRef<'a>,
+    a: AOp<'a>,
     b: MatRef<'a>,
     ldc: usize,
 }
@@ -239,7 +323,13 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize>(
             let mut ic = 0;
             while ic < m {
                 let mc = min(MC, m - ic);
-                pack::pack_a::<MR>(&a, ic, mc, pc, kc, pa);
+                let pa: &[f32] = match a {
+                    AOp::Mat(am) => {
+                        pack::pack_a::<MR>(&am, ic, mc, pc, kc, pa);
+                        pa
+                    }
+                    AOp::Packed(buf) => &buf[pc * m.div_ceil(MR) * MR + ic * kc..],
+                };
                 let mut jr = 0;
                 while jr < nc {
                     let bp = &pb[(jr / nr) * kc * nr..][..kc * nr];
