@@ -71,6 +71,10 @@ fn direct<V: Vf32>(
     output: &mut [f32],
 ) {
     let (p, d) = (ctx.p, ctx.d);
+    if d.in_per_group == 1 && d.out_per_group == 1 && depthwise_row_len(p, d) <= SEG {
+        depthwise::<V>(ctx, input, weight, bias, output);
+        return;
+    }
     let m = d.out_per_group;
     let k = d.col_rows;
     let group_in = d.in_per_group * p.in_h * p.in_w;
@@ -248,6 +252,88 @@ fn block<V: Vf32, const N: usize>(
                 }
             }
             ow0 += tile;
+        }
+    }
+}
+
+/// Padded-row positions a depthwise output row reads, rounded up to whole vectors.
+fn depthwise_row_len(p: &Conv2dParams, d: &Conv2dDims) -> usize {
+    let tiles = d.out_w.div_ceil(LANES);
+    (tiles * LANES - 1)
+        .saturating_mul(p.stride_w)
+        .saturating_add((p.kernel_w - 1).saturating_mul(p.dilation_w))
+        .saturating_add(1)
+}
+
+/// Depthwise convolution (one input and one output channel per group): per output row,
+/// each kernel row's input row is copied once into a zero-padded stack buffer, and the
+/// output row, initialised to the bias, accumulates `kernel_w` FMAs per vector from it;
+/// the clamp follows while the row is still in L1. The vectors of a row are independent
+/// chains, which hides the FMA latency that one channel at a time would expose.
+#[inline(always)]
+fn depthwise<V: Vf32>(
+    ctx: &Ctx<'_>,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    let (p, d) = (ctx.p, ctx.d);
+    let (h, w) = (p.in_h, p.in_w);
+    let (kh_n, kw_n) = (p.kernel_h, p.kernel_w);
+    let row_len = depthwise_row_len(p, d);
+    let mut buf = [0.0_f32; SEG];
+    let (lo, hi) = (V::splat(ctx.lo), V::splat(ctx.hi));
+    let planes = input
+        .chunks_exact(h * w)
+        .zip(output.chunks_exact_mut(d.col_cols));
+    for (i, (x, y)) in planes.enumerate() {
+        let c = i % p.out_channels;
+        let wc = &weight[c * kh_n * kw_n..][..kh_n * kw_n];
+        let b = bias.map_or(0.0, |b| b[c]);
+        let skip_pad_rows = wc.iter().all(|v| v.is_finite());
+        // columns of the padded row that hold input: [pad_left, pad_left + w) clipped
+        let lo_col = p.pad_left.min(row_len);
+        let hi_col = (p.pad_left + w).clamp(lo_col, row_len);
+        buf[..row_len].fill(0.0);
+        for oh in 0..d.out_h {
+            let yrow = &mut y[oh * d.out_w..][..d.out_w];
+            yrow.fill(b);
+            for kh in 0..kh_n {
+                let ihp = oh * p.stride_h + kh * p.dilation_h;
+                let pad_row = ihp < p.pad_top || ihp >= p.pad_top + h;
+                if pad_row {
+                    if skip_pad_rows {
+                        continue;
+                    }
+                    buf[lo_col..hi_col].fill(0.0);
+                } else {
+                    let src = &x[(ihp - p.pad_top) * w..][..w];
+                    buf[lo_col..hi_col].copy_from_slice(&src[..hi_col - lo_col]);
+                }
+                let wr = &wc[kh * kw_n..][..kw_n];
+                for (t, yv) in yrow.chunks_mut(LANES).enumerate() {
+                    let base = t * LANES * p.stride_w;
+                    let mut acc = V::load(yv);
+                    for (kw, &wv) in wr.iter().enumerate() {
+                        let at = base + kw * p.dilation_w;
+                        let xv = if p.stride_w == 1 {
+                            V::load(&buf[at..at + LANES])
+                        } else {
+                            let mut a = [0.0; LANES];
+                            for (l, v) in a.iter_mut().enumerate() {
+                                *v = buf[at + l * p.stride_w];
+                            }
+                            V::from_array(a)
+                        };
+                        acc = V::splat(wv).mul_add(xv, acc);
+                    }
+                    acc.store(yv);
+                }
+            }
+            for yv in yrow.chunks_mut(LANES) {
+                V::load(yv).clamp(lo, hi).store(yv);
+            }
         }
     }
 }
