@@ -1,0 +1,72 @@
+//! The `cnnkit` binary: `bench` prints rows with the documented JSON keys, and bad
+//! arguments get a clear error and exit status 2.
+
+use std::process::Command;
+
+fn cnnkit(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cnnkit"))
+        .args(args)
+        .output()
+        .expect("run cnnkit")
+}
+
+#[test]
+fn bench_json_rows_have_the_documented_keys() {
+    let out = cnnkit(&["bench", "--filter", "relu", "--json", "--min-time-ms", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    for key in ["name", "variant", "pass", "threads", "ms", "gflops"] {
+        assert!(r.get(key).is_some(), "missing {key} in {r}");
+    }
+    assert_eq!(r["name"], "relu");
+    assert_eq!(r["pass"], "fwd");
+    assert_eq!(r["threads"], 1);
+    assert!(r["ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_table_and_threads() {
+    let out = cnnkit(&[
+        "bench",
+        "--filter",
+        "lenet_c1",
+        "--threads",
+        "2",
+        "--min-time-ms",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("conv2d/lenet_c1"), "{text}");
+    assert!(text.contains("fwd+bwd"), "{text}");
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    for args in [
+        &["bench", "--variant", "sse9"][..],
+        &["bench", "--threads", "0"],
+        &["bench", "--filter", "no-such-kernel", "--min-time-ms", "1"],
+        &["bench", "--frobnicate"],
+        &["no-such-command"],
+    ] {
+        let out = cnnkit(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error"), "{args:?}: {err}");
+    }
+}
