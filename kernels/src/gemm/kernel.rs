@@ -66,7 +66,8 @@ pub(super) unsafe fn kernel<V: Vf32, const MR: usize, const NV: usize>(
 
 /// Stores one tile: on the first K block `alpha * acc + beta * C + bias` (C unread when
 /// `beta == 0`), on later blocks `C + alpha * acc`; on the last K block, then clamps.
-/// Full tiles go through vectors; edge tiles through an array, element by element.
+/// Full tiles go through vectors; edge tiles through an array, element by element (a row
+/// of a tile, `NV * 8` floats, must fit the 64-float array).
 #[inline(always)]
 pub(super) fn store<V: Vf32, const MR: usize, const NV: usize>(
     acc: &[[V; NV]; MR],
@@ -110,8 +111,11 @@ pub(super) fn store<V: Vf32, const MR: usize, const NV: usize>(
         for (r, accr) in acc.iter().enumerate().take(t.mr) {
             let i = t.i0 + r;
             let row = &mut c[i * ldc + t.j0..][..t.nr];
-            for (jj, dst) in row.iter_mut().enumerate() {
-                let a = accr[jj / LANES].to_array()[jj % LANES];
+            let mut vals = [0.0_f32; 64];
+            for (v, a) in accr.iter().enumerate() {
+                vals[v * LANES..][..LANES].copy_from_slice(&a.to_array());
+            }
+            for (jj, (dst, &a)) in row.iter_mut().zip(vals.iter()).enumerate() {
                 let mut x = a * ep.alpha;
                 if first {
                     if ep.beta != 0.0 {
