@@ -127,6 +127,10 @@ fn extreme_pool<const MIN: bool>(
     if let Some(idx) = indices.as_deref() {
         check_indices(p, &d, idx)?;
     }
+    if is_2x2_s2(p) {
+        pool_2x2::<MIN>(p, &d, input, output, indices);
+        return Ok(());
+    }
     let (h, w) = (p.in_h, p.in_w);
     let out_plane = d.out_h * d.out_w;
     let empty = f32x8::splat(if MIN {
@@ -212,6 +216,91 @@ fn extreme_pool<const MIN: bool>(
         }
     }
     Ok(())
+}
+
+/// The common 2x2 window with stride 2, no padding, no dilation.
+fn is_2x2_s2(p: &Pool2dParams) -> bool {
+    p.kernel_h == 2
+        && p.kernel_w == 2
+        && p.stride_h == 2
+        && p.stride_w == 2
+        && p.dilation_h == 1
+        && p.dilation_w == 1
+        && p.pad_top == 0
+        && p.pad_bottom == 0
+        && p.pad_left == 0
+        && p.pad_right == 0
+}
+
+/// Max (or min) over 2x2 windows with stride 2: every window is inside the image, so eight
+/// outputs at a time are a branch-free chain of vector selects over their four taps in
+/// row-major order, with the same rules as the general path (first position wins ties,
+/// the first NaN wins).
+fn pool_2x2<const MIN: bool>(
+    p: &Pool2dParams,
+    d: &Pool2dDims,
+    input: &[f32],
+    output: &mut [f32],
+    mut indices: Option<&mut [u32]>,
+) {
+    let (h, w) = (p.in_h, p.in_w);
+    let out_plane = d.out_h * d.out_w;
+    for (pl, (x, y)) in input
+        .chunks_exact(h * w)
+        .zip(output.chunks_exact_mut(out_plane))
+        .enumerate()
+    {
+        for oh in 0..d.out_h {
+            let r0 = &x[2 * oh * w..][..w];
+            let r1 = &x[(2 * oh + 1) * w..][..w];
+            let yrow = &mut y[oh * d.out_w..][..d.out_w];
+            // (wrapping: without indices the plane is not checked against u32, and the
+            // positions are then unused)
+            let base = (2 * oh * w) as u32;
+            let o = pl * out_plane + oh * d.out_w;
+            let mut irow = indices.as_deref_mut().map(|i| &mut i[o..o + d.out_w]);
+            // eight windows at a time: the four taps of each as vectors, then three
+            // vector selects in row-major tap order (lanes past the row read 0 and are
+            // not stored)
+            let mut ow0 = 0;
+            while ow0 < d.out_w {
+                let width = (d.out_w - ow0).min(LANES);
+                let tap = |r: &[f32], dc: usize| {
+                    f32x8::new(core::array::from_fn(|l| {
+                        if l < width {
+                            r[2 * (ow0 + l) + dc]
+                        } else {
+                            0.0
+                        }
+                    }))
+                };
+                let i0 = u32x8::splat(base.wrapping_add(2 * ow0 as u32))
+                    + u32x8::new([0, 2, 4, 6, 8, 10, 12, 14]);
+                let wv = u32x8::splat(w as u32);
+                let mut best = tap(r0, 0);
+                let mut bi = i0;
+                for (v, i) in [
+                    (tap(r0, 1), i0 + u32x8::ONE),
+                    (tap(r1, 0), i0 + wv),
+                    (tap(r1, 1), i0 + wv + u32x8::ONE),
+                ] {
+                    let better = if MIN {
+                        v.simd_lt(best)
+                    } else {
+                        v.simd_gt(best)
+                    };
+                    let take = better | (v.is_nan() & !best.is_nan());
+                    best = take.select(v, best);
+                    bi = take.select(i, bi);
+                }
+                store_partial(&mut yrow[ow0..ow0 + width], best);
+                if let Some(ir) = irow.as_deref_mut() {
+                    ir[ow0..ow0 + width].copy_from_slice(&bi.to_array()[..width]);
+                }
+                ow0 += LANES;
+            }
+        }
+    }
 }
 
 /// Backward pass of [`max_pool2d`] from its indices: each output gradient is added to the

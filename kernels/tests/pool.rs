@@ -274,3 +274,32 @@ fn global_avg_pool_matches_reference_and_finite_differences() {
     }
     check(100, prop as fn(u64, u8, u8, u8, u8) -> bool);
 }
+
+/// The 2x2 stride-2 fast path: odd sizes (a column and row left over), rows wider and
+/// narrower than a vector, ties, NaN and infinities, against the reference.
+#[test]
+fn fast_2x2_path_matches_reference() {
+    for (i, (h, w)) in [
+        (2, 2),
+        (3, 5),
+        (7, 29),
+        (28, 28),
+        (10, 34),
+        (5, 16),
+        (4, 17),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for specials in [false, true] {
+            let c = Case {
+                p: Pool2dParams::new(2, 3, h, w, 2, 2),
+                include_pad: false,
+                specials,
+                seed: 900 + i as u64,
+            };
+            extreme_matches(&c, k::max_pool2d, r::max_pool2d);
+            extreme_matches(&c, k::min_pool2d, r::min_pool2d);
+        }
+    }
+}
