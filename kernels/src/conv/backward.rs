@@ -2,6 +2,7 @@
 //! col2im (straight into the input gradient for 1x1 stride-1 unpadded kernels), the
 //! weight gradient as `sum_n dY_g * col_g^T`, and the bias gradient as a sum.
 
+use super::depthwise;
 use super::im2col::{ColBlock, block_cols, col2im_block, im2col_block};
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
 use crate::arch;
@@ -18,6 +19,9 @@ use crate::simd::sum;
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = p.dims()?;
+    if depthwise::applies(p, &d) {
+        return Ok(0);
+    }
     if is_pointwise(p) {
         return Ok(sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group));
     }
@@ -50,6 +54,10 @@ pub fn conv2d_backward_input(
 ) -> Result<(), KernelError> {
     let d = check_backward_input(p, weight, grad_output, grad_input)?;
     check_scratch(conv2d_backward_input_scratch_len(p)?, scratch.len())?;
+    if depthwise::applies(p, &d) {
+        depthwise::backward_input(p, &d, weight, grad_output, grad_input);
+        return Ok(());
+    }
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
     let pointwise = is_pointwise(p);
     let nb_max = if pointwise { n } else { block_cols(k, n) };
@@ -112,6 +120,9 @@ pub fn conv2d_backward_input(
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = p.dims()?;
+    if depthwise::applies(p, &d) {
+        return Ok(0);
+    }
     if is_pointwise(p) {
         return Ok(sgemm_scratch_len(d.out_per_group, d.col_rows, d.col_cols));
     }
@@ -137,6 +148,10 @@ pub fn conv2d_backward_weight(
 ) -> Result<(), KernelError> {
     let d = check_backward_weight(p, input, grad_output, grad_weight)?;
     check_scratch(conv2d_backward_weight_scratch_len(p)?, scratch.len())?;
+    if depthwise::applies(p, &d) {
+        depthwise::backward_weight(p, &d, input, grad_output, grad_weight);
+        return Ok(());
+    }
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
     let pointwise = is_pointwise(p);
     let nb_max = if pointwise { n } else { block_cols(k, n) };

@@ -71,7 +71,7 @@ fn direct<V: Vf32>(
     output: &mut [f32],
 ) {
     let (p, d) = (ctx.p, ctx.d);
-    if d.in_per_group == 1 && d.out_per_group == 1 && depthwise_row_len(p, d) <= SEG {
+    if super::depthwise::applies(p, d) {
         depthwise::<V>(ctx, input, weight, bias, output);
         return;
     }
@@ -256,15 +256,6 @@ fn block<V: Vf32, const N: usize>(
     }
 }
 
-/// Padded-row positions a depthwise output row reads, rounded up to whole vectors.
-fn depthwise_row_len(p: &Conv2dParams, d: &Conv2dDims) -> usize {
-    let tiles = d.out_w.div_ceil(LANES);
-    (tiles * LANES - 1)
-        .saturating_mul(p.stride_w)
-        .saturating_add((p.kernel_w - 1).saturating_mul(p.dilation_w))
-        .saturating_add(1)
-}
-
 /// Depthwise convolution (one input and one output channel per group): per output row,
 /// each kernel row's input row is copied once into a zero-padded stack buffer, and the
 /// output row, initialised to the bias, accumulates `kernel_w` FMAs per vector from it;
@@ -281,7 +272,7 @@ fn depthwise<V: Vf32>(
     let (p, d) = (ctx.p, ctx.d);
     let (h, w) = (p.in_h, p.in_w);
     let (kh_n, kw_n) = (p.kernel_h, p.kernel_w);
-    let row_len = depthwise_row_len(p, d);
+    let row_len = super::depthwise::row_len(p, d);
     let mut buf = [0.0_f32; SEG];
     let (lo, hi) = (V::splat(ctx.lo), V::splat(ctx.hi));
     let planes = input
@@ -309,7 +300,7 @@ fn depthwise<V: Vf32>(
                     buf[lo_col..hi_col].fill(0.0);
                 } else {
                     let src = &x[(ihp - p.pad_top) * w..][..w];
-                    buf[lo_col..hi_col].copy_from_slice(&src[..hi_col - lo_col]);
+                    super::depthwise::copy_row::<V>(&mut buf[lo_col..hi_col], src);
                 }
                 let wr = &wc[kh * kw_n..][..kw_n];
                 for (t, yv) in yrow.chunks_mut(LANES).enumerate() {

@@ -7,6 +7,7 @@
 //! input would (and as PyTorch's im2col path does).
 
 mod backward;
+mod depthwise;
 mod direct;
 mod im2col;
 
