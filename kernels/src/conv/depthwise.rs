@@ -28,11 +28,14 @@ pub(super) fn row_len(p: &Conv2dParams, d: &Conv2dDims) -> usize {
 #[inline(always)]
 pub(super) fn copy_row<V: Vf32>(dst: &mut [f32], src: &[f32]) {
     let n = dst.len().min(src.len());
+    let full = n / LANES * LANES;
     let mut i = 0;
-    while i < n {
-        let width = (n - i).min(LANES);
-        V::load(&src[i..i + width]).store(&mut dst[i..i + width]);
+    while i < full {
+        V::load(&src[i..i + LANES]).store(&mut dst[i..i + LANES]);
         i += LANES;
+    }
+    for j in full..n {
+        dst[j] = src[j];
     }
 }
 

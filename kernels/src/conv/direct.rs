@@ -45,6 +45,22 @@ pub fn conv2d_direct(
 ) -> Result<(), KernelError> {
     let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
     let ctx = Ctx { p, d: &d, lo, hi };
+    if super::depthwise::applies(p, &d) {
+        // its own entry points, so that its loops get registers of their own
+        match arch::active() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => {
+                #[target_feature(enable = "avx2,fma")]
+                fn dw_avx2(c: &Ctx<'_>, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+                    depthwise::<crate::arch::x86::Avx2>(c, x, w, b, y);
+                }
+                // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
+                unsafe { dw_avx2(&ctx, input, weight, bias, output) }
+            }
+            _ => depthwise::<f32x8>(&ctx, input, weight, bias, output),
+        }
+        return Ok(());
+    }
     match arch::active() {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma => {
@@ -71,10 +87,6 @@ fn direct<V: Vf32>(
     output: &mut [f32],
 ) {
     let (p, d) = (ctx.p, ctx.d);
-    if super::depthwise::applies(p, d) {
-        depthwise::<V>(ctx, input, weight, bias, output);
-        return;
-    }
     let m = d.out_per_group;
     let k = d.col_rows;
     let group_in = d.in_per_group * p.in_h * p.in_w;
@@ -274,6 +286,9 @@ fn depthwise<V: Vf32>(
     let (kh_n, kw_n) = (p.kernel_h, p.kernel_w);
     let row_len = super::depthwise::row_len(p, d);
     let mut buf = [0.0_f32; SEG];
+    // the output row, accumulated in whole vectors (row_len >= tiles * 8)
+    let mut acc_row = [0.0_f32; SEG];
+    let tiles = d.out_w.div_ceil(LANES);
     let (lo, hi) = (V::splat(ctx.lo), V::splat(ctx.hi));
     let planes = input
         .chunks_exact(h * w)
@@ -281,15 +296,16 @@ fn depthwise<V: Vf32>(
     for (i, (x, y)) in planes.enumerate() {
         let c = i % p.out_channels;
         let wc = &weight[c * kh_n * kw_n..][..kh_n * kw_n];
-        let b = bias.map_or(0.0, |b| b[c]);
+        let b = V::splat(bias.map_or(0.0, |b| b[c]));
         let skip_pad_rows = wc.iter().all(|v| v.is_finite());
         // columns of the padded row that hold input: [pad_left, pad_left + w) clipped
         let lo_col = p.pad_left.min(row_len);
         let hi_col = (p.pad_left + w).clamp(lo_col, row_len);
         buf[..row_len].fill(0.0);
         for oh in 0..d.out_h {
-            let yrow = &mut y[oh * d.out_w..][..d.out_w];
-            yrow.fill(b);
+            for t in 0..tiles {
+                b.store(&mut acc_row[t * LANES..t * LANES + LANES]);
+            }
             for kh in 0..kh_n {
                 let ihp = oh * p.stride_h + kh * p.dilation_h;
                 let pad_row = ihp < p.pad_top || ihp >= p.pad_top + h;
@@ -303,9 +319,10 @@ fn depthwise<V: Vf32>(
                     super::depthwise::copy_row::<V>(&mut buf[lo_col..hi_col], src);
                 }
                 let wr = &wc[kh * kw_n..][..kw_n];
-                for (t, yv) in yrow.chunks_mut(LANES).enumerate() {
+                for t in 0..tiles {
+                    let dst = &mut acc_row[t * LANES..t * LANES + LANES];
+                    let mut acc = V::load(dst);
                     let base = t * LANES * p.stride_w;
-                    let mut acc = V::load(yv);
                     for (kw, &wv) in wr.iter().enumerate() {
                         let at = base + kw * p.dilation_w;
                         let xv = if p.stride_w == 1 {
@@ -319,11 +336,21 @@ fn depthwise<V: Vf32>(
                         };
                         acc = V::splat(wv).mul_add(xv, acc);
                     }
-                    acc.store(yv);
+                    acc.store(dst);
                 }
             }
-            for yv in yrow.chunks_mut(LANES) {
-                V::load(yv).clamp(lo, hi).store(yv);
+            let yrow = &mut y[oh * d.out_w..][..d.out_w];
+            let full = d.out_w / LANES;
+            for t in 0..full {
+                let v = V::load(&acc_row[t * LANES..t * LANES + LANES]).clamp(lo, hi);
+                v.store(&mut yrow[t * LANES..t * LANES + LANES]);
+            }
+            if full < tiles {
+                let v = V::load(&acc_row[full * LANES..full * LANES + LANES]).clamp(lo, hi);
+                let a = v.to_array();
+                for (j, o) in yrow[full * LANES..].iter_mut().enumerate() {
+                    *o = a[j];
+                }
             }
         }
     }
