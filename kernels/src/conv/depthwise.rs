@@ -34,6 +34,9 @@ pub(super) fn copy_row<V: Vf32>(dst: &mut [f32], src: &[f32]) {
         V::load(&src[i..i + LANES]).store(&mut dst[i..i + LANES]);
         i += LANES;
     }
+    // (a loop, not copy_from_slice: the tail is under 8 floats and a memcpy call costs
+    // more than it moves)
+    #[allow(clippy::manual_memcpy)]
     for j in full..n {
         dst[j] = src[j];
     }
