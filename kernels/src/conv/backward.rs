@@ -101,6 +101,7 @@ pub fn conv2d_backward_input(
                     channels: d.in_per_group,
                     j0,
                     nb,
+                    ld: nb,
                 };
                 let cb = &mut col[..k * nb];
                 let b = MatRef::rows(&gy_g[j0..], n);
@@ -176,6 +177,7 @@ pub fn conv2d_backward_weight(
                         channels: d.in_per_group,
                         j0,
                         nb,
+                        ld: nb,
                     };
                     im2col_block(p, &d, x, blk, col);
                     MatRef::transposed(&col[..k * nb], nb)

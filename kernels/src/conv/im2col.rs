@@ -15,13 +15,16 @@ use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mu
 
 /// A block of im2col columns: channels `c0..c0 + channels` of one image, output pixels
 /// `j0..j0 + nb` (row-major over `(oh, ow)`); the block is stored as
-/// `channels * kh * kw` rows of `nb`.
+/// `channels * kh * kw` rows of `nb` columns, `ld` apart.
 #[derive(Clone, Copy)]
 pub(crate) struct ColBlock {
     pub c0: usize,
     pub channels: usize,
     pub j0: usize,
     pub nb: usize,
+    /// Row stride of the destination (`nb` for a dense block; more when several images'
+    /// columns share one block).
+    pub ld: usize,
 }
 
 /// One stretch of a block row: `n` entries from block position `at` on, either read from
@@ -51,7 +54,7 @@ fn for_segs(p: &Conv2dParams, d: &Conv2dDims, b: ColBlock, mut f: impl FnMut(Seg
                     // the block's columns on this output row: ow in [a, z)
                     let a = b.j0.saturating_sub(oh * ow_n);
                     let z = (j1 - oh * ow_n).min(ow_n);
-                    let at = r * b.nb + oh * ow_n + a - b.j0; // block position of ow = a
+                    let at = r * b.ld + oh * ow_n + a - b.j0; // block position of ow = a
                     if oh < oh_lo || oh >= oh_hi || ow_lo >= ow_hi {
                         f(Seg::Zero { at, n: z - a });
                     } else {
@@ -164,6 +167,7 @@ pub fn im2col(p: &Conv2dParams, image: &[f32], col: &mut [f32]) -> Result<(), Ke
         channels: p.in_channels,
         j0: 0,
         nb: d.col_cols,
+        ld: d.col_cols,
     };
     im2col_block(p, &d, image, b, col);
     Ok(())
@@ -182,6 +186,7 @@ pub fn col2im(p: &Conv2dParams, col: &[f32], image: &mut [f32]) -> Result<(), Ke
         channels: p.in_channels,
         j0: 0,
         nb: d.col_cols,
+        ld: d.col_cols,
     };
     col2im_block(p, &d, col, b, image);
     Ok(())
@@ -195,16 +200,64 @@ pub fn col2im(p: &Conv2dParams, col: &[f32], image: &mut [f32]) -> Result<(), Ke
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_im2col_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = p.dims()?;
-    if is_pointwise(p) {
+    let plan = Plan::new(p, &d)?;
+    if plan.pointwise {
         return Ok(sgemm_scratch_len(d.out_per_group, d.col_cols, d.col_rows));
     }
-    let nb = block_cols(d.col_rows, d.col_cols);
-    let col = mul(d.col_rows, nb)?;
+    let col = mul(d.col_rows, plan.nb)?;
     let packed_w = mul(d.out_per_group + 16, d.col_rows)?;
-    add(
-        add(col, packed_w)?,
-        sgemm_scratch_len(d.out_per_group, nb, d.col_rows),
-    )
+    let c_block = if plan.batched {
+        mul(d.out_per_group, plan.nb)?
+    } else {
+        0
+    };
+    let gemm = sgemm_scratch_len(d.out_per_group, plan.nb, d.col_rows);
+    add(add(add(col, packed_w)?, c_block)?, gemm)
+}
+
+/// Splits the batch-wide columns `jb..jb + nb` (image `j / n`, pixel `j % n`) into runs
+/// within one image: `f(image, first pixel, length, offset in the block)`.
+fn for_image_runs(jb: usize, nb: usize, n: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let mut j = jb;
+    while j < jb + nb {
+        let (img, j0) = (j / n, j % n);
+        let len = (n - j0).min(jb + nb - j);
+        f(img, j0, len, j - jb);
+        j += len;
+    }
+}
+
+/// How [`conv2d_im2col`] walks the columns (output pixels).
+struct Plan {
+    /// 1x1 stride-1 unpadded: the input planes are B, no im2col.
+    pointwise: bool,
+    /// Columns of several images share a block (small images): the block's product goes
+    /// to a scratch C and is copied out image by image.
+    batched: bool,
+    /// Columns per block.
+    nb: usize,
+}
+
+impl Plan {
+    fn new(p: &Conv2dParams, d: &Conv2dDims) -> Result<Self, KernelError> {
+        let pointwise = is_pointwise(p);
+        let per_image = block_cols(d.col_rows, d.col_cols);
+        let total = mul(p.batch, d.col_cols)?;
+        let across = block_cols(d.col_rows, total);
+        let batched = !pointwise && p.batch > 1 && d.col_cols < across;
+        let nb = if pointwise {
+            d.col_cols
+        } else if batched {
+            across
+        } else {
+            per_image
+        };
+        Ok(Self {
+            pointwise,
+            batched,
+            nb,
+        })
+    }
 }
 
 /// Convolution forward pass by im2col + SGEMM, bias and clamp fused into the GEMM's store.
@@ -224,12 +277,54 @@ pub fn conv2d_im2col(
     let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
     check_scratch(conv2d_im2col_scratch_len(p)?, scratch.len())?;
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
-    let pointwise = is_pointwise(p);
-    let nb_max = if pointwise { n } else { block_cols(k, n) };
+    let plan = Plan::new(p, &d)?;
+    let pointwise = plan.pointwise;
+    let nb_max = plan.nb;
     let (col, rest) = scratch.split_at_mut(if pointwise { 0 } else { k * nb_max });
-    let (packed_w, gemm_scratch) =
-        rest.split_at_mut(if pointwise { 0 } else { packed_a_len(m, k) });
+    let (packed_w, rest) = rest.split_at_mut(if pointwise { 0 } else { packed_a_len(m, k) });
     let isa = arch::active();
+    if plan.batched {
+        let (c_block, gemm_scratch) = rest.split_at_mut(m * nb_max);
+        let total = p.batch * n;
+        for g in 0..p.groups {
+            let w_g = MatRef::rows(&weight[g * m * k..][..m * k], k);
+            pack_a_all(isa, m, k, w_g, packed_w);
+            let ep = Epilogue {
+                bias: bias.map_or(Bias::None, |b| Bias::Row(&b[g * m..][..m])),
+                lo,
+                hi,
+                ..Epilogue::plain()
+            };
+            let mut jb = 0;
+            while jb < total {
+                let nb = nb_max.min(total - jb);
+                // im2col of each image's share of the block's columns
+                for_image_runs(jb, nb, n, |img_i, j0, len, at| {
+                    let img = &input[img_i * d.image_len..][..d.image_len];
+                    let blk = ColBlock {
+                        c0: g * d.in_per_group,
+                        channels: d.in_per_group,
+                        j0,
+                        nb: len,
+                        ld: nb,
+                    };
+                    im2col_block(p, &d, img, blk, &mut col[at..]);
+                });
+                let b = MatRef::rows(&col[..k * nb], nb);
+                gemm_packed(isa, m, nb, k, packed_w, b, c_block, nb, &ep, gemm_scratch);
+                // copy each image's columns out to its output planes
+                for_image_runs(jb, nb, n, |img_i, j0, len, at| {
+                    let out_g = &mut output[img_i * d.out_image_len + g * m * n..][..m * n];
+                    for r in 0..m {
+                        out_g[r * n + j0..][..len].copy_from_slice(&c_block[r * nb + at..][..len]);
+                    }
+                });
+                jb += nb;
+            }
+        }
+        return Ok(());
+    }
+    let gemm_scratch = rest;
     for (img, out_img) in input
         .chunks_exact(d.image_len)
         .zip(output.chunks_exact_mut(d.out_image_len))
@@ -258,6 +353,7 @@ pub fn conv2d_im2col(
                     channels: d.in_per_group,
                     j0,
                     nb,
+                    ld: nb,
                 };
                 im2col_block(p, &d, img, blk, col);
                 // C: the block's columns of every output channel of the group (ldc = n)
