@@ -556,3 +556,30 @@ fn column_blocks_match_reference() {
         backward_matches(c);
     }
 }
+
+/// Small images whose columns share blocks across the batch, with block boundaries
+/// falling inside images (LeNet's second layer on a batch of 20, and a padded one).
+#[test]
+fn batched_column_blocks_match_reference() {
+    let shapes = [
+        Conv2dParams::new(20, 6, 14, 14, 16, 5, 5),
+        Conv2dParams::new(20, 16, 9, 11, 10, 3, 3).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(30, 4, 7, 7, 12, 3, 3)
+            .with_stride(2, 1)
+            .with_groups(2),
+    ];
+    for (i, p) in shapes.into_iter().enumerate() {
+        let c = Case {
+            p,
+            act: Activation::Clamp {
+                min: -0.5,
+                max: 0.5,
+            },
+            bias: true,
+            seed: 700 + i as u64,
+        };
+        forward_matches(&c, im2col_gemm);
+        forward_matches(&c, dispatch);
+        backward_matches(c);
+    }
+}
