@@ -5,7 +5,7 @@
 //!
 //! Run: `cargo bench --bench kernels` (add `-- conv2d` to filter).
 
-use cnnkit::kernels::{self as k, Activation, Conv2dParams, GemmParams, Pool2dParams, arch};
+use cnnkit::kernels::{self as k, Activation, GemmParams, Pool2dParams, arch};
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 
 fn data(n: usize, seed: u32) -> Vec<f32> {
@@ -100,46 +100,84 @@ fn sgemm(c: &mut Criterion) {
     g.finish();
 }
 
+/// Every convolution shape of `cnnkit bench`, both algorithms, every variant this CPU
+/// runs: forward, and forward + backward (input, weight and bias gradients).
 fn conv(c: &mut Criterion) {
-    let shapes = [
-        (
-            "lenet_c1",
-            Conv2dParams::new(64, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2),
-        ),
-        ("lenet_c2", Conv2dParams::new(64, 6, 14, 14, 16, 5, 5)),
-        ("pw1x1_256", Conv2dParams::new(8, 256, 14, 14, 256, 1, 1)),
-    ];
     let mut g = c.benchmark_group("conv2d");
-    g.sample_size(20);
-    for (name, p) in shapes {
+    g.sample_size(10);
+    for (name, p) in cnnkit::bench::conv_shapes() {
         let d = p.dims().unwrap();
         let (x, w, b) = (
             data(d.input_len, 3),
             data(d.weight_len, 4),
             data(d.bias_len, 5),
         );
+        let gy = data(d.output_len, 6);
         let mut y = vec![0.0; d.output_len];
-        let mut s = vec![0.0; k::conv2d_im2col_scratch_len(&p).unwrap()];
-        g.throughput(Throughput::Elements(2 * p.macs().unwrap() as u64));
-        g.bench_function(BenchmarkId::new("direct", name), |bch| {
-            bch.iter(|| {
-                k::conv2d_direct(&p, black_box(&x), &w, Some(&b), Activation::Relu, &mut y).unwrap()
-            })
-        });
-        g.bench_function(BenchmarkId::new("im2col", name), |bch| {
-            bch.iter(|| {
-                k::conv2d_im2col(
-                    &p,
-                    black_box(&x),
-                    &w,
-                    Some(&b),
-                    Activation::Relu,
-                    &mut y,
-                    &mut s,
-                )
-                .unwrap()
-            })
-        });
+        let (mut gx, mut gw, mut gb) = (
+            vec![0.0; d.input_len],
+            vec![0.0; d.weight_len],
+            vec![0.0; d.bias_len],
+        );
+        let scratch_len = [
+            k::conv2d_im2col_scratch_len(&p).unwrap(),
+            k::conv2d_backward_input_scratch_len(&p).unwrap(),
+            k::conv2d_backward_weight_scratch_len(&p).unwrap(),
+        ];
+        let mut s = vec![0.0; scratch_len.into_iter().max().unwrap()];
+        let macs = p.macs().unwrap() as u64;
+        for isa in arch::supported() {
+            arch::force(Some(isa)).unwrap();
+            g.throughput(Throughput::Elements(2 * macs));
+            g.bench_function(
+                BenchmarkId::new(format!("direct-{}/fwd", isa.name()), name),
+                |bch| {
+                    bch.iter(|| {
+                        k::conv2d_direct(&p, black_box(&x), &w, Some(&b), Activation::Relu, &mut y)
+                            .unwrap()
+                    })
+                },
+            );
+            g.bench_function(
+                BenchmarkId::new(format!("im2col-{}/fwd", isa.name()), name),
+                |bch| {
+                    bch.iter(|| {
+                        k::conv2d_im2col(
+                            &p,
+                            black_box(&x),
+                            &w,
+                            Some(&b),
+                            Activation::Relu,
+                            &mut y,
+                            &mut s,
+                        )
+                        .unwrap()
+                    })
+                },
+            );
+            g.throughput(Throughput::Elements(6 * macs));
+            g.bench_function(
+                BenchmarkId::new(format!("{}/fwd+bwd", isa.name()), name),
+                |bch| {
+                    bch.iter(|| {
+                        k::conv2d(
+                            &p,
+                            black_box(&x),
+                            &w,
+                            Some(&b),
+                            Activation::Relu,
+                            &mut y,
+                            &mut s,
+                        )
+                        .unwrap();
+                        k::conv2d_backward_input(&p, &w, &gy, &mut gx, &mut s).unwrap();
+                        k::conv2d_backward_weight(&p, &x, &gy, &mut gw, &mut s).unwrap();
+                        k::conv2d_backward_bias(&p, &gy, &mut gb).unwrap();
+                    })
+                },
+            );
+        }
+        arch::force(None).unwrap();
     }
     g.finish();
 }
