@@ -12,6 +12,7 @@ use crate::gemm::{
     Bias, Epilogue, MatRef, gemm, gemm_packed, pack_a_all, packed_a_len, sgemm_scratch_len,
 };
 use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul, valid_range};
+use crate::simd::{LANES, load, store};
 
 /// A block of im2col columns: channels `c0..c0 + channels` of one image, output pixels
 /// `j0..j0 + nb` (row-major over `(oh, ow)`); the block is stored as
@@ -88,6 +89,32 @@ fn for_segs(p: &Conv2dParams, d: &Conv2dDims, b: ColBlock, mut f: impl FnMut(Seg
     }
 }
 
+/// `dst.copy_from_slice(src)` for im2col's runs, which are often a few pixels long (one
+/// output row): whole vectors, the last one overlapping the previous instead of a scalar
+/// tail, so a run of 8 to 16 floats is two moves and no `memcpy` call.
+#[inline(always)]
+fn copy_run(dst: &mut [f32], src: &[f32]) {
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    if n >= LANES {
+        let mut i = 0;
+        while i + LANES < n {
+            store(&mut dst[i..i + LANES], load(&src[i..i + LANES]));
+            i += LANES;
+        }
+        store(&mut dst[n - LANES..], load(&src[n - LANES..]));
+    } else if n >= 4 {
+        let lo = wide::f32x4::new([src[0], src[1], src[2], src[3]]);
+        let hi = wide::f32x4::new([src[n - 4], src[n - 3], src[n - 2], src[n - 1]]);
+        dst[n - 4..].copy_from_slice(&hi.to_array());
+        dst[..4].copy_from_slice(&lo.to_array());
+    } else {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    }
+}
+
 /// Writes the im2col block `b` of `image` into `col` (`b.channels * kh * kw` rows of `b.nb`).
 pub(crate) fn im2col_block(
     p: &Conv2dParams,
@@ -102,7 +129,7 @@ pub(crate) fn im2col_block(
         Seg::Copy { at, src, n } => {
             let dst = &mut col[at..at + n];
             if sw == 1 {
-                dst.copy_from_slice(&image[src..src + n]);
+                copy_run(dst, &image[src..src + n]);
             } else {
                 for (i, v) in dst.iter_mut().enumerate() {
                     *v = image[src + i * sw];
