@@ -28,18 +28,21 @@ pub(crate) struct ColBlock {
     pub ld: usize,
 }
 
-/// One stretch of a block row: `n` entries from block position `at` on, either read from
-/// input positions `src + i * stride_w`, or padding.
-enum Seg {
-    Copy { at: usize, src: usize, n: usize },
-    Zero { at: usize, n: usize },
+/// The part of one output row that a block row holds: `n` entries from block position
+/// `at` on; of these, `[lo, hi)` are read from input positions `src + i * stride_w` and the
+/// rest are padding.
+struct Span {
+    at: usize,
+    n: usize,
+    lo: usize,
+    hi: usize,
+    src: usize,
 }
 
-/// Calls `f` for every stretch of the block `b`, row by row: for each im2col row
-/// `(c, kh, kw)` and each output row the block spans, the padding before, the in-image
-/// run, and the padding after.
+/// Calls `f` once for every (im2col row `(c, kh, kw)`, output row) stretch of the block
+/// `b`. (One call site, so that `f` is inlined.)
 #[inline(always)]
-fn for_segs(p: &Conv2dParams, d: &Conv2dDims, b: ColBlock, mut f: impl FnMut(Seg)) {
+fn for_spans(p: &Conv2dParams, d: &Conv2dDims, b: ColBlock, mut f: impl FnMut(Span)) {
     let (h, w) = (p.in_h, p.in_w);
     let ow_n = d.out_w;
     let j1 = b.j0 + b.nb;
@@ -56,31 +59,23 @@ fn for_segs(p: &Conv2dParams, d: &Conv2dDims, b: ColBlock, mut f: impl FnMut(Seg
                     let a = b.j0.saturating_sub(oh * ow_n);
                     let z = (j1 - oh * ow_n).min(ow_n);
                     let at = r * b.ld + oh * ow_n + a - b.j0; // block position of ow = a
-                    if oh < oh_lo || oh >= oh_hi || ow_lo >= ow_hi {
-                        f(Seg::Zero { at, n: z - a });
+                    let (lo, hi, src) = if oh < oh_lo || oh >= oh_hi || ow_lo >= ow_hi {
+                        (0, 0, 0)
                     } else {
                         let lo = ow_lo.clamp(a, z);
                         let hi = ow_hi.clamp(lo, z);
-                        if lo > a {
-                            f(Seg::Zero { at, n: lo - a });
-                        }
-                        if hi > lo {
-                            let ih = oh * p.stride_h + kh * p.dilation_h - p.pad_top;
-                            let iw = lo * p.stride_w + off - p.pad_left;
-                            let src = (ci * h + ih) * w + iw;
-                            f(Seg::Copy {
-                                at: at + (lo - a),
-                                src,
-                                n: hi - lo,
-                            });
-                        }
-                        if z > hi {
-                            f(Seg::Zero {
-                                at: at + (hi - a),
-                                n: z - hi,
-                            });
-                        }
-                    }
+                        let ih = oh * p.stride_h + kh * p.dilation_h - p.pad_top;
+                        // (only meaningful when hi > lo, where it is in range)
+                        let iw = (lo * p.stride_w + off).wrapping_sub(p.pad_left);
+                        (lo - a, hi - a, ((ci * h + ih) * w).wrapping_add(iw))
+                    };
+                    f(Span {
+                        at,
+                        n: z - a,
+                        lo,
+                        hi,
+                        src,
+                    });
                     oh += 1;
                 }
                 r += 1;
@@ -124,15 +119,22 @@ pub(crate) fn im2col_block(
     col: &mut [f32],
 ) {
     let sw = p.stride_w;
-    for_segs(p, d, b, |s| match s {
-        Seg::Zero { at, n } => col[at..at + n].fill(0.0),
-        Seg::Copy { at, src, n } => {
-            let dst = &mut col[at..at + n];
+    for_spans(p, d, b, |s| {
+        let row = &mut col[s.at..s.at + s.n];
+        // (guarded: an empty fill would still cost a memset call)
+        if s.lo > 0 {
+            row[..s.lo].fill(0.0);
+        }
+        if s.hi < s.n {
+            row[s.hi..].fill(0.0);
+        }
+        if s.hi > s.lo {
+            let dst = &mut row[s.lo..s.hi];
             if sw == 1 {
-                copy_run(dst, &image[src..src + n]);
+                copy_run(dst, &image[s.src..s.src + dst.len()]);
             } else {
                 for (i, v) in dst.iter_mut().enumerate() {
-                    *v = image[src + i * sw];
+                    *v = image[s.src + i * sw];
                 }
             }
         }
@@ -149,16 +151,16 @@ pub(crate) fn col2im_block(
     image: &mut [f32],
 ) {
     let sw = p.stride_w;
-    for_segs(p, d, b, |s| {
-        if let Seg::Copy { at, src, n } = s {
-            let seg = &col[at..at + n];
+    for_spans(p, d, b, |s| {
+        if s.hi > s.lo {
+            let seg = &col[s.at + s.lo..s.at + s.hi];
             if sw == 1 {
-                for (dst, s) in image[src..src + n].iter_mut().zip(seg) {
-                    *dst += s;
+                for (dst, v) in image[s.src..s.src + seg.len()].iter_mut().zip(seg) {
+                    *dst += v;
                 }
             } else {
-                for (i, &s) in seg.iter().enumerate() {
-                    image[src + i * sw] += s;
+                for (i, &v) in seg.iter().enumerate() {
+                    image[s.src + i * sw] += v;
                 }
             }
         }
