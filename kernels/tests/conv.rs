@@ -583,3 +583,49 @@ fn batched_column_blocks_match_reference() {
         backward_matches(c);
     }
 }
+
+/// Depthwise backward passes with infinities and NaN in the input, the weights and the
+/// output gradient: the same NaN pattern as the reference, on every variant.
+#[test]
+fn depthwise_backward_non_finite() {
+    for (i, p) in [
+        Conv2dParams::new(2, 3, 6, 13, 3, 3, 3).with_groups(3),
+        Conv2dParams::new(1, 2, 7, 9, 2, 3, 3)
+            .with_groups(2)
+            .with_padding(1, 1, 1, 1),
+        Conv2dParams::new(1, 2, 9, 11, 2, 3, 2)
+            .with_groups(2)
+            .with_stride(2, 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let d = p.dims().unwrap();
+        let mut dt = data(&p, 40 + i as u64);
+        dt.x[d.input_len - 1] = f32::INFINITY; // a column only lanes past the row read
+        dt.x[5] = f32::NAN;
+        let nan = |v: &[f32]| v.iter().map(|x| x.is_nan()).collect::<Vec<_>>();
+        for w_bad in [false, true] {
+            let mut w = dt.w.clone();
+            if w_bad {
+                w[0] = f32::INFINITY;
+            }
+            let mut gy = dt.gy.clone();
+            gy[1] = f32::NEG_INFINITY;
+            let mut want = vec![0.0; d.weight_len];
+            r::conv2d_backward_weight(&p, &dt.x, &gy, &mut want).unwrap();
+            let mut want_x = vec![0.0; d.input_len];
+            r::conv2d_backward_input(&p, &w, &gy, &mut want_x).unwrap();
+            common::for_each_isa(|isa| {
+                let mut got = vec![0.0; d.weight_len];
+                let mut s = vec![0.0; k::conv2d_backward_weight_scratch_len(&p).unwrap()];
+                k::conv2d_backward_weight(&p, &dt.x, &gy, &mut got, &mut s).unwrap();
+                assert_eq!(nan(&got), nan(&want), "{isa:?} grad weight, shape {i}");
+                let mut got_x = vec![0.0; d.input_len];
+                let mut s = vec![0.0; k::conv2d_backward_input_scratch_len(&p).unwrap()];
+                k::conv2d_backward_input(&p, &w, &gy, &mut got_x, &mut s).unwrap();
+                assert_eq!(nan(&got_x), nan(&want_x), "{isa:?} grad input, shape {i}");
+            });
+        }
+    }
+}

@@ -82,6 +82,98 @@ fn bwd_input<V: Vf32>(
     grad_output: &[f32],
     grad_input: &mut [f32],
 ) {
+    // The gather form multiplies weights by the zeros around the output gradient: exact
+    // only while every weight is finite (else 0 * inf would invent a NaN).
+    if p.stride_h == 1
+        && p.stride_w == 1
+        && gather_fits(p, d)
+        && weight.iter().all(|v| v.is_finite())
+    {
+        bwd_input_gather::<V>(p, d, weight, grad_output, grad_input);
+    } else {
+        bwd_input_scatter::<V>(p, d, weight, grad_output, grad_input);
+    }
+}
+
+/// Stride 1: the input gradient is a correlation of the output gradient with the flipped
+/// kernel, `gx[ih][iw] = sum w[kh][kw] * gy[ih + pt - kh*dh][iw + pl - kw*dw]`. Each needed
+/// output-gradient row is copied into a zero-padded buffer at offset `s = span_w - pl`,
+/// so every tap is a plain load and every input-gradient vector is written once.
+fn gather_fits(p: &Conv2dParams, d: &Conv2dDims) -> bool {
+    let span = (p.kernel_w - 1) * p.dilation_w;
+    // buffer: s + out_w (+ room for whole vectors over the input row)
+    p.pad_left <= span
+        && (span - p.pad_left)
+            .saturating_add(p.in_w.div_ceil(LANES) * LANES)
+            .saturating_add(span)
+            < SEG
+        && d.out_w <= SEG
+}
+
+#[inline(always)]
+fn bwd_input_gather<V: Vf32>(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+) {
+    let (h, w) = (p.in_h, p.in_w);
+    let (kh_n, kw_n) = (p.kernel_h, p.kernel_w);
+    let span = (kw_n - 1) * p.dilation_w;
+    let shift = span - p.pad_left; // buffer position of gy[oh][0]
+    let tiles = w.div_ceil(LANES);
+    let len = tiles * LANES + span;
+    let mut buf = [0.0_f32; SEG];
+    let mut acc_row = [0.0_f32; SEG];
+    // the columns of the buffer that hold gradient values: [shift, shift + out_w) clipped
+    let g_hi = (shift + d.out_w).min(len);
+    let planes = grad_output
+        .chunks_exact(d.col_cols)
+        .zip(grad_input.chunks_exact_mut(h * w));
+    for (i, (gy, gx)) in planes.enumerate() {
+        let c = i % p.out_channels;
+        let wc = &weight[c * kh_n * kw_n..][..kh_n * kw_n];
+        buf[..len].fill(0.0);
+        for ih in 0..h {
+            acc_row[..tiles * LANES].fill(0.0);
+            for kh in 0..kh_n {
+                // oh = ih + pt - kh*dh must be an output row
+                let Some(oh) = (ih + p.pad_top).checked_sub(kh * p.dilation_h) else {
+                    continue;
+                };
+                if oh >= d.out_h {
+                    continue;
+                }
+                let src = &gy[oh * d.out_w..][..g_hi - shift];
+                copy_row::<V>(&mut buf[shift..g_hi], src);
+                for t in 0..tiles {
+                    let dst = &mut acc_row[t * LANES..t * LANES + LANES];
+                    let mut acc = V::load(dst);
+                    for kw in 0..kw_n {
+                        // gy column iw + pl - kw*dw sits at buffer iw + span - kw*dw
+                        let at = t * LANES + span - kw * p.dilation_w;
+                        let xv = V::load(&buf[at..at + LANES]);
+                        acc = V::splat(wc[kh * kw_n + kw]).mul_add(xv, acc);
+                    }
+                    acc.store(dst);
+                }
+            }
+            copy_row::<V>(&mut gx[ih * w..(ih + 1) * w], &acc_row[..w]);
+        }
+    }
+}
+
+/// Any stride: every output gradient, times each tap's weight, is added to the input
+/// pixel the tap read, through a zero-padded row buffer (taps in the padding are dropped).
+#[inline(always)]
+fn bwd_input_scatter<V: Vf32>(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+) {
     let (h, w) = (p.in_h, p.in_w);
     let (kh_n, kw_n) = (p.kernel_h, p.kernel_w);
     let len = row_len(p, d);
@@ -167,9 +259,13 @@ fn bwd_weight<V: Vf32>(
     let (kh_n, kw_n) = (p.kernel_h, p.kernel_w);
     let taps = kh_n * kw_n;
     let len = row_len(p, d);
+    let tiles = d.out_w.div_ceil(LANES);
+    let full = d.out_w / LANES; // the partial tile, if any, has this index
     let lo = p.pad_left.min(len);
     let hi = (p.pad_left + w).clamp(lo, len);
     let mut buf = [0.0_f32; SEG];
+    // the output-gradient row, zero past out_w so that every load is a whole vector
+    let mut grow = [0.0_f32; SEG];
     grad_weight.fill(0.0);
     let planes = input
         .chunks_exact(h * w)
@@ -179,7 +275,7 @@ fn bwd_weight<V: Vf32>(
         let mut acc = [V::splat(0.0); MAX_TAPS];
         buf[..len].fill(0.0);
         for oh in 0..d.out_h {
-            let gyr = &gy[oh * d.out_w..][..d.out_w];
+            copy_row::<V>(&mut grow[..d.out_w], &gy[oh * d.out_w..][..d.out_w]);
             for kh in 0..kh_n {
                 // padding rows are explicit zeros: they still multiply (0 * inf = NaN)
                 let ihp = oh * p.stride_h + kh * p.dilation_h;
@@ -191,23 +287,34 @@ fn bwd_weight<V: Vf32>(
                 }
                 for kw in 0..kw_n {
                     let off = kw * p.dilation_w;
-                    let a = &mut acc[kh * kw_n + kw];
-                    let mut ow = 0;
-                    while ow < d.out_w {
-                        let width = (d.out_w - ow).min(LANES);
-                        let g = V::load(&gyr[ow..ow + width]);
-                        let xv = if p.stride_w == 1 {
-                            V::load(&buf[off + ow..off + ow + width])
-                        } else {
-                            let mut t = [0.0; LANES];
-                            for (l, v) in t.iter_mut().enumerate().take(width) {
-                                *v = buf[off + (ow + l) * p.stride_w];
+                    let mut a = acc[kh * kw_n + kw];
+                    for t in 0..tiles {
+                        let g = V::load(&grow[t * LANES..t * LANES + LANES]);
+                        let xv = if t == full {
+                            // lanes past the row read real inputs: zero them, since the
+                            // lanes are summed and 0 * inf would give NaN
+                            let mut v = [0.0; LANES];
+                            for (l, e) in v.iter_mut().enumerate() {
+                                let at = off + (t * LANES + l) * p.stride_w;
+                                *e = if l < d.out_w - t * LANES {
+                                    buf[at]
+                                } else {
+                                    0.0
+                                };
                             }
-                            V::from_array(t)
+                            V::from_array(v)
+                        } else if p.stride_w == 1 {
+                            V::load(&buf[off + t * LANES..off + t * LANES + LANES])
+                        } else {
+                            let mut v = [0.0; LANES];
+                            for (l, e) in v.iter_mut().enumerate() {
+                                *e = buf[off + (t * LANES + l) * p.stride_w];
+                            }
+                            V::from_array(v)
                         };
-                        *a = g.mul_add(xv, *a);
-                        ow += LANES;
+                        a = g.mul_add(xv, a);
                     }
+                    acc[kh * kw_n + kw] = a;
                 }
             }
         }
