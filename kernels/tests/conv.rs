@@ -584,8 +584,8 @@ fn batched_column_blocks_match_reference() {
     }
 }
 
-/// Depthwise backward passes with infinities and NaN in the input, the weights and the
-/// output gradient: the same NaN pattern as the reference, on every variant.
+/// Depthwise forward and backward passes with infinities and NaN in the input, the weights
+/// and the output gradient: the same NaN pattern as the reference, on every variant.
 #[test]
 fn depthwise_backward_non_finite() {
     for (i, p) in [
@@ -616,7 +616,12 @@ fn depthwise_backward_non_finite() {
             r::conv2d_backward_weight(&p, &dt.x, &gy, &mut want).unwrap();
             let mut want_x = vec![0.0; d.input_len];
             r::conv2d_backward_input(&p, &w, &gy, &mut want_x).unwrap();
+            let mut want_y = vec![0.0; d.output_len];
+            r::conv2d(&p, &dt.x, &w, None, Activation::None, &mut want_y).unwrap();
             common::for_each_isa(|isa| {
+                let mut got_y = vec![0.0; d.output_len];
+                k::conv2d_direct(&p, &dt.x, &w, None, Activation::None, &mut got_y).unwrap();
+                assert_eq!(nan(&got_y), nan(&want_y), "{isa:?} forward, shape {i}");
                 let mut got = vec![0.0; d.weight_len];
                 let mut s = vec![0.0; k::conv2d_backward_weight_scratch_len(&p).unwrap()];
                 k::conv2d_backward_weight(&p, &dt.x, &gy, &mut got, &mut s).unwrap();
