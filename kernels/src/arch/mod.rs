@@ -22,6 +22,30 @@ use crate::error::KernelError;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 
+/// Calls the generic kernel `f::<V>(args)` on the variant [`active`] names: for AVX2 +
+/// FMA through a `#[target_feature]` function, so that everything `f` inlines is compiled
+/// with those features; otherwise with the portable `wide::f32x8`.
+///
+/// `dispatch!(f(a: &A, b: &mut B))` names each argument with its type (the types of the
+/// generated function's parameters).
+macro_rules! dispatch {
+    ($f:ident ( $($arg:ident : $ty:ty),* $(,)? )) => {{
+        match $crate::arch::active() {
+            #[cfg(target_arch = "x86_64")]
+            $crate::arch::Isa::Avx2Fma => {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    $f::<$crate::arch::x86::Avx2>($($arg),*)
+                }
+                // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
+                unsafe { avx2($($arg),*) }
+            }
+            _ => $f::<$crate::simd::f32x8>($($arg),*),
+        }
+    }};
+}
+pub(crate) use dispatch;
+
 /// A kernel variant, named for the instructions it uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]

@@ -4,9 +4,9 @@
 //!
 //! One generic source, compiled for each variant (see `crate::arch`).
 
-use crate::arch::{self, Isa};
+use crate::arch::dispatch;
 use crate::params::{Conv2dDims, Conv2dParams};
-use crate::simd::{LANES, f32x8};
+use crate::simd::LANES;
 use crate::vector::Vf32;
 
 /// Floats in the stack row buffer (1 KiB).
@@ -60,18 +60,13 @@ pub(super) fn backward_input(
     grad_output: &[f32],
     grad_input: &mut [f32],
 ) {
-    match arch::active() {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => {
-            #[target_feature(enable = "avx2,fma")]
-            fn avx2(p: &Conv2dParams, d: &Conv2dDims, w: &[f32], gy: &[f32], gx: &mut [f32]) {
-                bwd_input::<crate::arch::x86::Avx2>(p, d, w, gy, gx);
-            }
-            // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
-            unsafe { avx2(p, d, weight, grad_output, grad_input) }
-        }
-        _ => bwd_input::<f32x8>(p, d, weight, grad_output, grad_input),
-    }
+    dispatch!(bwd_input(
+        p: &Conv2dParams,
+        d: &Conv2dDims,
+        weight: &[f32],
+        grad_output: &[f32],
+        grad_input: &mut [f32],
+    ));
 }
 
 #[inline(always)]
@@ -233,18 +228,13 @@ pub(super) fn backward_weight(
     grad_output: &[f32],
     grad_weight: &mut [f32],
 ) {
-    match arch::active() {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => {
-            #[target_feature(enable = "avx2,fma")]
-            fn avx2(p: &Conv2dParams, d: &Conv2dDims, x: &[f32], gy: &[f32], gw: &mut [f32]) {
-                bwd_weight::<crate::arch::x86::Avx2>(p, d, x, gy, gw);
-            }
-            // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
-            unsafe { avx2(p, d, input, grad_output, grad_weight) }
-        }
-        _ => bwd_weight::<f32x8>(p, d, input, grad_output, grad_weight),
-    }
+    dispatch!(bwd_weight(
+        p: &Conv2dParams,
+        d: &Conv2dDims,
+        input: &[f32],
+        grad_output: &[f32],
+        grad_weight: &mut [f32],
+    ));
 }
 
 #[inline(always)]

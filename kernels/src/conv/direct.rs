@@ -9,10 +9,10 @@
 //! One generic source, compiled for each variant (see `crate::arch`).
 
 use super::check_forward;
-use crate::arch::{self, Isa};
+use crate::arch::dispatch;
 use crate::error::KernelError;
 use crate::params::{Activation, Conv2dDims, Conv2dParams};
-use crate::simd::{LANES, f32x8};
+use crate::simd::LANES;
 use crate::vector::Vf32;
 
 /// Output channels per register tile.
@@ -45,37 +45,26 @@ pub fn conv2d_direct(
 ) -> Result<(), KernelError> {
     let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
     let ctx = Ctx { p, d: &d, lo, hi };
+    let ctx = &ctx;
     if super::depthwise::applies(p, &d) {
         // its own entry points, so that its loops get registers of their own
-        match arch::active() {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => {
-                #[target_feature(enable = "avx2,fma")]
-                fn dw_avx2(c: &Ctx<'_>, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
-                    depthwise::<crate::arch::x86::Avx2>(c, x, w, b, y);
-                }
-                // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
-                unsafe { dw_avx2(&ctx, input, weight, bias, output) }
-            }
-            _ => depthwise::<f32x8>(&ctx, input, weight, bias, output),
-        }
-        return Ok(());
-    }
-    match arch::active() {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => {
-            // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
-            unsafe { direct_avx2(&ctx, input, weight, bias, output) }
-        }
-        _ => direct::<f32x8>(&ctx, input, weight, bias, output),
+        dispatch!(depthwise(
+            ctx: &Ctx<'_>,
+            input: &[f32],
+            weight: &[f32],
+            bias: Option<&[f32]>,
+            output: &mut [f32],
+        ));
+    } else {
+        dispatch!(direct(
+            ctx: &Ctx<'_>,
+            input: &[f32],
+            weight: &[f32],
+            bias: Option<&[f32]>,
+            output: &mut [f32],
+        ));
     }
     Ok(())
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn direct_avx2(ctx: &Ctx<'_>, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
-    direct::<crate::arch::x86::Avx2>(ctx, x, w, b, y);
 }
 
 #[inline(always)]
