@@ -8,17 +8,7 @@
 use cnnkit::kernels::{self as k, Activation, GemmParams, Pool2dParams, arch};
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
 
-fn data(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1 << 24) as f32 - 0.5
-        })
-        .collect()
-}
+use cnnkit::bench::rand as data;
 
 /// Our SGEMM in every variant this CPU runs, beside the `matrixmultiply` and `gemm`
 /// crates (both dispatch at run time too), one thread, same operands.

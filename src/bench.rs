@@ -144,7 +144,9 @@ pub fn fma_peak_gflops() -> f64 {
     (iters * CHAINS * 16) as f64 / (ms * 1e-3) / 1e9
 }
 
-fn rand(n: usize, seed: u32) -> Vec<f32> {
+/// `n` pseudo-random floats in `[-0.5, 0.5)` from `seed` (xorshift32): benchmark data
+/// that is the same on every run.
+pub fn rand(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2_654_435_761) | 1;
     (0..n)
         .map(|_| {
