@@ -1,7 +1,7 @@
 //! Packing of A blocks and B panels into microkernel order, zero-padded to whole tiles.
 
 use super::MatRef;
-use crate::simd::LANES;
+use crate::simd::{LANES, load, store};
 
 /// Packs rows `i0..i0 + mc`, columns `p0..p0 + kc` of `a` into `ceil(mc / MR)` slivers of
 /// `kc x MR` (for each `p`, the `MR` values of one column), padding missing rows with 0.
@@ -65,10 +65,22 @@ pub(super) fn pack_b<const NV: usize>(
         if cols < nr {
             sliver.fill(0.0);
         }
-        if b.cs == 1 {
+        if b.cs == 1 && cols == nr {
+            // whole slivers: NV vector moves per row, inline (a memcpy call per 64-byte
+            // row would cost more than the microkernel spends on it)
+            for p in 0..kc {
+                let src = &b.data[(p0 + p) * b.rs + j0 + c0..][..nr];
+                let dst = &mut sliver[p * nr..][..nr];
+                for v in 0..NV {
+                    store(&mut dst[v * LANES..], load(&src[v * LANES..]));
+                }
+            }
+        } else if b.cs == 1 {
             for p in 0..kc {
                 let src = &b.data[(p0 + p) * b.rs + j0 + c0..][..cols];
-                sliver[p * nr..][..cols].copy_from_slice(src);
+                for (d, &v) in sliver[p * nr..][..cols].iter_mut().zip(src) {
+                    *d = v;
+                }
             }
         } else {
             // B used transposed: columns of op(B) are contiguous along k
