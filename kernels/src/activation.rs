@@ -4,7 +4,7 @@
 //! Backward kernels write `grad_in` from `grad_out` and what the forward pass saw or
 //! produced, as each one's documentation says. NaN propagates as in PyTorch.
 
-use crate::arch::{self, Isa};
+use crate::arch;
 use crate::error::KernelError;
 use crate::params::{Activation, check_len, nonzero};
 use crate::simd::{LANES, f32x8, map, map_inplace, map2};
@@ -77,7 +77,7 @@ macro_rules! transcendental {
         match arch::active() {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
-            Isa::Avx2Fma => unsafe { avx2($src, $dst) },
+            crate::arch::Isa::Avx2Fma => unsafe { avx2($src, $dst) },
             _ => portable($src, $dst),
         }
     }};
