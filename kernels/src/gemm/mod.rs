@@ -180,19 +180,8 @@ pub(crate) fn gemm(
     ep: &Epilogue<'_>,
     scratch: &mut [f32],
 ) {
-    if ep.alpha == 0.0 {
-        scale_only(m, n, c, ldc, ep);
-        return;
-    }
-    let args = Args {
-        m,
-        n,
-        k,
-        a: AOp::Mat(a),
-        b,
-        ldc,
-    };
-    gemm_on(arch::active(), &args, c, ep, scratch);
+    let a = AOp::Mat(a);
+    gemm_on(arch::active(), &Args { m, n, k, a, b, ldc }, c, ep, scratch);
 }
 
 /// Scratch for [`pack_a_all`]: A packed whole, for any variant.
@@ -246,22 +235,16 @@ pub(crate) fn gemm_packed(
     ep: &Epilogue<'_>,
     scratch: &mut [f32],
 ) {
-    if ep.alpha == 0.0 {
-        scale_only(m, n, c, ldc, ep);
-        return;
-    }
-    let args = Args {
-        m,
-        n,
-        k,
-        a: AOp::Packed(packed_a),
-        b,
-        ldc,
-    };
-    gemm_on(isa, &args, c, ep, scratch);
+    let a = AOp::Packed(packed_a);
+    gemm_on(isa, &Args { m, n, k, a, b, ldc }, c, ep, scratch);
 }
 
+/// Runs one product on `isa`'s variant (`alpha == 0` only scales C: A and B unread).
 fn gemm_on(isa: Isa, args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f32]) {
+    if ep.alpha == 0.0 {
+        scale_only(args.m, args.n, c, args.ldc, ep);
+        return;
+    }
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma if Isa::Avx2Fma.is_supported() => {
