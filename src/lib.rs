@@ -1,8 +1,43 @@
 //! # cnnkit
 //!
-//! The std layer over [`cnnkit_kernels`] (re-exported as [`kernels`]): benchmarks today;
-//! models, training, data loading and checkpoints build on it.
+//! Convolutional networks on the CPU, over the `no_std` kernels of [`cnnkit_kernels`]
+//! (re-exported as [`kernels`]): an owned [`Tensor`], [`layers`] with forward and
+//! backward passes, a sequential [`Model`] built in code or from a text spec, losses,
+//! optimizers and schedules, an IDX (MNIST-format) reader, a multi-threaded training
+//! loop whose results are reproducible, and safetensors checkpoints named as PyTorch's
+//! `state_dict`.
+//!
+//! ```no_run
+//! use cnnkit::{Dataset, Model, Normalize, Shape, TrainConfig, Trainer, evaluate};
+//! let data = Dataset::load("/usr/share/datasets/fashion-mnist".as_ref())?;
+//! let model = Model::from_spec("lenet5", Shape::Image { c: 1, h: 28, w: 28 }, 1)?;
+//! let mut t = Trainer::new(model, TrainConfig::default(), Normalize::of(&data.train))?;
+//! let stats = t.train_epoch(&data.train, |_, _, _| {})?;
+//! let (acc, _) = evaluate(&t.model, &data.test, &t.norm, 1)?;
+//! t.finish_epoch(stats, acc);
+//! # Ok::<(), cnnkit::Error>(())
+//! ```
 
 pub use cnnkit_kernels as kernels;
 
 pub mod bench;
+pub mod checkpoint;
+pub mod data;
+pub mod error;
+pub mod layers;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod rng;
+pub mod tensor;
+pub mod train;
+
+pub use data::{Dataset, Normalize, Split};
+pub use error::{Error, Result};
+pub use layers::{Init, Layer, Shape};
+pub use loss::Loss;
+pub use model::{Model, Workspace};
+pub use optim::{Optimizer, OptimizerKind, Schedule};
+pub use rng::Rng;
+pub use tensor::Tensor;
+pub use train::{EpochRecord, EpochStats, TrainConfig, Trainer, evaluate};

@@ -1,0 +1,382 @@
+//! `train`, `eval` and `predict`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use cnnkit::checkpoint::{self, Meta};
+use cnnkit::data::{self, Dataset, Normalize};
+use cnnkit::{
+    Error, Loss, Model, OptimizerKind, Result, Schedule, Shape, Tensor, TrainConfig, Trainer,
+    evaluate,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Arguments of `cnnkit train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Directory with the four IDX files (MNIST format, gzipped or not).
+    #[arg(long, default_value = data::DEFAULT_DIR)]
+    data: PathBuf,
+    /// `lenet5`, `fmnist`, or a model spec such as "conv(8,3,pad=1) relu maxpool(2) flatten linear(10)".
+    #[arg(long)]
+    model: Option<String>,
+    /// Epochs in all (a resumed run continues up to this many) [default: 10].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    epochs: Option<u32>,
+    /// Images per step [default: 64].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    batch: Option<u32>,
+    /// Base learning rate [default: 0.05 for sgd, 0.001 for adam/adamw].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// `sgd` (momentum 0.9, Nesterov), `adam` or `adamw` [default: sgd].
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// Weight decay [default: 5e-4].
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// `cosine`, `const` or `step:EVERY:GAMMA` [default: cosine].
+    #[arg(long)]
+    schedule: Option<String>,
+    /// `ce` (softmax cross-entropy) or `mse` (against one-hot labels) [default: ce].
+    #[arg(long)]
+    loss: Option<String>,
+    /// Threads each batch is split across [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
+    /// Seed of initialisation, shuffling and dropout [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write the checkpoint here after every epoch (and the optimizer state to FILE.optim).
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// Continue from this checkpoint (and FILE.optim) with its recipe; flags given
+    /// override it. Saves back to it unless --save says otherwise.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// One JSON object per epoch instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_config(a: &TrainArgs, base: Option<TrainConfig>) -> Result<TrainConfig> {
+    let mut c = base.clone().unwrap_or_default();
+    if let Some(o) = &a.optimizer {
+        c.optimizer = OptimizerKind::from_name(o).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown optimizer `{o}` (expected sgd, adam or adamw)"
+            ))
+        })?;
+        if a.lr.is_none() && base.is_none() {
+            c.lr = match c.optimizer {
+                OptimizerKind::Sgd { .. } => 0.05,
+                OptimizerKind::Adam { .. } => 1e-3,
+            };
+        }
+    }
+    if let Some(e) = a.epochs {
+        c.epochs = e as usize;
+        if let Schedule::Cosine { epochs } = &mut c.schedule {
+            *epochs = c.epochs;
+        }
+    }
+    if let Some(b) = a.batch {
+        c.batch = b as usize;
+    }
+    if let Some(lr) = a.lr {
+        if !(lr > 0.0 && lr <= 10.0) {
+            return Err(Error::Invalid(format!("--lr {lr}: must be in (0, 10]")));
+        }
+        c.lr = lr;
+    }
+    if let Some(wd) = a.weight_decay {
+        if !(0.0..1.0).contains(&wd) {
+            return Err(Error::Invalid(format!(
+                "--weight-decay {wd}: must be in [0, 1)"
+            )));
+        }
+        c.weight_decay = wd;
+    }
+    if let Some(s) = &a.schedule {
+        c.schedule = Schedule::parse(s, c.epochs)?;
+    }
+    if let Some(l) = &a.loss {
+        c.loss = Loss::from_name(l)
+            .ok_or_else(|| Error::Invalid(format!("unknown loss `{l}` (expected ce or mse)")))?;
+    }
+    if let Some(t) = a.threads {
+        c.threads = usize::from(t);
+    }
+    if let Some(s) = a.seed {
+        c.seed = s;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+/// `cnnkit train`.
+pub fn train(a: &TrainArgs) -> Result<()> {
+    // check everything the arguments alone decide before reading 50 MB of data
+    if a.resume.is_some() && a.model.is_some() {
+        return Err(Error::Invalid(
+            "--model and --resume do not go together: the checkpoint fixes the model".into(),
+        ));
+    }
+    let resumed = match &a.resume {
+        Some(path) => {
+            let (model, meta) = checkpoint::load_model(path)?;
+            let opt = checkpoint::load_optimizer(path, &model, meta.steps)?;
+            Some((model, meta, opt))
+        }
+        None => None,
+    };
+    let config = parse_config(a, resumed.as_ref().map(|(_, m, _)| m.config.clone()))?;
+    if let Some(p) = &a.save {
+        if p.is_dir() {
+            return Err(Error::Invalid(format!(
+                "--save {}: is a directory",
+                p.display()
+            )));
+        }
+    }
+    let ds = Dataset::load(&a.data)?;
+    let input = Shape::Image {
+        c: 1,
+        h: ds.train.rows,
+        w: ds.train.cols,
+    };
+    let classes = ds.class_names();
+    let mut trainer = match resumed {
+        Some((model, meta, opt)) => {
+            if model.input_shape() != input {
+                return Err(Error::Invalid(format!(
+                    "the checkpoint's model takes {}, the data has {input} images",
+                    model.input_shape()
+                )));
+            }
+            if meta.epoch >= config.epochs {
+                return Err(Error::Invalid(format!(
+                    "the checkpoint has {} epoch(s) already; pass --epochs above that to continue",
+                    meta.epoch
+                )));
+            }
+            Trainer::resume(model, opt, config, meta.norm(), meta.epoch, meta.history)?
+        }
+        None => {
+            let spec = a.model.as_deref().unwrap_or("lenet5");
+            let model = Model::from_spec(spec, input, config.seed)?;
+            Trainer::new(model, config, Normalize::of(&ds.train))?
+        }
+    };
+    let classes_out = trainer.model.output_shape().len();
+    if ds.classes > classes_out {
+        return Err(Error::Invalid(format!(
+            "the data has {} classes, the model only {classes_out} outputs",
+            ds.classes
+        )));
+    }
+    let save = a.save.clone().or_else(|| a.resume.clone());
+    if !a.json {
+        println!(
+            "model {} ({} parameters), {} training / {} test images, batch {}, {} thread(s), kernels: {}",
+            trainer.model.spec(),
+            trainer.model.num_params(),
+            ds.train.len(),
+            ds.test.len(),
+            trainer.config.batch,
+            trainer.config.threads,
+            cnnkit::kernels::arch::active().name(),
+        );
+    }
+    let epochs = trainer.config.epochs;
+    while trainer.epoch < epochs {
+        let e = trainer.epoch + 1;
+        let bar = if a.json || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(ds.train.len() as u64)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "epoch {prefix} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{e}/{epochs}"));
+        let mut last = 0;
+        let stats = trainer.train_epoch(&ds.train, |done, _, loss| {
+            if done - last >= 2048 || done == ds.train.len() {
+                bar.set_position(done as u64);
+                bar.set_message(format!("loss {loss:.4}"));
+                last = done;
+            }
+        })?;
+        bar.finish_and_clear();
+        let (acc, _) = evaluate(
+            &trainer.model,
+            &ds.test,
+            &trainer.norm,
+            trainer.config.threads,
+        )?;
+        let stats = trainer.finish_epoch(stats, acc);
+        if let Some(path) = &save {
+            checkpoint::save(path, &trainer, &classes)?;
+        }
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string(&stats).map_err(|e| Error::Invalid(e.to_string()))?
+            );
+        } else {
+            println!(
+                "epoch {e}/{epochs}: loss {:.4}, train {}, test {}, {:.0} images/s, {:.1} s",
+                stats.train_loss,
+                pct(stats.train_acc),
+                pct(stats.test_acc),
+                stats.images_per_sec,
+                stats.seconds
+            );
+        }
+    }
+    if let (Some(path), false) = (&save, a.json) {
+        println!("saved {}", path.display());
+    }
+    Ok(())
+}
+
+/// `cnnkit eval`.
+pub fn eval(model_file: &Path, dir: &Path, threads: usize, json: bool) -> Result<()> {
+    let (model, meta) = checkpoint::load_model(model_file)?;
+    let ds = Dataset::load(dir)?;
+    let (acc, conf) = evaluate(&model, &ds.test, &meta.norm(), threads)?;
+    if json {
+        let v = serde_json::json!({ "accuracy": acc, "images": ds.test.len(), "confusion": conf });
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "{}: test accuracy {} on {} images ({})",
+        model_file.display(),
+        pct(acc),
+        ds.test.len(),
+        dir.display()
+    );
+    let names = &meta.classes;
+    let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let w = (0..conf.len())
+        .map(|i| name(i).len())
+        .max()
+        .unwrap_or(1)
+        .max(5);
+    println!("confusion matrix (rows: true class, columns: predicted)");
+    print!("{:>w$} ", "");
+    for j in 0..conf.len() {
+        print!("{j:>5}");
+    }
+    println!("  recall");
+    for (i, row) in conf.iter().enumerate() {
+        print!("{:>w$} ", format!("{i} {}", name(i)));
+        for v in row {
+            print!("{v:>5}");
+        }
+        let total: u64 = row.iter().sum();
+        println!("  {}", pct(row[i] as f64 / total.max(1) as f64));
+    }
+    Ok(())
+}
+
+/// Loads an image as the model's input: grayscale, resized to the input size,
+/// normalised as in training.
+pub fn load_image(path: &Path, input: Shape, meta: &Meta) -> Result<Vec<f32>> {
+    let Shape::Image { c: 1, h, w } = input else {
+        return Err(Error::Invalid(format!(
+            "the model takes {input} inputs, not grayscale images"
+        )));
+    };
+    let img = image::ImageReader::open(path)
+        .map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?
+        .with_guessed_format()
+        .map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?
+        .decode()
+        .map_err(|e| Error::Data {
+            path: path.to_path_buf(),
+            msg: format!("not a readable PNG or PGM image: {e}"),
+        })?
+        .into_luma8();
+    let img = if img.dimensions() == (w as u32, h as u32) {
+        img
+    } else {
+        image::imageops::resize(
+            &img,
+            w as u32,
+            h as u32,
+            image::imageops::FilterType::Triangle,
+        )
+    };
+    let table = meta.norm().table();
+    let mut x = vec![0.0; h * w];
+    data::normalize_into(&table, img.as_raw(), &mut x);
+    Ok(x)
+}
+
+/// `cnnkit predict`.
+pub fn predict(model_file: &Path, images: &[PathBuf], json: bool) -> Result<()> {
+    let (model, meta) = checkpoint::load_model(model_file)?;
+    let input = model.input_shape();
+    // read every image first, so that a bad one fails before any output
+    let mut xs = Vec::new();
+    for p in images {
+        xs.extend(load_image(p, input, &meta)?);
+    }
+    let mut dims = input.batched(images.len());
+    dims.truncate(dims.len());
+    let logits = model.forward(&Tensor::from_vec(dims, xs)?)?;
+    let classes = model.output_shape().len();
+    let mut probs = vec![0.0; logits.len()];
+    cnnkit::kernels::softmax(images.len(), classes, logits.data(), &mut probs)?;
+    let name = |i: usize| {
+        meta.classes
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| i.to_string())
+    };
+    for (p, row) in images.iter().zip(probs.chunks_exact(classes)) {
+        let best = cnnkit::loss::argmax(row);
+        if json {
+            let v = serde_json::json!({
+                "image": p.display().to_string(),
+                "class": best,
+                "name": name(best),
+                "probabilities": row,
+            });
+            println!("{v}");
+        } else {
+            let list: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, q)| format!("{}:{:.3}", i, q))
+                .collect();
+            println!(
+                "{}: {} {} ({:.1}%)  [{}]",
+                p.display(),
+                best,
+                name(best),
+                100.0 * row[best],
+                list.join(" ")
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! The `cnnkit` command-line tool: train, eval, predict, viz, bench.
+
+mod commands;
+mod viz;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use cnnkit::bench;
+use cnnkit::kernels::arch::{self, Isa};
+
+#[derive(Parser)]
+#[command(
+    name = "cnnkit",
+    version,
+    about = "CPU convolutional networks: kernels, benchmarks, training"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on an MNIST-format dataset (Fashion-MNIST by default).
+    Train(commands::TrainArgs),
+    /// Accuracy and confusion matrix of a saved model on the test split.
+    Eval {
+        /// The checkpoint (safetensors, written by `train --save`).
+        #[arg(long)]
+        model_file: PathBuf,
+        /// Directory with the four IDX files.
+        #[arg(long, default_value = cnnkit::data::DEFAULT_DIR)]
+        data: PathBuf,
+        /// Threads.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Class and probabilities of PNG or PGM images (grayscale; resized to the model input).
+    Predict {
+        /// The checkpoint.
+        #[arg(long)]
+        model_file: PathBuf,
+        /// Images (PNG or PGM); colour images are converted to grayscale.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// One JSON object per image instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// PNG images of the first-layer filters, of every layer's feature maps for one test
+    /// image, and a chart of the training curves.
+    Viz {
+        /// The checkpoint.
+        #[arg(long)]
+        model_file: PathBuf,
+        /// Directory with the four IDX files (for the test image).
+        #[arg(long, default_value = cnnkit::data::DEFAULT_DIR)]
+        data: PathBuf,
+        /// Index of the test image.
+        #[arg(long, default_value_t = 0)]
+        image: usize,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Time the kernels on the shapes of real models: ms, GFLOPS, % of the FMA peak.
+    Bench {
+        /// Only rows whose name contains this text (e.g. `conv2d`, `lenet`, `sgemm/1024`).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Threads; the batch (or GEMM rows, or elements) is split across them.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        threads: u16,
+        /// One JSON object per row instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Force a kernel variant (`portable`, `avx2`); default: the best this CPU runs.
+        #[arg(long)]
+        variant: Option<String>,
+        /// Minimum time per row, milliseconds (each row also runs at least 5 times).
+        #[arg(long, default_value_t = 300)]
+        min_time_ms: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Train(args) => commands::train(&args),
+        Command::Eval {
+            model_file,
+            data,
+            threads,
+            json,
+        } => commands::eval(&model_file, &data, usize::from(threads), json),
+        Command::Predict {
+            model_file,
+            images,
+            json,
+        } => commands::predict(&model_file, &images, json),
+        Command::Viz {
+            model_file,
+            data,
+            image,
+            out,
+        } => viz::run(&model_file, &data, image, &out),
+        Command::Bench {
+            filter,
+            threads,
+            json,
+            variant,
+            min_time_ms,
+        } => return run_bench(filter, threads, json, variant, min_time_ms),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_bench(
+    filter: Option<String>,
+    threads: u16,
+    json: bool,
+    variant: Option<String>,
+    min_time_ms: u64,
+) -> ExitCode {
+    if let Some(v) = variant {
+        let Some(isa) = Isa::from_name(&v) else {
+            eprintln!("error: unknown variant '{v}' (expected one of: portable, avx2)");
+            return ExitCode::from(2);
+        };
+        if let Err(e) = arch::force(Some(isa)) {
+            eprintln!("error: variant '{v}': {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let threads = usize::from(threads);
+    let peak = bench::fma_peak_gflops();
+    if !json {
+        println!(
+            "variant {} (detected {}), FMA peak measured {:.1} GFLOPS per core, {} thread(s)",
+            arch::active().name(),
+            arch::detected().name(),
+            peak,
+            threads
+        );
+        println!(
+            "{:<20} {:<16} {:<8} {:>9} {:>8} {:>6}  shape",
+            "kernel", "variant", "pass", "ms", "GFLOPS", "%peak"
+        );
+    }
+    let res = bench::run(
+        filter.as_deref(),
+        threads,
+        Duration::from_millis(min_time_ms),
+        peak,
+        |r| {
+            if json {
+                println!("{}", serde_json::to_string(r).unwrap_or_default());
+            } else {
+                println!(
+                    "{:<20} {:<16} {:<8} {:>9.3} {:>8.1} {:>5.1}%  {}",
+                    r.name,
+                    r.variant,
+                    r.pass.name(),
+                    r.ms,
+                    r.gflops,
+                    r.pct_peak,
+                    r.shape
+                );
+            }
+        },
+    );
+    match res {
+        Ok(rows) if rows.is_empty() => {
+            eprintln!("error: no benchmark matches the filter");
+            ExitCode::from(2)
+        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

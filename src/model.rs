@@ -1,0 +1,607 @@
+//! A sequential model: layers in order, built in code, from a preset, or from a short
+//! text spec.
+//!
+//! # Model specs
+//!
+//! Layers are separated by spaces (or commas outside parentheses):
+//!
+//! | spec | layer (PyTorch) |
+//! |---|---|
+//! | `conv(OUT,K[,stride=S][,pad=P])` | `nn.Conv2d(in, OUT, K, S, P)` |
+//! | `linear(OUT)` | `nn.Linear(in, OUT)` |
+//! | `maxpool(K[,stride=S][,pad=P])`, `avgpool(...)` | `nn.MaxPool2d`, `nn.AvgPool2d` |
+//! | `relu`, `leakyrelu[(SLOPE)]`, `tanh`, `sigmoid` | activations (slope 0.01 by default) |
+//! | `flatten` | `nn.Flatten()` |
+//! | `dropout[(P)]` | `nn.Dropout(P)` (0.5 by default) |
+//! | `batchnorm` | `nn.BatchNorm2d(in)` |
+//!
+//! Input channels and features follow from the input shape, so the same spec works on
+//! any image size that fits it.
+//!
+//! ```
+//! use cnnkit::{Model, Shape};
+//! let m = Model::from_spec("conv(4,3,pad=1) relu maxpool(2) flatten linear(10)",
+//!                          Shape::Image { c: 1, h: 8, w: 8 }, 1).unwrap();
+//! assert_eq!(m.output_shape(), Shape::Flat(10));
+//! assert_eq!(m.num_params(), 4 * 9 + 4 + 64 * 10 + 10);
+//! assert!(Model::from_spec("conv(4,3) linear(10)", Shape::Image { c: 1, h: 8, w: 8 }, 1)
+//!     .unwrap_err().to_string().contains("flatten"));
+//! ```
+
+use crate::error::{Error, Result};
+use crate::layers::{BatchNorm2d, Conv2d, Init, Layer, LayerState, Linear, Mode, Pool, Shape};
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+
+/// The spec of the `lenet5` preset: LeNet-5 with ReLU and max pooling.
+pub const LENET5: &str = "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) flatten \
+                          linear(120) relu linear(84) relu linear(10)";
+
+/// The spec of the `fmnist` preset: two conv-batchnorm-ReLU blocks, dropout and two
+/// linear layers, about 420k parameters.
+pub const FMNIST: &str = "conv(32,3,pad=1) batchnorm relu maxpool(2) \
+                          conv(64,3,pad=1) batchnorm relu maxpool(2) \
+                          flatten dropout(0.25) linear(128) relu dropout(0.25) linear(10)";
+
+/// The spec of a preset name (`lenet5`, `fmnist`), or `None`.
+pub fn preset(name: &str) -> Option<&'static str> {
+    match name {
+        "lenet5" => Some(LENET5),
+        "fmnist" => Some(FMNIST),
+        _ => None,
+    }
+}
+
+/// A sequential model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    layers: Vec<Layer>,
+    /// `shapes[i]` is the input of layer `i`; the last is the model's output.
+    shapes: Vec<Shape>,
+}
+
+impl Model {
+    /// A model from layers, checking that each takes the output of the one before.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the first layer that does not fit.
+    pub fn new(input: Shape, layers: Vec<Layer>) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(Error::invalid("a model needs at least one layer"));
+        }
+        let mut shapes = vec![input];
+        for (i, l) in layers.iter().enumerate() {
+            let s = l
+                .output_shape(shapes[i])
+                .map_err(|e| Error::invalid(format!("layer {i} ({}): {e}", l.spec())))?;
+            if s.is_empty() {
+                return Err(Error::invalid(format!(
+                    "layer {i} ({}) outputs nothing",
+                    l.spec()
+                )));
+            }
+            shapes.push(s);
+        }
+        Ok(Model { layers, shapes })
+    }
+
+    /// A model from a spec (see the module docs) or preset name, initialised with
+    /// Kaiming-uniform weights from `seed`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a spec that does not parse or does not fit `input`.
+    pub fn from_spec(spec: &str, input: Shape, seed: u64) -> Result<Self> {
+        Self::from_spec_with(spec, input, Init::KaimingUniform, seed)
+    }
+
+    /// As [`Model::from_spec`] with a chosen initialisation. Biases are drawn from
+    /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))` as PyTorch does.
+    ///
+    /// # Errors
+    /// As [`Model::from_spec`].
+    pub fn from_spec_with(spec: &str, input: Shape, init: Init, seed: u64) -> Result<Self> {
+        let spec = preset(spec.trim()).unwrap_or(spec);
+        let mut rng = Rng::new(seed);
+        let mut layers = Vec::new();
+        let mut shape = input;
+        for (i, tok) in split_spec(spec)?.iter().enumerate() {
+            let layer = parse_layer(tok, shape, init, &mut rng)
+                .map_err(|e| Error::invalid(format!("model spec, layer {i} `{tok}`: {e}")))?;
+            shape = layer
+                .output_shape(shape)
+                .map_err(|e| Error::invalid(format!("model spec, layer {i} `{tok}`: {e}")))?;
+            layers.push(layer);
+        }
+        Model::new(input, layers)
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// The layers, mutable (their shapes must not change).
+    pub fn layers_mut(&mut self) -> &mut [Layer] {
+        &mut self.layers
+    }
+
+    /// The input shape of one sample.
+    pub fn input_shape(&self) -> Shape {
+        self.shapes[0]
+    }
+
+    /// The output shape of one sample.
+    pub fn output_shape(&self) -> Shape {
+        *self.shapes.last().expect("at least one layer")
+    }
+
+    /// `shapes()[i]` is the input shape of layer `i`; the last entry is the output.
+    pub fn shapes(&self) -> &[Shape] {
+        &self.shapes
+    }
+
+    /// The spec that rebuilds this model's architecture.
+    pub fn spec(&self) -> String {
+        self.layers
+            .iter()
+            .map(Layer::spec)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Number of trainable scalars.
+    pub fn num_params(&self) -> usize {
+        self.layers
+            .iter()
+            .flat_map(|l| (0..l.param_count()).map(move |i| l.param(i).1.len()))
+            .sum()
+    }
+
+    /// Every tensor of the model with the name PyTorch's `state_dict()` of the equivalent
+    /// `nn.Sequential` gives it (`0.weight`, `1.running_mean`, ...). Batch-norm buffers
+    /// are included; `num_batches_tracked` is an int64 scalar, returned by
+    /// [`Model::int_buffers`].
+    pub fn state_dict(&self) -> Vec<(String, &Tensor)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            for p in 0..l.param_count() {
+                let (name, t) = l.param(p);
+                out.push((format!("{i}.{name}"), t));
+            }
+            if let Layer::BatchNorm2d(bn) = l {
+                out.push((format!("{i}.running_mean"), &bn.running_mean));
+                out.push((format!("{i}.running_var"), &bn.running_var));
+            }
+        }
+        out
+    }
+
+    /// The int64 scalars of the state dict (`N.num_batches_tracked`).
+    pub fn int_buffers(&self) -> Vec<(String, i64)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l {
+                Layer::BatchNorm2d(bn) => {
+                    Some((format!("{i}.num_batches_tracked"), bn.num_batches_tracked))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Inference on a batch `[n, ...input shape]`; returns `[n, ...output shape]`.
+    ///
+    /// # Errors
+    /// When `x` does not have the model's input shape.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let per = self.input_shape().len();
+        let n = x.shape().first().copied().unwrap_or(0);
+        if n == 0 || x.shape()[1..].iter().product::<usize>() != per {
+            return Err(Error::invalid(format!(
+                "input of shape {:?} does not fit the model's input {}",
+                x.shape(),
+                self.input_shape()
+            )));
+        }
+        let mut ws = Workspace::new(self, n.min(256))?;
+        let out_len = self.output_shape().len();
+        let mut out = Vec::with_capacity(n * out_len);
+        for chunk in x.data().chunks(ws.capacity() * per) {
+            let b = chunk.len() / per;
+            ws.input_mut(b).copy_from_slice(chunk);
+            self.forward_ws(&mut ws, b, None)?;
+            out.extend_from_slice(ws.output(self, b));
+        }
+        Tensor::from_vec(self.output_shape().batched(n), out)
+    }
+
+    /// Forward pass of the `b` samples in `ws.input_mut(b)`, keeping every activation.
+    /// With `train = Some(seed)`, training mode (batch statistics, dropout seeded from
+    /// `seed` and the layer index).
+    ///
+    /// # Errors
+    /// When `b` exceeds the workspace, or a kernel refuses (a bug).
+    pub fn forward_ws(&self, ws: &mut Workspace, b: usize, train: Option<u64>) -> Result<()> {
+        ws.check(b)?;
+        for (i, l) in self.layers.iter().enumerate() {
+            let (before, after) = ws.acts.split_at_mut(i + 1);
+            let x = &before[i][..b * self.shapes[i].len()];
+            let y = &mut after[0][..b * self.shapes[i + 1].len()];
+            let mode = match train {
+                None => Mode::Eval,
+                Some(seed) => Mode::Train {
+                    seed: Rng::derive(seed, &[i as u64]).next_u64(),
+                },
+            };
+            l.forward(
+                b,
+                self.shapes[i],
+                x,
+                y,
+                &mut ws.states[i],
+                &mut ws.scratch,
+                mode,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Backward pass after a training [`Model::forward_ws`]: reads the output gradient
+    /// from `ws.output_grad_mut(b)` and leaves every parameter gradient in `ws`. The input
+    /// gradient of the first layer is not computed.
+    ///
+    /// # Errors
+    /// As [`Model::forward_ws`].
+    pub fn backward_ws(&self, ws: &mut Workspace, b: usize) -> Result<()> {
+        ws.check(b)?;
+        for (i, l) in self.layers.iter().enumerate().rev() {
+            let nin = b * self.shapes[i].len();
+            let nout = b * self.shapes[i + 1].len();
+            let (gbefore, gafter) = ws.grads.split_at_mut(i + 1);
+            let gy = &gafter[0][..nout];
+            let gx = if i == 0 {
+                None
+            } else {
+                Some(&mut gbefore[i][..nin])
+            };
+            let x = &ws.acts[i][..nin];
+            let y = &ws.acts[i + 1][..nout];
+            l.backward(
+                b,
+                self.shapes[i],
+                x,
+                y,
+                gy,
+                gx,
+                &mut ws.states[i],
+                &mut ws.scratch,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Per-thread buffers for running up to `capacity` samples through a model: every
+/// activation, every activation gradient, layer states and kernel scratch. Sized once;
+/// the training step allocates nothing.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    cap: usize,
+    acts: Vec<Vec<f32>>,
+    grads: Vec<Vec<f32>>,
+    states: Vec<LayerState>,
+    scratch: Vec<f32>,
+}
+
+impl Workspace {
+    /// Buffers for batches of up to `capacity` samples.
+    ///
+    /// # Errors
+    /// When `capacity` is 0 or the model's sizes overflow.
+    pub fn new(model: &Model, capacity: usize) -> Result<Self> {
+        if capacity == 0 {
+            return Err(Error::invalid("workspace capacity must be at least 1"));
+        }
+        let sizes: Vec<usize> = model
+            .shapes
+            .iter()
+            .map(|s| {
+                s.len()
+                    .checked_mul(capacity)
+                    .ok_or_else(|| Error::invalid("model activations overflow usize"))
+            })
+            .collect::<Result<_>>()?;
+        let mut scratch = 0;
+        let mut states = Vec::with_capacity(model.layers.len());
+        for (l, &s) in model.layers.iter().zip(&model.shapes) {
+            // scratch can depend on the batch in either direction: size for every batch
+            for b in 1..=capacity {
+                scratch = scratch.max(l.scratch_len(b, s)?);
+            }
+            states.push(l.state(capacity, s)?);
+        }
+        Ok(Workspace {
+            cap: capacity,
+            acts: sizes.iter().map(|&n| vec![0.0; n]).collect(),
+            grads: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| vec![0.0; if i == 0 { 0 } else { n }])
+                .collect(),
+            states,
+            scratch: vec![0.0; scratch],
+        })
+    }
+
+    fn check(&self, b: usize) -> Result<()> {
+        if b == 0 || b > self.cap {
+            return Err(Error::invalid(format!(
+                "batch of {b} does not fit a workspace of {}",
+                self.cap
+            )));
+        }
+        Ok(())
+    }
+
+    /// The most samples it takes.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The model input of `b` samples, to fill before [`Model::forward_ws`].
+    pub fn input_mut(&mut self, b: usize) -> &mut [f32] {
+        let per = self.acts[0].len() / self.cap;
+        &mut self.acts[0][..b * per]
+    }
+
+    /// Output of layer `i` (`i = layers - 1` for the model output) for `b` samples.
+    pub fn activation(&self, model: &Model, i: usize, b: usize) -> &[f32] {
+        &self.acts[i + 1][..b * model.shapes[i + 1].len()]
+    }
+
+    /// The model output for `b` samples.
+    pub fn output(&self, model: &Model, b: usize) -> &[f32] {
+        self.activation(model, model.layers.len() - 1, b)
+    }
+
+    /// The model output (read) and the output gradient (to fill) for `b` samples.
+    pub fn output_and_grad_mut(&mut self, model: &Model, b: usize) -> (&[f32], &mut [f32]) {
+        let n = b * model.output_shape().len();
+        let last = self.acts.len() - 1;
+        (&self.acts[last][..n], &mut self.grads[last][..n])
+    }
+
+    /// Layer states (parameter gradients, batch statistics), one per layer.
+    pub fn states(&self) -> &[LayerState] {
+        &self.states
+    }
+
+    /// Layer states, mutable.
+    pub fn states_mut(&mut self) -> &mut [LayerState] {
+        &mut self.states
+    }
+}
+
+fn split_spec(spec: &str) -> Result<Vec<String>> {
+    let mut toks = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0i32;
+    for ch in spec.chars() {
+        match ch {
+            '(' => {
+                depth += 1;
+                cur.push(ch);
+            }
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(Error::invalid(format!(
+                        "model spec `{spec}`: unbalanced `)`"
+                    )));
+                }
+                cur.push(ch);
+            }
+            c if depth == 0 && (c.is_whitespace() || c == ',' || c == ';') => {
+                if !cur.is_empty() {
+                    toks.push(std::mem::take(&mut cur));
+                }
+            }
+            c if c.is_whitespace() => {}
+            c => cur.push(c),
+        }
+    }
+    if depth != 0 {
+        return Err(Error::invalid(format!(
+            "model spec `{spec}`: unbalanced `(`"
+        )));
+    }
+    if !cur.is_empty() {
+        toks.push(cur);
+    }
+    if toks.is_empty() {
+        return Err(Error::invalid("model spec is empty"));
+    }
+    Ok(toks)
+}
+
+/// Positional and `key=value` arguments of one spec token.
+struct Args<'a> {
+    pos: Vec<&'a str>,
+    kw: Vec<(&'a str, &'a str)>,
+}
+
+fn parse_args(inner: &str) -> Args<'_> {
+    let mut a = Args {
+        pos: Vec::new(),
+        kw: Vec::new(),
+    };
+    for part in inner.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some((k, v)) => a.kw.push((k, v)),
+            None => a.pos.push(part),
+        }
+    }
+    a
+}
+
+impl Args<'_> {
+    fn check(&self, max_pos: usize, keys: &[&str]) -> Result<()> {
+        if self.pos.len() > max_pos {
+            return Err(Error::invalid(format!(
+                "takes at most {max_pos} positional argument(s)"
+            )));
+        }
+        if let Some((k, _)) = self.kw.iter().find(|(k, _)| !keys.contains(k)) {
+            return Err(Error::invalid(format!(
+                "unknown argument `{k}` (expected one of: {})",
+                keys.join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    fn usize(&self, pos: usize, key: &str, default: Option<usize>) -> Result<usize> {
+        let text = self
+            .kw
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .or_else(|| self.pos.get(pos).copied());
+        let v = match (text, default) {
+            (Some(t), _) => t.parse::<usize>().map_err(|_| {
+                Error::invalid(format!("`{key}` must be a whole number, got `{t}`"))
+            })?,
+            (None, Some(d)) => d,
+            (None, None) => return Err(Error::invalid(format!("missing `{key}`"))),
+        };
+        if v > 1 << 20 {
+            return Err(Error::invalid(format!("`{key}` = {v} is too large")));
+        }
+        Ok(v)
+    }
+
+    fn f32(&self, default: f32, lo: f32, hi: f32, what: &str) -> Result<f32> {
+        let Some(t) = self.pos.first() else {
+            return Ok(default);
+        };
+        match t.parse::<f32>() {
+            Ok(v) if (lo..hi).contains(&v) => Ok(v),
+            _ => Err(Error::invalid(format!(
+                "{what} must be a number in [{lo}, {hi}), got `{t}`"
+            ))),
+        }
+    }
+}
+
+fn positive(v: usize, what: &str) -> Result<usize> {
+    if v == 0 {
+        return Err(Error::invalid(format!("{what} must be at least 1")));
+    }
+    Ok(v)
+}
+
+fn parse_layer(tok: &str, input: Shape, init: Init, rng: &mut Rng) -> Result<Layer> {
+    let (name, inner) = match tok.find('(') {
+        Some(i) if tok.ends_with(')') => (&tok[..i], &tok[i + 1..tok.len() - 1]),
+        Some(_) => return Err(Error::invalid("expected `)` at the end")),
+        None => (tok, ""),
+    };
+    let a = parse_args(inner);
+    let name = name.to_ascii_lowercase();
+    let no_args = |a: &Args| -> Result<()> { a.check(0, &[]) };
+    Ok(match name.as_str() {
+        "conv" | "conv2d" => {
+            a.check(2, &["out", "k", "stride", "pad"])?;
+            let Shape::Image { c, .. } = input else {
+                return Err(Error::invalid(format!(
+                    "needs an image input, got {input} features"
+                )));
+            };
+            let out = positive(a.usize(0, "out", None)?, "out")?;
+            let kernel = positive(a.usize(1, "k", None)?, "k")?;
+            let stride = positive(a.usize(usize::MAX, "stride", Some(1))?, "stride")?;
+            let padding = a.usize(usize::MAX, "pad", Some(0))?;
+            let fan_in = c * kernel * kernel;
+            let mut weight = Tensor::zeros(vec![out, c, kernel, kernel])?;
+            init.fill(weight.data_mut(), fan_in, out * kernel * kernel, rng);
+            let mut bias = Tensor::zeros(vec![out])?;
+            let bb = 1.0 / (fan_in as f32).sqrt();
+            bias.data_mut()
+                .iter_mut()
+                .for_each(|v| *v = rng.uniform_in(-bb, bb));
+            Layer::Conv2d(Conv2d {
+                in_channels: c,
+                out_channels: out,
+                kernel,
+                stride,
+                padding,
+                weight,
+                bias,
+            })
+        }
+        "linear" | "fc" => {
+            a.check(1, &["out"])?;
+            let Shape::Flat(fan_in) = input else {
+                return Err(Error::invalid(format!(
+                    "needs a flat input, got an image {input}: insert `flatten` before it"
+                )));
+            };
+            let out = positive(a.usize(0, "out", None)?, "out")?;
+            let mut weight = Tensor::zeros(vec![out, fan_in])?;
+            init.fill(weight.data_mut(), fan_in, out, rng);
+            let mut bias = Tensor::zeros(vec![out])?;
+            let bb = 1.0 / (fan_in as f32).sqrt();
+            bias.data_mut()
+                .iter_mut()
+                .for_each(|v| *v = rng.uniform_in(-bb, bb));
+            Layer::Linear(Linear {
+                in_features: fan_in,
+                out_features: out,
+                weight,
+                bias,
+            })
+        }
+        "maxpool" | "avgpool" => {
+            a.check(1, &["k", "stride", "pad"])?;
+            let kernel = positive(a.usize(0, "k", None)?, "k")?;
+            let p = Pool {
+                kernel,
+                stride: positive(a.usize(usize::MAX, "stride", Some(kernel))?, "stride")?,
+                padding: a.usize(usize::MAX, "pad", Some(0))?,
+            };
+            if name == "maxpool" {
+                Layer::MaxPool2d(p)
+            } else {
+                Layer::AvgPool2d(p)
+            }
+        }
+        "relu" => no_args(&a).map(|()| Layer::Relu)?,
+        "tanh" => no_args(&a).map(|()| Layer::Tanh)?,
+        "sigmoid" => no_args(&a).map(|()| Layer::Sigmoid)?,
+        "flatten" => no_args(&a).map(|()| Layer::Flatten)?,
+        "leakyrelu" => {
+            a.check(1, &[])?;
+            Layer::LeakyRelu(a.f32(0.01, 0.0, f32::MAX, "the slope")?)
+        }
+        "dropout" => {
+            a.check(1, &[])?;
+            Layer::Dropout(a.f32(0.5, 0.0, 1.0, "the drop probability")?)
+        }
+        "batchnorm" | "bn" => {
+            no_args(&a)?;
+            let Shape::Image { c, .. } = input else {
+                return Err(Error::invalid(format!(
+                    "needs an image input, got {input} features"
+                )));
+            };
+            Layer::BatchNorm2d(BatchNorm2d::new(c)?)
+        }
+        _ => {
+            return Err(Error::invalid(
+                "unknown layer (expected conv, linear, maxpool, avgpool, relu, leakyrelu, \
+                 tanh, sigmoid, flatten, dropout, batchnorm)",
+            ));
+        }
+    })
+}
