@@ -270,10 +270,9 @@ pub fn eval(model_file: &Path, dir: &Path, threads: usize, json: bool) -> Result
     let names = &meta.classes;
     let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
     let w = (0..conf.len())
-        .map(|i| name(i).len())
+        .map(|i| format!("{i} {}", name(i)).chars().count())
         .max()
-        .unwrap_or(1)
-        .max(5);
+        .unwrap_or(1);
     println!("confusion matrix (rows: true class, columns: predicted)");
     print!("{:>w$} ", "");
     for j in 0..conf.len() {
@@ -281,7 +280,7 @@ pub fn eval(model_file: &Path, dir: &Path, threads: usize, json: bool) -> Result
     }
     println!("  recall");
     for (i, row) in conf.iter().enumerate() {
-        print!("{:>w$} ", format!("{i} {}", name(i)));
+        print!("{:<w$} ", format!("{i} {}", name(i)));
         for v in row {
             print!("{v:>5}");
         }

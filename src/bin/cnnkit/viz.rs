@@ -167,6 +167,9 @@ fn curves(meta: &Meta, path: &Path) -> Result<()> {
             }
             mesh.draw().map_err(|e| err(&e))?;
             for (name, pts, color) in lines {
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                    .map_err(|e| err(&e))?;
                 let s = chart
                     .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
                     .map_err(|e| err(&e))?;
