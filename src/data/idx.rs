@@ -35,7 +35,12 @@ pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
         #[cfg(feature = "gzip")]
         {
             let chained = std::io::Cursor::new(magic).chain(raw);
-            return read_body(path, flate2::read::MultiGzDecoder::new(chained), ndims);
+            return read_body(
+                path,
+                flate2::read::MultiGzDecoder::new(chained),
+                ndims,
+                true,
+            );
         }
         #[cfg(not(feature = "gzip"))]
         return Err(Error::data(
@@ -47,6 +52,7 @@ pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
         path,
         std::io::Cursor::new(magic[..n].to_vec()).chain(raw),
         ndims,
+        false,
     )
 }
 
@@ -64,17 +70,17 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn read_err(path: &Path, e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::InvalidInput || e.kind() == std::io::ErrorKind::InvalidData {
-        Error::data(path, format!("corrupt gzip stream: {e}"))
+fn read_err(path: &Path, e: std::io::Error, gz: bool) -> Error {
+    if gz && e.raw_os_error().is_none() {
+        Error::data(path, format!("corrupt or truncated gzip stream: {e}"))
     } else {
         Error::io(path, e)
     }
 }
 
-fn read_body(path: &Path, mut r: impl Read, ndims: usize) -> Result<IdxArray> {
+fn read_body(path: &Path, mut r: impl Read, ndims: usize, gz: bool) -> Result<IdxArray> {
     let mut head = [0u8; 4];
-    let n = read_full(&mut r, &mut head).map_err(|e| read_err(path, e))?;
+    let n = read_full(&mut r, &mut head).map_err(|e| read_err(path, e, gz))?;
     if n < 4 {
         return Err(Error::data(
             path,
@@ -109,7 +115,7 @@ fn read_body(path: &Path, mut r: impl Read, ndims: usize) -> Result<IdxArray> {
     let mut total = 1usize;
     for i in 0..ndims {
         let mut d = [0u8; 4];
-        if read_full(&mut r, &mut d).map_err(|e| read_err(path, e))? < 4 {
+        if read_full(&mut r, &mut d).map_err(|e| read_err(path, e, gz))? < 4 {
             return Err(Error::data(path, "truncated in the header"));
         }
         let d = u32::from_be_bytes(d) as usize;
@@ -128,7 +134,7 @@ fn read_body(path: &Path, mut r: impl Read, ndims: usize) -> Result<IdxArray> {
     let mut data = Vec::with_capacity(total);
     r.take(total as u64 + 1)
         .read_to_end(&mut data)
-        .map_err(|e| read_err(path, e))?;
+        .map_err(|e| read_err(path, e, gz))?;
     if data.len() < total {
         return Err(Error::data(
             path,

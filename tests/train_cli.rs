@@ -1,0 +1,509 @@
+//! `cnnkit train / eval / predict / viz` end to end on small datasets the tests write:
+//! JSON per epoch, byte-identical checkpoints for a fixed seed and thread count, exact
+//! resume, PyTorch state-dict names, and exit status 2 with a clear message (and nothing
+//! overwritten) for every kind of bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{tempdir, write_dataset};
+
+fn cnnkit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cnnkit"))
+        .args(args)
+        .output()
+        .expect("run cnnkit")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// Exit status 2, no panic, and a message containing every one of `needles`.
+fn fails_with(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "`{n}` not in: {err}");
+    }
+}
+
+fn data(name: &str) -> std::path::PathBuf {
+    let d = tempdir(name);
+    write_dataset(&d.join("data"), 600, 200, true);
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn trains_with_json_epochs_then_eval_predict_viz() {
+    let d = data("cli_train");
+    let ck = d.join("m.safetensors");
+    let out = ok(&cnnkit(&[
+        "train",
+        "--data",
+        s(&d.join("data")),
+        "--epochs",
+        "3",
+        "--batch",
+        "32",
+        "--lr",
+        "0.01",
+        "--json",
+        "--save",
+        s(&ck),
+    ]));
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    for (i, r) in rows.iter().enumerate() {
+        for k in [
+            "epoch",
+            "train_loss",
+            "train_acc",
+            "test_acc",
+            "images_per_sec",
+            "seconds",
+        ] {
+            assert!(r[k].is_number(), "{k} missing in {r}");
+        }
+        assert_eq!(r["epoch"], i + 1);
+    }
+    let last = &rows[2];
+    assert!(
+        rows[0]["train_loss"].as_f64() > last["train_loss"].as_f64(),
+        "{out}"
+    );
+    // the task is easy: a working trainer gets it nearly right
+    assert!(last["test_acc"].as_f64().unwrap() > 0.9, "{out}");
+    assert!(ck.is_file() && d.join("m.safetensors.optim").is_file());
+
+    let ev = ok(&cnnkit(&[
+        "eval",
+        "--model-file",
+        s(&ck),
+        "--data",
+        s(&d.join("data")),
+    ]));
+    assert!(
+        ev.contains("test accuracy") && ev.contains("confusion matrix"),
+        "{ev}"
+    );
+    let acc_line: f64 = ev
+        .split("accuracy ")
+        .nth(1)
+        .unwrap()
+        .split('%')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (acc_line / 100.0 - last["test_acc"].as_f64().unwrap()).abs() < 1e-4,
+        "{ev}"
+    );
+    let evj = ok(&cnnkit(&[
+        "eval",
+        "--model-file",
+        s(&ck),
+        "--data",
+        s(&d.join("data")),
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(evj.trim()).unwrap();
+    let conf = v["confusion"].as_array().unwrap();
+    assert_eq!(conf.len(), 10);
+    let total: u64 = conf
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|x| x.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 200);
+
+    // predict: a PGM written by hand and a PNG of another size (resized)
+    let (img, lab) = common::images(2, 28, 99);
+    let pgm = d.join("a.pgm");
+    std::fs::write(&pgm, [b"P5\n28 28\n255\n".as_slice(), &img[..784]].concat()).unwrap();
+    let png = d.join("b.png");
+    let big = image::imageops::resize(
+        &image::GrayImage::from_raw(28, 28, img[784..].to_vec()).unwrap(),
+        56,
+        56,
+        image::imageops::FilterType::Nearest,
+    );
+    big.save(&png).unwrap();
+    let pr = ok(&cnnkit(&[
+        "predict",
+        "--model-file",
+        s(&ck),
+        "--json",
+        s(&pgm),
+        s(&png),
+    ]));
+    let preds: Vec<serde_json::Value> = pr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(preds.len(), 2);
+    for (p, &l) in preds.iter().zip(&lab) {
+        let probs: Vec<f64> = p["probabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+        assert_eq!(p["class"], u64::from(l), "{pr}");
+    }
+    let text = ok(&cnnkit(&["predict", "--model-file", s(&ck), s(&pgm)]));
+    assert!(text.contains("a.pgm: "), "{text}");
+
+    let vout = d.join("viz");
+    let v = ok(&cnnkit(&[
+        "viz",
+        "--model-file",
+        s(&ck),
+        "--data",
+        s(&d.join("data")),
+        "--image",
+        "3",
+        "--out",
+        s(&vout),
+    ]));
+    for f in [
+        "input.png",
+        "filters.png",
+        "features_00_conv2d.png",
+        "features_05_maxpool2d.png",
+        "curves.png",
+    ] {
+        let p = vout.join(f);
+        let img = image::open(&p).unwrap_or_else(|e| panic!("{f}: {e}\n{v}"));
+        assert!(img.width() > 10 && img.height() > 10);
+    }
+}
+
+#[test]
+fn same_seed_and_threads_give_identical_checkpoints_and_resume_is_exact() {
+    let d = data("cli_determinism");
+    let dd = d.join("data");
+    let run = |name: &str, extra: &[&str]| {
+        let ck = d.join(name);
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&dd),
+            "--batch",
+            "50",
+            "--model",
+            "conv(4,3,pad=1) batchnorm relu maxpool(2) flatten dropout(0.2) linear(10)",
+            "--save",
+            s(&ck),
+            "--json",
+            "--schedule",
+            "step:1:0.5",
+        ];
+        args.extend_from_slice(extra);
+        ok(&cnnkit(&args));
+        (
+            std::fs::read(&ck).unwrap(),
+            std::fs::read(d.join(format!("{name}.optim"))).unwrap(),
+        )
+    };
+    for threads in ["1", "2"] {
+        let a = run("a", &["--epochs", "2", "--threads", threads]);
+        let b = run("b", &["--epochs", "2", "--threads", threads]);
+        assert!(a == b, "two runs with --threads {threads} differ");
+        // 1 epoch, then resume to 2: the same bytes as 2 straight
+        let _ = run("c", &["--epochs", "1", "--threads", threads]);
+        let ck = d.join("c");
+        ok(&cnnkit(&[
+            "train",
+            "--data",
+            s(&dd),
+            "--resume",
+            s(&ck),
+            "--epochs",
+            "2",
+            "--json",
+        ]));
+        let c = (
+            std::fs::read(&ck).unwrap(),
+            std::fs::read(d.join("c.optim")).unwrap(),
+        );
+        assert!(
+            a == c,
+            "resumed run differs from the uninterrupted one (threads {threads})"
+        );
+    }
+    // a different seed gives different weights
+    let e = run("e", &["--epochs", "1", "--seed", "7"]);
+    let f = run("f", &["--epochs", "1"]);
+    assert!(e.0 != f.0);
+}
+
+#[test]
+fn checkpoints_use_pytorch_state_dict_names() {
+    let d = data("cli_names");
+    let ck = d.join("m.safetensors");
+    ok(&cnnkit(&[
+        "train",
+        "--data",
+        s(&d.join("data")),
+        "--epochs",
+        "1",
+        "--model",
+        "fmnist",
+        "--save",
+        s(&ck),
+        "--json",
+    ]));
+    let bytes = std::fs::read(&ck).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<&str> = st.names().into_iter().map(String::as_str).collect();
+    names.sort();
+    let expect = [
+        "0.bias",
+        "0.weight",
+        "1.bias",
+        "1.num_batches_tracked",
+        "1.running_mean",
+        "1.running_var",
+        "1.weight",
+        "10.bias",
+        "10.weight",
+        "13.bias",
+        "13.weight",
+        "4.bias",
+        "4.weight",
+        "5.bias",
+        "5.num_batches_tracked",
+        "5.running_mean",
+        "5.running_var",
+        "5.weight",
+    ];
+    assert_eq!(names, expect);
+    assert_eq!(st.tensor("0.weight").unwrap().shape(), [32, 1, 3, 3]);
+    assert_eq!(st.tensor("10.weight").unwrap().shape(), [128, 3136]);
+    let nbt = st.tensor("1.num_batches_tracked").unwrap();
+    assert_eq!(nbt.dtype(), safetensors::Dtype::I64);
+    assert_eq!(
+        i64::from_le_bytes(nbt.data().try_into().unwrap()),
+        600_usize.div_ceil(64) as i64
+    );
+    let opt_bytes = std::fs::read(d.join("m.safetensors.optim")).unwrap();
+    let opt = safetensors::SafeTensors::deserialize(&opt_bytes).unwrap();
+    assert!(opt.tensor("0.weight.momentum_buffer").is_ok());
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message_and_overwrites_nothing() {
+    let d = data("cli_bad");
+    let dd = d.join("data");
+    let ck = d.join("m.safetensors");
+    ok(&cnnkit(&[
+        "train",
+        "--data",
+        s(&dd),
+        "--epochs",
+        "1",
+        "--save",
+        s(&ck),
+        "--json",
+    ]));
+    let before = std::fs::read(&ck).unwrap();
+
+    // missing data directory: names the package and --data; the checkpoint is untouched
+    let out = cnnkit(&["train", "--data", "/nonexistent/fm", "--save", s(&ck)]);
+    fails_with(&out, &["dataset-fashion-mnist", "--data"]);
+    fails_with(
+        &cnnkit(&["eval", "--model-file", s(&ck), "--data", "/nonexistent/fm"]),
+        &["dataset-fashion-mnist"],
+    );
+
+    // malformed IDX files
+    let bad = d.join("bad");
+    write_dataset(&bad, 30, 10, false);
+    let f = bad.join("train-images-idx3-ubyte");
+    let mut b = std::fs::read(&f).unwrap();
+    b[1] = 7;
+    std::fs::write(&f, &b).unwrap();
+    fails_with(
+        &cnnkit(&["train", "--data", s(&bad), "--save", s(&ck)]),
+        &["magic", "train-images"],
+    );
+    b[1] = 0;
+    b.truncate(b.len() - 10);
+    std::fs::write(&f, &b).unwrap();
+    fails_with(&cnnkit(&["train", "--data", s(&bad)]), &["truncated"]);
+    write_dataset(&bad, 30, 10, false);
+    std::fs::write(
+        bad.join("t10k-labels-idx1-ubyte"),
+        common::idx_bytes(&[11], &[0; 11]),
+    )
+    .unwrap();
+    fails_with(
+        &cnnkit(&["train", "--data", s(&bad)]),
+        &["11 labels", "10 images"],
+    );
+    write_dataset(&bad, 30, 10, false);
+    std::fs::write(
+        bad.join("t10k-images-idx3-ubyte"),
+        common::idx_bytes(&[60000, 60000, 60000], &[0; 4]),
+    )
+    .unwrap();
+    fails_with(&cnnkit(&["train", "--data", s(&bad)]), &["1 GiB"]);
+
+    // corrupt, truncated, foreign and ill-fitting checkpoints
+    let trunc = d.join("trunc.safetensors");
+    std::fs::write(&trunc, &before[..before.len() / 2]).unwrap();
+    fails_with(
+        &cnnkit(&["eval", "--model-file", s(&trunc), "--data", s(&dd)]),
+        &["trunc.safetensors", "safetensors"],
+    );
+    let junk = d.join("junk.safetensors");
+    std::fs::write(&junk, b"\xff\xff\xff\xff\xff\xff\xff\x7fnot json").unwrap();
+    fails_with(
+        &cnnkit(&["predict", "--model-file", s(&junk), "x.png"]),
+        &["junk.safetensors"],
+    );
+    fails_with(
+        &cnnkit(&[
+            "eval",
+            "--model-file",
+            s(&d.join("none.safetensors")),
+            "--data",
+            s(&dd),
+        ]),
+        &["none.safetensors"],
+    );
+    // a checkpoint whose metadata describes another model: the message names the tensor
+    let at = before
+        .windows(15)
+        .position(|w| w == b"conv(6,5,pad=2)")
+        .expect("spec in the metadata");
+    let mut swapped = before.clone();
+    swapped[at + 5] = b'7';
+    let misfit = d.join("misfit.safetensors");
+    std::fs::write(&misfit, &swapped).unwrap();
+    fails_with(
+        &cnnkit(&["eval", "--model-file", s(&misfit), "--data", s(&dd)]),
+        &["0.weight", "shape"],
+    );
+    // resuming from a broken checkpoint leaves it as it was
+    fails_with(
+        &cnnkit(&[
+            "train",
+            "--data",
+            s(&dd),
+            "--resume",
+            s(&trunc),
+            "--epochs",
+            "3",
+        ]),
+        &["trunc.safetensors"],
+    );
+    assert_eq!(std::fs::read(&trunc).unwrap().len(), before.len() / 2);
+    // an optimizer file from another step
+    let c2 = d.join("c2.safetensors");
+    ok(&cnnkit(&[
+        "train",
+        "--data",
+        s(&dd),
+        "--epochs",
+        "2",
+        "--save",
+        s(&c2),
+        "--json",
+    ]));
+    std::fs::copy(
+        d.join("m.safetensors.optim"),
+        d.join("c2.safetensors.optim"),
+    )
+    .unwrap();
+    fails_with(
+        &cnnkit(&[
+            "train",
+            "--data",
+            s(&dd),
+            "--resume",
+            s(&c2),
+            "--epochs",
+            "3",
+        ]),
+        &["do not belong together"],
+    );
+    // predict on an image that is not one
+    let notimg = d.join("x.png");
+    std::fs::write(&notimg, b"hello").unwrap();
+    fails_with(
+        &cnnkit(&["predict", "--model-file", s(&ck), s(&notimg)]),
+        &["x.png"],
+    );
+
+    // unknown flags and values out of range
+    for args in [
+        vec!["train", "--bogus"],
+        vec!["train", "--epochs", "0"],
+        vec!["train", "--threads", "0"],
+        vec!["train", "--batch", "0"],
+        vec!["train", "--lr", "-1", "--data", s(&dd)],
+        vec!["train", "--lr", "nan", "--data", s(&dd)],
+        vec!["train", "--optimizer", "rmsprop", "--data", s(&dd)],
+        vec!["train", "--schedule", "step:0:0.5", "--data", s(&dd)],
+        vec!["train", "--model", "conv(6,5) linear(10)", "--data", s(&dd)],
+        vec!["train", "--model", "resnet", "--data", s(&dd)],
+        vec![
+            "train",
+            "--model",
+            "conv(6,99) flatten linear(10)",
+            "--data",
+            s(&dd),
+        ],
+        vec![
+            "viz",
+            "--model-file",
+            s(&ck),
+            "--data",
+            s(&dd),
+            "--image",
+            "1000000",
+            "--out",
+            s(&d),
+        ],
+        vec!["eval"],
+    ] {
+        let out = cnnkit(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("panicked") && !err.trim().is_empty(),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&ck).unwrap(),
+        before,
+        "a failed command changed the checkpoint"
+    );
+}
