@@ -1,0 +1,254 @@
+//! The layers' backward passes against finite differences through whole models (every
+//! layer type, batch-norm's batch statistics and dropout's mask included), the
+//! optimizers against PyTorch's update rules written out by hand, schedules, specs.
+
+use cnnkit::layers::LayerState;
+use cnnkit::{Loss, Model, Optimizer, OptimizerKind, Rng, Schedule, Shape, Tensor, Workspace};
+
+/// Loss of the batch in `ws` for `model` in training mode with a fixed dropout seed.
+fn loss(model: &Model, ws: &mut Workspace, x: &[f32], labels: &[u32], backward: bool) -> f64 {
+    let b = labels.len();
+    ws.input_mut(b).copy_from_slice(x);
+    model.forward_ws(ws, b, Some(42)).unwrap();
+    let classes = model.output_shape().len();
+    let (out, grad) = ws.output_and_grad_mut(model, b);
+    let l = Loss::CrossEntropy
+        .forward_backward(classes, b, out, labels, grad)
+        .unwrap();
+    if backward {
+        model.backward_ws(ws, b).unwrap();
+    }
+    l / b as f64
+}
+
+fn grad_check(spec: &str, input: Shape, batch: usize, seed: u64) {
+    let mut model = Model::from_spec(spec, input, seed).unwrap();
+    let mut rng = Rng::new(seed);
+    let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.normal()).collect();
+    let classes = model.output_shape().len() as u64;
+    let labels: Vec<u32> = (0..batch).map(|_| rng.below(classes) as u32).collect();
+    let mut ws = Workspace::new(&model, batch).unwrap();
+    loss(&model, &mut ws, &x, &labels, true);
+    let grads: Vec<LayerState> = ws.states().to_vec();
+    let mut checked = 0;
+    for li in 0..model.layers().len() {
+        for p in 0..model.layers()[li].param_count() {
+            let n = model.layers()[li].param(p).1.len();
+            for _ in 0..12.min(n) {
+                let j = rng.below(n as u64) as usize;
+                let h = 1e-3f32;
+                let orig = model.layers()[li].param(p).1.data()[j];
+                model.layers_mut()[li].param_mut(p).data_mut()[j] = orig + h;
+                let lp = loss(&model, &mut ws, &x, &labels, false);
+                model.layers_mut()[li].param_mut(p).data_mut()[j] = orig - h;
+                let lm = loss(&model, &mut ws, &x, &labels, false);
+                model.layers_mut()[li].param_mut(p).data_mut()[j] = orig;
+                let fd = (lp - lm) / (2.0 * f64::from(h));
+                let an = f64::from(grads[li].grads[p][j]);
+                // central differences: O(h^2) truncation plus f32 rounding of the loss
+                // (~1e-7 * |loss| / h); a wrong gradient is off by O(|an|)
+                let tol = 2e-3 + 2e-2 * an.abs().max(fd.abs());
+                assert!(
+                    (fd - an).abs() <= tol,
+                    "{spec}: layer {li} ({}) param {p} [{j}]: analytic {an}, numeric {fd}",
+                    model.layers()[li].kind()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn backward_passes_match_finite_differences() {
+    let img = |c, h, w| Shape::Image { c, h, w };
+    grad_check(
+        "conv(3,3,pad=1) batchnorm tanh avgpool(2) flatten linear(4)",
+        img(2, 6, 6),
+        3,
+        1,
+    );
+    grad_check(
+        "conv(4,3,stride=2) leakyrelu(0.1) maxpool(2,stride=1) flatten dropout(0.4) linear(5) sigmoid linear(3)",
+        img(1, 9, 9),
+        4,
+        2,
+    );
+    grad_check(
+        "conv(3,5,pad=2) relu maxpool(2) conv(4,3) relu flatten linear(6) relu linear(3)",
+        img(1, 8, 8),
+        2,
+        3,
+    );
+    grad_check("flatten linear(7) tanh linear(4)", img(1, 3, 3), 5, 4);
+    grad_check(
+        "conv(2,1) batchnorm avgpool(3,stride=2,pad=1) flatten linear(3)",
+        img(3, 5, 5),
+        2,
+        5,
+    );
+}
+
+#[test]
+fn batchnorm_eval_uses_running_statistics_and_inference_matches_workspace() {
+    let mut m = Model::from_spec(
+        "conv(3,3) batchnorm relu flatten linear(4)",
+        Shape::Image { c: 1, h: 5, w: 5 },
+        9,
+    )
+    .unwrap();
+    if let cnnkit::Layer::BatchNorm2d(bn) = &mut m.layers_mut()[1] {
+        bn.running_mean
+            .data_mut()
+            .copy_from_slice(&[0.5, -0.5, 1.0]);
+        bn.running_var.data_mut().copy_from_slice(&[4.0, 0.25, 1.0]);
+    }
+    let mut rng = Rng::new(3);
+    let x: Vec<f32> = (0..2 * 25).map(|_| rng.normal()).collect();
+    let out = m
+        .forward(&Tensor::from_vec(vec![2, 1, 5, 5], x.clone()).unwrap())
+        .unwrap();
+    assert_eq!(out.shape(), &[2, 4]);
+    let mut ws = Workspace::new(&m, 2).unwrap();
+    ws.input_mut(2).copy_from_slice(&x);
+    m.forward_ws(&mut ws, 2, None).unwrap();
+    assert_eq!(ws.output(&m, 2), out.data());
+    // the batch-norm output in eval mode is (x - running_mean) / sqrt(running_var + eps)
+    let conv = ws.activation(&m, 0, 1).to_vec();
+    let bn = ws.activation(&m, 1, 1);
+    for (i, (&c, &y)) in conv.iter().zip(bn).enumerate() {
+        let ch = i / 9;
+        let (mean, var) = ([0.5, -0.5, 1.0][ch], [4.0f32, 0.25, 1.0][ch]);
+        assert!((y - (c - mean) / (var + 1e-5).sqrt()).abs() < 1e-5);
+    }
+    assert!(
+        m.forward(&Tensor::from_vec(vec![1, 24], vec![0.0; 24]).unwrap())
+            .is_err()
+    );
+}
+
+/// One scalar parameter through `steps` updates with gradients `g`, next to the same
+/// update written out as in PyTorch's documentation.
+#[test]
+fn optimizers_follow_pytorch_update_rules() {
+    let model = || {
+        let mut m =
+            Model::from_spec("flatten linear(2)", Shape::Image { c: 1, h: 1, w: 1 }, 1).unwrap();
+        m.layers_mut()[1]
+            .param_mut(0)
+            .data_mut()
+            .copy_from_slice(&[1.0, -2.0]);
+        m
+    };
+    let grads = [[0.5f32, -1.0], [0.25, 2.0], [-1.0, 0.5]];
+    let run = |kind: OptimizerKind, wd: f32, lr: f32| {
+        let mut m = model();
+        let mut opt = Optimizer::new(kind, wd, &m).unwrap();
+        let mut st = vec![LayerState::default(), LayerState::default()];
+        for g in grads {
+            st[1].grads = vec![g.to_vec(), vec![0.0; 2]];
+            opt.step(&mut m, &st, lr);
+        }
+        m.layers()[1].param(0).1.data().to_vec()
+    };
+    let (lr, wd) = (0.1f32, 0.01f32);
+    // SGD, momentum 0.9, Nesterov, weight decay
+    let mut want = vec![1.0f32, -2.0];
+    let mut buf = [0.0f32; 2];
+    for (t, g) in grads.iter().enumerate() {
+        for i in 0..2 {
+            let d = g[i] + wd * want[i];
+            buf[i] = if t == 0 { d } else { 0.9 * buf[i] + d };
+            want[i] -= lr * (d + 0.9 * buf[i]);
+        }
+    }
+    assert_eq!(run(OptimizerKind::SGD_NESTEROV, wd, lr), want);
+    // Adam and AdamW
+    for decoupled in [false, true] {
+        let mut want = vec![1.0f32, -2.0];
+        let (mut m, mut v) = ([0.0f32; 2], [0.0f32; 2]);
+        for (t, g) in grads.iter().enumerate() {
+            let t = t as i32 + 1;
+            for i in 0..2 {
+                let mut d = g[i];
+                if decoupled {
+                    want[i] *= 1.0 - lr * wd;
+                } else {
+                    d += wd * want[i];
+                }
+                m[i] = 0.9 * m[i] + (1.0 - 0.9) * d;
+                v[i] = 0.999 * v[i] + (1.0 - 0.999) * d * d;
+                let denom = v[i].sqrt() / (1.0 - 0.999f32.powi(t)).sqrt() + 1e-8;
+                want[i] -= lr / (1.0 - 0.9f32.powi(t)) * m[i] / denom;
+            }
+        }
+        let kind = if decoupled {
+            OptimizerKind::ADAMW
+        } else {
+            OptimizerKind::ADAM
+        };
+        assert_eq!(run(kind, wd, lr), want, "decoupled {decoupled}");
+    }
+    assert!(
+        Optimizer::new(
+            OptimizerKind::Sgd {
+                momentum: 1.5,
+                nesterov: false
+            },
+            0.0,
+            &model()
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn schedules() {
+    let c = Schedule::parse("cosine", 10).unwrap();
+    assert_eq!(c.lr(0.1, 0, 0.0), 0.1);
+    assert!((c.lr(0.1, 5, 0.0) - 0.05).abs() < 1e-7);
+    assert!(c.lr(0.1, 9, 0.99) < 1e-3);
+    let s = Schedule::parse("step:3:0.5", 10).unwrap();
+    assert_eq!(
+        (s.lr(1.0, 2, 0.9), s.lr(1.0, 3, 0.0), s.lr(1.0, 7, 0.0)),
+        (1.0, 0.5, 0.25)
+    );
+    assert_eq!(Schedule::parse("const", 3).unwrap().lr(0.3, 2, 0.5), 0.3);
+    for bad in ["step", "step:0:0.5", "step:2:1.5", "step:2:0.5:1", "linear"] {
+        assert!(Schedule::parse(bad, 3).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn specs_round_trip_and_errors_name_the_layer() {
+    let input = Shape::Image { c: 1, h: 28, w: 28 };
+    for spec in [
+        "lenet5",
+        "fmnist",
+        "conv(8,3,stride=2,pad=1) leakyrelu(0.2) avgpool(3,stride=2,pad=1) flatten dropout(0.1) linear(10)",
+    ] {
+        let m = Model::from_spec(spec, input, 1).unwrap();
+        let again = Model::from_spec(&m.spec(), input, 1).unwrap();
+        assert_eq!(m, again, "{spec}");
+    }
+    let lenet = Model::from_spec("lenet5", input, 1).unwrap();
+    assert_eq!(lenet.num_params(), 61_706);
+    for (spec, needle) in [
+        ("", "empty"),
+        ("conv(6,5", "unbalanced"),
+        ("conv(6)", "missing `k`"),
+        ("conv(0,3)", "at least 1"),
+        ("conv(6,3,bogus=1)", "unknown argument"),
+        ("relu(3)", "positional"),
+        ("dropout(1.5)", "drop probability"),
+        ("conv(4,3) linear(10)", "flatten"),
+        ("flatten batchnorm", "image input"),
+        ("maxpool(64)", "layer 0"),
+        ("warp(3)", "unknown layer"),
+        ("conv(4,3,stride=99999999)", "too large"),
+    ] {
+        let e = Model::from_spec(spec, input, 1).unwrap_err().to_string();
+        assert!(e.contains(needle), "{spec}: {e}");
+    }
+}
