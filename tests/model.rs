@@ -31,7 +31,7 @@ fn grad_check(spec: &str, input: Shape, batch: usize, seed: u64) {
     loss(&model, &mut ws, &x, &labels, true);
     let grads: Vec<LayerState> = ws.states().to_vec();
     let mut checked = 0;
-    for li in 0..model.layers().len() {
+    for (li, st) in grads.iter().enumerate() {
         for p in 0..model.layers()[li].param_count() {
             let n = model.layers()[li].param(p).1.len();
             for _ in 0..12.min(n) {
@@ -44,7 +44,7 @@ fn grad_check(spec: &str, input: Shape, batch: usize, seed: u64) {
                 let lm = loss(&model, &mut ws, &x, &labels, false);
                 model.layers_mut()[li].param_mut(p).data_mut()[j] = orig;
                 let fd = (lp - lm) / (2.0 * f64::from(h));
-                let an = f64::from(grads[li].grads[p][j]);
+                let an = f64::from(st.grads[p][j]);
                 // central differences: O(h^2) truncation plus f32 rounding of the loss
                 // (~1e-7 * |loss| / h); a wrong gradient is off by O(|an|)
                 let tol = 2e-3 + 2e-2 * an.abs().max(fd.abs());
