@@ -223,28 +223,29 @@ impl Model {
     /// # Errors
     /// When `b` exceeds the workspace, or a kernel refuses (a bug).
     pub fn forward_ws(&self, ws: &mut Workspace, b: usize, train: Option<u64>) -> Result<()> {
-        ws.check(b)?;
-        for (i, l) in self.layers.iter().enumerate() {
-            let (before, after) = ws.acts.split_at_mut(i + 1);
-            let x = &before[i][..b * self.shapes[i].len()];
-            let y = &mut after[0][..b * self.shapes[i + 1].len()];
+        for i in 0..self.layers.len() {
             let mode = match train {
                 None => Mode::Eval,
                 Some(seed) => Mode::Train {
                     seed: Rng::derive(seed, &[i as u64]).next_u64(),
                 },
             };
-            l.forward(
-                b,
-                self.shapes[i],
-                x,
-                y,
-                &mut ws.states[i],
-                &mut ws.scratch,
-                mode,
-            )?;
+            self.forward_layer(ws, i, b, mode)?;
         }
         Ok(())
+    }
+
+    /// Forward pass of layer `i` alone, from its input activation in `ws`.
+    ///
+    /// # Errors
+    /// As [`Model::forward_ws`].
+    pub fn forward_layer(&self, ws: &mut Workspace, i: usize, b: usize, mode: Mode) -> Result<()> {
+        ws.check(b)?;
+        let (before, after) = ws.acts.split_at_mut(i + 1);
+        let x = &before[i][..b * self.shapes[i].len()];
+        let y = &mut after[0][..b * self.shapes[i + 1].len()];
+        let st = &mut ws.states[i];
+        self.layers[i].forward(b, self.shapes[i], x, y, st, &mut ws.scratch, mode)
     }
 
     /// Backward pass after a training [`Model::forward_ws`]: reads the output gradient
@@ -254,31 +255,32 @@ impl Model {
     /// # Errors
     /// As [`Model::forward_ws`].
     pub fn backward_ws(&self, ws: &mut Workspace, b: usize) -> Result<()> {
-        ws.check(b)?;
-        for (i, l) in self.layers.iter().enumerate().rev() {
-            let nin = b * self.shapes[i].len();
-            let nout = b * self.shapes[i + 1].len();
-            let (gbefore, gafter) = ws.grads.split_at_mut(i + 1);
-            let gy = &gafter[0][..nout];
-            let gx = if i == 0 {
-                None
-            } else {
-                Some(&mut gbefore[i][..nin])
-            };
-            let x = &ws.acts[i][..nin];
-            let y = &ws.acts[i + 1][..nout];
-            l.backward(
-                b,
-                self.shapes[i],
-                x,
-                y,
-                gy,
-                gx,
-                &mut ws.states[i],
-                &mut ws.scratch,
-            )?;
+        for i in (0..self.layers.len()).rev() {
+            self.backward_layer(ws, i, b)?;
         }
         Ok(())
+    }
+
+    /// Backward pass of layer `i` alone, from its output gradient in `ws` (the input
+    /// gradient of layer 0 is not computed).
+    ///
+    /// # Errors
+    /// As [`Model::forward_ws`].
+    pub fn backward_layer(&self, ws: &mut Workspace, i: usize, b: usize) -> Result<()> {
+        ws.check(b)?;
+        let nin = b * self.shapes[i].len();
+        let nout = b * self.shapes[i + 1].len();
+        let (gbefore, gafter) = ws.grads.split_at_mut(i + 1);
+        let gy = &gafter[0][..nout];
+        let gx = if i == 0 {
+            None
+        } else {
+            Some(&mut gbefore[i][..nin])
+        };
+        let x = &ws.acts[i][..nin];
+        let y = &ws.acts[i + 1][..nout];
+        let st = &mut ws.states[i];
+        self.layers[i].backward(b, self.shapes[i], x, y, gy, gx, st, &mut ws.scratch)
     }
 }
 
