@@ -3,14 +3,14 @@
 //! weight gradient as `sum_n dY_g * col_g^T`, and the bias gradient as a sum.
 
 use super::depthwise;
-use super::im2col::{ColBlock, block_cols, col2im_block, im2col_block};
+use super::im2col::{ColBlock, Plan, block_cols, col2im_block, for_image_runs, im2col_block};
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
 use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::{
     Epilogue, MatRef, gemm, gemm_packed, pack_a_all, packed_a_len, sgemm_scratch_len,
 };
-use crate::params::{Conv2dParams, add, check_scratch, mul};
+use crate::params::{Conv2dDims, Conv2dParams, add, check_scratch, mul};
 use crate::simd::sum;
 
 /// Scratch elements [`conv2d_backward_input`] needs.
@@ -24,6 +24,16 @@ pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, Kern
     }
     if is_pointwise(p) {
         return Ok(sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group));
+    }
+    let plan = Plan::new(p, &d)?;
+    if plan.batched {
+        let nb = plan.nb;
+        let bufs = add(mul(d.col_rows, nb)?, mul(d.out_per_group, nb)?)?;
+        let packed_wt = mul(d.col_rows + 16, d.out_per_group)?;
+        return add(
+            add(bufs, packed_wt)?,
+            sgemm_scratch_len(d.col_rows, nb, d.out_per_group),
+        );
     }
     let nb = block_cols(d.col_rows, d.col_cols);
     let col = mul(d.col_rows, nb)?;
@@ -56,6 +66,11 @@ pub fn conv2d_backward_input(
     check_scratch(conv2d_backward_input_scratch_len(p)?, scratch.len())?;
     if depthwise::applies(p, &d) {
         depthwise::backward_input(p, &d, weight, grad_output, grad_input);
+        return Ok(());
+    }
+    let plan = Plan::new(p, &d)?;
+    if plan.batched {
+        backward_input_batched(p, &d, plan.nb, weight, grad_output, grad_input, scratch);
         return Ok(());
     }
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
@@ -127,6 +142,12 @@ pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, Ker
     if is_pointwise(p) {
         return Ok(sgemm_scratch_len(d.out_per_group, d.col_rows, d.col_cols));
     }
+    let plan = Plan::new(p, &d)?;
+    if plan.batched {
+        let nb = plan.nb;
+        let bufs = add(mul(d.col_rows, nb)?, mul(d.out_per_group, nb)?)?;
+        return add(bufs, sgemm_scratch_len(d.out_per_group, d.col_rows, nb));
+    }
     let nb = block_cols(d.col_rows, d.col_cols);
     add(
         mul(d.col_rows, nb)?,
@@ -151,6 +172,11 @@ pub fn conv2d_backward_weight(
     check_scratch(conv2d_backward_weight_scratch_len(p)?, scratch.len())?;
     if depthwise::applies(p, &d) {
         depthwise::backward_weight(p, &d, input, grad_output, grad_weight);
+        return Ok(());
+    }
+    let plan = Plan::new(p, &d)?;
+    if plan.batched {
+        backward_weight_batched(p, &d, plan.nb, input, grad_output, grad_weight, scratch);
         return Ok(());
     }
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
@@ -214,4 +240,133 @@ pub fn conv2d_backward_bias(
         }
     }
     Ok(())
+}
+
+/// Copies the columns `jb..jb + nb` of the batch-wide output gradient of group `g`
+/// (image `j / n`, pixel `j % n`) into `gyb` (`m` rows of `nb`).
+fn gather_grad_output(
+    d: &Conv2dDims,
+    g: usize,
+    grad_output: &[f32],
+    jb: usize,
+    nb: usize,
+    gyb: &mut [f32],
+) {
+    let (m, n) = (d.out_per_group, d.col_cols);
+    for_image_runs(jb, nb, n, |img, j0, len, at| {
+        let gy_g = &grad_output[img * d.out_image_len + g * m * n..][..m * n];
+        for r in 0..m {
+            gyb[r * nb + at..][..len].copy_from_slice(&gy_g[r * n + j0..][..len]);
+        }
+    });
+}
+
+/// [`conv2d_backward_input`] for small images: column blocks span several images, so one
+/// GEMM `W_g^T * dY_block` serves them all.
+fn backward_input_batched(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    nb_max: usize,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
+    let (col, rest) = scratch.split_at_mut(k * nb_max);
+    let (gyb, rest) = rest.split_at_mut(m * nb_max);
+    let (packed_wt, gemm_scratch) = rest.split_at_mut(packed_a_len(k, m));
+    let isa = arch::active();
+    let total = p.batch * n;
+    grad_input.fill(0.0);
+    for g in 0..p.groups {
+        pack_a_all(
+            isa,
+            k,
+            m,
+            MatRef::transposed(&weight[g * m * k..][..m * k], k),
+            packed_wt,
+        );
+        let mut jb = 0;
+        while jb < total {
+            let nb = nb_max.min(total - jb);
+            gather_grad_output(d, g, grad_output, jb, nb, gyb);
+            let cb = &mut col[..k * nb];
+            let b = MatRef::rows(&gyb[..m * nb], nb);
+            gemm_packed(
+                isa,
+                k,
+                nb,
+                m,
+                packed_wt,
+                b,
+                cb,
+                nb,
+                &Epilogue::plain(),
+                gemm_scratch,
+            );
+            for_image_runs(jb, nb, n, |img, j0, len, at| {
+                let gx = &mut grad_input[img * d.image_len..][..d.image_len];
+                let blk = ColBlock {
+                    c0: g * d.in_per_group,
+                    channels: d.in_per_group,
+                    j0,
+                    nb: len,
+                    ld: nb,
+                };
+                col2im_block(p, d, &cb[at..], blk, gx);
+            });
+            jb += nb;
+        }
+    }
+}
+
+/// [`conv2d_backward_weight`] for small images: one GEMM `dY_block * col_block^T` per
+/// block of columns spanning several images, accumulating into the weight gradient.
+fn backward_weight_batched(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    nb_max: usize,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weight: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
+    let (col, rest) = scratch.split_at_mut(k * nb_max);
+    let (gyb, gemm_scratch) = rest.split_at_mut(m * nb_max);
+    let total = p.batch * n;
+    for g in 0..p.groups {
+        let gw = &mut grad_weight[g * m * k..][..m * k];
+        let mut jb = 0;
+        while jb < total {
+            let nb = nb_max.min(total - jb);
+            for_image_runs(jb, nb, n, |img, j0, len, at| {
+                let blk = ColBlock {
+                    c0: g * d.in_per_group,
+                    channels: d.in_per_group,
+                    j0,
+                    nb: len,
+                    ld: nb,
+                };
+                im2col_block(
+                    p,
+                    d,
+                    &input[img * d.image_len..][..d.image_len],
+                    blk,
+                    &mut col[at..],
+                );
+            });
+            gather_grad_output(d, g, grad_output, jb, nb, gyb);
+            // the first block overwrites, the rest accumulate
+            let ep = Epilogue {
+                beta: if jb == 0 { 0.0 } else { 1.0 },
+                ..Epilogue::plain()
+            };
+            let a = MatRef::rows(&gyb[..m * nb], nb);
+            let b = MatRef::transposed(&col[..k * nb], nb);
+            gemm(m, k, nb, a, b, gw, k, &ep, gemm_scratch);
+            jb += nb;
+        }
+    }
 }

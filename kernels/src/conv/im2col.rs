@@ -246,7 +246,12 @@ pub fn conv2d_im2col_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError>
 
 /// Splits the batch-wide columns `jb..jb + nb` (image `j / n`, pixel `j % n`) into runs
 /// within one image: `f(image, first pixel, length, offset in the block)`.
-fn for_image_runs(jb: usize, nb: usize, n: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
+pub(crate) fn for_image_runs(
+    jb: usize,
+    nb: usize,
+    n: usize,
+    mut f: impl FnMut(usize, usize, usize, usize),
+) {
     let mut j = jb;
     while j < jb + nb {
         let (img, j0) = (j / n, j % n);
@@ -257,18 +262,18 @@ fn for_image_runs(jb: usize, nb: usize, n: usize, mut f: impl FnMut(usize, usize
 }
 
 /// How [`conv2d_im2col`] walks the columns (output pixels).
-struct Plan {
+pub(crate) struct Plan {
     /// 1x1 stride-1 unpadded: the input planes are B, no im2col.
-    pointwise: bool,
+    pub pointwise: bool,
     /// Columns of several images share a block (small images): the block's product goes
     /// to a scratch C and is copied out image by image.
-    batched: bool,
+    pub batched: bool,
     /// Columns per block.
-    nb: usize,
+    pub nb: usize,
 }
 
 impl Plan {
-    fn new(p: &Conv2dParams, d: &Conv2dDims) -> Result<Self, KernelError> {
+    pub(crate) fn new(p: &Conv2dParams, d: &Conv2dDims) -> Result<Self, KernelError> {
         let pointwise = is_pointwise(p);
         let per_image = block_cols(d.col_rows, d.col_cols);
         let total = mul(p.batch, d.col_cols)?;
