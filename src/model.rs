@@ -204,7 +204,7 @@ impl Model {
                 self.input_shape()
             )));
         }
-        let mut ws = Workspace::new(self, n.min(256))?;
+        let mut ws = Workspace::inference(self, n.min(64))?;
         let out_len = self.output_shape().len();
         let mut out = Vec::with_capacity(n * out_len);
         for chunk in x.data().chunks(ws.capacity() * per) {
@@ -268,6 +268,9 @@ impl Model {
     /// As [`Model::forward_ws`].
     pub fn backward_layer(&self, ws: &mut Workspace, i: usize, b: usize) -> Result<()> {
         ws.check(b)?;
+        if !ws.train {
+            return Err(Error::invalid("backward pass on an inference workspace"));
+        }
         let nin = b * self.shapes[i].len();
         let nout = b * self.shapes[i + 1].len();
         let (gbefore, gafter) = ws.grads.split_at_mut(i + 1);
@@ -294,6 +297,7 @@ pub struct Workspace {
     grads: Vec<Vec<f32>>,
     states: Vec<LayerState>,
     scratch: Vec<f32>,
+    train: bool,
 }
 
 impl Workspace {
@@ -302,6 +306,19 @@ impl Workspace {
     /// # Errors
     /// When `capacity` is 0 or the model's sizes overflow.
     pub fn new(model: &Model, capacity: usize) -> Result<Self> {
+        Self::build(model, capacity, true)
+    }
+
+    /// Buffers for inference only ([`Model::forward_ws`] without `train`): no gradient
+    /// buffers, forward scratch only.
+    ///
+    /// # Errors
+    /// As [`Workspace::new`].
+    pub fn inference(model: &Model, capacity: usize) -> Result<Self> {
+        Self::build(model, capacity, false)
+    }
+
+    fn build(model: &Model, capacity: usize, train: bool) -> Result<Self> {
         if capacity == 0 {
             return Err(Error::invalid("workspace capacity must be at least 1"));
         }
@@ -319,7 +336,7 @@ impl Workspace {
         for (l, &s) in model.layers.iter().zip(&model.shapes) {
             // scratch can depend on the batch in either direction: size for every batch
             for b in 1..=capacity {
-                scratch = scratch.max(l.scratch_len(b, s)?);
+                scratch = scratch.max(l.scratch_len(b, s, train)?);
             }
             states.push(l.state(capacity, s)?);
         }
@@ -329,10 +346,11 @@ impl Workspace {
             grads: sizes
                 .iter()
                 .enumerate()
-                .map(|(i, &n)| vec![0.0; if i == 0 { 0 } else { n }])
+                .map(|(i, &n)| vec![0.0; if i == 0 || !train { 0 } else { n }])
                 .collect(),
             states,
             scratch: vec![0.0; scratch],
+            train,
         })
     }
 

@@ -537,7 +537,7 @@ pub fn evaluate(
                     if lo == hi {
                         return Ok(conf);
                     }
-                    let mut ws = Workspace::new(model, 256.min(hi - lo))?;
+                    let mut ws = Workspace::inference(model, 64.min(hi - lo))?;
                     let cap = ws.capacity();
                     let mut i = lo;
                     while i < hi {

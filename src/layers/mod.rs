@@ -217,8 +217,8 @@ pub enum Layer {
     Sigmoid,
     /// `nn.Flatten`.
     Flatten,
-    /// `nn.Dropout(p)`: zeroes with probability `p` in training, scales the rest by
-    /// `1 / (1 - p)`; the identity in evaluation.
+    /// `nn.Dropout(p)`: zeroes with probability `p` (resolved to 1/65536) in training,
+    /// scales the rest by `1 / (1 - p)`; the identity in evaluation.
     Dropout(f32),
     /// `nn.BatchNorm2d`.
     BatchNorm2d(BatchNorm2d),
@@ -382,19 +382,26 @@ impl Layer {
         Ok(st)
     }
 
-    /// Scratch (in floats) the forward and backward passes need for `batch` samples.
-    pub fn scratch_len(&self, batch: usize, input: Shape) -> Result<usize> {
+    /// Scratch (in floats) the forward pass, and with `train` the backward pass, need
+    /// for `batch` samples.
+    pub fn scratch_len(&self, batch: usize, input: Shape, train: bool) -> Result<usize> {
         Ok(match self {
             Layer::Conv2d(c) => {
                 let p = c.params(batch, input)?;
-                k::conv2d_scratch_len(&p)?
-                    .max(k::conv2d_backward_input_scratch_len(&p)?)
+                let f = k::conv2d_scratch_len(&p)?;
+                if !train {
+                    return Ok(f);
+                }
+                f.max(k::conv2d_backward_input_scratch_len(&p)?)
                     .max(k::conv2d_backward_weight_scratch_len(&p)?)
             }
             Layer::Linear(l) => {
                 let p = LinearParams::new(batch, l.in_features, l.out_features);
-                k::linear_scratch_len(&p)?
-                    .max(k::linear_backward_input_scratch_len(&p)?)
+                let f = k::linear_scratch_len(&p)?;
+                if !train {
+                    return Ok(f);
+                }
+                f.max(k::linear_backward_input_scratch_len(&p)?)
                     .max(k::linear_backward_weight_scratch_len(&p)?)
             }
             _ => 0,
@@ -461,10 +468,16 @@ impl Layer {
                 Mode::Train { seed } => {
                     let mut rng = Rng::new(seed);
                     let keep = 1.0 / (1.0 - prob);
+                    // four 16-bit draws per 64 random bits: p is resolved to 1/65536
+                    let threshold = (f64::from(*prob) * 65536.0).round() as u64;
                     let mask = &mut st.mask[..y.len()];
-                    for ((m, yv), xv) in mask.iter_mut().zip(y.iter_mut()).zip(x) {
-                        *m = if rng.uniform() < *prob { 0.0 } else { keep };
-                        *yv = xv * *m;
+                    for ((m4, y4), x4) in mask.chunks_mut(4).zip(y.chunks_mut(4)).zip(x.chunks(4)) {
+                        let r = rng.next_u64();
+                        for (j, ((m, yv), xv)) in m4.iter_mut().zip(y4).zip(x4).enumerate() {
+                            let draw = (r >> (16 * j)) & 0xffff;
+                            *m = if draw < threshold { 0.0 } else { keep };
+                            *yv = xv * *m;
+                        }
                     }
                 }
             },

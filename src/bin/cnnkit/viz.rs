@@ -226,7 +226,7 @@ pub fn run(model_file: &Path, data: &Path, index: usize, out: &Path) -> Result<(
     written.push(input.display().to_string());
     written.extend(filters(&model, out)?);
 
-    let mut ws = Workspace::new(&model, 1)?;
+    let mut ws = Workspace::inference(&model, 1)?;
     normalize_into(&meta.norm().table(), ds.test.image(index), ws.input_mut(1));
     model.forward_ws(&mut ws, 1, None)?;
     for (i, layer) in model.layers().iter().enumerate() {
