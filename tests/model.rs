@@ -252,3 +252,21 @@ fn specs_round_trip_and_errors_name_the_layer() {
         assert!(e.contains(needle), "{spec}: {e}");
     }
 }
+
+#[test]
+fn dropout_drops_the_right_fraction_and_keeps_the_mean() {
+    use cnnkit::layers::Mode;
+    let m = Model::from_spec("dropout(0.25)", Shape::Flat(10_000), 1).unwrap();
+    let mut ws = Workspace::new(&m, 4).unwrap();
+    ws.input_mut(4).fill(1.0);
+    m.forward_layer(&mut ws, 0, 4, Mode::Train { seed: 5 })
+        .unwrap();
+    let y = ws.output(&m, 4);
+    let zeros = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
+    let mean = y.iter().map(|&v| f64::from(v)).sum::<f64>() / y.len() as f64;
+    assert!((zeros - 0.25).abs() < 0.01, "{zeros}");
+    assert!((mean - 1.0).abs() < 0.02, "{mean}");
+    assert!(y.iter().all(|&v| v == 0.0 || (v - 4.0 / 3.0).abs() < 1e-6));
+    m.forward_layer(&mut ws, 0, 4, Mode::Eval).unwrap();
+    assert!(ws.output(&m, 4).iter().all(|&v| v == 1.0));
+}
