@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Normalize, Split, epoch_order, normalize_into};
 use crate::error::{Error, Result};
-use crate::layers::{Layer, LayerState, Shape};
+use crate::layers::{Init, Layer, LayerState, Shape};
 use crate::loss::{Loss, argmax};
 use crate::model::{Model, Workspace};
 use crate::optim::{Optimizer, OptimizerKind, Schedule};
@@ -41,11 +41,19 @@ pub struct TrainConfig {
     pub seed: u64,
     /// The loss.
     pub loss: Loss,
+    /// Weight initialisation of a new model (biases: PyTorch's uniform).
+    #[serde(default = "default_init")]
+    pub init: Init,
+}
+
+fn default_init() -> Init {
+    Init::KaimingUniform
 }
 
 impl Default for TrainConfig {
     /// The default recipe: 10 epochs of batch 64, SGD with Nesterov momentum 0.9,
-    /// learning rate 0.05 on a cosine schedule, weight decay 5e-4, one thread, seed 1.
+    /// learning rate 0.05 on a cosine schedule, weight decay 5e-4, one thread, seed 1,
+    /// Kaiming-uniform weights.
     fn default() -> Self {
         TrainConfig {
             epochs: 10,
@@ -57,6 +65,7 @@ impl Default for TrainConfig {
             threads: 1,
             seed: 1,
             loss: Loss::CrossEntropy,
+            init: Init::KaimingUniform,
         }
     }
 }

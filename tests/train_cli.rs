@@ -468,6 +468,16 @@ fn bad_input_exits_2_with_a_clear_message_and_overwrites_nothing() {
         vec!["train", "--schedule", "step:0:0.5", "--data", s(&dd)],
         vec!["train", "--model", "conv(6,5) linear(10)", "--data", s(&dd)],
         vec!["train", "--model", "resnet", "--data", s(&dd)],
+        vec!["train", "--init", "orthogonal", "--data", s(&dd)],
+        vec![
+            "train",
+            "--resume",
+            s(&ck),
+            "--model",
+            "lenet5",
+            "--data",
+            s(&dd),
+        ],
         vec![
             "train",
             "--model",

@@ -67,7 +67,8 @@ impl fmt::Display for Shape {
 }
 
 /// Weight initialisation schemes (PyTorch's `nn.init` names), drawn from a seeded [`Rng`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Init {
     /// `U(-b, b)`, `b = sqrt(6 / fan_in)` (He, for ReLU networks).
     KaimingUniform,

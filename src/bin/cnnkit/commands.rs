@@ -45,6 +45,10 @@ pub struct TrainArgs {
     /// Threads each batch is split across [default: 1].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
+    /// Weight initialisation of a new model: `kaiming`, `kaiming-normal`, `xavier`,
+    /// `xavier-normal` [default: kaiming].
+    #[arg(long)]
+    init: Option<String>,
     /// Seed of initialisation, shuffling and dropout [default: 1].
     #[arg(long)]
     seed: Option<u64>,
@@ -111,6 +115,13 @@ fn parse_config(a: &TrainArgs, base: Option<TrainConfig>) -> Result<TrainConfig>
     if let Some(s) = a.seed {
         c.seed = s;
     }
+    if let Some(i) = &a.init {
+        c.init = cnnkit::Init::from_name(i).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown init `{i}` (expected kaiming, kaiming-normal, xavier or xavier-normal)"
+            ))
+        })?;
+    }
     c.validate()?;
     Ok(c)
 }
@@ -122,9 +133,9 @@ fn pct(x: f64) -> String {
 /// `cnnkit train`.
 pub fn train(a: &TrainArgs) -> Result<()> {
     // check everything the arguments alone decide before reading 50 MB of data
-    if a.resume.is_some() && a.model.is_some() {
+    if a.resume.is_some() && (a.model.is_some() || a.init.is_some()) {
         return Err(Error::Invalid(
-            "--model and --resume do not go together: the checkpoint fixes the model".into(),
+            "--model and --init do not go with --resume: the checkpoint fixes the model".into(),
         ));
     }
     let resumed = match &a.resume {
@@ -169,7 +180,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         }
         None => {
             let spec = a.model.as_deref().unwrap_or("lenet5");
-            let model = Model::from_spec(spec, input, config.seed)?;
+            let model = Model::from_spec_with(spec, input, config.init, config.seed)?;
             Trainer::new(model, config, Normalize::of(&ds.train))?
         }
     };
