@@ -38,6 +38,13 @@ fn fails_with(out: &Output, needles: &[&str]) {
     }
 }
 
+/// One JSON object per line.
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn data(name: &str) -> std::path::PathBuf {
     let d = tempdir(name);
     write_dataset(&d.join("data"), 600, 200, true);
@@ -66,10 +73,7 @@ fn trains_with_json_epochs_then_eval_predict_viz() {
         "--save",
         s(&ck),
     ]));
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows: Vec<serde_json::Value> = json_lines(&out);
     assert_eq!(rows.len(), 3);
     for (i, r) in rows.iter().enumerate() {
         for k in [
@@ -155,10 +159,7 @@ fn trains_with_json_epochs_then_eval_predict_viz() {
         s(&pgm),
         s(&png),
     ]));
-    let preds: Vec<serde_json::Value> = pr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let preds: Vec<serde_json::Value> = json_lines(&pr);
     assert_eq!(preds.len(), 2);
     for (p, &l) in preds.iter().zip(&lab) {
         let probs: Vec<f64> = p["probabilities"]

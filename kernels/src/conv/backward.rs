@@ -3,7 +3,9 @@
 //! weight gradient as `sum_n dY_g * col_g^T`, and the bias gradient as a sum.
 
 use super::depthwise;
-use super::im2col::{ColBlock, Plan, block_cols, col2im_block, for_image_runs, im2col_block};
+use super::im2col::{
+    ColBlock, Plan, block_cols, col2im_block, for_image_runs, im2col_batched, im2col_block,
+};
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
 use crate::arch;
 use crate::error::KernelError;
@@ -341,22 +343,7 @@ fn backward_weight_batched(
         let mut jb = 0;
         while jb < total {
             let nb = nb_max.min(total - jb);
-            for_image_runs(jb, nb, n, |img, j0, len, at| {
-                let blk = ColBlock {
-                    c0: g * d.in_per_group,
-                    channels: d.in_per_group,
-                    j0,
-                    nb: len,
-                    ld: nb,
-                };
-                im2col_block(
-                    p,
-                    d,
-                    &input[img * d.image_len..][..d.image_len],
-                    blk,
-                    &mut col[at..],
-                );
-            });
+            im2col_batched(p, d, input, g, jb, nb, col);
             gather_grad_output(d, g, grad_output, jb, nb, gyb);
             // the first block overwrites, the rest accumulate
             let ep = Epilogue {

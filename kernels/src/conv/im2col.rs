@@ -261,6 +261,35 @@ pub(crate) fn for_image_runs(
     }
 }
 
+/// The im2col block of group `g` over the batch-wide columns `jb..jb + nb` (image
+/// `j / n`, pixel `j % n`) of the whole `input` batch, into `col` (rows of `nb`).
+pub(crate) fn im2col_batched(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    input: &[f32],
+    g: usize,
+    jb: usize,
+    nb: usize,
+    col: &mut [f32],
+) {
+    for_image_runs(jb, nb, d.col_cols, |img, j0, len, at| {
+        let blk = ColBlock {
+            c0: g * d.in_per_group,
+            channels: d.in_per_group,
+            j0,
+            nb: len,
+            ld: nb,
+        };
+        im2col_block(
+            p,
+            d,
+            &input[img * d.image_len..][..d.image_len],
+            blk,
+            &mut col[at..],
+        );
+    });
+}
+
 /// How [`conv2d_im2col`] walks the columns (output pixels).
 pub(crate) struct Plan {
     /// 1x1 stride-1 unpadded: the input planes are B, no im2col.
@@ -332,18 +361,7 @@ pub fn conv2d_im2col(
             let mut jb = 0;
             while jb < total {
                 let nb = nb_max.min(total - jb);
-                // im2col of each image's share of the block's columns
-                for_image_runs(jb, nb, n, |img_i, j0, len, at| {
-                    let img = &input[img_i * d.image_len..][..d.image_len];
-                    let blk = ColBlock {
-                        c0: g * d.in_per_group,
-                        channels: d.in_per_group,
-                        j0,
-                        nb: len,
-                        ld: nb,
-                    };
-                    im2col_block(p, &d, img, blk, &mut col[at..]);
-                });
+                im2col_batched(p, &d, input, g, jb, nb, col);
                 let b = MatRef::rows(&col[..k * nb], nb);
                 gemm_packed(isa, m, nb, k, packed_w, b, c_block, nb, &ep, gemm_scratch);
                 // copy each image's columns out to its output planes
