@@ -30,7 +30,7 @@ pub struct TrainArgs {
     /// Base learning rate [default: 0.05 for sgd, 0.001 for adam/adamw].
     #[arg(long)]
     lr: Option<f32>,
-    /// `sgd` (momentum 0.9, Nesterov), `adam` or `adamw` [default: sgd].
+    /// `sgd` (momentum 0.9, Nesterov), `adam` or `adamw` [default: sgd; adam for fmnist].
     #[arg(long)]
     optimizer: Option<String>,
     /// Weight decay [default: 5e-4].
@@ -65,7 +65,10 @@ pub struct TrainArgs {
 }
 
 fn parse_config(a: &TrainArgs, base: Option<TrainConfig>) -> Result<TrainConfig> {
-    let mut c = base.clone().unwrap_or_default();
+    let preset = a.model.as_deref().unwrap_or("lenet5");
+    let mut c = base
+        .clone()
+        .unwrap_or_else(|| TrainConfig::for_model(preset));
     if let Some(o) = &a.optimizer {
         c.optimizer = OptimizerKind::from_name(o).ok_or_else(|| {
             Error::Invalid(format!(
