@@ -7,7 +7,8 @@
 //! shard order and takes the step. A fixed seed and thread count therefore give
 //! bit-identical weights. Nothing is allocated per step.
 
-use std::sync::{Barrier, Mutex, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -310,7 +311,7 @@ impl Trainer {
 
         let model = RwLock::new(std::mem::replace(&mut self.model, placeholder()));
         let job = RwLock::new(Job::default());
-        let barrier = Barrier::new(threads);
+        let barrier = SpinBarrier::new(threads);
         let ctx = Shard {
             model: &model,
             job: &job,
@@ -458,6 +459,42 @@ impl Trainer {
         });
         self.epoch += 1;
         stats
+    }
+}
+
+/// A barrier that spins before it yields: a training step is a few milliseconds, and
+/// waking a thread parked on a futex costs tens of microseconds twice per step.
+struct SpinBarrier {
+    n: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl SpinBarrier {
+    fn new(n: usize) -> Self {
+        SpinBarrier {
+            n,
+            arrived: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+        }
+    }
+
+    fn wait(&self) {
+        let start = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == start {
+            if spins < 1 << 14 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
     }
 }
 
