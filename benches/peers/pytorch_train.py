@@ -1,0 +1,33 @@
+# PyTorch baseline of `cnnkit train`: LeNet-5 or the fmnist model on Fashion-MNIST, batch 64,
+# the recipes of `cnnkit train` (lenet5: SGD Nesterov 0.05; fmnist: Adam 0.001; weight decay
+# 5e-4, cosine over the epochs), same normalisation.
+# Usage: python3 pytorch_train.py lenet|fmnist THREADS EPOCHS
+import gzip, numpy as np, torch, torch.nn as nn, time, sys, math
+torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
+d = "/usr/share/datasets/fashion-mnist/"
+def load(n):
+    img = np.frombuffer(gzip.open(d + f"{n}-images-idx3-ubyte.gz").read()[16:], np.uint8).reshape(-1, 1, 28, 28)
+    lab = np.frombuffer(gzip.open(d + f"{n}-labels-idx1-ubyte.gz").read()[8:], np.uint8)
+    return torch.from_numpy(img.astype(np.float32) / 255), torch.from_numpy(lab.astype(np.int64))
+xtr, ytr = load("train"); xte, yte = load("t10k")
+m_, s_ = xtr.mean(), xtr.std(); xtr = (xtr - m_) / s_; xte = (xte - m_) / s_
+which = sys.argv[1]
+if which == "fmnist":
+    m = nn.Sequential(nn.Conv2d(1,32,3,1,1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32,64,3,1,1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(64,128,3,1,1), nn.BatchNorm2d(128), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.25), nn.Linear(1152,128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128,10))
+else:
+    m = nn.Sequential(nn.Conv2d(1,6,5,1,2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6,16,5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400,120), nn.ReLU(), nn.Linear(120,84), nn.ReLU(), nn.Linear(84,10))
+opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+if which == "fmnist":  # cnnkit's recipe for this preset
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3, weight_decay=5e-4)
+epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+steps = math.ceil(60000/64) * epochs
+sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+lossf = nn.CrossEntropyLoss()
+for e in range(epochs):
+    m.train(); perm = torch.randperm(60000); tl = 0; t0 = time.time()
+    for i in range(0, 60000, 64):
+        idx = perm[i:i+64]; opt.zero_grad(); l = lossf(m(xtr[idx]), ytr[idx]); l.backward(); opt.step(); sched.step(); tl += l.item() * len(idx)
+    dt = time.time() - t0
+    m.eval()
+    with torch.no_grad(): acc = (m(xte).argmax(1) == yte).float().mean().item()
+    print(f"{which} epoch {e+1}: loss {tl/60000:.4f} test {acc*100:.2f}% {60000/dt:.0f} img/s")
