@@ -506,6 +506,14 @@ fn bad_input_exits_2_with_a_clear_message_and_overwrites_nothing() {
             s(&d),
         ],
         vec!["eval"],
+        vec![
+            "train",
+            "--data",
+            s(&dd),
+            "--save",
+            "/nonexistent/dir/m.safetensors",
+        ],
+        vec!["train", "--data", s(&dd), "--save", s(&d)],
     ] {
         let out = cnnkit(&args);
         assert_eq!(

@@ -157,6 +157,13 @@ pub fn train(a: &TrainArgs) -> Result<()> {
                 p.display()
             )));
         }
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if parent.is_some_and(|d| !d.is_dir()) {
+            return Err(Error::Invalid(format!(
+                "--save {}: the directory does not exist",
+                p.display()
+            )));
+        }
     }
     let ds = Dataset::load(&a.data)?;
     let input = Shape::Image {
