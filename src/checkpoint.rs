@@ -281,8 +281,15 @@ fn read_f32(
 /// metadata, a missing or unexpected tensor, or a tensor whose type or shape does not
 /// fit the model (the message names the tensor).
 pub fn load_model(path: &Path) -> Result<(Model, Meta)> {
-    let bytes = read_file(path)?;
-    let (st, json) = parse(path, &bytes)?;
+    model_from_bytes(path, &read_file(path)?)
+}
+
+/// As [`load_model`] on the bytes of a file already in memory; `path` is for messages.
+///
+/// # Errors
+/// As [`load_model`].
+pub fn model_from_bytes(path: &Path, bytes: &[u8]) -> Result<(Model, Meta)> {
+    let (st, json) = parse(path, bytes)?;
     let meta: Meta = serde_json::from_str(&json)
         .map_err(|e| Error::checkpoint(path, format!("bad `cnnkit` metadata: {e}")))?;
     if meta.format != FORMAT {

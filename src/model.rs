@@ -70,17 +70,13 @@ impl Model {
         if layers.is_empty() {
             return Err(Error::invalid("a model needs at least one layer"));
         }
+        check_shape(input, "the input")?;
         let mut shapes = vec![input];
         for (i, l) in layers.iter().enumerate() {
             let s = l
                 .output_shape(shapes[i])
                 .map_err(|e| Error::invalid(format!("layer {i} ({}): {e}", l.spec())))?;
-            if s.is_empty() {
-                return Err(Error::invalid(format!(
-                    "layer {i} ({}) outputs nothing",
-                    l.spec()
-                )));
-            }
+            check_shape(s, &format!("the output of layer {i} ({})", l.spec()))?;
             shapes.push(s);
         }
         Ok(Model { layers, shapes })
@@ -102,6 +98,7 @@ impl Model {
     /// As [`Model::from_spec`].
     pub fn from_spec_with(spec: &str, input: Shape, init: Init, seed: u64) -> Result<Self> {
         let spec = preset(spec.trim()).unwrap_or(spec);
+        check_shape(input, "the input")?;
         let mut rng = Rng::new(seed);
         let mut layers = Vec::new();
         let mut shape = input;
@@ -111,6 +108,7 @@ impl Model {
             shape = layer
                 .output_shape(shape)
                 .map_err(|e| Error::invalid(format!("model spec, layer {i} `{tok}`: {e}")))?;
+            check_shape(shape, &format!("model spec, layer {i} `{tok}`: the output"))?;
             layers.push(layer);
         }
         Model::new(input, layers)
@@ -515,6 +513,35 @@ impl Args<'_> {
     }
 }
 
+/// Most elements one parameter tensor may have (2^28, 1 GiB of `f32`): a larger layer is
+/// taken for a typo rather than allocated.
+pub const MAX_TENSOR: usize = 1 << 28;
+
+/// A sample shape must have elements, and at most [`MAX_TENSOR`] of them.
+fn check_shape(s: Shape, what: &str) -> Result<()> {
+    let n = match s {
+        Shape::Image { c, h, w } => c.checked_mul(h).and_then(|x| x.checked_mul(w)),
+        Shape::Flat(n) => Some(n),
+    };
+    match n {
+        Some(n) if n > 0 && n <= MAX_TENSOR => Ok(()),
+        Some(0) => Err(Error::invalid(format!("{what} has no elements"))),
+        _ => Err(Error::invalid(format!(
+            "{what} ({s}) has more than 2^28 elements per sample"
+        ))),
+    }
+}
+
+fn param_tensor(shape: Vec<usize>) -> Result<Tensor> {
+    let n = crate::tensor::numel(&shape)?;
+    if n > MAX_TENSOR {
+        return Err(Error::invalid(format!(
+            "a parameter of shape {shape:?} ({n} elements) is larger than 2^28 elements"
+        )));
+    }
+    Tensor::zeros(shape)
+}
+
 fn positive(v: usize, what: &str) -> Result<usize> {
     if v == 0 {
         return Err(Error::invalid(format!("{what} must be at least 1")));
@@ -544,7 +571,7 @@ fn parse_layer(tok: &str, input: Shape, init: Init, rng: &mut Rng) -> Result<Lay
             let stride = positive(a.usize(usize::MAX, "stride", Some(1))?, "stride")?;
             let padding = a.usize(usize::MAX, "pad", Some(0))?;
             let fan_in = c * kernel * kernel;
-            let mut weight = Tensor::zeros(vec![out, c, kernel, kernel])?;
+            let mut weight = param_tensor(vec![out, c, kernel, kernel])?;
             init.fill(weight.data_mut(), fan_in, out * kernel * kernel, rng);
             let mut bias = Tensor::zeros(vec![out])?;
             let bb = 1.0 / (fan_in as f32).sqrt();
@@ -569,7 +596,7 @@ fn parse_layer(tok: &str, input: Shape, init: Init, rng: &mut Rng) -> Result<Lay
                 )));
             };
             let out = positive(a.usize(0, "out", None)?, "out")?;
-            let mut weight = Tensor::zeros(vec![out, fan_in])?;
+            let mut weight = param_tensor(vec![out, fan_in])?;
             init.fill(weight.data_mut(), fan_in, out, rng);
             let mut bias = Tensor::zeros(vec![out])?;
             let bb = 1.0 / (fan_in as f32).sqrt();

@@ -245,6 +245,9 @@ fn specs_round_trip_and_errors_name_the_layer() {
         ("conv(4,3) linear(10)", "flatten"),
         ("flatten batchnorm", "image input"),
         ("maxpool(64)", "layer 0"),
+        // found by fuzz/fuzz_targets/spec.rs: pooling a flat input panicked
+        ("conv(4,3) flatten maxpool(5)", "image input"),
+        ("flatten avgpool(2)", "image input"),
         ("warp(3)", "unknown layer"),
         ("conv(4,3,stride=99999999)", "too large"),
     ] {

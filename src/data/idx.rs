@@ -28,7 +28,18 @@ pub struct IdxArray {
 /// bytes after the data, or a corrupt gzip stream.
 pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut raw = BufReader::with_capacity(1 << 16, file);
+    read_stream(path, BufReader::with_capacity(1 << 16, file), ndims)
+}
+
+/// As [`read_idx`] on the bytes of a file already in memory; `name` is for messages.
+///
+/// # Errors
+/// As [`read_idx`].
+pub fn parse_idx(name: &Path, bytes: &[u8], ndims: usize) -> Result<IdxArray> {
+    read_stream(name, bytes, ndims)
+}
+
+fn read_stream(path: &Path, mut raw: impl Read, ndims: usize) -> Result<IdxArray> {
     let mut magic = [0u8; 2];
     let n = read_full(&mut raw, &mut magic).map_err(|e| Error::io(path, e))?;
     if n == 2 && magic == [0x1f, 0x8b] {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
-pub use idx::{IdxArray, read_idx};
+pub use idx::{IdxArray, parse_idx, read_idx};
 
 /// Where Debian's `dataset-fashion-mnist` package installs Fashion-MNIST.
 pub const DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";

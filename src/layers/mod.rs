@@ -297,10 +297,10 @@ impl Layer {
                 }
             },
             Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => {
+                let d = p.params(1, input)?.dims()?;
                 let Shape::Image { c, .. } = input else {
                     unreachable!("checked by Pool::params")
                 };
-                let d = p.params(1, input)?.dims()?;
                 Shape::Image {
                     c,
                     h: d.out_h,

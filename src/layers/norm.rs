@@ -32,8 +32,10 @@ impl BatchNorm2d {
     /// # Errors
     /// When `c` is 0.
     pub fn new(c: usize) -> Result<Self> {
-        if c == 0 {
-            return Err(Error::invalid("batchnorm needs at least one channel"));
+        if c == 0 || c > crate::model::MAX_TENSOR {
+            return Err(Error::invalid(format!(
+                "batchnorm needs 1 to 2^28 channels, not {c}"
+            )));
         }
         Ok(BatchNorm2d {
             weight: Tensor::from_vec(vec![c], vec![1.0; c])?,
