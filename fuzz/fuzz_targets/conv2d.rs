@@ -1,5 +1,6 @@
-//! conv2d (direct and im2col) on fuzzer-chosen geometry and data: either an error for
-//! invalid parameters, or the reference's answer within the f32 summation bound.
+//! conv2d (direct and im2col, forward; input and weight gradients) on fuzzer-chosen
+//! geometry and data: either an error for invalid parameters, or the reference's answer
+//! within the f32 summation bound.
 #![no_main]
 
 use cnnkit_kernels::{self as k, Activation, Conv2dParams, reference as r};
@@ -56,4 +57,35 @@ fuzz_target!(|data: &[u8]| {
             assert!((g - e).abs() <= gamma * mag[i] + f32::EPSILON * e.abs() + f32::MIN_POSITIVE, "{i}: {g} vs {e}");
         }
     }
+    // backward passes, on finite data (NaN propagation is the forward checks' business)
+    let gy = take(d.output_len, d.input_len + d.weight_len);
+    if !x.iter().chain(&w).chain(&gy).all(|v| v.is_finite() && v.abs() < 1e15) {
+        return;
+    }
+    let agy: Vec<f32> = gy.iter().map(|v| v.abs()).collect();
+    let close = |got: &[f32], want: &[f32], mag: &[f32], terms: usize, what: &str| {
+        let gamma = (terms as f32 + 2.0) * f32::EPSILON;
+        for (i, ((&g, &e), &m)) in got.iter().zip(want).zip(mag).enumerate() {
+            if !m.is_finite() {
+                continue;
+            }
+            assert!((g - e).abs() <= gamma * m + f32::EPSILON * e.abs() + f32::MIN_POSITIVE, "{what} {i}: {g} vs {e}");
+        }
+    };
+    let mut gx = vec![f32::NAN; d.input_len];
+    let mut gx_ref = vec![0.0; d.input_len];
+    let mut gx_mag = vec![0.0; d.input_len];
+    let mut s = vec![0.0; k::conv2d_backward_input_scratch_len(&p).unwrap()];
+    k::conv2d_backward_input(&p, &w, &gy, &mut gx, &mut s).unwrap();
+    r::conv2d_backward_input(&p, &w, &gy, &mut gx_ref).unwrap();
+    r::conv2d_backward_input(&p, &aw, &agy, &mut gx_mag).unwrap();
+    close(&gx, &gx_ref, &gx_mag, d.out_per_group * p.kernel_h * p.kernel_w, "grad_input");
+    let mut gw = vec![f32::NAN; d.weight_len];
+    let mut gw_ref = vec![0.0; d.weight_len];
+    let mut gw_mag = vec![0.0; d.weight_len];
+    let mut s = vec![0.0; k::conv2d_backward_weight_scratch_len(&p).unwrap()];
+    k::conv2d_backward_weight(&p, &x, &gy, &mut gw, &mut s).unwrap();
+    r::conv2d_backward_weight(&p, &x, &gy, &mut gw_ref).unwrap();
+    r::conv2d_backward_weight(&p, &ax, &agy, &mut gw_mag).unwrap();
+    close(&gw, &gw_ref, &gw_mag, p.batch * d.col_cols, "grad_weight");
 });
