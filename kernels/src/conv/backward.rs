@@ -113,13 +113,7 @@ pub fn conv2d_backward_input(
             let mut j0 = 0;
             while j0 < n {
                 let nb = nb_max.min(n - j0);
-                let blk = ColBlock {
-                    c0,
-                    channels: d.in_per_group,
-                    j0,
-                    nb,
-                    ld: nb,
-                };
+                let blk = ColBlock::group(&d, g, j0, nb, nb);
                 let cb = &mut col[..k * nb];
                 let b = MatRef::rows(&gy_g[j0..], n);
                 let ep = Epilogue::plain();
@@ -200,13 +194,7 @@ pub fn conv2d_backward_weight(
                 let colt = if pointwise {
                     MatRef::transposed(&x[c0 * n..][..k * n], n)
                 } else {
-                    let blk = ColBlock {
-                        c0,
-                        channels: d.in_per_group,
-                        j0,
-                        nb,
-                        ld: nb,
-                    };
+                    let blk = ColBlock::group(&d, g, j0, nb, nb);
                     im2col_block(p, &d, x, blk, col);
                     MatRef::transposed(&col[..k * nb], nb)
                 };
@@ -309,13 +297,7 @@ fn backward_input_batched(
             );
             for_image_runs(jb, nb, n, |img, j0, len, at| {
                 let gx = &mut grad_input[img * d.image_len..][..d.image_len];
-                let blk = ColBlock {
-                    c0: g * d.in_per_group,
-                    channels: d.in_per_group,
-                    j0,
-                    nb: len,
-                    ld: nb,
-                };
+                let blk = ColBlock::group(d, g, j0, len, nb);
                 col2im_block(p, d, &cb[at..], blk, gx);
             });
             jb += nb;

@@ -28,6 +28,19 @@ pub(crate) struct ColBlock {
     pub ld: usize,
 }
 
+impl ColBlock {
+    /// The block of group `g`'s channels, output pixels `j0..j0 + nb`, rows `ld` apart.
+    pub(crate) fn group(d: &Conv2dDims, g: usize, j0: usize, nb: usize, ld: usize) -> Self {
+        ColBlock {
+            c0: g * d.in_per_group,
+            channels: d.in_per_group,
+            j0,
+            nb,
+            ld,
+        }
+    }
+}
+
 /// The part of one output row that a block row holds: `n` entries from block position
 /// `at` on; of these, `[lo, hi)` are read from input positions `src + i * stride_w` and the
 /// rest are padding.
@@ -273,13 +286,7 @@ pub(crate) fn im2col_batched(
     col: &mut [f32],
 ) {
     for_image_runs(jb, nb, d.col_cols, |img, j0, len, at| {
-        let blk = ColBlock {
-            c0: g * d.in_per_group,
-            channels: d.in_per_group,
-            j0,
-            nb: len,
-            ld: nb,
-        };
+        let blk = ColBlock::group(d, g, j0, len, nb);
         im2col_block(
             p,
             d,
@@ -400,13 +407,7 @@ pub fn conv2d_im2col(
             let mut j0 = 0;
             while j0 < n {
                 let nb = nb_max.min(n - j0);
-                let blk = ColBlock {
-                    c0: g * d.in_per_group,
-                    channels: d.in_per_group,
-                    j0,
-                    nb,
-                    ld: nb,
-                };
+                let blk = ColBlock::group(&d, g, j0, nb, nb);
                 im2col_block(p, &d, img, blk, col);
                 // C: the block's columns of every output channel of the group (ldc = n)
                 let b = MatRef::rows(&col[..k * nb], nb);
