@@ -97,13 +97,9 @@ fn trains_with_json_epochs_then_eval_predict_viz() {
     assert!(last["test_acc"].as_f64().unwrap() > 0.9, "{out}");
     assert!(ck.is_file() && d.join("m.safetensors.optim").is_file());
 
-    let ev = ok(&cnnkit(&[
-        "eval",
-        "--model-file",
-        s(&ck),
-        "--data",
-        s(&d.join("data")),
-    ]));
+    let data_dir = d.join("data");
+    let eval_args = ["eval", "--model-file", s(&ck), "--data", s(&data_dir)];
+    let ev = ok(&cnnkit(&eval_args));
     assert!(
         ev.contains("test accuracy") && ev.contains("confusion matrix"),
         "{ev}"
@@ -121,14 +117,7 @@ fn trains_with_json_epochs_then_eval_predict_viz() {
         (acc_line / 100.0 - last["test_acc"].as_f64().unwrap()).abs() < 1e-4,
         "{ev}"
     );
-    let evj = ok(&cnnkit(&[
-        "eval",
-        "--model-file",
-        s(&ck),
-        "--data",
-        s(&d.join("data")),
-        "--json",
-    ]));
+    let evj = ok(&cnnkit(&[&eval_args[..], &["--json"]].concat()));
     let v: serde_json::Value = serde_json::from_str(evj.trim()).unwrap();
     let conf = v["confusion"].as_array().unwrap();
     assert_eq!(conf.len(), 10);
