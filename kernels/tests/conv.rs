@@ -222,6 +222,11 @@ fn large_k_and_m_match_reference() {
         Conv2dParams::new(1, 3, 1, 1, 5, 3, 3).with_padding(1, 1, 1, 1),  // 1x1 image, padded
         Conv2dParams::new(2, 3, 1, 1, 9, 1, 1),                           // 1x1 image, 1x1 kernel
         Conv2dParams::new(1, 4, 1, 1, 4, 1, 1).with_groups(4),            // 1x1 depthwise
+        // found by fuzzing: the last output tile lies wholly in the right padding (its
+        // first column is past the row's end); the direct kernel sliced out of bounds
+        Conv2dParams::new(1, 2, 3, 11, 7, 4, 1)
+            .with_stride(3, 1)
+            .with_padding(3, 3, 4, 4),
     ];
     for (i, p) in shapes.into_iter().enumerate() {
         for act in [Activation::None, Activation::Relu] {

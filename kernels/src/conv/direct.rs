@@ -173,9 +173,11 @@ fn block<V: Vf32, const N: usize>(
                     // Edge tiles: copy the part of the row the tile reads into a zero-padded
                     // stack segment once per row, so each kw below is a plain load.
                     let use_seg = !pad_row && !interior && seg_len <= SEG;
-                    if use_seg {
+                    if use_seg && seg_hi > seg_lo {
                         // segment position j holds padded-row position first + j; the
-                        // zeros around [seg_lo, seg_hi) were written once per tile
+                        // zeros around [seg_lo, seg_hi) were written once per tile (a
+                        // tile wholly in the side padding copies nothing: its first
+                        // column may lie past the row's end)
                         let n = seg_hi - seg_lo;
                         seg[seg_lo..seg_hi]
                             .copy_from_slice(&row[first + seg_lo - p.pad_left..][..n]);
