@@ -50,8 +50,7 @@ pub fn cross_entropy(
     let mut total = 0.0_f64;
     for (x, &l) in logits.chunks_exact(classes).zip(labels) {
         let m = max(x);
-        let lse = m + libm::logf(sum_exp_shifted(x, m));
-        total += f64::from(lse - x[l as usize]);
+        total += row_loss(m, libm::logf(sum_exp_shifted(x, m)), x[l as usize]);
     }
     Ok((total / rows as f64) as f32)
 }
@@ -79,8 +78,7 @@ pub fn softmax_cross_entropy(
     {
         let m = max(x);
         let s = exp_shifted(x, m, g);
-        let lse = m + libm::logf(s);
-        total += f64::from(lse - x[l as usize]);
+        total += row_loss(m, libm::logf(s), x[l as usize]);
         let scale = f32x8::splat(inv_rows / s);
         for v in g.chunks_mut(LANES) {
             let r = load_partial(v) * scale;
@@ -89,6 +87,13 @@ pub fn softmax_cross_entropy(
         g[l as usize] -= inv_rows;
     }
     Ok((total / rows as f64) as f32)
+}
+
+/// One row's loss, `(max - x[label]) + ln(sum exp(x - max))`, in f64: `max + ln(sum)`
+/// in f32 first would round `ln(sum)` away against a large max (found by fuzzing).
+#[inline]
+fn row_loss(max: f32, ln_sum: f32, x_label: f32) -> f64 {
+    (f64::from(max) - f64::from(x_label)) + f64::from(ln_sum)
 }
 
 fn check_mse(pred: &[f32], target: &[f32]) -> Result<(), KernelError> {

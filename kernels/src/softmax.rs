@@ -71,9 +71,11 @@ pub fn log_softmax(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) -> Result
     for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
         let m = max(xr);
         let s = exp_shifted(xr, m, yr);
-        let shift = f32x8::splat(m + libm::logf(s));
+        // (x - max) - ln(sum), as PyTorch: folding the two into one shift first would
+        // round ln(sum) away against a large max (found by fuzzing)
+        let (mv, ls) = (f32x8::splat(m), f32x8::splat(libm::logf(s)));
         for (xs, ys) in xr.chunks(LANES).zip(yr.chunks_mut(LANES)) {
-            store_partial(ys, load_partial(xs) - shift);
+            store_partial(ys, (load_partial(xs) - mv) - ls);
         }
     }
     Ok(())

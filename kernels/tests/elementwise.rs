@@ -351,6 +351,24 @@ fn softmax_follows_pytorch_on_specials() {
     assert!(r_[..3].iter().all(|v| v.is_nan()) && r_[6..].iter().all(|v| v.is_nan()));
 }
 
+/// Found by fuzzing: `x - (max + ln(sum))` rounds `ln(sum)` away when the logits are
+/// large; `(x - max) - ln(sum)` (PyTorch's order) keeps it.
+#[test]
+fn log_softmax_and_cross_entropy_keep_precision_at_large_logits() {
+    let ln2 = core::f32::consts::LN_2;
+    for big in [1e4_f32, 3e7, 1e30] {
+        let x = [big, big, -big];
+        let mut y = [0.0; 3];
+        k::log_softmax(1, 3, &x, &mut y).unwrap();
+        assert!((y[0] + ln2).abs() <= 2.0 * f32::EPSILON, "{big}: {y:?}");
+        let loss = k::cross_entropy(1, 3, &x, &[1]).unwrap();
+        assert!((loss - ln2).abs() <= 2.0 * f32::EPSILON, "{big}: {loss}");
+        let mut g = [0.0; 3];
+        let fused = k::softmax_cross_entropy(1, 3, &x, &[1], &mut g).unwrap();
+        assert_eq!(fused, loss);
+    }
+}
+
 #[test]
 fn softmax_backwards_match_finite_differences() {
     fn prop(seed: u64, rows: u8, cols: u8) -> bool {
