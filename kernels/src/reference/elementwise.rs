@@ -292,7 +292,9 @@ pub fn cross_entropy(
     let mut total = 0.0;
     for (x, &l) in logits.chunks_exact(classes).zip(labels) {
         let (m, lse) = row_lse(x);
-        total += m + lse - f64::from(x[l as usize]);
+        // (max - x[label]) + lse: adding lse to a large max first would round it away,
+        // even in f64 (found by fuzzing)
+        total += (m - f64::from(x[l as usize])) + lse;
     }
     Ok((total / rows as f64) as f32)
 }
