@@ -1,60 +1,108 @@
-//! Replays the parser inputs kept in `fuzz/regressions/` (seeds, and every input a fuzz
-//! target once crashed on) on stable, with the fuzz targets' checks: an error or a
-//! consistent result, never a panic.
+//! Replays every input kept in `fuzz/regressions/TARGET/` (the seed corpora, and every
+//! input a fuzz target once failed on) through the same property the fuzz target checks
+//! (`fuzz/props/`), on stable: a regression that fuzzing found stays fixed under a plain
+//! `cargo test`. Kernel properties run under every kernel variant the CPU supports.
 
 use std::path::Path;
 
-use cnnkit::checkpoint::{model_bytes, model_from_bytes};
-use cnnkit::data::parse_idx;
-use cnnkit::{Model, Shape};
+#[path = "../fuzz/props/mod.rs"]
+mod props;
 
-fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+type Property = fn(&[u8]);
+
+/// The fuzz targets (`fuzz/fuzz_targets/NAME.rs`) and their properties.
+const TARGETS: [(&str, Property); 9] = [
+    ("conv2d", props::conv::conv2d),
+    ("im2col", props::conv::im2col),
+    ("sgemm", props::gemm::sgemm),
+    ("pool2d", props::pool::pool2d),
+    ("activations", props::elementwise::activations),
+    ("linear", props::elementwise::linear),
+    ("idx", props::parsers::idx),
+    ("checkpoint", props::parsers::checkpoint),
+    ("spec", props::parsers::spec),
+];
+
+fn replay(target: &str) {
+    let (_, prop) = TARGETS.iter().find(|(t, _)| *t == target).unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/regressions")
         .join(target);
-    let mut v: Vec<_> = std::fs::read_dir(&dir)
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| {
-            let p = e.unwrap().path();
-            (p.display().to_string(), std::fs::read(&p).unwrap())
-        })
+        .map(|e| e.unwrap().path())
         .collect();
-    v.sort();
-    assert!(!v.is_empty(), "no inputs in {}", dir.display());
-    v
-}
-
-#[test]
-fn idx_inputs() {
-    for (name, data) in inputs("idx") {
-        for ndims in [1, 3] {
-            if let Ok(a) = parse_idx(name.as_ref(), &data, ndims) {
-                assert_eq!(a.dims.iter().product::<usize>(), a.data.len(), "{name}");
-            }
+    files.sort();
+    assert!(!files.is_empty(), "no inputs in {}", dir.display());
+    for f in files {
+        let data = std::fs::read(&f).unwrap();
+        if let Err(e) = std::panic::catch_unwind(|| prop(&data)) {
+            let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
+            panic!("{}: {msg}", f.display());
         }
     }
 }
 
 #[test]
-fn spec_inputs() {
-    let input = Shape::Image { c: 1, h: 12, w: 12 };
-    for (name, data) in inputs("spec") {
-        let Ok(text) = std::str::from_utf8(&data) else {
-            continue;
-        };
-        if let Ok(m) = Model::from_spec(text, input, 3) {
-            assert_eq!(Model::from_spec(&m.spec(), input, 3).unwrap(), m, "{name}");
-        }
+fn every_target_has_a_folder_and_a_fuzz_target() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    for (t, _) in TARGETS {
+        assert!(
+            root.join("regressions").join(t).is_dir(),
+            "fuzz/regressions/{t}"
+        );
+        assert!(
+            root.join("fuzz_targets").join(format!("{t}.rs")).is_file(),
+            "fuzz/fuzz_targets/{t}.rs"
+        );
     }
+    let n = std::fs::read_dir(root.join("fuzz_targets"))
+        .unwrap()
+        .count();
+    assert_eq!(n, TARGETS.len(), "a fuzz target without a replay here");
 }
 
 #[test]
-fn checkpoint_inputs() {
-    for (name, data) in inputs("checkpoint") {
-        if let Ok((model, meta)) = model_from_bytes(name.as_ref(), &data) {
-            let bytes = model_bytes(&model, &meta).unwrap();
-            let (again, meta2) = model_from_bytes(name.as_ref(), &bytes).unwrap();
-            assert!(model_bytes(&again, &meta2).unwrap() == bytes, "{name}");
-        }
-    }
+fn conv2d() {
+    replay("conv2d");
+}
+
+#[test]
+fn im2col() {
+    replay("im2col");
+}
+
+#[test]
+fn sgemm() {
+    replay("sgemm");
+}
+
+#[test]
+fn pool2d() {
+    replay("pool2d");
+}
+
+#[test]
+fn activations() {
+    replay("activations");
+}
+
+#[test]
+fn linear() {
+    replay("linear");
+}
+
+#[test]
+fn idx() {
+    replay("idx");
+}
+
+#[test]
+fn checkpoint() {
+    replay("checkpoint");
+}
+
+#[test]
+fn spec() {
+    replay("spec");
 }

@@ -1,15 +1,8 @@
-//! The IDX reader on arbitrary bytes (plain or gzipped): an error or a consistent array,
-//! never a panic.
+//! Fuzz target `idx`: the property `props::parsers::idx` (see `fuzz/props/`), which
+//! `tests/fuzz_regressions.rs` also replays on stable over `fuzz/regressions/idx/`.
 #![no_main]
 
-use cnnkit::data::parse_idx;
-use libfuzzer_sys::fuzz_target;
+#[path = "../props/mod.rs"]
+mod props;
 
-fuzz_target!(|data: &[u8]| {
-    for ndims in [1, 3] {
-        if let Ok(a) = parse_idx("fuzz".as_ref(), data, ndims) {
-            assert_eq!(a.dims.len(), ndims);
-            assert_eq!(a.dims.iter().product::<usize>(), a.data.len());
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| props::parsers::idx(data));

@@ -1,14 +1,8 @@
-//! The model text spec on arbitrary strings: an error, or a model whose spec rebuilds it.
+//! Fuzz target `spec`: the property `props::parsers::spec` (see `fuzz/props/`), which
+//! `tests/fuzz_regressions.rs` also replays on stable over `fuzz/regressions/spec/`.
 #![no_main]
 
-use cnnkit::{Model, Shape};
-use libfuzzer_sys::fuzz_target;
+#[path = "../props/mod.rs"]
+mod props;
 
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let input = Shape::Image { c: 1, h: 12, w: 12 };
-    if let Ok(m) = Model::from_spec(text, input, 3) {
-        let again = Model::from_spec(&m.spec(), input, 3).expect("the spec of a model parses");
-        assert!(again == m, "{text:?} -> {}", m.spec());
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| props::parsers::spec(data));

@@ -365,7 +365,10 @@ fn log_softmax_and_cross_entropy_keep_precision_at_large_logits() {
         assert!((loss - ln2).abs() <= 2.0 * f32::EPSILON, "{big}: {loss}");
         // the reference had the same fault in f64, from about 1e16
         let want = r::cross_entropy(1, 3, &x, &[1]).unwrap();
-        assert!((want - ln2).abs() <= f32::EPSILON, "reference at {big}: {want}");
+        assert!(
+            (want - ln2).abs() <= f32::EPSILON,
+            "reference at {big}: {want}"
+        );
         let mut g = [0.0; 3];
         let fused = k::softmax_cross_entropy(1, 3, &x, &[1], &mut g).unwrap();
         assert_eq!(fused, loss);
