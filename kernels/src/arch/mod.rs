@@ -113,7 +113,8 @@ pub fn detected() -> Isa {
 }
 
 fn detect() -> Isa {
-    #[cfg(target_arch = "x86_64")]
+    // Miri interprets the portable path only (it has no `cpuid`).
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         if x86::has_avx2_fma() {
             return Isa::Avx2Fma;

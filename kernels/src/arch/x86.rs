@@ -14,6 +14,7 @@ use crate::simd::LANES;
 use crate::vector::Vf32;
 
 /// Whether the CPU and the OS support AVX2 and FMA (ymm state saved by the OS).
+#[cfg_attr(miri, allow(dead_code))]
 pub(crate) fn has_avx2_fma() -> bool {
     let l1 = __cpuid(1);
     let fma = l1.ecx & (1 << 12) != 0;
