@@ -167,7 +167,13 @@ fn activations_softmax_losses_linear() {
         4.0 * f32::EPSILON,
         64.0 * f32::EPSILON,
     );
-    k::softmax_backward(3, 7, &yr, &g, &mut y).unwrap();
+    let mut sm = vec![0.0; 21];
+    r::softmax(3, 7, &x, &mut sm).unwrap();
+    k::softmax_backward(3, 7, &sm, &g, &mut y).unwrap();
+    r::softmax_backward(3, 7, &sm, &g, &mut yr).unwrap();
+    // |y| (|g| + sum |y g|) <= 2 |y| with |g| <= 1: the sum bound over 7 + 2 terms
+    let mag: Vec<f32> = sm.iter().map(|v| 2.0 * v).collect();
+    assert_sum_close("softmax_backward", &y, &yr, &mag, 9);
     let labels = [1, 6, 0];
     let mut grad = vec![0.0; 21];
     let l = k::softmax_cross_entropy(3, 7, &x, &labels, &mut grad).unwrap();
