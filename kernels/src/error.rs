@@ -72,6 +72,20 @@ pub enum KernelError {
     },
     /// A scalar parameter is out of its domain (a NaN clamp bound, min > max, ...).
     InvalidParameter(&'static str),
+    /// A layer of a [`Network`](crate::net::Network) does not take what the layer before
+    /// it gives.
+    LayerMismatch {
+        /// The layer's position.
+        layer: usize,
+        /// What differs: `"input length"` or `"batch"`.
+        what: &'static str,
+        /// The layer's own value.
+        expected: usize,
+        /// What the layers before give.
+        actual: usize,
+    },
+    /// A weight [`Blob`](crate::net::Blob) cannot be read; the text says why.
+    InvalidBlob(&'static str),
 }
 
 impl fmt::Display for KernelError {
@@ -117,6 +131,16 @@ impl fmt::Display for KernelError {
                 "pooling index {value} at position {index} is outside the input plane"
             ),
             Self::InvalidParameter(what) => write!(f, "invalid parameter: {what}"),
+            Self::LayerMismatch {
+                layer,
+                what,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "layer {layer} takes {what} {expected}, but the layers before give {actual}"
+            ),
+            Self::InvalidBlob(why) => write!(f, "weight blob: {why}"),
         }
     }
 }

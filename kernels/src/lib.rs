@@ -44,6 +44,7 @@ mod gemm;
 mod linear;
 mod loss;
 mod math;
+pub mod net;
 mod pool;
 mod simd;
 mod softmax;
@@ -62,7 +63,7 @@ pub use error::KernelError;
 pub use gemm::{sgemm, sgemm_scratch_len};
 pub use linear::{
     linear, linear_backward_bias, linear_backward_input, linear_backward_input_scratch_len,
-    linear_backward_weight, linear_backward_weight_scratch_len, linear_scratch_len,
+    linear_backward_weight, linear_backward_weight_scratch_len, linear_dot, linear_scratch_len,
 };
 pub use loss::{cross_entropy, mse_loss, mse_loss_backward, softmax_cross_entropy};
 pub use params::{

@@ -1,10 +1,12 @@
 //! Fully connected layers as GEMM: `output = clamp(input * weight^T + bias)` with the
 //! bias and clamp fused into the store, and the three backward products.
 
+use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::{Bias, Epilogue, MatRef, gemm, sgemm_scratch_len};
 use crate::params::{Activation, LinearParams, check_len, check_scratch};
-use crate::simd::{LANES, load_partial, store_partial};
+use crate::simd::{LANES, clamp1, load_partial, store_partial};
+use crate::vector::Vf32;
 
 /// Scratch elements [`linear`] needs.
 ///
@@ -69,6 +71,101 @@ pub fn linear(
         scratch,
     );
     Ok(())
+}
+
+/// Fully connected forward pass as one dot product per output: no scratch, no packing.
+///
+/// Computes what [`linear`] computes, `output[b, o] = clamp(sum_i input[b, i] * weight[o, i]
+/// + bias[o])`, reading each weight row straight from `weight`. For a batch of one (inference
+/// on a microcontroller, or one request at a time) this is as fast as the GEMM path, since
+/// every weight is used once either way, and it needs no scratch buffer at all. For large
+/// batches prefer [`linear`], which reuses each packed weight across the rows.
+///
+/// Each output is summed over `in_features` in eight lanes, then the lanes pairwise, so
+/// the result does not depend on the batch or on how many outputs there are.
+///
+/// # Errors
+/// As [`linear`], less the scratch check.
+///
+/// ```
+/// use cnnkit_kernels::{linear_dot, Activation, LinearParams};
+/// let p = LinearParams::new(1, 3, 2);
+/// let mut y = [0.0; 2];
+/// linear_dot(&p, &[1.0, 2.0, 3.0], &[1.0, 1.0, 1.0, 0.0, -1.0, 0.0], Some(&[0.5, 0.0]),
+///            Activation::None, &mut y).unwrap();
+/// assert_eq!(y, [6.5, -2.0]);
+/// ```
+pub fn linear_dot(
+    p: &LinearParams,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let (li, lw, lo_len) = p.lens()?;
+    let (lo, hi) = act.bounds()?;
+    check_len("input", li, input.len())?;
+    check_len("weight", lw, weight.len())?;
+    if let Some(b) = bias {
+        check_len("bias", p.out_features, b.len())?;
+    }
+    check_len("output", lo_len, output.len())?;
+    let n = p.in_features;
+    arch::dispatch!(dot_rows(
+        n: usize,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        lo: f32,
+        hi: f32,
+        output: &mut [f32]
+    ));
+    Ok(())
+}
+
+/// The eight lanes of `v`, summed pairwise: `((0+1)+(2+3))+((4+5)+(6+7))`.
+#[inline(always)]
+fn sum_lanes<V: Vf32>(v: V) -> f32 {
+    let a = v.to_array();
+    ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+}
+
+/// [`linear_dot`] after validation: rows of `n` inputs, `output.len() / rows` outputs each.
+/// Four outputs at a time share each load of the input; every output gets the same
+/// sequence of operations whichever group it falls in.
+#[inline(always)]
+fn dot_rows<V: Vf32>(
+    n: usize,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    lo: f32,
+    hi: f32,
+    output: &mut [f32],
+) {
+    let outs = weight.len() / n;
+    for (x, y) in input.chunks_exact(n).zip(output.chunks_exact_mut(outs)) {
+        let mut o = 0;
+        while o < outs {
+            let g = (outs - o).min(4);
+            let mut acc = [V::splat(0.0); 4];
+            let mut i = 0;
+            while i < n {
+                let xv = V::load(&x[i..]);
+                for (j, a) in acc.iter_mut().enumerate().take(g) {
+                    let row = &weight[(o + j) * n..(o + j + 1) * n];
+                    *a = V::load(&row[i..]).mul_add(xv, *a);
+                }
+                i += LANES;
+            }
+            for (j, a) in acc.iter().enumerate().take(g) {
+                let b = bias.map_or(0.0, |b| b[o + j]);
+                y[o + j] = clamp1(sum_lanes(*a) + b, lo, hi);
+            }
+            o += g;
+        }
+    }
 }
 
 /// Scratch elements [`linear_backward_input`] needs.

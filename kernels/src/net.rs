@@ -1,0 +1,604 @@
+//! Inference through a fixed sequence of layers, in memory the caller provides.
+//!
+//! A [`Network`] is a list of [`Layer`]s (geometry only) checked once, in a `const fn`,
+//! so that a firmware can size its buffers as static arrays at compile time:
+//!
+//! ```
+//! use cnnkit_kernels::net::{Layer, Network};
+//! use cnnkit_kernels::{Activation, Conv2dParams, LinearParams, Pool2dParams};
+//!
+//! const LAYERS: [Layer; 3] = [
+//!     Layer::Conv2d { params: Conv2dParams::new(1, 1, 6, 6, 2, 3, 3), bias: true, act: Activation::Relu },
+//!     Layer::MaxPool2d(Pool2dParams::new(1, 2, 4, 4, 2, 2)),
+//!     Layer::Linear { params: LinearParams::new(1, 8, 3), bias: true, act: Activation::None },
+//! ];
+//! const NET: Network = match Network::new(&LAYERS) {
+//!     Ok(n) => n,
+//!     Err(_) => panic!("the layers do not fit together"), // a compile-time error
+//! };
+//! static PARAMS: [f32; NET.param_len()] = [0.1; NET.param_len()];
+//! let mut arena = [0.0_f32; NET.arena_len()]; // or a `static`, or a `.bss` singleton
+//! assert_eq!(NET.arena_len(), 36 + 32); // the input and the conv output, side by side
+//!
+//! let logits = NET.run(&PARAMS, &[1.0; 36], &mut arena).unwrap();
+//! assert_eq!(logits.len(), 3);
+//! ```
+//!
+//! # Memory
+//!
+//! [`Network::run`] needs no scratch: convolutions run [`conv2d_direct`](crate::conv2d_direct)
+//! and linear layers [`linear_dot`](crate::linear_dot), neither of which needs one, and
+//! activations run in place. Activations live in one *arena*: a layer reads its input from
+//! one end and writes its output at the other, so the arena needs the largest sum of a
+//! layer's input and output lengths ([`Network::arena_len`]), not one buffer per layer.
+//!
+//! # Parameters
+//!
+//! One flat `f32` slice holds every layer's weight then bias, in layer order: the order
+//! of PyTorch's `state_dict` for the equivalent `nn.Sequential` with each activation
+//! fused into the layer before it. [`Blob`] reads them from bytes in flash.
+
+use crate::error::KernelError;
+use crate::params::{Activation, Conv2dParams, LinearParams, Pool2dParams, add, check_len, ctry};
+
+/// One layer of a [`Network`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Layer {
+    /// [`conv2d_direct`](crate::conv2d_direct) with the clamp `act` fused into the store;
+    /// parameters: the weight, then the bias if `bias`.
+    Conv2d {
+        /// The geometry (its batch is the network's).
+        params: Conv2dParams,
+        /// Whether a bias follows the weight.
+        bias: bool,
+        /// The fused clamp.
+        act: Activation,
+    },
+    /// [`linear_dot`](crate::linear_dot) with the clamp `act` fused; parameters: the
+    /// weight `[out, in]`, then the bias if `bias`. Its input is the previous layer's
+    /// output read as `[batch, in]` (a flatten is free in NCHW).
+    Linear {
+        /// The geometry.
+        params: LinearParams,
+        /// Whether a bias follows the weight.
+        bias: bool,
+        /// The fused clamp.
+        act: Activation,
+    },
+    /// [`max_pool2d`](crate::max_pool2d).
+    MaxPool2d(Pool2dParams),
+    /// [`avg_pool2d`](crate::avg_pool2d).
+    AvgPool2d {
+        /// The geometry.
+        params: Pool2dParams,
+        /// Whether padding counts in the divisor (PyTorch's default: true).
+        count_include_pad: bool,
+    },
+    /// [`relu_inplace`](crate::relu_inplace), on the previous layer's output.
+    Relu,
+    /// [`leaky_relu_inplace`](crate::leaky_relu_inplace) with this slope.
+    LeakyRelu(f32),
+    /// [`tanh_inplace`](crate::tanh_inplace).
+    Tanh,
+    /// [`sigmoid_inplace`](crate::sigmoid_inplace).
+    Sigmoid,
+}
+
+/// What a layer takes and gives, once checked.
+struct Io {
+    /// Input elements (0 for an in-place layer: whatever the layer before gives).
+    input: usize,
+    /// Output elements (0 for an in-place layer).
+    output: usize,
+    /// Parameters (weight + bias).
+    params: usize,
+    /// The batch (0 for an in-place layer).
+    batch: usize,
+}
+
+impl Layer {
+    /// Checks the layer's own parameters and returns its sizes.
+    const fn io(&self) -> Result<Io, KernelError> {
+        match *self {
+            Layer::Conv2d { params, bias, act } => {
+                let d = ctry!(params.dims());
+                ctry!(act.bounds());
+                let b = if bias { d.bias_len } else { 0 };
+                Ok(Io {
+                    input: d.input_len,
+                    output: d.output_len,
+                    params: ctry!(add(d.weight_len, b)),
+                    batch: params.batch,
+                })
+            }
+            Layer::Linear { params, bias, act } => {
+                let (i, w, o) = ctry!(params.lens());
+                ctry!(act.bounds());
+                let b = if bias { params.out_features } else { 0 };
+                Ok(Io {
+                    input: i,
+                    output: o,
+                    params: ctry!(add(w, b)),
+                    batch: params.batch,
+                })
+            }
+            Layer::MaxPool2d(params)
+            | Layer::AvgPool2d {
+                params,
+                count_include_pad: _,
+            } => {
+                let d = ctry!(params.dims());
+                Ok(Io {
+                    input: d.input_len,
+                    output: d.output_len,
+                    params: 0,
+                    batch: params.batch,
+                })
+            }
+            Layer::LeakyRelu(s) if !s.is_finite() => Err(KernelError::InvalidParameter(
+                "leaky ReLU slope is not finite",
+            )),
+            Layer::Relu | Layer::LeakyRelu(_) | Layer::Tanh | Layer::Sigmoid => Ok(Io {
+                input: 0,
+                output: 0,
+                params: 0,
+                batch: 0,
+            }),
+        }
+    }
+}
+
+/// A checked sequence of layers with every size it needs (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Network<'a> {
+    layers: &'a [Layer],
+    input_len: usize,
+    output_len: usize,
+    param_len: usize,
+    arena_len: usize,
+}
+
+impl<'a> Network<'a> {
+    /// Checks that every layer is valid and takes what the layer before gives, and
+    /// computes the sizes. A `const fn`: in a `const` item, an error becomes a compile
+    /// error.
+    ///
+    /// # Errors
+    /// [`KernelError::ZeroSize`] for no layers or an in-place activation first (it has no
+    /// size of its own); any error of a layer's parameters; [`KernelError::LayerMismatch`]
+    /// where a layer's input length differs from the output before it, or its batch from
+    /// the first layer's; [`KernelError::Overflow`].
+    pub const fn new(layers: &'a [Layer]) -> Result<Self, KernelError> {
+        if layers.is_empty() {
+            return Err(KernelError::ZeroSize("layers"));
+        }
+        let first = ctry!(layers[0].io());
+        if first.input == 0 {
+            return Err(KernelError::ZeroSize("the first layer's input"));
+        }
+        let (input_len, batch) = (first.input, first.batch);
+        let mut len = input_len;
+        let mut param_len = 0;
+        let mut arena_len = input_len;
+        let mut i = 0;
+        while i < layers.len() {
+            let io = ctry!(layers[i].io());
+            param_len = ctry!(add(param_len, io.params));
+            if io.input != 0 {
+                if io.input != len {
+                    return Err(KernelError::LayerMismatch {
+                        layer: i,
+                        what: "input length",
+                        expected: io.input,
+                        actual: len,
+                    });
+                }
+                if io.batch != batch {
+                    return Err(KernelError::LayerMismatch {
+                        layer: i,
+                        what: "batch",
+                        expected: io.batch,
+                        actual: batch,
+                    });
+                }
+                let pair = ctry!(add(len, io.output));
+                if pair > arena_len {
+                    arena_len = pair;
+                }
+                len = io.output;
+            }
+            i += 1;
+        }
+        Ok(Network {
+            layers,
+            input_len,
+            output_len: len,
+            param_len,
+            arena_len,
+        })
+    }
+
+    /// The layers.
+    pub const fn layers(&self) -> &'a [Layer] {
+        self.layers
+    }
+
+    /// Elements of the input (the first layer's, batch included).
+    pub const fn input_len(&self) -> usize {
+        self.input_len
+    }
+
+    /// Elements of the output (the last layer's).
+    pub const fn output_len(&self) -> usize {
+        self.output_len
+    }
+
+    /// Parameters: the length of the flat weight-and-bias slice [`Network::run`] takes.
+    pub const fn param_len(&self) -> usize {
+        self.param_len
+    }
+
+    /// Elements of the arena [`Network::run`] needs: the largest input + output of one
+    /// layer (the network's input counts as the first layer's input).
+    pub const fn arena_len(&self) -> usize {
+        self.arena_len
+    }
+
+    /// [`fingerprint`] of the layers: a hash of the geometry, which a [`Blob`] records
+    /// so that weights are never read into a network of another shape.
+    pub const fn fingerprint(&self) -> u32 {
+        fingerprint(self.layers)
+    }
+
+    /// Runs the layers on `input`, in `arena`, and returns the output (a slice of the
+    /// arena, at its front or its back).
+    ///
+    /// `params` holds every layer's weight then bias, in order ([`Network::param_len`]
+    /// elements); `arena` at least [`Network::arena_len`] elements (more is fine). Nothing
+    /// is allocated and no other memory is used.
+    ///
+    /// # Errors
+    /// [`KernelError::LengthMismatch`] for `params` or `input` of the wrong length,
+    /// [`KernelError::ScratchTooSmall`] for a short arena.
+    pub fn run<'m>(
+        &self,
+        params: &[f32],
+        input: &[f32],
+        arena: &'m mut [f32],
+    ) -> Result<&'m mut [f32], KernelError> {
+        check_len("params", self.param_len, params.len())?;
+        check_len("input", self.input_len, input.len())?;
+        if arena.len() < self.arena_len {
+            return Err(KernelError::ScratchTooSmall {
+                needed: self.arena_len,
+                actual: arena.len(),
+            });
+        }
+        let n = arena.len();
+        arena[..input.len()].copy_from_slice(input);
+        // the current activation: `len` elements at the front of the arena, or at its back
+        let (mut len, mut front) = (input.len(), true);
+        let mut params = params;
+        for layer in self.layers {
+            let io = layer.io()?;
+            let (w, rest) = params.split_at(io.params);
+            params = rest;
+            if io.input == 0 {
+                let x = if front {
+                    &mut arena[..len]
+                } else {
+                    &mut arena[n - len..]
+                };
+                match *layer {
+                    Layer::Relu => crate::relu_inplace(x)?,
+                    Layer::LeakyRelu(s) => crate::leaky_relu_inplace(s, x)?,
+                    Layer::Tanh => crate::tanh_inplace(x)?,
+                    _ => crate::sigmoid_inplace(x)?,
+                }
+                continue;
+            }
+            // `new` checked len + io.output <= arena_len <= n: the two never overlap
+            let (x, y) = if front {
+                let (a, b) = arena.split_at_mut(n - io.output);
+                (&a[..len], b)
+            } else {
+                let (a, b) = arena.split_at_mut(io.output);
+                (&b[b.len() - len..], a)
+            };
+            match *layer {
+                Layer::Conv2d {
+                    params: p,
+                    bias,
+                    act,
+                } => {
+                    let (wt, b) = split_bias(w, bias, p.out_channels);
+                    crate::conv2d_direct(&p, x, wt, b, act, y)?;
+                }
+                Layer::Linear {
+                    params: p,
+                    bias,
+                    act,
+                } => {
+                    let (wt, b) = split_bias(w, bias, p.out_features);
+                    crate::linear_dot(&p, x, wt, b, act, y)?;
+                }
+                Layer::MaxPool2d(p) => crate::max_pool2d(&p, x, y, None)?,
+                Layer::AvgPool2d {
+                    params: p,
+                    count_include_pad,
+                } => crate::avg_pool2d(&p, count_include_pad, x, y)?,
+                _ => {}
+            }
+            len = io.output;
+            front = !front;
+        }
+        Ok(if front {
+            &mut arena[..len]
+        } else {
+            &mut arena[n - len..]
+        })
+    }
+}
+
+/// Splits a layer's parameters into the weight and, if present, the `n`-element bias
+/// (`w` holds exactly the weight plus the bias: [`Layer::io`] sized it).
+fn split_bias(w: &[f32], bias: bool, n: usize) -> (&[f32], Option<&[f32]>) {
+    if bias {
+        let (wt, b) = w.split_at(w.len() - n);
+        (wt, Some(b))
+    } else {
+        (w, None)
+    }
+}
+
+/// A 32-bit FNV-1a hash of `layers`' geometry: the layer kinds, every parameter field
+/// and the clamps (whether or not the layers fit together).
+pub const fn fingerprint(layers: &[Layer]) -> u32 {
+    let mut h = Fnv::new();
+    let mut i = 0;
+    while i < layers.len() {
+        h = match layers[i] {
+            Layer::Conv2d {
+                params: p,
+                bias,
+                act,
+            } => h.word(1).conv(&p).word(bias as u64).act(act),
+            Layer::Linear {
+                params: p,
+                bias,
+                act,
+            } => h
+                .word(2)
+                .word(p.batch as u64)
+                .word(p.in_features as u64)
+                .word(p.out_features as u64)
+                .word(bias as u64)
+                .act(act),
+            Layer::MaxPool2d(p) => h.word(3).pool(&p),
+            Layer::AvgPool2d {
+                params: p,
+                count_include_pad,
+            } => h.word(4).pool(&p).word(count_include_pad as u64),
+            Layer::Relu => h.word(5),
+            Layer::LeakyRelu(s) => h.word(6).word(s.to_bits() as u64),
+            Layer::Tanh => h.word(7),
+            Layer::Sigmoid => h.word(8),
+        };
+        i += 1;
+    }
+    h.0
+}
+
+/// 32-bit FNV-1a over 64-bit words (little-endian bytes).
+#[derive(Clone, Copy)]
+struct Fnv(u32);
+
+impl Fnv {
+    const fn new() -> Self {
+        Fnv(0x811c_9dc5)
+    }
+
+    const fn word(self, w: u64) -> Self {
+        let mut h = self.0;
+        let mut i = 0;
+        while i < 8 {
+            h ^= ((w >> (8 * i)) & 0xff) as u32;
+            h = h.wrapping_mul(0x0100_0193);
+            i += 1;
+        }
+        Fnv(h)
+    }
+
+    const fn conv(self, p: &Conv2dParams) -> Self {
+        self.word(p.batch as u64)
+            .word(p.in_channels as u64)
+            .word(p.in_h as u64)
+            .word(p.in_w as u64)
+            .word(p.out_channels as u64)
+            .word(p.kernel_h as u64)
+            .word(p.kernel_w as u64)
+            .word(p.stride_h as u64)
+            .word(p.stride_w as u64)
+            .word(p.pad_top as u64)
+            .word(p.pad_bottom as u64)
+            .word(p.pad_left as u64)
+            .word(p.pad_right as u64)
+            .word(p.dilation_h as u64)
+            .word(p.dilation_w as u64)
+            .word(p.groups as u64)
+    }
+
+    const fn pool(self, p: &Pool2dParams) -> Self {
+        self.word(p.batch as u64)
+            .word(p.channels as u64)
+            .word(p.in_h as u64)
+            .word(p.in_w as u64)
+            .word(p.kernel_h as u64)
+            .word(p.kernel_w as u64)
+            .word(p.stride_h as u64)
+            .word(p.stride_w as u64)
+            .word(p.pad_top as u64)
+            .word(p.pad_bottom as u64)
+            .word(p.pad_left as u64)
+            .word(p.pad_right as u64)
+            .word(p.dilation_h as u64)
+            .word(p.dilation_w as u64)
+    }
+
+    const fn act(self, a: Activation) -> Self {
+        match a {
+            Activation::None => self.word(0),
+            Activation::Relu => self.word(1),
+            Activation::Clamp { min, max } => self
+                .word(2)
+                .word(min.to_bits() as u64)
+                .word(max.to_bits() as u64),
+        }
+    }
+}
+
+/// The first bytes of a [`Blob`].
+pub const BLOB_MAGIC: [u8; 4] = *b"CNKW";
+/// The [`Blob`] layout version this crate reads and writes.
+pub const BLOB_VERSION: u32 = 1;
+/// Bytes of a [`Blob`]'s header; the parameters follow, 4-byte aligned if the blob is.
+pub const BLOB_HEADER_LEN: usize = 32;
+
+/// A network's parameters as a flat little-endian blob, for flash.
+///
+/// Layout (every field little-endian):
+///
+/// | offset | field |
+/// |---|---|
+/// | 0 | magic `CNKW` |
+/// | 4 | version (`u32`, 1) |
+/// | 8 | parameter count `n` (`u32`) |
+/// | 12 | layer count (`u32`) |
+/// | 16 | [`Network::fingerprint`] of the geometry (`u32`) |
+/// | 20 | input normalisation: mean of the training pixels in `[0, 1]` (`f32`) |
+/// | 24 | their standard deviation (`f32`) |
+/// | 28 | reserved, 0 |
+/// | 32 | `n` parameters (`f32`), as [`Network::run`] takes them |
+///
+/// Parsing borrows the parameters in place (no copy), so the bytes must be 4-byte
+/// aligned and the target little-endian (every target this crate knows is).
+///
+/// ```
+/// use cnnkit_kernels::net::Blob;
+/// #[repr(C, align(4))]
+/// struct Aligned<T: ?Sized>(T);
+/// let mut bytes = Aligned([0_u8; 40]);
+/// bytes.0[..32].copy_from_slice(&Blob::header(2, 1, 0xabcd, 0.5, 0.25));
+/// bytes.0[32..36].copy_from_slice(&1.5_f32.to_le_bytes());
+/// let blob = Blob::parse(&bytes.0).unwrap();
+/// assert_eq!((blob.params, blob.layers, blob.fingerprint), (&[1.5, 0.0][..], 1, 0xabcd));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Blob<'a> {
+    /// The layers of the network the parameters belong to.
+    pub layers: u32,
+    /// [`Network::fingerprint`] of that network.
+    pub fingerprint: u32,
+    /// Mean of the training pixels (scaled to `[0, 1]`): inputs are `(p / 255 - mean) / std`.
+    pub mean: f32,
+    /// Standard deviation of the training pixels.
+    pub std: f32,
+    /// The parameters.
+    pub params: &'a [f32],
+}
+
+impl<'a> Blob<'a> {
+    /// The header for `n` parameters of a network of `layers` layers.
+    pub fn header(n: u32, layers: u32, fingerprint: u32, mean: f32, std: f32) -> [u8; 32] {
+        let mut h = [0; BLOB_HEADER_LEN];
+        h[..4].copy_from_slice(&BLOB_MAGIC);
+        let words = [
+            BLOB_VERSION,
+            n,
+            layers,
+            fingerprint,
+            mean.to_bits(),
+            std.to_bits(),
+        ];
+        for (i, w) in words.iter().enumerate() {
+            h[4 + 4 * i..8 + 4 * i].copy_from_slice(&w.to_le_bytes());
+        }
+        h
+    }
+
+    /// Reads a blob, borrowing its parameters.
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidBlob`] naming what is wrong: a short header, another magic or
+    /// version, a length that disagrees with the count, bytes not 4-byte aligned, or a
+    /// big-endian target.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, KernelError> {
+        let Some((head, body)) = bytes.split_first_chunk::<BLOB_HEADER_LEN>() else {
+            return Err(KernelError::InvalidBlob("shorter than its 32-byte header"));
+        };
+        if head[..4] != BLOB_MAGIC {
+            return Err(KernelError::InvalidBlob(
+                "no CNKW magic: not a cnnkit weight blob",
+            ));
+        }
+        let word = |i: usize| {
+            let mut b = [0; 4];
+            b.copy_from_slice(&head[4 + 4 * i..8 + 4 * i]);
+            u32::from_le_bytes(b)
+        };
+        if word(0) != BLOB_VERSION {
+            return Err(KernelError::InvalidBlob("unsupported version"));
+        }
+        let n = word(1) as usize;
+        if body.len() / 4 != n || body.len() % 4 != 0 {
+            return Err(KernelError::InvalidBlob(
+                "its length disagrees with its parameter count (truncated?)",
+            ));
+        }
+        if cfg!(target_endian = "big") {
+            return Err(KernelError::InvalidBlob(
+                "parameters are little-endian; this target is big-endian",
+            ));
+        }
+        // SAFETY: every bit pattern of 4 bytes is a valid `f32`, `u8` has no invalid
+        // values either, and `align_to` returns a middle part only where it is aligned.
+        let (pre, params, post) = unsafe { body.align_to::<f32>() };
+        if !pre.is_empty() || !post.is_empty() {
+            return Err(KernelError::InvalidBlob(
+                "parameters are not 4-byte aligned in memory (align the bytes, see Blob)",
+            ));
+        }
+        Ok(Blob {
+            layers: word(2),
+            fingerprint: word(3),
+            mean: f32::from_bits(word(4)),
+            std: f32::from_bits(word(5)),
+            params,
+        })
+    }
+
+    /// The parameters, after checking that they were written for `net`.
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidBlob`] if the layer count, the fingerprint or the parameter
+    /// count differ from `net`'s.
+    pub fn params_for(&self, net: &Network<'_>) -> Result<&'a [f32], KernelError> {
+        if self.layers as usize != net.layers().len() || self.fingerprint != net.fingerprint() {
+            return Err(KernelError::InvalidBlob(
+                "written for a network of another geometry",
+            ));
+        }
+        if self.params.len() != net.param_len() {
+            return Err(KernelError::InvalidBlob(
+                "its parameter count differs from the network's",
+            ));
+        }
+        Ok(self.params)
+    }
+
+    /// The input value of pixel byte `p`: `(p / 255 - mean) / std`, as `cnnkit` normalises
+    /// its training and test images.
+    pub fn normalize(&self, p: u8) -> f32 {
+        (f32::from(p) / 255.0 - self.mean) / self.std
+    }
+}
