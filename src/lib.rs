@@ -24,6 +24,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod export;
 pub mod layers;
 pub mod loss;
 pub mod model;

@@ -215,6 +215,28 @@ impl Model {
         Tensor::from_vec(self.output_shape().batched(n), out)
     }
 
+    /// Logits for images given as `u8` pixels (image after image), normalised with
+    /// `norm` as in training: what `cnnkit predict` computes once it has decoded its images.
+    ///
+    /// # Errors
+    /// When the pixel count is not a positive multiple of the model's input.
+    pub fn predict_u8(&self, norm: &crate::data::Normalize, pixels: &[u8]) -> Result<Tensor> {
+        let per = self.input_shape().len();
+        if pixels.is_empty() || pixels.len() % per != 0 {
+            return Err(Error::invalid(format!(
+                "{} pixels are not a whole number of {per}-pixel inputs",
+                pixels.len()
+            )));
+        }
+        let table = norm.table();
+        let mut x = vec![0.0; pixels.len()];
+        crate::data::normalize_into(&table, pixels, &mut x);
+        self.forward(&Tensor::from_vec(
+            self.input_shape().batched(pixels.len() / per),
+            x,
+        )?)
+    }
+
     /// Forward pass of the `b` samples in `ws.input_mut(b)`, keeping every activation.
     /// With `train = Some(seed)`, training mode (batch statistics, dropout seeded from
     /// `seed` and the layer index).

@@ -163,6 +163,46 @@ fn trains_with_json_epochs_then_eval_predict_viz() {
     let text = ok(&cnnkit(&["predict", "--model-file", s(&ck), s(&pgm)]));
     assert!(text.contains("a.pgm: "), "{text}");
 
+    // export: the blob and the layer list; the exported network gives predict's logits
+    let ex = d.join("export");
+    let said = ok(&cnnkit(&[
+        "export",
+        "--model-file",
+        s(&ck),
+        "--out",
+        s(&ex),
+    ]));
+    assert!(
+        said.contains("parameters") && said.contains("arena"),
+        "{said}"
+    );
+    let bytes = std::fs::read(ex.join("weights.bin")).unwrap();
+    let src = std::fs::read_to_string(ex.join("model.rs")).unwrap();
+    assert!(src.contains("pub const LAYERS"), "{src}");
+    let (model, meta) = cnnkit::checkpoint::load_model(&ck).unwrap();
+    let e = cnnkit::export::Export::new(&model, meta.norm(), 1).unwrap();
+    assert_eq!(bytes, e.blob(), "the CLI writes what the library exports");
+    let net = e.network().unwrap();
+    let x: Vec<f32> = img[..784]
+        .iter()
+        .map(|&p| (f32::from(p) / 255.0 - meta.pixel_mean) / meta.pixel_std)
+        .collect();
+    let mut arena = vec![0.0; net.arena_len()];
+    let got = net.run(&e.params, &x, &mut arena).unwrap();
+    let want: Vec<f64> = preds[0]["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (f64::from(*g) - w).abs() <= 1e-4 * (1.0 + w.abs()),
+            "{got:?} vs {want:?}"
+        );
+    }
+
     let vout = d.join("viz");
     let v = ok(&cnnkit(&[
         "viz",

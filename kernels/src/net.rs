@@ -266,18 +266,28 @@ impl<'a> Network<'a> {
         input: &[f32],
         arena: &'m mut [f32],
     ) -> Result<&'m mut [f32], KernelError> {
-        check_len("params", self.param_len, params.len())?;
         check_len("input", self.input_len, input.len())?;
-        if arena.len() < self.arena_len {
-            return Err(KernelError::ScratchTooSmall {
-                needed: self.arena_len,
-                actual: arena.len(),
-            });
-        }
-        let n = arena.len();
+        self.check(params, arena)?;
         arena[..input.len()].copy_from_slice(input);
+        self.run_in_arena(params, arena)
+    }
+
+    /// [`Network::run`] on the input already in `arena[..input_len]` (the front of the
+    /// arena), so that the input needs no buffer of its own: write the image there (see
+    /// [`Network::input_mut`]), then call this.
+    ///
+    /// # Errors
+    /// As [`Network::run`].
+    pub fn run_in_arena<'m>(
+        &self,
+        params: &[f32],
+        arena: &'m mut [f32],
+    ) -> Result<&'m mut [f32], KernelError> {
+        self.check(params, arena)?;
+        let n = arena.len();
+        let input_len = self.input_len;
         // the current activation: `len` elements at the front of the arena, or at its back
-        let (mut len, mut front) = (input.len(), true);
+        let (mut len, mut front) = (input_len, true);
         let mut params = params;
         for layer in self.layers {
             let io = layer.io()?;
@@ -337,6 +347,34 @@ impl<'a> Network<'a> {
         } else {
             &mut arena[n - len..]
         })
+    }
+}
+
+impl Network<'_> {
+    /// Where [`Network::run_in_arena`] reads its input: the first
+    /// [`Network::input_len`] elements of `arena`.
+    ///
+    /// # Errors
+    /// [`KernelError::ScratchTooSmall`] for an arena shorter than [`Network::arena_len`].
+    pub fn input_mut<'m>(&self, arena: &'m mut [f32]) -> Result<&'m mut [f32], KernelError> {
+        if arena.len() < self.arena_len {
+            return Err(KernelError::ScratchTooSmall {
+                needed: self.arena_len,
+                actual: arena.len(),
+            });
+        }
+        Ok(&mut arena[..self.input_len])
+    }
+
+    fn check(&self, params: &[f32], arena: &[f32]) -> Result<(), KernelError> {
+        check_len("params", self.param_len, params.len())?;
+        if arena.len() < self.arena_len {
+            return Err(KernelError::ScratchTooSmall {
+                needed: self.arena_len,
+                actual: arena.len(),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -361,6 +361,11 @@ fn network_equals_its_kernels_called_by_hand() {
                 let got = net.run(&params, &input, &mut arena).unwrap();
                 same_bits(&format!("{isa:?} {chain:?} (+{extra})"), got, &want);
             }
+            // the input written in place first gives the same
+            let mut arena = vec![f32::NAN; net.arena_len()];
+            net.input_mut(&mut arena).unwrap().copy_from_slice(&input);
+            let got = net.run_in_arena(&params, &mut arena).unwrap();
+            same_bits(&format!("{isa:?} {chain:?} in place"), got, &want);
         });
         // the arena is the only memory: the largest pair really is needed by some layer
         let mut short = vec![0.0; net.arena_len() - 1];
@@ -502,6 +507,18 @@ fn network_rejects_what_does_not_fit() {
     assert!(net.run(&p[1..], &x, &mut arena).is_err_and(len("params")));
     assert!(net.run(&p, &x[1..], &mut arena).is_err_and(len("input")));
     assert!(net.run(&p, &x, &mut arena).is_ok());
+    assert!(
+        net.run_in_arena(&p[1..], &mut arena)
+            .is_err_and(len("params"))
+    );
+    let short = net.arena_len() - 1;
+    let small = KernelError::ScratchTooSmall {
+        needed: net.arena_len(),
+        actual: short,
+    };
+    assert_eq!(net.run_in_arena(&p, &mut arena[..short]), Err(small));
+    assert_eq!(net.input_mut(&mut arena[..short]), Err(small));
+    assert_eq!(net.input_mut(&mut arena).unwrap().len(), 64);
 }
 
 #[test]

@@ -132,7 +132,12 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    fn params(&self, b: usize, input: Shape) -> Result<Conv2dParams> {
+    /// The kernel geometry for a batch of `b` inputs of shape `input`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if `input` is not an image of `in_channels` channels, or the
+    /// kernel does not fit it.
+    pub fn params(&self, b: usize, input: Shape) -> Result<Conv2dParams> {
         let Shape::Image { c, h, w } = input else {
             return Err(Error::invalid(format!(
                 "conv needs an image input, got {input} features"
@@ -177,7 +182,11 @@ pub struct Pool {
 }
 
 impl Pool {
-    fn params(&self, b: usize, input: Shape) -> Result<Pool2dParams> {
+    /// The kernel geometry for a batch of `b` inputs of shape `input`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if `input` is not an image, or the window does not fit it.
+    pub fn params(&self, b: usize, input: Shape) -> Result<Pool2dParams> {
         let Shape::Image { c, h, w } = input else {
             return Err(Error::invalid(format!(
                 "pooling needs an image input, got {input} features"

@@ -15,8 +15,27 @@ use crate::params::{Activation, Conv2dDims, Conv2dParams};
 use crate::simd::LANES;
 use crate::vector::Vf32;
 
-/// Output channels per register tile.
+/// Output channels per register tile: 6 where `wide` has vector registers (12 vector
+/// accumulators), 1 where it falls back to scalar lanes (a Cortex-M4: the tile's 16 scalar
+/// accumulators already fill the FPU's 32 registers, and one instance of the tile code
+/// instead of six keeps the firmware small).
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "wasm32",
+    target_feature = "neon"
+))]
 const CB: usize = 6;
+/// Output channels per register tile (see above).
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "wasm32",
+    target_feature = "neon"
+)))]
+const CB: usize = 1;
 /// Pixel vectors per register tile.
 const PV: usize = 2;
 /// Floats in the stack segment that edge tiles read from (1 KiB).
@@ -87,6 +106,7 @@ fn direct<V: Vf32>(
                 let b = bias.map(|b| &b[co..co + cb]);
                 let out = &mut out_img[co * d.col_cols..][..cb * d.col_cols];
                 match cb {
+                    _ if CB == 1 => block::<V, 1>(ctx, x, w, b, out),
                     6 => block::<V, 6>(ctx, x, w, b, out),
                     5 => block::<V, 5>(ctx, x, w, b, out),
                     4 => block::<V, 4>(ctx, x, w, b, out),

@@ -4,11 +4,10 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use cnnkit::checkpoint::{self, Meta};
+use cnnkit::checkpoint;
 use cnnkit::data::{self, Dataset, Normalize};
 use cnnkit::{
-    Error, Loss, Model, OptimizerKind, Result, Schedule, Shape, Tensor, TrainConfig, Trainer,
-    evaluate,
+    Error, Loss, Model, OptimizerKind, Result, Schedule, Shape, TrainConfig, Trainer, evaluate,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -311,9 +310,9 @@ pub fn eval(model_file: &Path, dir: &Path, threads: usize, json: bool) -> Result
     Ok(())
 }
 
-/// Loads an image as the model's input: grayscale, resized to the input size,
-/// normalised as in training.
-pub fn load_image(path: &Path, input: Shape, meta: &Meta) -> Result<Vec<f32>> {
+/// Loads an image as the model's input: grayscale, resized to the input size, as `u8`
+/// pixels (normalised later, as in training).
+pub fn load_image(path: &Path, input: Shape) -> Result<Vec<u8>> {
     let Shape::Image { c: 1, h, w } = input else {
         return Err(Error::Invalid(format!(
             "the model takes {input} inputs, not grayscale images"
@@ -345,10 +344,32 @@ pub fn load_image(path: &Path, input: Shape, meta: &Meta) -> Result<Vec<f32>> {
             image::imageops::FilterType::Triangle,
         )
     };
-    let table = meta.norm().table();
-    let mut x = vec![0.0; h * w];
-    data::normalize_into(&table, img.as_raw(), &mut x);
-    Ok(x)
+    Ok(img.into_raw())
+}
+
+/// `cnnkit export`.
+pub fn export(model_file: &Path, out: &Path, batch: usize) -> Result<()> {
+    let (model, meta) = checkpoint::load_model(model_file)?;
+    let e = cnnkit::export::Export::new(&model, meta.norm(), batch)?;
+    let net = e.network()?;
+    std::fs::create_dir_all(out).map_err(|err| Error::Io {
+        path: out.to_path_buf(),
+        source: err,
+    })?;
+    let blob = e.blob();
+    checkpoint::write_atomic(&out.join("weights.bin"), &blob)?;
+    checkpoint::write_atomic(&out.join("model.rs"), e.rust_source().as_bytes())?;
+    println!(
+        "{}: {} layers, {} parameters ({} bytes of weights.bin), arena {} floats ({} bytes), fingerprint {:#010x}",
+        out.display(),
+        e.layers.len(),
+        net.param_len(),
+        blob.len(),
+        net.arena_len(),
+        4 * net.arena_len(),
+        net.fingerprint()
+    );
+    Ok(())
 }
 
 /// `cnnkit predict`.
@@ -358,11 +379,9 @@ pub fn predict(model_file: &Path, images: &[PathBuf], json: bool) -> Result<()> 
     // read every image first, so that a bad one fails before any output
     let mut xs = Vec::new();
     for p in images {
-        xs.extend(load_image(p, input, &meta)?);
+        xs.extend(load_image(p, input)?);
     }
-    let mut dims = input.batched(images.len());
-    dims.truncate(dims.len());
-    let logits = model.forward(&Tensor::from_vec(dims, xs)?)?;
+    let logits = model.predict_u8(&meta.norm(), &xs)?;
     let classes = model.output_shape().len();
     let mut probs = vec![0.0; logits.len()];
     cnnkit::kernels::softmax(images.len(), classes, logits.data(), &mut probs)?;
@@ -372,7 +391,7 @@ pub fn predict(model_file: &Path, images: &[PathBuf], json: bool) -> Result<()> 
             .cloned()
             .unwrap_or_else(|| i.to_string())
     };
-    for (p, row) in images.iter().zip(probs.chunks_exact(classes)) {
+    for (i, (p, row)) in images.iter().zip(probs.chunks_exact(classes)).enumerate() {
         let best = cnnkit::loss::argmax(row);
         if json {
             let v = serde_json::json!({
@@ -380,6 +399,7 @@ pub fn predict(model_file: &Path, images: &[PathBuf], json: bool) -> Result<()> 
                 "class": best,
                 "name": name(best),
                 "probabilities": row,
+                "logits": &logits.data()[i * classes..(i + 1) * classes],
             });
             println!("{v}");
         } else {

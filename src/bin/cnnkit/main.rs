@@ -69,6 +69,19 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Export a saved model for `cnnkit_kernels::net` (a firmware, say): the weights as a
+    /// flat little-endian blob, and the layer list as Rust source.
+    Export {
+        /// The checkpoint.
+        #[arg(long)]
+        model_file: PathBuf,
+        /// Output directory (created if missing): `weights.bin` and `model.rs` go there.
+        #[arg(long)]
+        out: PathBuf,
+        /// Images per call the exported network takes.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        batch: u32,
+    },
     /// Time the kernels on the shapes of real models: ms, GFLOPS, % of the FMA peak.
     Bench {
         /// Only rows whose name contains this text (e.g. `conv2d`, `lenet`, `sgemm/1024`).
@@ -120,6 +133,11 @@ fn main() -> ExitCode {
             image,
             out,
         } => viz::run(&model_file, &data, image, &out),
+        Command::Export {
+            model_file,
+            out,
+            batch,
+        } => commands::export(&model_file, &out, batch as usize),
         Command::Bench {
             filter,
             threads,

@@ -1,0 +1,316 @@
+//! Export a trained [`Model`] for inference without `std`: the layer list of a
+//! [`cnnkit_kernels::net::Network`], its parameters as a flat little-endian
+//! [`Blob`](cnnkit_kernels::net::Blob), and the layer list as Rust source for a firmware
+//! to `include!`.
+//!
+//! Activations that follow a convolution or a linear layer are fused into it (as the
+//! clamp of its store), batch normalisation is folded into the convolution or linear
+//! layer before it (with its running statistics, as in evaluation), and flatten and
+//! dropout vanish (both are the identity in evaluation).
+//!
+//! ```
+//! use cnnkit::{Model, Normalize, Shape, export::Export};
+//! let m = Model::from_spec("conv(4,3,pad=1) batchnorm relu maxpool(2) flatten linear(10)",
+//!                          Shape::Image { c: 1, h: 8, w: 8 }, 1).unwrap();
+//! let e = Export::new(&m, Normalize { mean: 0.5, std: 0.25 }, 1).unwrap();
+//! assert_eq!(e.layers.len(), 3); // conv (+ batchnorm + relu), max-pool, linear
+//! let net = e.network().unwrap();
+//! assert_eq!(net.param_len(), 4 * 9 + 4 + 64 * 10 + 10);
+//! assert_eq!(e.blob().len(), 32 + 4 * net.param_len());
+//! assert!(e.rust_source().contains("pub const LAYERS"));
+//! ```
+
+use std::fmt::Write as _;
+
+use cnnkit_kernels::net::{BLOB_HEADER_LEN, Blob, Layer as NetLayer, Network};
+use cnnkit_kernels::{Activation, LinearParams};
+
+use crate::data::Normalize;
+use crate::error::{Error, Result};
+use crate::layers::{BatchNorm2d, Layer};
+use crate::model::Model;
+
+/// A model in the form [`cnnkit_kernels::net`] runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Export {
+    /// The layers, with activations fused and batch normalisation folded.
+    pub layers: Vec<NetLayer>,
+    /// Every layer's weight then bias, in order.
+    pub params: Vec<f32>,
+    /// The input normalisation.
+    pub norm: Normalize,
+}
+
+impl Export {
+    /// The layers and parameters of `model` for a batch of `batch` images.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a batch normalisation that does not directly follow a
+    /// convolution or linear layer (nothing to fold it into), or a batch of 0.
+    pub fn new(model: &Model, norm: Normalize, batch: usize) -> Result<Export> {
+        if batch == 0 {
+            return Err(Error::invalid("export needs a batch of at least 1"));
+        }
+        let mut layers: Vec<NetLayer> = Vec::new();
+        // the parameters of the last layer while it may still take a fold or an activation
+        let mut params: Vec<f32> = Vec::new();
+        for (i, l) in model.layers().iter().enumerate() {
+            let input = model.shapes()[i];
+            let last = layers.last_mut();
+            match l {
+                Layer::Conv2d(c) => {
+                    layers.push(NetLayer::Conv2d {
+                        params: c.params(batch, input)?,
+                        bias: true,
+                        act: Activation::None,
+                    });
+                    params.extend_from_slice(c.weight.data());
+                    params.extend_from_slice(c.bias.data());
+                }
+                Layer::Linear(f) => {
+                    layers.push(NetLayer::Linear {
+                        params: LinearParams::new(batch, f.in_features, f.out_features),
+                        bias: true,
+                        act: Activation::None,
+                    });
+                    params.extend_from_slice(f.weight.data());
+                    params.extend_from_slice(f.bias.data());
+                }
+                Layer::MaxPool2d(p) => layers.push(NetLayer::MaxPool2d(p.params(batch, input)?)),
+                Layer::AvgPool2d(p) => layers.push(NetLayer::AvgPool2d {
+                    params: p.params(batch, input)?,
+                    count_include_pad: true,
+                }),
+                Layer::Relu => match last {
+                    Some(NetLayer::Conv2d { act, .. } | NetLayer::Linear { act, .. })
+                        if *act == Activation::None =>
+                    {
+                        *act = Activation::Relu
+                    }
+                    _ => layers.push(NetLayer::Relu),
+                },
+                Layer::LeakyRelu(s) => layers.push(NetLayer::LeakyRelu(*s)),
+                Layer::Tanh => layers.push(NetLayer::Tanh),
+                Layer::Sigmoid => layers.push(NetLayer::Sigmoid),
+                Layer::Flatten | Layer::Dropout(_) => {}
+                Layer::BatchNorm2d(bn) => {
+                    // (out channels, weight elements) of the layer to fold into
+                    let (out, wlen) = match last {
+                        Some(NetLayer::Conv2d {
+                            params: p,
+                            act: Activation::None,
+                            ..
+                        }) => (p.out_channels, p.dims()?.weight_len),
+                        Some(NetLayer::Linear {
+                            params: p,
+                            act: Activation::None,
+                            ..
+                        }) => (p.out_features, p.lens()?.1),
+                        _ => {
+                            return Err(Error::invalid(format!(
+                                "layer {i} (batchnorm) does not follow a convolution or linear \
+                                 layer directly, so it cannot be folded for export"
+                            )));
+                        }
+                    };
+                    fold(bn, out, wlen, &mut params)?;
+                }
+            }
+        }
+        let e = Export {
+            layers,
+            params,
+            norm,
+        };
+        e.network()?;
+        Ok(e)
+    }
+
+    /// The checked network.
+    ///
+    /// # Errors
+    /// [`Error::Kernel`] if the layers do not fit together (they always do for a
+    /// [`Model`]'s export).
+    pub fn network(&self) -> Result<Network<'_>> {
+        Ok(Network::new(&self.layers)?)
+    }
+
+    /// The flat blob: the 32-byte header, then the parameters, little-endian.
+    pub fn blob(&self) -> Vec<u8> {
+        let net = Network::new(&self.layers).expect("checked in Export::new");
+        let mut v = Vec::with_capacity(BLOB_HEADER_LEN + 4 * self.params.len());
+        v.extend_from_slice(&Blob::header(
+            self.params.len() as u32,
+            self.layers.len() as u32,
+            net.fingerprint(),
+            self.norm.mean,
+            self.norm.std,
+        ));
+        for p in &self.params {
+            v.extend_from_slice(&p.to_le_bytes());
+        }
+        v
+    }
+
+    /// Rust source defining `LAYERS: [cnnkit_kernels::net::Layer; N]`, `PARAMS` (the
+    /// parameter count) and `ARENA` (the arena length), for a firmware to `include!`.
+    pub fn rust_source(&self) -> String {
+        let net = Network::new(&self.layers).expect("checked in Export::new");
+        let mut s = String::from(
+            "// Written by `cnnkit export`: the geometry of an exported model.\n\
+             #[allow(unused_imports)]\n\
+             use cnnkit_kernels::{Activation, Conv2dParams, LinearParams, Pool2dParams, net::Layer};\n\n",
+        );
+        let _ = writeln!(
+            s,
+            "/// The layers (batch {}).\npub const LAYERS: [Layer; {}] = [",
+            self.batch(),
+            self.layers.len()
+        );
+        for l in &self.layers {
+            let _ = writeln!(s, "    {},", layer_source(l));
+        }
+        let _ = writeln!(
+            s,
+            "];\n\n/// Parameters (f32) the weight blob holds.\npub const PARAMS: usize = {};\n\n\
+             /// Arena elements `Network::run` needs.\npub const ARENA: usize = {};\n\n\
+             /// `Network::fingerprint` of the layers.\npub const FINGERPRINT: u32 = {:#010x};",
+            net.param_len(),
+            net.arena_len(),
+            net.fingerprint()
+        );
+        s
+    }
+
+    /// The batch the layers were exported for.
+    fn batch(&self) -> usize {
+        match self.layers.first() {
+            Some(NetLayer::Conv2d { params, .. }) => params.batch,
+            Some(NetLayer::Linear { params, .. }) => params.batch,
+            Some(NetLayer::MaxPool2d(params) | NetLayer::AvgPool2d { params, .. }) => params.batch,
+            _ => 1,
+        }
+    }
+}
+
+/// Folds evaluation-mode batch normalisation into the `out`-channel layer whose weight
+/// (`wlen` elements) and bias end `params`: `w' = w * s`, `b' = b * s + (beta - mean * s)`
+/// with `s = gamma / sqrt(var + eps)`, the scale and shift [`BatchNorm2d`]'s forward pass
+/// applies in evaluation.
+fn fold(bn: &BatchNorm2d, out: usize, wlen: usize, params: &mut [f32]) -> Result<()> {
+    if bn.channels() != out || params.len() < out + wlen {
+        return Err(Error::invalid(format!(
+            "batchnorm over {} channels follows a layer of {out}",
+            bn.channels()
+        )));
+    }
+    let n = params.len();
+    let (weight, bias) = params[n - out - wlen..].split_at_mut(wlen);
+    let per = wlen / out;
+    for ch in 0..out {
+        let invstd = 1.0 / (bn.running_var.data()[ch] + bn.eps).sqrt();
+        let scale = bn.weight.data()[ch] * invstd;
+        let shift = bn.bias.data()[ch] - bn.running_mean.data()[ch] * scale;
+        for w in &mut weight[ch * per..(ch + 1) * per] {
+            *w *= scale;
+        }
+        bias[ch] = bias[ch] * scale + shift;
+    }
+    Ok(())
+}
+
+fn f32_source(x: f32) -> String {
+    if x == f32::INFINITY {
+        "f32::INFINITY".into()
+    } else if x == f32::NEG_INFINITY {
+        "f32::NEG_INFINITY".into()
+    } else if x.is_nan() {
+        "f32::NAN".into()
+    } else {
+        format!("{x:?}")
+    }
+}
+
+fn act_source(a: Activation) -> String {
+    match a {
+        Activation::None => "Activation::None".into(),
+        Activation::Relu => "Activation::Relu".into(),
+        Activation::Clamp { min, max } => format!(
+            "Activation::Clamp {{ min: {}, max: {} }}",
+            f32_source(min),
+            f32_source(max)
+        ),
+    }
+}
+
+fn layer_source(l: &NetLayer) -> String {
+    let pool = |p: &cnnkit_kernels::Pool2dParams| {
+        format!(
+            "Pool2dParams::new({}, {}, {}, {}, {}, {}).with_stride({}, {}).with_padding({}, {}, {}, {}).with_dilation({}, {})",
+            p.batch,
+            p.channels,
+            p.in_h,
+            p.in_w,
+            p.kernel_h,
+            p.kernel_w,
+            p.stride_h,
+            p.stride_w,
+            p.pad_top,
+            p.pad_bottom,
+            p.pad_left,
+            p.pad_right,
+            p.dilation_h,
+            p.dilation_w
+        )
+    };
+    match l {
+        NetLayer::Conv2d {
+            params: p,
+            bias,
+            act,
+        } => format!(
+            "Layer::Conv2d {{ params: Conv2dParams::new({}, {}, {}, {}, {}, {}, {}).with_stride({}, {}).with_padding({}, {}, {}, {}).with_dilation({}, {}).with_groups({}), bias: {bias}, act: {} }}",
+            p.batch,
+            p.in_channels,
+            p.in_h,
+            p.in_w,
+            p.out_channels,
+            p.kernel_h,
+            p.kernel_w,
+            p.stride_h,
+            p.stride_w,
+            p.pad_top,
+            p.pad_bottom,
+            p.pad_left,
+            p.pad_right,
+            p.dilation_h,
+            p.dilation_w,
+            p.groups,
+            act_source(*act)
+        ),
+        NetLayer::Linear {
+            params: p,
+            bias,
+            act,
+        } => format!(
+            "Layer::Linear {{ params: LinearParams::new({}, {}, {}), bias: {bias}, act: {} }}",
+            p.batch,
+            p.in_features,
+            p.out_features,
+            act_source(*act)
+        ),
+        NetLayer::MaxPool2d(p) => format!("Layer::MaxPool2d({})", pool(p)),
+        NetLayer::AvgPool2d {
+            params: p,
+            count_include_pad,
+        } => format!(
+            "Layer::AvgPool2d {{ params: {}, count_include_pad: {count_include_pad} }}",
+            pool(p)
+        ),
+        NetLayer::Relu => "Layer::Relu".into(),
+        NetLayer::LeakyRelu(s) => format!("Layer::LeakyRelu({})", f32_source(*s)),
+        NetLayer::Tanh => "Layer::Tanh".into(),
+        NetLayer::Sigmoid => "Layer::Sigmoid".into(),
+        // (`net::Layer` is exhaustive today; a new kind must be added here)
+    }
+}

@@ -1,0 +1,170 @@
+//! `cnnkit::export`: the exported network computes what the model computes (batch
+//! normalisation folded, activations fused, flatten and dropout gone), the blob holds the
+//! parameters in state_dict order, and what cannot be exported is refused.
+
+use cnnkit::export::Export;
+use cnnkit::kernels::Activation;
+use cnnkit::kernels::net::{Blob, Layer as NetLayer};
+use cnnkit::{Layer, Model, Normalize, Shape, Tensor};
+
+const NORM: Normalize = Normalize {
+    mean: 0.25,
+    std: 0.5,
+};
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// Gives every batch normalisation non-trivial running statistics and affine parameters.
+fn perturb_batchnorm(m: &mut Model) {
+    for (i, l) in m.layers_mut().iter_mut().enumerate() {
+        if let Layer::BatchNorm2d(bn) = l {
+            let c = bn.channels();
+            let v = values(4 * c, i as u32 + 1);
+            bn.weight.data_mut().copy_from_slice(&v[..c]);
+            bn.bias.data_mut().copy_from_slice(&v[c..2 * c]);
+            bn.running_mean.data_mut().copy_from_slice(&v[2 * c..3 * c]);
+            for (r, x) in bn.running_var.data_mut().iter_mut().zip(&v[3 * c..]) {
+                *r = 0.5 + x.abs();
+            }
+        }
+    }
+}
+
+/// The model's evaluation forward pass and the exported network's, on the same inputs.
+fn both(spec: &str, input: Shape, batch: usize) -> (Vec<f32>, Vec<f32>, Export) {
+    let mut m = Model::from_spec(spec, input, 5).unwrap();
+    perturb_batchnorm(&mut m);
+    let x = values(batch * input.len(), 9);
+    let want = m
+        .forward(&Tensor::from_vec(input.batched(batch), x.clone()).unwrap())
+        .unwrap();
+    let e = Export::new(&m, NORM, batch).unwrap();
+    let net = e.network().unwrap();
+    let mut arena = vec![0.0; net.arena_len()];
+    let got = net.run(&e.params, &x, &mut arena).unwrap().to_vec();
+    (got, want.data().to_vec(), e)
+}
+
+fn assert_close(got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "[{i}] {g} vs {w}");
+    }
+}
+
+#[test]
+fn lenet5_exports_to_seven_fused_layers() {
+    let img = Shape::Image { c: 1, h: 28, w: 28 };
+    let (got, want, e) = both("lenet5", img, 1);
+    assert_close(&got, &want);
+    assert_eq!(e.layers.len(), 7);
+    assert!(matches!(
+        e.layers[0],
+        NetLayer::Conv2d {
+            act: Activation::Relu,
+            ..
+        }
+    ));
+    assert!(matches!(
+        e.layers[6],
+        NetLayer::Linear {
+            act: Activation::None,
+            ..
+        }
+    ));
+    // the parameters are the state_dict's tensors in order, concatenated
+    let m = Model::from_spec("lenet5", img, 5).unwrap();
+    let flat: Vec<f32> = m
+        .state_dict()
+        .iter()
+        .flat_map(|(_, t)| t.data().to_vec())
+        .collect();
+    assert_eq!(Export::new(&m, NORM, 1).unwrap().params, flat);
+}
+
+#[test]
+fn batchnorm_folds_and_other_layers_map() {
+    let img = Shape::Image { c: 2, h: 12, w: 12 };
+    for spec in [
+        "fmnist",
+        "conv(4,3,pad=1) batchnorm relu avgpool(2) conv(3,3) tanh maxpool(2,stride=1) flatten \
+         dropout linear(7) sigmoid linear(5) leakyrelu(0.2) linear(3)",
+        "conv(4,3,stride=2,pad=1) relu relu flatten linear(4)",
+    ] {
+        let input = if spec == "fmnist" {
+            Shape::Image { c: 1, h: 28, w: 28 }
+        } else {
+            img
+        };
+        for batch in [1, 3] {
+            let (got, want, _) = both(spec, input, batch);
+            assert_close(&got, &want);
+        }
+    }
+}
+
+#[test]
+fn what_cannot_be_folded_is_refused() {
+    let img = Shape::Image { c: 1, h: 8, w: 8 };
+    for spec in [
+        "conv(4,3) relu batchnorm flatten linear(2)",
+        "batchnorm conv(4,3) flatten linear(2)",
+        "conv(4,3) maxpool(2) batchnorm flatten linear(2)",
+    ] {
+        let m = Model::from_spec(spec, img, 1).unwrap();
+        let err = Export::new(&m, NORM, 1).unwrap_err().to_string();
+        assert!(
+            err.contains("batchnorm") && err.contains("folded"),
+            "{spec}: {err}"
+        );
+    }
+    let m = Model::from_spec("relu conv(2,3) flatten linear(2)", img, 1).unwrap();
+    assert!(Export::new(&m, NORM, 1).is_err());
+    let m = Model::from_spec("lenet5", Shape::Image { c: 1, h: 28, w: 28 }, 1).unwrap();
+    assert!(Export::new(&m, NORM, 0).is_err());
+}
+
+#[test]
+fn blob_and_source_describe_the_network() {
+    let m = Model::from_spec("lenet5", Shape::Image { c: 1, h: 28, w: 28 }, 3).unwrap();
+    let e = Export::new(&m, NORM, 1).unwrap();
+    let net = e.network().unwrap();
+    let bytes = e.blob();
+    // an aligned copy, as a firmware's flash image would be
+    let mut words = vec![0_u32; bytes.len() / 4];
+    for (w, b) in words.iter_mut().zip(bytes.chunks_exact(4)) {
+        *w = u32::from_ne_bytes(b.try_into().unwrap());
+    }
+    let aligned: &[u8] = unsafe {
+        // SAFETY: reading the initialised u32s as bytes, same length and lifetime
+        std::slice::from_raw_parts(words.as_ptr().cast(), bytes.len())
+    };
+    assert_eq!(aligned, &bytes[..]);
+    let blob = Blob::parse(aligned).unwrap();
+    assert_eq!(blob.params_for(&net).unwrap(), &e.params[..]);
+    assert_eq!((blob.mean, blob.std), (NORM.mean, NORM.std));
+    let src = e.rust_source();
+    for needle in [
+        "pub const LAYERS: [Layer; 7]",
+        "Conv2dParams::new(1, 1, 28, 28, 6, 5, 5)",
+        "with_padding(2, 2, 2, 2)",
+        "act: Activation::Relu",
+        "LinearParams::new(1, 84, 10), bias: true, act: Activation::None",
+        &format!("pub const PARAMS: usize = {};", net.param_len()),
+        &format!("pub const ARENA: usize = {};", net.arena_len()),
+        &format!("pub const FINGERPRINT: u32 = {:#010x};", net.fingerprint()),
+    ] {
+        assert!(src.contains(needle), "{needle} not in\n{src}");
+    }
+}
