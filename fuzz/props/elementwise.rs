@@ -359,7 +359,8 @@ fn mse(p: &[f32], t: &[f32]) {
     assert!(k::mse_loss(p, &t[..n - 1]).is_err());
 }
 
-/// The fully connected layer, forward with bias and clamp, and its three backward passes.
+/// The fully connected layer, forward with bias and clamp (GEMM and dot-product
+/// variants), and its three backward passes.
 pub fn linear(data: &[u8]) {
     let mut b = Bytes::new(data, 6);
     let big = b.byte(5) & 3 == 3;
@@ -386,6 +387,10 @@ pub fn linear(data: &[u8]) {
                 Err(e)
             );
             assert_eq!(k::linear_backward_bias(&p, &[], &mut y), Err(e));
+            assert_eq!(
+                k::linear_dot(&p, &[], &[], None, Activation::None, &mut y),
+                Err(e)
+            );
             return;
         }
     };
@@ -405,6 +410,7 @@ pub fn linear(data: &[u8]) {
     let mut s = vec![f32::NAN; k::linear_scratch_len(&p).unwrap()];
     let mut got = vec![f32::NAN; lo_len];
     assert_eq!(k::linear(&p, &x, &w, bias, act, &mut got, &mut s), res);
+    assert_eq!(k::linear_dot(&p, &x, &w, bias, act, &mut got), res);
     if res.is_err() {
         return;
     }
@@ -430,6 +436,15 @@ pub fn linear(data: &[u8]) {
         k::linear(&p, &x, &w, bias, act, &mut got, &mut s).unwrap();
         assert_sum_close(
             &format!("linear ({name})"),
+            &got,
+            &want,
+            &mag,
+            p.in_features + 1,
+        );
+        let mut got = vec![f32::NAN; lo_len];
+        k::linear_dot(&p, &x, &w, bias, act, &mut got).unwrap();
+        assert_sum_close(
+            &format!("linear_dot ({name})"),
             &got,
             &want,
             &mag,

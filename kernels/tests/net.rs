@@ -630,3 +630,18 @@ fn blob_rejects_bad_bytes() {
         let _ = Blob::parse(&b.0[..len]);
     }
 }
+
+/// The aarch64 and wasm test runs in CI exercise `wide`'s vector paths (NEON, simd128),
+/// not its scalar fallback.
+#[test]
+fn vector_features_are_compiled_in_where_ci_expects_them() {
+    if cfg!(target_arch = "wasm32") {
+        assert!(
+            cfg!(target_feature = "simd128"),
+            "build wasm with simd128 (see .cargo/config.toml)"
+        );
+    }
+    if cfg!(target_arch = "aarch64") {
+        assert!(cfg!(target_feature = "neon"));
+    }
+}
