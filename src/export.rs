@@ -1,6 +1,6 @@
 //! Export a trained [`Model`] for inference without `std`: the layer list of a
 //! [`cnnkit_kernels::net::Network`], its parameters as a flat little-endian
-//! [`Blob`](cnnkit_kernels::net::Blob), and the layer list as Rust source for a firmware
+//! [`Blob`], and the layer list as Rust source for a firmware
 //! to `include!`.
 //!
 //! Activations that follow a convolution or a linear layer are fused into it (as the

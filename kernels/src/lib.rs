@@ -4,7 +4,7 @@
 //! flat `f32` slices: convolution (direct and im2col + GEMM, forward and backward),
 //! im2col/col2im, SGEMM, pooling, activations, softmax, losses and fully connected layers.
 //!
-//! Conventions (see the crate README for the table of operators):
+//! Conventions (the workspace README has the table of operators):
 //! - NCHW activations, conv weights `[c_out, c_in / groups, kh, kw]`, linear weights
 //!   `[out, in]`: PyTorch's layouts.
 //! - Geometry lives in small `Copy` structs ([`Conv2dParams`], [`Pool2dParams`],
@@ -16,6 +16,8 @@
 //! - Outputs are overwritten, never read (except `C` in [`sgemm`] with `beta != 0`).
 //! - [`reference`](mod@reference) holds plain scalar loops for every operator: the oracle for tests,
 //!   fuzzing and benches.
+//! - [`net`] runs a fixed sequence of layers through one caller-provided arena, with sizes
+//!   from `const fn`s, for firmware without a heap; [`net::Blob`] reads weights from flash.
 //!
 //! ```
 //! use cnnkit_kernels::{conv2d, conv2d_scratch_len, Activation, Conv2dParams};

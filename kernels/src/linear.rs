@@ -75,8 +75,9 @@ pub fn linear(
 
 /// Fully connected forward pass as one dot product per output: no scratch, no packing.
 ///
-/// Computes what [`linear`] computes, `output[b, o] = clamp(sum_i input[b, i] * weight[o, i]
-/// + bias[o])`, reading each weight row straight from `weight`. For a batch of one (inference
+/// Computes what [`linear`] computes,
+/// `output[b, o] = clamp(sum_i input[b, i] * weight[o, i] + bias[o])`,
+/// reading each weight row straight from `weight`. For a batch of one (inference
 /// on a microcontroller, or one request at a time) this is as fast as the GEMM path, since
 /// every weight is used once either way, and it needs no scratch buffer at all. For large
 /// batches prefer [`linear`], which reuses each packed weight across the rows.
