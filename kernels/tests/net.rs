@@ -631,17 +631,9 @@ fn blob_rejects_bad_bytes() {
     }
 }
 
-/// The aarch64 and wasm test runs in CI exercise `wide`'s vector paths (NEON, simd128),
-/// not its scalar fallback.
-#[test]
-fn vector_features_are_compiled_in_where_ci_expects_them() {
-    if cfg!(target_arch = "wasm32") {
-        assert!(
-            cfg!(target_feature = "simd128"),
-            "build wasm with simd128 (see .cargo/config.toml)"
-        );
-    }
-    if cfg!(target_arch = "aarch64") {
-        assert!(cfg!(target_feature = "neon"));
-    }
-}
+// The aarch64 and wasm test runs in CI must exercise `wide`'s vector paths (NEON,
+// simd128), not its scalar fallback: without the feature these tests do not build.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "simd128")))]
+compile_error!("build wasm32 with +simd128 (see .cargo/config.toml)");
+#[cfg(all(target_arch = "aarch64", not(target_feature = "neon")))]
+compile_error!("aarch64 without NEON");
