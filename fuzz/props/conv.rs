@@ -57,6 +57,10 @@ pub fn conv2d(data: &[u8]) {
                 Err(e)
             );
             assert_eq!(
+                k::conv2d_direct_scalar(&p, &[], &[], None, Activation::None, &mut y),
+                Err(e)
+            );
+            assert_eq!(
                 k::conv2d(&p, &[], &[], None, Activation::None, &mut y, &mut s),
                 Err(e)
             );
@@ -92,6 +96,10 @@ pub fn conv2d(data: &[u8]) {
         let mut y = vec![0.0; d.output_len];
         let mut s = vec![0.0; k::conv2d_scratch_len(&p).unwrap()];
         assert_eq!(k::conv2d(&p, &x, &w, bias, act, &mut y, &mut s), Err(e));
+        assert_eq!(
+            k::conv2d_direct_scalar(&p, &x, &w, bias, act, &mut y),
+            Err(e)
+        );
         return;
     }
     let mut mag = vec![0.0; d.output_len];
@@ -125,6 +133,9 @@ pub fn conv2d(data: &[u8]) {
         let mut got = vec![f32::NAN; d.output_len];
         k::conv2d_direct(&p, &x, &w, bias, act, &mut got).unwrap();
         assert_sum_close(&format!("direct ({name})"), &got, &want, &mag, terms);
+        let mut got = vec![f32::NAN; d.output_len];
+        k::conv2d_direct_scalar(&p, &x, &w, bias, act, &mut got).unwrap();
+        assert_sum_close(&format!("direct scalar ({name})"), &got, &want, &mag, terms);
         let mut s = vec![f32::NAN; k::conv2d_im2col_scratch_len(&p).unwrap()];
         let mut got = vec![f32::NAN; d.output_len];
         k::conv2d_im2col(&p, &x, &w, bias, act, &mut got, &mut s).unwrap();

@@ -148,6 +148,17 @@ fn direct(
     k::conv2d_direct(p, x, w, b, a, y)
 }
 
+fn direct_scalar(
+    p: &Conv2dParams,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    a: Activation,
+    y: &mut [f32],
+) -> Result<(), k::KernelError> {
+    k::conv2d_direct_scalar(p, x, w, b, a, y)
+}
+
 fn im2col_gemm(
     p: &Conv2dParams,
     x: &[f32],
@@ -177,6 +188,14 @@ fn direct_matches_reference() {
     check(
         400,
         (|c: Case| forward_matches(&c, direct)) as fn(Case) -> bool,
+    );
+}
+
+#[test]
+fn direct_scalar_matches_reference() {
+    check(
+        400,
+        (|c: Case| forward_matches(&c, direct_scalar)) as fn(Case) -> bool,
     );
 }
 
@@ -627,6 +646,8 @@ fn depthwise_backward_non_finite() {
                 let mut got_y = vec![0.0; d.output_len];
                 k::conv2d_direct(&p, &dt.x, &w, None, Activation::None, &mut got_y).unwrap();
                 assert_eq!(nan(&got_y), nan(&want_y), "{isa:?} forward, shape {i}");
+                k::conv2d_direct_scalar(&p, &dt.x, &w, None, Activation::None, &mut got_y).unwrap();
+                assert_eq!(nan(&got_y), nan(&want_y), "scalar forward, shape {i}");
                 let mut got = vec![0.0; d.weight_len];
                 let mut s = vec![0.0; k::conv2d_backward_weight_scratch_len(&p).unwrap()];
                 k::conv2d_backward_weight(&p, &dt.x, &gy, &mut got, &mut s).unwrap();

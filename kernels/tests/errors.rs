@@ -36,6 +36,10 @@ fn conv_errors(p: &Conv2dParams, q: &Conv2dParams) -> Vec<(&'static str, Result<
         ("conv2d", k::conv2d(p, &x, &w, Some(&b), a, &mut y, &mut s)),
         ("direct", k::conv2d_direct(p, &x, &w, Some(&b), a, &mut y)),
         (
+            "direct scalar",
+            k::conv2d_direct_scalar(p, &x, &w, Some(&b), a, &mut y),
+        ),
+        (
             "im2col conv",
             k::conv2d_im2col(p, &x, &w, Some(&b), a, &mut y, &mut s),
         ),
@@ -202,6 +206,13 @@ fn conv_slice_and_scratch_errors() {
              b: Option<&[f32]>,
              a,
              y: &mut [f32],
+             _: &mut [f32]| k::conv2d_direct_scalar(p, x, w, b, a, y),
+            |p: &Conv2dParams,
+             x: &[f32],
+             w: &[f32],
+             b: Option<&[f32]>,
+             a,
+             y: &mut [f32],
              _: &mut [f32]| r::conv2d(p, x, w, b, a, y),
         ] {
             assert_eq!(
@@ -266,6 +277,10 @@ fn conv_slice_and_scratch_errors() {
     ] {
         assert!(matches!(
             k::conv2d_direct(&p, &x, &w, None, act, &mut y),
+            Err(E::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            k::conv2d_direct_scalar(&p, &x, &w, None, act, &mut y),
             Err(E::InvalidParameter(_))
         ));
         assert!(matches!(

@@ -52,6 +52,8 @@ fn conv2d_forward_and_backward() {
         let mut got = vec![f32::NAN; d.output_len];
         k::conv2d_direct(&p, &x, &w, Some(&b), Activation::Relu, &mut got).unwrap();
         assert_sum_close("direct", &got, &want, &mag, d.col_rows + 1);
+        k::conv2d_direct_scalar(&p, &x, &w, Some(&b), Activation::Relu, &mut got).unwrap();
+        assert_sum_close("direct scalar", &got, &want, &mag, d.col_rows + 1);
         let mut s = vec![f32::NAN; k::conv2d_im2col_scratch_len(&p).unwrap()];
         k::conv2d_im2col(&p, &x, &w, Some(&b), Activation::Relu, &mut got, &mut s).unwrap();
         assert_sum_close("im2col", &got, &want, &mag, d.col_rows + 1);

@@ -68,6 +68,9 @@ pub fn conv2d_direct(
     let ctx = &ctx;
     if super::depthwise::applies(p, &d) {
         super::depthwise::forward(ctx, input, weight, bias, output);
+    } else if CB == 1 {
+        // no vector registers: plain scalar code (see `conv2d_direct_scalar`)
+        super::scalar::forward(ctx, input, weight, bias, output);
     } else {
         dispatch!(direct(
             ctx: &Ctx<'_>,
@@ -77,6 +80,27 @@ pub fn conv2d_direct(
             output: &mut [f32],
         ));
     }
+    Ok(())
+}
+
+/// The direct convolution in plain scalar code: what [`conv2d_direct`] runs on targets
+/// whose `wide` has no vector registers (a Cortex-M4F; depthwise convolutions aside).
+/// Compiled everywhere, so that it is tested and fuzzed against the reference on any host.
+/// Four output pixels share each weight load; no scratch.
+///
+/// # Errors
+/// As [`conv2d_direct`].
+pub fn conv2d_direct_scalar(
+    p: &Conv2dParams,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
+    let ctx = Ctx { p, d: &d, lo, hi };
+    super::scalar::forward(&ctx, input, weight, bias, output);
     Ok(())
 }
 

@@ -10,12 +10,13 @@ mod backward;
 mod depthwise;
 mod direct;
 mod im2col;
+mod scalar;
 
 pub use backward::{
     conv2d_backward_bias, conv2d_backward_input, conv2d_backward_input_scratch_len,
     conv2d_backward_weight, conv2d_backward_weight_scratch_len,
 };
-pub use direct::conv2d_direct;
+pub use direct::{conv2d_direct, conv2d_direct_scalar};
 pub use im2col::{col2im, conv2d_im2col, conv2d_im2col_scratch_len, im2col};
 
 use crate::error::KernelError;
