@@ -44,14 +44,7 @@ pub fn linear(
     output: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (li, lw, lo_len) = p.lens()?;
-    let (lo, hi) = act.bounds()?;
-    check_len("input", li, input.len())?;
-    check_len("weight", lw, weight.len())?;
-    if let Some(b) = bias {
-        check_len("bias", p.out_features, b.len())?;
-    }
-    check_len("output", lo_len, output.len())?;
+    let (lo, hi) = check_forward(p, input, weight, bias, act, output)?;
     check_scratch(linear_scratch_len(p)?, scratch.len())?;
     let ep = Epilogue {
         bias: bias.map_or(Bias::None, Bias::Col),
@@ -104,14 +97,7 @@ pub fn linear_dot(
     act: Activation,
     output: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (li, lw, lo_len) = p.lens()?;
-    let (lo, hi) = act.bounds()?;
-    check_len("input", li, input.len())?;
-    check_len("weight", lw, weight.len())?;
-    if let Some(b) = bias {
-        check_len("bias", p.out_features, b.len())?;
-    }
-    check_len("output", lo_len, output.len())?;
+    let (lo, hi) = check_forward(p, input, weight, bias, act, output)?;
     let n = p.in_features;
     arch::dispatch!(dot_rows(
         n: usize,
@@ -123,6 +109,26 @@ pub fn linear_dot(
         output: &mut [f32]
     ));
     Ok(())
+}
+
+/// Validates a forward call ([`linear`], [`linear_dot`]); returns the clamp bounds.
+fn check_forward(
+    p: &LinearParams,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &[f32],
+) -> Result<(f32, f32), KernelError> {
+    let (li, lw, lo_len) = p.lens()?;
+    let bounds = act.bounds()?;
+    check_len("input", li, input.len())?;
+    check_len("weight", lw, weight.len())?;
+    if let Some(b) = bias {
+        check_len("bias", p.out_features, b.len())?;
+    }
+    check_len("output", lo_len, output.len())?;
+    Ok(bounds)
 }
 
 /// The eight lanes of `v`, summed pairwise: `((0+1)+(2+3))+((4+5)+(6+7))`.
