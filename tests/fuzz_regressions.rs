@@ -11,13 +11,14 @@ mod props;
 type Property = fn(&[u8]);
 
 /// The fuzz targets (`fuzz/fuzz_targets/NAME.rs`) and their properties.
-const TARGETS: [(&str, Property); 9] = [
+const TARGETS: [(&str, Property); 10] = [
     ("conv2d", props::conv::conv2d),
     ("im2col", props::conv::im2col),
     ("sgemm", props::gemm::sgemm),
     ("pool2d", props::pool::pool2d),
     ("activations", props::elementwise::activations),
     ("linear", props::elementwise::linear),
+    ("net", props::net::net),
     ("idx", props::parsers::idx),
     ("checkpoint", props::parsers::checkpoint),
     ("spec", props::parsers::spec),
@@ -90,6 +91,11 @@ fn activations() {
 #[test]
 fn linear() {
     replay("linear");
+}
+
+#[test]
+fn net() {
+    replay("net");
 }
 
 #[test]

@@ -21,6 +21,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod net;
 pub mod parsers;
 pub mod pool;
 
