@@ -16,8 +16,8 @@
 //! assert_eq!(e.layers.len(), 3); // conv (+ batchnorm + relu), max-pool, linear
 //! let net = e.network().unwrap();
 //! assert_eq!(net.param_len(), 4 * 9 + 4 + 64 * 10 + 10);
-//! assert_eq!(e.blob().len(), 32 + 4 * net.param_len());
-//! assert!(e.rust_source().contains("pub const LAYERS"));
+//! assert_eq!(e.blob().unwrap().len(), 32 + 4 * net.param_len());
+//! assert!(e.rust_source().unwrap().contains("pub const LAYERS"));
 //! ```
 
 use std::fmt::Write as _;
@@ -136,12 +136,30 @@ impl Export {
     }
 
     /// The flat blob: the 32-byte header, then the parameters, little-endian.
-    pub fn blob(&self) -> Vec<u8> {
-        let net = Network::new(&self.layers).expect("checked in Export::new");
+    ///
+    /// # Errors
+    /// [`Error::Kernel`] if the layers (public, so perhaps edited) no longer fit together;
+    /// [`Error::Invalid`] if the parameter count differs from theirs or does not fit the
+    /// header's `u32`.
+    pub fn blob(&self) -> Result<Vec<u8>> {
+        let net = self.network()?;
+        if self.params.len() != net.param_len() {
+            return Err(Error::invalid(format!(
+                "{} parameters for layers that take {}",
+                self.params.len(),
+                net.param_len()
+            )));
+        }
+        let (Ok(n), Ok(layers)) = (
+            u32::try_from(self.params.len()),
+            u32::try_from(self.layers.len()),
+        ) else {
+            return Err(Error::invalid("too many parameters for a weight blob"));
+        };
         let mut v = Vec::with_capacity(BLOB_HEADER_LEN + 4 * self.params.len());
         v.extend_from_slice(&Blob::header(
-            self.params.len() as u32,
-            self.layers.len() as u32,
+            n,
+            layers,
             net.fingerprint(),
             self.norm.mean,
             self.norm.std,
@@ -149,13 +167,16 @@ impl Export {
         for p in &self.params {
             v.extend_from_slice(&p.to_le_bytes());
         }
-        v
+        Ok(v)
     }
 
     /// Rust source defining `LAYERS: [cnnkit_kernels::net::Layer; N]`, `PARAMS` (the
     /// parameter count) and `ARENA` (the arena length), for a firmware to `include!`.
-    pub fn rust_source(&self) -> String {
-        let net = Network::new(&self.layers).expect("checked in Export::new");
+    ///
+    /// # Errors
+    /// [`Error::Kernel`] if the layers no longer fit together.
+    pub fn rust_source(&self) -> Result<String> {
+        let net = self.network()?;
         let mut s = String::from(
             "// Written by `cnnkit export`: the geometry of an exported model.\n\
              #[allow(unused_imports)]\n\
@@ -179,7 +200,7 @@ impl Export {
             net.arena_len(),
             net.fingerprint()
         );
-        s
+        Ok(s)
     }
 
     /// The batch the layers were exported for.

@@ -133,6 +133,13 @@ fn what_cannot_be_folded_is_refused() {
     assert!(Export::new(&m, NORM, 1).is_err());
     let m = Model::from_spec("lenet5", Shape::Image { c: 1, h: 28, w: 28 }, 1).unwrap();
     assert!(Export::new(&m, NORM, 0).is_err());
+    // the fields are public: an edited export is checked again, not trusted
+    let mut e = Export::new(&m, NORM, 1).unwrap();
+    e.params.pop();
+    assert!(e.blob().unwrap_err().to_string().contains("parameters"));
+    assert!(e.rust_source().is_ok());
+    e.layers.remove(1); // conv1's 6x28x28 output into conv2, which takes 6x14x14
+    assert!(e.blob().is_err() && e.rust_source().is_err());
 }
 
 #[test]
@@ -140,7 +147,7 @@ fn blob_and_source_describe_the_network() {
     let m = Model::from_spec("lenet5", Shape::Image { c: 1, h: 28, w: 28 }, 3).unwrap();
     let e = Export::new(&m, NORM, 1).unwrap();
     let net = e.network().unwrap();
-    let bytes = e.blob();
+    let bytes = e.blob().unwrap();
     // an aligned copy, as a firmware's flash image would be
     let mut words = vec![0_u32; bytes.len() / 4];
     for (w, b) in words.iter_mut().zip(bytes.chunks_exact(4)) {
@@ -154,7 +161,7 @@ fn blob_and_source_describe_the_network() {
     let blob = Blob::parse(aligned).unwrap();
     assert_eq!(blob.params_for(&net).unwrap(), &e.params[..]);
     assert_eq!((blob.mean, blob.std), (NORM.mean, NORM.std));
-    let src = e.rust_source();
+    let src = e.rust_source().unwrap();
     for needle in [
         "pub const LAYERS: [Layer; 7]",
         "Conv2dParams::new(1, 1, 28, 28, 6, 5, 5)",

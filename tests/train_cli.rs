@@ -181,7 +181,11 @@ fn trains_with_json_epochs_then_eval_predict_viz() {
     assert!(src.contains("pub const LAYERS"), "{src}");
     let (model, meta) = cnnkit::checkpoint::load_model(&ck).unwrap();
     let e = cnnkit::export::Export::new(&model, meta.norm(), 1).unwrap();
-    assert_eq!(bytes, e.blob(), "the CLI writes what the library exports");
+    assert_eq!(
+        bytes,
+        e.blob().unwrap(),
+        "the CLI writes what the library exports"
+    );
     let net = e.network().unwrap();
     let x: Vec<f32> = img[..784]
         .iter()

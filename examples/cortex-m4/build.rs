@@ -43,8 +43,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (model, meta) = cnnkit::checkpoint::load_model(&model_file)?;
     let export = cnnkit::export::Export::new(&model, meta.norm(), 1)?;
     let net = export.network()?;
-    fs::write(out.join("weights.bin"), export.blob())?;
-    let mut src = export.rust_source();
+    fs::write(out.join("weights.bin"), export.blob()?)?;
+    let mut src = export.rust_source()?;
 
     let split = cnnkit::data::Split::read(
         &image_dir.join("images-idx3-ubyte"),

@@ -356,9 +356,10 @@ pub fn export(model_file: &Path, out: &Path, batch: usize) -> Result<()> {
         path: out.to_path_buf(),
         source: err,
     })?;
-    let blob = e.blob();
+    let blob = e.blob()?;
+    let src = e.rust_source()?;
     checkpoint::write_atomic(&out.join("weights.bin"), &blob)?;
-    checkpoint::write_atomic(&out.join("model.rs"), e.rust_source().as_bytes())?;
+    checkpoint::write_atomic(&out.join("model.rs"), src.as_bytes())?;
     println!(
         "{}: {} layers, {} parameters ({} bytes of weights.bin), arena {} floats ({} bytes), fingerprint {:#010x}",
         out.display(),
