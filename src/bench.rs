@@ -159,6 +159,27 @@ pub fn rand(n: usize, seed: u32) -> Vec<f32> {
 }
 
 /// Splits `0..n` into at most `parts` contiguous ranges.
+/// A kernel call for [`run_jobs`].
+type Job<'a> = Box<dyn FnOnce() -> Result<(), k::KernelError> + Send + 'a>;
+
+/// Runs the jobs, one thread each, and returns the first error. A single job runs on the
+/// calling thread, so that one-thread rows time the kernel and not a thread's start.
+fn run_jobs(jobs: Vec<Job<'_>>) -> Result<(), k::KernelError> {
+    if jobs.len() == 1 {
+        return jobs.into_iter().try_for_each(|j| j());
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs.into_iter().map(|j| s.spawn(j)).collect();
+        let mut res = Ok(());
+        for h in handles {
+            if let Ok(Err(e)) = h.join() {
+                res = Err(e);
+            }
+        }
+        res
+    })
+}
+
 fn split(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     let parts = parts.clamp(1, n.max(1));
     let base = n / parts;
@@ -343,23 +364,19 @@ pub fn bench_sgemm(n: usize, threads: usize, min_time: Duration) -> Result<Row, 
         .collect();
     let mut err = None;
     let ms = time_ms(min_time, || {
-        std::thread::scope(|s| {
-            let mut rest = &mut c[..];
-            let mut handles = Vec::new();
-            for (r, sc) in ranges.iter().zip(scratch.iter_mut()) {
-                let (mine, tail) = rest.split_at_mut(r.len() * n);
-                rest = tail;
-                let a = &a[r.start * n..r.end * n];
-                let b = &b[..];
-                let p = GemmParams::new(r.len(), n, n);
-                handles.push(s.spawn(move || k::sgemm(&p, a, b, mine, sc)));
-            }
-            for h in handles {
-                if let Ok(Err(e)) = h.join() {
-                    err = Some(e);
-                }
-            }
-        });
+        let mut rest = &mut c[..];
+        let mut jobs: Vec<Job<'_>> = Vec::new();
+        for (r, sc) in ranges.iter().zip(scratch.iter_mut()) {
+            let (mine, tail) = rest.split_at_mut(r.len() * n);
+            rest = tail;
+            let a = &a[r.start * n..r.end * n];
+            let b = &b[..];
+            let p = GemmParams::new(r.len(), n, n);
+            jobs.push(Box::new(move || k::sgemm(&p, a, b, mine, sc)));
+        }
+        if let Err(e) = run_jobs(jobs) {
+            err = Some(e);
+        }
     });
     if let Some(e) = err {
         return Err(e);
@@ -392,21 +409,17 @@ fn bench_map(
     let ranges = split(n, threads);
     let mut err = None;
     let ms = time_ms(min_time, || {
-        std::thread::scope(|s| {
-            let mut rest = &mut y[..];
-            let mut handles = Vec::new();
-            for r in &ranges {
-                let (mine, tail) = rest.split_at_mut(r.len());
-                rest = tail;
-                let xs = &x[r.clone()];
-                handles.push(s.spawn(move || f(xs, mine)));
-            }
-            for h in handles {
-                if let Ok(Err(e)) = h.join() {
-                    err = Some(e);
-                }
-            }
-        });
+        let mut rest = &mut y[..];
+        let mut jobs: Vec<Job<'_>> = Vec::new();
+        for r in &ranges {
+            let (mine, tail) = rest.split_at_mut(r.len());
+            rest = tail;
+            let xs = &x[r.clone()];
+            jobs.push(Box::new(move || f(xs, mine)));
+        }
+        if let Err(e) = run_jobs(jobs) {
+            err = Some(e);
+        }
     });
     if let Some(e) = err {
         return Err(e);
@@ -435,29 +448,25 @@ pub fn bench_maxpool(threads: usize, min_time: Duration) -> Result<Row, k::Kerne
     let ranges = split(64, threads);
     let mut err = None;
     let ms = time_ms(min_time, || {
-        std::thread::scope(|s| {
-            let (mut ry, mut ri) = (&mut y[..], &mut idx[..]);
-            let mut handles = Vec::new();
-            for r in &ranges {
-                let p = Pool2dParams {
-                    batch: r.len(),
-                    ..full
-                };
-                let per_in = 16 * 28 * 28;
-                let per_out = 16 * 14 * 14;
-                let (my, ty) = ry.split_at_mut(r.len() * per_out);
-                let (mi, ti) = ri.split_at_mut(r.len() * per_out);
-                ry = ty;
-                ri = ti;
-                let xs = &x[r.start * per_in..r.end * per_in];
-                handles.push(s.spawn(move || k::max_pool2d(&p, xs, my, Some(mi))));
-            }
-            for h in handles {
-                if let Ok(Err(e)) = h.join() {
-                    err = Some(e);
-                }
-            }
-        });
+        let (mut ry, mut ri) = (&mut y[..], &mut idx[..]);
+        let mut jobs: Vec<Job<'_>> = Vec::new();
+        for r in &ranges {
+            let p = Pool2dParams {
+                batch: r.len(),
+                ..full
+            };
+            let per_in = 16 * 28 * 28;
+            let per_out = 16 * 14 * 14;
+            let (my, ty) = ry.split_at_mut(r.len() * per_out);
+            let (mi, ti) = ri.split_at_mut(r.len() * per_out);
+            ry = ty;
+            ri = ti;
+            let xs = &x[r.start * per_in..r.end * per_in];
+            jobs.push(Box::new(move || k::max_pool2d(&p, xs, my, Some(mi))));
+        }
+        if let Err(e) = run_jobs(jobs) {
+            err = Some(e);
+        }
     });
     if let Some(e) = err {
         return Err(e);

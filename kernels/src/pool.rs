@@ -11,9 +11,11 @@
 //! them. Ties keep the first position in the window (row-major order); NaN wins over any
 //! number and the first NaN is kept, so NaN propagates.
 
+use crate::arch::dispatch;
 use crate::error::KernelError;
 use crate::params::{Pool2dDims, Pool2dParams, check_len, mul, valid_range};
 use crate::simd::{LANES, f32x8, load, store_partial, sum};
+use crate::vector::Vf32;
 use wide::u32x8;
 
 /// Index stored for a window that has no input element (only possible when the padding is
@@ -127,7 +129,7 @@ fn extreme_pool<const MIN: bool>(
     if let Some(idx) = indices.as_deref() {
         check_indices(p, &d, idx)?;
     }
-    if is_2x2_s2(p) {
+    if is_2x2_s2(p) && (indices.is_none() || p.in_h * p.in_w <= FAST_INDEX_PLANE) {
         pool_2x2::<MIN>(p, &d, input, output, indices);
         return Ok(());
     }
@@ -232,72 +234,121 @@ fn is_2x2_s2(p: &Pool2dParams) -> bool {
         && p.pad_right == 0
 }
 
-/// Max (or min) over 2x2 windows with stride 2: every window is inside the image, so eight
-/// outputs at a time are a branch-free chain of vector selects over their four taps in
-/// row-major order, with the same rules as the general path (first position wins ties,
-/// the first NaN wins).
+/// Largest plane the 2x2 path tracks indices for: it carries them in `f32` lanes, exact
+/// up to 2^24 (larger planes take the general path).
+const FAST_INDEX_PLANE: usize = 1 << 24;
+
+/// Max (or min) over 2x2 windows with stride 2 on the variant [`arch::active`] names.
 fn pool_2x2<const MIN: bool>(
     p: &Pool2dParams,
     d: &Pool2dDims,
     input: &[f32],
     output: &mut [f32],
-    mut indices: Option<&mut [u32]>,
+    indices: Option<&mut [u32]>,
+) {
+    // one entry point per (max/min, with/without indices): the loops carry no branches
+    match (MIN, indices) {
+        (false, None) => {
+            dispatch!(max_2x2(p: &Pool2dParams, d: &Pool2dDims, input: &[f32], output: &mut [f32]))
+        }
+        (true, None) => {
+            dispatch!(min_2x2(p: &Pool2dParams, d: &Pool2dDims, input: &[f32], output: &mut [f32]))
+        }
+        (false, Some(idx)) => {
+            dispatch!(max_2x2_idx(p: &Pool2dParams, d: &Pool2dDims, input: &[f32], output: &mut [f32], idx: &mut [u32]))
+        }
+        (true, Some(idx)) => {
+            dispatch!(min_2x2_idx(p: &Pool2dParams, d: &Pool2dDims, input: &[f32], output: &mut [f32], idx: &mut [u32]))
+        }
+    }
+}
+
+#[inline(always)]
+fn max_2x2<V: Vf32>(p: &Pool2dParams, d: &Pool2dDims, input: &[f32], output: &mut [f32]) {
+    windows_2x2::<V, false, false>(p, d, input, output, &mut []);
+}
+
+#[inline(always)]
+fn min_2x2<V: Vf32>(p: &Pool2dParams, d: &Pool2dDims, input: &[f32], output: &mut [f32]) {
+    windows_2x2::<V, true, false>(p, d, input, output, &mut []);
+}
+
+#[inline(always)]
+fn max_2x2_idx<V: Vf32>(
+    p: &Pool2dParams,
+    d: &Pool2dDims,
+    input: &[f32],
+    output: &mut [f32],
+    idx: &mut [u32],
+) {
+    windows_2x2::<V, false, true>(p, d, input, output, idx);
+}
+
+#[inline(always)]
+fn min_2x2_idx<V: Vf32>(
+    p: &Pool2dParams,
+    d: &Pool2dDims,
+    input: &[f32],
+    output: &mut [f32],
+    idx: &mut [u32],
+) {
+    windows_2x2::<V, true, true>(p, d, input, output, idx);
+}
+
+/// Eight 2x2 windows at a time: each input row's 16 floats split into even and odd
+/// columns, then a tournament in window order, `pick(pick(top-left, top-right),
+/// pick(bottom-left, bottom-right))`, which keeps the first of ties and the first NaN as
+/// the general path does. Indices ride along as `f32` tags (exact: the plane is below
+/// [`FAST_INDEX_PLANE`]). Lanes past the row read 0 and are not stored.
+#[inline(always)]
+fn windows_2x2<V: Vf32, const MIN: bool, const IDX: bool>(
+    p: &Pool2dParams,
+    d: &Pool2dDims,
+    input: &[f32],
+    output: &mut [f32],
+    indices: &mut [u32],
 ) {
     let (h, w) = (p.in_h, p.in_w);
-    let out_plane = d.out_h * d.out_w;
+    let (oh_n, ow_n) = (d.out_h, d.out_w);
+    let out_plane = oh_n * ow_n;
+    let lane2 = V::from_array([0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0]);
+    let (one, wv) = (V::splat(1.0), V::splat(w as f32));
+    fn rest(r: &[f32]) -> &[f32] {
+        r.get(LANES..).unwrap_or(&[])
+    }
     for (pl, (x, y)) in input
         .chunks_exact(h * w)
         .zip(output.chunks_exact_mut(out_plane))
         .enumerate()
     {
-        for oh in 0..d.out_h {
-            let r0 = &x[2 * oh * w..][..w];
-            let r1 = &x[(2 * oh + 1) * w..][..w];
-            let yrow = &mut y[oh * d.out_w..][..d.out_w];
-            // (wrapping: without indices the plane is not checked against u32, and the
-            // positions are then unused)
-            let base = (2 * oh * w) as u32;
-            let o = pl * out_plane + oh * d.out_w;
-            let mut irow = indices.as_deref_mut().map(|i| &mut i[o..o + d.out_w]);
-            // eight windows at a time: the four taps of each as vectors, then three
-            // vector selects in row-major tap order (lanes past the row read 0 and are
-            // not stored)
-            let mut ow0 = 0;
-            while ow0 < d.out_w {
-                let width = (d.out_w - ow0).min(LANES);
-                let tap = |r: &[f32], dc: usize| {
-                    f32x8::new(core::array::from_fn(|l| {
-                        if l < width {
-                            r[2 * (ow0 + l) + dc]
-                        } else {
-                            0.0
-                        }
-                    }))
-                };
-                let i0 = u32x8::splat(base.wrapping_add(2 * ow0 as u32))
-                    + u32x8::new([0, 2, 4, 6, 8, 10, 12, 14]);
-                let wv = u32x8::splat(w as u32);
-                let mut best = tap(r0, 0);
-                let mut bi = i0;
-                for (v, i) in [
-                    (tap(r0, 1), i0 + u32x8::ONE),
-                    (tap(r1, 0), i0 + wv),
-                    (tap(r1, 1), i0 + wv + u32x8::ONE),
-                ] {
-                    let better = if MIN {
-                        v.simd_lt(best)
-                    } else {
-                        v.simd_gt(best)
-                    };
-                    let take = better | (v.is_nan() & !best.is_nan());
-                    best = take.select(v, best);
-                    bi = take.select(i, bi);
+        for oh in 0..oh_n {
+            let r0 = &x[2 * oh * w..][..2 * ow_n];
+            let r1 = &x[(2 * oh + 1) * w..][..2 * ow_n];
+            let yrow = &mut y[oh * ow_n..][..ow_n];
+            let o = pl * out_plane + oh * ow_n;
+            // whole vectors (fewer lanes only when the row is shorter than 8): the last
+            // tile overlaps the one before instead of running past the row (its windows
+            // are computed twice, with equal results)
+            let last = ow_n.saturating_sub(LANES);
+            let mut next = 0;
+            loop {
+                let ow0 = next.min(last);
+                let (s, t) = (&r0[2 * ow0..], &r1[2 * ow0..]);
+                let (e0, o0) = V::load(s).deinterleave(V::load(rest(s)));
+                let (e1, o1) = V::load(t).deinterleave(V::load(rest(t)));
+                let i00 = V::splat((2 * oh * w + 2 * ow0) as f32).add(lane2);
+                let i10 = i00.add(wv);
+                let (v0, t0) = V::pick::<MIN>(e0, i00, o0, i00.add(one));
+                let (v1, t1) = V::pick::<MIN>(e1, i10, o1, i10.add(one));
+                let (v, tag) = V::pick::<MIN>(v0, t0, v1, t1);
+                v.store(&mut yrow[ow0..]);
+                if IDX {
+                    tag.store_index(&mut indices[o + ow0..o + ow_n]);
                 }
-                store_partial(&mut yrow[ow0..ow0 + width], best);
-                if let Some(ir) = irow.as_deref_mut() {
-                    ir[ow0..ow0 + width].copy_from_slice(&bi.to_array()[..width]);
+                if ow0 == last {
+                    break;
                 }
-                ow0 += LANES;
+                next += LANES;
             }
         }
     }

@@ -49,6 +49,23 @@ pub(crate) trait Vf32: Copy {
     /// Lane-wise `if self > b { t } else { f }` (false for NaN).
     fn select_gt(self, b: Self, t: Self, f: Self) -> Self;
 
+    /// The even and the odd lanes of the 16 floats `self` then `hi`:
+    /// `([s0, s2, .., s14], [s1, s3, .., s15])`.
+    fn deinterleave(self, hi: Self) -> (Self, Self);
+    /// One step of pooling's tournament between `a` and `b`, which comes later in the
+    /// window: `b` wins where it is greater (`MIN`: less) or is NaN while `a` is not, so
+    /// ties keep the first and so does NaN. Returns the winners and their tags.
+    fn pick<const MIN: bool>(a: Self, ta: Self, b: Self, tb: Self) -> (Self, Self);
+
+    /// Stores lanes holding whole numbers in `[0, 2^24]` as `u32` into the first 8
+    /// elements of `d` (or as many as it holds).
+    #[inline(always)]
+    fn store_index(self, d: &mut [u32]) {
+        for (o, v) in d.iter_mut().zip(self.to_array()) {
+            *o = v as u32;
+        }
+    }
+
     /// Hints that the cache line holding `p` will be read soon (a no-op where the variant
     /// has no prefetch instruction). `p` need not be valid: prefetches never fault.
     #[inline(always)]
@@ -158,5 +175,26 @@ impl Vf32 for f32x8 {
     #[inline(always)]
     fn select_gt(self, b: Self, t: Self, f: Self) -> Self {
         self.simd_gt(b).select(t, f)
+    }
+    #[inline(always)]
+    fn deinterleave(self, hi: Self) -> (Self, Self) {
+        let (a, b) = (f32x8::to_array(self), f32x8::to_array(hi));
+        let lane = |l: usize, odd: usize| {
+            if l < 4 {
+                a[2 * l + odd]
+            } else {
+                b[2 * (l - 4) + odd]
+            }
+        };
+        (
+            f32x8::new(core::array::from_fn(|l| lane(l, 0))),
+            f32x8::new(core::array::from_fn(|l| lane(l, 1))),
+        )
+    }
+    #[inline(always)]
+    fn pick<const MIN: bool>(a: Self, ta: Self, b: Self, tb: Self) -> (Self, Self) {
+        let better = if MIN { b.simd_lt(a) } else { b.simd_gt(a) };
+        let take = better | (b.is_nan() & !a.is_nan());
+        (take.select(b, a), take.select(tb, ta))
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use cnnkit_kernels::{self as k, NO_INDEX, Pool2dParams, reference as r};
-use common::{Rng, abs, assert_sum_close, check, coin, range};
+use common::{Rng, abs, assert_sum_close, check, coin, for_each_isa, range};
 use quickcheck::{Arbitrary, Gen};
 
 #[derive(Clone, Debug)]
@@ -75,7 +75,12 @@ fn data(c: &Case) -> Vec<f32> {
 type Extreme =
     fn(&Pool2dParams, &[f32], &mut [f32], Option<&mut [u32]>) -> Result<(), k::KernelError>;
 
+/// [`extreme_matches_on`] under every kernel variant this CPU runs.
 fn extreme_matches(c: &Case, f: Extreme, rf: Extreme) {
+    for_each_isa(|_| extreme_matches_on(c, f, rf));
+}
+
+fn extreme_matches_on(c: &Case, f: Extreme, rf: Extreme) {
     let d = c.p.dims().unwrap();
     let x = data(c);
     let (mut want, mut want_i) = (vec![0.0; d.output_len], vec![0; d.output_len]);
@@ -284,6 +289,9 @@ fn fast_2x2_path_matches_reference() {
         (3, 5),
         (7, 29),
         (28, 28),
+        (2, 32),
+        (2, 31),
+        (6, 48),
         (10, 34),
         (5, 16),
         (4, 17),

@@ -2,12 +2,13 @@
 //! FMA vector type.
 
 use core::arch::x86_64::{
-    __cpuid, __cpuid_count, __m256, _CMP_GT_OQ, _CMP_LT_OQ, _MM_FROUND_NO_EXC,
-    _MM_FROUND_TO_NEAREST_INT, _MM_HINT_T0, _mm_prefetch, _mm256_add_epi32, _mm256_add_ps,
-    _mm256_and_ps, _mm256_andnot_ps, _mm256_blendv_ps, _mm256_castsi256_ps, _mm256_cmp_ps,
-    _mm256_cvtps_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps,
-    _mm256_or_ps, _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_slli_epi32,
-    _mm256_storeu_ps, _mm256_sub_ps, _xgetbv,
+    __cpuid, __cpuid_count, __m256, __m256i, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_UNORD_Q,
+    _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT, _MM_HINT_T0, _mm_prefetch, _mm256_add_epi32,
+    _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps, _mm256_blendv_ps, _mm256_castpd_ps,
+    _mm256_castps_pd, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cvtps_epi32, _mm256_cvttps_epi32,
+    _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_or_ps,
+    _mm256_permute4x64_pd, _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_shuffle_ps,
+    _mm256_slli_epi32, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_ps, _xgetbv,
 };
 
 use crate::simd::LANES;
@@ -138,6 +139,58 @@ impl Vf32 for Avx2 {
     fn select_gt(self, b: Self, t: Self, f: Self) -> Self {
         // SAFETY: AVX is available; ordered compare is false for NaN.
         Self(unsafe { _mm256_blendv_ps(f.0, t.0, _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, b.0)) })
+    }
+    #[inline(always)]
+    fn deinterleave(self, hi: Self) -> (Self, Self) {
+        // SAFETY: AVX2 is available. The shuffles give [a0 a2 b0 b2 | a4 a6 b4 b6] (and
+        // the odd lanes likewise); the 64-bit permute orders the pairs a, a, b, b.
+        unsafe {
+            let e = _mm256_shuffle_ps::<0b10_00_10_00>(self.0, hi.0);
+            let o = _mm256_shuffle_ps::<0b11_01_11_01>(self.0, hi.0);
+            let fix = |v: __m256| {
+                _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+            };
+            (Self(fix(e)), Self(fix(o)))
+        }
+    }
+    #[inline(always)]
+    fn pick<const MIN: bool>(a: Self, ta: Self, b: Self, tb: Self) -> (Self, Self) {
+        // SAFETY: AVX is available. Ordered compares are false for NaN; the unordered
+        // self-compares are true exactly for NaN lanes.
+        unsafe {
+            let better = if MIN {
+                _mm256_cmp_ps::<_CMP_LT_OQ>(b.0, a.0)
+            } else {
+                _mm256_cmp_ps::<_CMP_GT_OQ>(b.0, a.0)
+            };
+            let nan = _mm256_andnot_ps(
+                _mm256_cmp_ps::<_CMP_UNORD_Q>(a.0, a.0),
+                _mm256_cmp_ps::<_CMP_UNORD_Q>(b.0, b.0),
+            );
+            let take = _mm256_or_ps(better, nan);
+            (
+                Self(_mm256_blendv_ps(a.0, b.0, take)),
+                Self(_mm256_blendv_ps(ta.0, tb.0, take)),
+            )
+        }
+    }
+    #[inline(always)]
+    fn store_index(self, d: &mut [u32]) {
+        match d.first_chunk_mut::<LANES>() {
+            // SAFETY: AVX is available; the chunk holds 8 writable u32 (any alignment);
+            // the lanes are whole numbers below 2^24, so the i32 conversion is exact.
+            Some(a) => unsafe {
+                _mm256_storeu_si256(
+                    a.as_mut_ptr().cast::<__m256i>(),
+                    _mm256_cvttps_epi32(self.0),
+                )
+            },
+            None => {
+                for (o, v) in d.iter_mut().zip(self.to_array()) {
+                    *o = v as u32;
+                }
+            }
+        }
     }
     #[inline(always)]
     fn prefetch(p: *const f32) {
