@@ -4,13 +4,15 @@
 
 use super::depthwise;
 use super::im2col::{
-    ColBlock, Plan, block_cols, col2im_block, for_image_runs, im2col_batched, im2col_block,
+    ColBlock, Plan, block_cols, col2im_batched, col2im_block, for_image_runs, im2col_block,
+    im2col_packed_t,
 };
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
 use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::{
-    Epilogue, MatRef, gemm, gemm_packed, pack_a_all, packed_a_len, sgemm_scratch_len,
+    AOp, BOp, Epilogue, MatRef, NR_MAX, gemm, gemm_ops, gemm_packed, nr_of, pack_a_all,
+    packed_a_len, sgemm_scratch_len,
 };
 use crate::params::{Conv2dDims, Conv2dParams, add, check_scratch, mul};
 use crate::simd::sum;
@@ -141,7 +143,8 @@ pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, Ker
     let plan = Plan::new(p, &d)?;
     if plan.batched {
         let nb = plan.nb;
-        let bufs = add(mul(d.col_rows, nb)?, mul(d.out_per_group, nb)?)?;
+        // (the block is packed for the GEMM: whole slivers of up to NR_MAX taps)
+        let bufs = add(mul(d.col_rows + NR_MAX, nb)?, mul(d.out_per_group, nb)?)?;
         return add(bufs, sgemm_scratch_len(d.out_per_group, d.col_rows, nb));
     }
     let nb = block_cols(d.col_rows, d.col_cols);
@@ -295,11 +298,16 @@ fn backward_input_batched(
                 &Epilogue::plain(),
                 gemm_scratch,
             );
-            for_image_runs(jb, nb, n, |img, j0, len, at| {
-                let gx = &mut grad_input[img * d.image_len..][..d.image_len];
-                let blk = ColBlock::group(d, g, j0, len, nb);
-                col2im_block(p, d, &cb[at..], blk, gx);
-            });
+            if p.pad_top + p.pad_bottom + p.pad_left + p.pad_right == 0 {
+                // no padding: every tap is inside, so the scatter-add needs no checks
+                col2im_batched(p, d, cb, nb, g, jb, nb, grad_input);
+            } else {
+                for_image_runs(jb, nb, n, |img, j0, len, at| {
+                    let gx = &mut grad_input[img * d.image_len..][..d.image_len];
+                    let blk = ColBlock::group(d, g, j0, len, nb);
+                    col2im_block(p, d, &cb[at..], blk, gx);
+                });
+            }
             jb += nb;
         }
     }
@@ -317,24 +325,26 @@ fn backward_weight_batched(
     scratch: &mut [f32],
 ) {
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
-    let (col, rest) = scratch.split_at_mut(k * nb_max);
+    let (col, rest) = scratch.split_at_mut((k + NR_MAX) * nb_max);
     let (gyb, gemm_scratch) = rest.split_at_mut(m * nb_max);
     let total = p.batch * n;
+    let isa = arch::active();
     for g in 0..p.groups {
         let gw = &mut grad_weight[g * m * k..][..m * k];
         let mut jb = 0;
         while jb < total {
             let nb = nb_max.min(total - jb);
-            im2col_batched(p, d, input, g, jb, nb, col);
+            // col_block^T straight in the GEMM's packed-B layout
+            im2col_packed_t(p, d, input, g, jb, nb, nr_of(isa), col);
             gather_grad_output(d, g, grad_output, jb, nb, gyb);
             // the first block overwrites, the rest accumulate
             let ep = Epilogue {
                 beta: if jb == 0 { 0.0 } else { 1.0 },
                 ..Epilogue::plain()
             };
-            let a = MatRef::rows(&gyb[..m * nb], nb);
-            let b = MatRef::transposed(&col[..k * nb], nb);
-            gemm(m, k, nb, a, b, gw, k, &ep, gemm_scratch);
+            let a = AOp::Mat(MatRef::rows(&gyb[..m * nb], nb));
+            let b = BOp::Packed(col);
+            gemm_ops(isa, m, k, nb, a, b, gw, k, &ep, gemm_scratch);
             jb += nb;
         }
     }

@@ -9,7 +9,8 @@ use super::{check_forward, check_im2col, is_pointwise};
 use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::{
-    Bias, Epilogue, MatRef, gemm, gemm_packed, pack_a_all, packed_a_len, sgemm_scratch_len,
+    Bias, Epilogue, MatRef, NR_MAX, gemm, gemm_packed, gemm_prepacked, nr_of, pack_a_all,
+    packed_a_len, sgemm_scratch_len,
 };
 use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul, valid_range};
 use crate::simd::{LANES, load, store};
@@ -246,7 +247,8 @@ pub fn conv2d_im2col_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError>
     if plan.pointwise {
         return Ok(sgemm_scratch_len(d.out_per_group, d.col_cols, d.col_rows));
     }
-    let col = mul(d.col_rows, plan.nb)?;
+    // (batched blocks are packed for the GEMM: whole slivers of up to NR_MAX columns)
+    let col = mul(d.col_rows, plan.nb + if plan.batched { NR_MAX } else { 0 })?;
     let packed_w = mul(d.out_per_group + 16, d.col_rows)?;
     let c_block = if plan.batched {
         mul(d.out_per_group, plan.nb)?
@@ -275,26 +277,263 @@ pub(crate) fn for_image_runs(
 }
 
 /// The im2col block of group `g` over the batch-wide columns `jb..jb + nb` (image
-/// `j / n`, pixel `j % n`) of the whole `input` batch, into `col` (rows of `nb`).
-pub(crate) fn im2col_batched(
+/// `j / n`, pixel `j % n`), written straight in the GEMM's packed-B layout for a
+/// microkernel `nr` columns wide (see `gemm_prepacked`): `ceil(nb / nr)` slivers of
+/// `col_rows` rows of `nr` floats; the last sliver's missing columns repeat its last real
+/// column (the GEMM computes their lanes but never stores them). This skips the
+/// plain im2col matrix and the GEMM's own packing pass over it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn im2col_packed(
     p: &Conv2dParams,
     d: &Conv2dDims,
     input: &[f32],
     g: usize,
     jb: usize,
     nb: usize,
-    col: &mut [f32],
+    nr: usize,
+    dst: &mut [f32],
 ) {
-    for_image_runs(jb, nb, d.col_cols, |img, j0, len, at| {
-        let blk = ColBlock::group(d, g, j0, len, nb);
-        im2col_block(
-            p,
-            d,
-            &input[img * d.image_len..][..d.image_len],
-            blk,
-            &mut col[at..],
-        );
-    });
+    match nr {
+        16 => packed_slivers::<16>(p, d, input, g, jb, nb, dst),
+        8 => packed_slivers::<8>(p, d, input, g, jb, nb, dst),
+        _ => unreachable!("microkernels are 8 or 16 columns wide"),
+    }
+}
+
+/// [`im2col_packed`] for slivers of `NR` columns. Per sliver, each column's input position
+/// is computed once; a row `(c, kh, kw)` then adds one offset to all of them. Where every
+/// column's tap of that row lies inside the image (no padding involved) the row is a
+/// plain gather of `NR` floats; elsewhere each tap is checked.
+#[inline(always)]
+fn packed_slivers<const NR: usize>(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    input: &[f32],
+    g: usize,
+    jb: usize,
+    nb: usize,
+    dst: &mut [f32],
+) {
+    let (h, w) = (p.in_h as isize, p.in_w as isize);
+    let hw = p.in_h * p.in_w;
+    let (n, k) = (d.col_cols, d.col_rows);
+    for (s, sliver) in dst
+        .chunks_exact_mut(k * NR)
+        .take(nb.div_ceil(NR))
+        .enumerate()
+    {
+        let cols = (nb - s * NR).min(NR);
+        // the input position of each column's tap (0, 0) (possibly in the padding), as
+        // a flat index into `input` and as (row, column) within the image
+        let mut pos = [0_isize; NR];
+        let (mut ih0, mut iw0) = ([0_isize; NR], [0_isize; NR]);
+        for c in 0..NR {
+            // (missing columns repeat the last real one: always in range, never stored)
+            let j = jb + s * NR + c.min(cols - 1);
+            let (img, pix) = (j / n, j % n);
+            let (oh, ow) = (pix / d.out_w, pix % d.out_w);
+            ih0[c] = (oh * p.stride_h) as isize - p.pad_top as isize;
+            iw0[c] = (ow * p.stride_w) as isize - p.pad_left as isize;
+            let plane = img * d.image_len + g * d.in_per_group * hw;
+            pos[c] = plane as isize + ih0[c] * w + iw0[c];
+        }
+        let ih_lo = ih0.iter().copied().min().unwrap_or(0);
+        let ih_hi = ih0.iter().copied().max().unwrap_or(0);
+        let iw_lo = iw0.iter().copied().min().unwrap_or(0);
+        let iw_hi = iw0.iter().copied().max().unwrap_or(0);
+        let mut rows = sliver.chunks_exact_mut(NR);
+        for ci in 0..d.in_per_group {
+            for kh in 0..p.kernel_h {
+                let dh = (kh * p.dilation_h) as isize;
+                let rows_in = ih_lo + dh >= 0 && ih_hi + dh < h;
+                for kw in 0..p.kernel_w {
+                    let dw = (kw * p.dilation_w) as isize;
+                    let roff = (ci * hw) as isize + dh * w + dw;
+                    let Some(row) = rows.next() else { return };
+                    if rows_in && iw_lo + dw >= 0 && iw_hi + dw < w {
+                        for (o, &q) in row.iter_mut().zip(pos.iter()) {
+                            *o = input[(q + roff) as usize];
+                        }
+                    } else {
+                        for c in 0..NR {
+                            let inside = inside(ih0[c] + dh, iw0[c] + dw, h, w);
+                            row[c] = checked_tap(input, inside, pos[c] + roff);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The transpose of [`im2col_packed`]'s block, packed as B for `dY_block * col_block^T`
+/// (the weight gradient): `ceil(col_rows / nr)` slivers of `nr` im2col rows (taps
+/// `(c, kh, kw)`; the last sliver's missing rows repeat its last real one), each holding
+/// `nb` rows of `nr` floats, one per column `jb..jb + nb`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn im2col_packed_t(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    input: &[f32],
+    g: usize,
+    jb: usize,
+    nb: usize,
+    nr: usize,
+    dst: &mut [f32],
+) {
+    match nr {
+        16 => packed_t_slivers::<16>(p, d, input, g, jb, nb, dst),
+        8 => packed_t_slivers::<8>(p, d, input, g, jb, nb, dst),
+        _ => unreachable!("microkernels are 8 or 16 columns wide"),
+    }
+}
+
+/// [`im2col_packed_t`] for slivers of `NR` taps: per sliver, each tap's offset from a
+/// column's tap (0, 0) is computed once; per column (output pixel, walked in order), the
+/// `NR` floats are a plain gather where all the sliver's taps lie inside the image, else
+/// each tap is checked.
+#[inline(always)]
+fn packed_t_slivers<const NR: usize>(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    input: &[f32],
+    g: usize,
+    jb: usize,
+    nb: usize,
+    dst: &mut [f32],
+) {
+    let (h, w) = (p.in_h as isize, p.in_w as isize);
+    let hw = p.in_h * p.in_w;
+    let (n, k) = (d.col_cols, d.col_rows);
+    let taps = p.kernel_h * p.kernel_w;
+    for (s, sliver) in dst
+        .chunks_exact_mut(nb * NR)
+        .take(k.div_ceil(NR))
+        .enumerate()
+    {
+        let real = (k - s * NR).min(NR);
+        let (mut koff, mut dh, mut dw) = ([0_isize; NR], [0_isize; NR], [0_isize; NR]);
+        for c in 0..NR {
+            let r = s * NR + c.min(real - 1);
+            let (ci, t) = (r / taps, r % taps);
+            dh[c] = ((t / p.kernel_w) * p.dilation_h) as isize;
+            dw[c] = ((t % p.kernel_w) * p.dilation_w) as isize;
+            koff[c] = (ci * hw) as isize + dh[c] * w + dw[c];
+        }
+        let (dh_lo, dh_hi) = (dh.iter().copied().min(), dh.iter().copied().max());
+        let (dw_lo, dw_hi) = (dw.iter().copied().min(), dw.iter().copied().max());
+        let (dh_lo, dh_hi) = (dh_lo.unwrap_or(0), dh_hi.unwrap_or(0));
+        let (dw_lo, dw_hi) = (dw_lo.unwrap_or(0), dw_hi.unwrap_or(0));
+        let (mut img, pix) = (jb / n, jb % n);
+        let (mut oh, mut ow) = (pix / d.out_w, pix % d.out_w);
+        for row in sliver.chunks_exact_mut(NR) {
+            let ih0 = (oh * p.stride_h) as isize - p.pad_top as isize;
+            let iw0 = (ow * p.stride_w) as isize - p.pad_left as isize;
+            let plane = img * d.image_len + g * d.in_per_group * hw;
+            let pos = plane as isize + ih0 * w + iw0;
+            if ih0 + dh_lo >= 0 && ih0 + dh_hi < h && iw0 + dw_lo >= 0 && iw0 + dw_hi < w {
+                for (o, &q) in row.iter_mut().zip(koff.iter()) {
+                    *o = input[(pos + q) as usize];
+                }
+            } else {
+                for c in 0..NR {
+                    let inside = inside(ih0 + dh[c], iw0 + dw[c], h, w);
+                    row[c] = checked_tap(input, inside, pos + koff[c]);
+                }
+            }
+            ow += 1;
+            if ow == d.out_w {
+                ow = 0;
+                oh += 1;
+                if oh == d.out_h {
+                    oh = 0;
+                    img += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Adds the im2col block `col` (`col_rows` rows `ld` apart; batch-wide columns
+/// `jb..jb + nb` of group `g`) into the input positions it came from, over the whole
+/// batch (the adjoint of [`im2col_block`] over those columns); the caller zeroes `grad_input` first. Per
+/// 16 columns, each column's input position is computed once and a row adds one offset;
+/// within a row the columns' positions are distinct, so the adds never collide.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn col2im_batched(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    col: &[f32],
+    ld: usize,
+    g: usize,
+    jb: usize,
+    nb: usize,
+    grad_input: &mut [f32],
+) {
+    const NR: usize = 16;
+    let (h, w) = (p.in_h as isize, p.in_w as isize);
+    let hw = p.in_h * p.in_w;
+    let n = d.col_cols;
+    let mut j0 = 0;
+    while j0 < nb {
+        let cols = (nb - j0).min(NR);
+        let mut pos = [0_isize; NR];
+        let (mut ih0, mut iw0) = ([0_isize; NR], [0_isize; NR]);
+        for c in 0..cols {
+            let j = jb + j0 + c;
+            let (img, pix) = (j / n, j % n);
+            let (oh, ow) = (pix / d.out_w, pix % d.out_w);
+            ih0[c] = (oh * p.stride_h) as isize - p.pad_top as isize;
+            iw0[c] = (ow * p.stride_w) as isize - p.pad_left as isize;
+            let plane = img * d.image_len + g * d.in_per_group * hw;
+            pos[c] = plane as isize + ih0[c] * w + iw0[c];
+        }
+        let ih_lo = ih0[..cols].iter().copied().min().unwrap_or(0);
+        let ih_hi = ih0[..cols].iter().copied().max().unwrap_or(0);
+        let iw_lo = iw0[..cols].iter().copied().min().unwrap_or(0);
+        let iw_hi = iw0[..cols].iter().copied().max().unwrap_or(0);
+        let mut r = 0;
+        for ci in 0..d.in_per_group {
+            for kh in 0..p.kernel_h {
+                let dh = (kh * p.dilation_h) as isize;
+                let rows_in = ih_lo + dh >= 0 && ih_hi + dh < h;
+                for kw in 0..p.kernel_w {
+                    let dw = (kw * p.dilation_w) as isize;
+                    let roff = (ci * hw) as isize + dh * w + dw;
+                    let src = &col[r * ld + j0..][..cols];
+                    if rows_in && iw_lo + dw >= 0 && iw_hi + dw < w {
+                        for (&q, &v) in pos.iter().zip(src) {
+                            grad_input[(q + roff) as usize] += v;
+                        }
+                    } else {
+                        for (c, &v) in src.iter().enumerate() {
+                            let inside = inside(ih0[c] + dh, iw0[c] + dw, h, w);
+                            // branch-free: a tap in the padding adds -0.0 (which changes
+                            // nothing, not even a -0.0) to element 0
+                            let at = if inside { (pos[c] + roff) as usize } else { 0 };
+                            grad_input[at] += if inside { v } else { -0.0 };
+                        }
+                    }
+                    r += 1;
+                }
+            }
+        }
+        j0 += NR;
+    }
+}
+
+/// Whether input position `(ih, iw)` lies inside an `h x w` image.
+#[inline(always)]
+fn inside(ih: isize, iw: isize, h: isize, w: isize) -> bool {
+    // (negative values wrap to huge ones)
+    (ih as usize) < h as usize && (iw as usize) < w as usize
+}
+
+/// `input[at]` if `inside`, else 0, without a branch (element 0 is read instead).
+#[inline(always)]
+fn checked_tap(input: &[f32], inside: bool, at: isize) -> f32 {
+    let v = input[if inside { at as usize } else { 0 }];
+    if inside { v } else { 0.0 }
 }
 
 /// How [`conv2d_im2col`] walks the columns (output pixels).
@@ -350,11 +589,16 @@ pub fn conv2d_im2col(
     let plan = Plan::new(p, &d)?;
     let pointwise = plan.pointwise;
     let nb_max = plan.nb;
-    let (col, rest) = scratch.split_at_mut(if pointwise { 0 } else { k * nb_max });
+    let col_len = match () {
+        _ if pointwise => 0,
+        _ if plan.batched => k * (nb_max + NR_MAX),
+        _ => k * nb_max,
+    };
+    let (col, rest) = scratch.split_at_mut(col_len);
     let (packed_w, rest) = rest.split_at_mut(if pointwise { 0 } else { packed_a_len(m, k) });
     let isa = arch::active();
     if plan.batched {
-        let (c_block, gemm_scratch) = rest.split_at_mut(m * nb_max);
+        let c_block = &mut rest[..m * nb_max];
         let total = p.batch * n;
         for g in 0..p.groups {
             let w_g = MatRef::rows(&weight[g * m * k..][..m * k], k);
@@ -368,9 +612,8 @@ pub fn conv2d_im2col(
             let mut jb = 0;
             while jb < total {
                 let nb = nb_max.min(total - jb);
-                im2col_batched(p, &d, input, g, jb, nb, col);
-                let b = MatRef::rows(&col[..k * nb], nb);
-                gemm_packed(isa, m, nb, k, packed_w, b, c_block, nb, &ep, gemm_scratch);
+                im2col_packed(p, &d, input, g, jb, nb, nr_of(isa), col);
+                gemm_prepacked(isa, m, nb, k, packed_w, col, c_block, nb, &ep);
                 // copy each image's columns out to its output planes
                 for_image_runs(jb, nb, n, |img_i, j0, len, at| {
                     let out_g = &mut output[img_i * d.out_image_len + g * m * n..][..m * n];

@@ -28,7 +28,7 @@ pub(crate) const NC: usize = 2048;
 /// depend on the variant chosen at run time.
 const MR_MAX: usize = 16;
 /// Upper bound on NR over every microkernel variant.
-const NR_MAX: usize = 32;
+pub(crate) const NR_MAX: usize = 32;
 
 /// A read-only strided matrix view: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
@@ -180,7 +180,7 @@ pub(crate) fn gemm(
     ep: &Epilogue<'_>,
     scratch: &mut [f32],
 ) {
-    let a = AOp::Mat(a);
+    let (a, b) = (AOp::Mat(a), BOp::Mat(b));
     gemm_on(arch::active(), &Args { m, n, k, a, b, ldc }, c, ep, scratch);
 }
 
@@ -195,6 +195,15 @@ fn mr_of(isa: Isa) -> usize {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma if Isa::Avx2Fma.is_supported() => 6,
         _ => kernel::PORTABLE_MR,
+    }
+}
+
+/// The tile width (columns) of `isa`'s microkernel: the sliver width of a packed B.
+pub(crate) fn nr_of(isa: Isa) -> usize {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma if Isa::Avx2Fma.is_supported() => 16,
+        _ => kernel::PORTABLE_NV * LANES,
     }
 }
 
@@ -235,8 +244,28 @@ pub(crate) fn gemm_packed(
     ep: &Epilogue<'_>,
     scratch: &mut [f32],
 ) {
-    let a = AOp::Packed(packed_a);
+    let (a, b) = (AOp::Packed(packed_a), BOp::Mat(b));
     gemm_on(isa, &Args { m, n, k, a, b, ldc }, c, ep, scratch);
+}
+
+/// [`gemm`] with A packed by [`pack_a_all`] and B packed by its producer for the same
+/// `isa`: `ceil(n / nr)` slivers of [`nr_of`]`(isa)` columns (the last zero-padded), each
+/// holding all `k` rows, `nr` floats per row (sliver `s` starts at `s * k * nr`). Needs
+/// no scratch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_prepacked(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    packed_a: &[f32],
+    packed_b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    ep: &Epilogue<'_>,
+) {
+    let (a, b) = (AOp::Packed(packed_a), BOp::Packed(packed_b));
+    gemm_on(isa, &Args { m, n, k, a, b, ldc }, c, ep, &mut []);
 }
 
 /// Runs one product on `isa`'s variant (`alpha == 0` only scales C: A and B unread).
@@ -257,9 +286,35 @@ fn gemm_on(isa: Isa, args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch:
     }
 }
 
+/// [`gemm`] with either operand as given or packed beforehand (A by [`pack_a_all`], B as
+/// [`gemm_prepacked`] describes), for the same `isa`. `scratch` as for [`gemm`]; none is
+/// needed when both are packed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_ops(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: AOp<'_>,
+    b: BOp<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    ep: &Epilogue<'_>,
+    scratch: &mut [f32],
+) {
+    gemm_on(isa, &Args { m, n, k, a, b, ldc }, c, ep, scratch);
+}
+
 /// A as given, or packed beforehand.
 #[derive(Clone, Copy)]
-enum AOp<'a> {
+pub(crate) enum AOp<'a> {
+    Mat(MatRef<'a>),
+    Packed(&'a [f32]),
+}
+
+/// B as given, or packed beforehand (see [`gemm_prepacked`]).
+#[derive(Clone, Copy)]
+pub(crate) enum BOp<'a> {
     Mat(MatRef<'a>),
     Packed(&'a [f32]),
 }
@@ -270,7 +325,7 @@ struct Args<'a> {
     n: usize,
     k: usize,
     a: AOp<'a>,
-    b: MatRef<'a>,
+    b: BOp<'a>,
     ldc: usize,
 }
 
@@ -293,14 +348,17 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize>(
     let Args { m, n, k, a, b, ldc } = *args;
     let nr = NV * LANES;
     let kc_max = min(k, KC);
-    let (pa, pb) = scratch.split_at_mut((min(m, MC) + MR_MAX) * kc_max);
+    // (operands packed beforehand need no scratch, and may come with none)
+    let (pa, pb) = scratch.split_at_mut(((min(m, MC) + MR_MAX) * kc_max).min(scratch.len()));
     let mut jc = 0;
     while jc < n {
         let nc = min(NC, n - jc);
         let mut pc = 0;
         while pc < k {
             let kc = min(KC, k - pc);
-            pack::pack_b::<NV>(&b, pc, kc, jc, nc, pb);
+            if let BOp::Mat(bm) = b {
+                pack::pack_b::<NV>(&bm, pc, kc, jc, nc, pb);
+            }
             let first = pc == 0;
             let last = pc + kc == k;
             let mut ic = 0;
@@ -315,7 +373,11 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize>(
                 };
                 let mut jr = 0;
                 while jr < nc {
-                    let bp = &pb[(jr / nr) * kc * nr..][..kc * nr];
+                    let bp = match b {
+                        BOp::Mat(_) => &pb[(jr / nr) * kc * nr..][..kc * nr],
+                        // (jc is a multiple of NC, itself a multiple of nr)
+                        BOp::Packed(buf) => &buf[((jc + jr) / nr) * k * nr + pc * nr..][..kc * nr],
+                    };
                     let mut ir = 0;
                     while ir < mc {
                         let ap = &pa[(ir / MR) * kc * MR..][..kc * MR];
