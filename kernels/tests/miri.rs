@@ -21,6 +21,11 @@ fn conv2d_forward_and_backward() {
             .with_stride(1, 2),
         // im2col + GEMM (8+ outputs per group), dilation
         Conv2dParams::new(2, 3, 6, 5, 9, 2, 3).with_dilation(2, 1),
+        // the same on several small images with padding and stride: column blocks span
+        // images (im2col packed for the GEMM, col2im through the padding)
+        Conv2dParams::new(3, 2, 5, 4, 9, 3, 3)
+            .with_padding(1, 2, 0, 1)
+            .with_stride(2, 1),
         // depthwise
         Conv2dParams::new(1, 4, 5, 5, 4, 3, 3)
             .with_groups(4)
@@ -139,6 +144,17 @@ fn pooling() {
     k::avg_pool2d_backward(&p, true, &gy, &mut g).unwrap();
     r::avg_pool2d_backward(&p, true, &gy, &mut gr).unwrap();
     assert_close("avg backward", &g, &gr, 16.0 * f32::EPSILON, 1e-6);
+    // the 2x2 stride-2 path: rows of 8+ windows (the last tile overlapping) and fewer
+    for (h, w) in [(4, 19), (3, 7)] {
+        let p = Pool2dParams::new(1, 2, h, w, 2, 2);
+        let d = p.dims().unwrap();
+        let x = Rng(8).distinct(d.input_len);
+        let (mut y, mut yr) = (vec![f32::NAN; d.output_len], vec![0.0; d.output_len]);
+        let (mut i, mut ir) = (vec![0; d.output_len], vec![0; d.output_len]);
+        k::min_pool2d(&p, &x, &mut y, Some(&mut i)).unwrap();
+        r::min_pool2d(&p, &x, &mut yr, Some(&mut ir)).unwrap();
+        assert_eq!((&y, &i), (&yr, &ir));
+    }
 }
 
 #[test]
