@@ -341,6 +341,20 @@ fn packed_slivers<const NR: usize>(
         let ih_hi = ih0.iter().copied().max().unwrap_or(0);
         let iw_lo = iw0.iter().copied().min().unwrap_or(0);
         let iw_hi = iw0.iter().copied().max().unwrap_or(0);
+        // runs of columns whose taps are consecutive in memory (stride 1 along the row):
+        // where they are few, a row is a few short copies instead of NR loads
+        let mut runs = [(0_usize, 0_usize); NR];
+        let mut n_runs = 0;
+        for c in 0..cols {
+            if c > 0 && pos[c] == pos[c - 1] + 1 {
+                runs[n_runs - 1].1 += 1;
+            } else {
+                runs[n_runs] = (c, 1);
+                n_runs += 1;
+            }
+        }
+        let by_runs = p.stride_w == 1 && n_runs * 4 <= NR;
+        let runs = &runs[..n_runs];
         let mut rows = sliver.chunks_exact_mut(NR);
         for ci in 0..d.in_per_group {
             for kh in 0..p.kernel_h {
@@ -351,8 +365,16 @@ fn packed_slivers<const NR: usize>(
                     let roff = (ci * hw) as isize + dh * w + dw;
                     let Some(row) = rows.next() else { return };
                     if rows_in && iw_lo + dw >= 0 && iw_hi + dw < w {
-                        for (o, &q) in row.iter_mut().zip(pos.iter()) {
-                            *o = input[(q + roff) as usize];
+                        if by_runs {
+                            // (columns past `cols` are left as they are: never stored)
+                            for &(c0, len) in runs {
+                                let at = (pos[c0] + roff) as usize;
+                                copy_run(&mut row[c0..c0 + len], &input[at..at + len]);
+                            }
+                        } else {
+                            for (o, &q) in row.iter_mut().zip(pos.iter()) {
+                                *o = input[(q + roff) as usize];
+                            }
                         }
                     } else {
                         for c in 0..NR {
