@@ -4,8 +4,8 @@
 
 use super::depthwise;
 use super::im2col::{
-    ColBlock, Plan, block_cols, col2im_batched, col2im_block, for_image_runs, im2col_block,
-    im2col_packed_t,
+    ColBlock, Plan, block_cols, col2im_batched, col2im_block, for_image_runs, im2col_batched,
+    im2col_block, im2col_packed_t, unpadded,
 };
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
 use crate::arch;
@@ -298,7 +298,7 @@ fn backward_input_batched(
                 &Epilogue::plain(),
                 gemm_scratch,
             );
-            if p.pad_top + p.pad_bottom + p.pad_left + p.pad_right == 0 {
+            if unpadded(p) {
                 // no padding: every tap is inside, so the scatter-add needs no checks
                 col2im_batched(p, d, cb, nb, g, jb, nb, grad_input);
             } else {
@@ -334,8 +334,15 @@ fn backward_weight_batched(
         let mut jb = 0;
         while jb < total {
             let nb = nb_max.min(total - jb);
-            // col_block^T straight in the GEMM's packed-B layout
-            im2col_packed_t(p, d, input, g, jb, nb, nr_of(isa), col);
+            let b = if unpadded(p) {
+                // col_block^T straight in the GEMM's packed-B layout (with padding, the
+                // taps' checks cost more than the GEMM's own packing pass saves)
+                im2col_packed_t(p, d, input, g, jb, nb, nr_of(isa), col);
+                BOp::Packed(col)
+            } else {
+                im2col_batched(p, d, input, g, jb, nb, col);
+                BOp::Mat(MatRef::transposed(&col[..k * nb], nb))
+            };
             gather_grad_output(d, g, grad_output, jb, nb, gyb);
             // the first block overwrites, the rest accumulate
             let ep = Epilogue {
@@ -343,7 +350,6 @@ fn backward_weight_batched(
                 ..Epilogue::plain()
             };
             let a = AOp::Mat(MatRef::rows(&gyb[..m * nb], nb));
-            let b = BOp::Packed(col);
             gemm_ops(isa, m, k, nb, a, b, gw, k, &ep, gemm_scratch);
             jb += nb;
         }

@@ -558,6 +558,34 @@ fn checked_tap(input: &[f32], inside: bool, at: isize) -> f32 {
     if inside { v } else { 0.0 }
 }
 
+/// The im2col block of group `g` over the batch-wide columns `jb..jb + nb` (image
+/// `j / n`, pixel `j % n`) of the whole `input` batch, into `col` (rows of `nb`).
+pub(crate) fn im2col_batched(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    input: &[f32],
+    g: usize,
+    jb: usize,
+    nb: usize,
+    col: &mut [f32],
+) {
+    for_image_runs(jb, nb, d.col_cols, |img, j0, len, at| {
+        let blk = ColBlock::group(d, g, j0, len, nb);
+        im2col_block(
+            p,
+            d,
+            &input[img * d.image_len..][..d.image_len],
+            blk,
+            &mut col[at..],
+        );
+    });
+}
+
+/// Whether `p` has no padding (every tap of every window lies inside the image).
+pub(crate) fn unpadded(p: &Conv2dParams) -> bool {
+    p.pad_top == 0 && p.pad_bottom == 0 && p.pad_left == 0 && p.pad_right == 0
+}
+
 /// How [`conv2d_im2col`] walks the columns (output pixels).
 pub(crate) struct Plan {
     /// 1x1 stride-1 unpadded: the input planes are B, no im2col.
