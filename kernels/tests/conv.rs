@@ -548,6 +548,43 @@ fn non_finite_weights_meet_padding_the_same_way_everywhere() {
     assert!(want.iter().any(|v| v.is_nan()));
 }
 
+/// Non-finite inputs in the weight gradient: every path (the direct one for few input
+/// channels, with rows that end mid-vector, and im2col + GEMM) gives NaN exactly where the
+/// reference does, on every variant; the missing lanes past a row never meet an infinity.
+#[test]
+fn weight_gradient_with_non_finite_inputs_matches_reference() {
+    let shapes = [
+        // direct: 1 and 3 input channels, rows of 21 and 17 outputs
+        Conv2dParams::new(2, 1, 6, 21, 3, 3, 3).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(1, 3, 5, 19, 2, 2, 3),
+        // im2col + GEMM
+        Conv2dParams::new(2, 6, 5, 11, 4, 3, 3).with_padding(0, 1, 1, 0),
+    ];
+    for p in shapes {
+        let d = p.dims().unwrap();
+        let mut dt = data(&p, 31);
+        // an infinity and a NaN at the right end of rows (read by the lanes past a row)
+        let plane = p.in_h * p.in_w;
+        dt.x[p.in_w - 1] = f32::INFINITY;
+        dt.x[plane - 1] = f32::NAN;
+        dt.x[d.input_len - p.in_w - 2] = f32::NEG_INFINITY;
+        let mut want = vec![0.0; d.weight_len];
+        r::conv2d_backward_weight(&p, &dt.x, &dt.gy, &mut want).unwrap();
+        assert!(want.iter().any(|v| v.is_nan()));
+        common::for_each_isa(|isa| {
+            let mut got = vec![0.0; d.weight_len];
+            let mut s = vec![f32::NAN; k::conv2d_backward_weight_scratch_len(&p).unwrap()];
+            k::conv2d_backward_weight(&p, &dt.x, &dt.gy, &mut got, &mut s).unwrap();
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                let same = (a.is_nan() && b.is_nan())
+                    || (a.is_infinite() && a == b)
+                    || (a.is_finite() && b.is_finite());
+                assert!(same, "{p:?} {isa:?} [{i}]: {a} vs {b}");
+            }
+        });
+    }
+}
+
 /// Shapes whose im2col matrix is split into several column blocks (K * N above the
 /// ~48K-float block), with the last block partial and blocks starting mid output row.
 #[test]

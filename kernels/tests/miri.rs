@@ -26,6 +26,8 @@ fn conv2d_forward_and_backward() {
         Conv2dParams::new(3, 2, 5, 4, 9, 3, 3)
             .with_padding(1, 2, 0, 1)
             .with_stride(2, 1),
+        // one input channel, rows of 18: the direct weight gradient
+        Conv2dParams::new(2, 1, 3, 18, 3, 3, 3).with_padding(1, 1, 1, 1),
         // depthwise
         Conv2dParams::new(1, 4, 5, 5, 4, 3, 3)
             .with_groups(4)

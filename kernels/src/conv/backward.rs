@@ -2,12 +2,12 @@
 //! col2im (straight into the input gradient for 1x1 stride-1 unpadded kernels), the
 //! weight gradient as `sum_n dY_g * col_g^T`, and the bias gradient as a sum.
 
-use super::depthwise;
 use super::im2col::{
     ColBlock, Plan, block_cols, col2im_batched, col2im_block, for_image_runs, im2col_batched,
     im2col_block, im2col_packed_t, unpadded,
 };
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
+use super::{depthwise, weight_direct};
 use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::{
@@ -140,6 +140,9 @@ pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, Ker
     if is_pointwise(p) {
         return Ok(sgemm_scratch_len(d.out_per_group, d.col_rows, d.col_cols));
     }
+    if weight_direct::applies(p, &d) {
+        return Ok(weight_direct::scratch_len(p, &d));
+    }
     let plan = Plan::new(p, &d)?;
     if plan.batched {
         let nb = plan.nb;
@@ -171,6 +174,10 @@ pub fn conv2d_backward_weight(
     check_scratch(conv2d_backward_weight_scratch_len(p)?, scratch.len())?;
     if depthwise::applies(p, &d) {
         depthwise::backward_weight(p, &d, input, grad_output, grad_weight);
+        return Ok(());
+    }
+    if !is_pointwise(p) && weight_direct::applies(p, &d) {
+        weight_direct::backward_weight(p, &d, input, grad_output, grad_weight, scratch);
         return Ok(());
     }
     let plan = Plan::new(p, &d)?;

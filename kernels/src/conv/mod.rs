@@ -11,6 +11,7 @@ mod depthwise;
 mod direct;
 mod im2col;
 mod scalar;
+mod weight_direct;
 
 pub use backward::{
     conv2d_backward_bias, conv2d_backward_input, conv2d_backward_input_scratch_len,
