@@ -316,31 +316,17 @@ fn packed_slivers<const NR: usize>(
 ) {
     let (h, w) = (p.in_h as isize, p.in_w as isize);
     let hw = p.in_h * p.in_w;
-    let (n, k) = (d.col_cols, d.col_rows);
+    let k = d.col_rows;
     for (s, sliver) in dst
         .chunks_exact_mut(k * NR)
         .take(nb.div_ceil(NR))
         .enumerate()
     {
         let cols = (nb - s * NR).min(NR);
-        // the input position of each column's tap (0, 0) (possibly in the padding), as
-        // a flat index into `input` and as (row, column) within the image
-        let mut pos = [0_isize; NR];
-        let (mut ih0, mut iw0) = ([0_isize; NR], [0_isize; NR]);
-        for c in 0..NR {
-            // (missing columns repeat the last real one: always in range, never stored)
-            let j = jb + s * NR + c.min(cols - 1);
-            let (img, pix) = (j / n, j % n);
-            let (oh, ow) = (pix / d.out_w, pix % d.out_w);
-            ih0[c] = (oh * p.stride_h) as isize - p.pad_top as isize;
-            iw0[c] = (ow * p.stride_w) as isize - p.pad_left as isize;
-            let plane = img * d.image_len + g * d.in_per_group * hw;
-            pos[c] = plane as isize + ih0[c] * w + iw0[c];
-        }
-        let ih_lo = ih0.iter().copied().min().unwrap_or(0);
-        let ih_hi = ih0.iter().copied().max().unwrap_or(0);
-        let iw_lo = iw0.iter().copied().min().unwrap_or(0);
-        let iw_hi = iw0.iter().copied().max().unwrap_or(0);
+        // (missing columns repeat the last real one: always in range, never stored)
+        let (mut pos, mut ih0, mut iw0) = ([0_isize; NR], [0_isize; NR], [0_isize; NR]);
+        let [ih_lo, ih_hi, iw_lo, iw_hi] =
+            sliver_columns(p, d, g, jb + s * NR, cols, &mut pos, &mut ih0, &mut iw0);
         // runs of columns whose taps are consecutive in memory (stride 1 along the row):
         // where they are few, a row is a few short copies instead of NR loads
         let mut runs = [(0_usize, 0_usize); NR];
@@ -495,25 +481,12 @@ pub(crate) fn col2im_batched(
     const NR: usize = 16;
     let (h, w) = (p.in_h as isize, p.in_w as isize);
     let hw = p.in_h * p.in_w;
-    let n = d.col_cols;
     let mut j0 = 0;
     while j0 < nb {
         let cols = (nb - j0).min(NR);
-        let mut pos = [0_isize; NR];
-        let (mut ih0, mut iw0) = ([0_isize; NR], [0_isize; NR]);
-        for c in 0..cols {
-            let j = jb + j0 + c;
-            let (img, pix) = (j / n, j % n);
-            let (oh, ow) = (pix / d.out_w, pix % d.out_w);
-            ih0[c] = (oh * p.stride_h) as isize - p.pad_top as isize;
-            iw0[c] = (ow * p.stride_w) as isize - p.pad_left as isize;
-            let plane = img * d.image_len + g * d.in_per_group * hw;
-            pos[c] = plane as isize + ih0[c] * w + iw0[c];
-        }
-        let ih_lo = ih0[..cols].iter().copied().min().unwrap_or(0);
-        let ih_hi = ih0[..cols].iter().copied().max().unwrap_or(0);
-        let iw_lo = iw0[..cols].iter().copied().min().unwrap_or(0);
-        let iw_hi = iw0[..cols].iter().copied().max().unwrap_or(0);
+        let (mut pos, mut ih0, mut iw0) = ([0_isize; NR], [0_isize; NR], [0_isize; NR]);
+        let [ih_lo, ih_hi, iw_lo, iw_hi] =
+            sliver_columns(p, d, g, jb + j0, cols, &mut pos, &mut ih0, &mut iw0);
         let mut r = 0;
         for ci in 0..d.in_per_group {
             for kh in 0..p.kernel_h {
@@ -542,6 +515,39 @@ pub(crate) fn col2im_batched(
         }
         j0 += NR;
     }
+}
+
+/// The batch-wide columns `j0..j0 + cols` of group `g` (image `j / col_cols`, pixel
+/// `j % col_cols`) seen from the input: each column's tap (0, 0), possibly in the padding,
+/// as a flat index into the batch (`pos`) and as (row, column) within its image (`ih0`,
+/// `iw0`); entries past `cols` repeat the last column. Returns the range the columns span,
+/// `[ih0 min, ih0 max, iw0 min, iw0 max]`, so that one tap offset is checked for all of
+/// them at once.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn sliver_columns<const NR: usize>(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    g: usize,
+    j0: usize,
+    cols: usize,
+    pos: &mut [isize; NR],
+    ih0: &mut [isize; NR],
+    iw0: &mut [isize; NR],
+) -> [isize; 4] {
+    let (n, w, hw) = (d.col_cols, p.in_w as isize, p.in_h * p.in_w);
+    for c in 0..NR {
+        let j = j0 + c.min(cols - 1);
+        let (img, pix) = (j / n, j % n);
+        let (oh, ow) = (pix / d.out_w, pix % d.out_w);
+        ih0[c] = (oh * p.stride_h) as isize - p.pad_top as isize;
+        iw0[c] = (ow * p.stride_w) as isize - p.pad_left as isize;
+        let plane = img * d.image_len + g * d.in_per_group * hw;
+        pos[c] = plane as isize + ih0[c] * w + iw0[c];
+    }
+    let lo = |v: &[isize; NR]| v.iter().copied().min().unwrap_or(0);
+    let hi = |v: &[isize; NR]| v.iter().copied().max().unwrap_or(0);
+    [lo(ih0), hi(ih0), lo(iw0), hi(iw0)]
 }
 
 /// Whether input position `(ih, iw)` lies inside an `h x w` image.
