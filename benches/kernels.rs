@@ -111,6 +111,7 @@ fn conv(c: &mut Criterion) {
         );
         let scratch_len = [
             k::conv2d_im2col_scratch_len(&p).unwrap(),
+            k::conv2d_implicit_scratch_len(&p).unwrap(),
             k::conv2d_backward_input_scratch_len(&p).unwrap(),
             k::conv2d_backward_weight_scratch_len(&p).unwrap(),
         ];
@@ -133,6 +134,23 @@ fn conv(c: &mut Criterion) {
                 |bch| {
                     bch.iter(|| {
                         k::conv2d_im2col(
+                            &p,
+                            black_box(&x),
+                            &w,
+                            Some(&b),
+                            Activation::Relu,
+                            &mut y,
+                            &mut s,
+                        )
+                        .unwrap()
+                    })
+                },
+            );
+            g.bench_function(
+                BenchmarkId::new(format!("implicit-{}/fwd", isa.name()), name),
+                |bch| {
+                    bch.iter(|| {
+                        k::conv2d_implicit(
                             &p,
                             black_box(&x),
                             &w,

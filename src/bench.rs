@@ -322,6 +322,7 @@ pub fn bench_conv(
     let algo = match k::conv2d_algo(p)? {
         k::Conv2dAlgo::Direct => "direct",
         k::Conv2dAlgo::Im2col => "im2col",
+        k::Conv2dAlgo::Implicit => "implicit",
     };
     Ok(Row {
         name: format!("conv2d/{name}"),

@@ -157,8 +157,10 @@ impl Optimizer {
                         eps,
                         decoupled,
                     } => {
-                        let bc1 = 1.0 - beta1.powi(t);
-                        let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt();
+                        // (in f64 with `powf`, as PyTorch's Python floats: `powi` has no
+                        // fixed rounding, so it differed between debug and release builds)
+                        let bc1 = bias_correction(beta1, t);
+                        let bc2_sqrt = bias_correction(beta2, t).sqrt();
                         let step = lr / bc1;
                         let (m1, m2) = b.split_at_mut(1);
                         for (((w, &d), m), v) in p
@@ -182,6 +184,12 @@ impl Optimizer {
             }
         }
     }
+}
+
+/// Adam's bias correction `1 - beta^t`, computed in `f64` (PyTorch computes it in Python
+/// floats) and rounded once.
+fn bias_correction(beta: f32, t: i32) -> f32 {
+    (1.0 - f64::from(beta).powf(f64::from(t))) as f32
 }
 
 /// A learning-rate schedule over (fractional) epochs.

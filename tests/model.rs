@@ -179,8 +179,9 @@ fn optimizers_follow_pytorch_update_rules() {
                 }
                 m[i] = 0.9 * m[i] + (1.0 - 0.9) * d;
                 v[i] = 0.999 * v[i] + (1.0 - 0.999) * d * d;
-                let denom = v[i].sqrt() / (1.0 - 0.999f32.powi(t)).sqrt() + 1e-8;
-                want[i] -= lr / (1.0 - 0.9f32.powi(t)) * m[i] / denom;
+                let bc = |beta: f64| (1.0 - beta.powf(f64::from(t))) as f32;
+                let denom = v[i].sqrt() / bc(0.9990000128746033).sqrt() + 1e-8;
+                want[i] -= lr / bc(0.8999999761581421) * m[i] / denom;
             }
         }
         let kind = if decoupled {

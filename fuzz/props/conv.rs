@@ -65,6 +65,10 @@ pub fn conv2d(data: &[u8]) {
                 Err(e)
             );
             assert_eq!(
+                k::conv2d_implicit(&p, &[], &[], None, Activation::None, &mut y, &mut s),
+                Err(e)
+            );
+            assert_eq!(
                 k::conv2d_backward_input(&p, &[], &[], &mut y, &mut s),
                 Err(e)
             );
@@ -96,6 +100,11 @@ pub fn conv2d(data: &[u8]) {
         let mut y = vec![0.0; d.output_len];
         let mut s = vec![0.0; k::conv2d_scratch_len(&p).unwrap()];
         assert_eq!(k::conv2d(&p, &x, &w, bias, act, &mut y, &mut s), Err(e));
+        let mut s = vec![0.0; k::conv2d_implicit_scratch_len(&p).unwrap()];
+        assert_eq!(
+            k::conv2d_implicit(&p, &x, &w, bias, act, &mut y, &mut s),
+            Err(e)
+        );
         assert_eq!(
             k::conv2d_direct_scalar(&p, &x, &w, bias, act, &mut y),
             Err(e)
@@ -140,6 +149,10 @@ pub fn conv2d(data: &[u8]) {
         let mut got = vec![f32::NAN; d.output_len];
         k::conv2d_im2col(&p, &x, &w, bias, act, &mut got, &mut s).unwrap();
         assert_sum_close(&format!("im2col ({name})"), &got, &want, &mag, terms);
+        let mut s = vec![f32::NAN; k::conv2d_implicit_scratch_len(&p).unwrap()];
+        let mut got = vec![f32::NAN; d.output_len];
+        k::conv2d_implicit(&p, &x, &w, bias, act, &mut got, &mut s).unwrap();
+        assert_sum_close(&format!("implicit ({name})"), &got, &want, &mag, terms);
         let mut s = vec![f32::NAN; k::conv2d_scratch_len(&p).unwrap()];
         let mut got = vec![f32::NAN; d.output_len];
         k::conv2d(&p, &x, &w, bias, act, &mut got, &mut s).unwrap();

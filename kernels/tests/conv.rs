@@ -171,6 +171,18 @@ fn im2col_gemm(
     k::conv2d_im2col(p, x, w, b, a, y, &mut s)
 }
 
+fn implicit(
+    p: &Conv2dParams,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    a: Activation,
+    y: &mut [f32],
+) -> Result<(), k::KernelError> {
+    let mut s = vec![f32::NAN; k::conv2d_implicit_scratch_len(p)?];
+    k::conv2d_implicit(p, x, w, b, a, y, &mut s)
+}
+
 fn dispatch(
     p: &Conv2dParams,
     x: &[f32],
@@ -208,6 +220,14 @@ fn im2col_matches_reference() {
 }
 
 #[test]
+fn implicit_matches_reference() {
+    check(
+        400,
+        (|c: Case| forward_matches(&c, implicit)) as fn(Case) -> bool,
+    );
+}
+
+#[test]
 fn dispatch_matches_reference() {
     check(
         200,
@@ -223,7 +243,9 @@ fn pointwise_matches_reference() {
         let p = Conv2dParams::new(q.batch, q.in_channels, q.in_h, q.in_w, q.out_channels, 1, 1)
             .with_groups(q.groups);
         let c = Case { p, ..c };
-        forward_matches(&c, im2col_gemm) && forward_matches(&c, direct)
+        forward_matches(&c, im2col_gemm)
+            && forward_matches(&c, direct)
+            && forward_matches(&c, implicit)
     }
     check(200, prop as fn(Case) -> bool);
 }
@@ -255,7 +277,7 @@ fn large_k_and_m_match_reference() {
                 bias: true,
                 seed: i as u64,
             };
-            for f in [direct as Forward, im2col_gemm, dispatch] {
+            for f in [direct as Forward, im2col_gemm, implicit, dispatch] {
                 forward_matches(&c, f);
             }
         }
@@ -269,6 +291,19 @@ fn dispatch_picks_by_shape() {
     assert_eq!(k::conv2d_scratch_len(&lenet_c1).unwrap(), 0);
     let vgg = Conv2dParams::new(8, 64, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1);
     assert_eq!(k::conv2d_algo(&vgg).unwrap(), Conv2dAlgo::Im2col);
+    let lenet_c2 = Conv2dParams::new(64, 6, 14, 14, 16, 5, 5);
+    assert_eq!(k::conv2d_algo(&lenet_c2).unwrap(), Conv2dAlgo::Implicit);
+    // unpadded: the packed weights only (16 channels x 150 taps)
+    assert_eq!(k::conv2d_scratch_len(&lenet_c2).unwrap(), 16 * 150);
+    let stem = Conv2dParams::new(8, 3, 224, 224, 64, 7, 7)
+        .with_stride(2, 2)
+        .with_padding(3, 3, 3, 3);
+    assert_eq!(k::conv2d_algo(&stem).unwrap(), Conv2dAlgo::Implicit);
+    // padded: the weights and one zero-bordered image
+    assert_eq!(
+        k::conv2d_scratch_len(&stem).unwrap(),
+        64 * 147 + 3 * 230 * 230
+    );
     let pw = Conv2dParams::new(8, 256, 14, 14, 256, 1, 1);
     assert_eq!(k::conv2d_algo(&pw).unwrap(), Conv2dAlgo::Im2col);
     // the pointwise path needs no im2col buffer: only GEMM packing

@@ -43,6 +43,10 @@ fn conv_errors(p: &Conv2dParams, q: &Conv2dParams) -> Vec<(&'static str, Result<
             "im2col conv",
             k::conv2d_im2col(p, &x, &w, Some(&b), a, &mut y, &mut s),
         ),
+        (
+            "implicit conv",
+            k::conv2d_implicit(p, &x, &w, Some(&b), a, &mut y, &mut s),
+        ),
         ("ref conv", r::conv2d(p, &x, &w, Some(&b), a, &mut y)),
         (
             "bwd input",
@@ -74,6 +78,10 @@ fn conv_errors(p: &Conv2dParams, q: &Conv2dParams) -> Vec<(&'static str, Result<
         (
             "im2col scratch len",
             k::conv2d_im2col_scratch_len(p).map(|_| ()),
+        ),
+        (
+            "implicit scratch len",
+            k::conv2d_implicit_scratch_len(p).map(|_| ()),
         ),
         (
             "bwd input scratch len",
@@ -170,7 +178,10 @@ fn conv_slice_and_scratch_errors() {
     let w = vec![0.0; d.weight_len];
     let b = vec![0.0; d.bias_len];
     let mut y = vec![7.0; d.output_len];
-    let mut s = vec![0.0; k::conv2d_im2col_scratch_len(&p).unwrap()];
+    let scratch_len = k::conv2d_im2col_scratch_len(&p)
+        .unwrap()
+        .max(k::conv2d_implicit_scratch_len(&p).unwrap());
+    let mut s = vec![0.0; scratch_len];
     let a = Activation::None;
     for delta in [-1_isize, 1] {
         let len = |n: usize| (n as isize + delta) as usize;
@@ -193,6 +204,13 @@ fn conv_slice_and_scratch_errors() {
              a,
              y: &mut [f32],
              s: &mut [f32]| k::conv2d_im2col(p, x, w, b, a, y, s),
+            |p: &Conv2dParams,
+             x: &[f32],
+             w: &[f32],
+             b: Option<&[f32]>,
+             a,
+             y: &mut [f32],
+             s: &mut [f32]| k::conv2d_implicit(p, x, w, b, a, y, s),
             |p: &Conv2dParams,
              x: &[f32],
              w: &[f32],
@@ -234,9 +252,17 @@ fn conv_slice_and_scratch_errors() {
         }
     }
     assert!(y.iter().all(|&v| v == 7.0), "nothing written on error");
-    let need = s.len();
+    let need = k::conv2d_im2col_scratch_len(&p).unwrap();
     assert_eq!(
         k::conv2d_im2col(&p, &x, &w, Some(&b), a, &mut y, &mut s[..need - 1]),
+        Err(E::ScratchTooSmall {
+            needed: need,
+            actual: need - 1
+        })
+    );
+    let need = k::conv2d_implicit_scratch_len(&p).unwrap();
+    assert_eq!(
+        k::conv2d_implicit(&p, &x, &w, Some(&b), a, &mut y, &mut s[..need - 1]),
         Err(E::ScratchTooSmall {
             needed: need,
             actual: need - 1
@@ -285,6 +311,10 @@ fn conv_slice_and_scratch_errors() {
         ));
         assert!(matches!(
             k::conv2d_im2col(&p, &x, &w, None, act, &mut y, &mut s),
+            Err(E::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            k::conv2d_implicit(&p, &x, &w, None, act, &mut y, &mut s),
             Err(E::InvalidParameter(_))
         ));
         assert!(matches!(

@@ -34,6 +34,8 @@ fn conv2d_forward_and_backward() {
             .with_padding(1, 1, 1, 1),
         // pointwise, grouped
         Conv2dParams::new(1, 4, 3, 3, 8, 1, 1).with_groups(2),
+        // implicit GEMM over two K blocks (261 taps) and two channel blocks (17), padded
+        Conv2dParams::new(1, 29, 2, 3, 17, 3, 3).with_padding(1, 1, 1, 1),
     ];
     let mut rng = Rng(7);
     for p in shapes {
@@ -64,6 +66,9 @@ fn conv2d_forward_and_backward() {
         let mut s = vec![f32::NAN; k::conv2d_im2col_scratch_len(&p).unwrap()];
         k::conv2d_im2col(&p, &x, &w, Some(&b), Activation::Relu, &mut got, &mut s).unwrap();
         assert_sum_close("im2col", &got, &want, &mag, d.col_rows + 1);
+        let mut s = vec![f32::NAN; k::conv2d_implicit_scratch_len(&p).unwrap()];
+        k::conv2d_implicit(&p, &x, &w, Some(&b), Activation::Relu, &mut got, &mut s).unwrap();
+        assert_sum_close("implicit", &got, &want, &mag, d.col_rows + 1);
 
         let mut gx = vec![f32::NAN; d.input_len];
         let mut s = vec![f32::NAN; k::conv2d_backward_input_scratch_len(&p).unwrap()];

@@ -1,6 +1,7 @@
-//! 2-D convolution: direct (vectorised along the output row) and im2col + SGEMM (with
-//! 1x1 stride-1 unpadded convolutions going straight to GEMM), the backward passes, and
-//! the public `im2col` / `col2im` kernels.
+//! 2-D convolution: direct (vectorised along the output row), implicit GEMM (output
+//! channels in the vector lanes, taps read in place) and im2col + SGEMM (with 1x1 stride-1
+//! unpadded convolutions going straight to GEMM), the backward passes, and the public
+//! `im2col` / `col2im` kernels.
 //!
 //! Zero padding is an explicit 0.0 input in every variant: it multiplies its weight, so a
 //! non-finite weight on a padded tap gives NaN, exactly as convolving an explicitly padded
@@ -10,6 +11,7 @@ mod backward;
 mod depthwise;
 mod direct;
 mod im2col;
+mod implicit;
 mod scalar;
 mod weight_direct;
 
@@ -19,6 +21,7 @@ pub use backward::{
 };
 pub use direct::{conv2d_direct, conv2d_direct_scalar};
 pub use im2col::{col2im, conv2d_im2col, conv2d_im2col_scratch_len, im2col};
+pub use implicit::{conv2d_implicit, conv2d_implicit_scratch_len};
 
 use crate::error::KernelError;
 use crate::params::{Activation, Conv2dDims, Conv2dParams, check_len};
@@ -29,8 +32,15 @@ pub enum Conv2dAlgo {
     /// [`conv2d_direct`]: no scratch; wins when a group has few output channels
     /// (LeNet's first layer, depthwise convolutions), where GEMM tiles would be mostly empty.
     Direct,
-    /// [`conv2d_im2col`]: im2col + SGEMM (no im2col for 1x1 stride-1 unpadded kernels).
+    /// [`conv2d_im2col`]: im2col + SGEMM (no im2col for 1x1 stride-1 unpadded kernels);
+    /// wins for many taps per output (`in_per_group * kh * kw` above 256), where the
+    /// im2col pass is small beside the GEMM and the GEMM's packing keeps it in cache.
     Im2col,
+    /// [`conv2d_implicit`]: the GEMM's register tile over (pixels x output channels), each
+    /// pixel's taps broadcast from the image in place; no im2col matrix. Wins for up to
+    /// 256 taps per output (LeNet's second layer, a ResNet stem), where im2col's matrix
+    /// costs more to write than the GEMM spends on it.
+    Implicit,
 }
 
 /// A 1x1 kernel with stride 1 and no padding: the input planes are already the GEMM's B.
@@ -51,10 +61,14 @@ pub(crate) const fn is_pointwise(p: &Conv2dParams) -> bool {
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_algo(p: &Conv2dParams) -> Result<Conv2dAlgo, KernelError> {
     let d = p.dims()?;
-    Ok(if is_pointwise(p) || d.out_per_group >= 8 {
+    Ok(if is_pointwise(p) {
         Conv2dAlgo::Im2col
-    } else {
+    } else if d.out_per_group < 8 {
         Conv2dAlgo::Direct
+    } else if d.col_rows <= implicit::KC {
+        Conv2dAlgo::Implicit
+    } else {
+        Conv2dAlgo::Im2col
     })
 }
 
@@ -66,6 +80,7 @@ pub fn conv2d_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     match conv2d_algo(p)? {
         Conv2dAlgo::Direct => Ok(0),
         Conv2dAlgo::Im2col => conv2d_im2col_scratch_len(p),
+        Conv2dAlgo::Implicit => conv2d_implicit_scratch_len(p),
     }
 }
 
@@ -92,6 +107,7 @@ pub fn conv2d(
     match conv2d_algo(p)? {
         Conv2dAlgo::Direct => conv2d_direct(p, input, weight, bias, act, output),
         Conv2dAlgo::Im2col => conv2d_im2col(p, input, weight, bias, act, output, scratch),
+        Conv2dAlgo::Implicit => conv2d_implicit(p, input, weight, bias, act, output, scratch),
     }
 }
 

@@ -8,7 +8,7 @@
 //! over the slivers, one `MR x NR` microkernel call each. Packed slivers are zero-padded to
 //! whole tiles, so the microkernel never branches on edges; only the store does.
 
-mod kernel;
+pub(crate) mod kernel;
 mod pack;
 
 use crate::arch::{self, Isa};

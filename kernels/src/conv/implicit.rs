@@ -1,0 +1,317 @@
+//! Implicit GEMM: the convolution as `Y^T [pixels x channels] = col^T [pixels x K] *
+//! W^T [K x channels]` without building im2col's matrix. A register tile holds `MR`
+//! output pixels by `NV * 8` output channels (the GEMM microkernel's 6 x 16 on AVX2); each
+//! tap `(c_in, kh, kw)` broadcasts one input value per pixel straight from the image and
+//! loads one row of the transposed, packed weights, then does `MR * NV` FMAs, as the
+//! GEMM's microkernel does with packed operands. The only packing is of the weights
+//! (`K x 16` per block of output channels, once per call) and, for a padded convolution,
+//! a zero-bordered copy of one image's channels of the group at a time, so the taps never
+//! need a bounds check. The tile is stored transposed (16 output planes, `MR` pixels each).
+//!
+//! It wins where im2col would write far more than the GEMM computes on it: small images
+//! with many taps per output channel block (LeNet's second layer: K = 150, 16 channels).
+//!
+//! One generic source, compiled for each variant (see `crate::arch`).
+
+use super::check_forward;
+use super::im2col::unpadded;
+use crate::arch::{self, Isa};
+use crate::error::KernelError;
+use crate::gemm::kernel::{PORTABLE_MR, PORTABLE_NV};
+use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul};
+use crate::simd::{LANES, clamp1, f32x8};
+use crate::vector::Vf32;
+
+/// Output channels per weight block in the scratch layout (the widest tile of any variant).
+const NR_MAX: usize = 16;
+/// Taps per K block (rounded to whole input channels): a block's weights, `KC x 16`
+/// floats, fill half of L1.
+pub(super) const KC: usize = 256;
+
+/// Scratch elements [`conv2d_implicit`] needs: the group's weights transposed and packed
+/// (output channels rounded up to 16, times `in_per_group * kernel_h * kernel_w`), plus,
+/// when `p` pads, one zero-bordered copy of a group's input channels of one image.
+///
+/// # Errors
+/// As [`Conv2dParams::dims`].
+pub fn conv2d_implicit_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
+    let d = p.dims()?;
+    let weights = mul(d.out_per_group.div_ceil(NR_MAX) * NR_MAX, d.col_rows)?;
+    if unpadded(p) {
+        return Ok(weights);
+    }
+    let (ph, pw) = padded_dims(p)?;
+    add(weights, mul(d.in_per_group, mul(ph, pw)?)?)
+}
+
+/// The input's height and width with the padding added.
+fn padded_dims(p: &Conv2dParams) -> Result<(usize, usize), KernelError> {
+    Ok((
+        add(add(p.in_h, p.pad_top)?, p.pad_bottom)?,
+        add(add(p.in_w, p.pad_left)?, p.pad_right)?,
+    ))
+}
+
+/// Convolution forward pass by implicit GEMM (see the module docs): output channels in
+/// the vector lanes, each pixel's taps read in place. Arguments and result as
+/// [`crate::conv2d`]; `scratch` holds at least [`conv2d_implicit_scratch_len`] floats.
+///
+/// # Errors
+/// As [`crate::conv2d`], with [`conv2d_implicit_scratch_len`] as the scratch requirement.
+///
+/// ```
+/// use cnnkit_kernels::{conv2d_implicit, conv2d_implicit_scratch_len, Activation, Conv2dParams};
+/// // one 3x3 image, two 2x2 filters: a 2x2 output per filter
+/// let p = Conv2dParams::new(1, 1, 3, 3, 2, 2, 2);
+/// let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0];
+/// let w = [1.0, 0.0, 0.0, 0.0, /* */ 0.0, 0.0, 0.0, 1.0];
+/// let mut y = [0.0; 8];
+/// let mut s = vec![0.0; conv2d_implicit_scratch_len(&p).unwrap()];
+/// conv2d_implicit(&p, &x, &w, None, Activation::None, &mut y, &mut s).unwrap();
+/// assert_eq!(y, [1.0, 2.0, 4.0, 5.0, /* */ 5.0, 6.0, 8.0, 9.0]);
+/// ```
+pub fn conv2d_implicit(
+    p: &Conv2dParams,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
+    check_scratch(conv2d_implicit_scratch_len(p)?, scratch.len())?;
+    let (ph, pw) = padded_dims(p)?;
+    let a = Args {
+        p,
+        d: &d,
+        input,
+        weight,
+        bias,
+        lo,
+        hi,
+        ph,
+        pw,
+    };
+    match arch::active() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => {
+            // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
+            unsafe { run_avx2(&a, output, scratch) }
+        }
+        _ => run::<f32x8, PORTABLE_MR, PORTABLE_NV>(&a, output, scratch),
+    }
+    Ok(())
+}
+
+/// The checked arguments of one call.
+struct Args<'a> {
+    p: &'a Conv2dParams,
+    d: &'a Conv2dDims,
+    input: &'a [f32],
+    weight: &'a [f32],
+    bias: Option<&'a [f32]>,
+    lo: f32,
+    hi: f32,
+    /// Height and width of the (padded) image the taps are read from.
+    ph: usize,
+    pw: usize,
+}
+
+/// The AVX2 + FMA instantiation (the GEMM microkernel's 6 x 16 tile).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn run_avx2(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]) {
+    run::<crate::arch::x86::Avx2, 6, 2>(a, output, scratch);
+}
+
+/// The tap geometry within one (padded) image of the group's channels.
+#[derive(Clone, Copy)]
+struct Taps {
+    channels: usize,
+    kh: usize,
+    kw: usize,
+    /// Distance between channels, between tap rows and between tap columns.
+    plane: usize,
+    row: usize,
+    col: usize,
+}
+
+#[inline(always)]
+fn run<V: Vf32, const MR: usize, const NV: usize>(
+    a: &Args<'_>,
+    output: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let (p, d) = (a.p, a.d);
+    let nr = NV * LANES;
+    let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
+    let (ph, pw) = (a.ph, a.pw);
+    let padded = !unpadded(p);
+    let blocks = m.div_ceil(nr);
+    let (packed_w, pad_buf) = scratch.split_at_mut(blocks * nr * k);
+    let src_len = d.in_per_group * ph * pw;
+    let pad_buf = &mut pad_buf[..if padded { src_len } else { 0 }];
+    // the borders stay zero: only the interior is rewritten, image by image
+    pad_buf.fill(0.0);
+    let taps = Taps {
+        channels: d.in_per_group,
+        kh: p.kernel_h,
+        kw: p.kernel_w,
+        plane: ph * pw,
+        row: p.dilation_h * pw,
+        col: p.dilation_w,
+    };
+    if n == 0 || k == 0 {
+        return;
+    }
+    // every tap of every output pixel lies inside the (padded) image: the last pixel's
+    // last tap is the largest offset any tile reads
+    let last_tap = (d.out_h - 1) * p.stride_h * pw
+        + (d.out_w - 1) * p.stride_w
+        + (taps.channels - 1) * taps.plane
+        + (taps.kh - 1) * taps.row
+        + (taps.kw - 1) * taps.col;
+    assert!(last_tap < src_len, "implicit GEMM: a tap outside the image");
+    let hw = p.in_h * p.in_w;
+    let (lo, hi) = (V::splat(a.lo), V::splat(a.hi));
+    for g in 0..p.groups {
+        // W_g^T packed per block of nr output channels: k rows of nr (missing channels 0)
+        let w_g = &a.weight[g * m * k..][..m * k];
+        for (b, blk) in packed_w.chunks_exact_mut(k * nr).enumerate() {
+            for (t, row) in blk.chunks_exact_mut(nr).enumerate() {
+                for (c, x) in row.iter_mut().enumerate() {
+                    let oc = b * nr + c;
+                    *x = if oc < m { w_g[oc * k + t] } else { 0.0 };
+                }
+            }
+        }
+        let bias_g = a.bias.map(|b| &b[g * m..][..m]);
+        for img in 0..p.batch {
+            let x_g =
+                &a.input[img * d.image_len + g * d.in_per_group * hw..][..d.in_per_group * hw];
+            let src: &[f32] = if padded {
+                for (ci, plane) in x_g.chunks_exact(hw).enumerate() {
+                    for (ih, row) in plane.chunks_exact(p.in_w).enumerate() {
+                        let at = ci * ph * pw + (ih + p.pad_top) * pw + p.pad_left;
+                        pad_buf[at..at + p.in_w].copy_from_slice(row);
+                    }
+                }
+                pad_buf
+            } else {
+                x_g
+            };
+            let out_g = &mut output[img * d.out_image_len + g * m * n..][..m * n];
+            // K in blocks of whole channels, about KC taps each, so that a block's weights
+            // (KC x nr) stay in L1; later blocks add into the output
+            let per_ch = p.kernel_h * p.kernel_w;
+            let cb = (KC / per_ch).max(1);
+            let mut c0 = 0;
+            while c0 < d.in_per_group {
+                let cn = cb.min(d.in_per_group - c0);
+                let (first, last) = (c0 == 0, c0 + cn == d.in_per_group);
+                let t = Taps {
+                    channels: cn,
+                    ..taps
+                };
+                let src_c = &src[c0 * taps.plane..];
+                for (b, wb) in packed_w.chunks_exact(k * nr).enumerate() {
+                    let wb = &wb[c0 * per_ch * nr..][..cn * per_ch * nr];
+                    let chans = (m - b * nr).min(nr);
+                    // the block's biases in the lanes of its channels (missing ones 0)
+                    let mut bias_b = [V::splat(0.0); NV];
+                    if let (Some(bg), true) = (bias_g, first) {
+                        let mut lanes = [0.0_f32; 32];
+                        lanes[..chans].copy_from_slice(&bg[b * nr..][..chans]);
+                        for (v, x) in bias_b.iter_mut().enumerate() {
+                            *x = V::load(&lanes[v * LANES..]);
+                        }
+                    }
+                    let mut j0 = 0;
+                    while j0 < n {
+                        let rows = (n - j0).min(MR);
+                        let mut base = [0_usize; MR];
+                        for (r, at) in base.iter_mut().enumerate() {
+                            // (missing pixels repeat the last real one: in range, never stored)
+                            let j = j0 + r.min(rows - 1);
+                            let (oh, ow) = (j / d.out_w, j % d.out_w);
+                            *at = oh * p.stride_h * pw + ow * p.stride_w;
+                        }
+                        // SAFETY: every base + tap offset of channels c0.. is at most
+                        // `last_tap` < src.len() (checked above), so within src_c; wb
+                        // holds nr floats per tap of the block.
+                        let acc =
+                            unsafe { tile::<V, MR, NV>(src_c.as_ptr(), &base, wb.as_ptr(), t) };
+                        // bias (and clamp, when one block holds all of K) with the
+                        // channels in the lanes, then the transpose
+                        let mut vals = [[0.0_f32; 32]; MR];
+                        for (vr, ar) in vals.iter_mut().zip(acc.iter()) {
+                            for (v, (x, bb)) in ar.iter().zip(bias_b.iter()).enumerate() {
+                                let y = x.add(*bb);
+                                let y = if first && last { y.clamp(lo, hi) } else { y };
+                                y.store(&mut vr[v * LANES..]);
+                            }
+                        }
+                        for c in 0..chans {
+                            let dst = &mut out_g[(b * nr + c) * n + j0..][..rows];
+                            let vals = vals.iter().map(|vr| vr[c]);
+                            match (first, last) {
+                                (true, _) => dst.iter_mut().zip(vals).for_each(|(y, v)| *y = v),
+                                (false, false) => {
+                                    dst.iter_mut().zip(vals).for_each(|(y, v)| *y += v);
+                                }
+                                (false, true) => dst
+                                    .iter_mut()
+                                    .zip(vals)
+                                    .for_each(|(y, v)| *y = clamp1(*y + v, a.lo, a.hi)),
+                            }
+                        }
+                        j0 += MR;
+                    }
+                }
+                c0 += cn;
+            }
+        }
+    }
+}
+
+/// One `MR x (NV * 8)` tile: pixel `r`'s taps start at `src + base[r]`, tap `t`'s weights
+/// for the block's channels are the `NV * 8` floats at `w + t * NV * 8`.
+///
+/// # Safety
+/// Every `src + base[r] + offset of a tap` must be readable, and `w` must hold
+/// `NV * 8` floats per tap.
+#[inline(always)]
+unsafe fn tile<V: Vf32, const MR: usize, const NV: usize>(
+    src: *const f32,
+    base: &[usize; MR],
+    w: *const f32,
+    t: Taps,
+) -> [[V; NV]; MR] {
+    let mut acc = [[V::splat(0.0); NV]; MR];
+    let ptrs: [*const f32; MR] = core::array::from_fn(|r| src.wrapping_add(base[r]));
+    let mut wp = w;
+    for ci in 0..t.channels {
+        for kh in 0..t.kh {
+            let ro = ci * t.plane + kh * t.row;
+            for kw in 0..t.kw {
+                let o = ro + kw * t.col;
+                let mut bv = [V::splat(0.0); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    // SAFETY: the caller's weights hold NV * 8 floats for this tap.
+                    *x = unsafe { V::load_ptr(wp.add(v * LANES)) };
+                }
+                for (row, &ptr) in acc.iter_mut().zip(ptrs.iter()) {
+                    // SAFETY: the caller guarantees every tap of every pixel is readable.
+                    let av = V::splat(unsafe { *ptr.add(o) });
+                    for (x, &bb) in row.iter_mut().zip(bv.iter()) {
+                        *x = av.mul_add(bb, *x);
+                    }
+                }
+                // SAFETY: stays within (or one past) the caller's weights.
+                wp = unsafe { wp.add(NV * LANES) };
+            }
+        }
+    }
+    acc
+}
