@@ -36,6 +36,9 @@ fn conv2d_forward_and_backward() {
         Conv2dParams::new(1, 4, 3, 3, 8, 1, 1).with_groups(2),
         // implicit GEMM over two K blocks (261 taps) and two channel blocks (17), padded
         Conv2dParams::new(1, 29, 2, 3, 17, 3, 3).with_padding(1, 1, 1, 1),
+        // implicit weight gradient (30-pixel planes): two channel blocks, a partial tap
+        // tile (18 taps), padding
+        Conv2dParams::new(2, 2, 5, 6, 18, 3, 3).with_padding(1, 1, 1, 1),
     ];
     let mut rng = Rng(7);
     for p in shapes {

@@ -1,13 +1,15 @@
 //! Convolution backward passes by GEMM: the input gradient as `W_g^T * dY_g` followed by
 //! col2im (straight into the input gradient for 1x1 stride-1 unpadded kernels), the
-//! weight gradient as `sum_n dY_g * col_g^T`, and the bias gradient as a sum.
+//! weight gradient as `sum_n dY_g * col_g^T` (by the implicit GEMM, the direct kernel for
+//! few input channels, or im2col + GEMM for tiny output planes), and the bias gradient as
+//! a sum.
 
 use super::im2col::{
     ColBlock, Plan, block_cols, col2im_batched, col2im_block, for_image_runs, im2col_batched,
     im2col_block, im2col_packed_t, unpadded,
 };
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
-use super::{depthwise, weight_direct};
+use super::{depthwise, implicit, weight_direct};
 use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::{
@@ -143,6 +145,9 @@ pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, Ker
     if weight_direct::applies(p, &d) {
         return Ok(weight_direct::scratch_len(p, &d));
     }
+    if implicit_weight(p, &d) {
+        return implicit::backward_weight_scratch_len(p);
+    }
     let plan = Plan::new(p, &d)?;
     if plan.batched {
         let nb = plan.nb;
@@ -155,6 +160,14 @@ pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, Ker
         mul(d.col_rows, nb)?,
         sgemm_scratch_len(d.out_per_group, d.col_rows, nb),
     )
+}
+
+/// Whether the weight gradient goes by the implicit GEMM (`implicit::backward_weight`):
+/// not for 1x1 stride-1 unpadded kernels (a plain GEMM on the input), nor for output
+/// planes under 16 pixels, where the per-image pass over the transposed gradient would
+/// outweigh the work (the batched GEMM spans images there).
+fn implicit_weight(p: &Conv2dParams, d: &Conv2dDims) -> bool {
+    !is_pointwise(p) && d.col_cols >= 16
 }
 
 /// Gradient of the loss with respect to the weights, summed over the batch; `grad_weight`
@@ -179,6 +192,9 @@ pub fn conv2d_backward_weight(
     if !is_pointwise(p) && weight_direct::applies(p, &d) {
         weight_direct::backward_weight(p, &d, input, grad_output, grad_weight, scratch);
         return Ok(());
+    }
+    if implicit_weight(p, &d) {
+        return implicit::backward_weight(p, &d, input, grad_output, grad_weight, scratch);
     }
     let plan = Plan::new(p, &d)?;
     if plan.batched {
