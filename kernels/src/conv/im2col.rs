@@ -487,13 +487,16 @@ pub(crate) fn col2im_batched(
         let (mut pos, mut ih0, mut iw0) = ([0_isize; NR], [0_isize; NR], [0_isize; NR]);
         let [ih_lo, ih_hi, iw_lo, iw_hi] =
             sliver_columns(p, d, g, jb + j0, cols, &mut pos, &mut ih0, &mut iw0);
-        let mut r = 0;
-        for ci in 0..d.in_per_group {
-            for kh in 0..p.kernel_h {
-                let dh = (kh * p.dilation_h) as isize;
-                let rows_in = ih_lo + dh >= 0 && ih_hi + dh < h;
-                for kw in 0..p.kernel_w {
-                    let dw = (kw * p.dilation_w) as isize;
+        // channels innermost: consecutive rows add into different planes, so an add
+        // never waits on the store just before it (rows (kh, kw) and (kh, kw + 1) of one
+        // channel hit overlapping pixels)
+        for kh in 0..p.kernel_h {
+            let dh = (kh * p.dilation_h) as isize;
+            let rows_in = ih_lo + dh >= 0 && ih_hi + dh < h;
+            for kw in 0..p.kernel_w {
+                let dw = (kw * p.dilation_w) as isize;
+                for ci in 0..d.in_per_group {
+                    let r = (ci * p.kernel_h + kh) * p.kernel_w + kw;
                     let roff = (ci * hw) as isize + dh * w + dw;
                     let src = &col[r * ld + j0..][..cols];
                     if rows_in && iw_lo + dw >= 0 && iw_hi + dw < w {
@@ -509,7 +512,6 @@ pub(crate) fn col2im_batched(
                             grad_input[at] += if inside { v } else { -0.0 };
                         }
                     }
-                    r += 1;
                 }
             }
         }
