@@ -187,6 +187,14 @@ fn block<V: Vf32, const N: usize>(
             let interior = width == tile
                 && first >= p.pad_left
                 && (ow0 + tile - 1) * p.stride_w + span_w < p.pad_left + wd;
+            // a partial last tile (stride 1) whose real pixels' taps all lie inside the
+            // row: its other lanes may read on into the next row (never stored), so it
+            // loads straight from the plane where that stays inside it
+            let overhang = !interior
+                && width < tile
+                && p.stride_w == 1
+                && first >= p.pad_left
+                && ow0 + width - 1 + span_w < p.pad_left + wd;
             // the input columns the segment of this tile covers: [seg_lo, seg_hi)
             let (seg_lo, seg_hi) = if !interior && seg_len <= SEG {
                 let lo = p.pad_left.saturating_sub(first).min(seg_len);
@@ -213,10 +221,14 @@ fn block<V: Vf32, const N: usize>(
                     } else {
                         &xp[(ihp - p.pad_top) * wd..][..wd]
                     };
+                    // (overhang: the tile's reach from this row stays inside the plane)
+                    let from_plane = !pad_row
+                        && overhang
+                        && (ihp - p.pad_top) * wd + first - p.pad_left + tile + span_w <= xp.len();
                     let wbase = (ci * p.kernel_h + kh) * p.kernel_w;
                     // Edge tiles: copy the part of the row the tile reads into a zero-padded
                     // stack segment once per row, so each kw below is a plain load.
-                    let use_seg = !pad_row && !interior && seg_len <= SEG;
+                    let use_seg = !pad_row && !interior && !from_plane && seg_len <= SEG;
                     if use_seg && seg_hi > seg_lo {
                         // segment position j holds padded-row position first + j; the
                         // zeros around [seg_lo, seg_hi) were written once per tile (a
@@ -226,11 +238,54 @@ fn block<V: Vf32, const N: usize>(
                         seg[seg_lo..seg_hi]
                             .copy_from_slice(&row[first + seg_lo - p.pad_left..][..n]);
                     }
+                    // stride 1 from a contiguous source (the row, the plane or the segment):
+                    // the source is sliced once and each kw is two plain loads
+                    let contiguous: Option<&[f32]> = if pad_row || p.stride_w != 1 {
+                        None
+                    } else if from_plane {
+                        let s = (ihp - p.pad_top) * wd + first - p.pad_left;
+                        Some(&xp[s..s + span_w + tile])
+                    } else if use_seg {
+                        Some(&seg[..span_w + tile])
+                    } else if interior {
+                        let s = first - p.pad_left;
+                        Some(&row[s..s + span_w + tile])
+                    } else {
+                        None
+                    };
+                    if let Some(src) = contiguous {
+                        // each output channel's weights of this (ci, kh) row, sliced once
+                        let wrow: [&[f32]; N] =
+                            core::array::from_fn(|c| &w[c * k + wbase..][..p.kernel_w]);
+                        for kw in 0..p.kernel_w {
+                            let off = kw * p.dilation_w;
+                            let mut xv = [V::splat(0.0); PV];
+                            for (v, xx) in xv.iter_mut().enumerate() {
+                                // (a bounded slice: the load has no partial-vector path,
+                                // whose memcpy call would spill the accumulators)
+                                let o = off + v * LANES;
+                                *xx = V::load(&src[o..o + LANES]);
+                            }
+                            for (accc, wr) in acc.iter_mut().zip(wrow.iter()) {
+                                // SAFETY: kw < kernel_w == wr.len().
+                                let wv = V::splat(unsafe { *wr.get_unchecked(kw) });
+                                for (a, &xx) in accc.iter_mut().zip(xv.iter()) {
+                                    *a = wv.mul_add(xx, *a);
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     for kw in 0..p.kernel_w {
                         let off = kw * p.dilation_w;
                         let mut xv = [V::splat(0.0); PV];
                         if pad_row {
                             // zeros
+                        } else if from_plane {
+                            let s = (ihp - p.pad_top) * wd + first + off - p.pad_left;
+                            for (v, xx) in xv.iter_mut().enumerate() {
+                                *xx = V::load(&xp[s + v * LANES..s + v * LANES + LANES]);
+                            }
                         } else if (interior || use_seg) && p.stride_w == 1 {
                             let src = if use_seg {
                                 &seg[off..off + tile]
