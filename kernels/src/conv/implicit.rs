@@ -191,12 +191,7 @@ fn run<V: Vf32, const MR: usize, const NV: usize>(
             let x_g =
                 &a.input[img * d.image_len + g * d.in_per_group * hw..][..d.in_per_group * hw];
             let src: &[f32] = if padded {
-                for (ci, plane) in x_g.chunks_exact(hw).enumerate() {
-                    for (ih, row) in plane.chunks_exact(p.in_w).enumerate() {
-                        let at = ci * ph * pw + (ih + p.pad_top) * pw + p.pad_left;
-                        pad_buf[at..at + p.in_w].copy_from_slice(row);
-                    }
-                }
+                copy_padded(p, x_g, pw, pad_buf);
                 pad_buf
             } else {
                 x_g
@@ -275,6 +270,44 @@ fn run<V: Vf32, const MR: usize, const NV: usize>(
     }
 }
 
+/// One step of a tile: `acc[r] += ptrs[r][o] * b[..NV * 8]` for every row `r`.
+///
+/// # Safety
+/// Every `ptrs[r] + o` must be readable, and `b` must hold `NV * 8` floats.
+#[inline(always)]
+unsafe fn step<V: Vf32, const MR: usize, const NV: usize>(
+    acc: &mut [[V; NV]; MR],
+    ptrs: &[*const f32; MR],
+    o: usize,
+    b: *const f32,
+) {
+    let mut bv = [V::splat(0.0); NV];
+    for (v, x) in bv.iter_mut().enumerate() {
+        // SAFETY: b holds NV * 8 floats (the caller's guarantee).
+        *x = unsafe { V::load_ptr(b.add(v * LANES)) };
+    }
+    for (row, &ptr) in acc.iter_mut().zip(ptrs.iter()) {
+        // SAFETY: ptr + o is readable (the caller's guarantee).
+        let av = V::splat(unsafe { *ptr.add(o) });
+        for (x, &bb) in row.iter_mut().zip(bv.iter()) {
+            *x = av.mul_add(bb, *x);
+        }
+    }
+}
+
+/// Copies one image's channels of a group, `x_g` (`[channels, in_h, in_w]`), into the
+/// interior of the zero-bordered planes of `pad_buf` (rows `pw` floats wide); the borders
+/// are left as they are.
+fn copy_padded(p: &Conv2dParams, x_g: &[f32], pw: usize, pad_buf: &mut [f32]) {
+    let ph = p.in_h + p.pad_top + p.pad_bottom;
+    for (ci, plane) in x_g.chunks_exact(p.in_h * p.in_w).enumerate() {
+        for (ih, row) in plane.chunks_exact(p.in_w).enumerate() {
+            let at = ci * ph * pw + (ih + p.pad_top) * pw + p.pad_left;
+            pad_buf[at..at + p.in_w].copy_from_slice(row);
+        }
+    }
+}
+
 /// One `MR x (NV * 8)` tile: pixel `r`'s taps start at `src + base[r]`, tap `t`'s weights
 /// for the block's channels are the `NV * 8` floats at `w + t * NV * 8`.
 ///
@@ -295,19 +328,9 @@ unsafe fn tile<V: Vf32, const MR: usize, const NV: usize>(
         for kh in 0..t.kh {
             let ro = ci * t.plane + kh * t.row;
             for kw in 0..t.kw {
-                let o = ro + kw * t.col;
-                let mut bv = [V::splat(0.0); NV];
-                for (v, x) in bv.iter_mut().enumerate() {
-                    // SAFETY: the caller's weights hold NV * 8 floats for this tap.
-                    *x = unsafe { V::load_ptr(wp.add(v * LANES)) };
-                }
-                for (row, &ptr) in acc.iter_mut().zip(ptrs.iter()) {
-                    // SAFETY: the caller guarantees every tap of every pixel is readable.
-                    let av = V::splat(unsafe { *ptr.add(o) });
-                    for (x, &bb) in row.iter_mut().zip(bv.iter()) {
-                        *x = av.mul_add(bb, *x);
-                    }
-                }
+                // SAFETY: the caller guarantees every tap of every pixel is readable and
+                // NV * 8 weights for this tap at wp.
+                unsafe { step(&mut acc, &ptrs, ro + kw * t.col, wp) };
                 // SAFETY: stays within (or one past) the caller's weights.
                 wp = unsafe { wp.add(NV * LANES) };
             }
@@ -430,12 +453,7 @@ fn weight_run<V: Vf32, const MR: usize, const NV: usize>(
             let x_g =
                 &a.input[img * d.image_len + g * d.in_per_group * hw..][..d.in_per_group * hw];
             let src: &[f32] = if padded {
-                for (ci, plane) in x_g.chunks_exact(hw).enumerate() {
-                    for (ih, row) in plane.chunks_exact(p.in_w).enumerate() {
-                        let at = ci * ph * pw + (ih + p.pad_top) * pw + p.pad_left;
-                        pad_buf[at..at + p.in_w].copy_from_slice(row);
-                    }
-                }
+                copy_padded(p, x_g, pw, pad_buf);
                 pad_buf
             } else {
                 x_g
@@ -513,19 +531,9 @@ unsafe fn weight_tile<V: Vf32, const MR: usize, const NV: usize>(
     for oh in 0..px.out_h {
         let ro = oh * px.row;
         for ow in 0..px.out_w {
-            let o = ro + ow * px.col;
-            let mut bv = [V::splat(0.0); NV];
-            for (v, x) in bv.iter_mut().enumerate() {
-                // SAFETY: the caller's gradients hold NV * 8 floats for this pixel.
-                *x = unsafe { V::load_ptr(bp.add(v * LANES)) };
-            }
-            for (row, &ptr) in a.iter_mut().zip(ptrs.iter()) {
-                // SAFETY: the caller guarantees every tap of every pixel is readable.
-                let av = V::splat(unsafe { *ptr.add(o) });
-                for (x, &bb) in row.iter_mut().zip(bv.iter()) {
-                    *x = av.mul_add(bb, *x);
-                }
-            }
+            // SAFETY: the caller guarantees every tap of every pixel is readable and
+            // NV * 8 gradients for this pixel at bp.
+            unsafe { step(&mut a, &ptrs, ro + ow * px.col, bp) };
             // SAFETY: stays within (or one past) the caller's gradients.
             bp = unsafe { bp.add(NV * LANES) };
         }
