@@ -15,7 +15,7 @@
 
 use super::check_forward;
 use super::im2col::unpadded;
-use crate::arch::{self, Isa};
+use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::kernel::{PORTABLE_MR, PORTABLE_NV};
 use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul};
@@ -95,7 +95,7 @@ pub fn conv2d_implicit(
     };
     match arch::active() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => {
+        arch::Isa::Avx2Fma => {
             // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
             unsafe { run_avx2(&a, output, scratch) }
         }
@@ -382,7 +382,7 @@ pub(crate) fn backward_weight(
     };
     match arch::active() {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma => {
+        arch::Isa::Avx2Fma => {
             // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
             unsafe { weight_avx2(&a, grad_weight, scratch) }
         }
