@@ -27,20 +27,26 @@ pub(crate) mod x86;
 /// with those features; otherwise with the portable `wide::f32x8`.
 ///
 /// `dispatch!(f(a: &A, b: &mut B))` names each argument with its type (the types of the
-/// generated function's parameters).
+/// generated function's parameters). Kernels with a register tile take its const
+/// parameters after the vector type, one list for the x86 variants and one for the
+/// portable one: `dispatch!(f[6, 2][PORTABLE_MR, PORTABLE_NV](a: &A))` calls
+/// `f::<Avx2, 6, 2>` or `f::<f32x8, PORTABLE_MR, PORTABLE_NV>`.
 macro_rules! dispatch {
-    ($f:ident ( $($arg:ident : $ty:ty),* $(,)? )) => {{
+    ($f:ident ( $($arg:ident : $ty:ty),* $(,)? )) => {
+        $crate::arch::dispatch!($f[][]($($arg: $ty),*))
+    };
+    ($f:ident [$($c:expr),*] [$($pc:expr),*] ( $($arg:ident : $ty:ty),* $(,)? )) => {{
         match $crate::arch::active() {
             #[cfg(target_arch = "x86_64")]
             $crate::arch::Isa::Avx2Fma => {
                 #[target_feature(enable = "avx2,fma")]
                 fn avx2($($arg: $ty),*) {
-                    $f::<$crate::arch::x86::Avx2>($($arg),*)
+                    $f::<$crate::arch::x86::Avx2 $(, { $c })*>($($arg),*)
                 }
                 // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
                 unsafe { avx2($($arg),*) }
             }
-            _ => $f::<$crate::simd::f32x8>($($arg),*),
+            _ => $f::<$crate::simd::f32x8 $(, { $pc })*>($($arg),*),
         }
     }};
 }

@@ -19,7 +19,7 @@ use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::kernel::{PORTABLE_MR, PORTABLE_NV};
 use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul};
-use crate::simd::{LANES, clamp1, f32x8};
+use crate::simd::{LANES, clamp1};
 use crate::vector::Vf32;
 
 /// Output channels per weight block in the scratch layout (the widest tile of any variant).
@@ -93,14 +93,13 @@ pub fn conv2d_implicit(
         ph,
         pw,
     };
-    match arch::active() {
-        #[cfg(target_arch = "x86_64")]
-        arch::Isa::Avx2Fma => {
-            // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
-            unsafe { run_avx2(&a, output, scratch) }
-        }
-        _ => run::<f32x8, PORTABLE_MR, PORTABLE_NV>(&a, output, scratch),
-    }
+    // (the GEMM microkernel's 6 x 16 tile on x86)
+    let a = &a;
+    arch::dispatch!(run[6, 2][PORTABLE_MR, PORTABLE_NV](
+        a: &Args<'_>,
+        output: &mut [f32],
+        scratch: &mut [f32]
+    ));
     Ok(())
 }
 
@@ -116,13 +115,6 @@ struct Args<'a> {
     /// Height and width of the (padded) image the taps are read from.
     ph: usize,
     pw: usize,
-}
-
-/// The AVX2 + FMA instantiation (the GEMM microkernel's 6 x 16 tile).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn run_avx2(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]) {
-    run::<crate::arch::x86::Avx2, 6, 2>(a, output, scratch);
 }
 
 /// The tap geometry within one (padded) image of the group's channels.
@@ -380,22 +372,13 @@ pub(crate) fn backward_weight(
         ph,
         pw,
     };
-    match arch::active() {
-        #[cfg(target_arch = "x86_64")]
-        arch::Isa::Avx2Fma => {
-            // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
-            unsafe { weight_avx2(&a, grad_weight, scratch) }
-        }
-        _ => weight_run::<f32x8, PORTABLE_MR, PORTABLE_NV>(&a, grad_weight, scratch),
-    }
+    let a = &a;
+    arch::dispatch!(weight_run[6, 2][PORTABLE_MR, PORTABLE_NV](
+        a: &Args<'_>,
+        grad_weight: &mut [f32],
+        scratch: &mut [f32]
+    ));
     Ok(())
-}
-
-/// The AVX2 + FMA instantiation of the weight gradient.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn weight_avx2(a: &Args<'_>, grad_weight: &mut [f32], scratch: &mut [f32]) {
-    weight_run::<crate::arch::x86::Avx2, 6, 2>(a, grad_weight, scratch);
 }
 
 /// The output pixels' geometry in the (padded) input: `out_h` rows of `out_w` pixels,
