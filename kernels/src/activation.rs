@@ -19,9 +19,9 @@ fn vmap<V: Vf32>(x: &[f32], y: &mut [f32], f: impl Fn(V) -> V) {
     let mut x4 = x.chunks_exact(4 * LANES);
     let mut y4 = y.chunks_exact_mut(4 * LANES);
     for (xs, ys) in (&mut x4).zip(&mut y4) {
-        let v = [0, 1, 2, 3].map(|i| f(V::load(&xs[i * LANES..])));
+        let v = [0, 1, 2, 3].map(|i| f(V::load(&xs[i * LANES..(i + 1) * LANES])));
         for (i, r) in v.into_iter().enumerate() {
-            r.store(&mut ys[i * LANES..]);
+            r.store(&mut ys[i * LANES..(i + 1) * LANES]);
         }
     }
     let (x, y) = (x4.remainder(), y4.into_remainder());
