@@ -295,6 +295,12 @@ fn dispatch_picks_by_shape() {
     assert_eq!(k::conv2d_algo(&lenet_c2).unwrap(), Conv2dAlgo::Implicit);
     // unpadded: the packed weights only (16 channels x 150 taps)
     assert_eq!(k::conv2d_scratch_len(&lenet_c2).unwrap(), 16 * 150);
+    // its input gradient goes direct: 16 flat gradient planes (60 zeros before, 196
+    // positions rounded to 224) and 6 computed planes of 224
+    assert_eq!(
+        k::conv2d_backward_input_scratch_len(&lenet_c2).unwrap(),
+        16 * (60 + 224) + 6 * 224
+    );
     let stem = Conv2dParams::new(8, 3, 224, 224, 64, 7, 7)
         .with_stride(2, 2)
         .with_padding(3, 3, 3, 3);

@@ -41,6 +41,11 @@ fn conv2d_forward_and_backward() {
         // implicit weight gradient (16-pixel planes): two channel blocks, a partial tap
         // tile (9 taps), padding
         Conv2dParams::new(1, 1, 4, 4, 17, 3, 3).with_padding(1, 1, 1, 1),
+        // the direct input gradient (stride 1, 35-pixel planes): two groups of three
+        // input channels, asymmetric padding (flat rows of 7 for 6-pixel input rows)
+        Conv2dParams::new(1, 6, 5, 6, 4, 3, 2)
+            .with_groups(2)
+            .with_padding(2, 0, 1, 1),
     ];
     let mut rng = Rng(7);
     for p in shapes {

@@ -12,6 +12,7 @@ mod depthwise;
 mod direct;
 mod im2col;
 mod implicit;
+mod input_direct;
 mod scalar;
 mod weight_direct;
 
