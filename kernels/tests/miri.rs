@@ -26,7 +26,8 @@ fn conv2d_forward_and_backward() {
         Conv2dParams::new(3, 2, 5, 4, 9, 3, 3)
             .with_padding(1, 2, 0, 1)
             .with_stride(2, 1),
-        // one input channel, rows of 18: the direct weight gradient
+        // one input channel, rows of 18: the flat weight gradient (and the row-by-row one
+        // for a non-finite input: `weight_gradient_non_finite_input`)
         Conv2dParams::new(2, 1, 3, 18, 3, 3, 3).with_padding(1, 1, 1, 1),
         // depthwise
         Conv2dParams::new(1, 4, 5, 5, 4, 3, 3)
@@ -107,6 +108,35 @@ fn conv2d_forward_and_backward() {
         let mut mag = vec![0.0; d.image_len];
         r::col2im(&p, &abs(&col), &mut mag).unwrap();
         assert_sum_close("col2im", &img, &img_ref, &mag, 2 * p.kernel_h * p.kernel_w);
+    }
+}
+
+/// The row-by-row weight gradient, which the flat one hands inputs with an infinity or
+/// NaN: the same values as the reference, non-finite exactly where it is.
+#[test]
+fn weight_gradient_non_finite_input() {
+    let p = Conv2dParams::new(2, 1, 3, 18, 3, 3, 3).with_padding(1, 1, 1, 1);
+    let d = p.dims().unwrap();
+    let mut rng = Rng(9);
+    let mut x = rng.vec(d.input_len);
+    x[0] = f32::INFINITY; // a corner: taps of kernel row or column 2 never read it
+    let gy = rng.vec(d.output_len);
+    let mut gw = vec![f32::NAN; d.weight_len];
+    let mut s = vec![f32::NAN; k::conv2d_backward_weight_scratch_len(&p).unwrap()];
+    k::conv2d_backward_weight(&p, &x, &gy, &mut gw, &mut s).unwrap();
+    let mut want = vec![0.0; d.weight_len];
+    r::conv2d_backward_weight(&p, &x, &gy, &mut want).unwrap();
+    let mut mag = vec![0.0; d.weight_len];
+    r::conv2d_backward_weight(&p, &abs(&x), &abs(&gy), &mut mag).unwrap();
+    assert!(want.iter().any(|v| !v.is_finite()) && want.iter().any(|v| v.is_finite()));
+    for (i, (a, b)) in gw.iter().zip(&want).enumerate() {
+        assert_eq!(a.is_finite(), b.is_finite(), "weight {i}: {a} against {b}");
+        if b.is_finite() {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + mag[i]),
+                "weight {i}: {a} against {b}"
+            );
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use super::im2col::{
     im2col_block, im2col_packed_t, unpadded,
 };
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
-use super::{depthwise, implicit, input_direct, weight_direct};
+use super::{depthwise, implicit, input_direct, weight_direct, weight_flat};
 use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::{
@@ -149,7 +149,12 @@ pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, Ker
         return Ok(sgemm_scratch_len(d.out_per_group, d.col_rows, d.col_cols));
     }
     if weight_direct::applies(p, &d) {
-        return Ok(weight_direct::scratch_len(p, &d));
+        let direct = weight_direct::scratch_len(p, &d);
+        // (which of the two runs depends on the input: see `weight_flat`)
+        if weight_flat::applies(p) {
+            return Ok(direct.max(weight_flat::scratch_len(p, &d)?));
+        }
+        return Ok(direct);
     }
     if implicit_weight(p, &d) {
         return implicit::backward_weight_scratch_len(p);
@@ -196,7 +201,11 @@ pub fn conv2d_backward_weight(
         return Ok(());
     }
     if !is_pointwise(p) && weight_direct::applies(p, &d) {
-        weight_direct::backward_weight(p, &d, input, grad_output, grad_weight, scratch);
+        if weight_flat::applies(p) && weight_flat::finite(input) {
+            weight_flat::backward_weight(p, &d, input, grad_output, grad_weight, scratch);
+        } else {
+            weight_direct::backward_weight(p, &d, input, grad_output, grad_weight, scratch);
+        }
         return Ok(());
     }
     if implicit_weight(p, &d) {

@@ -15,6 +15,7 @@ mod implicit;
 mod input_direct;
 mod scalar;
 mod weight_direct;
+mod weight_flat;
 
 pub use backward::{
     conv2d_backward_bias, conv2d_backward_input, conv2d_backward_input_scratch_len,

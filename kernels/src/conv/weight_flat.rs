@@ -1,0 +1,221 @@
+//! The weight gradient of stride-1, undilated convolutions with few input channels, over
+//! flat planes: whole images at a time instead of row by row.
+//!
+//! `dW[o, c, a, b] = sum over (n, oy, ox) of dY[n, o, oy, ox] * Xp[n, c, oy + a, ox + b]`
+//! with `Xp` the zero-padded input. Both planes are laid out flat with rows `r` floats apart
+//! (`r` = the padded input width): the padded input as it is, the output gradient with
+//! zeros in the columns past `out_w`. Then for every tap `(a, b)` the sum is one dot
+//! product along the flat planes, `sum_t dY[t] * Xp[t + a * r + b]`, a plain vector loop
+//! over the whole image (LeNet's first layer: 28 rows of 32 floats, 112 vectors, where the
+//! row-by-row kernel of `weight_direct` runs 4 vectors per row with a partial last one).
+//! The register tile is two output channels by one kernel row (`KW` taps): per 8
+//! positions, 2 gradient loads and `KW` input loads feed `2 * KW` FMAs. Sums stay in 8
+//! lanes per weight until the end of the batch.
+//!
+//! The zero columns of the gradient meet input values that the exact sum never reads
+//! (`0 * x`); that is exact for finite `x`, but would turn an infinite or NaN input there
+//! into a NaN the reference does not have. The caller therefore checks that the input is
+//! finite and otherwise uses `weight_direct`, whose lanes past the row read 0 from the
+//! input side.
+
+use crate::arch::dispatch;
+use crate::error::KernelError;
+use crate::params::{Conv2dDims, Conv2dParams, add, mul};
+use crate::simd::LANES;
+use crate::vector::Vf32;
+
+/// Widest kernel taken (each width has its own loop, with its sums in registers).
+const MAX_KW: usize = 7;
+
+/// Whether [`backward_weight`] can handle `p` (given that `weight_direct` does, so few
+/// input channels per group): stride 1 and no dilation in both directions. It does when
+/// the input is also [`finite`].
+pub(super) const fn applies(p: &Conv2dParams) -> bool {
+    p.stride_h == 1
+        && p.stride_w == 1
+        && p.dilation_h == 1
+        && p.dilation_w == 1
+        && p.kernel_w <= MAX_KW
+}
+
+/// Whether `input` holds no infinity or NaN (see the module documentation).
+pub(super) fn finite(input: &[f32]) -> bool {
+    input.iter().all(|x| x.is_finite())
+}
+
+/// The flat layout of one image.
+#[derive(Clone, Copy)]
+struct Geometry {
+    /// Distance between rows: the padded input width.
+    r: usize,
+    /// Positions summed over: `out_h * r` rounded up to whole vectors.
+    t: usize,
+    /// Floats per padded input plane, with room for the last vector of the last tap.
+    x_plane: usize,
+}
+
+impl Geometry {
+    const fn new(p: &Conv2dParams, d: &Conv2dDims) -> Self {
+        let r = d.padded_w;
+        let t = (d.out_h * r).div_ceil(LANES) * LANES;
+        // row a's reads end before (kh - 1) * r + t + kw - 1 + 8 <= padded_h * r + kw + 14
+        // (t <= out_h * r + 7, out_h + kh - 1 = padded_h)
+        let x_plane = d.padded_h * r + p.kernel_w + 2 * LANES;
+        Self { r, t, x_plane }
+    }
+}
+
+/// Scratch elements [`backward_weight`] needs: 8 lanes per weight of one group, the
+/// group's padded input planes and its flat gradient planes.
+///
+/// # Errors
+/// [`KernelError::Overflow`] if that does not fit a `usize`.
+pub(super) fn scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<usize, KernelError> {
+    let plane = add(mul(d.padded_h, d.padded_w)?, p.kernel_w + 2 * LANES)?;
+    let t = mul(d.out_h, d.padded_w)?.div_ceil(LANES) * LANES;
+    add(
+        add(
+            mul(mul(d.out_per_group, d.col_rows)?, LANES)?,
+            mul(d.in_per_group, plane)?,
+        )?,
+        mul(d.out_per_group, t)?,
+    )
+}
+
+/// The weight gradient (overwritten); arguments validated by the caller, [`applies`]
+/// holds and `scratch` holds [`scratch_len`] floats.
+pub(super) fn backward_weight(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weight: &mut [f32],
+    scratch: &mut [f32],
+) {
+    dispatch!(bwd_weight(
+        p: &Conv2dParams,
+        d: &Conv2dDims,
+        input: &[f32],
+        grad_output: &[f32],
+        grad_weight: &mut [f32],
+        scratch: &mut [f32],
+    ));
+}
+
+#[inline(always)]
+fn bwd_weight<V: Vf32>(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weight: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let args = (p, d, input, grad_output, grad_weight, scratch);
+    match p.kernel_w {
+        1 => run::<V, 1>(args),
+        2 => run::<V, 2>(args),
+        3 => run::<V, 3>(args),
+        4 => run::<V, 4>(args),
+        5 => run::<V, 5>(args),
+        6 => run::<V, 6>(args),
+        _ => run::<V, 7>(args),
+    }
+}
+
+type Args<'a> = (
+    &'a Conv2dParams,
+    &'a Conv2dDims,
+    &'a [f32],
+    &'a [f32],
+    &'a mut [f32],
+    &'a mut [f32],
+);
+
+#[inline(always)]
+fn run<V: Vf32, const KW: usize>(args: Args<'_>) {
+    let (p, d, input, grad_output, grad_weight, scratch) = args;
+    let geo = Geometry::new(p, d);
+    let (m, cpg, k) = (d.out_per_group, d.in_per_group, d.col_rows);
+    let (in_plane, out_plane) = (p.in_h * p.in_w, d.out_h * d.out_w);
+    let (acc, rest) = scratch.split_at_mut(m * k * LANES);
+    let (xs, rest) = rest.split_at_mut(cpg * geo.x_plane);
+    let gs = &mut rest[..m * geo.t];
+    // the padding, the gradient's zero columns and both tails are never written after this
+    xs.fill(0.0);
+    gs.fill(0.0);
+    for g in 0..p.groups {
+        acc.fill(0.0);
+        for n in 0..p.batch {
+            for (c, xp) in xs.chunks_exact_mut(geo.x_plane).enumerate() {
+                let src = &input[(n * p.in_channels + g * cpg + c) * in_plane..][..in_plane];
+                for (y, row) in src.chunks_exact(p.in_w).enumerate() {
+                    let at = (y + p.pad_top) * geo.r + p.pad_left;
+                    xp[at..at + p.in_w].copy_from_slice(row);
+                }
+            }
+            for (o, gp) in gs.chunks_exact_mut(geo.t).enumerate() {
+                let src = &grad_output[(n * p.out_channels + g * m + o) * out_plane..][..out_plane];
+                for (y, row) in src.chunks_exact(d.out_w).enumerate() {
+                    gp[y * geo.r..][..d.out_w].copy_from_slice(row);
+                }
+            }
+            for (c, xp) in xs.chunks_exact(geo.x_plane).enumerate() {
+                let mut o = 0;
+                while o + 2 <= m {
+                    rows::<V, KW, 2>(p, &geo, cpg, o, c, xp, gs, acc);
+                    o += 2;
+                }
+                if o < m {
+                    rows::<V, KW, 1>(p, &geo, cpg, o, c, xp, gs, acc);
+                }
+            }
+        }
+        let gw = &mut grad_weight[g * m * k..][..m * k];
+        for (dst, lanes) in gw.iter_mut().zip(acc.chunks_exact(LANES)) {
+            *dst = lanes.iter().sum();
+        }
+    }
+}
+
+/// Adds, for output channels `o..o + OC` and input channel `c` of the group, every
+/// kernel row's `KW` dot products over the image into the 8-lane sums `acc`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn rows<V: Vf32, const KW: usize, const OC: usize>(
+    p: &Conv2dParams,
+    geo: &Geometry,
+    cpg: usize,
+    o: usize,
+    c: usize,
+    xp: &[f32],
+    gs: &[f32],
+    acc: &mut [f32],
+) {
+    let zero = V::splat(0.0);
+    let gp: [&[f32]; OC] = core::array::from_fn(|j| &gs[(o + j) * geo.t..][..geo.t]);
+    for a in 0..p.kernel_h {
+        // the input from row a on: t + b + 8 <= geo.t + KW - 1 + 8 floats of it are read
+        let xa = &xp[a * geo.r..][..geo.t + KW - 1 + LANES];
+        let mut part = [[zero; KW]; OC];
+        let mut t = 0;
+        while t < geo.t {
+            let gv: [V; OC] = core::array::from_fn(|j| V::load(&gp[j][t..t + LANES]));
+            for b in 0..KW {
+                // SAFETY: t + b + 8 <= geo.t - 8 + KW - 1 + 8 < xa.len().
+                let xv = unsafe { V::load_ptr(xa.as_ptr().add(t + b)) };
+                for (pj, g) in part.iter_mut().zip(gv.iter()) {
+                    pj[b] = g.mul_add(xv, pj[b]);
+                }
+            }
+            t += LANES;
+        }
+        for (j, pj) in part.iter().enumerate() {
+            let base = (((o + j) * cpg + c) * p.kernel_h + a) * KW;
+            for (b, v) in pj.iter().enumerate() {
+                let at = &mut acc[(base + b) * LANES..][..LANES];
+                V::load(at).add(*v).store(at);
+            }
+        }
+    }
+}
