@@ -287,8 +287,16 @@ fn large_k_and_m_match_reference() {
 #[test]
 fn dispatch_picks_by_shape() {
     let lenet_c1 = Conv2dParams::new(64, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2);
-    assert_eq!(k::conv2d_algo(&lenet_c1).unwrap(), Conv2dAlgo::Direct);
-    assert_eq!(k::conv2d_scratch_len(&lenet_c1).unwrap(), 0);
+    // 6 outputs at stride 1: pixels in the lanes over one flat padded plane (32 x 32, plus
+    // the last strip's overrun, 5 + 32) and six computed planes of 28 rows of 32
+    assert_eq!(k::conv2d_algo(&lenet_c1).unwrap(), Conv2dAlgo::Implicit);
+    assert_eq!(
+        k::conv2d_scratch_len(&lenet_c1).unwrap(),
+        (32 * 32 + 5 + 32) + 6 * 28 * 32
+    );
+    let strided = lenet_c1.with_stride(2, 2);
+    assert_eq!(k::conv2d_algo(&strided).unwrap(), Conv2dAlgo::Direct);
+    assert_eq!(k::conv2d_scratch_len(&strided).unwrap(), 0);
     let vgg = Conv2dParams::new(8, 64, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1);
     assert_eq!(k::conv2d_algo(&vgg).unwrap(), Conv2dAlgo::Im2col);
     let lenet_c2 = Conv2dParams::new(64, 6, 14, 14, 16, 5, 5);

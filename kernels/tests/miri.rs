@@ -42,6 +42,9 @@ fn conv2d_forward_and_backward() {
         // implicit weight gradient (16-pixel planes): two channel blocks, a partial tap
         // tile (9 taps), padding
         Conv2dParams::new(1, 1, 4, 4, 17, 3, 3).with_padding(1, 1, 1, 1),
+        // the flat forward pass (5 outputs at stride 1, in `conv2d_implicit`): padded
+        // planes 9 wide, two strips of positions
+        Conv2dParams::new(1, 2, 4, 6, 5, 3, 2).with_padding(1, 0, 2, 1),
         // the direct input gradient (stride 1, 35-pixel planes): two groups of three
         // input channels, asymmetric padding (flat rows of 7 for 6-pixel input rows)
         Conv2dParams::new(1, 6, 5, 6, 4, 3, 2)

@@ -9,7 +9,7 @@ use super::im2col::{
     im2col_block, im2col_packed_t, unpadded,
 };
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
-use super::{depthwise, implicit, input_direct, weight_direct, weight_flat};
+use super::{depthwise, flat, implicit, weight_direct, weight_flat};
 use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::{
@@ -31,8 +31,8 @@ pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, Kern
     if is_pointwise(p) {
         return Ok(sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group));
     }
-    if input_direct::applies(p, &d) {
-        return input_direct::scratch_len(p, &d);
+    if flat::applies(p, &d) {
+        return flat::scratch_len(p, &d);
     }
     let plan = Plan::new(p, &d)?;
     if plan.batched {
@@ -77,8 +77,8 @@ pub fn conv2d_backward_input(
         depthwise::backward_input(p, &d, weight, grad_output, grad_input);
         return Ok(());
     }
-    if input_direct::applies(p, &d) {
-        return input_direct::backward_input(p, &d, weight, grad_output, grad_input, scratch);
+    if flat::applies(p, &d) {
+        return flat::backward_input(p, &d, weight, grad_output, grad_input, scratch);
     }
     let plan = Plan::new(p, &d)?;
     if plan.batched {

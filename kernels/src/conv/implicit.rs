@@ -36,6 +36,9 @@ pub(super) const KC: usize = 256;
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_implicit_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = p.dims()?;
+    if super::flat::forward_applies(p, &d) {
+        return super::flat::forward_scratch_len(p, &d);
+    }
     let weights = mul(d.out_per_group.div_ceil(NR_MAX) * NR_MAX, d.col_rows)?;
     if unpadded(p) {
         return Ok(weights);
@@ -53,7 +56,9 @@ fn padded_dims(p: &Conv2dParams) -> Result<(usize, usize), KernelError> {
 }
 
 /// Convolution forward pass by implicit GEMM (see the module docs): output channels in
-/// the vector lanes, each pixel's taps read in place. Arguments and result as
+/// the vector lanes, each pixel's taps read in place; for 4 to 7 output channels per group
+/// at stride 1 without dilation, pixels in the lanes over flat zero-padded input planes
+/// (the scratch length covers whichever applies). Arguments and result as
 /// [`crate::conv2d`]; `scratch` holds at least [`conv2d_implicit_scratch_len`] floats.
 ///
 /// # Errors
@@ -81,6 +86,9 @@ pub fn conv2d_implicit(
 ) -> Result<(), KernelError> {
     let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
     check_scratch(conv2d_implicit_scratch_len(p)?, scratch.len())?;
+    if super::flat::forward_applies(p, &d) {
+        return super::flat::forward(p, &d, input, weight, bias, (lo, hi), output, scratch);
+    }
     let (ph, pw) = padded_dims(p)?;
     let a = Args {
         p,
