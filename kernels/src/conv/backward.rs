@@ -31,10 +31,17 @@ pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, Kern
     if is_pointwise(p) {
         return Ok(sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group));
     }
+    let gemm = gemm_input_scratch_len(p, &d)?;
     if flat::applies(p, &d) {
-        return flat::scratch_len(p, &d);
+        // (which of the two runs depends on the weights: see `flat::finite`)
+        return Ok(gemm.max(flat::scratch_len(p, &d)?));
     }
-    let plan = Plan::new(p, &d)?;
+    Ok(gemm)
+}
+
+/// Scratch for the input gradient by `W^T * dY` and col2im.
+fn gemm_input_scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<usize, KernelError> {
+    let plan = Plan::new(p, d)?;
     if plan.batched {
         let nb = plan.nb;
         let bufs = add(mul(d.col_rows, nb)?, mul(d.out_per_group, nb)?)?;
@@ -77,7 +84,7 @@ pub fn conv2d_backward_input(
         depthwise::backward_input(p, &d, weight, grad_output, grad_input);
         return Ok(());
     }
-    if flat::applies(p, &d) {
+    if flat::applies(p, &d) && flat::finite(weight) {
         return flat::backward_input(p, &d, weight, grad_output, grad_input, scratch);
     }
     let plan = Plan::new(p, &d)?;

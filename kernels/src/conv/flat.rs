@@ -232,6 +232,16 @@ impl Geometry {
     }
 }
 
+/// Whether `weight` holds no infinity or NaN. The input gradient multiplies the weights by
+/// the zero borders of the gradient planes, terms the exact sum does not have: for a
+/// finite weight they add 0, but an infinite or NaN one would make a NaN there, so such
+/// weights go to `W^T * dY` + col2im instead. (The forward pass needs no such check: the
+/// padding is an explicit 0 in every variant and in the reference, and the columns and
+/// strip rounding it computes past the output are dropped.)
+pub(super) fn finite(weight: &[f32]) -> bool {
+    weight.iter().all(|w| w.is_finite())
+}
+
 /// Scratch elements [`backward_input`] needs: one group's gradient planes and its
 /// computed input planes.
 pub(super) fn scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<usize, KernelError> {
