@@ -1,8 +1,9 @@
-//! Convolution backward passes by GEMM: the input gradient as `W_g^T * dY_g` followed by
-//! col2im (straight into the input gradient for 1x1 stride-1 unpadded kernels), the
-//! weight gradient as `sum_n dY_g * col_g^T` (by the implicit GEMM, the direct kernel for
-//! few input channels, or im2col + GEMM for tiny output planes), and the bias gradient as
-//! a sum.
+//! Convolution backward passes: the input gradient over flat planes for stride-1 layers
+//! with small gradient planes and finite weights (`flat`), otherwise as `W_g^T * dY_g`
+//! followed by col2im (straight into the input gradient for 1x1 stride-1 unpadded
+//! kernels); the weight gradient as `sum_n dY_g * col_g^T` (by the implicit GEMM, over flat
+//! planes or row by row for few input channels, or im2col + GEMM for tiny output planes);
+//! and the bias gradient as a sum.
 
 use super::im2col::{
     ColBlock, Plan, block_cols, col2im_batched, col2im_block, for_image_runs, im2col_batched,
