@@ -117,6 +117,20 @@ pub(crate) fn sum(x: &[f32]) -> f32 {
     acc.reduce_add()
 }
 
+/// Whether `x` holds no infinity and no NaN. Integer tests on the exponent bits, in
+/// blocks of 256 that the compiler vectorises (an early exit per element would keep it
+/// scalar: 1.3 ns per float measured, a quarter of a depthwise weight gradient).
+#[inline]
+pub(crate) fn all_finite(x: &[f32]) -> bool {
+    const EXP: u32 = 0x7f80_0000;
+    x.chunks(256).all(|block| {
+        block
+            .iter()
+            .fold(0_u32, |bad, v| bad | u32::from(v.to_bits() & EXP == EXP))
+            == 0
+    })
+}
+
 /// Maximum of a non-empty slice; NaN anywhere gives NaN.
 #[inline]
 pub(crate) fn max(x: &[f32]) -> f32 {

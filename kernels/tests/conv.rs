@@ -316,6 +316,28 @@ fn dispatch_picks_by_shape() {
         k::conv2d_scratch_len(&stem).unwrap(),
         64 * 147 + 3 * 230 * 230
     );
+    // depthwise at stride 1: flat planes in all three passes (forward: one padded plane of
+    // 30 x 30 plus the overrun 3 + 32, and 28 rows of 30 rounded to 864; input gradient:
+    // rows of 29, 60 + 832 + 30 and 832; weight gradient: 9 taps x 8 lanes, 900 + 3 + 16,
+    // 28 rows of 30)
+    let dw = Conv2dParams::new(8, 256, 28, 28, 256, 3, 3)
+        .with_groups(256)
+        .with_padding(1, 1, 1, 1);
+    assert_eq!(k::conv2d_algo(&dw).unwrap(), Conv2dAlgo::Implicit);
+    assert_eq!(k::conv2d_scratch_len(&dw).unwrap(), 935 + 864);
+    assert_eq!(
+        k::conv2d_backward_input_scratch_len(&dw).unwrap(),
+        922 + 832
+    );
+    assert_eq!(
+        k::conv2d_backward_weight_scratch_len(&dw).unwrap(),
+        72 + 919 + 840
+    );
+    // strided: the row-by-row depthwise kernels, no scratch
+    let dw2 = dw.with_stride(2, 2);
+    assert_eq!(k::conv2d_algo(&dw2).unwrap(), Conv2dAlgo::Direct);
+    assert_eq!(k::conv2d_backward_input_scratch_len(&dw2).unwrap(), 0);
+    assert_eq!(k::conv2d_backward_weight_scratch_len(&dw2).unwrap(), 0);
     let pw = Conv2dParams::new(8, 256, 14, 14, 256, 1, 1);
     assert_eq!(k::conv2d_algo(&pw).unwrap(), Conv2dAlgo::Im2col);
     // the pointwise path needs no im2col buffer: only GEMM packing
@@ -743,10 +765,14 @@ fn depthwise_backward_non_finite() {
     {
         let d = p.dims().unwrap();
         let mut dt = data(&p, 40 + i as u64);
-        dt.x[d.input_len - 1] = f32::INFINITY; // a column only lanes past the row read
-        dt.x[5] = f32::NAN;
         let nan = |v: &[f32]| v.iter().map(|x| x.is_nan()).collect::<Vec<_>>();
-        for w_bad in [false, true] {
+        // finite weights and inputs take the flat kernels at stride 1, non-finite ones the
+        // row-by-row kernels: both meet the infinities of the output gradient
+        for (w_bad, x_bad) in [(false, false), (false, true), (true, true)] {
+            if x_bad {
+                dt.x[d.input_len - 1] = f32::INFINITY; // a column only lanes past the row read
+                dt.x[5] = f32::NAN;
+            }
             let mut w = dt.w.clone();
             if w_bad {
                 w[0] = f32::INFINITY;
@@ -763,6 +789,9 @@ fn depthwise_backward_non_finite() {
                 let mut got_y = vec![0.0; d.output_len];
                 k::conv2d_direct(&p, &dt.x, &w, None, Activation::None, &mut got_y).unwrap();
                 assert_eq!(nan(&got_y), nan(&want_y), "{isa:?} forward, shape {i}");
+                let mut s = vec![0.0; k::conv2d_scratch_len(&p).unwrap()];
+                k::conv2d(&p, &dt.x, &w, None, Activation::None, &mut got_y, &mut s).unwrap();
+                assert_eq!(nan(&got_y), nan(&want_y), "{isa:?} conv2d, shape {i}");
                 k::conv2d_direct_scalar(&p, &dt.x, &w, None, Activation::None, &mut got_y).unwrap();
                 assert_eq!(nan(&got_y), nan(&want_y), "scalar forward, shape {i}");
                 let mut got = vec![0.0; d.weight_len];

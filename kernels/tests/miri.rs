@@ -29,10 +29,14 @@ fn conv2d_forward_and_backward() {
         // one input channel, rows of 18: the flat weight gradient (and the row-by-row one
         // for a non-finite input: `weight_gradient_non_finite_input`)
         Conv2dParams::new(2, 1, 3, 18, 3, 3, 3).with_padding(1, 1, 1, 1),
-        // depthwise
+        // depthwise: stride 1 takes the flat kernels (but in `conv2d_direct`), strided the
+        // row-by-row ones
         Conv2dParams::new(1, 4, 5, 5, 4, 3, 3)
             .with_groups(4)
             .with_padding(1, 1, 1, 1),
+        Conv2dParams::new(1, 2, 5, 5, 2, 3, 3)
+            .with_groups(2)
+            .with_stride(2, 2),
         // pointwise, grouped
         Conv2dParams::new(1, 4, 3, 3, 8, 1, 1).with_groups(2),
         // implicit GEMM over two K blocks (260 taps: 64 + 1 channels) and, for the

@@ -1,5 +1,6 @@
 //! Convolution backward passes: the input gradient over flat planes for stride-1 layers
-//! with small gradient planes and finite weights (`flat`), otherwise as `W_g^T * dY_g`
+//! with small gradient planes and finite weights (`flat`, depthwise layers too; those it
+//! does not take go row by row in `depthwise`), otherwise as `W_g^T * dY_g`
 //! followed by col2im (straight into the input gradient for 1x1 stride-1 unpadded
 //! kernels); the weight gradient as `sum_n dY_g * col_g^T` (by the implicit GEMM, over flat
 //! planes or row by row for few input channels, or im2col + GEMM for tiny output planes);
@@ -27,7 +28,11 @@ use crate::simd::sum;
 pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = p.dims()?;
     if depthwise::applies(p, &d) {
-        return Ok(0);
+        return if flat::applies(p, &d) {
+            flat::scratch_len(p, &d)
+        } else {
+            Ok(0)
+        };
     }
     if is_pointwise(p) {
         return Ok(sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group));
@@ -81,12 +86,12 @@ pub fn conv2d_backward_input(
 ) -> Result<(), KernelError> {
     let d = check_backward_input(p, weight, grad_output, grad_input)?;
     check_scratch(conv2d_backward_input_scratch_len(p)?, scratch.len())?;
+    if flat::applies(p, &d) && flat::finite(weight) {
+        return flat::backward_input(p, &d, weight, grad_output, grad_input, scratch);
+    }
     if depthwise::applies(p, &d) {
         depthwise::backward_input(p, &d, weight, grad_output, grad_input);
         return Ok(());
-    }
-    if flat::applies(p, &d) && flat::finite(weight) {
-        return flat::backward_input(p, &d, weight, grad_output, grad_input, scratch);
     }
     let plan = Plan::new(p, &d)?;
     if plan.batched {
@@ -151,7 +156,11 @@ pub fn conv2d_backward_input(
 pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = p.dims()?;
     if depthwise::applies(p, &d) {
-        return Ok(0);
+        return if weight_flat::applies(p) {
+            weight_flat::scratch_len(p, &d)
+        } else {
+            Ok(0)
+        };
     }
     if is_pointwise(p) {
         return Ok(sgemm_scratch_len(d.out_per_group, d.col_rows, d.col_cols));
@@ -205,7 +214,11 @@ pub fn conv2d_backward_weight(
     let d = check_backward_weight(p, input, grad_output, grad_weight)?;
     check_scratch(conv2d_backward_weight_scratch_len(p)?, scratch.len())?;
     if depthwise::applies(p, &d) {
-        depthwise::backward_weight(p, &d, input, grad_output, grad_weight);
+        if weight_flat::applies(p) && weight_flat::finite(input) {
+            weight_flat::backward_weight(p, &d, input, grad_output, grad_weight, scratch);
+        } else {
+            depthwise::backward_weight(p, &d, input, grad_output, grad_weight);
+        }
         return Ok(());
     }
     if !is_pointwise(p) && weight_direct::applies(p, &d) {

@@ -1,7 +1,11 @@
 //! Depthwise convolution (one input and one output channel per group), forward and
 //! backward, where GEMM would run with a single row per group. All three work a row at a
 //! time through a zero-padded stack buffer, vectorised along the output row, and need no
-//! scratch.
+//! scratch: `conv2d_direct`'s depthwise path, and the one for strided or dilated layers.
+//! At stride 1 the calls that have scratch (`conv2d`, the backward passes) take the flat
+//! kernels instead (`flat`, `weight_flat`: 2-3x faster on 256 channels of 28 x 28), except
+//! for non-finite weights (input gradient) or inputs (weight gradient), whose products
+//! with the flat planes' zero borders these kernels never form.
 //!
 //! One generic source, compiled for each variant (see `crate::arch`).
 

@@ -47,7 +47,8 @@ const MAX_PLANES: usize = 16 * 1024;
 
 /// Whether [`forward`] handles `p`: stride 1, no dilation, not 1x1 without padding, 4 to
 /// 7 output channels per group (more fill the implicit GEMM's channel lanes; with 2, 8
-/// input channels 7x7, it measured 1.6x slower than the direct kernel), padded
+/// input channels 7x7, it measured 1.6x slower than the direct kernel) or a depthwise
+/// layer (one channel in and out per group: 2-3x the row-by-row depthwise kernel), padded
 /// rows no wider than twice the input row, and the group's padded input planes within
 /// [`MAX_PLANES`].
 pub(super) fn forward_applies(p: &Conv2dParams, d: &Conv2dDims) -> bool {
@@ -56,7 +57,7 @@ pub(super) fn forward_applies(p: &Conv2dParams, d: &Conv2dDims) -> bool {
         && p.dilation_h == 1
         && p.dilation_w == 1
         && !super::is_pointwise(p)
-        && (4..8).contains(&d.out_per_group)
+        && ((4..8).contains(&d.out_per_group) || depthwise::applies(p, d))
         && d.padded_w <= 2 * p.in_w
         && FwdGeometry::new(p, d)
             .is_ok_and(|g| g.plane.saturating_mul(d.in_per_group) <= MAX_PLANES)
@@ -145,10 +146,7 @@ fn fwd_run<V: Vf32, const CB: usize, const NV: usize>(
         for g in 0..p.groups {
             for (c, plane) in x_buf.chunks_exact_mut(geo.plane).enumerate() {
                 let src = &x[(g * c_in + c) * in_plane..][..in_plane];
-                for (iy, row) in src.chunks_exact(p.in_w).enumerate() {
-                    let at = (iy + p.pad_top) * r + p.pad_left;
-                    plane[at..at + p.in_w].copy_from_slice(row);
-                }
+                rows_into(src, p.in_w, plane, p.pad_top * r + p.pad_left, r);
             }
             let corr = Corr {
                 kh: p.kernel_h,
@@ -167,16 +165,14 @@ fn fwd_run<V: Vf32, const CB: usize, const NV: usize>(
             all_strips::<V, CB, NV, false>(&corr, m, bias_g, x_buf, y_buf);
             for (o, src) in y_buf.chunks_exact(geo.q).enumerate() {
                 let dst = &mut y[(g * m + o) * out_plane..][..out_plane];
-                for (oy, row) in dst.chunks_exact_mut(d.out_w).enumerate() {
-                    row.copy_from_slice(&src[oy * r..][..d.out_w]);
-                }
+                rows_from(src, r, dst, d.out_w);
             }
         }
     }
 }
 
 /// Whether [`backward_input`] handles `p`: stride 1, no dilation, not 1x1 without
-/// padding (a plain GEMM), not depthwise, at least 16 output pixels per plane, a flat
+/// padding (a plain GEMM), at least 16 output pixels per plane, a flat
 /// row no wider than twice the input row (large one-sided padding would make most of the
 /// work zeros), and the group's gradient planes within [`MAX_PLANES`].
 pub(super) fn applies(p: &Conv2dParams, d: &Conv2dDims) -> bool {
@@ -185,7 +181,6 @@ pub(super) fn applies(p: &Conv2dParams, d: &Conv2dDims) -> bool {
         && p.dilation_h == 1
         && p.dilation_w == 1
         && !super::is_pointwise(p)
-        && !depthwise::applies(p, d)
         && d.col_cols >= 16
         && Geometry::row(p, d) <= 2 * p.in_w
         && Geometry::new(p, d).is_ok_and(|g| g.plane.saturating_mul(d.out_per_group) <= MAX_PLANES)
@@ -239,7 +234,7 @@ impl Geometry {
 /// padding is an explicit 0 in every variant and in the reference, and the columns and
 /// strip rounding it computes past the output are dropped.)
 pub(super) fn finite(weight: &[f32]) -> bool {
-    weight.iter().all(|w| w.is_finite())
+    crate::simd::all_finite(weight)
 }
 
 /// Scratch elements [`backward_input`] needs: one group's gradient planes and its
@@ -300,14 +295,7 @@ fn run<V: Vf32, const CB: usize, const NV: usize>(
             // are never read, and are cut)
             for (o, plane) in gy_buf.chunks_exact_mut(geo.plane).enumerate() {
                 let src = &gy[(g * m + o) * out_plane..][..out_plane];
-                for (oy, row) in src.chunks_exact(d.out_w).enumerate() {
-                    let at = geo.pre + oy * geo.r;
-                    let room = geo.plane.saturating_sub(at).min(d.out_w);
-                    if room == 0 {
-                        break;
-                    }
-                    plane[at..at + room].copy_from_slice(&row[..room]);
-                }
+                rows_into(src, d.out_w, plane, geo.pre, geo.r);
             }
             // destination: the group's input channels; source: its output channels; tap
             // (a, b) of W[o, c] read at `pre + shift + q - (a * r + b)`
@@ -327,11 +315,32 @@ fn run<V: Vf32, const CB: usize, const NV: usize>(
             all_strips::<V, CB, NV, true>(&corr, c_in, None, gy_buf, dx_buf);
             for (c, src) in dx_buf.chunks_exact(geo.q).enumerate() {
                 let dst = &mut gx[(g * c_in + c) * in_plane..][..in_plane];
-                for (y, row) in dst.chunks_exact_mut(p.in_w).enumerate() {
-                    row.copy_from_slice(&src[y * geo.r..][..p.in_w]);
-                }
+                rows_from(src, geo.r, dst, p.in_w);
             }
         }
+    }
+}
+
+/// Copies the `w`-float rows of `src` into `dst`, row `y` at `at + y * r`; rows that
+/// would pass the end of `dst` are cut. (`memcpy` per row: moves inline by `copy_row`
+/// measured slower here, 28-float rows of a depthwise layer.)
+#[inline(always)]
+pub(super) fn rows_into(src: &[f32], w: usize, dst: &mut [f32], at: usize, r: usize) {
+    for (y, row) in src.chunks_exact(w).enumerate() {
+        let start = at + y * r;
+        let room = dst.len().saturating_sub(start).min(w);
+        if room == 0 {
+            break;
+        }
+        dst[start..start + room].copy_from_slice(&row[..room]);
+    }
+}
+
+/// Fills the `w`-float rows of `dst` from `src`, row `y` from `y * r`.
+#[inline(always)]
+pub(super) fn rows_from(src: &[f32], r: usize, dst: &mut [f32], w: usize) {
+    for (y, row) in dst.chunks_exact_mut(w).enumerate() {
+        row.copy_from_slice(&src[y * r..][..w]);
     }
 }
 

@@ -32,8 +32,8 @@ use crate::params::{Activation, Conv2dDims, Conv2dParams, check_len};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Conv2dAlgo {
     /// [`conv2d_direct`]: no scratch; for groups of fewer than 8 output channels
-    /// (depthwise convolutions, strided or dilated ones, 1 to 3 outputs), where GEMM tiles
-    /// would be mostly empty.
+    /// (strided or dilated ones, 1 to 3 outputs, strided depthwise convolutions), where
+    /// GEMM tiles would be mostly empty.
     Direct,
     /// [`conv2d_im2col`]: im2col + SGEMM (no im2col for 1x1 stride-1 unpadded kernels);
     /// wins for many taps per output (`in_per_group * kh * kw` above 256), where the
@@ -44,7 +44,8 @@ pub enum Conv2dAlgo {
     /// 256 taps per output (LeNet's second layer, a ResNet stem), where im2col's matrix
     /// costs more to write than the GEMM spends on it. For 4 to 7 output channels per
     /// group at stride 1 (LeNet's first layer) it puts the pixels in the vector lanes
-    /// instead, over flat zero-padded planes: 1.7-3x the direct kernel measured here.
+    /// instead, over flat zero-padded planes: 1.7-3x the direct kernel measured here; so
+    /// does a depthwise convolution at stride 1 (2-3x the row-by-row depthwise kernel).
     Implicit,
 }
 

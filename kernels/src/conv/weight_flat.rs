@@ -18,6 +18,7 @@
 //! finite and otherwise uses `weight_direct`, whose lanes past the row read 0 from the
 //! input side.
 
+use super::flat::rows_into;
 use crate::arch::dispatch;
 use crate::error::KernelError;
 use crate::params::{Conv2dDims, Conv2dParams, add, mul};
@@ -40,7 +41,7 @@ pub(super) const fn applies(p: &Conv2dParams) -> bool {
 
 /// Whether `input` holds no infinity or NaN (see the module documentation).
 pub(super) fn finite(input: &[f32]) -> bool {
-    input.iter().all(|x| x.is_finite())
+    crate::simd::all_finite(input)
 }
 
 /// The flat layout of one image.
@@ -149,16 +150,12 @@ fn run<V: Vf32, const KW: usize>(args: Args<'_>) {
         for n in 0..p.batch {
             for (c, xp) in xs.chunks_exact_mut(geo.x_plane).enumerate() {
                 let src = &input[(n * p.in_channels + g * cpg + c) * in_plane..][..in_plane];
-                for (y, row) in src.chunks_exact(p.in_w).enumerate() {
-                    let at = (y + p.pad_top) * geo.r + p.pad_left;
-                    xp[at..at + p.in_w].copy_from_slice(row);
-                }
+                let at = p.pad_top * geo.r + p.pad_left;
+                rows_into(src, p.in_w, xp, at, geo.r);
             }
             for (o, gp) in gs.chunks_exact_mut(geo.t).enumerate() {
                 let src = &grad_output[(n * p.out_channels + g * m + o) * out_plane..][..out_plane];
-                for (y, row) in src.chunks_exact(d.out_w).enumerate() {
-                    gp[y * geo.r..][..d.out_w].copy_from_slice(row);
-                }
+                rows_into(src, d.out_w, gp, 0, geo.r);
             }
             for (c, xp) in xs.chunks_exact(geo.x_plane).enumerate() {
                 let mut o = 0;
