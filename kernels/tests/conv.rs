@@ -340,10 +340,11 @@ fn dispatch_picks_by_shape() {
     assert_eq!(k::conv2d_backward_weight_scratch_len(&dw2).unwrap(), 0);
     let pw = Conv2dParams::new(8, 256, 14, 14, 256, 1, 1);
     assert_eq!(k::conv2d_algo(&pw).unwrap(), Conv2dAlgo::Im2col);
-    // the pointwise path needs no im2col buffer: only GEMM packing
+    // the pointwise path needs no im2col buffer: the weights packed once (room for 256
+    // rows plus a tile of up to 16, times 256 taps), and the GEMM's packing of each image
     assert_eq!(
         k::conv2d_im2col_scratch_len(&pw).unwrap(),
-        k::sgemm_scratch_len(256, 14 * 14, 256)
+        272 * 256 + k::sgemm_scratch_len(256, 14 * 14, 256)
     );
 }
 
