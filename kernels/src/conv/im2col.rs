@@ -235,6 +235,22 @@ pub fn col2im(p: &Conv2dParams, col: &[f32], image: &mut [f32]) -> Result<(), Ke
     Ok(())
 }
 
+/// The GEMM epilogue of group `g` (`m` output channels): its biases, the clamp.
+fn group_epilogue<'a>(
+    bias: Option<&'a [f32]>,
+    g: usize,
+    m: usize,
+    lo: f32,
+    hi: f32,
+) -> Epilogue<'a> {
+    Epilogue {
+        bias: bias.map_or(Bias::None, |b| Bias::Row(&b[g * m..][..m])),
+        lo,
+        hi,
+        ..Epilogue::plain()
+    }
+}
+
 /// Scratch elements [`conv2d_im2col`] needs: one block of one group's im2col matrix
 /// (about 512 KiB whatever the image size; none for 1x1 stride-1 unpadded kernels), one
 /// group's packed weights, and the SGEMM packing buffers.
@@ -666,12 +682,7 @@ pub fn conv2d_im2col(
         for g in 0..p.groups {
             let w_g = MatRef::rows(&weight[g * m * k..][..m * k], k);
             pack_a_all(isa, m, k, w_g, packed_w);
-            let ep = Epilogue {
-                bias: bias.map_or(Bias::None, |b| Bias::Row(&b[g * m..][..m])),
-                lo,
-                hi,
-                ..Epilogue::plain()
-            };
+            let ep = group_epilogue(bias, g, m, lo, hi);
             for (img, out_img) in input
                 .chunks_exact(d.image_len)
                 .zip(output.chunks_exact_mut(d.out_image_len))
@@ -689,12 +700,7 @@ pub fn conv2d_im2col(
         for g in 0..p.groups {
             let w_g = MatRef::rows(&weight[g * m * k..][..m * k], k);
             pack_a_all(isa, m, k, w_g, packed_w);
-            let ep = Epilogue {
-                bias: bias.map_or(Bias::None, |b| Bias::Row(&b[g * m..][..m])),
-                lo,
-                hi,
-                ..Epilogue::plain()
-            };
+            let ep = group_epilogue(bias, g, m, lo, hi);
             let mut jb = 0;
             while jb < total {
                 let nb = nb_max.min(total - jb);
@@ -720,12 +726,7 @@ pub fn conv2d_im2col(
         for g in 0..p.groups {
             let w_g = MatRef::rows(&weight[g * m * k..][..m * k], k);
             let out_g = &mut out_img[g * m * n..][..m * n];
-            let ep = Epilogue {
-                bias: bias.map_or(Bias::None, |b| Bias::Row(&b[g * m..][..m])),
-                lo,
-                hi,
-                ..Epilogue::plain()
-            };
+            let ep = group_epilogue(bias, g, m, lo, hi);
             // the group's weights are packed once and serve every column block
             pack_a_all(isa, m, k, w_g, packed_w);
             let mut j0 = 0;
