@@ -14,12 +14,12 @@ use crate::{math, params::ctry};
 /// `y = f(x)` eight lanes at a time over any vector type; the tail goes through the same
 /// code zero-padded, so every element gets bit-identical treatment.
 #[inline(always)]
-fn vmap<V: Vf32>(x: &[f32], y: &mut [f32], f: impl Fn(V) -> V) {
-    // four independent vectors per step: the functions are long dependency chains
+fn vmap<V: Vf32>(x: &[f32], y: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: impl Fn(V) -> V) {
+    // four vectors per step (`f4` interleaves their dependency chains)
     let mut x4 = x.chunks_exact(4 * LANES);
     let mut y4 = y.chunks_exact_mut(4 * LANES);
     for (xs, ys) in (&mut x4).zip(&mut y4) {
-        let v = [0, 1, 2, 3].map(|i| f(V::load(&xs[i * LANES..(i + 1) * LANES])));
+        let v = f4([0, 1, 2, 3].map(|i| V::load(&xs[i * LANES..(i + 1) * LANES])));
         for (i, r) in v.into_iter().enumerate() {
             r.store(&mut ys[i * LANES..(i + 1) * LANES]);
         }
@@ -38,10 +38,10 @@ fn vmap<V: Vf32>(x: &[f32], y: &mut [f32], f: impl Fn(V) -> V) {
 
 /// In-place [`vmap`].
 #[inline(always)]
-fn vmap_inplace<V: Vf32>(x: &mut [f32], f: impl Fn(V) -> V) {
+fn vmap_inplace<V: Vf32>(x: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: impl Fn(V) -> V) {
     let mut x4 = x.chunks_exact_mut(4 * LANES);
     for xs in &mut x4 {
-        let v = [0, 1, 2, 3].map(|i| f(V::load(&xs[i * LANES..])));
+        let v = f4([0, 1, 2, 3].map(|i| V::load(&xs[i * LANES..])));
         for (i, r) in v.into_iter().enumerate() {
             r.store(&mut xs[i * LANES..]);
         }
@@ -64,14 +64,32 @@ macro_rules! transcendental {
         fn avx2(src: Option<&[f32]>, dst: &mut [f32]) {
             use crate::arch::x86::Avx2;
             match src {
-                Some(x) => vmap::<Avx2>(x, dst, |v| math::$f::<Avx2>(v)),
-                None => vmap_inplace::<Avx2>(dst, |v| math::$f::<Avx2>(v)),
+                Some(x) => vmap::<Avx2>(
+                    x,
+                    dst,
+                    |v| math::$f::<Avx2, 4>(v),
+                    |v| math::$f::<Avx2, 1>([v])[0],
+                ),
+                None => vmap_inplace::<Avx2>(
+                    dst,
+                    |v| math::$f::<Avx2, 4>(v),
+                    |v| math::$f::<Avx2, 1>([v])[0],
+                ),
             }
         }
         fn portable(src: Option<&[f32]>, dst: &mut [f32]) {
             match src {
-                Some(x) => vmap::<f32x8>(x, dst, |v| math::$f::<f32x8>(v)),
-                None => vmap_inplace::<f32x8>(dst, |v| math::$f::<f32x8>(v)),
+                Some(x) => vmap::<f32x8>(
+                    x,
+                    dst,
+                    |v| math::$f::<f32x8, 4>(v),
+                    |v| math::$f::<f32x8, 1>([v])[0],
+                ),
+                None => vmap_inplace::<f32x8>(
+                    dst,
+                    |v| math::$f::<f32x8, 4>(v),
+                    |v| math::$f::<f32x8, 1>([v])[0],
+                ),
             }
         }
         match arch::active() {

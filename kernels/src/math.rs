@@ -15,46 +15,70 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// `e^x` lane-wise: `+inf` above 88.72, 0 below -103.97, NaN stays NaN.
 #[inline(always)]
 pub(crate) fn exp<V: Vf32>(x: V) -> V {
+    exp_n([x])[0]
+}
+
+/// [`exp`] of `N` vectors, each step applied across all of them before the next (see
+/// [`tanh`]).
+#[inline(always)]
+fn exp_n<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
     // Clamp to where the result is still finite / nonzero (NaN passes through).
     let lo = V::splat(-104.0);
     let hi = V::splat(89.0);
-    let x = x.select_lt(lo, lo, x);
-    let x = x.select_gt(hi, hi, x);
+    let x = each(x, |x| x.select_lt(lo, lo, x));
+    let x = each(x, |x| x.select_gt(hi, hi, x));
     let (n, m) = reduce(x);
-    let p = m.add(V::splat(1.0));
+    let p = each(m, |m| m.add(V::splat(1.0)));
     // 2^n with n in [-150, 128], as 2^n1 * 2^n2 with both halves normal
     // (n1 = floor(n / 2) exactly, as n is integral and small).
-    let n1 = n.mul(V::splat(0.5)).sub(V::splat(0.25)).round();
-    let n2 = n.sub(n1);
-    p.mul(n1.pow2i()).mul(n2.pow2i())
+    let n1 = each(n, |n| n.mul(V::splat(0.5)).sub(V::splat(0.25)).round());
+    let n2 = zip(n, n1, |n, n1| n.sub(n1));
+    let p = zip(p, n1, |p, n1| p.mul(n1.pow2i()));
+    zip(p, n2, |p, n2| p.mul(n2.pow2i()))
+}
+
+/// `f` on each of `N` vectors.
+#[inline(always)]
+fn each<V: Vf32, const N: usize>(x: [V; N], f: impl Fn(V) -> V) -> [V; N] {
+    core::array::from_fn(|i| f(x[i]))
+}
+
+/// `f` on each pair of `N` vectors.
+#[inline(always)]
+fn zip<V: Vf32, const N: usize>(a: [V; N], b: [V; N], f: impl Fn(V, V) -> V) -> [V; N] {
+    core::array::from_fn(|i| f(a[i], b[i]))
 }
 
 /// Cody-Waite reduction `x = n ln2 + r` (`|r| <= ln2 / 2`, `n` integral) and
 /// `e^r - 1 = r + r^2 p(r)` with the degree-5 Cephes polynomial `p`: returns
 /// `(n, e^r - 1)`.
 #[inline(always)]
-fn reduce<V: Vf32>(x: V) -> (V, V) {
-    let n = x.mul(V::splat(LOG2E)).round();
-    let r = n.mul_add(V::splat(-LN2_HI), x);
-    let r = n.mul_add(V::splat(-LN2_LO), r);
-    let r2 = r.mul(r);
-    let mut p = V::splat(1.987_569_1e-4);
-    p = p.mul_add(r, V::splat(1.398_199_9e-3));
-    p = p.mul_add(r, V::splat(8.333_452e-3));
-    p = p.mul_add(r, V::splat(4.166_579_6e-2));
-    p = p.mul_add(r, V::splat(1.666_666_5e-1));
-    p = p.mul_add(r, V::splat(0.5));
-    (n, p.mul_add(r2, r))
+fn reduce<V: Vf32, const N: usize>(x: [V; N]) -> ([V; N], [V; N]) {
+    let n = each(x, |x| x.mul(V::splat(LOG2E)).round());
+    let r = zip(n, x, |n, x| n.mul_add(V::splat(-LN2_HI), x));
+    let r = zip(n, r, |n, r| n.mul_add(V::splat(-LN2_LO), r));
+    let r2 = each(r, |r| r.mul(r));
+    let mut p = [V::splat(1.987_569_1e-4); N];
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        0.5,
+    ] {
+        p = zip(p, r, |p, r| p.mul_add(r, V::splat(c)));
+    }
+    (n, core::array::from_fn(|i| p[i].mul_add(r2[i], r[i])))
 }
 
-/// `1 / (1 + e^-x)` lane-wise, computed from `e = e^-|x|` without overflow:
-/// `1 / (1 + e)` for `x >= 0`, `e / (1 + e)` for `x < 0`.
+/// `1 / (1 + e^-x)` lane-wise on `N` vectors (see [`tanh`]), computed from
+/// `e = e^-|x|` without overflow: `1 / (1 + e)` for `x >= 0`, `e / (1 + e)` for `x < 0`.
 #[inline(always)]
-pub(crate) fn sigmoid<V: Vf32>(x: V) -> V {
+pub(crate) fn sigmoid<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
     let one = V::splat(1.0);
-    let e = exp(x.abs().mul(V::splat(-1.0)));
-    let num = x.select_lt(V::splat(0.0), e, one);
-    num.div(one.add(e))
+    let e = exp_n(each(x, |x| x.abs().mul(V::splat(-1.0))));
+    let num = zip(x, e, |x, e| x.select_lt(V::splat(0.0), e, one));
+    zip(num, e, |num, e| num.div(one.add(e)))
 }
 
 /// `tanh` lane-wise, one formula over the whole range:
@@ -64,13 +88,22 @@ pub(crate) fn sigmoid<V: Vf32>(x: V) -> V {
 /// `x`). `|x|` is clamped to 9.5, above which the f32 result is 1; NaN passes through.
 /// At most 2 ULP from the exact value over every finite f32 (checked exhaustively when it
 /// was written; the tests sweep the range). No branches, one division.
+///
+/// Works on `N` vectors, each step applied across all of them before the next: one
+/// vector's chain of ~25 dependent operations leaves the FMA units idle, `N = 4`
+/// interleaved chains keep them busy (0.72 -> 0.50 ns per float on Zen 4).
 #[inline(always)]
-pub(crate) fn tanh<V: Vf32>(x: V) -> V {
+pub(crate) fn tanh<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
     let hi = V::splat(9.5);
-    let ax = x.abs();
-    let ax = ax.select_gt(hi, hi, ax);
-    let (n, m) = reduce(ax.add(ax));
-    let s = n.pow2i();
-    let m = s.mul_add(m, s.sub(V::splat(1.0)));
-    m.div(m.add(V::splat(2.0))).copysign(x)
+    let ax = each(x, |x| {
+        let a = x.abs();
+        a.select_gt(hi, hi, a)
+    });
+    let (n, m) = reduce(each(ax, |a| a.add(a)));
+    let m = zip(n, m, |n, m| {
+        let s = n.pow2i();
+        s.mul_add(m, s.sub(V::splat(1.0)))
+    });
+    let t = each(m, |m| m.div(m.add(V::splat(2.0))));
+    zip(t, x, |t, x| t.copysign(x))
 }
