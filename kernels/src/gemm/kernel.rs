@@ -36,14 +36,20 @@ pub(super) struct Tile {
     pub nr: usize,
 }
 
-/// `acc = sum_p a[p] (MR values) x b[p] (NV * 8 values)` over `kc` packed steps.
+/// `acc = sum_p a(r, p) x b[p] (NV * 8 values)` over `kc` steps, where `a(r, p)` is
+/// `a[r * rs + p * cs]`: a packed sliver has `rs = 1, cs = MR`; rows of A read in place
+/// (small products, see `A_IN_PLACE_MAX_N`) have their own strides. Called with constant
+/// strides for packed slivers, so that loop compiles to fixed offsets.
 ///
 /// # Safety
-/// `a` must be valid for reading `kc * MR` floats and `b` for `kc * NV * 8`.
+/// `a` must be valid for reading at `r * rs + p * cs` for every `r < MR`, `p < kc`, and
+/// `b` for `kc * NV * 8` floats.
 #[inline(always)]
 pub(super) unsafe fn kernel<V: Vf32, const MR: usize, const NV: usize>(
     kc: usize,
     a: *const f32,
+    rs: usize,
+    cs: usize,
     b: *const f32,
 ) -> [[V; NV]; MR] {
     let mut acc = [[V::splat(0.0); NV]; MR];
@@ -54,8 +60,8 @@ pub(super) unsafe fn kernel<V: Vf32, const MR: usize, const NV: usize>(
             *x = unsafe { V::load_ptr(b.add((p * NV + v) * LANES)) };
         }
         for (r, row) in acc.iter_mut().enumerate() {
-            // SAFETY: p * MR + r < kc * MR.
-            let av = V::splat(unsafe { *a.add(p * MR + r) });
+            // SAFETY: r < MR and p < kc (the caller's contract).
+            let av = V::splat(unsafe { *a.add(r * rs + p * cs) });
             for (x, &bb) in row.iter_mut().zip(bv.iter()) {
                 *x = av.mul_add(bb, *x);
             }
@@ -66,8 +72,8 @@ pub(super) unsafe fn kernel<V: Vf32, const MR: usize, const NV: usize>(
 
 /// Stores one tile: on the first K block `alpha * acc + beta * C + bias` (C unread when
 /// `beta == 0`), on later blocks `C + alpha * acc`; on the last K block, then clamps.
-/// Full tiles go through vectors; edge tiles through an array, element by element (a row
-/// of a tile, `NV * 8` floats, must fit the 64-float array).
+/// Only the tile's real `mr` rows and `nr` columns are touched: whole vectors where 8
+/// columns remain, a partial load and store (through an array) for a row's last few.
 #[inline(always)]
 pub(super) fn store<V: Vf32, const MR: usize, const NV: usize>(
     acc: &[[V; NV]; MR],
@@ -78,62 +84,56 @@ pub(super) fn store<V: Vf32, const MR: usize, const NV: usize>(
     first: bool,
     last: bool,
 ) {
-    let nr_full = NV * LANES;
-    if t.mr == MR && t.nr == nr_full {
-        let alpha = V::splat(ep.alpha);
-        let beta = V::splat(ep.beta);
-        let (lo, hi) = (V::splat(ep.lo), V::splat(ep.hi));
-        for (r, accr) in acc.iter().enumerate() {
-            let i = t.i0 + r;
-            let row = &mut c[i * ldc + t.j0..][..nr_full];
-            for (v, &a) in accr.iter().enumerate() {
-                let dst = &mut row[v * LANES..];
-                let mut x = a.mul(alpha);
-                if first {
-                    if ep.beta != 0.0 {
-                        x = beta.mul_add(V::load(dst), x);
-                    }
-                    match ep.bias {
-                        Bias::None => {}
-                        Bias::Row(b) => x = x.add(V::splat(b[i])),
-                        Bias::Col(b) => x = x.add(V::load(&b[t.j0 + v * LANES..])),
-                    }
-                } else {
-                    x = x.add(V::load(dst));
-                }
-                if last {
-                    x = x.clamp(lo, hi);
-                }
-                x.store(dst);
-            }
-        }
+    let full = Tile {
+        mr: MR,
+        nr: NV * LANES,
+        ..t
+    };
+    if t.mr == MR && t.nr == NV * LANES {
+        // (constant sizes: unrolled, accumulators stay in registers)
+        store_rows::<V, MR, NV>(acc, c, ldc, full, ep, first, last);
     } else {
-        for (r, accr) in acc.iter().enumerate().take(t.mr) {
-            let i = t.i0 + r;
-            let row = &mut c[i * ldc + t.j0..][..t.nr];
-            let mut vals = [0.0_f32; 64];
-            for (v, a) in accr.iter().enumerate() {
-                vals[v * LANES..][..LANES].copy_from_slice(&a.to_array());
-            }
-            for (jj, (dst, &a)) in row.iter_mut().zip(vals.iter()).enumerate() {
-                let mut x = a * ep.alpha;
-                if first {
-                    if ep.beta != 0.0 {
-                        x += ep.beta * *dst;
-                    }
-                    match ep.bias {
-                        Bias::None => {}
-                        Bias::Row(b) => x += b[i],
-                        Bias::Col(b) => x += b[t.j0 + jj],
-                    }
-                } else {
-                    x += *dst;
+        store_rows::<V, MR, NV>(acc, c, ldc, t, ep, first, last);
+    }
+}
+
+/// [`store`] for `t.mr` rows of `t.nr` columns.
+#[inline(always)]
+fn store_rows<V: Vf32, const MR: usize, const NV: usize>(
+    acc: &[[V; NV]; MR],
+    c: &mut [f32],
+    ldc: usize,
+    t: Tile,
+    ep: &Epilogue<'_>,
+    first: bool,
+    last: bool,
+) {
+    let alpha = V::splat(ep.alpha);
+    let beta = V::splat(ep.beta);
+    let (lo, hi) = (V::splat(ep.lo), V::splat(ep.hi));
+    for (r, accr) in acc.iter().enumerate().take(t.mr) {
+        let i = t.i0 + r;
+        let row = &mut c[i * ldc + t.j0..][..t.nr];
+        for (v, &a) in accr.iter().enumerate().take(t.nr.div_ceil(LANES)) {
+            // (a short slice: V::load reads missing lanes as 0, V::store writes only these)
+            let dst = &mut row[v * LANES..];
+            let mut x = a.mul(alpha);
+            if first {
+                if ep.beta != 0.0 {
+                    x = beta.mul_add(V::load(dst), x);
                 }
-                if last {
-                    x = crate::simd::clamp1(x, ep.lo, ep.hi);
+                match ep.bias {
+                    Bias::None => {}
+                    Bias::Row(b) => x = x.add(V::splat(b[i])),
+                    Bias::Col(b) => x = x.add(V::load(&b[t.j0 + v * LANES..])),
                 }
-                *dst = x;
+            } else {
+                x = x.add(V::load(dst));
             }
+            if last {
+                x = x.clamp(lo, hi);
+            }
+            x.store(dst);
         }
     }
 }

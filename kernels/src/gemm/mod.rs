@@ -7,6 +7,11 @@
 //! steps of [`MC`], packing an `MC x KC` block of A into `MR`-tall slivers; then `jr`, `ir`
 //! over the slivers, one `MR x NR` microkernel call each. Packed slivers are zero-padded to
 //! whole tiles, so the microkernel never branches on edges; only the store does.
+//!
+//! Narrow products (`n <= A_IN_PLACE_MAX_N`, e.g. 64^3 or a linear layer's batch) read
+//! A's whole slivers in place, through its strides, and pack only a last partial one:
+//! with few B slivers to reuse it, packing A cost more than it saved (sgemm 64^3:
+//! 0.63-0.70 -> 0.81-0.83 of the `gemm` crate's speed, same runs).
 
 pub(crate) mod kernel;
 mod pack;
@@ -24,6 +29,9 @@ pub(crate) const KC: usize = 256;
 pub(crate) const MC: usize = 192;
 /// Columns of B packed at once (N block): `KC x NC` floats stay in L3.
 pub(crate) const NC: usize = 2048;
+/// Widest product (`n`) whose A is read in place rather than packed: packing an A
+/// sliver pays off over the `n / NR` B slivers that reuse it, and below this it does not.
+const A_IN_PLACE_MAX_N: usize = 64;
 /// Upper bound on MR over every microkernel variant; scratch sizes use it so they never
 /// depend on the variant chosen at run time.
 const MR_MAX: usize = 16;
@@ -280,9 +288,14 @@ fn gemm_on(isa: Isa, args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch:
             // SAFETY: the CPU supports AVX2 and FMA (checked in the guard).
             unsafe { gemm_avx2(args, c, ep, scratch) }
         }
-        _ => {
-            blocked::<f32x8, { kernel::PORTABLE_MR }, { kernel::PORTABLE_NV }>(args, c, ep, scratch)
+        _ if a_in_place(args) => {
+            blocked::<f32x8, { kernel::PORTABLE_MR }, { kernel::PORTABLE_NV }, true>(
+                args, c, ep, scratch,
+            )
         }
+        _ => blocked::<f32x8, { kernel::PORTABLE_MR }, { kernel::PORTABLE_NV }, false>(
+            args, c, ep, scratch,
+        ),
     }
 }
 
@@ -334,12 +347,21 @@ struct Args<'a> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn gemm_avx2(args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f32]) {
-    blocked::<crate::arch::x86::Avx2, 6, 2>(args, c, ep, scratch);
+    if a_in_place(args) {
+        blocked::<crate::arch::x86::Avx2, 6, 2, true>(args, c, ep, scratch);
+    } else {
+        blocked::<crate::arch::x86::Avx2, 6, 2, false>(args, c, ep, scratch);
+    }
+}
+
+/// Whether A is read in place rather than packed (see `A_IN_PLACE_MAX_N`).
+fn a_in_place(args: &Args<'_>) -> bool {
+    matches!(args.a, AOp::Mat(_)) && args.n <= A_IN_PLACE_MAX_N
 }
 
 /// The BLIS loops over one variant's microkernel (`MR` rows, `NV` vectors of 8).
 #[inline(always)]
-fn blocked<V: Vf32, const MR: usize, const NV: usize>(
+fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
     args: &Args<'_>,
     c: &mut [f32],
     ep: &Epilogue<'_>,
@@ -364,7 +386,19 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize>(
             let mut ic = 0;
             while ic < m {
                 let mc = min(MC, m - ic);
+                // A read in place: whole slivers from `am`, only a last partial one packed
+                let in_place = match a {
+                    AOp::Mat(am) if A_IN_PLACE => Some(am),
+                    _ => None,
+                };
+                let full = mc / MR * MR;
                 let pa: &[f32] = match a {
+                    AOp::Mat(am) if in_place.is_some() => {
+                        if full < mc {
+                            pack::pack_a::<MR>(&am, ic + full, mc - full, pc, kc, pa);
+                        }
+                        pa
+                    }
                     AOp::Mat(am) => {
                         pack::pack_a::<MR>(&am, ic, mc, pc, kc, pa);
                         pa
@@ -380,7 +414,6 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize>(
                     };
                     let mut ir = 0;
                     while ir < mc {
-                        let ap = &pa[(ir / MR) * kc * MR..][..kc * MR];
                         // warm up the C tile while the FMAs run (rows of C are far apart)
                         let rows = min(MR, mc - ir);
                         for r in 0..rows {
@@ -388,9 +421,32 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize>(
                             V::prefetch(c[at..].as_ptr());
                             V::prefetch(c[at..].as_ptr().wrapping_add(nr - 1));
                         }
-                        // SAFETY: ap holds kc * MR floats and bp kc * NV * 8.
-                        let acc =
-                            unsafe { kernel::kernel::<V, MR, NV>(kc, ap.as_ptr(), bp.as_ptr()) };
+                        let acc = match in_place {
+                            Some(am) if ir < full => {
+                                let (rs, cs) = (am.rs, am.cs);
+                                let span = (MR - 1) * rs + (kc - 1) * cs + 1;
+                                let ap = &am.data[(ic + ir) * rs + pc * cs..][..span];
+                                // SAFETY: ap covers r * rs + p * cs for r < MR, p < kc
+                                // (its length is the last one plus 1); bp holds kc * NV * 8.
+                                unsafe {
+                                    kernel::kernel::<V, MR, NV>(
+                                        kc,
+                                        ap.as_ptr(),
+                                        rs,
+                                        cs,
+                                        bp.as_ptr(),
+                                    )
+                                }
+                            }
+                            _ => {
+                                let s = if in_place.is_some() { 0 } else { ir / MR };
+                                let ap = &pa[s * kc * MR..][..kc * MR];
+                                // SAFETY: ap holds kc * MR floats and bp kc * NV * 8.
+                                unsafe {
+                                    kernel::kernel::<V, MR, NV>(kc, ap.as_ptr(), 1, MR, bp.as_ptr())
+                                }
+                            }
+                        };
                         let tile = kernel::Tile {
                             i0: ic + ir,
                             j0: jc + jr,
