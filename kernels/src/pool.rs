@@ -299,7 +299,10 @@ fn min_2x2_idx<V: Vf32>(
 /// columns, then a tournament in window order, `pick(pick(top-left, top-right),
 /// pick(bottom-left, bottom-right))`, which keeps the first of ties and the first NaN as
 /// the general path does. Indices ride along as `f32` tags (exact: the plane is below
-/// [`FAST_INDEX_PLANE`]). Lanes past the row read 0 and are not stored.
+/// [`FAST_INDEX_PLANE`]). Rows of fewer than 8 windows (LeNet's second pool: 5) read on
+/// into the rows after them and store whole vectors into the output rows after theirs,
+/// which are computed later and overwrite those lanes; only at the end of the tensor do
+/// lanes read 0 and go unstored.
 #[inline(always)]
 fn windows_2x2<V: Vf32, const MIN: bool, const IDX: bool>(
     p: &Pool2dParams,
@@ -316,16 +319,22 @@ fn windows_2x2<V: Vf32, const MIN: bool, const IDX: bool>(
     fn rest(r: &[f32]) -> &[f32] {
         r.get(LANES..).unwrap_or(&[])
     }
-    for (pl, (x, y)) in input
-        .chunks_exact(h * w)
-        .zip(output.chunks_exact_mut(out_plane))
-        .enumerate()
-    {
+    let planes = output.len() / out_plane.max(1);
+    // rows shorter than a vector run on into the next rows (see above)
+    let short = ow_n < LANES;
+    for pl in 0..planes {
         for oh in 0..oh_n {
-            let r0 = &x[2 * oh * w..][..2 * ow_n];
-            let r1 = &x[(2 * oh + 1) * w..][..2 * ow_n];
-            let yrow = &mut y[oh * ow_n..][..ow_n];
+            let at = pl * h * w + 2 * oh * w;
             let o = pl * out_plane + oh * ow_n;
+            let (r0, r1, yrow) = if short {
+                (&input[at..], &input[at + w..], &mut output[o..])
+            } else {
+                (
+                    &input[at..][..2 * ow_n],
+                    &input[at + w..][..2 * ow_n],
+                    &mut output[o..][..ow_n],
+                )
+            };
             // whole vectors (fewer lanes only when the row is shorter than 8): the last
             // tile overlaps the one before instead of running past the row (its windows
             // are computed twice, with equal results)
@@ -343,7 +352,8 @@ fn windows_2x2<V: Vf32, const MIN: bool, const IDX: bool>(
                 let (v, tag) = V::pick::<MIN>(v0, t0, v1, t1);
                 v.store(&mut yrow[ow0..]);
                 if IDX {
-                    tag.store_index(&mut indices[o + ow0..o + ow_n]);
+                    let end = if short { indices.len() } else { o + ow_n };
+                    tag.store_index(&mut indices[o + ow0..end]);
                 }
                 if ow0 == last {
                     break;
