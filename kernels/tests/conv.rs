@@ -571,6 +571,13 @@ fn extreme_geometry_matches_reference() {
         Conv2dParams::new(1, 1, 3, 3, 1, 2, 2)
             .with_dilation(2, 2)
             .with_padding(1, 1, 1, 1),
+        // batches of them (the batch-wide GEMM path packs positions computed in isize)
+        Conv2dParams::new(3, 2, 1, 3, 3, 1, 2)
+            .with_padding(big, 0, 0, 0)
+            .with_stride(big, 1),
+        Conv2dParams::new(2, 1, 2, 2, 2, 2, 2)
+            .with_padding(0, big, 0, big)
+            .with_stride(big, big),
     ];
     for (i, p) in shapes.into_iter().enumerate() {
         assert!(p.dims().unwrap().output_len < 100);

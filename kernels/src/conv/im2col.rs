@@ -625,13 +625,38 @@ pub(crate) struct Plan {
     pub nb: usize,
 }
 
+/// Whether [`im2col_packed`] and [`im2col_packed_t`] (the batch-wide path) take `p`: they
+/// compute input positions in `isize` (`ih * in_w + iw`, with `ih` and `iw` possibly in
+/// the padding), which every dimension, padding, stride and dilation below 2^20 keeps
+/// far from overflow; a layer of absurd geometry goes image by image through
+/// [`im2col_block`] instead (a batch of 3 with padding `usize::MAX / 2` panicked here).
+fn packable(p: &Conv2dParams) -> bool {
+    const LIMIT: usize = 1 << 20;
+    [
+        p.in_h,
+        p.in_w,
+        p.kernel_h,
+        p.kernel_w,
+        p.pad_top,
+        p.pad_bottom,
+        p.pad_left,
+        p.pad_right,
+        p.stride_h,
+        p.stride_w,
+        p.dilation_h,
+        p.dilation_w,
+    ]
+    .iter()
+    .all(|&v| v < LIMIT)
+}
+
 impl Plan {
     pub(crate) fn new(p: &Conv2dParams, d: &Conv2dDims) -> Result<Self, KernelError> {
         let pointwise = is_pointwise(p);
         let per_image = block_cols(d.col_rows, d.col_cols);
         let total = mul(p.batch, d.col_cols)?;
         let across = block_cols(d.col_rows, total);
-        let batched = !pointwise && p.batch > 1 && d.col_cols < across;
+        let batched = !pointwise && p.batch > 1 && d.col_cols < across && packable(p);
         let nb = if pointwise {
             d.col_cols
         } else if batched {
