@@ -199,6 +199,8 @@ struct ConvPart {
     p: Conv2dParams,
     x: Vec<f32>,
     y: Vec<f32>,
+    /// The gradient at the ReLU's output, and (`gy`) at the convolution's.
+    gy_out: Vec<f32>,
     gy: Vec<f32>,
     gx: Vec<f32>,
     gw: Vec<f32>,
@@ -221,7 +223,8 @@ impl ConvPart {
             p,
             x: rand(d.input_len, seed),
             y: vec![0.0; d.output_len],
-            gy: rand(d.output_len, seed + 1),
+            gy_out: rand(d.output_len, seed + 1),
+            gy: vec![0.0; d.output_len],
             gx: vec![0.0; d.input_len],
             gw: vec![0.0; d.weight_len],
             gb: vec![0.0; d.bias_len],
@@ -241,14 +244,9 @@ impl ConvPart {
             &mut self.scratch,
         )?;
         if pass == Pass::FwdBwd {
-            let gy = &mut self.gy;
-            // the ReLU's backward, in place on a copy-free path: grad through y > 0
-            let y = &self.y;
-            for (g, &v) in gy.iter_mut().zip(y) {
-                if v <= 0.0 {
-                    *g = 0.0;
-                }
-            }
+            // the ReLU's backward (PyTorch's `threshold_backward`): the gradient where y > 0
+            k::activation_backward(Activation::Relu, &self.y, &self.gy_out, &mut self.gy)?;
+            let gy = &self.gy;
             k::conv2d_backward_input(p, w, gy, &mut self.gx, &mut self.scratch)?;
             k::conv2d_backward_weight(p, &self.x, gy, &mut self.gw, &mut self.scratch)?;
             k::conv2d_backward_bias(p, gy, &mut self.gb)?;
