@@ -21,7 +21,17 @@ pub(super) fn pack_a<const MR: usize>(
         if rows < MR {
             sliver.fill(0.0);
         }
-        if a.cs == 1 {
+        if a.cs == 1 && rows == MR {
+            // rows are contiguous: MR streams along k, each step's MR values written
+            // together (one pass over the sliver, no bounds checks in the loop)
+            let src: [&[f32]; MR] =
+                core::array::from_fn(|r| &a.data[(i0 + r0 + r) * a.rs + p0..][..kc]);
+            for (p, out) in sliver.chunks_exact_mut(MR).take(kc).enumerate() {
+                for (o, s) in out.iter_mut().zip(src.iter()) {
+                    *o = s[p];
+                }
+            }
+        } else if a.cs == 1 {
             // rows are contiguous: read along k, write with stride MR
             for r in 0..rows {
                 let src = &a.data[(i0 + r0 + r) * a.rs + p0..][..kc];
@@ -31,6 +41,14 @@ pub(super) fn pack_a<const MR: usize>(
             }
         } else {
             // columns are contiguous (A used transposed): read along m
+            if a.rs == 1 && rows == MR {
+                // (constant-length copies: inline moves, not a memcpy call per step)
+                for (p, out) in sliver.chunks_exact_mut(MR).take(kc).enumerate() {
+                    let base = (p0 + p) * a.cs + i0 + r0;
+                    out.copy_from_slice(&a.data[base..][..MR]);
+                }
+                continue;
+            }
             for p in 0..kc {
                 let base = (p0 + p) * a.cs + (i0 + r0) * a.rs;
                 let out = &mut sliver[p * MR..][..rows];
