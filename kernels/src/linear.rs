@@ -14,7 +14,61 @@ use crate::vector::Vf32;
 /// [`KernelError::ZeroSize`], [`KernelError::Overflow`].
 pub fn linear_scratch_len(p: &LinearParams) -> Result<usize, KernelError> {
     p.lens()?;
-    Ok(sgemm_scratch_len(p.batch, p.out_features, p.in_features))
+    product_scratch_len(p.batch, p.out_features, p.in_features)
+}
+
+/// Scratch of a `batch x n` product over `k` (see [`swapped`]).
+fn product_scratch_len(batch: usize, n: usize, k: usize) -> Result<usize, KernelError> {
+    if swapped(batch, n) {
+        // (the transposed result, then the GEMM's own scratch)
+        let gemm = sgemm_scratch_len(n, batch, k);
+        return batch
+            .checked_mul(n)
+            .and_then(|t| t.checked_add(gemm))
+            .ok_or(KernelError::Overflow);
+    }
+    Ok(sgemm_scratch_len(batch, n, k))
+}
+
+/// Whether a product with `batch` rows and `n` columns (the forward pass: `n` outputs;
+/// the input gradient: `n` inputs) is computed transposed, `C^T = B^T * A^T`, then
+/// transposed into place ([`by_transpose`]): for batches smaller than `n`. The GEMM then
+/// packs its B operand from the batch (`batch x k` floats) instead of from the weights
+/// (`n x k`), reads the weights in place, and their rows fill the register tile where a
+/// small batch would leave it part-empty. LeNet's 400 -> 120 layer, 16 images, forward:
+/// 0.038-0.056 -> 0.020 ms (three interleaved pairs). The sums run over `k` in the same
+/// order either way, so the results are identical.
+fn swapped(batch: usize, n: usize) -> bool {
+    batch < n
+}
+
+/// `c (m x n, row-major) = a * b` through `c^T = b^T * a^T` in `scratch` (`m * n` floats
+/// for it, then the GEMM's scratch); `ep`'s row bias is per column of `c`.
+#[allow(clippy::too_many_arguments)]
+fn by_transpose(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    c: &mut [f32],
+    ep: &Epilogue<'_>,
+    scratch: &mut [f32],
+) {
+    let (ct, rest) = scratch.split_at_mut(m * n);
+    fn t(x: MatRef<'_>) -> MatRef<'_> {
+        MatRef {
+            data: x.data,
+            rs: x.cs,
+            cs: x.rs,
+        }
+    }
+    gemm(n, m, k, t(b), t(a), ct, m, ep, rest);
+    for (j, row) in ct.chunks_exact(m).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            c[i * n + j] = v;
+        }
+    }
 }
 
 /// Fully connected forward pass: `output[b, o] = clamp(sum_i input[b, i] * weight[o, i] + bias[o])`.
@@ -46,6 +100,29 @@ pub fn linear(
 ) -> Result<(), KernelError> {
     let (lo, hi) = check_forward(p, input, weight, bias, act, output)?;
     check_scratch(linear_scratch_len(p)?, scratch.len())?;
+    if swapped(p.batch, p.out_features) {
+        let ep = Epilogue {
+            bias: bias.map_or(Bias::None, Bias::Row),
+            lo,
+            hi,
+            ..Epilogue::plain()
+        };
+        let (x, w) = (
+            MatRef::rows(input, p.in_features),
+            MatRef::transposed(weight, p.in_features),
+        );
+        by_transpose(
+            p.batch,
+            p.out_features,
+            p.in_features,
+            x,
+            w,
+            output,
+            &ep,
+            scratch,
+        );
+        return Ok(());
+    }
     let ep = Epilogue {
         bias: bias.map_or(Bias::None, Bias::Col),
         lo,
@@ -181,7 +258,7 @@ fn dot_rows<V: Vf32>(
 /// [`KernelError::ZeroSize`], [`KernelError::Overflow`].
 pub fn linear_backward_input_scratch_len(p: &LinearParams) -> Result<usize, KernelError> {
     p.lens()?;
-    Ok(sgemm_scratch_len(p.batch, p.in_features, p.out_features))
+    product_scratch_len(p.batch, p.in_features, p.out_features)
 }
 
 /// `grad_input [batch, in] = grad_output [batch, out] * weight [out, in]` (overwritten).
@@ -201,17 +278,13 @@ pub fn linear_backward_input(
     check_len("weight", lw, weight.len())?;
     check_len("grad_input", li, grad_input.len())?;
     check_scratch(linear_backward_input_scratch_len(p)?, scratch.len())?;
-    gemm(
-        p.batch,
-        p.in_features,
-        p.out_features,
-        MatRef::rows(grad_output, p.out_features),
-        MatRef::rows(weight, p.in_features),
-        grad_input,
-        p.in_features,
-        &Epilogue::plain(),
-        scratch,
-    );
+    let (m, n, k) = (p.batch, p.in_features, p.out_features);
+    let (gy, w) = (MatRef::rows(grad_output, k), MatRef::rows(weight, n));
+    if swapped(m, n) {
+        by_transpose(m, n, k, gy, w, grad_input, &Epilogue::plain(), scratch);
+    } else {
+        gemm(m, n, k, gy, w, grad_input, n, &Epilogue::plain(), scratch);
+    }
     Ok(())
 }
 

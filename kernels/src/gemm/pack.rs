@@ -100,6 +100,21 @@ pub(super) fn pack_b<const NV: usize>(
                     *d = v;
                 }
             }
+        } else if b.rs == 1 && cols == nr {
+            // B used transposed, whole sliver: its nr columns are streams along k, each
+            // step's nr values written together (one pass over the sliver)
+            let src: [&[f32]; super::NR_MAX] = core::array::from_fn(|c| {
+                if c < nr {
+                    &b.data[(j0 + c0 + c) * b.cs + p0..][..kc]
+                } else {
+                    &[]
+                }
+            });
+            for (p, out) in sliver.chunks_exact_mut(nr).take(kc).enumerate() {
+                for (o, s) in out.iter_mut().zip(src.iter()) {
+                    *o = s[p];
+                }
+            }
         } else {
             // B used transposed: columns of op(B) are contiguous along k
             for c in 0..cols {
