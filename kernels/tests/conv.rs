@@ -263,6 +263,9 @@ fn large_k_and_m_match_reference() {
         Conv2dParams::new(1, 3, 1, 1, 5, 3, 3).with_padding(1, 1, 1, 1),  // 1x1 image, padded
         Conv2dParams::new(2, 3, 1, 1, 9, 1, 1),                           // 1x1 image, 1x1 kernel
         Conv2dParams::new(1, 4, 1, 1, 4, 1, 1).with_groups(4),            // 1x1 depthwise
+        // 289 taps per input channel: a K block of the implicit GEMM too long for its
+        // offset table (the nested tap loops)
+        Conv2dParams::new(1, 2, 18, 18, 9, 17, 17).with_padding(1, 1, 1, 1),
         // found by fuzzing: the last output tile lies wholly in the right padding (its
         // first column is past the row's end); the direct kernel sliced out of bounds
         Conv2dParams::new(1, 2, 3, 11, 7, 4, 1)
@@ -298,7 +301,10 @@ fn dispatch_picks_by_shape() {
     assert_eq!(k::conv2d_algo(&strided).unwrap(), Conv2dAlgo::Direct);
     assert_eq!(k::conv2d_scratch_len(&strided).unwrap(), 0);
     let vgg = Conv2dParams::new(8, 64, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1);
-    assert_eq!(k::conv2d_algo(&vgg).unwrap(), Conv2dAlgo::Im2col);
+    assert_eq!(k::conv2d_algo(&vgg).unwrap(), Conv2dAlgo::Implicit);
+    // many taps on a small plane: im2col + GEMM across the batch
+    let deep = Conv2dParams::new(8, 512, 7, 7, 512, 3, 3).with_padding(1, 1, 1, 1);
+    assert_eq!(k::conv2d_algo(&deep).unwrap(), Conv2dAlgo::Im2col);
     let lenet_c2 = Conv2dParams::new(64, 6, 14, 14, 16, 5, 5);
     assert_eq!(k::conv2d_algo(&lenet_c2).unwrap(), Conv2dAlgo::Implicit);
     // unpadded: the packed weights only (16 channels x 150 taps)
