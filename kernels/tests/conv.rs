@@ -263,9 +263,11 @@ fn large_k_and_m_match_reference() {
         Conv2dParams::new(1, 3, 1, 1, 5, 3, 3).with_padding(1, 1, 1, 1),  // 1x1 image, padded
         Conv2dParams::new(2, 3, 1, 1, 9, 1, 1),                           // 1x1 image, 1x1 kernel
         Conv2dParams::new(1, 4, 1, 1, 4, 1, 1).with_groups(4),            // 1x1 depthwise
-        // 289 taps per input channel: a K block of the implicit GEMM too long for its
+        // 1225 taps per input channel: a K block of the implicit GEMM too long for its
         // offset table (the nested tap loops)
-        Conv2dParams::new(1, 2, 18, 18, 9, 17, 17).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(1, 2, 36, 36, 9, 35, 35).with_padding(1, 1, 1, 1),
+        // K = 1170 on a 144-pixel plane: the implicit GEMM in two K blocks
+        Conv2dParams::new(1, 130, 12, 12, 9, 3, 3).with_padding(1, 1, 1, 1),
         // found by fuzzing: the last output tile lies wholly in the right padding (its
         // first column is past the row's end); the direct kernel sliced out of bounds
         Conv2dParams::new(1, 2, 3, 11, 7, 4, 1)

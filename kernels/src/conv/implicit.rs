@@ -28,9 +28,21 @@ use crate::vector::Vf32;
 
 /// Output channels per weight block in the scratch layout (the widest tile of any variant).
 const NR_MAX: usize = 16;
-/// Taps per K block (rounded to whole input channels): a block's weights, `KC x 16`
-/// floats, fill half of L1.
+/// Taps per output up to which [`crate::conv2d`] takes the implicit GEMM on any plane
+/// (see `Conv2dAlgo::Implicit`).
 pub(super) const KC: usize = 256;
+
+/// Taps per K block of the forward pass (rounded down to whole input channels, at least
+/// one): a block's tile runs one loop over a table of its tap offsets. 64-bit targets take
+/// up to 1152 (ResNet's 128-channel 3x3 layer in one block: its weights, 72 KiB, stream
+/// from L2; 256-tap blocks that keep them in L1 measured 10% slower, ResNet's layer 22.6-24.1
+/// against 20.4 ms for 8 images, and VGG's 23.4-23.7 against 21.4-21.6, min of 15); the
+/// table, 4.5 KiB of stack, is 1 KiB on 32-bit targets (microcontrollers), with 256.
+const KB: usize = if cfg!(target_pointer_width = "64") {
+    1152
+} else {
+    256
+};
 
 /// Scratch elements [`conv2d_implicit`] needs: the group's weights transposed and packed
 /// (output channels rounded up to 16, times `in_per_group * kernel_h * kernel_w`), plus,
@@ -201,10 +213,10 @@ fn run<V: Vf32, const MR: usize, const NV: usize>(
                 x_g
             };
             let out_g = &mut output[img * d.out_image_len + g * m * n..][..m * n];
-            // K in blocks of whole channels, about KC taps each, so that a block's weights
-            // (KC x nr) stay in L1; later blocks add into the output
+            // K in blocks of whole channels, up to KB taps each; later blocks add into the
+            // output
             let per_ch = p.kernel_h * p.kernel_w;
-            let cb = (KC / per_ch).max(1);
+            let cb = (KB / per_ch).max(1);
             let mut c0 = 0;
             while c0 < d.in_per_group {
                 let cn = cb.min(d.in_per_group - c0);
@@ -216,14 +228,16 @@ fn run<V: Vf32, const MR: usize, const NV: usize>(
                 let src_c = &src[c0 * taps.plane..];
                 // the block's tap offsets in one table, so that the tile runs one long
                 // loop over them (nested loops of kw = 3 steps measured slower)
-                let mut offs = [0_usize; KC];
-                let flat = cn * per_ch <= KC;
+                // (u32 offsets: every one is at most `last_tap`)
+                let mut offs = [0_u32; KB];
+                let flat = cn * per_ch <= KB && u32::try_from(last_tap).is_ok();
                 if flat {
                     let mut i = 0;
                     for ci in 0..cn {
                         for kh in 0..taps.kh {
                             for kw in 0..taps.kw {
-                                offs[i] = ci * taps.plane + kh * taps.row + kw * taps.col;
+                                let o = ci * taps.plane + kh * taps.row + kw * taps.col;
+                                offs[i] = o as u32;
                                 i += 1;
                             }
                         }
@@ -375,14 +389,14 @@ unsafe fn tile_offs<V: Vf32, const MR: usize, const NV: usize>(
     src: *const f32,
     base: &[usize; MR],
     w: *const f32,
-    offs: &[usize],
+    offs: &[u32],
 ) -> [[V; NV]; MR] {
     let mut acc = [[V::splat(0.0); NV]; MR];
     let ptrs: [*const f32; MR] = core::array::from_fn(|r| src.wrapping_add(base[r]));
     for (i, &o) in offs.iter().enumerate() {
         // SAFETY: the caller guarantees every tap of every pixel is readable and NV * 8
         // weights per tap at w.
-        unsafe { step(&mut acc, &ptrs, o, w.add(i * NV * LANES)) };
+        unsafe { step(&mut acc, &ptrs, o as usize, w.add(i * NV * LANES)) };
     }
     acc
 }
