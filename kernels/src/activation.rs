@@ -13,15 +13,6 @@ use crate::{math, params::ctry};
 
 /// `y = f(x)` eight lanes at a time over any vector type; the tail goes through the same
 /// code zero-padded, so every element gets bit-identical treatment.
-// (unused on targets without vector registers: see `transcendental!`)
-#[cfg_attr(
-    not(any(
-        target_feature = "sse2",
-        target_feature = "neon",
-        target_feature = "simd128"
-    )),
-    allow(dead_code)
-)]
 #[inline(always)]
 fn vmap<V: Vf32>(x: &[f32], y: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: impl Fn(V) -> V) {
     // four vectors per step (`f4` interleaves their dependency chains)
@@ -46,15 +37,6 @@ fn vmap<V: Vf32>(x: &[f32], y: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: imp
 }
 
 /// In-place [`vmap`].
-// (unused on targets without vector registers: see `transcendental!`)
-#[cfg_attr(
-    not(any(
-        target_feature = "sse2",
-        target_feature = "neon",
-        target_feature = "simd128"
-    )),
-    allow(dead_code)
-)]
 #[inline(always)]
 fn vmap_inplace<V: Vf32>(x: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: impl Fn(V) -> V) {
     let mut x4 = x.chunks_exact_mut(4 * LANES);
@@ -69,6 +51,16 @@ fn vmap_inplace<V: Vf32>(x: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: impl F
         v.store(xs);
     }
 }
+
+/// Whether the portable variant interleaves four vectors in `tanh`/`sigmoid` (see
+/// [`vmap`]): only where `f32x8` lives in vector registers. Without them (Cortex-M4F: eight
+/// scalars, an in-order core) it buys nothing and cost 6.8 KiB of firmware `.text`
+/// (39,864 -> 46,640 bytes); one vector at a time there, the same arithmetic per lane.
+const INTERLEAVE: bool = cfg!(any(
+    target_feature = "sse2",
+    target_feature = "neon",
+    target_feature = "simd128"
+));
 
 /// Runs a transcendental activation (`math::sigmoid`, `math::tanh`) on the active variant:
 /// from `src` into `dst` (`Some(src)`), or in place in `dst` (`None`).
@@ -95,36 +87,19 @@ macro_rules! transcendental {
                 ),
             }
         }
-        #[cfg(any(
-            target_feature = "sse2",
-            target_feature = "neon",
-            target_feature = "simd128"
-        ))]
         fn portable(src: Option<&[f32]>, dst: &mut [f32]) {
             match src {
-                Some(x) => vmap::<f32x8>(
+                Some(x) if INTERLEAVE => vmap::<f32x8>(
                     x,
                     dst,
                     |v| math::$f::<f32x8, 4>(v),
                     |v| math::$f::<f32x8, 1>([v])[0],
                 ),
-                None => vmap_inplace::<f32x8>(
+                None if INTERLEAVE => vmap_inplace::<f32x8>(
                     dst,
                     |v| math::$f::<f32x8, 4>(v),
                     |v| math::$f::<f32x8, 1>([v])[0],
                 ),
-            }
-        }
-        // Without vector registers (Cortex-M4F: f32x8 is eight scalars) interleaving four
-        // vectors buys nothing on an in-order core and cost 6.8 KiB of firmware .text
-        // (39,864 -> 46,640 bytes): one vector at a time, the same arithmetic per lane.
-        #[cfg(not(any(
-            target_feature = "sse2",
-            target_feature = "neon",
-            target_feature = "simd128"
-        )))]
-        fn portable(src: Option<&[f32]>, dst: &mut [f32]) {
-            match src {
                 Some(x) => map(x, dst, |v| math::$f::<f32x8, 1>([v])[0]),
                 None => map_inplace(dst, |v| math::$f::<f32x8, 1>([v])[0]),
             }
