@@ -3,6 +3,18 @@
 use super::MatRef;
 use crate::simd::{LANES, load, store};
 
+/// Writes `kc` steps of `width` values, step `p` holding `src[0][p], src[1][p], ...`: the
+/// streams of a whole sliver along k (A's rows, or B's columns when B is used transposed)
+/// interleaved in one pass over the sliver.
+#[inline(always)]
+fn interleave(src: &[&[f32]], width: usize, kc: usize, dst: &mut [f32]) {
+    for (p, out) in dst.chunks_exact_mut(width).take(kc).enumerate() {
+        for (o, s) in out.iter_mut().zip(src) {
+            *o = s[p];
+        }
+    }
+}
+
 /// Packs rows `i0..i0 + mc`, columns `p0..p0 + kc` of `a` into `ceil(mc / MR)` slivers of
 /// `kc x MR` (for each `p`, the `MR` values of one column), padding missing rows with 0.
 #[inline(always)]
@@ -26,11 +38,7 @@ pub(super) fn pack_a<const MR: usize>(
             // together (one pass over the sliver, no bounds checks in the loop)
             let src: [&[f32]; MR] =
                 core::array::from_fn(|r| &a.data[(i0 + r0 + r) * a.rs + p0..][..kc]);
-            for (p, out) in sliver.chunks_exact_mut(MR).take(kc).enumerate() {
-                for (o, s) in out.iter_mut().zip(src.iter()) {
-                    *o = s[p];
-                }
-            }
+            interleave(&src, MR, kc, sliver);
         } else if a.cs == 1 {
             // rows are contiguous: read along k, write with stride MR
             for r in 0..rows {
@@ -110,11 +118,7 @@ pub(super) fn pack_b<const NV: usize>(
                     &[]
                 }
             });
-            for (p, out) in sliver.chunks_exact_mut(nr).take(kc).enumerate() {
-                for (o, s) in out.iter_mut().zip(src.iter()) {
-                    *o = s[p];
-                }
-            }
+            interleave(&src[..nr], nr, kc, sliver);
         } else {
             // B used transposed: columns of op(B) are contiguous along k
             for c in 0..cols {
