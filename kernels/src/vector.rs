@@ -44,6 +44,12 @@ pub(crate) trait Vf32: Copy {
     fn round(self) -> Self;
     /// `2^self` for integral lanes in `[-126, 127]` (built from the exponent bits).
     fn pow2i(self) -> Self;
+    /// `min(self, b)`; NaN in `self` passes through.
+    fn min(self, b: Self) -> Self;
+    /// `2^n` for `self = 1.5 * 2^23 + n` with `n` integral in `[-126, 127]`: the integer
+    /// `n` sits in the low mantissa bits, and shifted into the exponent field it builds
+    /// `2^n` without a conversion.
+    fn pow2_shifted(self) -> Self;
     /// Lane-wise `if self < b { t } else { f }` (false for NaN).
     fn select_lt(self, b: Self, t: Self, f: Self) -> Self;
     /// Lane-wise `if self > b { t } else { f }` (false for NaN).
@@ -167,6 +173,14 @@ impl Vf32 for f32x8 {
     fn pow2i(self) -> Self {
         let n: wide::i32x8 = self.round_int();
         f32x8::from_bits(((n + wide::i32x8::splat(127)) << 23_i32).cast_unsigned())
+    }
+    #[inline(always)]
+    fn min(self, b: Self) -> Self {
+        self.simd_gt(b).select(b, self)
+    }
+    #[inline(always)]
+    fn pow2_shifted(self) -> Self {
+        f32x8::from_bits((self.to_bits() << 23_u32) + wide::u32x8::splat(0x3f80_0000))
     }
     #[inline(always)]
     fn select_lt(self, b: Self, t: Self, f: Self) -> Self {

@@ -5,10 +5,11 @@ use core::arch::x86_64::{
     __cpuid, __cpuid_count, __m256, __m256i, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_UNORD_Q,
     _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT, _MM_HINT_T0, _mm_prefetch, _mm256_add_epi32,
     _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps, _mm256_blendv_ps, _mm256_castpd_ps,
-    _mm256_castps_pd, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cvtps_epi32, _mm256_cvttps_epi32,
-    _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_or_ps,
-    _mm256_permute4x64_pd, _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_shuffle_ps,
-    _mm256_slli_epi32, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_ps, _xgetbv,
+    _mm256_castps_pd, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cvtps_epi32,
+    _mm256_cvttps_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_min_ps,
+    _mm256_mul_ps, _mm256_or_ps, _mm256_permute4x64_pd, _mm256_round_ps, _mm256_set1_epi32,
+    _mm256_set1_ps, _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_storeu_ps, _mm256_storeu_si256,
+    _mm256_sub_ps, _xgetbv,
 };
 
 use crate::simd::LANES;
@@ -128,6 +129,23 @@ impl Vf32 for Avx2 {
             let n = _mm256_cvtps_epi32(self.0);
             let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(n, _mm256_set1_epi32(127)));
             Self(_mm256_castsi256_ps(e))
+        }
+    }
+    #[inline(always)]
+    fn min(self, b: Self) -> Self {
+        // SAFETY: AVX is available. MINPS returns its second operand when either is NaN.
+        Self(unsafe { _mm256_min_ps(b.0, self.0) })
+    }
+    #[inline(always)]
+    fn pow2_shifted(self) -> Self {
+        // SAFETY: AVX2 is available; the low bits of `self` hold n (see the trait), and
+        // shifted left by 23 they are n << 23 (the rest is shifted out).
+        unsafe {
+            let e = _mm256_slli_epi32::<23>(_mm256_castps_si256(self.0));
+            Self(_mm256_castsi256_ps(_mm256_add_epi32(
+                e,
+                _mm256_set1_epi32(0x3f80_0000),
+            )))
         }
     }
     #[inline(always)]
