@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::layers::{BatchNorm2d, Conv2d, Init, Layer, LayerState, Linear, Mode, Pool, Shape};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
+use cnnkit_kernels as k;
 
 /// The spec of the `lenet5` preset: LeNet-5 with ReLU and max pooling.
 pub const LENET5: &str = "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) flatten \
@@ -292,6 +293,13 @@ impl Model {
         if !ws.train {
             return Err(Error::invalid("backward pass on an inference workspace"));
         }
+        if self.relu_into_pool(i) {
+            // done by the pool's backward (below)
+            return Ok(());
+        }
+        if i >= 2 && self.relu_into_pool(i - 1) {
+            return self.relu_pool_backward(ws, i, b);
+        }
         let nin = b * self.shapes[i].len();
         let nout = b * self.shapes[i + 1].len();
         let (gbefore, gafter) = ws.grads.split_at_mut(i + 1);
@@ -305,6 +313,41 @@ impl Model {
         let y = &ws.acts[i + 1][..nout];
         let st = &mut ws.states[i];
         self.layers[i].backward(b, self.shapes[i], x, y, gy, gx, st, &mut ws.scratch)
+    }
+}
+
+impl Model {
+    /// Whether layer `i` is a ReLU (not the first layer) whose output a max-pool takes:
+    /// their backward passes run as one ([`Model::relu_pool_backward`]).
+    fn relu_into_pool(&self, i: usize) -> bool {
+        i > 0
+            && matches!(self.layers[i], Layer::Relu)
+            && matches!(self.layers.get(i + 1), Some(Layer::MaxPool2d(_)))
+    }
+
+    /// The backward pass of the max-pool `i` and the ReLU `i - 1` before it, at the
+    /// pool's size: ReLU's mask applied to the pooled gradient (the pooled value is the
+    /// ReLU output at the position the window chose, the only position that gets a
+    /// gradient), then the pool's backward straight into the ReLU's input gradient. The
+    /// same numbers as the two layers' backward passes one after the other, on a quarter
+    /// of the elements (2x2 windows), without the ReLU's full-size pass.
+    fn relu_pool_backward(&self, ws: &mut Workspace, i: usize, b: usize) -> Result<()> {
+        let Layer::MaxPool2d(pool) = &self.layers[i] else {
+            unreachable!("relu_into_pool checked the layer");
+        };
+        let nin = b * self.shapes[i].len();
+        let nout = b * self.shapes[i + 1].len();
+        let (before, after) = ws.grads.split_at_mut(i);
+        let gy = &mut after[1][..nout];
+        let y = &ws.acts[i + 1][..nout];
+        // relu_backward's rule: no gradient where the ReLU output is <= 0 (NaN passes)
+        for (g, &v) in gy.iter_mut().zip(y) {
+            *g = if v <= 0.0 { 0.0 } else { *g };
+        }
+        let gx = &mut before[i - 1][..nin];
+        let p = pool.params(b, self.shapes[i])?;
+        k::max_pool2d_backward(&p, &ws.states[i].indices[..nout], gy, gx)?;
+        Ok(())
     }
 }
 

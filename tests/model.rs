@@ -274,3 +274,77 @@ fn dropout_drops_the_right_fraction_and_keeps_the_mean() {
     m.forward_layer(&mut ws, 0, 4, Mode::Eval).unwrap();
     assert!(ws.output(&m, 4).iter().all(|&v| v == 1.0));
 }
+
+/// A ReLU before a max-pool runs its backward pass inside the pool's, at the pooled size
+/// (`Model::backward_ws`): the same parameter gradients, bit for bit, as every layer's
+/// own backward pass one after the other. The data have exact zeros, negatives and a NaN
+/// at the ReLU, and ties in the pooling windows.
+#[test]
+fn relu_before_max_pool_backward_matches_layer_by_layer() {
+    use cnnkit::layers::Mode;
+    let input = Shape::Image { c: 2, h: 9, w: 9 };
+    let model = Model::from_spec(
+        "conv(4,3,pad=1) relu maxpool(2) conv(3,3) relu maxpool(2,stride=1) flatten linear(3)",
+        input,
+        7,
+    )
+    .unwrap();
+    let b = 3;
+    let mut rng = Rng::new(8);
+    let mut x: Vec<f32> = (0..b * input.len())
+        .map(|_| (rng.normal() * 4.0).round() / 4.0)
+        .collect();
+    x[5] = f32::NAN;
+    let mut ws = Workspace::new(&model, b).unwrap();
+    ws.input_mut(b).copy_from_slice(&x);
+    model.forward_ws(&mut ws, b, Some(1)).unwrap();
+    let g: Vec<f32> = (0..b * 3).map(|_| rng.normal()).collect();
+    let (_, grad) = ws.output_and_grad_mut(&model, b);
+    grad.copy_from_slice(&g);
+    model.backward_ws(&mut ws, b).unwrap();
+
+    // the same model, one layer at a time through the public layer API
+    let shapes = model.shapes().to_vec();
+    let mut acts = vec![x];
+    let mut states = Vec::new();
+    for (i, l) in model.layers().iter().enumerate() {
+        let mut st = l.state(b, shapes[i]).unwrap();
+        let mut scratch = vec![0.0; l.scratch_len(b, shapes[i], true).unwrap()];
+        let mut y = vec![0.0; b * shapes[i + 1].len()];
+        let mode = Mode::Train { seed: 0 };
+        l.forward(b, shapes[i], &acts[i], &mut y, &mut st, &mut scratch, mode)
+            .unwrap();
+        acts.push(y);
+        states.push((st, scratch));
+    }
+    assert!(
+        acts[1].iter().any(|v| v.is_nan()),
+        "a NaN reaches the first ReLU"
+    );
+    let mut gy = g;
+    for (i, l) in model.layers().iter().enumerate().rev() {
+        let (st, scratch) = &mut states[i];
+        let mut gx = vec![0.0; b * shapes[i].len()];
+        let want_gx = (i > 0).then_some(&mut gx[..]);
+        l.backward(
+            b,
+            shapes[i],
+            &acts[i],
+            &acts[i + 1],
+            &gy,
+            want_gx,
+            st,
+            scratch,
+        )
+        .unwrap();
+        let got = &ws.states()[i].grads;
+        for (p, (a, e)) in got.iter().zip(&st.grads).enumerate() {
+            let (a, e): (Vec<u32>, Vec<u32>) = (
+                a.iter().map(|v| v.to_bits()).collect(),
+                e.iter().map(|v| v.to_bits()).collect(),
+            );
+            assert_eq!(a, e, "layer {i} ({}) parameter {p}", l.kind());
+        }
+        gy = gx;
+    }
+}
