@@ -392,19 +392,13 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
             let mut ic = 0;
             while ic < m {
                 let mc = min(MC, m - ic);
-                // A read in place: whole slivers from `am`, only a last partial one packed
+                // A read in place: every sliver from `am` (the last rows by `edge_rows`)
                 let in_place = match a {
                     AOp::Mat(am) if A_IN_PLACE => Some(am),
                     _ => None,
                 };
-                let full = mc / MR * MR;
                 let pa: &[f32] = match a {
-                    AOp::Mat(am) if in_place.is_some() => {
-                        if full < mc {
-                            pack::pack_a::<MR>(&am, ic + full, mc - full, pc, kc, pa);
-                        }
-                        pa
-                    }
+                    AOp::Mat(_) if in_place.is_some() => pa,
                     AOp::Mat(am) => {
                         pack::pack_a::<MR>(&am, ic, mc, pc, kc, pa);
                         pa
@@ -427,8 +421,25 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                             V::prefetch(c[at..].as_ptr());
                             V::prefetch(c[at..].as_ptr().wrapping_add(nr - 1));
                         }
+                        if let Some(am) = in_place.filter(|_| rows < MR) {
+                            // the last rows of A read in place: 4-, 2- and 1-row tiles
+                            // computed exactly, instead of packing them for a whole tile
+                            // (small products, where that tile is a good part of the work;
+                            // packed A keeps the whole tile, which measured faster at 256^3)
+                            let (ap, rs, cs) =
+                                (&am.data[(ic + ir) * am.rs + pc * am.cs..], am.rs, am.cs);
+                            let tile = kernel::Tile {
+                                i0: ic + ir,
+                                j0: jc + jr,
+                                mr: rows,
+                                nr: min(nr, nc - jr),
+                            };
+                            edge_rows::<V, NV>(kc, ap, rs, cs, bp, c, ldc, tile, ep, first, last);
+                            ir += MR;
+                            continue;
+                        }
                         let acc = match in_place {
-                            Some(am) if ir < full => {
+                            Some(am) => {
                                 let (rs, cs) = (am.rs, am.cs);
                                 let span = (MR - 1) * rs + (kc - 1) * cs + 1;
                                 let ap = &am.data[(ic + ir) * rs + pc * cs..][..span];
@@ -444,9 +455,8 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                                     )
                                 }
                             }
-                            _ => {
-                                let s = if in_place.is_some() { 0 } else { ir / MR };
-                                let ap = &pa[s * kc * MR..][..kc * MR];
+                            None => {
+                                let ap = &pa[(ir / MR) * kc * MR..][..kc * MR];
                                 // SAFETY: ap holds kc * MR floats and bp kc * NV * 8.
                                 unsafe {
                                     kernel::kernel::<V, MR, NV>(kc, ap.as_ptr(), 1, MR, bp.as_ptr())
@@ -469,6 +479,62 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
             pc += KC;
         }
         jc += NC;
+    }
+}
+
+/// The last `t.mr < MR` rows of an M block as tiles of 4, 2 and 1 rows, reading A at
+/// `a[r * rs + p * cs]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn edge_rows<V: Vf32, const NV: usize>(
+    kc: usize,
+    a: &[f32],
+    rs: usize,
+    cs: usize,
+    b: &[f32],
+    c: &mut [f32],
+    ldc: usize,
+    t: kernel::Tile,
+    ep: &Epilogue<'_>,
+    first: bool,
+    last: bool,
+) {
+    let mut r = 0;
+    while r < t.mr {
+        let left = t.mr - r;
+        let tile = kernel::Tile {
+            i0: t.i0 + r,
+            mr: if left >= 4 {
+                4
+            } else if left >= 2 {
+                2
+            } else {
+                1
+            },
+            ..t
+        };
+        // ap covers i * rs + p * cs for i < tile.mr, p < kc (its length is the last one
+        // plus 1), and b holds kc * NV * 8 floats (checked)
+        let span = (tile.mr - 1) * rs + (kc - 1) * cs + 1;
+        let (ap, bp) = (a[r * rs..][..span].as_ptr(), b[..kc * NV * LANES].as_ptr());
+        match tile.mr {
+            4 => {
+                // SAFETY: see above.
+                let acc = unsafe { kernel::kernel::<V, 4, NV>(kc, ap, rs, cs, bp) };
+                kernel::store::<V, 4, NV>(&acc, c, ldc, tile, ep, first, last);
+            }
+            2 => {
+                // SAFETY: see above.
+                let acc = unsafe { kernel::kernel::<V, 2, NV>(kc, ap, rs, cs, bp) };
+                kernel::store::<V, 2, NV>(&acc, c, ldc, tile, ep, first, last);
+            }
+            _ => {
+                // SAFETY: see above.
+                let acc = unsafe { kernel::kernel::<V, 1, NV>(kc, ap, rs, cs, bp) };
+                kernel::store::<V, 1, NV>(&acc, c, ldc, tile, ep, first, last);
+            }
+        }
+        r += tile.mr;
     }
 }
 
