@@ -36,14 +36,15 @@ pub(super) struct Tile {
     pub nr: usize,
 }
 
-/// `acc = sum_p a(r, p) x b[p] (NV * 8 values)` over `kc` steps, where `a(r, p)` is
-/// `a[r * rs + p * cs]`: a packed sliver has `rs = 1, cs = MR`; rows of A read in place
-/// (small products, see `A_IN_PLACE_MAX_N`) have their own strides. Called with constant
+/// `acc = sum_p a(r, p) x b(p) (NV * 8 values)` over `kc` steps, where `a(r, p)` is
+/// `a[r * rs + p * cs]` and `b(p)` starts at `b[p * bs]`: a packed sliver has `rs = 1,
+/// cs = MR` (A) or `bs = NV * 8` (B); operands read in place (small products, see
+/// `A_IN_PLACE_MAX_N` and `B_IN_PLACE_MAX`) have their own strides. Called with constant
 /// strides for packed slivers, so that loop compiles to fixed offsets.
 ///
 /// # Safety
 /// `a` must be valid for reading at `r * rs + p * cs` for every `r < MR`, `p < kc`, and
-/// `b` for `kc * NV * 8` floats.
+/// `b` for the `NV * 8` floats from `p * bs` for every `p < kc`.
 #[inline(always)]
 pub(super) unsafe fn kernel<V: Vf32, const MR: usize, const NV: usize>(
     kc: usize,
@@ -51,13 +52,14 @@ pub(super) unsafe fn kernel<V: Vf32, const MR: usize, const NV: usize>(
     rs: usize,
     cs: usize,
     b: *const f32,
+    bs: usize,
 ) -> [[V; NV]; MR] {
     let mut acc = [[V::splat(0.0); NV]; MR];
     for p in 0..kc {
         let mut bv = [V::splat(0.0); NV];
         for (v, x) in bv.iter_mut().enumerate() {
-            // SAFETY: p < kc and v < NV, so the 8 floats lie within the kc * NV * 8 of b.
-            *x = unsafe { V::load_ptr(b.add((p * NV + v) * LANES)) };
+            // SAFETY: p < kc and v < NV: the caller's contract.
+            *x = unsafe { V::load_ptr(b.add(p * bs + v * LANES)) };
         }
         for (r, row) in acc.iter_mut().enumerate() {
             // SAFETY: r < MR and p < kc (the caller's contract).

@@ -38,6 +38,11 @@ pub(crate) const NC: usize = 1024;
 /// (128^3: 0.79-0.83 of the `gemm` crate's speed packed, 0.84-0.90 in place, same
 /// processes, four pairs; 256 and above measured slower in place.)
 const A_IN_PLACE_MAX_N: usize = 128;
+/// Largest `n` and `k` whose B (row-major) is read in place rather than packed: at 64^3
+/// packing B took about 6% of the time. Rows of B are `ldb >= n` floats apart, so a
+/// sliver's `k` rows spread over as many L1 sets as `64 / (ldb * 4 / 64)`: up to 64
+/// floats per row and 128 rows, the sliver still fits L1's ways.
+const B_IN_PLACE_MAX: usize = 64;
 /// Upper bound on MR over every microkernel variant; scratch sizes use it so they never
 /// depend on the variant chosen at run time.
 const MR_MAX: usize = 16;
@@ -378,14 +383,26 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
     let kc_max = min(k, KC);
     // (operands packed beforehand need no scratch, and may come with none)
     let (pa, pb) = scratch.split_at_mut(((min(m, MC) + MR_MAX) * kc_max).min(scratch.len()));
+    // B read in place (whole slivers; a last partial one is packed)
+    let b_in_place = match b {
+        BOp::Mat(bm) if bm.cs == 1 && n <= B_IN_PLACE_MAX && k <= 2 * B_IN_PLACE_MAX => Some(bm),
+        _ => None,
+    };
     let mut jc = 0;
     while jc < n {
         let nc = min(NC, n - jc);
         let mut pc = 0;
         while pc < k {
             let kc = min(KC, k - pc);
-            if let BOp::Mat(bm) = b {
-                pack::pack_b::<NV>(&bm, pc, kc, jc, nc, pb);
+            let full_n = nc / nr * nr;
+            match b {
+                BOp::Mat(bm) if b_in_place.is_some() => {
+                    if full_n < nc {
+                        pack::pack_b::<NV>(&bm, pc, kc, jc + full_n, nc - full_n, pb);
+                    }
+                }
+                BOp::Mat(bm) => pack::pack_b::<NV>(&bm, pc, kc, jc, nc, pb),
+                BOp::Packed(_) => {}
             }
             let first = pc == 0;
             let last = pc + kc == k;
@@ -407,10 +424,18 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                 };
                 let mut jr = 0;
                 while jr < nc {
-                    let bp = match b {
-                        BOp::Mat(_) => &pb[(jr / nr) * kc * nr..][..kc * nr],
+                    // B's sliver and its row stride
+                    let (bp, bs) = match (b, b_in_place) {
+                        (_, Some(bm)) if jr < full_n => (
+                            &bm.data[pc * bm.rs + jc + jr..][..(kc - 1) * bm.rs + nr],
+                            bm.rs,
+                        ),
+                        (BOp::Mat(_), Some(_)) => (&pb[..kc * nr], nr),
+                        (BOp::Mat(_), None) => (&pb[(jr / nr) * kc * nr..][..kc * nr], nr),
                         // (jc is a multiple of NC, itself a multiple of nr)
-                        BOp::Packed(buf) => &buf[((jc + jr) / nr) * k * nr + pc * nr..][..kc * nr],
+                        (BOp::Packed(buf), _) => {
+                            (&buf[((jc + jr) / nr) * k * nr + pc * nr..][..kc * nr], nr)
+                        }
                     };
                     let mut ir = 0;
                     while ir < mc {
@@ -434,7 +459,9 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                                 mr: rows,
                                 nr: min(nr, nc - jr),
                             };
-                            edge_rows::<V, NV>(kc, ap, rs, cs, bp, c, ldc, tile, ep, first, last);
+                            edge_rows::<V, NV>(
+                                kc, ap, rs, cs, bp, bs, c, ldc, tile, ep, first, last,
+                            );
                             ir += MR;
                             continue;
                         }
@@ -444,7 +471,8 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                                 let span = (MR - 1) * rs + (kc - 1) * cs + 1;
                                 let ap = &am.data[(ic + ir) * rs + pc * cs..][..span];
                                 // SAFETY: ap covers r * rs + p * cs for r < MR, p < kc
-                                // (its length is the last one plus 1); bp holds kc * NV * 8.
+                                // (its length is the last one plus 1); bp covers the
+                                // NV * 8 floats from p * bs for p < kc (likewise).
                                 unsafe {
                                     kernel::kernel::<V, MR, NV>(
                                         kc,
@@ -452,14 +480,22 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                                         rs,
                                         cs,
                                         bp.as_ptr(),
+                                        bs,
                                     )
                                 }
                             }
                             None => {
                                 let ap = &pa[(ir / MR) * kc * MR..][..kc * MR];
-                                // SAFETY: ap holds kc * MR floats and bp kc * NV * 8.
+                                // SAFETY: ap holds kc * MR floats; bp as above.
                                 unsafe {
-                                    kernel::kernel::<V, MR, NV>(kc, ap.as_ptr(), 1, MR, bp.as_ptr())
+                                    kernel::kernel::<V, MR, NV>(
+                                        kc,
+                                        ap.as_ptr(),
+                                        1,
+                                        MR,
+                                        bp.as_ptr(),
+                                        bs,
+                                    )
                                 }
                             }
                         };
@@ -492,6 +528,7 @@ fn edge_rows<V: Vf32, const NV: usize>(
     rs: usize,
     cs: usize,
     b: &[f32],
+    bs: usize,
     c: &mut [f32],
     ldc: usize,
     t: kernel::Tile,
@@ -514,23 +551,24 @@ fn edge_rows<V: Vf32, const NV: usize>(
             ..t
         };
         // ap covers i * rs + p * cs for i < tile.mr, p < kc (its length is the last one
-        // plus 1), and b holds kc * NV * 8 floats (checked)
+        // plus 1), and b the NV * 8 floats from p * bs for p < kc (likewise, checked)
         let span = (tile.mr - 1) * rs + (kc - 1) * cs + 1;
-        let (ap, bp) = (a[r * rs..][..span].as_ptr(), b[..kc * NV * LANES].as_ptr());
+        let bspan = (kc - 1) * bs + NV * LANES;
+        let (ap, bp) = (a[r * rs..][..span].as_ptr(), b[..bspan].as_ptr());
         match tile.mr {
             4 => {
                 // SAFETY: see above.
-                let acc = unsafe { kernel::kernel::<V, 4, NV>(kc, ap, rs, cs, bp) };
+                let acc = unsafe { kernel::kernel::<V, 4, NV>(kc, ap, rs, cs, bp, bs) };
                 kernel::store::<V, 4, NV>(&acc, c, ldc, tile, ep, first, last);
             }
             2 => {
                 // SAFETY: see above.
-                let acc = unsafe { kernel::kernel::<V, 2, NV>(kc, ap, rs, cs, bp) };
+                let acc = unsafe { kernel::kernel::<V, 2, NV>(kc, ap, rs, cs, bp, bs) };
                 kernel::store::<V, 2, NV>(&acc, c, ldc, tile, ep, first, last);
             }
             _ => {
                 // SAFETY: see above.
-                let acc = unsafe { kernel::kernel::<V, 1, NV>(kc, ap, rs, cs, bp) };
+                let acc = unsafe { kernel::kernel::<V, 1, NV>(kc, ap, rs, cs, bp, bs) };
                 kernel::store::<V, 1, NV>(&acc, c, ldc, tile, ep, first, last);
             }
         }
