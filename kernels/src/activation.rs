@@ -62,7 +62,8 @@ const INTERLEAVE: bool = cfg!(any(
     target_feature = "simd128"
 ));
 
-/// Runs a transcendental activation (`math::sigmoid`, `math::tanh`) on the active variant:
+/// Runs an element-wise activation (`math::relu`, `math::sigmoid`, `math::tanh`) on the
+/// active variant:
 /// from `src` into `dst` (`Some(src)`), or in place in `dst` (`None`).
 // (the closures below are not redundant: calling the generic function through a fn item
 // would not inline it into the `#[target_feature]` function)
@@ -135,11 +136,6 @@ const fn check_slope(slope: f32) -> Result<(), KernelError> {
 }
 
 #[inline(always)]
-fn relu_v(x: f32x8) -> f32x8 {
-    x.simd_lt(f32x8::ZERO).select(f32x8::ZERO, x)
-}
-
-#[inline(always)]
 fn leaky_v(x: f32x8, s: f32x8) -> f32x8 {
     x.simd_gt(f32x8::ZERO).select(x, x * s)
 }
@@ -157,7 +153,7 @@ fn leaky_v(x: f32x8, s: f32x8) -> f32x8 {
 /// ```
 pub fn relu(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
     check_unary(x, y)?;
-    map(x, y, relu_v);
+    transcendental!(relu, Some(x), y);
     Ok(())
 }
 
@@ -167,7 +163,7 @@ pub fn relu(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
 /// [`KernelError::ZeroSize`] for an empty `x`.
 pub fn relu_inplace(x: &mut [f32]) -> Result<(), KernelError> {
     nonzero(x.len(), "input")?;
-    map_inplace(x, relu_v);
+    transcendental!(relu, None, x);
     Ok(())
 }
 

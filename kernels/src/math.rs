@@ -37,6 +37,14 @@ fn exp_n<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
     zip(p, n2, |p, n2| p.mul(n2.pow2i()))
 }
 
+/// `max(x, 0)` lane-wise (`x < 0 ? 0 : x`: -0 and NaN pass through), for the dispatched
+/// map of `activation::relu` (one comparison: no chain to interleave).
+#[inline(always)]
+pub(crate) fn relu<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
+    let zero = V::splat(0.0);
+    each(x, |x| x.select_lt(zero, zero, x))
+}
+
 /// `f` on each of `N` vectors.
 #[inline(always)]
 fn each<V: Vf32, const N: usize>(x: [V; N], f: impl Fn(V) -> V) -> [V; N] {
