@@ -38,10 +38,10 @@ pub(crate) const NC: usize = 1024;
 /// (128^3: 0.79-0.83 of the `gemm` crate's speed packed, 0.84-0.90 in place, same
 /// processes, four pairs; 256 and above measured slower in place.)
 const A_IN_PLACE_MAX_N: usize = 128;
-/// Largest `n` and `k` whose B (row-major) is read in place rather than packed: at 64^3
-/// packing B took about 6% of the time. Rows of B are `ldb >= n` floats apart, so a
-/// sliver's `k` rows spread over as many L1 sets as `64 / (ldb * 4 / 64)`: up to 64
-/// floats per row and 128 rows, the sliver still fits L1's ways.
+/// Largest `n` and row distance `ldb` (and half the largest `k`) of a row-major B read
+/// in place rather than packed: at 64^3 packing B took about 6% of the time. A sliver's
+/// `k` rows, `ldb` floats apart, spread over `64 / (ldb * 4 / 64)` L1 sets: up to 64
+/// floats apart and 128 rows, the sliver still fits L1's ways.
 const B_IN_PLACE_MAX: usize = 64;
 /// Upper bound on MR over every microkernel variant; scratch sizes use it so they never
 /// depend on the variant chosen at run time.
@@ -385,7 +385,14 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
     let (pa, pb) = scratch.split_at_mut(((min(m, MC) + MR_MAX) * kc_max).min(scratch.len()));
     // B read in place (whole slivers; a last partial one is packed)
     let b_in_place = match b {
-        BOp::Mat(bm) if bm.cs == 1 && n <= B_IN_PLACE_MAX && k <= 2 * B_IN_PLACE_MAX => Some(bm),
+        BOp::Mat(bm)
+            if bm.cs == 1
+                && n <= B_IN_PLACE_MAX
+                && bm.rs <= B_IN_PLACE_MAX
+                && k <= 2 * B_IN_PLACE_MAX =>
+        {
+            Some(bm)
+        }
         _ => None,
     };
     let mut jc = 0;
