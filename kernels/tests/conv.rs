@@ -817,3 +817,61 @@ fn depthwise_backward_non_finite() {
         }
     }
 }
+
+/// Stride-1 shapes with 8 to 20 images, which take the batch-in-lanes input gradient
+/// (groups of eight images per vector, the last partial): odd and even widths (the last
+/// pixel of an odd row alone), padding on either side up to the kernel's size (tap ranges
+/// cut at both ends), 1 to 13 input channels per group (tiles of 6, 4, 2 and 1), groups.
+#[derive(Clone, Debug)]
+struct LanesCase(Case);
+
+impl Arbitrary for LanesCase {
+    fn arbitrary(g: &mut Gen) -> Self {
+        loop {
+            let groups = *g.choose(&[1, 1, 2, 3]).unwrap();
+            let (kh, kw) = (range(g, 1, 5), range(g, 1, 5));
+            let mut p = Conv2dParams::new(
+                range(g, 8, 20),
+                range(g, 1, 13) * groups,
+                range(g, 1, 12),
+                range(g, 1, 15),
+                range(g, 1, 6) * groups,
+                kh,
+                kw,
+            )
+            .with_groups(groups);
+            if coin(g) {
+                p = p.with_padding(
+                    range(g, 0, kh),
+                    range(g, 0, kh),
+                    range(g, 0, kw),
+                    range(g, 0, kw),
+                );
+            }
+            let d = match p.dims() {
+                Ok(d) => d,
+                Err(_) => continue,
+            };
+            // (1x1 unpadded is a plain GEMM, depthwise the flat kernel)
+            if (kh == 1 && kw == 1 && d.padded_h == p.in_h && d.padded_w == p.in_w)
+                || (d.in_per_group == 1 && d.out_per_group == 1)
+            {
+                continue;
+            }
+            return LanesCase(Case {
+                p,
+                act: Activation::None,
+                bias: false,
+                seed: u64::arbitrary(g),
+            });
+        }
+    }
+}
+
+#[test]
+fn batch_in_lanes_input_gradient_matches_reference() {
+    check(
+        if cfg!(miri) { 1 } else { 150 },
+        (|c: LanesCase| backward_matches(c.0)) as fn(LanesCase) -> bool,
+    );
+}

@@ -1,5 +1,7 @@
-//! Convolution backward passes: the input gradient over flat planes for stride-1 layers
-//! with small gradient planes and finite weights (`flat`, depthwise layers too; those it
+//! Convolution backward passes: the input gradient with eight images in the vector lanes
+//! for stride-1 layers with small gradient planes, 4 or more input channels per group, 8
+//! or more images and finite weights (`lanes`), over flat planes for other such layers
+//! (`flat`, depthwise layers too; those it
 //! does not take go row by row in `depthwise`), otherwise as `W_g^T * dY_g`
 //! followed by col2im (straight into the input gradient for 1x1 stride-1 unpadded
 //! kernels); the weight gradient as `sum_n dY_g * col_g^T` (by the implicit GEMM, over flat
@@ -11,7 +13,7 @@ use super::im2col::{
     im2col_block, im2col_packed_t, unpadded,
 };
 use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
-use super::{depthwise, flat, implicit, weight_direct, weight_flat};
+use super::{depthwise, flat, implicit, lanes, weight_direct, weight_flat};
 use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::{
@@ -39,6 +41,9 @@ pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, Kern
     }
     // (which path runs depends on the weights: see `flat::finite`)
     let gemm = gemm_input_scratch_len(p, &d)?;
+    if lanes::applies(p, &d) {
+        return Ok(gemm.max(lanes::scratch_len(p, &d)?));
+    }
     if flat::applies(p, &d) {
         return Ok(gemm.max(flat::scratch_len(p, &d)?));
     }
@@ -152,6 +157,10 @@ pub fn conv2d_backward_input(
 ) -> Result<(), KernelError> {
     let d = check_backward_input(p, weight, grad_output, grad_input)?;
     check_scratch(conv2d_backward_input_scratch_len(p)?, scratch.len())?;
+    if lanes::applies(p, &d) && flat::finite(weight) {
+        lanes::backward_input(p, &d, weight, grad_output, grad_input, scratch);
+        return Ok(());
+    }
     if flat::applies(p, &d) && flat::finite(weight) {
         return flat::backward_input(p, &d, weight, grad_output, grad_input, scratch);
     }

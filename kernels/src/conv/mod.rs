@@ -13,6 +13,7 @@ mod direct;
 mod flat;
 mod im2col;
 mod implicit;
+mod lanes;
 mod scalar;
 mod weight_direct;
 mod weight_flat;
