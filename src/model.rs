@@ -259,10 +259,33 @@ impl Model {
 
     /// Forward pass of layer `i` alone, from its input activation in `ws`.
     ///
+    /// In training mode a ReLU right after a Conv2d or Linear layer runs in that layer's
+    /// epilogue: the layer writes the ReLU's output, its own output is not kept, and the
+    /// ReLU's forward pass does nothing.
+    ///
     /// # Errors
     /// As [`Model::forward_ws`].
     pub fn forward_layer(&self, ws: &mut Workspace, i: usize, b: usize, mode: Mode) -> Result<()> {
         ws.check(b)?;
+        if let Mode::Train { .. } = mode {
+            if self.relu_in_epilogue(i) {
+                // done by layer i - 1
+                return Ok(());
+            }
+            if self.relu_in_epilogue(i + 1) {
+                let (before, after) = ws.acts.split_at_mut(i + 1);
+                let x = &before[i][..b * self.shapes[i].len()];
+                let y = &mut after[1][..b * self.shapes[i + 2].len()];
+                return self.layers[i].affine_forward(
+                    b,
+                    self.shapes[i],
+                    x,
+                    y,
+                    &mut ws.scratch,
+                    k::Activation::Relu,
+                );
+            }
+        }
         let (before, after) = ws.acts.split_at_mut(i + 1);
         let x = &before[i][..b * self.shapes[i].len()];
         let y = &mut after[0][..b * self.shapes[i + 1].len()];
@@ -317,6 +340,16 @@ impl Model {
 }
 
 impl Model {
+    /// Whether layer `i` is a ReLU right after a Conv2d or Linear layer, which a training
+    /// forward pass applies in that layer's kernel epilogue (one pass over the output
+    /// instead of two). The backward pass needs nothing of the layer's own output: the
+    /// ReLU takes its mask from its output, and the layer's gradients come from its input.
+    fn relu_in_epilogue(&self, i: usize) -> bool {
+        i > 0
+            && matches!(self.layers.get(i), Some(Layer::Relu))
+            && matches!(self.layers[i - 1], Layer::Conv2d(_) | Layer::Linear(_))
+    }
+
     /// Whether layer `i` is a ReLU (not the first layer) whose output a max-pool takes:
     /// their backward passes run as one ([`Model::relu_pool_backward`]).
     fn relu_into_pool(&self, i: usize) -> bool {
@@ -439,7 +472,10 @@ impl Workspace {
         &mut self.acts[0][..b * per]
     }
 
-    /// Output of layer `i` (`i = layers - 1` for the model output) for `b` samples.
+    /// Output of layer `i` (`i = layers - 1` for the model output) for `b` samples. (After
+    /// a training forward pass, a Conv2d or Linear layer followed by a ReLU has left its
+    /// output unwritten: the ReLU's output holds it, rectified; see
+    /// [`Model::forward_layer`].)
     pub fn activation(&self, model: &Model, i: usize, b: usize) -> &[f32] {
         &self.acts[i + 1][..b * model.shapes[i + 1].len()]
     }

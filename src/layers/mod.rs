@@ -435,29 +435,8 @@ impl Layer {
         mode: Mode,
     ) -> Result<()> {
         match self {
-            Layer::Conv2d(c) => {
-                let p = c.params(b, input)?;
-                k::conv2d(
-                    &p,
-                    x,
-                    c.weight.data(),
-                    Some(c.bias.data()),
-                    Activation::None,
-                    y,
-                    scratch,
-                )?;
-            }
-            Layer::Linear(l) => {
-                let p = LinearParams::new(b, l.in_features, l.out_features);
-                k::linear(
-                    &p,
-                    x,
-                    l.weight.data(),
-                    Some(l.bias.data()),
-                    Activation::None,
-                    y,
-                    scratch,
-                )?;
+            Layer::Conv2d(_) | Layer::Linear(_) => {
+                self.affine_forward(b, input, x, y, scratch, Activation::None)?;
             }
             Layer::MaxPool2d(pool) => {
                 let p = pool.params(b, input)?;
@@ -492,6 +471,36 @@ impl Layer {
                 }
             },
             Layer::BatchNorm2d(bn) => bn.forward(b, input, x, y, st, mode)?,
+        }
+        Ok(())
+    }
+
+    /// The forward pass of a Conv2d or Linear layer with `act` applied in the kernel's
+    /// epilogue (`Activation::Relu`: the layer and a ReLU after it in one pass).
+    ///
+    /// # Errors
+    /// As [`Layer::forward`]; for any other layer.
+    pub(crate) fn affine_forward(
+        &self,
+        b: usize,
+        input: Shape,
+        x: &[f32],
+        y: &mut [f32],
+        scratch: &mut [f32],
+        act: Activation,
+    ) -> Result<()> {
+        match self {
+            Layer::Conv2d(c) => {
+                let p = c.params(b, input)?;
+                let (w, bias) = (c.weight.data(), Some(c.bias.data()));
+                k::conv2d(&p, x, w, bias, act, y, scratch)?;
+            }
+            Layer::Linear(l) => {
+                let p = LinearParams::new(b, l.in_features, l.out_features);
+                let (w, bias) = (l.weight.data(), Some(l.bias.data()));
+                k::linear(&p, x, w, bias, act, y, scratch)?;
+            }
+            _ => return Err(Error::invalid("affine_forward on a layer without weights")),
         }
         Ok(())
     }
@@ -546,7 +555,10 @@ impl Layer {
                     Layer::AvgPool2d(pool) => {
                         k::avg_pool2d_backward(&pool.params(b, input)?, true, gy, gx)?;
                     }
-                    Layer::Relu => k::relu_backward(x, gy, gx)?,
+                    // (from the output: `y <= 0` exactly where `x <= 0`, NaN passing in
+                    // both, so a ReLU folded into the layer before it needs no input;
+                    // see `Model::forward_layer`)
+                    Layer::Relu => k::relu_backward(y, gy, gx)?,
                     Layer::LeakyRelu(s) => k::leaky_relu_backward(*s, x, gy, gx)?,
                     Layer::Tanh => k::tanh_backward(y, gy, gx)?,
                     Layer::Sigmoid => k::sigmoid_backward(y, gy, gx)?,
