@@ -373,10 +373,8 @@ impl Model {
         let (before, after) = ws.grads.split_at_mut(i);
         let gy = &mut after[1][..nout];
         let y = &ws.acts[i + 1][..nout];
-        // relu_backward's rule: no gradient where the ReLU output is <= 0 (NaN passes)
-        for (g, &v) in gy.iter_mut().zip(y) {
-            *g = if v <= 0.0 { 0.0 } else { *g };
-        }
+        // relu_backward's rule, from the ReLU output: no gradient where it is <= 0
+        k::relu_backward_inplace(y, gy)?;
         let gx = &mut before[i - 1][..nin];
         let p = pool.params(b, self.shapes[i])?;
         k::max_pool2d_backward(&p, &ws.states[i].indices[..nout], gy, gx)?;

@@ -7,7 +7,7 @@
 use crate::arch;
 use crate::error::KernelError;
 use crate::params::{Activation, check_len, nonzero};
-use crate::simd::{LANES, f32x8, map, map_inplace, map2};
+use crate::simd::{LANES, f32x8, map, map_inplace, map2, map2_inplace};
 use crate::vector::Vf32;
 use crate::{math, params::ctry};
 
@@ -175,6 +175,27 @@ pub fn relu_inplace(x: &mut [f32]) -> Result<(), KernelError> {
 pub fn relu_backward(x: &[f32], grad_out: &[f32], grad_in: &mut [f32]) -> Result<(), KernelError> {
     check_binary(x, grad_out, grad_in)?;
     map2(x, grad_out, grad_in, |x, g| {
+        x.simd_le(f32x8::ZERO).select(f32x8::ZERO, g)
+    });
+    Ok(())
+}
+
+/// In-place [`relu_backward`]: `grad = 0` where `x <= 0` (NaN in `x` lets the gradient
+/// through). `x` may be the forward input or output.
+///
+/// # Errors
+/// [`KernelError::ZeroSize`] for an empty `x`, [`KernelError::LengthMismatch`] if
+/// `grad.len() != x.len()`.
+///
+/// ```
+/// let mut g = [1.0, 2.0, 3.0];
+/// cnnkit_kernels::relu_backward_inplace(&[-1.0, 0.0, 0.5], &mut g).unwrap();
+/// assert_eq!(g, [0.0, 0.0, 3.0]);
+/// ```
+pub fn relu_backward_inplace(x: &[f32], grad: &mut [f32]) -> Result<(), KernelError> {
+    nonzero(x.len(), "input")?;
+    check_len("grad", x.len(), grad.len())?;
+    map2_inplace(x, grad, |x, g| {
         x.simd_le(f32x8::ZERO).select(f32x8::ZERO, g)
     });
     Ok(())

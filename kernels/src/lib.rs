@@ -54,7 +54,8 @@ mod vector;
 
 pub use activation::{
     activation_backward, leaky_relu, leaky_relu_backward, leaky_relu_inplace, relu, relu_backward,
-    relu_inplace, sigmoid, sigmoid_backward, sigmoid_inplace, tanh, tanh_backward, tanh_inplace,
+    relu_backward_inplace, relu_inplace, sigmoid, sigmoid_backward, sigmoid_inplace, tanh,
+    tanh_backward, tanh_inplace,
 };
 pub use conv::{
     Conv2dAlgo, col2im, conv2d, conv2d_algo, conv2d_backward_bias, conv2d_backward_input,

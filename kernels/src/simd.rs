@@ -90,6 +90,22 @@ pub(crate) fn map_inplace(x: &mut [f32], f: impl Fn(f32x8) -> f32x8) {
     }
 }
 
+/// Applies `f(a, y)` lane-wise, writing `y` in place.
+#[inline(always)]
+pub(crate) fn map2_inplace(a: &[f32], y: &mut [f32], f: impl Fn(f32x8, f32x8) -> f32x8) {
+    let mut ac = a.chunks_exact(LANES);
+    let mut yc = y.chunks_exact_mut(LANES);
+    for (xa, ys) in (&mut ac).zip(&mut yc) {
+        let v = f(load(xa), load(ys));
+        store(ys, v);
+    }
+    let (ar, yr) = (ac.remainder(), yc.into_remainder());
+    if !ar.is_empty() {
+        let v = f(load_partial(ar), load_partial(yr));
+        store_partial(yr, v);
+    }
+}
+
 /// Applies `f(a, b)` lane-wise over two inputs, writing `y`.
 #[inline(always)]
 pub(crate) fn map2(a: &[f32], b: &[f32], y: &mut [f32], f: impl Fn(f32x8, f32x8) -> f32x8) {

@@ -186,6 +186,12 @@ fn activations_match_reference_at_every_length() {
             let mut gb = vec![f32::NAN; n];
             b(saved, &g, &mut gb).unwrap();
             assert_close(name, &gb, &wb, 4.0 * f32::EPSILON, 1e-30);
+            if name == "relu" {
+                // in place gives the same bits
+                let mut gi = g.clone();
+                k::relu_backward_inplace(saved, &mut gi).unwrap();
+                assert_eq!(gi, gb, "relu_backward in place");
+            }
         }
         true
     }

@@ -637,6 +637,18 @@ fn elementwise_errors() {
         k::relu_backward(&[], &[], &mut []),
         Err(E::ZeroSize("input"))
     );
+    assert_eq!(
+        k::relu_backward_inplace(&[], &mut []),
+        Err(E::ZeroSize("input"))
+    );
+    assert_eq!(
+        k::relu_backward_inplace(&x, &mut y8),
+        Err(E::LengthMismatch {
+            arg: "grad",
+            expected: 9,
+            actual: 8
+        })
+    );
     for s in [f32::NAN, f32::INFINITY] {
         assert!(matches!(
             k::leaky_relu(s, &x, &mut y),

@@ -562,25 +562,42 @@ fn edge_rows<V: Vf32, const NV: usize>(
         let span = (tile.mr - 1) * rs + (kc - 1) * cs + 1;
         let bspan = (kc - 1) * bs + NV * LANES;
         let (ap, bp) = (a[r * rs..][..span].as_ptr(), b[..bspan].as_ptr());
-        match tile.mr {
-            4 => {
-                // SAFETY: see above.
-                let acc = unsafe { kernel::kernel::<V, 4, NV>(kc, ap, rs, cs, bp, bs) };
-                kernel::store::<V, 4, NV>(&acc, c, ldc, tile, ep, first, last);
-            }
-            2 => {
-                // SAFETY: see above.
-                let acc = unsafe { kernel::kernel::<V, 2, NV>(kc, ap, rs, cs, bp, bs) };
-                kernel::store::<V, 2, NV>(&acc, c, ldc, tile, ep, first, last);
-            }
-            _ => {
-                // SAFETY: see above.
-                let acc = unsafe { kernel::kernel::<V, 1, NV>(kc, ap, rs, cs, bp, bs) };
-                kernel::store::<V, 1, NV>(&acc, c, ldc, tile, ep, first, last);
+        // SAFETY: see above (each call reads tile.mr rows).
+        unsafe {
+            match tile.mr {
+                4 => edge_tile::<V, 4, NV>(kc, ap, rs, cs, bp, bs, c, ldc, tile, ep, first, last),
+                2 => edge_tile::<V, 2, NV>(kc, ap, rs, cs, bp, bs, c, ldc, tile, ep, first, last),
+                _ => edge_tile::<V, 1, NV>(kc, ap, rs, cs, bp, bs, c, ldc, tile, ep, first, last),
             }
         }
         r += tile.mr;
     }
+}
+
+/// One `MR`-row tile of [`edge_rows`]: the microkernel, then the store.
+///
+/// # Safety
+/// As `kernel::kernel`: `ap` valid for `i * rs + p * cs` (`i < MR`, `p < kc`), `bp` for
+/// the `NV * 8` floats from `p * bs` (`p < kc`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn edge_tile<V: Vf32, const MR: usize, const NV: usize>(
+    kc: usize,
+    ap: *const f32,
+    rs: usize,
+    cs: usize,
+    bp: *const f32,
+    bs: usize,
+    c: &mut [f32],
+    ldc: usize,
+    tile: kernel::Tile,
+    ep: &Epilogue<'_>,
+    first: bool,
+    last: bool,
+) {
+    // SAFETY: the caller's contract is the kernel's.
+    let acc = unsafe { kernel::kernel::<V, MR, NV>(kc, ap, rs, cs, bp, bs) };
+    kernel::store::<V, MR, NV>(&acc, c, ldc, tile, ep, first, last);
 }
 
 /// `C = clamp(beta * C + bias)` when `alpha == 0` (A and B are not read).
