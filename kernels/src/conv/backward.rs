@@ -21,7 +21,7 @@ use crate::gemm::{
     packed_a_len, sgemm_scratch_len,
 };
 use crate::params::{Conv2dDims, Conv2dParams, add, check_scratch, mul};
-use crate::simd::sum;
+use crate::simd::sum_all;
 
 /// Scratch elements [`conv2d_backward_input`] needs.
 ///
@@ -373,11 +373,10 @@ pub fn conv2d_backward_bias(
     grad_bias: &mut [f32],
 ) -> Result<(), KernelError> {
     let d = check_backward_bias(p, grad_output, grad_bias)?;
-    grad_bias.fill(0.0);
-    for gy in grad_output.chunks_exact(d.out_image_len) {
-        for (gb, plane) in grad_bias.iter_mut().zip(gy.chunks_exact(d.col_cols)) {
-            *gb += sum(plane);
-        }
+    let n = d.col_cols;
+    for (c, gb) in grad_bias.iter_mut().enumerate() {
+        let planes = grad_output.chunks_exact(d.out_image_len);
+        *gb = sum_all(planes.map(|gy| &gy[c * n..(c + 1) * n]));
     }
     Ok(())
 }
