@@ -63,6 +63,13 @@ pub(crate) trait Vf32: Copy {
     /// ties keep the first and so does NaN. Returns the winners and their tags.
     fn pick<const MIN: bool>(a: Self, ta: Self, b: Self, tb: Self) -> (Self, Self);
 
+    /// The 8 x 8 transpose: lane `j` of row `i` becomes lane `i` of row `j`.
+    #[inline(always)]
+    fn transpose8(rows: [Self; LANES]) -> [Self; LANES] {
+        let a = rows.map(Self::to_array);
+        core::array::from_fn(|j| Self::from_array(core::array::from_fn(|i| a[i][j])))
+    }
+
     /// Stores lanes holding whole numbers in `[0, 2^24]` as `u32` into the first 8
     /// elements of `d` (or as many as it holds).
     #[inline(always)]

@@ -7,9 +7,9 @@ use core::arch::x86_64::{
     _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps, _mm256_blendv_ps, _mm256_castpd_ps,
     _mm256_castps_pd, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cvtps_epi32,
     _mm256_cvttps_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_min_ps,
-    _mm256_mul_ps, _mm256_or_ps, _mm256_permute4x64_pd, _mm256_round_ps, _mm256_set1_epi32,
-    _mm256_set1_ps, _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_storeu_ps, _mm256_storeu_si256,
-    _mm256_sub_ps, _xgetbv,
+    _mm256_mul_ps, _mm256_or_ps, _mm256_permute2f128_ps, _mm256_permute4x64_pd, _mm256_round_ps,
+    _mm256_set1_epi32, _mm256_set1_ps, _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_storeu_ps,
+    _mm256_storeu_si256, _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps, _xgetbv,
 };
 
 use crate::simd::LANES;
@@ -169,6 +169,42 @@ impl Vf32 for Avx2 {
                 _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
             };
             (Self(fix(e)), Self(fix(o)))
+        }
+    }
+    #[inline(always)]
+    fn transpose8(r: [Self; LANES]) -> [Self; LANES] {
+        // SAFETY: AVX is available. Pairs of rows interleaved (unpack), pairs of pairs
+        // (shuffle), then the 128-bit halves exchanged: the usual 24-shuffle transpose.
+        unsafe {
+            let t: [__m256; 8] = core::array::from_fn(|k| {
+                let (a, b) = (r[k & !1].0, r[k | 1].0);
+                if k % 2 == 0 {
+                    _mm256_unpacklo_ps(a, b)
+                } else {
+                    _mm256_unpackhi_ps(a, b)
+                }
+            });
+            // u[4h + q]: rows 4h..4h + 4, columns {q, q + 4} of each half
+            let u: [__m256; 8] = core::array::from_fn(|k| {
+                let (h, q) = (k / 4, k % 4);
+                let (a, b) = (t[4 * h + q % 2], t[4 * h + 2 + q % 2]);
+                if q < 2 {
+                    _mm256_shuffle_ps::<0x44>(a, b)
+                } else {
+                    _mm256_shuffle_ps::<0xEE>(a, b)
+                }
+            });
+            // column j < 4: the low halves of u[j'] and u[4 + j'], j >= 4: the high ones,
+            // with j' = 0, 2, 1, 3 for columns 0..4 (unpack lo/hi, then shuffle lo/hi)
+            const ORDER: [usize; 4] = [0, 2, 1, 3];
+            core::array::from_fn(|j| {
+                let q = ORDER[j % 4];
+                Self(if j < 4 {
+                    _mm256_permute2f128_ps::<0x20>(u[q], u[4 + q])
+                } else {
+                    _mm256_permute2f128_ps::<0x31>(u[q], u[4 + q])
+                })
+            })
         }
     }
     #[inline(always)]

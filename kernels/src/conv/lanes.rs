@@ -16,7 +16,10 @@
 //!
 //! Like `flat`, the one extra column multiplies a weight by an explicit zero, so only
 //! finite weights come here (`flat::finite`). Lanes past the batch's end in the last
-//! group of eight compute on stale data and are dropped.
+//! group of eight repeat its last image and are dropped. Images go into and out of the
+//! lanes eight positions at a time by an 8 x 8 transpose (AVX2: 24 shuffles; LeNet's
+//! conv2, 16 images, 0.110 -> 0.104 ms against moving one float at a time; the portable
+//! variant transposes through arrays, 3% slower there than the single floats).
 
 use crate::arch::dispatch;
 use crate::error::KernelError;
@@ -115,8 +118,7 @@ fn run<V: Vf32, const CB: usize>(
     let (buf, dx) = rest.split_at_mut(buf_len(d).unwrap_or(0));
     let (out_plane, in_plane) = (d.out_h * d.out_w, p.in_h * p.in_w);
     let dx = &mut dx[..c_in * in_plane * LANES];
-    // the zero columns, and the lanes of a last partial group of eight, are never
-    // written after this
+    // the zero columns are never written after this
     buf.fill(0.0);
     let row = (d.out_w + 2) * LANES;
     let mut n0 = 0;
@@ -133,15 +135,29 @@ fn run<V: Vf32, const CB: usize>(
                     }
                 }
             }
-            // the eight images' gradient planes of this group, interleaved
-            for l in 0..nb {
-                let gy =
-                    &grad_output[(n0 + l) * d.out_image_len + g * m * out_plane..][..m * out_plane];
-                for (r, src) in gy.chunks_exact(d.out_w).enumerate() {
-                    let dst = &mut buf[r * row + LANES..][..d.out_w * LANES];
-                    for (v, &s) in dst.chunks_exact_mut(LANES).zip(src) {
-                        v[l] = s;
-                    }
+            // the eight images' gradient planes of this group, interleaved: eight
+            // positions of the eight images at a time, transposed (position p of the
+            // planes goes to row p / out_w, column 1 + p % out_w of the buffer)
+            let src = |l: usize| {
+                // (missing images of a last partial group repeat the last one: their
+                // lanes are dropped)
+                let n = n0 + l.min(nb - 1);
+                &grad_output[n * d.out_image_len + g * m * out_plane..][..m * out_plane]
+            };
+            let srcs: [&[f32]; LANES] = core::array::from_fn(src);
+            let at = |q: usize| ((q / d.out_w) * (d.out_w + 2) + 1 + q % d.out_w) * LANES;
+            let total = m * out_plane;
+            let mut q0 = 0;
+            while q0 + LANES <= total {
+                let t = V::transpose8(srcs.map(|s| V::load(&s[q0..])));
+                for (k, v) in t.iter().enumerate() {
+                    v.store(&mut buf[at(q0 + k)..]);
+                }
+                q0 += LANES;
+            }
+            for q in q0..total {
+                for (l, s) in srcs.iter().enumerate() {
+                    buf[at(q) + l] = s[q];
                 }
             }
             let tile = Tile {
@@ -198,12 +214,21 @@ fn run<V: Vf32, const CB: usize>(
                     x += 2;
                 }
             }
-            // out of the lanes: image n0 + l's channels of this group
-            for l in 0..nb {
-                let gx = &mut grad_input[(n0 + l) * d.image_len + g * c_in * in_plane..]
-                    [..c_in * in_plane];
-                for (v, s) in gx.iter_mut().zip(dx.chunks_exact(LANES)) {
-                    *v = s[l];
+            // out of the lanes: image n0 + l's channels of this group, eight positions
+            // at a time, transposed
+            let total = c_in * in_plane;
+            let base = g * c_in * in_plane;
+            let mut q0 = 0;
+            while q0 + LANES <= total {
+                let rows: [V; LANES] = core::array::from_fn(|k| V::load(&dx[(q0 + k) * LANES..]));
+                for (l, v) in V::transpose8(rows).iter().enumerate().take(nb) {
+                    v.store(&mut grad_input[(n0 + l) * d.image_len + base + q0..]);
+                }
+                q0 += LANES;
+            }
+            for q in q0..total {
+                for l in 0..nb {
+                    grad_input[(n0 + l) * d.image_len + base + q] = dx[q * LANES + l];
                 }
             }
         }
