@@ -66,11 +66,7 @@ pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, Kern
 /// (the forward pass multiplies them by the explicit zeros of its padding, terms the
 /// exact sum does not have).
 fn as_forward(p: &Conv2dParams, d: &Conv2dDims) -> Option<Conv2dParams> {
-    let fits = p.stride_h == 1
-        && p.stride_w == 1
-        && p.dilation_h == 1
-        && p.dilation_w == 1
-        && !is_pointwise(p)
+    let fits = super::unit_stride_not_pointwise(p)
         && !depthwise::applies(p, d)
         && d.in_per_group >= 8
         && p.pad_top < p.kernel_h

@@ -57,11 +57,7 @@ const MAX_PLANES: usize = 16 * 1024;
 /// rows no wider than twice the input row, and the group's padded input planes within
 /// [`MAX_PLANES`].
 pub(super) fn forward_applies(p: &Conv2dParams, d: &Conv2dDims) -> bool {
-    p.stride_h == 1
-        && p.stride_w == 1
-        && p.dilation_h == 1
-        && p.dilation_w == 1
-        && !super::is_pointwise(p)
+    super::unit_stride_not_pointwise(p)
         && ((4..8).contains(&d.out_per_group) || depthwise::applies(p, d))
         && d.padded_w <= 2 * p.in_w
         && FwdGeometry::new(p, d)
@@ -182,11 +178,7 @@ fn fwd_run<V: Vf32, const CB: usize, const NV: usize>(
 /// row no wider than twice the input row (large one-sided padding would make most of the
 /// work zeros), and the group's gradient planes within [`MAX_PLANES`].
 pub(super) fn applies(p: &Conv2dParams, d: &Conv2dDims) -> bool {
-    p.stride_h == 1
-        && p.stride_w == 1
-        && p.dilation_h == 1
-        && p.dilation_w == 1
-        && !super::is_pointwise(p)
+    super::unit_stride_not_pointwise(p)
         && d.col_cols >= 16
         && Geometry::row(p, d) <= 2 * p.in_w
         && Geometry::new(p, d).is_ok_and(|g| g.plane.saturating_mul(d.out_per_group) <= MAX_PLANES)

@@ -38,11 +38,7 @@ const MAX_BUF: usize = 32 * 1024;
 /// theirs), at least 8 images (a group of eight fills the lanes), and the
 /// group's interleaved gradient planes within [`MAX_BUF`].
 pub(super) fn applies(p: &Conv2dParams, d: &Conv2dDims) -> bool {
-    p.stride_h == 1
-        && p.stride_w == 1
-        && p.dilation_h == 1
-        && p.dilation_w == 1
-        && !super::is_pointwise(p)
+    super::unit_stride_not_pointwise(p)
         && d.in_per_group >= 4
         && p.batch >= LANES
         && buf_len(d).is_ok_and(|n| n <= MAX_BUF)

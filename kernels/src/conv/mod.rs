@@ -67,6 +67,13 @@ pub(crate) const fn is_pointwise(p: &Conv2dParams) -> bool {
         && p.pad_right == 0
 }
 
+/// Stride 1 and no dilation, the shape every flat-plane and batch-in-lanes kernel needs
+/// (each tap one constant offset from the output position), and not a 1x1 stride-1
+/// unpadded kernel, which is a plain GEMM.
+pub(crate) const fn unit_stride_not_pointwise(p: &Conv2dParams) -> bool {
+    p.stride_h == 1 && p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1 && !is_pointwise(p)
+}
+
 /// Output pixels per plane from which [`conv2d`] takes the implicit GEMM over im2col
 /// whatever the taps per output (see [`Conv2dAlgo::Implicit`]).
 const IMPLICIT_MIN_PIXELS: usize = 128;
