@@ -6,9 +6,10 @@
 //! x + pad_left - b]` over the `(a, b)` whose gradient position lies inside the plane.
 //! Eight images' gradient planes of one group are interleaved into a buffer
 //! `[o][i][1 + j][lane]` with one zero column each side, and the weights are packed
-//! `[o][a][b][c]`. A register tile holds `CB` input channels by two adjacent pixels of
+//! `[a][b][o][c]`. A register tile holds `CB` input channels by two adjacent pixels of
 //! one input row: per output channel and tap, two vector loads and `CB` broadcasts feed
-//! `2 * CB` FMAs. The tap rows are exact per input row, the tap columns the union of the
+//! `2 * CB` FMAs (the innermost loop runs over the output channels, with the gradient
+//! and weight spans it reads bounds-checked once per tap). The tap rows are exact per input row, the tap columns the union of the
 //! two pixels' ranges (the one extra column a pixel may read is the zero column): LeNet's
 //! second layer (5x5, 10 x 10 gradient planes, 14 x 14 input) does 1.08x the useful
 //! multiply-adds, where the flat kernel (`flat`) computes 1.7x on its zero borders and
