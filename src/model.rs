@@ -29,7 +29,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::layers::{BatchNorm2d, Conv2d, Init, Layer, LayerState, Linear, Mode, Pool, Shape};
+use crate::layers::{BatchNorm2d, Conv2d, Init, Layer, LayerState, Linear, Mode, Pool, Shape, two};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use cnnkit_kernels as k;
@@ -316,7 +316,7 @@ impl Model {
         if !ws.train {
             return Err(Error::invalid("backward pass on an inference workspace"));
         }
-        if self.relu_into_pool(i) {
+        if self.relu_into_pool(i) || self.conv_from_pool(i) {
             // done by the pool's backward (below)
             return Ok(());
         }
@@ -358,6 +358,18 @@ impl Model {
             && matches!(self.layers.get(i + 1), Some(Layer::MaxPool2d(_)))
     }
 
+    /// Whether layer `i` is the first layer, a Conv2d whose output goes through a ReLU into
+    /// a max-pool: with no input gradient to compute, its parameter gradients come from
+    /// the pool's gradient and indices directly ([`Model::relu_pool_backward`],
+    /// [`k::conv2d_backward_weight_sparse`]): a quarter of the work behind a 2x2 pool, and
+    /// neither the pool's backward pass nor the full-size gradient.
+    fn conv_from_pool(&self, i: usize) -> bool {
+        i == 0
+            && matches!(self.layers[0], Layer::Conv2d(_))
+            && self.layers.len() > 2
+            && self.relu_into_pool(1)
+    }
+
     /// The backward pass of the max-pool `i` and the ReLU `i - 1` before it, at the
     /// pool's size: ReLU's mask applied to the pooled gradient (the pooled value is the
     /// ReLU output at the position the window chose, the only position that gets a
@@ -375,9 +387,32 @@ impl Model {
         let y = &ws.acts[i + 1][..nout];
         // relu_backward's rule, from the ReLU output: no gradient where it is <= 0
         k::relu_backward_inplace(y, gy)?;
+        let pp = pool.params(b, self.shapes[i])?;
+        if self.conv_from_pool(i - 2) {
+            let Layer::Conv2d(c) = &self.layers[0] else {
+                unreachable!("conv_from_pool checked the layer");
+            };
+            let p = c.params(b, self.shapes[0])?;
+            let x = &ws.acts[0][..b * self.shapes[0].len()];
+            let (first, rest) = ws.states.split_at_mut(1);
+            let indices = &rest[i - 1].indices[..nout];
+            let (gw, gb) = two(&mut first[0].grads);
+            let pd = pp.dims()?;
+            let per_plane = pd.out_h * pd.out_w;
+            k::conv2d_backward_weight_sparse(
+                &p,
+                x,
+                per_plane,
+                indices,
+                gy,
+                gw,
+                Some(gb),
+                &mut ws.scratch,
+            )?;
+            return Ok(());
+        }
         let gx = &mut before[i - 1][..nin];
-        let p = pool.params(b, self.shapes[i])?;
-        k::max_pool2d_backward(&p, &ws.states[i].indices[..nout], gy, gx)?;
+        k::max_pool2d_backward(&pp, &ws.states[i].indices[..nout], gy, gx)?;
         Ok(())
     }
 }

@@ -278,7 +278,11 @@ fn dropout_drops_the_right_fraction_and_keeps_the_mean() {
 /// A ReLU before a max-pool runs its backward pass inside the pool's, at the pooled size
 /// (`Model::backward_ws`): the same parameter gradients, bit for bit, as every layer's
 /// own backward pass one after the other. The data have exact zeros, negatives and a NaN
-/// at the ReLU, and ties in the pooling windows.
+/// at the ReLU, and ties in the pooling windows. The first conv's gradients come from the
+/// pool's gradient and indices (`conv2d_backward_weight_sparse`, which the kernel tests
+/// hold to the dense reference, and which differs from the dense pass in its summation
+/// order and in leaving out `0 * NaN`): here the model must pass it the pool's indices and
+/// the masked gradient, bit for bit.
 #[test]
 fn relu_before_max_pool_backward_matches_layer_by_layer() {
     use cnnkit::layers::Mode;
@@ -322,7 +326,14 @@ fn relu_before_max_pool_backward_matches_layer_by_layer() {
         "a NaN reaches the first ReLU"
     );
     let mut gy = g;
+    let (mut pooled, mut indices) = (Vec::new(), Vec::new());
     for (i, l) in model.layers().iter().enumerate().rev() {
+        if i == 2 {
+            // the first max-pool's output gradient, through the ReLU's mask (its output)
+            pooled = gy.clone();
+            cnnkit::kernels::relu_backward_inplace(&acts[3], &mut pooled).unwrap();
+            indices.clone_from(&states[2].0.indices);
+        }
         let (st, scratch) = &mut states[i];
         let mut gx = vec![0.0; b * shapes[i].len()];
         let want_gx = (i > 0).then_some(&mut gx[..]);
@@ -337,6 +348,28 @@ fn relu_before_max_pool_backward_matches_layer_by_layer() {
             scratch,
         )
         .unwrap();
+        if i == 0 {
+            // the first conv takes its gradients from the pool's (see the test's note)
+            let cnnkit::Layer::Conv2d(c) = l else {
+                unreachable!()
+            };
+            let p = c.params(b, shapes[0]).unwrap();
+            let (gw, gb) = st.grads.split_at_mut(1);
+            let mut s =
+                vec![0.0; cnnkit::kernels::conv2d_backward_weight_sparse_scratch_len(&p).unwrap()];
+            cnnkit::kernels::conv2d_backward_weight_sparse(
+                &p,
+                &acts[0],
+                shapes[3].len() / 4,
+                &indices,
+                &pooled,
+                &mut gw[0],
+                Some(&mut gb[0]),
+                &mut s,
+            )
+            .unwrap();
+        }
+        let st = &states[i].0;
         let got = &ws.states()[i].grads;
         for (p, (a, e)) in got.iter().zip(&st.grads).enumerate() {
             let (a, e): (Vec<u32>, Vec<u32>) = (

@@ -1,5 +1,6 @@
 //! Convolution (every algorithm: the dispatcher, direct with its depthwise path, im2col +
-//! GEMM; forward with bias and clamp, and the three backward passes) and im2col/col2im.
+//! GEMM; forward with bias and clamp, the three backward passes and the sparse weight
+//! gradient) and im2col/col2im.
 
 use cnnkit_kernels::{self as k, Activation, Conv2dParams, reference as r};
 
@@ -78,6 +79,10 @@ pub fn conv2d(data: &[u8]) {
             );
             assert_eq!(
                 k::conv2d_backward_weight(&p, &[], &[], &mut y, &mut s),
+                Err(e)
+            );
+            assert_eq!(
+                k::conv2d_backward_weight_sparse(&p, &[], 1, &[], &[], &mut y, None, &mut s),
                 Err(e)
             );
             assert_eq!(
@@ -187,6 +192,46 @@ pub fn conv2d(data: &[u8]) {
         let mut gb = vec![f32::NAN; d.bias_len];
         k::conv2d_backward_bias(&p, &gy, &mut gb).unwrap();
         assert_sum_close(&format!("grad_bias ({name})"), &gb, &gb_ref, &gb_mag, terms);
+
+        // the sparse weight gradient with every position listed (last to first) is the
+        // dense one, non-finite values included
+        let plane = d.out_h * d.out_w;
+        let pos: Vec<u32> = (0..gy.len())
+            .map(|i| (plane - 1 - i % plane) as u32)
+            .collect();
+        let vals: Vec<f32> = pos
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| gy[i / plane * plane + q as usize])
+            .collect();
+        let mut gw = vec![f32::NAN; d.weight_len];
+        let mut gb = vec![f32::NAN; d.bias_len];
+        let mut s = vec![f32::NAN; k::conv2d_backward_weight_sparse_scratch_len(&p).unwrap()];
+        k::conv2d_backward_weight_sparse(
+            &p,
+            &x,
+            plane,
+            &pos,
+            &vals,
+            &mut gw,
+            Some(&mut gb),
+            &mut s,
+        )
+        .unwrap();
+        assert_sum_close(
+            &format!("sparse grad_weight ({name})"),
+            &gw,
+            &gw_ref,
+            &gw_mag,
+            terms,
+        );
+        assert_sum_close(
+            &format!("sparse grad_bias ({name})"),
+            &gb,
+            &gb_ref,
+            &gb_mag,
+            terms,
+        );
     });
 }
 

@@ -60,7 +60,8 @@ pub use activation::{
 pub use conv::{
     Conv2dAlgo, col2im, conv2d, conv2d_algo, conv2d_backward_bias, conv2d_backward_input,
     conv2d_backward_input_scratch_len, conv2d_backward_weight, conv2d_backward_weight_scratch_len,
-    conv2d_direct, conv2d_direct_scalar, conv2d_im2col, conv2d_im2col_scratch_len, conv2d_implicit,
+    conv2d_backward_weight_sparse, conv2d_backward_weight_sparse_scratch_len, conv2d_direct,
+    conv2d_direct_scalar, conv2d_im2col, conv2d_im2col_scratch_len, conv2d_implicit,
     conv2d_implicit_scratch_len, conv2d_scratch_len, im2col,
 };
 pub use error::KernelError;

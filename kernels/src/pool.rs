@@ -66,7 +66,12 @@ pub(crate) fn check_index_values(
     indices: &[u32],
 ) -> Result<(), KernelError> {
     check_len("indices", d.output_len, indices.len())?;
-    let plane = p.in_h * p.in_w;
+    check_in_plane(indices, p.in_h * p.in_w)
+}
+
+/// [`KernelError::InvalidIndex`] for the first of `indices` that is neither below `plane`
+/// nor [`NO_INDEX`].
+pub(crate) fn check_in_plane(indices: &[u32], plane: usize) -> Result<(), KernelError> {
     // one pass without an early exit (it vectorises); the position only on failure
     let bad = indices.iter().fold(false, |bad, &i| {
         bad | (i != NO_INDEX && i as usize >= plane)

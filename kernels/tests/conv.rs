@@ -875,3 +875,172 @@ fn batch_in_lanes_input_gradient_matches_reference() {
         (|c: LanesCase| backward_matches(c.0)) as fn(LanesCase) -> bool,
     );
 }
+
+/// A convolution with a sparse output gradient: `per_plane` entries per output plane,
+/// positions anywhere in the plane (repeats and `NO_INDEX` included), and one time in
+/// three a kernel of up to 9 x 10 taps (past the vector path's 8 x 8).
+#[derive(Clone, Debug)]
+struct SparseCase {
+    p: Conv2dParams,
+    per_plane: usize,
+    seed: u64,
+}
+
+impl Arbitrary for SparseCase {
+    fn arbitrary(g: &mut Gen) -> Self {
+        loop {
+            let mut p = Case::arbitrary(g).p;
+            if range(g, 0, 2) == 0 {
+                p.kernel_h = range(g, 1, 9);
+                p.kernel_w = range(g, 1, 10);
+                p.in_h += range(g, 0, 9);
+                p.in_w += range(g, 0, 10);
+            }
+            let Ok(d) = p.dims() else { continue };
+            let per_plane = range(g, 1, d.out_h * d.out_w + 2);
+            return SparseCase {
+                p,
+                per_plane,
+                seed: u64::arbitrary(g),
+            };
+        }
+    }
+}
+
+fn sparse_matches(c: SparseCase) -> bool {
+    let p = &c.p;
+    let d = p.dims().unwrap();
+    let plane = d.out_h * d.out_w;
+    let mut rng = Rng(c.seed);
+    let x = rng.vec(d.input_len);
+    let entries = p.batch * p.out_channels * c.per_plane;
+    let pos: Vec<u32> = (0..entries)
+        .map(|_| match rng.below(8) {
+            0 => k::NO_INDEX,
+            _ => rng.below(plane) as u32,
+        })
+        .collect();
+    let val = rng.vec(entries);
+    // the dense gradient the entries add up to, and the reference on it
+    let mut gy = vec![0.0; d.output_len];
+    let mut terms = vec![0usize; d.output_len];
+    for (i, (&q, &v)) in pos.iter().zip(&val).enumerate() {
+        if q != k::NO_INDEX {
+            let at = i / c.per_plane * plane + q as usize;
+            gy[at] += v;
+            terms[at] += 1;
+        }
+    }
+    let mut want_w = vec![0.0; d.weight_len];
+    r::conv2d_backward_weight(p, &x, &gy, &mut want_w).unwrap();
+    let mut want_b = vec![0.0; d.bias_len];
+    r::conv2d_backward_bias(p, &gy, &mut want_b).unwrap();
+    // magnitudes from |entries|, each summed on its own
+    let mut agy = vec![0.0; d.output_len];
+    for (i, (&q, &v)) in pos.iter().zip(&val).enumerate() {
+        if q != k::NO_INDEX {
+            agy[i / c.per_plane * plane + q as usize] += v.abs();
+        }
+    }
+    let mut mag_w = vec![0.0; d.weight_len];
+    r::conv2d_backward_weight(p, &abs(&x), &agy, &mut mag_w).unwrap();
+    let mut mag_b = vec![0.0; d.bias_len];
+    r::conv2d_backward_bias(p, &agy, &mut mag_b).unwrap();
+    let most = terms.iter().max().copied().unwrap_or(0) + 1;
+    let k_w = p.batch * d.col_cols * most;
+    let scratch_len = k::conv2d_backward_weight_sparse_scratch_len(p).unwrap();
+    common::for_each_isa(|isa| {
+        let (mut gw, mut gb) = (vec![f32::NAN; d.weight_len], vec![f32::NAN; d.bias_len]);
+        let mut s = vec![f32::NAN; scratch_len];
+        k::conv2d_backward_weight_sparse(
+            p,
+            &x,
+            c.per_plane,
+            &pos,
+            &val,
+            &mut gw,
+            Some(&mut gb),
+            &mut s,
+        )
+        .unwrap();
+        assert_sum_close(
+            &format!("{} grad_weight", isa.name()),
+            &gw,
+            &want_w,
+            &mag_w,
+            k_w,
+        );
+        assert_sum_close(
+            &format!("{} grad_bias", isa.name()),
+            &gb,
+            &want_b,
+            &mag_b,
+            k_w,
+        );
+        // without the bias: the same weight gradient, bit for bit
+        let mut gw2 = vec![f32::NAN; d.weight_len];
+        k::conv2d_backward_weight_sparse(p, &x, c.per_plane, &pos, &val, &mut gw2, None, &mut s)
+            .unwrap();
+        assert_eq!(
+            gw.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            gw2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    });
+    true
+}
+
+#[test]
+fn sparse_weight_gradient_matches_reference() {
+    check(300, sparse_matches as fn(SparseCase) -> bool);
+}
+
+/// The use it is made for: a 2x2 max pool after the convolution, its indices and
+/// gradient in place of the pool's backward pass and the dense weight gradient.
+#[test]
+fn sparse_weight_gradient_from_a_max_pool() {
+    let p = Conv2dParams::new(16, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2);
+    let d = p.dims().unwrap();
+    let pool = k::Pool2dParams::new(16, 6, 28, 28, 2, 2);
+    let mut rng = Rng(7);
+    let (x, w) = (rng.vec(d.input_len), rng.vec(d.weight_len));
+    let mut y = vec![0.0; d.output_len];
+    r::conv2d(&p, &x, &w, None, Activation::Relu, &mut y).unwrap();
+    let pooled_len = d.output_len / 4;
+    let (mut py, mut idx) = (vec![0.0; pooled_len], vec![0u32; pooled_len]);
+    k::max_pool2d(&pool, &y, &mut py, Some(&mut idx)).unwrap();
+    let mut g = rng.vec(pooled_len);
+    k::relu_backward_inplace(&py, &mut g).unwrap();
+    let mut gy = vec![0.0; d.output_len];
+    k::max_pool2d_backward(&pool, &idx, &g, &mut gy).unwrap();
+    let mut want = vec![0.0; d.weight_len];
+    r::conv2d_backward_weight(&p, &x, &gy, &mut want).unwrap();
+    let mut mag = vec![0.0; d.weight_len];
+    r::conv2d_backward_weight(&p, &abs(&x), &abs(&gy), &mut mag).unwrap();
+    let mut s = vec![0.0; k::conv2d_backward_weight_sparse_scratch_len(&p).unwrap()];
+    common::for_each_isa(|isa| {
+        let mut gw = vec![f32::NAN; d.weight_len];
+        k::conv2d_backward_weight_sparse(&p, &x, 14 * 14, &idx, &g, &mut gw, None, &mut s).unwrap();
+        assert_sum_close(isa.name(), &gw, &want, &mag, 16 * 28 * 28);
+    });
+}
+
+/// Unlisted positions contribute nothing, not `0 * x`: an infinite input under a zero
+/// gradient leaves the result finite; under a listed value it gives infinity or NaN as
+/// the dense pass does.
+#[test]
+fn sparse_weight_gradient_skips_unlisted_positions() {
+    let p = Conv2dParams::new(1, 1, 4, 4, 1, 3, 3).with_padding(1, 1, 1, 1);
+    let mut x = [1.0; 16];
+    x[15] = f32::INFINITY;
+    let mut s = vec![0.0; k::conv2d_backward_weight_sparse_scratch_len(&p).unwrap()];
+    common::for_each_isa(|isa| {
+        let mut gw = [f32::NAN; 9];
+        // output (0, 0): its taps cover rows and columns -1..=1, not the infinity at (3, 3)
+        k::conv2d_backward_weight_sparse(&p, &x, 1, &[0], &[2.0], &mut gw, None, &mut s).unwrap();
+        assert_eq!(gw, [0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 0.0, 2.0, 2.0], "{isa:?}");
+        // output (3, 3): its centre tap is the infinity
+        k::conv2d_backward_weight_sparse(&p, &x, 1, &[15], &[2.0], &mut gw, None, &mut s).unwrap();
+        assert_eq!(gw[4], f32::INFINITY, "{isa:?}");
+        assert_eq!(gw[8], 0.0, "{isa:?}");
+    });
+}

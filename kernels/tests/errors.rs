@@ -91,7 +91,103 @@ fn conv_errors(p: &Conv2dParams, q: &Conv2dParams) -> Vec<(&'static str, Result<
             "bwd weight scratch len",
             k::conv2d_backward_weight_scratch_len(p).map(|_| ()),
         ),
+        (
+            "sparse bwd weight",
+            k::conv2d_backward_weight_sparse(
+                p,
+                &x,
+                1,
+                &vec![0; q.batch * q.out_channels],
+                &vec![0.0; q.batch * q.out_channels],
+                &mut gw,
+                Some(&mut gb),
+                &mut s,
+            ),
+        ),
+        (
+            "sparse bwd weight scratch len",
+            k::conv2d_backward_weight_sparse_scratch_len(p).map(|_| ()),
+        ),
     ]
+}
+
+/// Every argument of the sparse weight gradient checked, nothing written on error.
+#[test]
+fn sparse_weight_gradient_errors() {
+    let p = conv_ok();
+    let d = p.dims().unwrap();
+    let n = p.batch * p.out_channels * 2;
+    let x = vec![0.0; d.input_len];
+    let (pos, val) = (vec![0u32; n], vec![1.0; n]);
+    let mut gw = vec![7.0; d.weight_len];
+    let mut gb = vec![7.0; d.bias_len];
+    let need = k::conv2d_backward_weight_sparse_scratch_len(&p).unwrap();
+    let mut s = vec![0.0; need];
+    let mm = |arg, expected, actual| {
+        Err(E::LengthMismatch {
+            arg,
+            expected,
+            actual,
+        })
+    };
+    let f = k::conv2d_backward_weight_sparse;
+    assert_eq!(
+        f(&p, &x, 0, &[], &[], &mut gw, Some(&mut gb), &mut s),
+        Err(E::ZeroSize("per_plane"))
+    );
+    assert_eq!(
+        f(&p, &x[1..], 2, &pos, &val, &mut gw, None, &mut s),
+        mm("input", d.input_len, d.input_len - 1)
+    );
+    assert_eq!(
+        f(&p, &x, 2, &pos[1..], &val, &mut gw, None, &mut s),
+        mm("positions", n, n - 1)
+    );
+    assert_eq!(
+        f(&p, &x, 3, &pos, &val, &mut gw, None, &mut s),
+        mm("positions", n / 2 * 3, n)
+    );
+    assert_eq!(
+        f(&p, &x, 2, &pos, &val[1..], &mut gw, None, &mut s),
+        mm("values", n, n - 1)
+    );
+    assert_eq!(
+        f(&p, &x, 2, &pos, &val, &mut gw[1..], None, &mut s),
+        mm("grad_weight", d.weight_len, d.weight_len - 1)
+    );
+    assert_eq!(
+        f(&p, &x, 2, &pos, &val, &mut gw, Some(&mut gb[1..]), &mut s),
+        mm("grad_bias", d.bias_len, d.bias_len - 1)
+    );
+    assert_eq!(
+        f(&p, &x, 2, &pos, &val, &mut gw, None, &mut s[..need - 1]),
+        Err(E::ScratchTooSmall {
+            needed: need,
+            actual: need - 1
+        })
+    );
+    let mut bad = pos.clone();
+    let plane = (d.out_h * d.out_w) as u32;
+    bad[5] = plane;
+    bad[7] = plane + 1;
+    assert_eq!(
+        f(&p, &x, 2, &bad, &val, &mut gw, Some(&mut gb), &mut s),
+        Err(E::InvalidIndex {
+            index: 5,
+            value: plane
+        })
+    );
+    assert!(
+        gw.iter().chain(&gb).all(|&v| v == 7.0),
+        "nothing written on error"
+    );
+    // the largest position and NO_INDEX are fine
+    bad[5] = plane - 1;
+    bad[7] = k::NO_INDEX;
+    assert_eq!(
+        f(&p, &x, 2, &bad, &val, &mut gw, Some(&mut gb), &mut s),
+        Ok(())
+    );
 }
 
 fn all_conv_fail(p: Conv2dParams, want: E) {

@@ -151,6 +151,52 @@ fn weight_gradient_non_finite_input() {
     }
 }
 
+/// The sparse weight gradient: a padded grouped layer whose last output position and a
+/// NO_INDEX entry are listed (the vector loads reach the slack after the last plane), and
+/// a 9-wide kernel (one tap at a time).
+#[test]
+fn sparse_weight_gradient() {
+    for p in [
+        Conv2dParams::new(2, 4, 3, 5, 2, 3, 2)
+            .with_groups(2)
+            .with_padding(1, 1, 0, 1),
+        Conv2dParams::new(1, 1, 2, 9, 1, 2, 9),
+    ] {
+        let d = p.dims().unwrap();
+        let plane = d.out_h * d.out_w;
+        let mut rng = Rng(5);
+        let x = rng.vec(d.input_len);
+        let n = p.batch * p.out_channels * 3;
+        let pos: Vec<u32> = (0..n)
+            .map(|i| match i % 3 {
+                0 => plane as u32 - 1,
+                1 => k::NO_INDEX,
+                _ => rng.below(plane) as u32,
+            })
+            .collect();
+        let val = rng.vec(n);
+        let mut gy = vec![0.0; d.output_len];
+        for (i, (&q, &v)) in pos.iter().zip(&val).enumerate() {
+            if q != k::NO_INDEX {
+                gy[i / 3 * plane + q as usize] += v;
+            }
+        }
+        let mut want = vec![0.0; d.weight_len];
+        r::conv2d_backward_weight(&p, &x, &gy, &mut want).unwrap();
+        let mut mag = vec![0.0; d.weight_len];
+        r::conv2d_backward_weight(&p, &abs(&x), &abs(&gy), &mut mag).unwrap();
+        let mut gw = vec![f32::NAN; d.weight_len];
+        let mut gb = vec![f32::NAN; d.bias_len];
+        let mut s = vec![f32::NAN; k::conv2d_backward_weight_sparse_scratch_len(&p).unwrap()];
+        k::conv2d_backward_weight_sparse(&p, &x, 3, &pos, &val, &mut gw, Some(&mut gb), &mut s)
+            .unwrap();
+        assert_sum_close("sparse grad_weight", &gw, &want, &mag, 2 * p.batch * plane);
+        let mut want_b = vec![0.0; d.bias_len];
+        r::conv2d_backward_bias(&p, &gy, &mut want_b).unwrap();
+        assert_close("sparse grad_bias", &gb, &want_b, 1e-5, 1e-5);
+    }
+}
+
 #[test]
 fn sgemm_edge_tiles() {
     let mut rng = Rng(3);

@@ -404,6 +404,7 @@ impl Layer {
                 }
                 f.max(k::conv2d_backward_input_scratch_len(&p)?)
                     .max(k::conv2d_backward_weight_scratch_len(&p)?)
+                    .max(k::conv2d_backward_weight_sparse_scratch_len(&p)?)
             }
             Layer::Linear(l) => {
                 let p = LinearParams::new(batch, l.in_features, l.out_features);
@@ -615,7 +616,7 @@ impl Layer {
     }
 }
 
-fn two(v: &mut [Vec<f32>]) -> (&mut [f32], &mut [f32]) {
+pub(crate) fn two(v: &mut [Vec<f32>]) -> (&mut [f32], &mut [f32]) {
     let (a, b) = v.split_at_mut(1);
     (&mut a[0], &mut b[0])
 }

@@ -15,6 +15,7 @@ mod im2col;
 mod implicit;
 mod lanes;
 mod scalar;
+mod sparse;
 mod weight_direct;
 mod weight_flat;
 
@@ -25,6 +26,7 @@ pub use backward::{
 pub use direct::{conv2d_direct, conv2d_direct_scalar};
 pub use im2col::{col2im, conv2d_im2col, conv2d_im2col_scratch_len, im2col};
 pub use implicit::{conv2d_implicit, conv2d_implicit_scratch_len};
+pub use sparse::{conv2d_backward_weight_sparse, conv2d_backward_weight_sparse_scratch_len};
 
 use crate::error::KernelError;
 use crate::params::{Activation, Conv2dDims, Conv2dParams, check_len};
