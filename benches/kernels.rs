@@ -214,5 +214,74 @@ fn pool_and_activations(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sgemm, conv, pool_and_activations);
+/// LeNet's first layer behind ReLU and a 2x2 max pool (64 images): its weight and bias
+/// gradients by the pool's backward pass and the dense kernels, and from the pool's
+/// indices directly (`conv2d_backward_weight_sparse`, what training runs), every variant.
+fn pooled_weight_gradient(c: &mut Criterion) {
+    let p = k::Conv2dParams::new(64, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2);
+    let d = p.dims().unwrap();
+    let pool = Pool2dParams::new(64, 6, 28, 28, 2, 2);
+    let (x, w) = (data(d.input_len, 3), data(d.weight_len, 4));
+    let mut y = vec![0.0; d.output_len];
+    let mut s = vec![0.0; k::conv2d_scratch_len(&p).unwrap()];
+    k::conv2d(&p, &x, &w, None, Activation::Relu, &mut y, &mut s).unwrap();
+    let n = d.output_len / 4;
+    let (mut py, mut idx) = (vec![0.0; n], vec![0; n]);
+    k::max_pool2d(&pool, &y, &mut py, Some(&mut idx)).unwrap();
+    let g = data(n, 5);
+    let (mut gy, mut gw, mut gb) = (
+        vec![0.0; d.output_len],
+        vec![0.0; d.weight_len],
+        vec![0.0; d.bias_len],
+    );
+    let mut s = vec![
+        0.0;
+        k::conv2d_backward_weight_scratch_len(&p)
+            .unwrap()
+            .max(k::conv2d_backward_weight_sparse_scratch_len(&p).unwrap())
+    ];
+    let mut grp = c.benchmark_group("pooled_weight_gradient");
+    grp.throughput(Throughput::Elements(2 * p.macs().unwrap() as u64));
+    for isa in arch::supported() {
+        arch::force(Some(isa)).unwrap();
+        grp.bench_function(
+            BenchmarkId::new(format!("dense-{}", isa.name()), "lenet_c1"),
+            |b| {
+                b.iter(|| {
+                    k::max_pool2d_backward(&pool, &idx, black_box(&g), &mut gy).unwrap();
+                    k::conv2d_backward_weight(&p, &x, &gy, &mut gw, &mut s).unwrap();
+                    k::conv2d_backward_bias(&p, &gy, &mut gb).unwrap();
+                })
+            },
+        );
+        grp.bench_function(
+            BenchmarkId::new(format!("sparse-{}", isa.name()), "lenet_c1"),
+            |b| {
+                b.iter(|| {
+                    k::conv2d_backward_weight_sparse(
+                        &p,
+                        &x,
+                        14 * 14,
+                        &idx,
+                        black_box(&g),
+                        &mut gw,
+                        Some(&mut gb),
+                        &mut s,
+                    )
+                    .unwrap()
+                })
+            },
+        );
+    }
+    arch::force(None).unwrap();
+    grp.finish();
+}
+
+criterion_group!(
+    benches,
+    sgemm,
+    conv,
+    pooled_weight_gradient,
+    pool_and_activations
+);
 criterion_main!(benches);

@@ -235,7 +235,7 @@ fn by_rows<V: Vf32>(
                         if ox >= w {
                             (oy, ox) = (oy + 1, ox - w);
                         }
-                        let (oy, ox) = (oy.clamp(0, h - 1), ox.clamp(0, w - 1));
+                        let (oy, ox) = (oy.max(0).min(h - 1), ox.max(0).min(w - 1));
                         *o = (oy * sh32 + ox * sw32) as u32;
                         *v = x;
                         all &= q != NO_INDEX;
@@ -290,6 +290,19 @@ fn by_rows<V: Vf32>(
     }
 }
 
+/// `acc[a] += v * xc[at + a * r..][..8]` for each tap row `a < KH`; the caller has
+/// checked `at + (KH - 1) * r + 8 <= xc.len()`.
+#[inline(always)]
+fn add_rows<V: Vf32, const KH: usize>(xc: &[f32], at: u32, v: f32, r: usize, acc: &mut [V; KH]) {
+    let (at, g) = (at as usize, V::splat(v));
+    for (a, acc) in acc.iter_mut().enumerate() {
+        // SAFETY: at + a * r + 8 <= at + (KH - 1) * r + 8 <= xc.len() (the caller's
+        // check).
+        let x = unsafe { V::load_ptr(xc.as_ptr().add(at + a * r)) };
+        *acc = x.mul_add(g, *acc);
+    }
+}
+
 /// `sum_j val[j] * xc[off[j] + a * r ..][..8]` for each tap row `a < KH`. The caller
 /// has checked `off[j] + (KH - 1) * r + 8 <= xc.len()` for every `j`.
 #[inline(always)]
@@ -302,22 +315,13 @@ fn tap_rows<V: Vf32, const KH: usize>(
     // two sets of accumulators, taking alternate values: one set would make each value
     // wait for the previous one's multiply-adds
     let mut acc = [[V::splat(0.0); KH]; 2];
-    let add = |at: u32, v: f32, acc: &mut [V; KH]| {
-        let (at, g) = (at as usize, V::splat(v));
-        for (a, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: at + a * r + 8 <= at + (KH - 1) * r + 8 <= xc.len() (the caller's
-            // check).
-            let x = unsafe { V::load_ptr(xc.as_ptr().add(at + a * r)) };
-            *acc = x.mul_add(g, *acc);
-        }
-    };
     let (o2, v2) = (off.chunks_exact(2), val.chunks_exact(2));
     if let (Some(&[o]), Some(&[v])) = (o2.remainder().first_chunk(), v2.remainder().first_chunk()) {
-        add(o, v, &mut acc[0]);
+        add_rows(xc, o, v, r, &mut acc[0]);
     }
     for (o, v) in o2.zip(v2) {
-        add(o[0], v[0], &mut acc[0]);
-        add(o[1], v[1], &mut acc[1]);
+        add_rows(xc, o[0], v[0], r, &mut acc[0]);
+        add_rows(xc, o[1], v[1], r, &mut acc[1]);
     }
     let mut out = [[0.0; LANES]; 8];
     for (o, (a, b)) in out.iter_mut().zip(acc[0].iter().zip(&acc[1])) {
