@@ -563,11 +563,14 @@ impl Shard<'_> {
                 .filter(|(row, l)| argmax(row) == **l as usize)
                 .count();
             model.backward_ws(&mut w.ws, b)?;
-            for (acc, st) in w.acc.iter_mut().zip(w.ws.states()) {
-                for (a, g) in acc.grads.iter_mut().zip(&st.grads) {
-                    if start == lo {
-                        a.copy_from_slice(g);
-                    } else {
+            for (acc, st) in w.acc.iter_mut().zip(w.ws.states_mut()) {
+                if start == lo {
+                    // the first micro-batch's gradients become the sums without a copy: the
+                    // workspace takes the old sums' buffers, which every backward pass
+                    // overwrites
+                    std::mem::swap(&mut acc.grads, &mut st.grads);
+                } else {
+                    for (a, g) in acc.grads.iter_mut().zip(&st.grads) {
                         a.iter_mut().zip(g).for_each(|(a, &g)| *a += g);
                     }
                 }
