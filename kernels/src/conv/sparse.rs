@@ -200,7 +200,12 @@ fn by_rows<V: Vf32>(
     // the borders and the slack stay zero; the inside is rewritten per image and group
     padded.fill(0.0);
     let groups = p.out_channels / d.out_per_group;
+    // the furthest output position's window ends within the padded plane and its slack
+    // (the output extent is what fits the padded input); one tap at a time otherwise
     let max_at = (d.out_h - 1) * sh + (d.out_w - 1) * sw;
+    if max_at + span > hp * wp + LANES {
+        return by_taps(s, input, gw, gb);
+    }
     let (w, h) = (d.out_w as i32, d.out_h as i32);
     let inv_w = 1.0 / d.out_w as f32;
     let (sh32, sw32) = (sh as i32, sw as i32);
@@ -260,8 +265,8 @@ fn by_rows<V: Vf32>(
                     }
                     for c in 0..cin {
                         let xc = &padded[c * hp * wp..];
-                        // every window in bounds: the furthest output position's (always
-                        // true; checked once for the loads' sake)
+                        // every window in bounds (true by the check above: xc holds at
+                        // least a plane and the slack; stated here for the loads' sake)
                         if max_at + span > xc.len() {
                             continue;
                         }
