@@ -123,65 +123,156 @@ impl Optimizer {
 
     /// One update of every parameter of `model` with learning rate `lr` from the
     /// gradients in `grads` (one [`LayerState`] per layer). Allocates nothing.
+    ///
+    /// # Panics
+    /// When `grads` does not hold a gradient of the length of each parameter of `model`.
     pub fn step(&mut self, model: &mut Model, grads: &[LayerState], lr: f32) {
+        self.step_sum(model, &[grads], lr);
+    }
+
+    /// [`Optimizer::step`] with the gradient `shards[0] + shards[1] + ...` (summed in
+    /// that order, element by element), without writing the sum anywhere: the training
+    /// loop's threads each step their own copy of the model from all shards' gradients.
+    /// Allocates nothing.
+    ///
+    /// # Panics
+    /// When `shards` is empty, or a shard has no gradient of the length of a parameter
+    /// of `model` (as [`Optimizer::step`]).
+    pub fn step_sum(&mut self, model: &mut Model, shards: &[&[LayerState]], lr: f32) {
+        assert!(!shards.is_empty(), "a step needs at least one gradient");
         self.steps += 1;
-        let wd = self.weight_decay;
-        let t = self.steps as i32;
-        for ((layer, st), bufs) in model
+        let rule = Rule::new(self.kind, self.weight_decay, self.steps, lr);
+        for (l, (layer, bufs)) in model
             .layers_mut()
             .iter_mut()
-            .zip(grads)
             .zip(&mut self.state)
+            .enumerate()
         {
-            for (i, (g, b)) in st.grads.iter().zip(bufs.iter_mut()).enumerate() {
+            for (i, b) in bufs.iter_mut().enumerate() {
                 let p = layer.param_mut(i).data_mut();
-                match self.kind {
-                    OptimizerKind::Sgd { momentum, nesterov } => {
-                        if momentum == 0.0 {
-                            for (w, &d) in p.iter_mut().zip(g) {
-                                *w -= lr * (d + wd * *w);
-                            }
-                            continue;
-                        }
-                        let first = t == 1;
-                        for ((w, &d), m) in p.iter_mut().zip(g).zip(b[0].iter_mut()) {
-                            let d = d + wd * *w;
-                            *m = if first { d } else { momentum * *m + d };
-                            let u = if nesterov { d + momentum * *m } else { *m };
-                            *w -= lr * u;
-                        }
+                if let [one] = shards {
+                    rule.apply(p, &one[l].grads[i], b);
+                    continue;
+                }
+                let mut d = [0.0f32; CHUNK];
+                for (c, w) in p.chunks_mut(CHUNK).enumerate() {
+                    let r = c * CHUNK..c * CHUNK + w.len();
+                    let d = &mut d[..w.len()];
+                    d.copy_from_slice(&shards[0][l].grads[i][r.clone()]);
+                    for s in &shards[1..] {
+                        let g = &s[l].grads[i][r.clone()];
+                        d.iter_mut().zip(g).for_each(|(d, &g)| *d += g);
                     }
-                    OptimizerKind::Adam {
-                        beta1,
-                        beta2,
-                        eps,
-                        decoupled,
-                    } => {
-                        // (in f64 with `powf`, as PyTorch's Python floats: `powi` has no
-                        // fixed rounding, so it differed between debug and release builds)
-                        let bc1 = bias_correction(beta1, t);
-                        let bc2_sqrt = bias_correction(beta2, t).sqrt();
-                        let step = lr / bc1;
-                        let (m1, m2) = b.split_at_mut(1);
-                        for (((w, &d), m), v) in p
-                            .iter_mut()
-                            .zip(g)
-                            .zip(m1[0].iter_mut())
-                            .zip(m2[0].iter_mut())
-                        {
-                            let d = if decoupled {
-                                *w *= 1.0 - lr * wd;
-                                d
-                            } else {
-                                d + wd * *w
-                            };
-                            *m = beta1 * *m + (1.0 - beta1) * d;
-                            *v = beta2 * *v + (1.0 - beta2) * d * d;
-                            *w -= step * *m / (v.sqrt() / bc2_sqrt + eps);
-                        }
-                    }
+                    rule.apply_range(w, d, b, r);
                 }
             }
+        }
+    }
+}
+
+/// Gradient elements summed and applied at a time (on the stack, in L1).
+const CHUNK: usize = 256;
+
+/// One step's update rule with its constants.
+#[derive(Clone, Copy)]
+struct Rule {
+    kind: OptimizerKind,
+    lr: f32,
+    wd: f32,
+    first: bool,
+    /// Adam: `lr / (1 - beta1^t)` and `sqrt(1 - beta2^t)`.
+    step: f32,
+    bc2_sqrt: f32,
+}
+
+impl Rule {
+    fn new(kind: OptimizerKind, wd: f32, steps: u64, lr: f32) -> Self {
+        let t = steps as i32;
+        let (step, bc2_sqrt) = match kind {
+            // (in f64 with `powf`, as PyTorch's Python floats: `powi` has no fixed
+            // rounding, so it differed between debug and release builds)
+            OptimizerKind::Adam { beta1, beta2, .. } => (
+                lr / bias_correction(beta1, t),
+                bias_correction(beta2, t).sqrt(),
+            ),
+            OptimizerKind::Sgd { .. } => (0.0, 0.0),
+        };
+        Rule {
+            kind,
+            lr,
+            wd,
+            first: t == 1,
+            step,
+            bc2_sqrt,
+        }
+    }
+
+    /// The update of `p` from its gradient `g` and its state buffers `bufs`.
+    fn apply(&self, p: &mut [f32], g: &[f32], bufs: &mut [Vec<f32>]) {
+        self.apply_range(p, g, bufs, 0..p.len());
+    }
+
+    /// The update of `p` (the elements `r` of a parameter) from their gradient `g` and
+    /// the elements `r` of the parameter's state buffers `bufs`.
+    fn apply_range(
+        &self,
+        p: &mut [f32],
+        g: &[f32],
+        bufs: &mut [Vec<f32>],
+        r: std::ops::Range<usize>,
+    ) {
+        match bufs {
+            [] => self.plain(p, g),
+            [m] => self.momentum(p, g, &mut m[r]),
+            [m, v] => self.adam(p, g, &mut m[r.clone()], &mut v[r]),
+            _ => unreachable!("an optimizer keeps at most two buffers"),
+        }
+    }
+
+    /// SGD without momentum.
+    fn plain(&self, p: &mut [f32], g: &[f32]) {
+        let (lr, wd) = (self.lr, self.wd);
+        for (w, &d) in p.iter_mut().zip(g) {
+            *w -= lr * (d + wd * *w);
+        }
+    }
+
+    /// SGD with momentum (and Nesterov).
+    fn momentum(&self, p: &mut [f32], g: &[f32], m: &mut [f32]) {
+        let OptimizerKind::Sgd { momentum, nesterov } = self.kind else {
+            unreachable!("one buffer is SGD's momentum")
+        };
+        let (lr, wd, first) = (self.lr, self.wd, self.first);
+        for ((w, &d), m) in p.iter_mut().zip(g).zip(m) {
+            let d = d + wd * *w;
+            *m = if first { d } else { momentum * *m + d };
+            let u = if nesterov { d + momentum * *m } else { *m };
+            *w -= lr * u;
+        }
+    }
+
+    /// Adam and AdamW.
+    fn adam(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let OptimizerKind::Adam {
+            beta1,
+            beta2,
+            eps,
+            decoupled,
+        } = self.kind
+        else {
+            unreachable!("two buffers are Adam's moments")
+        };
+        let (lr, wd, step, bc2_sqrt) = (self.lr, self.wd, self.step, self.bc2_sqrt);
+        for (((w, &d), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+            let d = if decoupled {
+                *w *= 1.0 - lr * wd;
+                d
+            } else {
+                d + wd * *w
+            };
+            *m = beta1 * *m + (1.0 - beta1) * d;
+            *v = beta2 * *v + (1.0 - beta2) * d * d;
+            *w -= step * *m / (v.sqrt() / bc2_sqrt + eps);
         }
     }
 }

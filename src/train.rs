@@ -3,12 +3,14 @@
 //!
 //! With `threads = T`, each batch is cut into `T` contiguous shards; worker threads
 //! (spawned once per epoch, woken by a barrier each step) run forward and backward on
-//! their shard in their own [`Workspace`]; the main thread then sums the gradients in
-//! shard order and takes the step. A fixed seed and thread count therefore give
-//! bit-identical weights. Nothing is allocated per step.
+//! their shard in their own [`Workspace`]; then every thread takes the optimizer step
+//! on its own copy of the model (the main thread on the trainer's), each summing the
+//! shards' gradients in shard order, element by element, as it goes: the copies stay
+//! equal bit for bit, and a fixed seed and thread count give bit-identical weights.
+//! Nothing is allocated per step.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{RwLock, RwLockReadGuard};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -98,7 +100,7 @@ impl TrainConfig {
         if !(self.lr > 0.0 && self.lr <= 10.0) {
             return Err(Error::invalid("the learning rate must be in (0, 10]"));
         }
-        if self.threads == 0 || self.threads > 256 {
+        if self.threads == 0 || self.threads > MAX_THREADS {
             return Err(Error::invalid("threads must be in 1..=256"));
         }
         Ok(())
@@ -155,6 +157,8 @@ struct Job {
     len: usize,
     /// Global step (for dropout seeds).
     step: u64,
+    /// Learning rate of the step.
+    lr: f32,
     stop: bool,
 }
 
@@ -172,7 +176,7 @@ pub struct Trainer {
     pub epoch: usize,
     /// Figures of the completed epochs.
     pub history: Vec<EpochRecord>,
-    workers: Vec<Mutex<Worker>>,
+    workers: Vec<RwLock<Worker>>,
     order: Vec<u32>,
     bn_acc: Vec<f64>,
     /// Pixels per channel plane of each layer's input.
@@ -232,7 +236,7 @@ impl Trainer {
                         ..LayerState::default()
                     })
                     .collect();
-                Ok(Mutex::new(Worker {
+                Ok(RwLock::new(Worker {
                     ws,
                     acc,
                     labels: vec![0; cap],
@@ -309,11 +313,9 @@ impl Trainer {
         let t0 = Instant::now();
         let (mut loss_sum, mut correct) = (0.0f64, 0usize);
 
-        let model = RwLock::new(std::mem::replace(&mut self.model, placeholder()));
         let job = RwLock::new(Job::default());
         let barrier = SpinBarrier::new(threads);
         let ctx = Shard {
-            model: &model,
             job: &job,
             train,
             order: &order,
@@ -323,19 +325,37 @@ impl Trainer {
             loss: self.config.loss,
             classes,
         };
+        // every other thread steps its own copy of the model, from all shards' gradients,
+        // as this thread steps `self.model`: the copies stay equal bit for bit, and no
+        // thread writes weights another one reads (which cost 4x the step's time on this
+        // machine, the cores invalidating each other's cached lines)
+        let replicas: Vec<(Model, Optimizer)> = (1..threads)
+            .map(|_| (self.model.clone(), self.optimizer.clone()))
+            .collect();
         let owned = std::mem::take(&mut self.workers);
         let workers = &owned;
         let result = std::thread::scope(|s| -> Result<()> {
-            for (t, worker) in workers.iter().enumerate().skip(1) {
+            for (t, (mut model, mut optimizer)) in (1..threads).zip(replicas) {
                 let (ctx, barrier) = (&ctx, &barrier);
                 s.spawn(move || {
                     loop {
                         barrier.wait();
-                        if ctx.job.read().expect("job lock").stop {
+                        let job = *ctx.job.read().expect("job lock");
+                        if job.stop {
                             break;
                         }
-                        ctx.run(t, &mut worker.lock().expect("worker lock"));
+                        ctx.run(
+                            t,
+                            &job,
+                            &model,
+                            &mut workers[t].write().expect("worker lock"),
+                        );
                         barrier.wait();
+                        let shards = Shards::of(workers);
+                        if shards.err.is_none() {
+                            let (grads, k) = shards.grads();
+                            optimizer.step_sum(&mut model, &grads[..k], job.lr);
+                        }
                     }
                 });
             }
@@ -343,40 +363,46 @@ impl Trainer {
             for b in 0..steps {
                 let start = b * batch;
                 let len = batch.min(n - start);
-                *job.write().expect("job lock") = Job {
+                let frac = b as f64 / steps as f64;
+                let job = Job {
                     start,
                     len,
                     step: self.optimizer.steps,
+                    lr: self.config.schedule.lr(self.config.lr, self.epoch, frac),
                     stop: false,
                 };
+                *ctx.job.write().expect("job lock") = job;
                 if threads > 1 {
                     barrier.wait();
                 }
-                ctx.run(0, &mut workers[0].lock().expect("worker lock"));
+                ctx.run(
+                    0,
+                    &job,
+                    &self.model,
+                    &mut workers[0].write().expect("worker lock"),
+                );
                 if threads > 1 {
                     barrier.wait();
                 }
-                let mut m = model.write().expect("model lock");
-                match self.reduce_and_step(workers, &mut m, len, b, steps) {
+                match self.reduce_and_step(workers, len, job.lr) {
                     Ok((l, c)) => {
                         loss_sum += l;
                         correct += c;
                     }
                     Err(e) => {
+                        // (the other threads skipped the step too and wait for a job)
                         outcome = Err(e);
                         break;
                     }
                 }
-                drop(m);
                 progress((start + len).min(n), n, loss_sum / (start + len) as f64);
             }
             if threads > 1 {
-                job.write().expect("job lock").stop = true;
+                ctx.job.write().expect("job lock").stop = true;
                 barrier.wait();
             }
             outcome
         });
-        self.model = model.into_inner().expect("model lock");
         self.workers = owned;
         self.order = order;
         result?;
@@ -391,60 +417,39 @@ impl Trainer {
         })
     }
 
-    /// Sums the shards' gradients into the first non-empty shard (in shard order), folds
-    /// batch-norm statistics, and takes the optimizer step.
+    /// Gathers the shards' losses, folds batch-norm statistics, and steps `self.model`
+    /// with the sum of the shards' gradients (in shard order).
     fn reduce_and_step(
         &mut self,
-        workers: &[Mutex<Worker>],
-        model: &mut Model,
+        workers: &[RwLock<Worker>],
         len: usize,
-        b: usize,
-        steps: usize,
+        lr: f32,
     ) -> Result<(f64, usize)> {
+        let shards = Shards::of(workers);
+        if let Some(t) = shards.err {
+            drop(shards);
+            let mut w = workers[t].write().expect("worker lock");
+            return Err(w.err.take().expect("the shard's error"));
+        }
         let (mut loss, mut correct) = (0.0, 0);
-        let mut first = None;
-        for (t, w) in workers.iter().enumerate() {
-            let mut w = w.lock().expect("worker lock");
-            if let Some(e) = w.err.take() {
-                return Err(e);
-            }
-            if w.rows == 0 {
-                continue;
-            }
+        for w in shards.live() {
             loss += w.loss;
             correct += w.correct;
-            match first {
-                None => first = Some(t),
-                Some(f) => {
-                    let mut acc = workers[f].lock().expect("worker lock");
-                    for (sa, sw) in acc.acc.iter_mut().zip(&w.acc) {
-                        for (ga, gw) in sa.grads.iter_mut().zip(&sw.grads) {
-                            ga.iter_mut().zip(gw).for_each(|(a, &g)| *a += g);
-                        }
-                    }
-                }
-            }
         }
-        let f = first.expect("a batch has at least one image");
         // batch-norm running statistics from the whole batch
-        for (i, layer) in model.layers_mut().iter_mut().enumerate() {
+        for (i, layer) in self.model.layers_mut().iter_mut().enumerate() {
             if let Layer::BatchNorm2d(bn) = layer {
                 let hw = self.plane[i];
                 let acc = &mut self.bn_acc[..2 * bn.channels()];
                 acc.fill(0.0);
-                for w in workers {
-                    let w = w.lock().expect("worker lock");
-                    if w.rows > 0 {
-                        bn.accumulate(&w.ws.states()[i], w.rows, hw, acc);
-                    }
+                for w in shards.live() {
+                    bn.accumulate(&w.ws.states()[i], w.rows, hw, acc);
                 }
                 bn.update_running(acc, len * hw);
             }
         }
-        let frac = b as f64 / steps as f64;
-        let lr = self.config.schedule.lr(self.config.lr, self.epoch, frac);
-        let w = workers[f].lock().expect("worker lock");
-        self.optimizer.step(model, &w.acc, lr);
+        let (grads, k) = shards.grads();
+        self.optimizer.step_sum(&mut self.model, &grads[..k], lr);
         Ok((loss, correct))
     }
 
@@ -498,9 +503,53 @@ impl SpinBarrier {
     }
 }
 
+/// Most threads a batch is split across.
+const MAX_THREADS: usize = 256;
+
+/// Read access to every shard's results after a step's forward and backward passes.
+struct Shards<'a> {
+    guards: [Option<RwLockReadGuard<'a, Worker>>; MAX_THREADS],
+    /// The first shard that failed.
+    err: Option<usize>,
+}
+
+impl<'a> Shards<'a> {
+    fn of(workers: &'a [RwLock<Worker>]) -> Self {
+        let mut guards = std::array::from_fn(|_| None);
+        let mut err = None;
+        for (t, (g, w)) in guards.iter_mut().zip(workers).enumerate() {
+            let w = w.read().expect("worker lock");
+            if w.err.is_some() && err.is_none() {
+                err = Some(t);
+            }
+            *g = Some(w);
+        }
+        Shards { guards, err }
+    }
+
+    /// The shards that had images, in order.
+    fn live(&self) -> impl Iterator<Item = &Worker> {
+        self.guards
+            .iter()
+            .flatten()
+            .map(|w| &**w)
+            .filter(|w| w.rows > 0)
+    }
+
+    /// The live shards' gradients, in order: the first `k` of the array.
+    fn grads(&self) -> ([&[LayerState]; MAX_THREADS], usize) {
+        let mut out: [&[LayerState]; MAX_THREADS] = [&[]; MAX_THREADS];
+        let mut k = 0;
+        for w in self.live() {
+            out[k] = &w.acc;
+            k += 1;
+        }
+        (out, k)
+    }
+}
+
 /// What every thread needs to run its shard of the current job.
 struct Shard<'a> {
-    model: &'a RwLock<Model>,
     job: &'a RwLock<Job>,
     train: &'a Split,
     order: &'a [u32],
@@ -512,8 +561,7 @@ struct Shard<'a> {
 }
 
 impl Shard<'_> {
-    fn run(&self, t: usize, w: &mut Worker) {
-        let job = *self.job.read().expect("job lock");
+    fn run(&self, t: usize, job: &Job, model: &Model, w: &mut Worker) {
         let lo = job.start + t * job.len / self.threads;
         let hi = job.start + (t + 1) * job.len / self.threads;
         w.rows = hi - lo;
@@ -522,8 +570,7 @@ impl Shard<'_> {
         if w.rows == 0 {
             return;
         }
-        let model = self.model.read().expect("model lock");
-        if let Err(e) = self.forward_backward(&model, &job, lo, hi, w) {
+        if let Err(e) = self.forward_backward(model, job, lo, hi, w) {
             w.err = Some(e);
         }
     }
@@ -599,11 +646,6 @@ pub fn micro_batch(model: &Model, shard: usize) -> usize {
     } else {
         shard.min(MICRO)
     }
-}
-
-/// A stand-in while the model is lent to the threads of an epoch.
-fn placeholder() -> Model {
-    Model::new(Shape::Flat(1), vec![Layer::Relu]).expect("a valid model")
 }
 
 /// Accuracy and confusion matrix (`[true][predicted]` counts) of `model` on `split`,

@@ -204,6 +204,63 @@ fn optimizers_follow_pytorch_update_rules() {
     );
 }
 
+/// `step_sum` over shards equals `step` with the shards summed beforehand, in order,
+/// for parameters longer than the chunk it sums at a time (and not a multiple of it).
+#[test]
+fn optimizer_step_sum_is_the_step_of_the_summed_gradients() {
+    let shape = Shape::Image { c: 1, h: 1, w: 1 };
+    let spec = "flatten linear(300) linear(3)";
+    let mut rng = Rng::new(11);
+    for kind in [
+        OptimizerKind::Sgd {
+            momentum: 0.0,
+            nesterov: false,
+        },
+        OptimizerKind::Sgd {
+            momentum: 0.9,
+            nesterov: false,
+        },
+        OptimizerKind::SGD_NESTEROV,
+        OptimizerKind::ADAM,
+        OptimizerKind::ADAMW,
+    ] {
+        let (mut a, mut b) = (
+            Model::from_spec(spec, shape, 4).unwrap(),
+            Model::from_spec(spec, shape, 4).unwrap(),
+        );
+        let mut oa = Optimizer::new(kind, 0.01, &a).unwrap();
+        let mut ob = oa.clone();
+        for _ in 0..3 {
+            let shards: Vec<Vec<LayerState>> = (0..3)
+                .map(|_| {
+                    a.layers()
+                        .iter()
+                        .map(|l| LayerState {
+                            grads: (0..l.param_count())
+                                .map(|i| (0..l.param(i).1.len()).map(|_| rng.normal()).collect())
+                                .collect(),
+                            ..LayerState::default()
+                        })
+                        .collect()
+                })
+                .collect();
+            let mut sum = shards[0].clone();
+            for s in &shards[1..] {
+                for (x, y) in sum.iter_mut().zip(s) {
+                    for (x, y) in x.grads.iter_mut().zip(&y.grads) {
+                        x.iter_mut().zip(y).for_each(|(x, &y)| *x += y);
+                    }
+                }
+            }
+            let refs: Vec<&[LayerState]> = shards.iter().map(Vec::as_slice).collect();
+            oa.step_sum(&mut a, &refs, 0.05);
+            ob.step(&mut b, &sum, 0.05);
+        }
+        assert_eq!(a, b, "{kind:?}");
+        assert_eq!(oa, ob, "{kind:?}");
+    }
+}
+
 #[test]
 fn schedules() {
     let c = Schedule::parse("cosine", 10).unwrap();
