@@ -42,6 +42,7 @@ pub mod reference;
 mod activation;
 pub mod arch;
 mod conv;
+mod copy;
 mod gemm;
 mod linear;
 mod loss;
@@ -64,6 +65,7 @@ pub use conv::{
     conv2d_direct_scalar, conv2d_im2col, conv2d_im2col_scratch_len, conv2d_implicit,
     conv2d_implicit_scratch_len, conv2d_scratch_len, im2col,
 };
+pub use copy::stream_copy;
 pub use error::KernelError;
 pub use gemm::{sgemm, sgemm_scratch_len};
 pub use linear::{

@@ -563,3 +563,48 @@ fn linear_matches_reference_and_finite_differences() {
     }
     check(300, prop as fn(u64, u8, u16, u8, bool, bool) -> bool);
 }
+
+#[test]
+fn stream_copy_copies_every_bit_at_every_length_and_alignment() {
+    // lengths 0..=70 into destinations starting at every float offset in a 16-byte
+    // block: the unaligned head, the streamed body and the tail all carry exact bits
+    // (NaN payloads, -0.0, subnormals included)
+    let mut rng = Rng(17);
+    for len in 0..=70usize {
+        for offset in 0..4usize {
+            let src: Vec<f32> = (0..len)
+                .map(|_| f32::from_bits(rng.next_u64() as u32))
+                .collect();
+            let mut buf = vec![7.5f32; len + offset + 4];
+            k::stream_copy(&src, &mut buf[offset..offset + len]).unwrap();
+            let got: Vec<u32> = buf[offset..offset + len]
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            let want: Vec<u32> = src.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "len {len} offset {offset}");
+            assert!(
+                buf[..offset].iter().all(|&v| v == 7.5),
+                "wrote before the slice"
+            );
+            assert!(
+                buf[offset + len..].iter().all(|&v| v == 7.5),
+                "wrote past the slice"
+            );
+        }
+    }
+}
+
+#[test]
+fn stream_copy_rejects_mismatched_lengths() {
+    let mut dst = [0.0f32; 3];
+    assert_eq!(
+        k::stream_copy(&[1.0, 2.0], &mut dst),
+        Err(k::KernelError::LengthMismatch {
+            arg: "dst",
+            expected: 2,
+            actual: 3
+        })
+    );
+    assert_eq!(dst, [0.0; 3]);
+}
