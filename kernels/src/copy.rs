@@ -12,7 +12,7 @@ use crate::params::check_len;
 /// first wait for the reader's core to give up its copies of the lines. On a virtual
 /// machine whose two vCPUs sit far apart (a 320-340 ns cache-line round trip,
 /// `examples/core_latency`), two-thread LeNet-5 training that hands its gradients over
-/// this way ran 56,800-57,600 images/s against 49,500-49,800 with the gradients read in
+/// this way ran 56,815-57,597 images/s against 49,463-49,837 with the gradients read in
 /// place; with the vCPUs close together (63-64 ns), the same. Everything written is
 /// visible to another thread that synchronises with this one afterwards (the trailing
 /// `sfence` orders the streaming stores before any later store, such as a barrier's).
