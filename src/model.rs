@@ -223,7 +223,7 @@ impl Model {
     /// When the pixel count is not a positive multiple of the model's input.
     pub fn predict_u8(&self, norm: &crate::data::Normalize, pixels: &[u8]) -> Result<Tensor> {
         let per = self.input_shape().len();
-        if pixels.is_empty() || pixels.len() % per != 0 {
+        if pixels.is_empty() || !pixels.len().is_multiple_of(per) {
             return Err(Error::invalid(format!(
                 "{} pixels are not a whole number of {per}-pixel inputs",
                 pixels.len()

@@ -33,11 +33,11 @@ fn blob(bytes: &[u8], shift: usize) {
     let well_formed = view.len() >= BLOB_HEADER_LEN
         && view[..4] == BLOB_MAGIC
         && word(0) == BLOB_VERSION
-        && (view.len() - BLOB_HEADER_LEN) % 4 == 0
+        && (view.len() - BLOB_HEADER_LEN).is_multiple_of(4)
         && (view.len() - BLOB_HEADER_LEN) / 4 == word(1) as usize;
     // (no parameters need no alignment)
-    let aligned =
-        (view.as_ptr() as usize + BLOB_HEADER_LEN) % 4 == 0 || view.len() == BLOB_HEADER_LEN;
+    let aligned = (view.as_ptr() as usize + BLOB_HEADER_LEN).is_multiple_of(4)
+        || view.len() == BLOB_HEADER_LEN;
     match Blob::parse(view) {
         Ok(b) => {
             assert!(well_formed && aligned);

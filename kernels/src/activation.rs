@@ -88,6 +88,24 @@ macro_rules! transcendental {
                 ),
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+        fn avx512(src: Option<&[f32]>, dst: &mut [f32]) {
+            use crate::arch::x86::Avx512;
+            match src {
+                Some(x) => vmap::<Avx512>(
+                    x,
+                    dst,
+                    |v| math::$f::<Avx512, 4>(v),
+                    |v| math::$f::<Avx512, 1>([v])[0],
+                ),
+                None => vmap_inplace::<Avx512>(
+                    dst,
+                    |v| math::$f::<Avx512, 4>(v),
+                    |v| math::$f::<Avx512, 1>([v])[0],
+                ),
+            }
+        }
         fn portable(src: Option<&[f32]>, dst: &mut [f32]) {
             match src {
                 Some(x) if INTERLEAVE => vmap::<f32x8>(
@@ -109,6 +127,10 @@ macro_rules! transcendental {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
             crate::arch::Isa::Avx2Fma => unsafe { avx2($src, $dst) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `active` only returns Avx512 when the CPU supports AVX-512 F, BW and
+            // VL, AVX2 and FMA.
+            crate::arch::Isa::Avx512 => unsafe { avx512($src, $dst) },
             _ => portable($src, $dst),
         }
     }};

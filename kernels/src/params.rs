@@ -318,7 +318,7 @@ impl Conv2dParams {
             return Err(KernelError::ZeroDilation);
         }
         let g = self.groups;
-        if g == 0 || self.in_channels % g != 0 || self.out_channels % g != 0 {
+        if g == 0 || !self.in_channels.is_multiple_of(g) || !self.out_channels.is_multiple_of(g) {
             return Err(KernelError::InvalidGroups {
                 groups: g,
                 in_channels: self.in_channels,

@@ -268,6 +268,9 @@ fn large_k_and_m_match_reference() {
         Conv2dParams::new(1, 2, 36, 36, 9, 35, 35).with_padding(1, 1, 1, 1),
         // K = 1170 on a 144-pixel plane: the implicit GEMM in two K blocks
         Conv2dParams::new(1, 130, 12, 12, 9, 3, 3).with_padding(1, 1, 1, 1),
+        // K = 2430 (270 channels of 3x3): three K blocks, the middle one neither first nor
+        // last (it adds into the output and leaves the clamp to the last)
+        Conv2dParams::new(1, 270, 11, 11, 18, 3, 3).with_padding(1, 1, 1, 1),
         // found by fuzzing: the last output tile lies wholly in the right padding (its
         // first column is past the row's end); the direct kernel sliced out of bounds
         Conv2dParams::new(1, 2, 3, 11, 7, 4, 1)

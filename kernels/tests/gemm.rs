@@ -150,6 +150,11 @@ fn detection_matches_std() {
         let std_says =
             std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
         assert_eq!(Isa::Avx2Fma.is_supported(), std_says);
+        let avx512 = std_says
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl");
+        assert_eq!(Isa::Avx512.is_supported(), avx512);
     }
     let list: Vec<Isa> = arch::supported().collect();
     println!("variants this CPU runs: {list:?}");

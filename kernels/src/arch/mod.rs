@@ -1,7 +1,7 @@
 //! Instruction sets and run-time dispatch.
 //!
 //! `wide` picks its instructions at compile time, so a default `x86_64` build runs SSE2.
-//! The hot kernels therefore also come compiled for AVX2 + FMA under
+//! The hot kernels therefore also come compiled for AVX2 + FMA and for AVX-512 under
 //! `#[target_feature]`, and the best variant the CPU supports is chosen at run time from
 //! `cpuid` (which needs no `std`), detected once and cached. Every variant can be forced,
 //! for tests and benches:
@@ -23,20 +23,35 @@ use crate::error::KernelError;
 pub(crate) mod x86;
 
 /// Calls the generic kernel `f::<V>(args)` on the variant [`active`] names: for AVX2 +
-/// FMA through a `#[target_feature]` function, so that everything `f` inlines is compiled
-/// with those features; otherwise with the portable `wide::f32x8`.
+/// FMA and for AVX-512 through a `#[target_feature]` function, so that everything `f`
+/// inlines is compiled with those features; otherwise with the portable `wide::f32x8`.
 ///
 /// `dispatch!(f(a: &A, b: &mut B))` names each argument with its type (the types of the
 /// generated function's parameters). Kernels with a register tile take its const
-/// parameters after the vector type, one list for the x86 variants and one for the
-/// portable one: `dispatch!(f[6, 2][PORTABLE_MR, PORTABLE_NV](a: &A))` calls
-/// `f::<Avx2, 6, 2>` or `f::<f32x8, PORTABLE_MR, PORTABLE_NV>`.
+/// parameters after the vector type: one list for the x86 variants and one for the
+/// portable one, `dispatch!(f[6, 2][PORTABLE_MR, PORTABLE_NV](a: &A))` calls
+/// `f::<Avx2, 6, 2>`, `f::<Avx512, 6, 2>` or `f::<f32x8, PORTABLE_MR, PORTABLE_NV>`; or
+/// three lists, AVX2's, AVX-512's (32 registers: a larger tile) and the portable one's.
 macro_rules! dispatch {
     ($f:ident ( $($arg:ident : $ty:ty),* $(,)? )) => {
-        $crate::arch::dispatch!($f[][]($($arg: $ty),*))
+        $crate::arch::dispatch!($f[][][]($($arg: $ty),*))
     };
-    ($f:ident [$($c:expr),*] [$($pc:expr),*] ( $($arg:ident : $ty:ty),* $(,)? )) => {{
+    ($f:ident [$($c:expr),*] [$($pc:expr),*] ( $($arg:ident : $ty:ty),* $(,)? )) => {
+        $crate::arch::dispatch!($f[$($c),*][$($c),*][$($pc),*]($($arg: $ty),*))
+    };
+    ($f:ident [$($c:expr),*] [$($ec:expr),*] [$($pc:expr),*]
+        ( $($arg:ident : $ty:ty),* $(,)? )) => {{
         match $crate::arch::active() {
+            #[cfg(target_arch = "x86_64")]
+            $crate::arch::Isa::Avx512 => {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                fn avx512($($arg: $ty),*) {
+                    $f::<$crate::arch::x86::Avx512 $(, { $ec })*>($($arg),*)
+                }
+                // SAFETY: `active` only returns Avx512 when the CPU supports AVX-512 F, BW
+                // and VL, AVX2 and FMA.
+                unsafe { avx512($($arg),*) }
+            }
             #[cfg(target_arch = "x86_64")]
             $crate::arch::Isa::Avx2Fma => {
                 #[target_feature(enable = "avx2,fma")]
@@ -62,17 +77,21 @@ pub enum Isa {
     Portable,
     /// x86_64 AVX2 + FMA, chosen at run time.
     Avx2Fma,
+    /// x86_64 AVX-512 F, BW and VL (with AVX2 and FMA), chosen at run time: 8-lane code
+    /// with 32 registers and masked edges, and a 16-lane GEMM microkernel.
+    Avx512,
 }
 
 impl Isa {
     /// Every variant, most portable first.
-    pub const ALL: [Isa; 2] = [Isa::Portable, Isa::Avx2Fma];
+    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2Fma, Isa::Avx512];
 
-    /// A short name (`"portable"`, `"avx2"`) for tables and flags.
+    /// A short name (`"portable"`, `"avx2"`, `"avx512"`) for tables and flags.
     pub const fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             Isa::Avx2Fma => "avx2",
+            Isa::Avx512 => "avx512",
         }
     }
 
@@ -85,6 +104,7 @@ impl Isa {
         match self {
             Isa::Portable => 1,
             Isa::Avx2Fma => 2,
+            Isa::Avx512 => 3,
         }
     }
 
@@ -92,6 +112,7 @@ impl Isa {
         match c {
             1 => Some(Isa::Portable),
             2 => Some(Isa::Avx2Fma),
+            3 => Some(Isa::Avx512),
             _ => None,
         }
     }
@@ -100,7 +121,7 @@ impl Isa {
     pub fn is_supported(self) -> bool {
         match self {
             Isa::Portable => true,
-            Isa::Avx2Fma => detected() >= Isa::Avx2Fma,
+            Isa::Avx2Fma | Isa::Avx512 => detected() >= self,
         }
     }
 }
@@ -122,6 +143,9 @@ fn detect() -> Isa {
     // Miri interprets the portable path only (it has no `cpuid`).
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
+        if x86::has_avx512() {
+            return Isa::Avx512;
+        }
         if x86::has_avx2_fma() {
             return Isa::Avx2Fma;
         }

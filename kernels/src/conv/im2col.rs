@@ -314,9 +314,10 @@ pub(crate) fn im2col_packed(
     dst: &mut [f32],
 ) {
     match nr {
+        32 => packed_slivers::<32>(p, d, input, g, jb, nb, dst),
         16 => packed_slivers::<16>(p, d, input, g, jb, nb, dst),
         8 => packed_slivers::<8>(p, d, input, g, jb, nb, dst),
-        _ => unreachable!("microkernels are 8 or 16 columns wide"),
+        _ => unreachable!("microkernels are 8, 16 or 32 columns wide"),
     }
 }
 
@@ -410,9 +411,10 @@ pub(crate) fn im2col_packed_t(
     dst: &mut [f32],
 ) {
     match nr {
+        32 => packed_t_slivers::<32>(p, d, input, g, jb, nb, dst),
         16 => packed_t_slivers::<16>(p, d, input, g, jb, nb, dst),
         8 => packed_t_slivers::<8>(p, d, input, g, jb, nb, dst),
-        _ => unreachable!("microkernels are 8 or 16 columns wide"),
+        _ => unreachable!("microkernels are 8, 16 or 32 columns wide"),
     }
 }
 

@@ -23,7 +23,7 @@ use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::kernel::{PORTABLE_MR, PORTABLE_NV};
 use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul};
-use crate::simd::{LANES, clamp1};
+use crate::simd::LANES;
 use crate::vector::Vf32;
 
 /// Output channels per weight block in the scratch layout (the widest tile of any variant).
@@ -279,28 +279,35 @@ fn run<V: Vf32, const MR: usize, const NV: usize>(
                             unsafe { tile::<V, MR, NV>(src_c.as_ptr(), &base, wb.as_ptr(), t) }
                         };
                         // bias (and clamp, when one block holds all of K) with the
-                        // channels in the lanes, then the transpose
-                        let mut vals = [[0.0_f32; 32]; MR];
-                        for (vr, ar) in vals.iter_mut().zip(acc.iter()) {
-                            for (v, (x, bb)) in ar.iter().zip(bias_b.iter()).enumerate() {
-                                let y = x.add(*bb);
-                                let y = if first && last { y.clamp(lo, hi) } else { y };
-                                y.store(&mut vr[v * LANES..]);
-                            }
-                        }
-                        for c in 0..chans {
-                            let dst = &mut out_g[(b * nr + c) * n + j0..][..rows];
-                            let vals = vals.iter().map(|vr| vr[c]);
-                            match (first, last) {
-                                (true, _) => dst.iter_mut().zip(vals).for_each(|(y, v)| *y = v),
-                                (false, false) => {
-                                    dst.iter_mut().zip(vals).for_each(|(y, v)| *y += v);
+                        // channels in the lanes, then 8 x 8 transposes: a vector of 8
+                        // pixels per channel, stored along the channel's plane (scalar
+                        // stores here compiled to slow gathers on AVX-512)
+                        let mut r0 = 0;
+                        while r0 < rows {
+                            let nrow = (rows - r0).min(LANES);
+                            for (v, &bb) in bias_b.iter().enumerate() {
+                                let c0 = v * LANES;
+                                if c0 >= chans {
+                                    break;
                                 }
-                                (false, true) => dst
-                                    .iter_mut()
-                                    .zip(vals)
-                                    .for_each(|(y, v)| *y = clamp1(*y + v, a.lo, a.hi)),
+                                let mut block = [V::splat(0.0); LANES];
+                                for (i, x) in block.iter_mut().enumerate().take(nrow) {
+                                    let y = acc[r0 + i][v].add(bb);
+                                    *x = if first && last { y.clamp(lo, hi) } else { y };
+                                }
+                                let cols = V::transpose8(block);
+                                for (c, &t) in cols.iter().enumerate().take(chans - c0) {
+                                    let at = (b * nr + c0 + c) * n + j0 + r0;
+                                    let dst = &mut out_g[at..][..nrow];
+                                    let y = match (first, last) {
+                                        (true, _) => t,
+                                        (false, false) => V::load(dst).add(t),
+                                        (false, true) => V::load(dst).add(t).clamp(lo, hi),
+                                    };
+                                    y.store(dst);
+                                }
                             }
+                            r0 += LANES;
                         }
                         j0 += MR;
                     }

@@ -46,7 +46,7 @@ pub(super) struct Tile {
 /// `a` must be valid for reading at `r * rs + p * cs` for every `r < MR`, `p < kc`, and
 /// `b` for the `NV * 8` floats from `p * bs` for every `p < kc`.
 #[inline(always)]
-pub(super) unsafe fn kernel<V: Vf32, const MR: usize, const NV: usize>(
+pub(crate) unsafe fn kernel<V: Vf32, const MR: usize, const NV: usize>(
     kc: usize,
     a: *const f32,
     rs: usize,

@@ -212,6 +212,8 @@ pub(crate) const fn packed_a_len(m: usize, k: usize) -> usize {
 fn mr_of(isa: Isa) -> usize {
     match isa {
         #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if Isa::Avx512.is_supported() => AVX512_MR,
+        #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma if Isa::Avx2Fma.is_supported() => 6,
         _ => kernel::PORTABLE_MR,
     }
@@ -220,6 +222,8 @@ fn mr_of(isa: Isa) -> usize {
 /// The tile width (columns) of `isa`'s microkernel: the sliver width of a packed B.
 pub(crate) fn nr_of(isa: Isa) -> usize {
     match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if Isa::Avx512.is_supported() => AVX512_NV * LANES,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma if Isa::Avx2Fma.is_supported() => 16,
         _ => kernel::PORTABLE_NV * LANES,
@@ -241,6 +245,8 @@ pub(crate) fn pack_a_all(isa: Isa, m: usize, k: usize, a: MatRef<'_>, dst: &mut 
             let at = &mut dst[pc * mpad + ic * kc..];
             match mr {
                 6 => pack::pack_a::<6>(&a, ic, mc, pc, kc, at),
+                #[cfg(target_arch = "x86_64")]
+                AVX512_MR => pack::pack_a::<AVX512_MR>(&a, ic, mc, pc, kc, at),
                 _ => pack::pack_a::<{ kernel::PORTABLE_MR }>(&a, ic, mc, pc, kc, at),
             }
             ic += MC;
@@ -294,6 +300,11 @@ fn gemm_on(isa: Isa, args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch:
         return;
     }
     match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if Isa::Avx512.is_supported() => {
+            // SAFETY: the CPU supports AVX-512 F/BW/VL, AVX2 and FMA (checked in the guard).
+            unsafe { gemm_avx512(args, c, ep, scratch) }
+        }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2Fma if Isa::Avx2Fma.is_supported() => {
             // SAFETY: the CPU supports AVX2 and FMA (checked in the guard).
@@ -362,6 +373,26 @@ fn gemm_avx2(args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f
         blocked::<crate::arch::x86::Avx2, 6, 2, true>(args, c, ep, scratch);
     } else {
         blocked::<crate::arch::x86::Avx2, 6, 2, false>(args, c, ep, scratch);
+    }
+}
+
+/// Rows of the AVX-512 microkernel's tile.
+#[cfg(target_arch = "x86_64")]
+const AVX512_MR: usize = 12;
+/// Vectors of 8 per row of the AVX-512 microkernel's tile (two zmm registers).
+#[cfg(target_arch = "x86_64")]
+const AVX512_NV: usize = 4;
+
+/// The AVX-512 instantiation (the microkernel on zmm registers, see
+/// `Vf32::gemm_kernel`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+fn gemm_avx512(args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f32]) {
+    use crate::arch::x86::Avx512;
+    if a_in_place(args) {
+        blocked::<Avx512, AVX512_MR, AVX512_NV, true>(args, c, ep, scratch);
+    } else {
+        blocked::<Avx512, AVX512_MR, AVX512_NV, false>(args, c, ep, scratch);
     }
 }
 
@@ -481,7 +512,7 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                                 // (its length is the last one plus 1); bp covers the
                                 // NV * 8 floats from p * bs for p < kc (likewise).
                                 unsafe {
-                                    kernel::kernel::<V, MR, NV>(
+                                    V::gemm_kernel::<MR, NV>(
                                         kc,
                                         ap.as_ptr(),
                                         rs,
@@ -495,7 +526,7 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                                 let ap = &pa[(ir / MR) * kc * MR..][..kc * MR];
                                 // SAFETY: ap holds kc * MR floats; bp as above.
                                 unsafe {
-                                    kernel::kernel::<V, MR, NV>(
+                                    V::gemm_kernel::<MR, NV>(
                                         kc,
                                         ap.as_ptr(),
                                         1,
@@ -596,7 +627,7 @@ unsafe fn edge_tile<V: Vf32, const MR: usize, const NV: usize>(
     last: bool,
 ) {
     // SAFETY: the caller's contract is the kernel's.
-    let acc = unsafe { kernel::kernel::<V, MR, NV>(kc, ap, rs, cs, bp, bs) };
+    let acc = unsafe { V::gemm_kernel::<MR, NV>(kc, ap, rs, cs, bp, bs) };
     kernel::store::<V, MR, NV>(&acc, c, ldc, tile, ep, first, last);
 }
 

@@ -98,7 +98,7 @@ pub fn conv2d_backward_input(
                         for kh in 0..kh_n {
                             let pos_h = ih + p.pad_top;
                             let kh_off = kh * p.dilation_h;
-                            if pos_h < kh_off || (pos_h - kh_off) % p.stride_h != 0 {
+                            if pos_h < kh_off || !(pos_h - kh_off).is_multiple_of(p.stride_h) {
                                 continue;
                             }
                             let oh = (pos_h - kh_off) / p.stride_h;
@@ -108,7 +108,7 @@ pub fn conv2d_backward_input(
                             for kw in 0..kw_n {
                                 let pos_w = iw + p.pad_left;
                                 let kw_off = kw * p.dilation_w;
-                                if pos_w < kw_off || (pos_w - kw_off) % p.stride_w != 0 {
+                                if pos_w < kw_off || !(pos_w - kw_off).is_multiple_of(p.stride_w) {
                                     continue;
                                 }
                                 let ow = (pos_w - kw_off) / p.stride_w;

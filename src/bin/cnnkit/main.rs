@@ -93,7 +93,7 @@ enum Command {
         /// One JSON object per row instead of a table.
         #[arg(long)]
         json: bool,
-        /// Force a kernel variant (`portable`, `avx2`); default: the best this CPU runs.
+        /// Force a kernel variant (`portable`, `avx2`, `avx512`); default: the best this CPU runs.
         #[arg(long)]
         variant: Option<String>,
         /// Minimum time per row, milliseconds (each row also runs at least 5 times).
@@ -164,7 +164,7 @@ fn run_bench(
 ) -> ExitCode {
     if let Some(v) = variant {
         let Some(isa) = Isa::from_name(&v) else {
-            eprintln!("error: unknown variant '{v}' (expected one of: portable, avx2)");
+            eprintln!("error: unknown variant '{v}' (expected one of: portable, avx2, avx512)");
             return ExitCode::from(2);
         };
         if let Err(e) = arch::force(Some(isa)) {
