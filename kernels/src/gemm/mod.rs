@@ -378,10 +378,16 @@ fn gemm_avx2(args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f
 
 /// Rows of the AVX-512 microkernel's tile.
 #[cfg(target_arch = "x86_64")]
-const AVX512_MR: usize = 12;
+const AVX512_MR: usize = 8;
 /// Vectors of 8 per row of the AVX-512 microkernel's tile (two zmm registers).
 #[cfg(target_arch = "x86_64")]
 const AVX512_NV: usize = 4;
+
+/// [`A_IN_PLACE_MAX_N`] for the AVX-512 microkernel: reading A in place (8 rows of
+/// broadcasts) rather than packing it measured 0.310 -> 0.301 ms at 256^3; at 1024^3 it
+/// measured slower (19.4 -> 19.6 ms).
+#[cfg(target_arch = "x86_64")]
+const AVX512_A_IN_PLACE_MAX_N: usize = 256;
 
 /// The AVX-512 instantiation (the microkernel on zmm registers, see
 /// `Vf32::gemm_kernel`).
@@ -389,7 +395,7 @@ const AVX512_NV: usize = 4;
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 fn gemm_avx512(args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f32]) {
     use crate::arch::x86::Avx512;
-    if a_in_place(args) {
+    if matches!(args.a, AOp::Mat(_)) && args.n <= AVX512_A_IN_PLACE_MAX_N {
         blocked::<Avx512, AVX512_MR, AVX512_NV, true>(args, c, ep, scratch);
     } else {
         blocked::<Avx512, AVX512_MR, AVX512_NV, false>(args, c, ep, scratch);
@@ -503,39 +509,14 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                             ir += MR;
                             continue;
                         }
-                        let acc = match in_place {
+                        // A's sliver and its strides
+                        let (ap, rs, cs) = match in_place {
                             Some(am) => {
                                 let (rs, cs) = (am.rs, am.cs);
                                 let span = (MR - 1) * rs + (kc - 1) * cs + 1;
-                                let ap = &am.data[(ic + ir) * rs + pc * cs..][..span];
-                                // SAFETY: ap covers r * rs + p * cs for r < MR, p < kc
-                                // (its length is the last one plus 1); bp covers the
-                                // NV * 8 floats from p * bs for p < kc (likewise).
-                                unsafe {
-                                    V::gemm_kernel::<MR, NV>(
-                                        kc,
-                                        ap.as_ptr(),
-                                        rs,
-                                        cs,
-                                        bp.as_ptr(),
-                                        bs,
-                                    )
-                                }
+                                (&am.data[(ic + ir) * rs + pc * cs..][..span], rs, cs)
                             }
-                            None => {
-                                let ap = &pa[(ir / MR) * kc * MR..][..kc * MR];
-                                // SAFETY: ap holds kc * MR floats; bp as above.
-                                unsafe {
-                                    V::gemm_kernel::<MR, NV>(
-                                        kc,
-                                        ap.as_ptr(),
-                                        1,
-                                        MR,
-                                        bp.as_ptr(),
-                                        bs,
-                                    )
-                                }
-                            }
+                            None => (&pa[(ir / MR) * kc * MR..][..kc * MR], 1, MR),
                         };
                         let tile = kernel::Tile {
                             i0: ic + ir,
@@ -543,7 +524,24 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                             mr: min(MR, mc - ir),
                             nr: min(nr, nc - jr),
                         };
-                        kernel::store::<V, MR, NV>(&acc, c, ldc, tile, ep, first, last);
+                        if NV > 2 && tile.nr <= 2 * LANES {
+                            // a last sliver at most 16 columns wide: a tile of half the
+                            // width or less on its first 16 (a 196-pixel plane in slivers
+                            // of 32 would otherwise compute 224 columns)
+                            // SAFETY: ap covers r * rs + p * cs for r < MR, p < kc (its
+                            // length is the last one plus 1, or kc * MR packed); bp covers
+                            // the NV * 8 >= 16 floats from p * bs for p < kc.
+                            let acc = unsafe {
+                                V::gemm_kernel::<MR, 2>(kc, ap.as_ptr(), rs, cs, bp.as_ptr(), bs)
+                            };
+                            kernel::store::<V, MR, 2>(&acc, c, ldc, tile, ep, first, last);
+                        } else {
+                            // SAFETY: as above, for the NV * 8 floats from p * bs.
+                            let acc = unsafe {
+                                V::gemm_kernel::<MR, NV>(kc, ap.as_ptr(), rs, cs, bp.as_ptr(), bs)
+                            };
+                            kernel::store::<V, MR, NV>(&acc, c, ldc, tile, ep, first, last);
+                        }
                         ir += MR;
                     }
                     jr += nr;
