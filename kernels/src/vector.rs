@@ -8,6 +8,11 @@ use crate::simd::{LANES, f32x8};
 /// An 8-lane `f32` vector. Methods are `#[inline(always)]` so that they take on the
 /// target features of the function they are inlined into.
 pub(crate) trait Vf32: Copy {
+    /// Whether the GEMM's packing runs in functions of its own, compiled without the
+    /// variant's features (`gemm::pack::*_apart`): under AVX-512, LLVM turns packing's
+    /// strided stores into scatters, which are slow on AMD's Zen 4.
+    const PACK_APART: bool = false;
+
     /// A vector of `x`.
     fn splat(x: f32) -> Self;
     /// Loads 8 floats.
@@ -95,6 +100,21 @@ pub(crate) trait Vf32: Copy {
     ) -> [[Self; NV]; MR] {
         // SAFETY: the caller's contract is the kernel's.
         unsafe { crate::gemm::kernel::kernel::<Self, MR, NV>(kc, a, rs, cs, b, bs) }
+    }
+
+    /// The implicit GEMM's tile over a table of tap offsets,
+    /// `crate::conv::implicit::taps_tile` (a variant with wider registers runs its own).
+    ///
+    /// # Safety
+    /// As `crate::conv::implicit::taps_tile`.
+    #[inline(always)]
+    unsafe fn taps_tile<const MR: usize, const NV: usize>(
+        ptrs: &[*const f32; MR],
+        w: *const f32,
+        offs: &[u32],
+    ) -> [[Self; NV]; MR] {
+        // SAFETY: the caller's contract is the tile's.
+        unsafe { crate::conv::implicit::taps_tile::<Self, MR, NV>(ptrs, w, offs) }
     }
 
     /// Hints that the cache line holding `p` will be read soon (a no-op where the variant

@@ -2,7 +2,7 @@
 //! vector type of the AVX2 + FMA and AVX-512 variants.
 
 use core::arch::x86_64::{
-    __cpuid, __cpuid_count, __m256, __m256i, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_UNORD_Q,
+    __cpuid, __cpuid_count, __m256, __m256i, __m512, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_UNORD_Q,
     _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT, _MM_HINT_T0, _mm_prefetch, _mm256_add_epi32,
     _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps, _mm256_blendv_ps, _mm256_castpd_ps,
     _mm256_castps_pd, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cvtps_epi32,
@@ -76,6 +76,8 @@ pub(crate) type Avx2 = Ymm<false>;
 pub(crate) type Avx512 = Ymm<true>;
 
 impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
+    const PACK_APART: bool = EVEX;
+
     #[inline(always)]
     fn splat(x: f32) -> Self {
         // SAFETY: AVX is available (see the type's documentation).
@@ -323,6 +325,20 @@ impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
         }
     }
     #[inline(always)]
+    unsafe fn taps_tile<const MR: usize, const NV: usize>(
+        ptrs: &[*const f32; MR],
+        w: *const f32,
+        offs: &[u32],
+    ) -> [[Self; NV]; MR] {
+        if EVEX && NV.is_multiple_of(2) && NV >= 4 {
+            // SAFETY: AVX-512 F is available (EVEX); the caller's contract is the tile's.
+            unsafe { zmm_taps::<MR, NV, EVEX>(ptrs, w, offs) }
+        } else {
+            // SAFETY: the caller's contract is the tile's.
+            unsafe { crate::conv::implicit::taps_tile::<Self, MR, NV>(ptrs, w, offs) }
+        }
+    }
+    #[inline(always)]
     fn prefetch(p: *const f32) {
         // SAFETY: SSE is baseline on x86_64, and a prefetch never faults, whatever `p` is.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
@@ -345,6 +361,67 @@ impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
 #[inline(always)]
 fn mask(n: usize) -> u8 {
     ((1_u32 << n) - 1) as u8
+}
+
+/// Splits 16-lane accumulators into halves of 8: `out[r][2v]`, `out[r][2v + 1]` are the
+/// low and high halves of `acc[r][v]`, for `v < NV / 2`.
+///
+/// # Safety
+/// AVX-512 F must be available.
+#[inline(always)]
+unsafe fn halves<const MR: usize, const NV: usize, const EVEX: bool>(
+    acc: &[[__m512; NV]; MR],
+) -> [[Ymm<EVEX>; NV]; MR] {
+    // SAFETY: AVX-512 F is available (the caller's contract).
+    unsafe {
+        // (plain loops: `array::from_fn` is not inlined here, and its closure would be
+        // compiled without AVX-512)
+        let mut out = [[Ymm(_mm256_setzero_ps()); NV]; MR];
+        for (o, z) in out.iter_mut().zip(acc.iter()) {
+            for v in 0..NV / 2 {
+                o[2 * v] = Ymm(_mm512_castps512_ps256(z[v]));
+                o[2 * v + 1] = Ymm(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                    _mm512_castps_pd(z[v]),
+                )));
+            }
+        }
+        out
+    }
+}
+
+/// The implicit GEMM's tile (`crate::conv::implicit::taps_tile`) on 16-lane registers:
+/// `MR` pixels by `NV / 2` zmm vectors of output channels (`NV` even), per tap one
+/// load per vector of weights and one broadcast per pixel.
+///
+/// # Safety
+/// AVX-512 F must be available, and the pointers as for
+/// `crate::conv::implicit::taps_tile`.
+#[inline(always)]
+unsafe fn zmm_taps<const MR: usize, const NV: usize, const EVEX: bool>(
+    ptrs: &[*const f32; MR],
+    w: *const f32,
+    offs: &[u32],
+) -> [[Ymm<EVEX>; NV]; MR] {
+    // SAFETY: AVX-512 F is available (the caller's contract); every tap of every pixel is
+    // readable and `w` holds NV * 8 floats per tap (likewise).
+    unsafe {
+        let nz = NV / 2;
+        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        for (i, &o) in offs.iter().enumerate() {
+            let wp = w.add(i * NV * LANES);
+            let mut bz = [_mm512_setzero_ps(); NV];
+            for (v, x) in bz.iter_mut().enumerate().take(nz) {
+                *x = _mm512_loadu_ps(wp.add(v * 2 * LANES));
+            }
+            for (row, &ptr) in acc.iter_mut().zip(ptrs.iter()) {
+                let av = _mm512_set1_ps(*ptr.add(o as usize));
+                for (x, &bb) in row.iter_mut().zip(bz.iter()).take(nz) {
+                    *x = _mm512_fmadd_ps(av, bb, *x);
+                }
+            }
+        }
+        halves(&acc)
+    }
 }
 
 /// The GEMM microkernel on 16-lane registers: `MR` rows by `NV / 2` zmm vectors (`NV`
@@ -381,17 +458,6 @@ unsafe fn zmm_kernel<const MR: usize, const NV: usize, const EVEX: bool>(
                 }
             }
         }
-        // (plain loops: `array::from_fn` is not inlined here, and its closure would be
-        // compiled without AVX-512)
-        let mut out = [[Ymm(_mm256_setzero_ps()); NV]; MR];
-        for (o, z) in out.iter_mut().zip(acc.iter()) {
-            for v in 0..nz {
-                o[2 * v] = Ymm(_mm512_castps512_ps256(z[v]));
-                o[2 * v + 1] = Ymm(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
-                    _mm512_castps_pd(z[v]),
-                )));
-            }
-        }
-        out
+        halves(&acc)
     }
 }

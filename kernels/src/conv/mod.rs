@@ -12,7 +12,7 @@ mod depthwise;
 mod direct;
 mod flat;
 mod im2col;
-mod implicit;
+pub(crate) mod implicit;
 mod lanes;
 mod scalar;
 mod sparse;

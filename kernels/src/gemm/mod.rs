@@ -442,10 +442,10 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
             match b {
                 BOp::Mat(bm) if b_in_place.is_some() => {
                     if full_n < nc {
-                        pack::pack_b::<NV>(&bm, pc, kc, jc + full_n, nc - full_n, pb);
+                        pack_b::<V, NV>(&bm, pc, kc, jc + full_n, nc - full_n, pb);
                     }
                 }
-                BOp::Mat(bm) => pack::pack_b::<NV>(&bm, pc, kc, jc, nc, pb),
+                BOp::Mat(bm) => pack_b::<V, NV>(&bm, pc, kc, jc, nc, pb),
                 BOp::Packed(_) => {}
             }
             let first = pc == 0;
@@ -461,7 +461,7 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                 let pa: &[f32] = match a {
                     AOp::Mat(_) if in_place.is_some() => pa,
                     AOp::Mat(am) => {
-                        pack::pack_a::<MR>(&am, ic, mc, pc, kc, pa);
+                        pack_a::<V, MR>(&am, ic, mc, pc, kc, pa);
                         pa
                     }
                     AOp::Packed(buf) => &buf[pc * m.div_ceil(MR) * MR + ic * kc..],
@@ -552,6 +552,40 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
         }
         jc += NC;
     }
+}
+
+/// `pack::pack_a` for the variant of `V` (see `Vf32::PACK_APART`).
+#[inline(always)]
+fn pack_a<V: Vf32, const MR: usize>(
+    a: &MatRef<'_>,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if V::PACK_APART {
+        return pack::pack_a_apart::<MR>(a, i0, mc, p0, kc, dst);
+    }
+    pack::pack_a::<MR>(a, i0, mc, p0, kc, dst);
+}
+
+/// `pack::pack_b` for the variant of `V` (see `Vf32::PACK_APART`).
+#[inline(always)]
+fn pack_b<V: Vf32, const NV: usize>(
+    b: &MatRef<'_>,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    dst: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if V::PACK_APART {
+        return pack::pack_b_apart::<NV>(b, p0, kc, j0, nc, dst);
+    }
+    pack::pack_b::<NV>(b, p0, kc, j0, nc, dst);
 }
 
 /// The last `t.mr < MR` rows of an M block as tiles of 4, 2 and 1 rows, reading A at

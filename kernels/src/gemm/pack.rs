@@ -137,3 +137,35 @@ pub(super) fn pack_b<const NV: usize>(
         }
     }
 }
+
+/// [`pack_a`] in a function of its own, compiled with the build's own features (see
+/// `Vf32::PACK_APART`; `#[inline(never)]` on a `#[target_feature]` function measured
+/// inlined all the same, the attribute not emitted).
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+pub(super) fn pack_a_apart<const MR: usize>(
+    a: &MatRef<'_>,
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
+    pack_a::<MR>(a, i0, mc, p0, kc, dst);
+}
+
+/// [`pack_b`] in a function of its own, compiled with the build's own features (see
+/// `Vf32::PACK_APART`; `#[inline(never)]` on a `#[target_feature]` function measured
+/// inlined all the same, the attribute not emitted).
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+pub(super) fn pack_b_apart<const NV: usize>(
+    b: &MatRef<'_>,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    nc: usize,
+    dst: &mut [f32],
+) {
+    pack_b::<NV>(b, p0, kc, j0, nc, dst);
+}
