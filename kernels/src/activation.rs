@@ -8,7 +8,7 @@ use crate::arch;
 use crate::error::KernelError;
 use crate::params::{Activation, check_len, nonzero};
 use crate::simd::{LANES, f32x8, map, map_inplace, map2, map2_inplace};
-use crate::vector::Vf32;
+use crate::vector::{Vf32, build};
 use crate::{math, params::ctry};
 
 /// `y = f(x)` eight lanes at a time over any vector type; the tail goes through the same
@@ -19,8 +19,10 @@ fn vmap<V: Vf32>(x: &[f32], y: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: imp
     let mut x4 = x.chunks_exact(4 * LANES);
     let mut y4 = y.chunks_exact_mut(4 * LANES);
     for (xs, ys) in (&mut x4).zip(&mut y4) {
-        let v = f4([0, 1, 2, 3].map(|i| V::load(&xs[i * LANES..(i + 1) * LANES])));
-        for (i, r) in v.into_iter().enumerate() {
+        let v = f4(build(V::splat(0.0), |i| {
+            V::load(&xs[i * LANES..(i + 1) * LANES])
+        }));
+        for (i, r) in v.iter().enumerate() {
             r.store(&mut ys[i * LANES..(i + 1) * LANES]);
         }
     }
@@ -41,8 +43,8 @@ fn vmap<V: Vf32>(x: &[f32], y: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: imp
 fn vmap_inplace<V: Vf32>(x: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: impl Fn(V) -> V) {
     let mut x4 = x.chunks_exact_mut(4 * LANES);
     for xs in &mut x4 {
-        let v = f4([0, 1, 2, 3].map(|i| V::load(&xs[i * LANES..])));
-        for (i, r) in v.into_iter().enumerate() {
+        let v = f4(build(V::splat(0.0), |i| V::load(&xs[i * LANES..])));
+        for (i, r) in v.iter().enumerate() {
             r.store(&mut xs[i * LANES..]);
         }
     }

@@ -6,7 +6,7 @@
 //! smallest subnormal and up to overflow come out right. `tanh` uses the same reduction
 //! for `e^(2|x|) - 1` and one division (see [`tanh`]).
 
-use crate::vector::Vf32;
+use crate::vector::{Vf32, build};
 
 const LOG2E: f32 = core::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
@@ -48,13 +48,13 @@ pub(crate) fn relu<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
 /// `f` on each of `N` vectors.
 #[inline(always)]
 fn each<V: Vf32, const N: usize>(x: [V; N], f: impl Fn(V) -> V) -> [V; N] {
-    core::array::from_fn(|i| f(x[i]))
+    build(x[0], |i| f(x[i]))
 }
 
 /// `f` on each pair of `N` vectors.
 #[inline(always)]
 fn zip<V: Vf32, const N: usize>(a: [V; N], b: [V; N], f: impl Fn(V, V) -> V) -> [V; N] {
-    core::array::from_fn(|i| f(a[i], b[i]))
+    build(a[0], |i| f(a[i], b[i]))
 }
 
 /// `1.5 * 2^23`: added to a float below 2^22 in magnitude, rounds it to an integer held in
@@ -75,7 +75,7 @@ fn em1<V: Vf32, const N: usize>(r: [V; N]) -> [V; N] {
     ] {
         p = zip(p, r, |p, r| p.mul_add(r, V::splat(c)));
     }
-    core::array::from_fn(|i| p[i].mul_add(r2[i], r[i]))
+    build(r[0], |i| p[i].mul_add(r2[i], r[i]))
 }
 
 /// Cody-Waite reduction `x = n ln2 + r` (`|r| <= ln2 / 2`, `n` integral) and

@@ -5,12 +5,27 @@
 
 use crate::simd::{LANES, f32x8};
 
+/// `[f(0), f(1), .., f(N - 1)]`, for the hot paths in place of `core::array::from_fn`
+/// and `<[T; N]>::map`: those are not always inlined (a build without LTO, as a
+/// dependent crate's default release profile, left them calls), and a closure they call
+/// is then compiled without the variant's `#[target_feature]`s, every vector operation
+/// in it a call (tanh measured 18x slower, ReLU 5x).
+#[inline(always)]
+pub(crate) fn build<T: Copy, const N: usize>(init: T, mut f: impl FnMut(usize) -> T) -> [T; N] {
+    let mut a = [init; N];
+    for (i, x) in a.iter_mut().enumerate() {
+        *x = f(i);
+    }
+    a
+}
+
 /// An 8-lane `f32` vector. Methods are `#[inline(always)]` so that they take on the
 /// target features of the function they are inlined into.
 pub(crate) trait Vf32: Copy {
     /// Whether the GEMM's packing runs in functions of its own, compiled without the
     /// variant's features (`gemm::pack::*_apart`): under AVX-512, LLVM turns packing's
     /// strided stores into scatters, which are slow on AMD's Zen 4.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     const PACK_APART: bool = false;
 
     /// A vector of `x`.
@@ -71,8 +86,10 @@ pub(crate) trait Vf32: Copy {
     /// The 8 x 8 transpose: lane `j` of row `i` becomes lane `i` of row `j`.
     #[inline(always)]
     fn transpose8(rows: [Self; LANES]) -> [Self; LANES] {
-        let a = rows.map(Self::to_array);
-        core::array::from_fn(|j| Self::from_array(core::array::from_fn(|i| a[i][j])))
+        let a: [[f32; LANES]; LANES] = build([0.0; LANES], |i| rows[i].to_array());
+        build(Self::splat(0.0), |j| {
+            Self::from_array(build(0.0, |i| a[i][j]))
+        })
     }
 
     /// Stores lanes holding whole numbers in `[0, 2^24]` as `u32` into the first 8
@@ -246,8 +263,8 @@ impl Vf32 for f32x8 {
             }
         };
         (
-            f32x8::new(core::array::from_fn(|l| lane(l, 0))),
-            f32x8::new(core::array::from_fn(|l| lane(l, 1))),
+            f32x8::new(build(0.0, |l| lane(l, 0))),
+            f32x8::new(build(0.0, |l| lane(l, 1))),
         )
     }
     #[inline(always)]

@@ -16,7 +16,7 @@ use core::arch::x86_64::{
 };
 
 use crate::simd::LANES;
-use crate::vector::Vf32;
+use crate::vector::{Vf32, build};
 
 /// Whether the CPU and the OS support AVX2 and FMA (ymm state saved by the OS).
 #[cfg_attr(miri, allow(dead_code))]
@@ -207,7 +207,7 @@ impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
         // SAFETY: AVX is available. Pairs of rows interleaved (unpack), pairs of pairs
         // (shuffle), then the 128-bit halves exchanged: the usual 24-shuffle transpose.
         unsafe {
-            let t: [__m256; 8] = core::array::from_fn(|k| {
+            let t: [__m256; 8] = build(r[0].0, |k| {
                 let (a, b) = (r[k & !1].0, r[k | 1].0);
                 if k % 2 == 0 {
                     _mm256_unpacklo_ps(a, b)
@@ -216,7 +216,7 @@ impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
                 }
             });
             // u[4h + q]: rows 4h..4h + 4, columns {q, q + 4} of each half
-            let u: [__m256; 8] = core::array::from_fn(|k| {
+            let u: [__m256; 8] = build(r[0].0, |k| {
                 let (h, q) = (k / 4, k % 4);
                 let (a, b) = (t[4 * h + q % 2], t[4 * h + 2 + q % 2]);
                 if q < 2 {
@@ -228,7 +228,7 @@ impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
             // column j < 4: the low halves of u[j'] and u[4 + j'], j >= 4: the high ones,
             // with j' = 0, 2, 1, 3 for columns 0..4 (unpack lo/hi, then shuffle lo/hi)
             const ORDER: [usize; 4] = [0, 2, 1, 3];
-            core::array::from_fn(|j| {
+            build(r[0], |j| {
                 let q = ORDER[j % 4];
                 Self(if j < 4 {
                     _mm256_permute2f128_ps::<0x20>(u[q], u[4 + q])

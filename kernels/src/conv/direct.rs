@@ -13,7 +13,7 @@ use crate::arch::dispatch;
 use crate::error::KernelError;
 use crate::params::{Activation, Conv2dDims, Conv2dParams};
 use crate::simd::LANES;
-use crate::vector::Vf32;
+use crate::vector::{Vf32, build};
 
 /// Output channels per register tile: 6 where `wide` has vector registers (12 vector
 /// accumulators), 1 where it falls back to scalar lanes (a Cortex-M4: the tile's 16 scalar
@@ -256,7 +256,7 @@ fn block<V: Vf32, const N: usize>(
                     if let Some(src) = contiguous {
                         // each output channel's weights of this (ci, kh) row, sliced once
                         let wrow: [&[f32]; N] =
-                            core::array::from_fn(|c| &w[c * k + wbase..][..p.kernel_w]);
+                            build(&[][..], |c| &w[c * k + wbase..][..p.kernel_w]);
                         for kw in 0..p.kernel_w {
                             let off = kw * p.dilation_w;
                             let mut xv = [V::splat(0.0); PV];

@@ -38,7 +38,7 @@ use crate::arch::dispatch;
 use crate::error::KernelError;
 use crate::params::{Conv2dDims, Conv2dParams, add, mul};
 use crate::simd::LANES;
-use crate::vector::Vf32;
+use crate::vector::{Vf32, build};
 
 /// Positions per strip (the x86 tile's `NV` vectors of 8). The scratch length rounds to
 /// it for every variant.
@@ -432,11 +432,11 @@ fn strips<V: Vf32, const CB: usize, const NV: usize, const FLIP: bool>(
     // the largest tap offset within a strip's window
     let last = span - width;
     debug_assert_eq!(c.q % width, 0, "strips tile the computed positions");
-    let init: [V; CB] = core::array::from_fn(|j| V::splat(bias.map_or(0.0, |b| b[d0 + j])));
+    let init: [V; CB] = build(V::splat(0.0), |j| V::splat(bias.map_or(0.0, |b| b[d0 + j])));
     let (lo, hi) = (V::splat(c.lo), V::splat(c.hi));
     let mut s = 0;
     while s < c.q {
-        let mut acc = init.map(|b| [b; NV]);
+        let mut acc: [[V; NV]; CB] = build([V::splat(0.0); NV], |j| [init[j]; NV]);
         let taps = c.tap_rows(s, width);
         for (sc, plane) in src.chunks_exact(c.plane).enumerate() {
             let w_s = &c.w[d0 * c.w_dst + sc * c.w_src..];
@@ -448,7 +448,7 @@ fn strips<V: Vf32, const CB: usize, const NV: usize, const FLIP: bool>(
                     // SAFETY: off <= last = span - width (a < kh, b < kw), so the
                     // `width` floats from `off` lie within `window`.
                     let at = unsafe { window.as_ptr().add(off) };
-                    let x: [V; NV] = core::array::from_fn(|v| {
+                    let x: [V; NV] = build(V::splat(0.0), |v| {
                         // SAFETY: v * 8 + 8 <= width (see above).
                         unsafe { V::load_ptr(at.add(v * LANES)) }
                     });

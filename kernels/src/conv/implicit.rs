@@ -24,7 +24,7 @@ use crate::error::KernelError;
 use crate::gemm::kernel::{PORTABLE_MR, PORTABLE_NV};
 use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul};
 use crate::simd::LANES;
-use crate::vector::Vf32;
+use crate::vector::{Vf32, build};
 
 /// Output channels per weight block in the forward pass's scratch layout (the widest
 /// tile of any variant; layers of at most 16 channels take a 16-wide tile, see [`run`]).
@@ -399,7 +399,7 @@ unsafe fn tile<V: Vf32, const MR: usize, const NV: usize>(
     t: Taps,
 ) -> [[V; NV]; MR] {
     let mut acc = [[V::splat(0.0); NV]; MR];
-    let ptrs: [*const f32; MR] = core::array::from_fn(|r| src.wrapping_add(base[r]));
+    let ptrs: [*const f32; MR] = build(core::ptr::null(), |r| src.wrapping_add(base[r]));
     let mut wp = w;
     for ci in 0..t.channels {
         for kh in 0..t.kh {
@@ -427,7 +427,7 @@ unsafe fn tile_offs<V: Vf32, const MR: usize, const NV: usize>(
     w: *const f32,
     offs: &[u32],
 ) -> [[V; NV]; MR] {
-    let ptrs: [*const f32; MR] = core::array::from_fn(|r| src.wrapping_add(base[r]));
+    let ptrs: [*const f32; MR] = build(core::ptr::null(), |r| src.wrapping_add(base[r]));
     // SAFETY: the caller's contract.
     unsafe { V::taps_tile::<MR, NV>(&ptrs, w, offs) }
 }
@@ -590,7 +590,7 @@ fn weight_run<V: Vf32, const MR: usize, const NV: usize>(
                 while t0 < k {
                     let rows = (k - t0).min(MR);
                     // (missing taps repeat the last real one: in range, never stored)
-                    let toff: [usize; MR] = core::array::from_fn(|r| tap_off(t0 + r.min(rows - 1)));
+                    let toff: [usize; MR] = build(0, |r| tap_off(t0 + r.min(rows - 1)));
                     let tile = &mut gb[t0 * nr..][..rows * nr];
                     let mut acc = [[V::splat(0.0); NV]; MR];
                     for (ar, row) in acc.iter_mut().zip(tile.chunks_exact(nr)) {
@@ -639,7 +639,7 @@ unsafe fn weight_tile<V: Vf32, const MR: usize, const NV: usize>(
     acc: &mut [[V; NV]; MR],
 ) {
     let mut a = *acc;
-    let ptrs: [*const f32; MR] = core::array::from_fn(|r| src.wrapping_add(toff[r]));
+    let ptrs: [*const f32; MR] = build(core::ptr::null(), |r| src.wrapping_add(toff[r]));
     let mut bp = dyt;
     for oh in 0..px.out_h {
         let ro = oh * px.row;

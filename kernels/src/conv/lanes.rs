@@ -26,7 +26,7 @@ use crate::arch::dispatch;
 use crate::error::KernelError;
 use crate::params::{Conv2dDims, Conv2dParams, add, mul};
 use crate::simd::LANES;
-use crate::vector::Vf32;
+use crate::vector::{Vf32, build};
 
 /// Most floats of one group's interleaved gradient planes (the eight images' `dY`, one
 /// zero column each side): every input row reads `kh` rows of each plane, and this keeps
@@ -141,12 +141,12 @@ fn run<V: Vf32, const CB: usize>(
                 let n = n0 + l.min(nb - 1);
                 &grad_output[n * d.out_image_len + g * m * out_plane..][..m * out_plane]
             };
-            let srcs: [&[f32]; LANES] = core::array::from_fn(src);
+            let srcs: [&[f32]; LANES] = build(&[][..], src);
             let at = |q: usize| ((q / d.out_w) * (d.out_w + 2) + 1 + q % d.out_w) * LANES;
             let total = m * out_plane;
             let mut q0 = 0;
             while q0 + LANES <= total {
-                let t = V::transpose8(srcs.map(|s| V::load(&s[q0..])));
+                let t = V::transpose8(build(V::splat(0.0), |k| V::load(&srcs[k][q0..])));
                 for (k, v) in t.iter().enumerate() {
                     v.store(&mut buf[at(q0 + k)..]);
                 }
@@ -217,7 +217,7 @@ fn run<V: Vf32, const CB: usize>(
             let base = g * c_in * in_plane;
             let mut q0 = 0;
             while q0 + LANES <= total {
-                let rows: [V; LANES] = core::array::from_fn(|k| V::load(&dx[(q0 + k) * LANES..]));
+                let rows: [V; LANES] = build(V::splat(0.0), |k| V::load(&dx[(q0 + k) * LANES..]));
                 for (l, v) in V::transpose8(rows).iter().enumerate().take(nb) {
                     v.store(&mut grad_input[(n0 + l) * d.image_len + base + q0..]);
                 }
@@ -256,7 +256,7 @@ fn pixels<V: Vf32, const CB: usize, const T: usize>(
             let w = &t.w[(a * t.kw + b) * t.m * t.c_in + c0..][..(t.m - 1) * t.c_in + CB];
             let (mut gp, mut wp) = (g.as_ptr(), w.as_ptr());
             for _ in 0..t.m {
-                let v: [V; T] = core::array::from_fn(|k| {
+                let v: [V; T] = build(V::splat(0.0), |k| {
                     // SAFETY: `gp` is `o * plane` floats into `g` (o < m), and `g` holds
                     // `(m - 1) * plane + T * 8` floats from there.
                     unsafe { V::load_ptr(gp.add(k * LANES)) }

@@ -23,7 +23,7 @@ use crate::arch::dispatch;
 use crate::error::KernelError;
 use crate::params::{Conv2dDims, Conv2dParams, add, mul};
 use crate::simd::LANES;
-use crate::vector::Vf32;
+use crate::vector::{Vf32, build};
 
 /// Widest kernel taken (each width has its own loop, with its sums in registers).
 const MAX_KW: usize = 7;
@@ -190,14 +190,14 @@ fn rows<V: Vf32, const KW: usize, const OC: usize>(
     acc: &mut [f32],
 ) {
     let zero = V::splat(0.0);
-    let gp: [&[f32]; OC] = core::array::from_fn(|j| &gs[(o + j) * geo.t..][..geo.t]);
+    let gp: [&[f32]; OC] = build(&[][..], |j| &gs[(o + j) * geo.t..][..geo.t]);
     for a in 0..p.kernel_h {
         // the input from row a on: t + b + 8 <= geo.t + KW - 1 + 8 floats of it are read
         let xa = &xp[a * geo.r..][..geo.t + KW - 1 + LANES];
         let mut part = [[zero; KW]; OC];
         let mut t = 0;
         while t < geo.t {
-            let gv: [V; OC] = core::array::from_fn(|j| V::load(&gp[j][t..t + LANES]));
+            let gv: [V; OC] = build(V::splat(0.0), |j| V::load(&gp[j][t..t + LANES]));
             for b in 0..KW {
                 // SAFETY: t + b + 8 <= geo.t - 8 + KW - 1 + 8 < xa.len().
                 let xv = unsafe { V::load_ptr(xa.as_ptr().add(t + b)) };

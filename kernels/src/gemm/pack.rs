@@ -2,6 +2,7 @@
 
 use super::MatRef;
 use crate::simd::{LANES, load, store};
+use crate::vector::build;
 
 /// Writes `kc` steps of `width` values, step `p` holding `src[0][p], src[1][p], ...`: the
 /// streams of a whole sliver along k (A's rows, or B's columns when B is used transposed)
@@ -36,8 +37,7 @@ pub(super) fn pack_a<const MR: usize>(
         if a.cs == 1 && rows == MR {
             // rows are contiguous: MR streams along k, each step's MR values written
             // together (one pass over the sliver, no bounds checks in the loop)
-            let src: [&[f32]; MR] =
-                core::array::from_fn(|r| &a.data[(i0 + r0 + r) * a.rs + p0..][..kc]);
+            let src: [&[f32]; MR] = build(&[][..], |r| &a.data[(i0 + r0 + r) * a.rs + p0..][..kc]);
             interleave(&src, MR, kc, sliver);
         } else if a.cs == 1 {
             // rows are contiguous: read along k, write with stride MR
@@ -111,7 +111,7 @@ pub(super) fn pack_b<const NV: usize>(
         } else if b.rs == 1 && cols == nr {
             // B used transposed, whole sliver: its nr columns are streams along k, each
             // step's nr values written together (one pass over the sliver)
-            let src: [&[f32]; super::NR_MAX] = core::array::from_fn(|c| {
+            let src: [&[f32]; super::NR_MAX] = build(&[][..], |c| {
                 if c < nr {
                     &b.data[(j0 + c0 + c) * b.cs + p0..][..kc]
                 } else {
