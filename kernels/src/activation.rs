@@ -11,22 +11,27 @@ use crate::simd::{LANES, f32x8, map, map_inplace, map2, map2_inplace};
 use crate::vector::{Vf32, build};
 use crate::{math, params::ctry};
 
-/// `y = f(x)` eight lanes at a time over any vector type; the tail goes through the same
-/// code zero-padded, so every element gets bit-identical treatment.
+/// `y = f(x)` eight lanes at a time over any vector type, `N` vectors per step (`fn_`
+/// interleaves their dependency chains); the tail goes through the same code
+/// zero-padded, so every element gets bit-identical treatment.
 #[inline(always)]
-fn vmap<V: Vf32>(x: &[f32], y: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: impl Fn(V) -> V) {
-    // four vectors per step (`f4` interleaves their dependency chains)
-    let mut x4 = x.chunks_exact(4 * LANES);
-    let mut y4 = y.chunks_exact_mut(4 * LANES);
-    for (xs, ys) in (&mut x4).zip(&mut y4) {
-        let v = f4(build(V::splat(0.0), |i| {
+fn vmap<V: Vf32, const N: usize>(
+    x: &[f32],
+    y: &mut [f32],
+    fn_: impl Fn([V; N]) -> [V; N],
+    f: impl Fn(V) -> V,
+) {
+    let mut xn = x.chunks_exact(N * LANES);
+    let mut yn = y.chunks_exact_mut(N * LANES);
+    for (xs, ys) in (&mut xn).zip(&mut yn) {
+        let v = fn_(build(V::splat(0.0), |i| {
             V::load(&xs[i * LANES..(i + 1) * LANES])
         }));
         for (i, r) in v.iter().enumerate() {
             r.store(&mut ys[i * LANES..(i + 1) * LANES]);
         }
     }
-    let (x, y) = (x4.remainder(), y4.into_remainder());
+    let (x, y) = (xn.remainder(), yn.into_remainder());
     let mut xc = x.chunks_exact(LANES);
     let mut yc = y.chunks_exact_mut(LANES);
     for (xs, ys) in (&mut xc).zip(&mut yc) {
@@ -40,15 +45,19 @@ fn vmap<V: Vf32>(x: &[f32], y: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: imp
 
 /// In-place [`vmap`].
 #[inline(always)]
-fn vmap_inplace<V: Vf32>(x: &mut [f32], f4: impl Fn([V; 4]) -> [V; 4], f: impl Fn(V) -> V) {
-    let mut x4 = x.chunks_exact_mut(4 * LANES);
-    for xs in &mut x4 {
-        let v = f4(build(V::splat(0.0), |i| V::load(&xs[i * LANES..])));
+fn vmap_inplace<V: Vf32, const N: usize>(
+    x: &mut [f32],
+    fn_: impl Fn([V; N]) -> [V; N],
+    f: impl Fn(V) -> V,
+) {
+    let mut xn = x.chunks_exact_mut(N * LANES);
+    for xs in &mut xn {
+        let v = fn_(build(V::splat(0.0), |i| V::load(&xs[i * LANES..])));
         for (i, r) in v.iter().enumerate() {
             r.store(&mut xs[i * LANES..]);
         }
     }
-    for xs in x4.into_remainder().chunks_mut(LANES) {
+    for xs in xn.into_remainder().chunks_mut(LANES) {
         let v = f(V::load(xs));
         v.store(xs);
     }
@@ -77,13 +86,13 @@ macro_rules! transcendental {
         fn avx2(src: Option<&[f32]>, dst: &mut [f32]) {
             use crate::arch::x86::Avx2;
             match src {
-                Some(x) => vmap::<Avx2>(
+                Some(x) => vmap::<Avx2, 4>(
                     x,
                     dst,
                     |v| math::$f::<Avx2, 4>(v),
                     |v| math::$f::<Avx2, 1>([v])[0],
                 ),
-                None => vmap_inplace::<Avx2>(
+                None => vmap_inplace::<Avx2, 4>(
                     dst,
                     |v| math::$f::<Avx2, 4>(v),
                     |v| math::$f::<Avx2, 1>([v])[0],
@@ -95,28 +104,28 @@ macro_rules! transcendental {
         fn avx512(src: Option<&[f32]>, dst: &mut [f32]) {
             use crate::arch::x86::Avx512;
             match src {
-                Some(x) => vmap::<Avx512>(
+                Some(x) => vmap::<Avx512, 8>(
                     x,
                     dst,
-                    |v| math::$f::<Avx512, 4>(v),
+                    |v| math::$f::<Avx512, 8>(v),
                     |v| math::$f::<Avx512, 1>([v])[0],
                 ),
-                None => vmap_inplace::<Avx512>(
+                None => vmap_inplace::<Avx512, 8>(
                     dst,
-                    |v| math::$f::<Avx512, 4>(v),
+                    |v| math::$f::<Avx512, 8>(v),
                     |v| math::$f::<Avx512, 1>([v])[0],
                 ),
             }
         }
         fn portable(src: Option<&[f32]>, dst: &mut [f32]) {
             match src {
-                Some(x) if INTERLEAVE => vmap::<f32x8>(
+                Some(x) if INTERLEAVE => vmap::<f32x8, 4>(
                     x,
                     dst,
                     |v| math::$f::<f32x8, 4>(v),
                     |v| math::$f::<f32x8, 1>([v])[0],
                 ),
-                None if INTERLEAVE => vmap_inplace::<f32x8>(
+                None if INTERLEAVE => vmap_inplace::<f32x8, 4>(
                     dst,
                     |v| math::$f::<f32x8, 4>(v),
                     |v| math::$f::<f32x8, 1>([v])[0],
