@@ -384,10 +384,11 @@ const AVX512_MR: usize = 8;
 const AVX512_NV: usize = 4;
 
 /// [`A_IN_PLACE_MAX_N`] for the AVX-512 microkernel: reading A in place (8 rows of
-/// broadcasts) rather than packing it measured 0.310 -> 0.301 ms at 256^3; at 1024^3 it
-/// measured slower (19.4 -> 19.6 ms).
+/// broadcasts) rather than packing it measured 0.310 -> 0.301 ms at 256^3 and 107.4 ->
+/// 111.3 GFLOPS at 512^3 (criterion, beside the `gemm` crate's 110.4-111.0); at 1024^3
+/// it measured slower (19.4 -> 19.6 ms).
 #[cfg(target_arch = "x86_64")]
-const AVX512_A_IN_PLACE_MAX_N: usize = 256;
+const AVX512_A_IN_PLACE_MAX_N: usize = 512;
 
 /// The AVX-512 instantiation (the microkernel on zmm registers, see
 /// `Vf32::gemm_kernel`).
