@@ -102,19 +102,16 @@ macro_rules! transcendental {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
         fn avx512(src: Option<&[f32]>, dst: &mut [f32]) {
-            use crate::arch::x86::Avx512;
-            match src {
-                Some(x) => vmap::<Avx512, 8>(
-                    x,
+            use crate::arch::x86::{Zmm, zmap};
+            // SAFETY: this function is compiled with, and only called on, AVX-512 F;
+            // `src` is as long as `dst` (checked by the public function).
+            unsafe {
+                zmap::<8>(
+                    src,
                     dst,
-                    |v| math::$f::<Avx512, 8>(v),
-                    |v| math::$f::<Avx512, 1>([v])[0],
-                ),
-                None => vmap_inplace::<Avx512, 8>(
-                    dst,
-                    |v| math::$f::<Avx512, 8>(v),
-                    |v| math::$f::<Avx512, 1>([v])[0],
-                ),
+                    |v| math::$f::<Zmm, 8>(v),
+                    |v| math::$f::<Zmm, 1>([v])[0],
+                )
             }
         }
         fn portable(src: Option<&[f32]>, dst: &mut [f32]) {

@@ -6,7 +6,7 @@
 //! smallest subnormal and up to overflow come out right. `tanh` uses the same reduction
 //! for `e^(2|x|) - 1` and one division (see [`tanh`]).
 
-use crate::vector::{Vf32, build};
+use crate::vector::{Arith, build};
 
 const LOG2E: f32 = core::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
@@ -14,14 +14,14 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 
 /// `e^x` lane-wise: `+inf` above 88.72, 0 below -103.97, NaN stays NaN.
 #[inline(always)]
-pub(crate) fn exp<V: Vf32>(x: V) -> V {
+pub(crate) fn exp<V: Arith>(x: V) -> V {
     exp_n([x])[0]
 }
 
 /// [`exp`] of `N` vectors, each step applied across all of them before the next (see
 /// [`tanh`]).
 #[inline(always)]
-fn exp_n<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
+fn exp_n<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
     // Clamp to where the result is still finite / nonzero (NaN passes through).
     let lo = V::splat(-104.0);
     let hi = V::splat(89.0);
@@ -40,20 +40,20 @@ fn exp_n<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
 /// `max(x, 0)` lane-wise (`x < 0 ? 0 : x`: -0 and NaN pass through), for the dispatched
 /// map of `activation::relu` (one comparison: no chain to interleave).
 #[inline(always)]
-pub(crate) fn relu<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
+pub(crate) fn relu<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
     let zero = V::splat(0.0);
     each(x, |x| x.select_lt(zero, zero, x))
 }
 
 /// `f` on each of `N` vectors.
 #[inline(always)]
-fn each<V: Vf32, const N: usize>(x: [V; N], f: impl Fn(V) -> V) -> [V; N] {
+fn each<V: Arith, const N: usize>(x: [V; N], f: impl Fn(V) -> V) -> [V; N] {
     build(x[0], |i| f(x[i]))
 }
 
 /// `f` on each pair of `N` vectors.
 #[inline(always)]
-fn zip<V: Vf32, const N: usize>(a: [V; N], b: [V; N], f: impl Fn(V, V) -> V) -> [V; N] {
+fn zip<V: Arith, const N: usize>(a: [V; N], b: [V; N], f: impl Fn(V, V) -> V) -> [V; N] {
     build(a[0], |i| f(a[i], b[i]))
 }
 
@@ -63,7 +63,7 @@ const SHIFTER: f32 = 12_582_912.0;
 
 /// `e^r - 1 = r + r^2 p(r)` for `|r| <= ln2 / 2`, with the degree-5 Cephes polynomial `p`.
 #[inline(always)]
-fn em1<V: Vf32, const N: usize>(r: [V; N]) -> [V; N] {
+fn em1<V: Arith, const N: usize>(r: [V; N]) -> [V; N] {
     let r2 = each(r, |r| r.mul(r));
     let mut p = [V::splat(1.987_569_1e-4); N];
     for c in [
@@ -82,7 +82,7 @@ fn em1<V: Vf32, const N: usize>(r: [V; N]) -> [V; N] {
 /// `e^r - 1 = r + r^2 p(r)` with the degree-5 Cephes polynomial `p`: returns
 /// `(n, e^r - 1)`.
 #[inline(always)]
-fn reduce<V: Vf32, const N: usize>(x: [V; N]) -> ([V; N], [V; N]) {
+fn reduce<V: Arith, const N: usize>(x: [V; N]) -> ([V; N], [V; N]) {
     let n = each(x, |x| x.mul(V::splat(LOG2E)).round());
     let r = zip(n, x, |n, x| n.mul_add(V::splat(-LN2_HI), x));
     let r = zip(n, r, |n, r| n.mul_add(V::splat(-LN2_LO), r));
@@ -92,7 +92,7 @@ fn reduce<V: Vf32, const N: usize>(x: [V; N]) -> ([V; N], [V; N]) {
 /// `1 / (1 + e^-x)` lane-wise on `N` vectors (see [`tanh`]), computed from
 /// `e = e^-|x|` without overflow: `1 / (1 + e)` for `x >= 0`, `e / (1 + e)` for `x < 0`.
 #[inline(always)]
-pub(crate) fn sigmoid<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
+pub(crate) fn sigmoid<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
     let one = V::splat(1.0);
     let e = exp_n(each(x, |x| x.abs().mul(V::splat(-1.0))));
     let num = zip(x, e, |x, e| x.select_lt(V::splat(0.0), e, one));
@@ -113,11 +113,13 @@ pub(crate) fn sigmoid<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
 /// Works on `N` vectors, each step applied across all of them before the next: one
 /// vector's chain of ~25 dependent operations leaves the FMA units idle, `N = 4`
 /// interleaved chains keep them busy (0.72 -> 0.50 ns per float on Zen 4). The AVX-512
-/// variant, with 32 registers, runs `N = 8` (802,816 floats: 0.298 -> 0.261 ms, sigmoid
-/// 0.466 -> 0.398; 12 and 16 no better). Tried on AVX2: two or eight chains, Estrin's scheme for the polynomial, and a reciprocal estimate with a
+/// variant runs it on 16-lane registers (`arch::x86::Zmm`), `N = 8` (802,816 floats:
+/// 0.298 ms with 8-lane vectors and `N = 4`, 0.261 with `N = 8`, 0.208 on 16 lanes with
+/// `N = 8`; 16 lanes with 4, 6 or 12 chains 0.220-0.226; the division replaced by
+/// `vrcp14ps` and a correction step 0.240: slower). Tried on AVX2: two or eight chains, Estrin's scheme for the polynomial, and a reciprocal estimate with a
 /// Newton step in place of the division: all slower here.
 #[inline(always)]
-pub(crate) fn tanh<V: Vf32, const N: usize>(x: [V; N]) -> [V; N] {
+pub(crate) fn tanh<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
     // 2|x| = n ln2 + r: the shifter's addition in the FMA rounds 2|x| log2(e) to the
     // nearest integer n, left in the low mantissa bits of `t`
     let shifter = V::splat(SHIFTER);

@@ -21,37 +21,20 @@ pub(crate) fn build<T: Copy, const N: usize>(init: T, mut f: impl FnMut(usize) -
 
 /// An 8-lane `f32` vector. Methods are `#[inline(always)]` so that they take on the
 /// target features of the function they are inlined into.
-pub(crate) trait Vf32: Copy {
-    /// Whether the GEMM's packing runs in functions of its own, compiled without the
-    /// variant's features (`gemm::pack::*_apart`): under AVX-512, LLVM turns packing's
-    /// strided stores into scatters, which are slow on AMD's Zen 4.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    const PACK_APART: bool = false;
-
+/// The lane-wise arithmetic of a vector type, whatever its width: what the
+/// transcendental functions (`crate::math`) need, so that they also run on AVX-512's
+/// 16-lane registers (`arch::x86::Zmm`). Methods are `#[inline(always)]` in every
+/// implementation so that they take on the target features of the function they are
+/// inlined into.
+pub(crate) trait Arith: Copy {
     /// A vector of `x`.
     fn splat(x: f32) -> Self;
-    /// Loads 8 floats.
-    ///
-    /// # Safety
-    /// `p` must be valid for reading 8 `f32` (any alignment).
-    unsafe fn load_ptr(p: *const f32) -> Self;
-    /// Stores 8 floats.
-    ///
-    /// # Safety
-    /// `p` must be valid for writing 8 `f32` (any alignment).
-    unsafe fn store_ptr(self, p: *mut f32);
-    /// From an array.
-    fn from_array(a: [f32; LANES]) -> Self;
-    /// To an array.
-    fn to_array(self) -> [f32; LANES];
     /// `self * b + c`, fused where the variant has FMA.
     fn mul_add(self, b: Self, c: Self) -> Self;
     /// `self + b`.
     fn add(self, b: Self) -> Self;
     /// `self * b`.
     fn mul(self, b: Self) -> Self;
-    /// `min(max(self, lo), hi)` with NaN in `self` passed through.
-    fn clamp(self, lo: Self, hi: Self) -> Self;
     /// `self - b`.
     fn sub(self, b: Self) -> Self;
     /// `self / b`.
@@ -74,6 +57,30 @@ pub(crate) trait Vf32: Copy {
     fn select_lt(self, b: Self, t: Self, f: Self) -> Self;
     /// Lane-wise `if self > b { t } else { f }` (false for NaN).
     fn select_gt(self, b: Self, t: Self, f: Self) -> Self;
+}
+
+pub(crate) trait Vf32: Arith {
+    /// Whether the GEMM's packing runs in functions of its own, compiled without the
+    /// variant's features (`gemm::pack::*_apart`): under AVX-512, LLVM turns packing's
+    /// strided stores into scatters, which are slow on AMD's Zen 4.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    const PACK_APART: bool = false;
+    /// Loads 8 floats.
+    ///
+    /// # Safety
+    /// `p` must be valid for reading 8 `f32` (any alignment).
+    unsafe fn load_ptr(p: *const f32) -> Self;
+    /// Stores 8 floats.
+    ///
+    /// # Safety
+    /// `p` must be valid for writing 8 `f32` (any alignment).
+    unsafe fn store_ptr(self, p: *mut f32);
+    /// From an array.
+    fn from_array(a: [f32; LANES]) -> Self;
+    /// To an array.
+    fn to_array(self) -> [f32; LANES];
+    /// `min(max(self, lo), hi)` with NaN in `self` passed through.
+    fn clamp(self, lo: Self, hi: Self) -> Self;
 
     /// The even and the odd lanes of the 16 floats `self` then `hi`:
     /// `([s0, s2, .., s14], [s1, s3, .., s15])`.
@@ -168,32 +175,10 @@ pub(crate) trait Vf32: Copy {
     }
 }
 
-impl Vf32 for f32x8 {
+impl Arith for f32x8 {
     #[inline(always)]
     fn splat(x: f32) -> Self {
         f32x8::splat(x)
-    }
-    #[inline(always)]
-    unsafe fn load_ptr(p: *const f32) -> Self {
-        // SAFETY: the caller guarantees 8 readable floats; read_unaligned has no
-        // alignment requirement.
-        f32x8::new(unsafe { p.cast::<[f32; LANES]>().read_unaligned() })
-    }
-    #[inline(always)]
-    unsafe fn store_ptr(self, p: *mut f32) {
-        // SAFETY: the caller guarantees 8 writable floats.
-        unsafe {
-            p.cast::<[f32; LANES]>()
-                .write_unaligned(f32x8::to_array(self))
-        }
-    }
-    #[inline(always)]
-    fn from_array(a: [f32; LANES]) -> Self {
-        f32x8::new(a)
-    }
-    #[inline(always)]
-    fn to_array(self) -> [f32; LANES] {
-        f32x8::to_array(self)
     }
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
@@ -206,10 +191,6 @@ impl Vf32 for f32x8 {
     #[inline(always)]
     fn mul(self, b: Self) -> Self {
         self * b
-    }
-    #[inline(always)]
-    fn clamp(self, lo: Self, hi: Self) -> Self {
-        crate::simd::clamp(self, lo, hi)
     }
     #[inline(always)]
     fn sub(self, b: Self) -> Self {
@@ -251,6 +232,35 @@ impl Vf32 for f32x8 {
     #[inline(always)]
     fn select_gt(self, b: Self, t: Self, f: Self) -> Self {
         self.simd_gt(b).select(t, f)
+    }
+}
+
+impl Vf32 for f32x8 {
+    #[inline(always)]
+    unsafe fn load_ptr(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 8 readable floats; read_unaligned has no
+        // alignment requirement.
+        f32x8::new(unsafe { p.cast::<[f32; LANES]>().read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn store_ptr(self, p: *mut f32) {
+        // SAFETY: the caller guarantees 8 writable floats.
+        unsafe {
+            p.cast::<[f32; LANES]>()
+                .write_unaligned(f32x8::to_array(self))
+        }
+    }
+    #[inline(always)]
+    fn from_array(a: [f32; LANES]) -> Self {
+        f32x8::new(a)
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f32; LANES] {
+        f32x8::to_array(self)
+    }
+    #[inline(always)]
+    fn clamp(self, lo: Self, hi: Self) -> Self {
+        crate::simd::clamp(self, lo, hi)
     }
     #[inline(always)]
     fn deinterleave(self, hi: Self) -> (Self, Self) {

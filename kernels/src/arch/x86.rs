@@ -15,8 +15,16 @@ use core::arch::x86_64::{
     _xgetbv,
 };
 
+use core::arch::x86_64::{
+    _mm512_abs_ps, _mm512_add_epi32, _mm512_add_ps, _mm512_and_si512, _mm512_andnot_si512,
+    _mm512_castps_si512, _mm512_castsi512_ps, _mm512_cmp_ps_mask, _mm512_cvtps_epi32,
+    _mm512_div_ps, _mm512_mask_blend_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+    _mm512_min_ps, _mm512_mul_ps, _mm512_or_si512, _mm512_roundscale_ps, _mm512_set1_epi32,
+    _mm512_slli_epi32, _mm512_storeu_ps, _mm512_sub_ps,
+};
+
 use crate::simd::LANES;
-use crate::vector::{Vf32, build};
+use crate::vector::{Arith, Vf32, build};
 
 /// Whether the CPU and the OS support AVX2 and FMA (ymm state saved by the OS).
 #[cfg_attr(miri, allow(dead_code))]
@@ -75,35 +83,11 @@ pub(crate) type Avx2 = Ymm<false>;
 /// The AVX-512 variant's vector.
 pub(crate) type Avx512 = Ymm<true>;
 
-impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
-    const PACK_APART: bool = EVEX;
-
+impl<const EVEX: bool> Arith for Ymm<EVEX> {
     #[inline(always)]
     fn splat(x: f32) -> Self {
         // SAFETY: AVX is available (see the type's documentation).
         Self(unsafe { _mm256_set1_ps(x) })
-    }
-    #[inline(always)]
-    unsafe fn load_ptr(p: *const f32) -> Self {
-        // SAFETY: the caller guarantees 8 readable floats; AVX is available.
-        Self(unsafe { _mm256_loadu_ps(p) })
-    }
-    #[inline(always)]
-    unsafe fn store_ptr(self, p: *mut f32) {
-        // SAFETY: the caller guarantees 8 writable floats; AVX is available.
-        unsafe { _mm256_storeu_ps(p, self.0) }
-    }
-    #[inline(always)]
-    fn from_array(a: [f32; LANES]) -> Self {
-        // SAFETY: the array holds 8 floats.
-        unsafe { Self::load_ptr(a.as_ptr()) }
-    }
-    #[inline(always)]
-    fn to_array(self) -> [f32; LANES] {
-        let mut a = [0.0; LANES];
-        // SAFETY: the array holds 8 floats.
-        unsafe { self.store_ptr(a.as_mut_ptr()) };
-        a
     }
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
@@ -188,6 +172,32 @@ impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
     fn select_gt(self, b: Self, t: Self, f: Self) -> Self {
         // SAFETY: AVX is available; ordered compare is false for NaN.
         Self(unsafe { _mm256_blendv_ps(f.0, t.0, _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, b.0)) })
+    }
+}
+
+impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
+    const PACK_APART: bool = EVEX;
+    #[inline(always)]
+    unsafe fn load_ptr(p: *const f32) -> Self {
+        // SAFETY: the caller guarantees 8 readable floats; AVX is available.
+        Self(unsafe { _mm256_loadu_ps(p) })
+    }
+    #[inline(always)]
+    unsafe fn store_ptr(self, p: *mut f32) {
+        // SAFETY: the caller guarantees 8 writable floats; AVX is available.
+        unsafe { _mm256_storeu_ps(p, self.0) }
+    }
+    #[inline(always)]
+    fn from_array(a: [f32; LANES]) -> Self {
+        // SAFETY: the array holds 8 floats.
+        unsafe { Self::load_ptr(a.as_ptr()) }
+    }
+    #[inline(always)]
+    fn to_array(self) -> [f32; LANES] {
+        let mut a = [0.0; LANES];
+        // SAFETY: the array holds 8 floats.
+        unsafe { self.store_ptr(a.as_mut_ptr()) };
+        a
     }
     #[inline(always)]
     fn deinterleave(self, hi: Self) -> (Self, Self) {
@@ -459,5 +469,161 @@ unsafe fn zmm_kernel<const MR: usize, const NV: usize, const EVEX: bool>(
             }
         }
         halves(&acc)
+    }
+}
+
+/// `__m512` under AVX-512 F: 16 lanes, the lane-wise arithmetic only ([`Arith`]), for the
+/// transcendental functions (through [`zmap`]). Reached only from functions compiled with
+/// the AVX-512 features, called after [`has_avx512`] returned true: the safety argument of
+/// every `unsafe` block of its implementation.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub(crate) struct Zmm(__m512);
+
+impl Arith for Zmm {
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        // SAFETY: AVX-512 F is available (see the type's documentation).
+        Self(unsafe { _mm512_set1_ps(x) })
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        // SAFETY: AVX-512 F is available.
+        Self(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        // SAFETY: AVX-512 F is available.
+        Self(unsafe { _mm512_add_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        // SAFETY: AVX-512 F is available.
+        Self(unsafe { _mm512_mul_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn sub(self, b: Self) -> Self {
+        // SAFETY: AVX-512 F is available.
+        Self(unsafe { _mm512_sub_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn div(self, b: Self) -> Self {
+        // SAFETY: AVX-512 F is available.
+        Self(unsafe { _mm512_div_ps(self.0, b.0) })
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        // SAFETY: AVX-512 F is available; clears the sign bit.
+        Self(unsafe { _mm512_abs_ps(self.0) })
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        // SAFETY: AVX-512 F is available; magnitude bits of self, sign bit of `sign`
+        // (integer logic: the float forms need AVX-512 DQ).
+        unsafe {
+            let m = _mm512_set1_epi32(i32::MIN);
+            let (a, s) = (_mm512_castps_si512(self.0), _mm512_castps_si512(sign.0));
+            Self(_mm512_castsi512_ps(_mm512_or_si512(
+                _mm512_andnot_si512(m, a),
+                _mm512_and_si512(m, s),
+            )))
+        }
+    }
+    #[inline(always)]
+    fn round(self) -> Self {
+        // SAFETY: AVX-512 F is available.
+        Self(unsafe {
+            _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0)
+        })
+    }
+    #[inline(always)]
+    fn pow2i(self) -> Self {
+        // SAFETY: AVX-512 F is available; (n + 127) << 23 are the bits of 2^n.
+        unsafe {
+            let n = _mm512_cvtps_epi32(self.0);
+            let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(n, _mm512_set1_epi32(127)));
+            Self(_mm512_castsi512_ps(e))
+        }
+    }
+    #[inline(always)]
+    fn min(self, b: Self) -> Self {
+        // SAFETY: AVX-512 F is available. VMINPS returns its second operand when either
+        // is NaN.
+        Self(unsafe { _mm512_min_ps(b.0, self.0) })
+    }
+    #[inline(always)]
+    fn pow2_shifted(self) -> Self {
+        // SAFETY: AVX-512 F is available; as for `Ymm`.
+        unsafe {
+            let e = _mm512_slli_epi32::<23>(_mm512_castps_si512(self.0));
+            Self(_mm512_castsi512_ps(_mm512_add_epi32(
+                e,
+                _mm512_set1_epi32(0x3f80_0000),
+            )))
+        }
+    }
+    #[inline(always)]
+    fn select_lt(self, b: Self, t: Self, f: Self) -> Self {
+        // SAFETY: AVX-512 F is available; the ordered compare is false for NaN.
+        Self(unsafe {
+            _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(self.0, b.0), f.0, t.0)
+        })
+    }
+    #[inline(always)]
+    fn select_gt(self, b: Self, t: Self, f: Self) -> Self {
+        // SAFETY: AVX-512 F is available; the ordered compare is false for NaN.
+        Self(unsafe {
+            _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, b.0), f.0, t.0)
+        })
+    }
+}
+
+/// `dst = f(src)` (or in place, with `src` `None`) 16 lanes at a time: `N` vectors per
+/// step through `fn_` (their dependency chains interleaved), then single vectors through
+/// `f`, the last one masked, so that every element gets the same operations.
+///
+/// # Safety
+/// AVX-512 F must be available. `src`, when given, must be as long as `dst`.
+#[inline(always)]
+pub(crate) unsafe fn zmap<const N: usize>(
+    src: Option<&[f32]>,
+    dst: &mut [f32],
+    fn_: impl Fn([Zmm; N]) -> [Zmm; N],
+    f: impl Fn(Zmm) -> Zmm,
+) {
+    const Z: usize = 2 * LANES;
+    let len = dst.len();
+    let yp = dst.as_mut_ptr();
+    let xp: *const f32 = match src {
+        Some(s) => {
+            debug_assert_eq!(s.len(), len);
+            s.as_ptr()
+        }
+        None => yp,
+    };
+    let mut i = 0;
+    // SAFETY: AVX-512 F is available (the caller's contract). Every access is within the
+    // first `len` floats of `src` and `dst` (`i + N * 16 <= len`, `i + 16 <= len`, the
+    // last one masked to the `len - i` remaining); in place, each vector is read before
+    // it is written.
+    unsafe {
+        while i + N * Z <= len {
+            let v = fn_(build(Zmm(_mm512_setzero_ps()), |k| {
+                Zmm(_mm512_loadu_ps(xp.add(i + k * Z)))
+            }));
+            for (k, r) in v.iter().enumerate() {
+                _mm512_storeu_ps(yp.add(i + k * Z), r.0);
+            }
+            i += N * Z;
+        }
+        while i + Z <= len {
+            _mm512_storeu_ps(yp.add(i), f(Zmm(_mm512_loadu_ps(xp.add(i)))).0);
+            i += Z;
+        }
+        if i < len {
+            let m: u16 = ((1_u32 << (len - i)) - 1) as u16;
+            let v = f(Zmm(_mm512_maskz_loadu_ps(m, xp.add(i))));
+            _mm512_mask_storeu_ps(yp.add(i), m, v.0);
+        }
     }
 }
