@@ -1,7 +1,9 @@
 //! The 8-lane `f32` vector the hot kernels are written against, so that one source
 //! compiles to each variant: `wide::f32x8` (portable, compile-time features) and, on
-//! x86_64, `__m256` under AVX2 + FMA (see `arch::x86`), instantiated inside
-//! `#[target_feature]` functions after run-time detection.
+//! x86_64, `__m256` under AVX2 + FMA or under AVX-512 (see `arch::x86`), instantiated
+//! inside `#[target_feature]` functions after run-time detection. Its lane-wise
+//! arithmetic ([`Arith`]) is a trait of its own, which AVX-512's 16-lane `Zmm` also
+//! implements for the transcendental functions.
 
 use crate::simd::{LANES, f32x8};
 

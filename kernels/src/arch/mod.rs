@@ -77,8 +77,9 @@ pub enum Isa {
     Portable,
     /// x86_64 AVX2 + FMA, chosen at run time.
     Avx2Fma,
-    /// x86_64 AVX-512 F, BW and VL (with AVX2 and FMA), chosen at run time: 8-lane code
-    /// with 32 registers and masked edges, and a 16-lane GEMM microkernel.
+    /// x86_64 AVX-512 F, BW and VL (with AVX2 and FMA), chosen at run time: the 8-lane
+    /// code with 32 registers and masked edges, and 16-lane registers for the GEMM
+    /// microkernel, the implicit convolution's tile, `tanh` and `sigmoid`.
     Avx512,
 }
 

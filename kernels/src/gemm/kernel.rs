@@ -2,7 +2,8 @@
 //! that one source serves every variant. A tile is `MR` rows by `NV` vectors of 8.
 //!
 //! Tile shapes: AVX2 + FMA uses 6x16 (12 ymm accumulators, 2 for B, 1 broadcast: 15 of
-//! 16 registers). The portable variant uses 6x16 where the compiled instruction set has
+//! 16 registers); AVX-512 8x32 on zmm registers (16 accumulators, see
+//! `Vf32::gemm_kernel`), a last sliver of at most 16 columns 8x16. The portable variant uses 6x16 where the compiled instruction set has
 //! 16 wide registers (AVX) or 32 (NEON), and 4x8 otherwise (SSE2 keeps an f32x8 in two
 //! xmm registers and has only 16; scalar targets such as the Cortex-M4F have 32
 //! single-precision registers).
