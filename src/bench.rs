@@ -321,6 +321,7 @@ pub fn bench_conv(
         k::Conv2dAlgo::Direct => "direct",
         k::Conv2dAlgo::Im2col => "im2col",
         k::Conv2dAlgo::Implicit => "implicit",
+        k::Conv2dAlgo::Winograd => "winograd",
     };
     Ok(Row {
         name: format!("conv2d/{name}"),

@@ -87,6 +87,18 @@ pub(crate) trait Vf32: Arith {
     /// The even and the odd lanes of the 16 floats `self` then `hi`:
     /// `([s0, s2, .., s14], [s1, s3, .., s15])`.
     fn deinterleave(self, hi: Self) -> (Self, Self);
+    /// The inverse of [`Vf32::deinterleave`]: `self` in the even lanes and `odd` in the
+    /// odd lanes of 16 floats, `([s0, o0, .., s3, o3], [s4, o4, .., s7, o7])`.
+    #[inline(always)]
+    fn interleave(self, odd: Self) -> (Self, Self) {
+        let (e, o) = (self.to_array(), odd.to_array());
+        let mut z = [[0.0; LANES]; 2];
+        for l in 0..LANES {
+            z[l / 4][2 * (l % 4)] = e[l];
+            z[l / 4][2 * (l % 4) + 1] = o[l];
+        }
+        (Self::from_array(z[0]), Self::from_array(z[1]))
+    }
     /// One step of pooling's tournament between `a` and `b`, which comes later in the
     /// window: `b` wins where it is greater (`MIN`: less) or is NaN while `a` is not, so
     /// ties keep the first and so does NaN. Returns the winners and their tags.

@@ -183,6 +183,18 @@ fn implicit(
     k::conv2d_implicit(p, x, w, b, a, y, &mut s)
 }
 
+fn winograd(
+    p: &Conv2dParams,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    a: Activation,
+    y: &mut [f32],
+) -> Result<(), k::KernelError> {
+    let mut s = vec![f32::NAN; k::conv2d_winograd_scratch_len(p)?];
+    k::conv2d_winograd(p, x, w, b, a, y, &mut s)
+}
+
 fn dispatch(
     p: &Conv2dParams,
     x: &[f32],
@@ -306,7 +318,16 @@ fn dispatch_picks_by_shape() {
     assert_eq!(k::conv2d_algo(&strided).unwrap(), Conv2dAlgo::Direct);
     assert_eq!(k::conv2d_scratch_len(&strided).unwrap(), 0);
     let vgg = Conv2dParams::new(8, 64, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1);
-    assert_eq!(k::conv2d_algo(&vgg).unwrap(), Conv2dAlgo::Implicit);
+    assert_eq!(k::conv2d_algo(&vgg).unwrap(), Conv2dAlgo::Winograd);
+    let res = Conv2dParams::new(8, 128, 28, 28, 128, 3, 3).with_padding(1, 1, 1, 1);
+    assert_eq!(k::conv2d_algo(&res).unwrap(), Conv2dAlgo::Winograd);
+    // fewer than 32 channels, or strided: the implicit GEMM
+    let narrow = Conv2dParams::new(8, 16, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1);
+    assert_eq!(k::conv2d_algo(&narrow).unwrap(), Conv2dAlgo::Implicit);
+    assert_eq!(
+        k::conv2d_algo(&vgg.with_stride(2, 2)).unwrap(),
+        Conv2dAlgo::Implicit
+    );
     // many taps on a small plane: im2col + GEMM across the batch
     let deep = Conv2dParams::new(8, 512, 7, 7, 512, 3, 3).with_padding(1, 1, 1, 1);
     assert_eq!(k::conv2d_algo(&deep).unwrap(), Conv2dAlgo::Im2col);
@@ -1046,4 +1067,233 @@ fn sparse_weight_gradient_skips_unlisted_positions() {
         assert_eq!(gw[4], f32::INFINITY, "{isa:?}");
         assert_eq!(gw[8], 0.0, "{isa:?}");
     });
+}
+
+/// The rounding bound of Winograd's F(2x2, 3x3) for each output: the sum it computes with
+/// every transform coefficient and every value replaced by its absolute value,
+/// `|A|^T [sum_c (|G| |g_c| |G|^T) . (|B|^T |d_c| |B|)] |A|` (in f64), plus `|bias|`. Every
+/// transformed weight (two levels of sums of three) and input (two levels of one
+/// addition), every product, the sum over the `C` channels and the output transform (two
+/// levels of sums of three) round with a relative error bounded over these magnitudes, so
+/// the computed output lies within `gamma_(C + 14)` of this from the exact sum, which the f64
+/// reference rounds once. It is at least the direct sum's `sum |w| |x|`: expanded, every
+/// product of the direct sum appears with coefficients of absolute sum at least 1.
+fn winograd_magnitude(p: &Conv2dParams, dt: &Data, bias: bool) -> Vec<f32> {
+    let d = p.dims().unwrap();
+    let (cg, mg) = (d.in_per_group, d.out_per_group);
+    let g_abs = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, 0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+    let bt_abs = [
+        [1.0, 0.0, 1.0, 0.0],
+        [0.0, 1.0, 1.0, 0.0],
+        [0.0, 1.0, 1.0, 0.0],
+        [0.0, 1.0, 0.0, 1.0],
+    ];
+    let at_abs = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]];
+    // |G| |g| |G|^T for every filter
+    let u: Vec<[[f64; 4]; 4]> =
+        dt.w.chunks_exact(9)
+            .map(|g| {
+                let mut out = [[0.0; 4]; 4];
+                for (i, row) in out.iter_mut().enumerate() {
+                    for (k, o) in row.iter_mut().enumerate() {
+                        for a in 0..3 {
+                            for b in 0..3 {
+                                *o += g_abs[i][a] * f64::from(g[a * 3 + b].abs()) * g_abs[k][b];
+                            }
+                        }
+                    }
+                }
+                out
+            })
+            .collect();
+    let x_at = |n: usize, ch: usize, r: isize, c: isize| -> f64 {
+        let (h, w) = (p.in_h as isize, p.in_w as isize);
+        let (r, c) = (r - p.pad_top as isize, c - p.pad_left as isize);
+        if r < 0 || c < 0 || r >= h || c >= w {
+            return 0.0;
+        }
+        f64::from(
+            dt.x[((n * p.in_channels + ch) * p.in_h + r as usize) * p.in_w + c as usize].abs(),
+        )
+    };
+    let mut mag = vec![0.0; d.output_len];
+    for n in 0..p.batch {
+        for oc in 0..p.out_channels {
+            let g = oc / mg;
+            for oy in 0..d.out_h {
+                for ox in 0..d.out_w {
+                    let (ty, tx) = (oy / 2 * 2, ox / 2 * 2);
+                    let mut m = [[0.0; 4]; 4];
+                    for c in 0..cg {
+                        let ch = g * cg + c;
+                        let mut v = [[0.0; 4]; 4];
+                        for (i, row) in v.iter_mut().enumerate() {
+                            for (k, o) in row.iter_mut().enumerate() {
+                                for a in 0..4 {
+                                    for b in 0..4 {
+                                        let dx = x_at(n, ch, (ty + a) as isize, (tx + b) as isize);
+                                        *o += bt_abs[i][a] * dx * bt_abs[k][b];
+                                    }
+                                }
+                            }
+                        }
+                        let uf = &u[oc * cg + c];
+                        for i in 0..4 {
+                            for k in 0..4 {
+                                m[i][k] += uf[i][k] * v[i][k];
+                            }
+                        }
+                    }
+                    let (yi, xi) = (oy % 2, ox % 2);
+                    let mut out = if bias { f64::from(dt.b[oc].abs()) } else { 0.0 };
+                    for i in 0..4 {
+                        for k in 0..4 {
+                            out += at_abs[yi][i] * m[i][k] * at_abs[xi][k];
+                        }
+                    }
+                    mag[((n * p.out_channels + oc) * d.out_h + oy) * d.out_w + ox] = out as f32;
+                }
+            }
+        }
+    }
+    mag
+}
+
+/// Winograd's forward pass against the reference within its own rounding bound
+/// ([`winograd_magnitude`]), on every variant.
+fn winograd_matches(c: &Case) -> bool {
+    let p = &c.p;
+    let d = p.dims().unwrap();
+    let dt = data(p, c.seed);
+    let bias = c.bias.then_some(&dt.b[..]);
+    let mut want = vec![0.0; d.output_len];
+    r::conv2d(p, &dt.x, &dt.w, bias, c.act, &mut want).unwrap();
+    let mag = winograd_magnitude(p, &dt, c.bias);
+    common::for_each_isa(|isa| {
+        let mut got = vec![f32::NAN; d.output_len];
+        winograd(p, &dt.x, &dt.w, bias, c.act, &mut got).unwrap();
+        assert_sum_close(isa.name(), &got, &want, &mag, d.in_per_group + 14);
+    });
+    true
+}
+
+/// 3x3 stride-1 shapes for Winograd: 1 to 40 channels in and out per group (partial
+/// microkernel tiles and slivers), padding 0 to 3 on each side, odd and even outputs,
+/// groups, images of 1 to 20 x 24.
+#[derive(Clone, Debug)]
+struct WinoCase(Case);
+
+impl Arbitrary for WinoCase {
+    fn arbitrary(g: &mut Gen) -> Self {
+        loop {
+            let groups = *g.choose(&[1, 1, 2, 3]).unwrap();
+            let p = Conv2dParams::new(
+                range(g, 1, 3),
+                range(g, 1, 40) * groups,
+                range(g, 1, 20),
+                range(g, 1, 24),
+                range(g, 1, 40) * groups,
+                3,
+                3,
+            )
+            .with_groups(groups)
+            .with_padding(
+                range(g, 0, 3),
+                range(g, 0, 3),
+                range(g, 0, 3),
+                range(g, 0, 3),
+            );
+            if p.dims().is_err() {
+                continue;
+            }
+            let c = Case::arbitrary(g);
+            return WinoCase(Case { p, ..c });
+        }
+    }
+}
+
+#[test]
+fn winograd_matches_reference() {
+    check(
+        150,
+        (|c: WinoCase| winograd_matches(&c.0)) as fn(WinoCase) -> bool,
+    );
+}
+
+/// Several blocks of 128 tiles with the last partial and blocks starting mid row of
+/// tiles; more input channels than one GEMM K block (512); odd output sizes; groups;
+/// padding wider than the kernel's reach; the ResNet layer's geometry on one image.
+#[test]
+fn winograd_large_shapes_match_reference() {
+    let shapes = [
+        Conv2dParams::new(2, 40, 30, 27, 33, 3, 3).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(1, 600, 5, 6, 40, 3, 3).with_padding(1, 0, 2, 1),
+        Conv2dParams::new(1, 64, 35, 9, 70, 3, 3).with_groups(2),
+        Conv2dParams::new(3, 8, 17, 40, 12, 3, 3).with_padding(4, 2, 0, 5),
+        Conv2dParams::new(1, 128, 28, 28, 128, 3, 3).with_padding(1, 1, 1, 1),
+    ];
+    for (i, p) in shapes.into_iter().enumerate() {
+        let c = Case {
+            p,
+            act: Activation::Clamp {
+                min: -3.0,
+                max: 3.0,
+            },
+            bias: true,
+            seed: 900 + i as u64,
+        };
+        winograd_matches(&c);
+        if k::conv2d_algo(&p).unwrap() == Conv2dAlgo::Winograd {
+            forward_matches(&Case { p, ..c }, dispatch);
+        }
+    }
+}
+
+/// NaN and infinities in the input and the weights (at the image's edge too, where they
+/// meet the padding): an output is finite exactly where the reference's is, and NaN
+/// wherever the reference's is (an infinity may come out as NaN: the transforms subtract).
+#[test]
+fn winograd_non_finite_reaches_the_same_outputs() {
+    let p = Conv2dParams::new(2, 3, 9, 10, 4, 3, 3).with_padding(1, 2, 1, 0);
+    let d = p.dims().unwrap();
+    for (i, (xi, wi)) in [
+        (Some(0), None),
+        (Some(47), None),
+        (None, Some(4)),
+        (Some(200), Some(30)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for bad in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+            let mut dt = data(&p, 40 + i as u64);
+            if let Some(xi) = xi {
+                dt.x[xi] = bad;
+            }
+            if let Some(wi) = wi {
+                dt.w[wi] = bad;
+            }
+            let mut want = vec![0.0; d.output_len];
+            r::conv2d(&p, &dt.x, &dt.w, Some(&dt.b), Activation::None, &mut want).unwrap();
+            assert!(want.iter().any(|v| !v.is_finite()));
+            common::for_each_isa(|isa| {
+                let mut got = vec![0.0; d.output_len];
+                winograd(&p, &dt.x, &dt.w, Some(&dt.b), Activation::None, &mut got).unwrap();
+                for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.is_finite(),
+                        w.is_finite(),
+                        "{} [{j}] {g} vs {w}",
+                        isa.name()
+                    );
+                    assert!(!w.is_nan() || g.is_nan(), "{} [{j}] {g} vs {w}", isa.name());
+                }
+            });
+        }
+    }
 }

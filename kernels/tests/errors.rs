@@ -47,6 +47,10 @@ fn conv_errors(p: &Conv2dParams, q: &Conv2dParams) -> Vec<(&'static str, Result<
             "implicit conv",
             k::conv2d_implicit(p, &x, &w, Some(&b), a, &mut y, &mut s),
         ),
+        (
+            "winograd conv",
+            k::conv2d_winograd(p, &x, &w, Some(&b), a, &mut y, &mut s),
+        ),
         ("ref conv", r::conv2d(p, &x, &w, Some(&b), a, &mut y)),
         (
             "bwd input",
@@ -82,6 +86,10 @@ fn conv_errors(p: &Conv2dParams, q: &Conv2dParams) -> Vec<(&'static str, Result<
         (
             "implicit scratch len",
             k::conv2d_implicit_scratch_len(p).map(|_| ()),
+        ),
+        (
+            "winograd scratch len",
+            k::conv2d_winograd_scratch_len(p).map(|_| ()),
         ),
         (
             "bwd input scratch len",
@@ -1063,4 +1071,74 @@ fn errors_display_a_message() {
         .to_string()
         .contains("groups = 3")
     );
+}
+
+/// Winograd's pass: any kernel but 3x3, any stride or dilation is refused (the pass and
+/// its scratch length), as are slices of the wrong length, a short scratch and a bad
+/// clamp; nothing is written on error.
+#[test]
+fn winograd_errors() {
+    let p = Conv2dParams::new(2, 4, 6, 7, 6, 3, 3)
+        .with_groups(2)
+        .with_padding(1, 0, 1, 2);
+    let d = p.dims().unwrap();
+    let x = vec![0.0; d.input_len];
+    let w = vec![0.0; d.weight_len];
+    let b = vec![0.0; d.bias_len];
+    let mut y = vec![7.0; d.output_len];
+    let need = k::conv2d_winograd_scratch_len(&p).unwrap();
+    let mut s = vec![0.0; need];
+    let a = Activation::None;
+    for q in [
+        Conv2dParams::new(2, 4, 6, 7, 6, 3, 2).with_groups(2),
+        Conv2dParams::new(2, 4, 6, 7, 6, 5, 5).with_groups(2),
+        p.with_stride(2, 1),
+        p.with_stride(1, 2),
+        p.with_dilation(2, 1),
+        p.with_dilation(1, 2),
+    ] {
+        let dq = q.dims().unwrap();
+        let (xq, wq) = (vec![0.0; dq.input_len], vec![0.0; dq.weight_len]);
+        let mut yq = vec![7.0; dq.output_len];
+        assert!(matches!(
+            k::conv2d_winograd(&q, &xq, &wq, None, a, &mut yq, &mut s),
+            Err(E::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            k::conv2d_winograd_scratch_len(&q),
+            Err(E::InvalidParameter(_))
+        ));
+        assert!(yq.iter().all(|&v| v == 7.0), "nothing written on error");
+    }
+    assert_eq!(
+        k::conv2d_winograd(&p, &x, &w, Some(&b), a, &mut y, &mut s[..need - 1]),
+        Err(E::ScratchTooSmall {
+            needed: need,
+            actual: need - 1
+        })
+    );
+    assert_eq!(
+        k::conv2d_winograd(&p, &x[1..], &w, Some(&b), a, &mut y, &mut s),
+        Err(E::LengthMismatch {
+            arg: "input",
+            expected: d.input_len,
+            actual: d.input_len - 1
+        })
+    );
+    assert_eq!(
+        k::conv2d_winograd(&p, &x, &w, Some(&b[1..]), a, &mut y, &mut s),
+        Err(E::LengthMismatch {
+            arg: "bias",
+            expected: d.bias_len,
+            actual: d.bias_len - 1
+        })
+    );
+    let bad = Activation::Clamp { min: 1.0, max: 0.0 };
+    assert!(matches!(
+        k::conv2d_winograd(&p, &x, &w, None, bad, &mut y, &mut s),
+        Err(E::InvalidParameter(_))
+    ));
+    assert!(y.iter().all(|&v| v == 7.0), "nothing written on error");
+    k::conv2d_winograd(&p, &x, &w, Some(&b), a, &mut y, &mut s).unwrap();
+    assert!(y.iter().all(|&v| v == 0.0));
 }

@@ -200,6 +200,19 @@ impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
         a
     }
     #[inline(always)]
+    fn interleave(self, odd: Self) -> (Self, Self) {
+        // SAFETY: AVX is available. The unpacks give [s0 o0 s1 o1 | s4 o4 s5 o5] and
+        // [s2 o2 s3 o3 | s6 o6 s7 o7]; the 128-bit permutes put the halves in order.
+        unsafe {
+            let lo = _mm256_unpacklo_ps(self.0, odd.0);
+            let hi = _mm256_unpackhi_ps(self.0, odd.0);
+            (
+                Self(_mm256_permute2f128_ps::<0x20>(lo, hi)),
+                Self(_mm256_permute2f128_ps::<0x31>(lo, hi)),
+            )
+        }
+    }
+    #[inline(always)]
     fn deinterleave(self, hi: Self) -> (Self, Self) {
         // SAFETY: AVX2 is available. The shuffles give [a0 a2 b0 b2 | a4 a6 b4 b6] (and
         // the odd lanes likewise); the 64-bit permute orders the pairs a, a, b, b.

@@ -18,6 +18,7 @@ mod scalar;
 mod sparse;
 mod weight_direct;
 mod weight_flat;
+mod winograd;
 
 pub use backward::{
     conv2d_backward_bias, conv2d_backward_input, conv2d_backward_input_scratch_len,
@@ -27,6 +28,7 @@ pub use direct::{conv2d_direct, conv2d_direct_scalar};
 pub use im2col::{col2im, conv2d_im2col, conv2d_im2col_scratch_len, im2col};
 pub use implicit::{conv2d_implicit, conv2d_implicit_scratch_len};
 pub use sparse::{conv2d_backward_weight_sparse, conv2d_backward_weight_sparse_scratch_len};
+pub use winograd::{conv2d_winograd, conv2d_winograd_scratch_len};
 
 use crate::error::KernelError;
 use crate::params::{Activation, Conv2dDims, Conv2dParams, check_len};
@@ -55,6 +57,10 @@ pub enum Conv2dAlgo {
     /// instead, over flat zero-padded planes: 1.7-3x the direct kernel measured here; so
     /// does a depthwise convolution at stride 1 (2-3x the row-by-row depthwise kernel).
     Implicit,
+    /// [`conv2d_winograd`]: Winograd's F(2x2, 3x3), 2.25x fewer multiplications, for 3x3
+    /// kernels at stride 1 without dilation with at least 32 input and output channels per
+    /// group on planes of at least 64 pixels (VGG's and ResNet's 3x3 layers).
+    Winograd,
 }
 
 /// A 1x1 kernel with stride 1 and no padding: the input planes are already the GEMM's B.
@@ -80,6 +86,12 @@ pub(crate) const fn unit_stride_not_pointwise(p: &Conv2dParams) -> bool {
 /// whatever the taps per output (see [`Conv2dAlgo::Implicit`]).
 const IMPLICIT_MIN_PIXELS: usize = 128;
 
+/// Input and output channels per group from which [`conv2d`] takes Winograd's algorithm
+/// for a 3x3 stride-1 kernel (see [`Conv2dAlgo::Winograd`]).
+const WINOGRAD_MIN_CHANNELS: usize = 32;
+/// Output pixels per plane from which it does.
+const WINOGRAD_MIN_PIXELS: usize = 64;
+
 /// The algorithm [`conv2d`] uses for `p`.
 ///
 /// # Errors
@@ -88,6 +100,12 @@ pub fn conv2d_algo(p: &Conv2dParams) -> Result<Conv2dAlgo, KernelError> {
     let d = p.dims()?;
     Ok(if is_pointwise(p) {
         Conv2dAlgo::Im2col
+    } else if winograd::applies(p)
+        && d.in_per_group >= WINOGRAD_MIN_CHANNELS
+        && d.out_per_group >= WINOGRAD_MIN_CHANNELS
+        && d.col_cols >= WINOGRAD_MIN_PIXELS
+    {
+        Conv2dAlgo::Winograd
     } else if d.out_per_group < 8 {
         if flat::forward_applies(p, &d) {
             Conv2dAlgo::Implicit
@@ -110,6 +128,7 @@ pub fn conv2d_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
         Conv2dAlgo::Direct => Ok(0),
         Conv2dAlgo::Im2col => conv2d_im2col_scratch_len(p),
         Conv2dAlgo::Implicit => conv2d_implicit_scratch_len(p),
+        Conv2dAlgo::Winograd => conv2d_winograd_scratch_len(p),
     }
 }
 
@@ -137,6 +156,7 @@ pub fn conv2d(
         Conv2dAlgo::Direct => conv2d_direct(p, input, weight, bias, act, output),
         Conv2dAlgo::Im2col => conv2d_im2col(p, input, weight, bias, act, output, scratch),
         Conv2dAlgo::Implicit => conv2d_implicit(p, input, weight, bias, act, output, scratch),
+        Conv2dAlgo::Winograd => conv2d_winograd(p, input, weight, bias, act, output, scratch),
     }
 }
 

@@ -1,0 +1,482 @@
+//! Winograd's minimal filtering F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for
+//! Convolutional Neural Networks", 2015) for 3x3 kernels at stride 1 without dilation:
+//! each 2x2 block of outputs (a tile) is `A^T [sum_c (G g_c G^T) . (B^T d_c B)] A`, where
+//! `d_c` is the tile's 4x4 input patch of channel `c` and `g_c` the 3x3 filter. The sum over
+//! channels is, for each of the 16 positions `xi` of the 4x4 transformed tile, one GEMM
+//! `M_xi [out x tiles] = U_xi [out x in] * V_xi [in x tiles]`: 16 multiplications per tile
+//! and channel pair where direct convolution does 36, so the GEMMs run 2.25x fewer FLOPs.
+//!
+//! - The weights are transformed once per call and packed for the GEMM microkernel (`U`).
+//! - The tiles of one image run in blocks of [`TB`]. For each input channel the block's
+//!   input rows are transformed along the row first (`d B`), read from one zero-padded row
+//!   at a time with its even and odd columns split apart, into planes of even and of odd
+//!   rows; the column step (`B^T (d B)`) then reads each tile's four rows at constant
+//!   offsets from the tile's index, whatever row of tiles it is in, and writes `V` straight
+//!   in the GEMM's packed-B layout (slivers of the microkernel's width; no packing pass).
+//! - The output transform adds the bias, clamps and stores each tile's 2x2 outputs.
+//!
+//! Rounding: every transform has coefficients 1, 1/2 or 1/4, so the result is as accurate
+//! as the direct sum to within a small constant factor (the transformed terms are larger
+//! than the direct products, see the tests' error bound). Non-finite values reach every
+//! output that depends on them, as in every algorithm, but an infinity can come out as
+//! NaN where the direct sum gives an infinity (the transforms add and subtract it).
+//!
+//! One generic source, compiled for each variant (see `crate::arch`).
+
+use super::check_forward;
+use crate::arch::{self, Isa};
+use crate::error::KernelError;
+use crate::gemm::{AOp, BOp, Epilogue, MatRef, gemm_ops, nr_of, pack_a_all, packed_a_len};
+use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul};
+use crate::simd::LANES;
+use crate::vector::Vf32;
+
+/// Tiles per block: a multiple of every microkernel's width (8, 16, 32). A block's
+/// transformed input and its 16 products, `16 * TB * (in + out)` floats (256 KiB for
+/// 128 channels in and out), stay in L2 between the input transform, the GEMMs and the
+/// output transform.
+const TB: usize = 128;
+
+/// Positions of a transformed 4x4 tile.
+const XI: usize = 16;
+
+/// Whether [`conv2d_winograd`] applies to `p`: a 3x3 kernel at stride 1 without dilation
+/// (any padding, groups and sizes).
+pub(crate) const fn applies(p: &Conv2dParams) -> bool {
+    p.kernel_h == 3
+        && p.kernel_w == 3
+        && p.stride_h == 1
+        && p.stride_w == 1
+        && p.dilation_h == 1
+        && p.dilation_w == 1
+}
+
+/// The tile grid and the sizes of the per-block buffers.
+#[derive(Clone, Copy)]
+struct Geometry {
+    /// Rows and columns of 2x2 tiles over one output plane.
+    th: usize,
+    tw: usize,
+    /// Floats per plane of row-transformed values (one per `k` and row parity).
+    plane: usize,
+}
+
+fn geometry(d: &Conv2dDims) -> Result<Geometry, KernelError> {
+    let (th, tw) = (d.out_h.div_ceil(2), d.out_w.div_ceil(2));
+    // a block of TB tiles touches at most (TB - 1) / tw + 2 rows of tiles, and their four
+    // input rows each: one more row per parity plane; plus a vector of slack
+    let rows = add((TB - 1) / tw.max(1), 3)?;
+    Ok(Geometry {
+        th,
+        tw,
+        plane: add(mul(rows, tw)?, 2 * LANES)?,
+    })
+}
+
+/// Scratch elements [`conv2d_winograd`] needs: the transformed weights packed for the
+/// GEMM (`16 * (out_per_group + 16) * in_per_group`), then the larger of the weights'
+/// plain transform (`16 * out_per_group * in_per_group`, used once per group) and one
+/// block's buffers (`16 * 64 * (in_per_group + out_per_group)` plus sixteen planes of
+/// about `64 + 3 * out_w / 2` floats).
+///
+/// # Errors
+/// As [`Conv2dParams::dims`]; [`KernelError::InvalidParameter`] where the algorithm does
+/// not apply (see [`conv2d_winograd`]).
+pub fn conv2d_winograd_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
+    let d = p.dims()?;
+    if !applies(p) {
+        return Err(NOT_3X3);
+    }
+    let (m, c) = (d.out_per_group, d.in_per_group);
+    let g = geometry(&d)?;
+    let packed = mul(XI, packed_a_len(m, c))?;
+    let plain = mul(XI, mul(m, c)?)?;
+    let block = add(mul(XI * TB, add(m, c)?)?, mul(16, g.plane)?)?;
+    add(packed, plain.max(block))
+}
+
+const NOT_3X3: KernelError =
+    KernelError::InvalidParameter("Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1, no dilation");
+
+/// The checked arguments of one call.
+struct Args<'a> {
+    p: &'a Conv2dParams,
+    d: &'a Conv2dDims,
+    g: Geometry,
+    input: &'a [f32],
+    weight: &'a [f32],
+    bias: Option<&'a [f32]>,
+    lo: f32,
+    hi: f32,
+    isa: Isa,
+}
+
+/// Convolution forward pass by Winograd's F(2x2, 3x3) (see the module docs), for a 3x3
+/// kernel at stride 1 without dilation. Arguments and result as [`crate::conv2d`];
+/// `scratch` holds at least [`conv2d_winograd_scratch_len`] floats.
+///
+/// It does 2.25x fewer multiplications than the other algorithms, at a slightly larger
+/// rounding error, and an infinity in the input or weights may reach the output as NaN
+/// where they give an infinity.
+///
+/// # Errors
+/// As [`crate::conv2d`], with [`conv2d_winograd_scratch_len`] as the scratch requirement;
+/// [`KernelError::InvalidParameter`] for any other kernel size, stride or dilation.
+///
+/// ```
+/// use cnnkit_kernels::{conv2d_winograd, conv2d_winograd_scratch_len, Activation, Conv2dParams};
+/// // one 4x4 image of ones, one 3x3 filter of ones, padding 1: each output counts its taps
+/// let p = Conv2dParams::new(1, 1, 4, 4, 1, 3, 3).with_padding(1, 1, 1, 1);
+/// let mut y = [0.0; 16];
+/// let mut s = vec![0.0; conv2d_winograd_scratch_len(&p).unwrap()];
+/// conv2d_winograd(&p, &[1.0; 16], &[1.0; 9], None, Activation::None, &mut y, &mut s).unwrap();
+/// assert_eq!(y[..4], [4.0, 6.0, 6.0, 4.0]);
+/// assert_eq!(y[4..8], [6.0, 9.0, 9.0, 6.0]);
+/// ```
+pub fn conv2d_winograd(
+    p: &Conv2dParams,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
+    check_scratch(conv2d_winograd_scratch_len(p)?, scratch.len())?;
+    if d.output_len == 0 {
+        return Ok(());
+    }
+    let a = &Args {
+        p,
+        d: &d,
+        g: geometry(&d)?,
+        input,
+        weight,
+        bias,
+        lo,
+        hi,
+        isa: arch::active(),
+    };
+    arch::dispatch!(run(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]));
+    Ok(())
+}
+
+/// The whole pass on one variant.
+#[inline(always)]
+fn run<V: Vf32>(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]) {
+    let (p, d, geo) = (a.p, a.d, a.g);
+    let (m, c) = (d.out_per_group, d.in_per_group);
+    let pa = packed_a_len(m, c);
+    let nr = nr_of(a.isa);
+    let (packed_u, rest) = scratch.split_at_mut(XI * pa);
+    let tiles = geo.th * geo.tw;
+    let (in_plane, out_plane) = (p.in_h * p.in_w, d.out_h * d.out_w);
+    for g in 0..p.groups {
+        let tmp = &mut rest[..XI * m * c];
+        transform_weights(&a.weight[g * m * c * 9..][..m * c * 9], m, c, tmp);
+        for (xi, dst) in packed_u.chunks_exact_mut(pa).enumerate() {
+            let u = MatRef::rows(&tmp[xi * m * c..][..m * c], c);
+            pack_a_all(a.isa, m, c, u, dst);
+        }
+        let (v, rest) = rest.split_at_mut(XI * TB * c);
+        let (mm, rest) = rest.split_at_mut(XI * TB * m);
+        let planes = &mut rest[..16 * geo.plane];
+        let bias = a.bias.map(|b| &b[g * m..][..m]);
+        for img in 0..p.batch {
+            let x = &a.input[img * d.image_len + g * c * in_plane..][..c * in_plane];
+            let y = &mut output[img * d.out_image_len + g * m * out_plane..][..m * out_plane];
+            let mut t0 = 0;
+            while t0 < tiles {
+                let count = TB.min(tiles - t0);
+                let tbp = count.div_ceil(nr) * nr;
+                let blk = Block { t0, count, tbp, nr };
+                input_block::<V>(a, blk, x, v, planes);
+                for xi in 0..XI {
+                    let u = AOp::Packed(&packed_u[xi * pa..][..pa]);
+                    let b = BOp::Packed(&v[xi * c * tbp..][..c * tbp]);
+                    let out = &mut mm[xi * m * tbp..][..m * tbp];
+                    let ep = Epilogue::plain();
+                    gemm_ops(a.isa, m, count, c, u, b, out, tbp, &ep, &mut []);
+                }
+                output_block::<V>(a, blk, mm, bias, y);
+                t0 += count;
+            }
+        }
+    }
+}
+
+/// One block of tiles: `count` tiles from `t0` (row-major over the tile grid), laid out
+/// `tbp` columns wide (`count` rounded up to whole slivers of `nr`).
+#[derive(Clone, Copy)]
+struct Block {
+    t0: usize,
+    count: usize,
+    tbp: usize,
+    nr: usize,
+}
+
+/// `U = G g G^T` for every filter (`w` is `[m][c][3][3]`), into `u` as 16 matrices
+/// `[m][c]`, one per position of the 4x4 result.
+fn transform_weights(w: &[f32], m: usize, c: usize, u: &mut [f32]) {
+    for (f, g) in w.chunks_exact(9).enumerate().take(m * c) {
+        // G g (4 x 3), then (G g) G^T (4 x 4); G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+        let col = |b: usize| {
+            let (g0, g1, g2) = (g[b], g[3 + b], g[6 + b]);
+            [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]
+        };
+        let gg = [col(0), col(1), col(2)];
+        for i in 0..4 {
+            let (a0, a1, a2) = (gg[0][i], gg[1][i], gg[2][i]);
+            let row = [a0, 0.5 * (a0 + a1 + a2), 0.5 * (a0 - a1 + a2), a2];
+            for (k, val) in row.into_iter().enumerate() {
+                u[(i * 4 + k) * m * c + f] = val;
+            }
+        }
+    }
+}
+
+/// `V = B^T d B` for every tile of `blk` and input channel, into `v` as 16 packed-B
+/// matrices `[c x tbp]` (missing tiles zero). `x` holds the group's input channels of one
+/// image.
+#[inline(always)]
+fn input_block<V: Vf32>(a: &Args<'_>, blk: Block, x: &[f32], v: &mut [f32], planes: &mut [f32]) {
+    let p = a.p;
+    let c = a.d.in_per_group;
+    let Geometry { tw, plane, .. } = a.g;
+    let Block { t0, count, tbp, nr } = blk;
+    let ty0 = t0 / tw;
+    let rows = (t0 + count - 1) / tw - ty0 + 2;
+    let u0 = t0 - ty0 * tw;
+    let (h, w) = (p.in_h, p.in_w);
+    let chunks = tw.div_ceil(LANES);
+    let zero = V::splat(0.0);
+    // every access below stays inside these (see `geometry`): the row pass writes plane
+    // (k, parity) up to row `rows - 1` plus one vector; the column pass reads a plane up to u0 + count + 2 * tw + 6 < plane and
+    // writes sliver columns j % nr + 8 <= nr of c * tbp-float matrices
+    assert!(
+        planes.len() >= 16 * plane
+            && plane >= rows * tw + 2 * LANES
+            && plane >= u0 + count + tw + LANES
+            && v.len() >= XI * c * tbp
+            && tbp % nr == 0
+            && nr % LANES == 0
+            && x.len() >= c * h * w,
+        "Winograd: block buffers too small"
+    );
+    let (wp, vp) = (planes.as_mut_ptr(), v.as_mut_ptr());
+    let pl = p.pad_left;
+    // Two plane sets (see `row_pass`): channel ch + 1's rows are stored before channel ch's are read back, so
+    // the column pass's loads, which straddle the row pass's stores, find them written
+    // to the cache rather than waiting for the store buffer (1.3x faster here).
+    let rp = RowPass {
+        x,
+        h,
+        w,
+        pl,
+        pt: p.pad_top,
+        ty0,
+        rows,
+        tw,
+        plane,
+        chunks,
+    };
+    row_pass::<V>(&rp, 0, wp);
+    for ch in 0..c {
+        if ch + 1 < c {
+            row_pass::<V>(&rp, ch + 1, wp);
+        }
+        let wp = wp.wrapping_add((ch % 2) * 8 * plane);
+        // B^T (d B) down each tile's four rows: even and odd planes at u and u + tw
+        for j in (0..tbp).step_by(LANES) {
+            let base = (j / nr) * c * nr + ch * nr + j % nr;
+            // SAFETY: (all pointers) within v and the planes by the assertion above.
+            let dst = |xi: usize| unsafe { vp.add(xi * c * tbp + base) };
+            if j >= count {
+                for xi in 0..XI {
+                    // SAFETY: see `dst`.
+                    unsafe { zero.store_ptr(dst(xi)) };
+                }
+                continue;
+            }
+            let u = u0 + j;
+            let valid = count - j;
+            for k in 0..4 {
+                // SAFETY: see `dst`.
+                let bt = unsafe {
+                    let ev = wp.add(2 * k * plane + u);
+                    let od = ev.add(plane);
+                    let (a0, a1) = (V::load_ptr(ev), V::load_ptr(od));
+                    let (a2, a3) = (V::load_ptr(ev.add(tw)), V::load_ptr(od.add(tw)));
+                    [a0.sub(a2), a1.add(a2), a2.sub(a1), a1.sub(a3)]
+                };
+                for (i, mut val) in bt.into_iter().enumerate() {
+                    if valid < LANES {
+                        // tiles past the block's end read stale rows: their columns are 0
+                        let mut l = val.to_array();
+                        l[valid..].fill(0.0);
+                        val = V::from_array(l);
+                    }
+                    // SAFETY: see `dst`.
+                    unsafe { val.store_ptr(dst(i * 4 + k)) };
+                }
+            }
+        }
+    }
+}
+
+/// What [`row_pass`] needs of one block.
+struct RowPass<'a> {
+    x: &'a [f32],
+    h: usize,
+    w: usize,
+    pl: usize,
+    pt: usize,
+    ty0: usize,
+    rows: usize,
+    tw: usize,
+    plane: usize,
+    chunks: usize,
+}
+
+/// `d B` along each padded input row `2 * ty0 + r` of channel `ch`, into plane
+/// `(k, r % 2)`, row `r / 2` of plane set `ch % 2` at `wp`, read straight from the image
+/// row (zero outside it).
+#[inline(always)]
+fn row_pass<V: Vf32>(rp: &RowPass<'_>, ch: usize, wp: *mut f32) {
+    let RowPass {
+        x,
+        h,
+        w,
+        pl,
+        pt,
+        ty0,
+        rows,
+        tw,
+        plane,
+        chunks,
+    } = *rp;
+    let xc = &x[ch * h * w..][..h * w];
+    let set = (ch % 2) * 8 * plane;
+    for r in 0..2 * rows {
+        let ir = (2 * ty0 + r).checked_sub(pt).filter(|&i| i < h);
+        let xr = ir.map_or(&[][..], |ir| &xc[ir * w..][..w]);
+        let at = set + (r % 2) * plane + (r / 2) * tw;
+        for q in 0..chunks {
+            let s = 2 * LANES * q;
+            let (e0, o0) =
+                padded_load::<V>(xr, s, pl).deinterleave(padded_load::<V>(xr, s + LANES, pl));
+            let (e1, o1) = padded_load::<V>(xr, s + 2, pl).deinterleave(padded_load::<V>(
+                xr,
+                s + 2 + LANES,
+                pl,
+            ));
+            // SAFETY: the caller's planes hold two sets of eight planes of at least
+            // rows * tw + 8 floats (asserted in `input_block`).
+            unsafe {
+                let d = wp.add(at + LANES * q);
+                e0.sub(e1).store_ptr(d);
+                o0.add(e1).store_ptr(d.add(2 * plane));
+                e1.sub(o0).store_ptr(d.add(4 * plane));
+                o0.sub(o1).store_ptr(d.add(6 * plane));
+            }
+        }
+    }
+}
+
+/// Floats `at..at + 8` of `row` padded with `pad` zeros on the left and zeros on the right.
+#[inline(always)]
+fn padded_load<V: Vf32>(row: &[f32], at: usize, pad: usize) -> V {
+    match at.checked_sub(pad) {
+        // (a partial load past the row's end: masked under AVX-512; none at all past it,
+        // where a masked load from a dangling pointer costs a fault assist)
+        Some(i) if i < row.len() => V::load(&row[i..]),
+        Some(_) => V::splat(0.0),
+        None => {
+            let mut l = [0.0; LANES];
+            for (i, v) in l.iter_mut().enumerate() {
+                if let Some(&x) = (at + i).checked_sub(pad).and_then(|k| row.get(k)) {
+                    *v = x;
+                }
+            }
+            V::from_array(l)
+        }
+    }
+}
+
+/// `Y = A^T M A` for every tile of `blk` and output channel, plus bias, clamped, into the
+/// group's output planes `y` of one image. `mm` holds the 16 products `[m x tbp]`.
+#[inline(always)]
+fn output_block<V: Vf32>(
+    a: &Args<'_>,
+    blk: Block,
+    mm: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let m = a.d.out_per_group;
+    let (oh, ow) = (a.d.out_h, a.d.out_w);
+    let tw = a.g.tw;
+    let Block { t0, count, tbp, .. } = blk;
+    let (lo, hi) = (V::splat(a.lo), V::splat(a.hi));
+    // the loads below read columns j..j + 8 <= tbp of each product's rows
+    assert!(mm.len() >= XI * m * tbp && tbp % LANES == 0 && count <= tbp);
+    let mp = mm.as_ptr();
+    for (oc, yc) in y.chunks_exact_mut(oh * ow).enumerate().take(m) {
+        let b = V::splat(bias.map_or(0.0, |b| b[oc]));
+        let (mut ty, mut tx) = (t0 / tw, t0 % tw);
+        for j in (0..count).step_by(LANES) {
+            let mut mv = [V::splat(0.0); XI];
+            for (xi, v) in mv.iter_mut().enumerate() {
+                // SAFETY: within mm by the assertion above.
+                *v = unsafe { V::load_ptr(mp.add((xi * m + oc) * tbp + j)) };
+            }
+            // A^T = [1 1 1 0; 0 1 -1 -1] down the columns, then along the rows
+            let (mut s0, mut s1) = ([V::splat(0.0); 4], [V::splat(0.0); 4]);
+            for k in 0..4 {
+                s0[k] = mv[k].add(mv[4 + k]).add(mv[8 + k]);
+                s1[k] = mv[4 + k].sub(mv[8 + k]).sub(mv[12 + k]);
+            }
+            let y00 = s0[0].add(s0[1]).add(s0[2]).add(b).clamp(lo, hi);
+            let y01 = s0[1].sub(s0[2]).sub(s0[3]).add(b).clamp(lo, hi);
+            let y10 = s1[0].add(s1[1]).add(s1[2]).add(b).clamp(lo, hi);
+            let y11 = s1[1].sub(s1[2]).sub(s1[3]).add(b).clamp(lo, hi);
+            let (oy, ox) = (2 * ty, 2 * tx);
+            if count - j >= LANES && tx + LANES <= tw && ox + 2 * LANES <= ow && oy + 1 < oh {
+                // eight whole tiles along one row of tiles: two rows of 16 outputs
+                let (r0, r1) = yc[oy * ow + ox..].split_at_mut(ow);
+                let (a0, a1) = y00.interleave(y01);
+                let (b0, b1) = y10.interleave(y11);
+                a0.store(r0);
+                a1.store(&mut r0[LANES..]);
+                b0.store(r1);
+                b1.store(&mut r1[LANES..]);
+            } else {
+                let (y00, y01) = (y00.to_array(), y01.to_array());
+                let (y10, y11) = (y10.to_array(), y11.to_array());
+                let (mut ty, mut tx) = (ty, tx);
+                for l in 0..LANES.min(count - j) {
+                    let (oy, ox) = (2 * ty, 2 * tx);
+                    yc[oy * ow + ox] = y00[l];
+                    if ox + 1 < ow {
+                        yc[oy * ow + ox + 1] = y01[l];
+                    }
+                    if oy + 1 < oh {
+                        yc[(oy + 1) * ow + ox] = y10[l];
+                        if ox + 1 < ow {
+                            yc[(oy + 1) * ow + ox + 1] = y11[l];
+                        }
+                    }
+                    tx += 1;
+                    if tx == tw {
+                        (ty, tx) = (ty + 1, 0);
+                    }
+                }
+            }
+            tx += LANES;
+            while tx >= tw {
+                (ty, tx) = (ty + 1, tx - tw);
+            }
+        }
+    }
+}
