@@ -109,7 +109,11 @@ fn conv(c: &mut Criterion) {
             vec![0.0; d.weight_len],
             vec![0.0; d.bias_len],
         );
+        // (Winograd's length where it applies: a 3x3 kernel at stride 1)
+        let winograd_len = k::conv2d_winograd_scratch_len(&p).ok();
         let scratch_len = [
+            k::conv2d_scratch_len(&p).unwrap(),
+            winograd_len.unwrap_or(0),
             k::conv2d_im2col_scratch_len(&p).unwrap(),
             k::conv2d_implicit_scratch_len(&p).unwrap(),
             k::conv2d_backward_input_scratch_len(&p).unwrap(),
@@ -163,6 +167,25 @@ fn conv(c: &mut Criterion) {
                     })
                 },
             );
+            if winograd_len.is_some() {
+                g.bench_function(
+                    BenchmarkId::new(format!("winograd-{}/fwd", isa.name()), name),
+                    |bch| {
+                        bch.iter(|| {
+                            k::conv2d_winograd(
+                                &p,
+                                black_box(&x),
+                                &w,
+                                Some(&b),
+                                Activation::Relu,
+                                &mut y,
+                                &mut s,
+                            )
+                            .unwrap()
+                        })
+                    },
+                );
+            }
             g.throughput(Throughput::Elements(6 * macs));
             g.bench_function(
                 BenchmarkId::new(format!("{}/fwd+bwd", isa.name()), name),
