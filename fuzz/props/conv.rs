@@ -1,6 +1,6 @@
 //! Convolution (every algorithm: the dispatcher, direct with its depthwise path, im2col +
-//! GEMM; forward with bias and clamp, the three backward passes and the sparse weight
-//! gradient) and im2col/col2im.
+//! GEMM, implicit GEMM, Winograd; forward with bias and clamp, the three backward passes
+//! and the sparse weight gradient) and im2col/col2im.
 
 use cnnkit_kernels::{self as k, Activation, Conv2dParams, reference as r};
 
@@ -74,6 +74,15 @@ pub fn conv2d(data: &[u8]) {
                 Err(e)
             );
             assert_eq!(
+                k::conv2d_winograd(&p, &[], &[], None, Activation::None, &mut y, &mut s),
+                Err(e)
+            );
+            assert_eq!(k::conv2d_winograd_scratch_len(&p), Err(e));
+            assert_eq!(
+                r::conv2d_winograd_magnitude(&p, &[], &[], None, &mut y),
+                Err(e)
+            );
+            assert_eq!(
                 k::conv2d_backward_input(&p, &[], &[], &mut y, &mut s),
                 Err(e)
             );
@@ -118,6 +127,10 @@ pub fn conv2d(data: &[u8]) {
             k::conv2d_direct_scalar(&p, &x, &w, bias, act, &mut y),
             Err(e)
         );
+        assert_eq!(
+            k::conv2d_winograd(&p, &x, &w, bias, act, &mut y, &mut []),
+            Err(e)
+        );
         return;
     }
     let mut mag = vec![0.0; d.output_len];
@@ -132,6 +145,22 @@ pub fn conv2d(data: &[u8]) {
     )
     .unwrap();
     let terms = d.col_rows + 1;
+    // Winograd's F(2x2, 3x3) where it applies (3x3, stride 1, no dilation): its own
+    // rounding bound, `(C + 14) eps` times `conv2d_winograd_magnitude`, with outputs whose
+    // sums may overflow on the way (their f32 sum, rounded up by that much, passing MAX)
+    // unbounded, as in `sum_must_fit`
+    let wino_terms = d.in_per_group + 14;
+    let wino_mag = k::conv2d_winograd_scratch_len(&p).ok().map(|len| {
+        let mut m = vec![0.0; d.output_len];
+        r::conv2d_winograd_magnitude(&p, &x, &w, bias, &mut m).unwrap();
+        let grow = 1.0 + (wino_terms as f64 + 2.0) * f64::from(f32::EPSILON);
+        for v in &mut m {
+            if f64::from(*v) * grow > f64::from(f32::MAX) {
+                *v = f32::INFINITY;
+            }
+        }
+        (m, len)
+    });
     let (ax, aw, agy) = (abs(&x), abs(&w), abs(&gy));
     let mut gx_ref = vec![0.0; d.input_len];
     let mut gx_mag = vec![0.0; d.input_len];
@@ -166,6 +195,13 @@ pub fn conv2d(data: &[u8]) {
         let mut got = vec![f32::NAN; d.output_len];
         k::conv2d(&p, &x, &w, bias, act, &mut got, &mut s).unwrap();
         assert_sum_close(&format!("conv2d ({name})"), &got, &want, &mag, terms);
+        if let Some((wmag, len)) = &wino_mag {
+            let mut s = vec![f32::NAN; *len];
+            let mut got = vec![f32::NAN; d.output_len];
+            k::conv2d_winograd(&p, &x, &w, bias, act, &mut got, &mut s).unwrap();
+            let what = format!("winograd ({name})");
+            assert_sum_close(&what, &got, &want, wmag, wino_terms);
+        }
 
         let mut gx = vec![f32::NAN; d.input_len];
         let mut s = vec![f32::NAN; k::conv2d_backward_input_scratch_len(&p).unwrap()];

@@ -321,9 +321,13 @@ fn dispatch_picks_by_shape() {
     assert_eq!(k::conv2d_algo(&vgg).unwrap(), Conv2dAlgo::Winograd);
     let res = Conv2dParams::new(8, 128, 28, 28, 128, 3, 3).with_padding(1, 1, 1, 1);
     assert_eq!(k::conv2d_algo(&res).unwrap(), Conv2dAlgo::Winograd);
-    // fewer than 32 channels, or strided: the implicit GEMM
-    let narrow = Conv2dParams::new(8, 16, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1);
+    // fewer than 64 channels, a small plane, one image, or strided: the implicit GEMM
+    let narrow = Conv2dParams::new(8, 32, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1);
     assert_eq!(k::conv2d_algo(&narrow).unwrap(), Conv2dAlgo::Implicit);
+    let small = Conv2dParams::new(8, 64, 14, 14, 64, 3, 3).with_padding(1, 1, 1, 1);
+    assert_eq!(k::conv2d_algo(&small).unwrap(), Conv2dAlgo::Implicit);
+    let single = Conv2dParams::new(1, 256, 14, 14, 256, 3, 3).with_padding(1, 1, 1, 1);
+    assert_eq!(k::conv2d_algo(&single).unwrap(), Conv2dAlgo::Implicit);
     assert_eq!(
         k::conv2d_algo(&vgg.with_stride(2, 2)).unwrap(),
         Conv2dAlgo::Implicit
@@ -1069,103 +1073,8 @@ fn sparse_weight_gradient_skips_unlisted_positions() {
     });
 }
 
-/// The rounding bound of Winograd's F(2x2, 3x3) for each output: the sum it computes with
-/// every transform coefficient and every value replaced by its absolute value,
-/// `|A|^T [sum_c (|G| |g_c| |G|^T) . (|B|^T |d_c| |B|)] |A|` (in f64), plus `|bias|`. Every
-/// transformed weight (two levels of sums of three) and input (two levels of one
-/// addition), every product, the sum over the `C` channels and the output transform (two
-/// levels of sums of three) round with a relative error bounded over these magnitudes, so
-/// the computed output lies within `gamma_(C + 14)` of this from the exact sum, which the f64
-/// reference rounds once. It is at least the direct sum's `sum |w| |x|`: expanded, every
-/// product of the direct sum appears with coefficients of absolute sum at least 1.
-fn winograd_magnitude(p: &Conv2dParams, dt: &Data, bias: bool) -> Vec<f32> {
-    let d = p.dims().unwrap();
-    let (cg, mg) = (d.in_per_group, d.out_per_group);
-    let g_abs = [
-        [1.0, 0.0, 0.0],
-        [0.5, 0.5, 0.5],
-        [0.5, 0.5, 0.5],
-        [0.0, 0.0, 1.0],
-    ];
-    let bt_abs = [
-        [1.0, 0.0, 1.0, 0.0],
-        [0.0, 1.0, 1.0, 0.0],
-        [0.0, 1.0, 1.0, 0.0],
-        [0.0, 1.0, 0.0, 1.0],
-    ];
-    let at_abs = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]];
-    // |G| |g| |G|^T for every filter
-    let u: Vec<[[f64; 4]; 4]> =
-        dt.w.chunks_exact(9)
-            .map(|g| {
-                let mut out = [[0.0; 4]; 4];
-                for (i, row) in out.iter_mut().enumerate() {
-                    for (k, o) in row.iter_mut().enumerate() {
-                        for a in 0..3 {
-                            for b in 0..3 {
-                                *o += g_abs[i][a] * f64::from(g[a * 3 + b].abs()) * g_abs[k][b];
-                            }
-                        }
-                    }
-                }
-                out
-            })
-            .collect();
-    let x_at = |n: usize, ch: usize, r: isize, c: isize| -> f64 {
-        let (h, w) = (p.in_h as isize, p.in_w as isize);
-        let (r, c) = (r - p.pad_top as isize, c - p.pad_left as isize);
-        if r < 0 || c < 0 || r >= h || c >= w {
-            return 0.0;
-        }
-        f64::from(
-            dt.x[((n * p.in_channels + ch) * p.in_h + r as usize) * p.in_w + c as usize].abs(),
-        )
-    };
-    let mut mag = vec![0.0; d.output_len];
-    for n in 0..p.batch {
-        for oc in 0..p.out_channels {
-            let g = oc / mg;
-            for oy in 0..d.out_h {
-                for ox in 0..d.out_w {
-                    let (ty, tx) = (oy / 2 * 2, ox / 2 * 2);
-                    let mut m = [[0.0; 4]; 4];
-                    for c in 0..cg {
-                        let ch = g * cg + c;
-                        let mut v = [[0.0; 4]; 4];
-                        for (i, row) in v.iter_mut().enumerate() {
-                            for (k, o) in row.iter_mut().enumerate() {
-                                for a in 0..4 {
-                                    for b in 0..4 {
-                                        let dx = x_at(n, ch, (ty + a) as isize, (tx + b) as isize);
-                                        *o += bt_abs[i][a] * dx * bt_abs[k][b];
-                                    }
-                                }
-                            }
-                        }
-                        let uf = &u[oc * cg + c];
-                        for i in 0..4 {
-                            for k in 0..4 {
-                                m[i][k] += uf[i][k] * v[i][k];
-                            }
-                        }
-                    }
-                    let (yi, xi) = (oy % 2, ox % 2);
-                    let mut out = if bias { f64::from(dt.b[oc].abs()) } else { 0.0 };
-                    for i in 0..4 {
-                        for k in 0..4 {
-                            out += at_abs[yi][i] * m[i][k] * at_abs[xi][k];
-                        }
-                    }
-                    mag[((n * p.out_channels + oc) * d.out_h + oy) * d.out_w + ox] = out as f32;
-                }
-            }
-        }
-    }
-    mag
-}
-
 /// Winograd's forward pass against the reference within its own rounding bound
-/// ([`winograd_magnitude`]), on every variant.
+/// (`reference::conv2d_winograd_magnitude`: `(C + 14) * eps` times it), on every variant.
 fn winograd_matches(c: &Case) -> bool {
     let p = &c.p;
     let d = p.dims().unwrap();
@@ -1173,7 +1082,11 @@ fn winograd_matches(c: &Case) -> bool {
     let bias = c.bias.then_some(&dt.b[..]);
     let mut want = vec![0.0; d.output_len];
     r::conv2d(p, &dt.x, &dt.w, bias, c.act, &mut want).unwrap();
-    let mag = winograd_magnitude(p, &dt, c.bias);
+    let mut mag = vec![0.0; d.output_len];
+    r::conv2d_winograd_magnitude(p, &dt.x, &dt.w, bias, &mut mag).unwrap();
+    // (at least the direct sum's magnitude, as documented)
+    let direct = magnitude(p, &dt, c.bias);
+    assert!(mag.iter().zip(&direct).all(|(w, d)| w >= d));
     common::for_each_isa(|isa| {
         let mut got = vec![f32::NAN; d.output_len];
         winograd(p, &dt.x, &dt.w, bias, c.act, &mut got).unwrap();

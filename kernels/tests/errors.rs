@@ -53,6 +53,10 @@ fn conv_errors(p: &Conv2dParams, q: &Conv2dParams) -> Vec<(&'static str, Result<
         ),
         ("ref conv", r::conv2d(p, &x, &w, Some(&b), a, &mut y)),
         (
+            "ref winograd magnitude",
+            r::conv2d_winograd_magnitude(p, &x, &w, Some(&b), &mut y),
+        ),
+        (
             "bwd input",
             k::conv2d_backward_input(p, &w, &y.clone(), &mut gx, &mut s),
         ),
@@ -1106,6 +1110,10 @@ fn winograd_errors() {
         ));
         assert!(matches!(
             k::conv2d_winograd_scratch_len(&q),
+            Err(E::InvalidParameter(_))
+        ));
+        assert!(matches!(
+            r::conv2d_winograd_magnitude(&q, &xq, &wq, None, &mut yq),
             Err(E::InvalidParameter(_))
         ));
         assert!(yq.iter().all(|&v| v == 7.0), "nothing written on error");

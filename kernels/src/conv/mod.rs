@@ -18,7 +18,7 @@ mod scalar;
 mod sparse;
 mod weight_direct;
 mod weight_flat;
-mod winograd;
+pub(crate) mod winograd;
 
 pub use backward::{
     conv2d_backward_bias, conv2d_backward_input, conv2d_backward_input_scratch_len,
@@ -58,8 +58,10 @@ pub enum Conv2dAlgo {
     /// does a depthwise convolution at stride 1 (2-3x the row-by-row depthwise kernel).
     Implicit,
     /// [`conv2d_winograd`]: Winograd's F(2x2, 3x3), 2.25x fewer multiplications, for 3x3
-    /// kernels at stride 1 without dilation with at least 32 input and output channels per
-    /// group on planes of at least 64 pixels (VGG's and ResNet's 3x3 layers).
+    /// kernels at stride 1 without dilation with 64 or more channels per group in and out
+    /// on planes large enough to pay for the transforms (VGG's and ResNet's 3x3 layers:
+    /// 1.25x and 1.40x the implicit GEMM's speed here; the rule and its measurements are
+    /// in the source, `winograd_pays`).
     Winograd,
 }
 
@@ -86,11 +88,29 @@ pub(crate) const fn unit_stride_not_pointwise(p: &Conv2dParams) -> bool {
 /// whatever the taps per output (see [`Conv2dAlgo::Implicit`]).
 const IMPLICIT_MIN_PIXELS: usize = 128;
 
-/// Input and output channels per group from which [`conv2d`] takes Winograd's algorithm
-/// for a 3x3 stride-1 kernel (see [`Conv2dAlgo::Winograd`]).
-const WINOGRAD_MIN_CHANNELS: usize = 32;
-/// Output pixels per plane from which it does.
-const WINOGRAD_MIN_PIXELS: usize = 64;
+/// Whether [`conv2d`] takes Winograd's algorithm for a 3x3 stride-1 kernel: where its
+/// transforms (linear in the channels) and its partly empty last block of tiles per image
+/// cost less than the 2.25x it saves on the GEMM (quadratic in the channels). Measured on
+/// this machine against the implicit GEMM (8 images unless said, AVX-512; AVX2 alike):
+/// 64 channels in and out on 56 x 56 1.25x, 28 x 28 1.01x, 20 x 20 0.99x, 14 x 14 0.85x;
+/// 128 on 28 x 28 1.40x, 14 x 14 1.08x; 96 on 28 x 28 1.29x; 256 on 14 x 14 1.31x, one
+/// image 0.98x (the weights' transform, once per call, dominates); 32 on 56 x 56 0.84x;
+/// 512 on 7 x 7 1.05x, where im2col does better still. Hence at least 64 channels each
+/// way, `in * out * pixels >= 128 * 128 * 196`, planes of 64 pixels or more and 1024
+/// pixels or more over the batch.
+const fn winograd_pays(p: &Conv2dParams, d: &Conv2dDims) -> bool {
+    let (c, m, px) = (
+        d.in_per_group as u128,
+        d.out_per_group as u128,
+        d.col_cols as u128,
+    );
+    winograd::applies(p)
+        && c >= 64
+        && m >= 64
+        && c * m * px >= 128 * 128 * 196
+        && px >= 64
+        && (p.batch as u128) * px >= 1024
+}
 
 /// The algorithm [`conv2d`] uses for `p`.
 ///
@@ -100,11 +120,7 @@ pub fn conv2d_algo(p: &Conv2dParams) -> Result<Conv2dAlgo, KernelError> {
     let d = p.dims()?;
     Ok(if is_pointwise(p) {
         Conv2dAlgo::Im2col
-    } else if winograd::applies(p)
-        && d.in_per_group >= WINOGRAD_MIN_CHANNELS
-        && d.out_per_group >= WINOGRAD_MIN_CHANNELS
-        && d.col_cols >= WINOGRAD_MIN_PIXELS
-    {
+    } else if winograd_pays(p, &d) {
         Conv2dAlgo::Winograd
     } else if d.out_per_group < 8 {
         if flat::forward_applies(p, &d) {

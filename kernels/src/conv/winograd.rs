@@ -95,7 +95,7 @@ pub fn conv2d_winograd_scratch_len(p: &Conv2dParams) -> Result<usize, KernelErro
     add(packed, plain.max(block))
 }
 
-const NOT_3X3: KernelError =
+pub(crate) const NOT_3X3: KernelError =
     KernelError::InvalidParameter("Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1, no dilation");
 
 /// The checked arguments of one call.

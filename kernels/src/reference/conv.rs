@@ -72,6 +72,125 @@ pub fn conv2d(
     Ok(())
 }
 
+/// The scale of [`crate::conv2d_winograd`]'s rounding error for each output (it has no
+/// reference of its own: [`conv2d`] is its oracle): the sum it computes with every
+/// transform coefficient and every value replaced by its absolute value,
+/// `|A|^T [sum_c (|G| |g_c| |G|^T) . (|B|^T |d_c| |B|)] |A|` plus `|bias|`, in f64, where
+/// `d_c` is the output's 4x4 input tile of channel `c` and `g_c` its filter.
+///
+/// Each transformed weight (two levels of sums of three, halved), transformed input (two
+/// levels of one addition), product, the sum over the `C = in_per_group` channels and the
+/// output transform (two levels of sums of three) round with an error bounded relative to
+/// these magnitudes, so the computed output lies within `(C + 14) * f32::EPSILON` times
+/// this of the exact sum (to first order; the clamp only shrinks the difference). It is
+/// at least the direct sum's `sum |w| |x|`. An output is `+inf` where the absolute sum of
+/// a filter or of an input tile it depends on comes within rounding of `f32::MAX`, so that
+/// a transform may overflow (they add before they scale: a filter of values near
+/// `f32::MAX` can transform to infinity, which meets a zero input tile as NaN where the
+/// direct sum is finite), and NaN where a value it depends on is NaN.
+///
+/// # Errors
+/// As [`crate::conv2d_winograd`] (no scratch; `magnitude` is the output's length).
+pub fn conv2d_winograd_magnitude(
+    p: &Conv2dParams,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    magnitude: &mut [f32],
+) -> Result<(), KernelError> {
+    let (d, _, _) = check_forward(p, input, weight, bias, Activation::None, magnitude)?;
+    if !crate::conv::winograd::applies(p) {
+        return Err(crate::conv::winograd::NOT_3X3);
+    }
+    const G: [[f64; 3]; 4] = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, 0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+    const BT: [[f64; 4]; 4] = [
+        [1.0, 0.0, 1.0, 0.0],
+        [0.0, 1.0, 1.0, 0.0],
+        [0.0, 1.0, 1.0, 0.0],
+        [0.0, 1.0, 0.0, 1.0],
+    ];
+    const AT: [[f64; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]];
+    // every partial sum of a transform is a signed sum of its inputs with coefficients of
+    // at most 1: where their absolute sum (with a margin for rounding) passes f32::MAX,
+    // the transform may overflow, and the transformed values count as infinite
+    let may_overflow =
+        |sum: f64| sum * (1.0 + 16.0 * f64::from(f32::EPSILON)) > f64::from(f32::MAX);
+    let (h, w, cin_g) = (p.in_h, p.in_w, d.in_per_group);
+    let x_abs = |n: usize, ci: usize, r: usize, c: usize| -> f64 {
+        match (r.checked_sub(p.pad_top), c.checked_sub(p.pad_left)) {
+            (Some(r), Some(c)) if r < h && c < w => {
+                f64::from(input[((n * p.in_channels + ci) * h + r) * w + c].abs())
+            }
+            _ => 0.0,
+        }
+    };
+    for n in 0..p.batch {
+        for co in 0..p.out_channels {
+            let g = co / d.out_per_group;
+            for oh in 0..d.out_h {
+                for ow in 0..d.out_w {
+                    // the output's tile starts at padded input (2 * (oh / 2), 2 * (ow / 2))
+                    let (r0, c0) = (oh / 2 * 2, ow / 2 * 2);
+                    let mut m = [[0.0_f64; 4]; 4];
+                    for cig in 0..cin_g {
+                        let ci = g * cin_g + cig;
+                        let f = &weight[(co * cin_g + cig) * 9..][..9];
+                        let f_big = may_overflow(f.iter().map(|v| f64::from(v.abs())).sum());
+                        let mut d_sum = 0.0;
+                        for a in 0..4 {
+                            for b in 0..4 {
+                                d_sum += x_abs(n, ci, r0 + a, c0 + b);
+                            }
+                        }
+                        let d_big = may_overflow(d_sum);
+                        for (i, mi) in m.iter_mut().enumerate() {
+                            for (k, mik) in mi.iter_mut().enumerate() {
+                                let (mut u, mut v) = (0.0, 0.0);
+                                for a in 0..3 {
+                                    for b in 0..3 {
+                                        u += G[i][a] * f64::from(f[a * 3 + b].abs()) * G[k][b];
+                                    }
+                                }
+                                for a in 0..4 {
+                                    for b in 0..4 {
+                                        v += BT[i][a] * x_abs(n, ci, r0 + a, c0 + b) * BT[k][b];
+                                    }
+                                }
+                                *mik += if (f_big || d_big || u.is_infinite() || v.is_infinite())
+                                    && !u.is_nan()
+                                    && !v.is_nan()
+                                {
+                                    f64::INFINITY // (even against a zero)
+                                } else {
+                                    u * v
+                                };
+                            }
+                        }
+                    }
+                    let (yi, xi) = (oh % 2, ow % 2);
+                    let mut acc = bias.map_or(0.0, |b| f64::from(b[co].abs()));
+                    for (i, mi) in m.iter().enumerate() {
+                        for (k, mik) in mi.iter().enumerate() {
+                            // (a zero coefficient skips its term, as the transform does)
+                            if AT[yi][i] != 0.0 && AT[xi][k] != 0.0 {
+                                acc += mik;
+                            }
+                        }
+                    }
+                    magnitude[((n * p.out_channels + co) * d.out_h + oh) * d.out_w + ow] =
+                        acc as f32;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reference for [`crate::conv2d_backward_input`].
 ///
 /// # Errors

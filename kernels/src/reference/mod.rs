@@ -11,7 +11,8 @@ mod gemm;
 mod pool;
 
 pub use conv::{
-    col2im, conv2d, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight, im2col,
+    col2im, conv2d, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_weight,
+    conv2d_winograd_magnitude, im2col,
 };
 pub use elementwise::{
     activation_backward, cross_entropy, leaky_relu, leaky_relu_backward, linear,
