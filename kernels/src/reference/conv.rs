@@ -156,9 +156,9 @@ pub fn conv2d_winograd_magnitude(
                                         u += G[i][a] * f64::from(f[a * 3 + b].abs()) * G[k][b];
                                     }
                                 }
-                                for a in 0..4 {
-                                    for b in 0..4 {
-                                        v += BT[i][a] * x_abs(n, ci, r0 + a, c0 + b) * BT[k][b];
+                                for (a, bta) in BT[i].iter().enumerate() {
+                                    for (b, btb) in BT[k].iter().enumerate() {
+                                        v += bta * x_abs(n, ci, r0 + a, c0 + b) * btb;
                                     }
                                 }
                                 *mik += if (f_big || d_big || u.is_infinite() || v.is_infinite())
