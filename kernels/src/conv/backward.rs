@@ -60,7 +60,9 @@ pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, Kern
 /// `k - 1 - pad` on each side (so `pad < k`). This runs the forward pass's GEMM (`k` =
 /// taps x output channels, deep) where `W^T * dY` has a shallow one (`k` = output
 /// channels) and a col2im scatter: ResNet's 128-channel 3x3 layer (8 images) measured
-/// 28.2-33.9 -> 26.5-27.5 ms here, three interleaved pairs. For layers the flat planes do
+/// 28.2-33.9 -> 26.5-27.5 ms here, three interleaved pairs; a 3x3 layer wide enough for
+/// Winograd's algorithm (see `Conv2dAlgo::Winograd`) gets it here too, with its rounding
+/// and its handling of infinities in `dY`. For layers the flat planes do
 /// not take, with 8 or more input channels per group (the forward pass's implicit GEMM or
 /// im2col, not its direct kernel for few outputs); only for finite weights, as `flat`
 /// (the forward pass multiplies them by the explicit zeros of its padding, terms the

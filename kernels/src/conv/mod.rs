@@ -91,7 +91,8 @@ const IMPLICIT_MIN_PIXELS: usize = 128;
 /// Whether [`conv2d`] takes Winograd's algorithm for a 3x3 stride-1 kernel: where its
 /// transforms (linear in the channels) and its partly empty last block of tiles per image
 /// cost less than the 2.25x it saves on the GEMM (quadratic in the channels). Measured on
-/// this machine against the implicit GEMM (8 images unless said, AVX-512; AVX2 alike):
+/// this machine against the implicit GEMM (`examples/winograd_ab.rs`; 8 images unless
+/// said, AVX-512; AVX2 alike):
 /// 64 channels in and out on 56 x 56 1.25x, 28 x 28 1.01x, 20 x 20 0.99x, 14 x 14 0.85x;
 /// 128 on 28 x 28 1.40x, 14 x 14 1.08x; 96 on 28 x 28 1.29x; 256 on 14 x 14 1.31x, one
 /// image 0.98x (the weights' transform, once per call, dominates); 32 on 56 x 56 0.84x;

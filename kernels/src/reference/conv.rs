@@ -102,6 +102,7 @@ pub fn conv2d_winograd_magnitude(
     if !crate::conv::winograd::applies(p) {
         return Err(crate::conv::winograd::NOT_3X3);
     }
+    // |G| and |B|^T (|A|^T has ones where A^T is nonzero: see the output loop)
     const G: [[f64; 3]; 4] = [
         [1.0, 0.0, 0.0],
         [0.5, 0.5, 0.5],
@@ -114,54 +115,66 @@ pub fn conv2d_winograd_magnitude(
         [0.0, 1.0, 1.0, 0.0],
         [0.0, 1.0, 0.0, 1.0],
     ];
-    const AT: [[f64; 4]; 2] = [[1.0, 1.0, 1.0, 0.0], [0.0, 1.0, 1.0, 1.0]];
+    const AT: [[bool; 4]; 2] = [[true, true, true, false], [false, true, true, true]];
     // every partial sum of a transform is a signed sum of its inputs with coefficients of
     // at most 1: where their absolute sum (with a margin for rounding) passes f32::MAX,
     // the transform may overflow, and the transformed values count as infinite
     let may_overflow =
         |sum: f64| sum * (1.0 + 16.0 * f64::from(f32::EPSILON)) > f64::from(f32::MAX);
-    let (h, w, cin_g) = (p.in_h, p.in_w, d.in_per_group);
-    let x_abs = |n: usize, ci: usize, r: usize, c: usize| -> f64 {
-        match (r.checked_sub(p.pad_top), c.checked_sub(p.pad_left)) {
-            (Some(r), Some(c)) if r < h && c < w => {
-                f64::from(input[((n * p.in_channels + ci) * h + r) * w + c].abs())
+    // L M R^T for 4 x n, n x n, 4 x n matrices (the two-sided abs transforms)
+    fn sandwich<const N: usize>(l: &[[f64; N]; 4], m: &[[f64; N]; N]) -> [[f64; 4]; 4] {
+        let mut lm = [[0.0; N]; 4];
+        for (i, row) in lm.iter_mut().enumerate() {
+            for (b, v) in row.iter_mut().enumerate() {
+                *v = (0..N).map(|a| l[i][a] * m[a][b]).sum();
             }
-            _ => 0.0,
         }
-    };
+        let mut out = [[0.0; 4]; 4];
+        for (i, row) in out.iter_mut().enumerate() {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = (0..N).map(|b| lm[i][b] * l[k][b]).sum();
+            }
+        }
+        out
+    }
+    let (h, w, cin_g) = (p.in_h, p.in_w, d.in_per_group);
+    let (th, tw) = (d.out_h.div_ceil(2), d.out_w.div_ceil(2));
     for n in 0..p.batch {
         for co in 0..p.out_channels {
             let g = co / d.out_per_group;
-            for oh in 0..d.out_h {
-                for ow in 0..d.out_w {
-                    // the output's tile starts at padded input (2 * (oh / 2), 2 * (ow / 2))
-                    let (r0, c0) = (oh / 2 * 2, ow / 2 * 2);
+            for ty in 0..th {
+                for tx in 0..tw {
+                    // the tile's 4 x 4 input starts at padded input (2 ty, 2 tx)
                     let mut m = [[0.0_f64; 4]; 4];
                     for cig in 0..cin_g {
                         let ci = g * cin_g + cig;
                         let f = &weight[(co * cin_g + cig) * 9..][..9];
-                        let f_big = may_overflow(f.iter().map(|v| f64::from(v.abs())).sum());
-                        let mut d_sum = 0.0;
-                        for a in 0..4 {
-                            for b in 0..4 {
-                                d_sum += x_abs(n, ci, r0 + a, c0 + b);
+                        let mut fa = [[0.0; 3]; 3];
+                        for (i, v) in f.iter().enumerate() {
+                            fa[i / 3][i % 3] = f64::from(v.abs());
+                        }
+                        let mut da = [[0.0; 4]; 4];
+                        for (a, row) in da.iter_mut().enumerate() {
+                            for (b, v) in row.iter_mut().enumerate() {
+                                let (r, c) = (2 * ty + a, 2 * tx + b);
+                                if let (Some(r), Some(c)) =
+                                    (r.checked_sub(p.pad_top), c.checked_sub(p.pad_left))
+                                    && r < h
+                                    && c < w
+                                {
+                                    *v = f64::from(
+                                        input[((n * p.in_channels + ci) * h + r) * w + c].abs(),
+                                    );
+                                }
                             }
                         }
-                        let d_big = may_overflow(d_sum);
-                        for (i, mi) in m.iter_mut().enumerate() {
-                            for (k, mik) in mi.iter_mut().enumerate() {
-                                let (mut u, mut v) = (0.0, 0.0);
-                                for a in 0..3 {
-                                    for b in 0..3 {
-                                        u += G[i][a] * f64::from(f[a * 3 + b].abs()) * G[k][b];
-                                    }
-                                }
-                                for (a, bta) in BT[i].iter().enumerate() {
-                                    for (b, btb) in BT[k].iter().enumerate() {
-                                        v += bta * x_abs(n, ci, r0 + a, c0 + b) * btb;
-                                    }
-                                }
-                                *mik += if (f_big || d_big || u.is_infinite() || v.is_infinite())
+                        let big = may_overflow(fa.iter().flatten().sum())
+                            || may_overflow(da.iter().flatten().sum());
+                        let (u, v) = (sandwich(&G, &fa), sandwich(&BT, &da));
+                        for i in 0..4 {
+                            for k in 0..4 {
+                                let (u, v) = (u[i][k], v[i][k]);
+                                m[i][k] += if (big || u.is_infinite() || v.is_infinite())
                                     && !u.is_nan()
                                     && !v.is_nan()
                                 {
@@ -172,18 +185,23 @@ pub fn conv2d_winograd_magnitude(
                             }
                         }
                     }
-                    let (yi, xi) = (oh % 2, ow % 2);
-                    let mut acc = bias.map_or(0.0, |b| f64::from(b[co].abs()));
-                    for (i, mi) in m.iter().enumerate() {
-                        for (k, mik) in mi.iter().enumerate() {
-                            // (a zero coefficient skips its term, as the transform does)
-                            if AT[yi][i] != 0.0 && AT[xi][k] != 0.0 {
-                                acc += mik;
+                    let b = bias.map_or(0.0, |b| f64::from(b[co].abs()));
+                    for (yi, ati) in AT.iter().enumerate() {
+                        for (xi, atk) in AT.iter().enumerate() {
+                            let (oh, ow) = (2 * ty + yi, 2 * tx + xi);
+                            if oh >= d.out_h || ow >= d.out_w {
+                                continue;
                             }
+                            let mut acc = b;
+                            for i in (0..4).filter(|&i| ati[i]) {
+                                for k in (0..4).filter(|&k| atk[k]) {
+                                    acc += m[i][k];
+                                }
+                            }
+                            magnitude[((n * p.out_channels + co) * d.out_h + oh) * d.out_w + ow] =
+                                acc as f32;
                         }
                     }
-                    magnitude[((n * p.out_channels + co) * d.out_h + oh) * d.out_w + ow] =
-                        acc as f32;
                 }
             }
         }
