@@ -87,6 +87,14 @@ pub(crate) trait Vf32: Arith {
     /// The even and the odd lanes of the 16 floats `self` then `hi`:
     /// `([s0, s2, .., s14], [s1, s3, .., s15])`.
     fn deinterleave(self, hi: Self) -> (Self, Self);
+    /// Lanes moved up by `k < 8` (lane `l` takes lane `l - k`), zeros in the `k` lowest.
+    #[inline(always)]
+    fn shift_up(self, k: usize) -> Self {
+        let a = self.to_array();
+        let mut o = [0.0; LANES];
+        o[k..].copy_from_slice(&a[..LANES - k]);
+        Self::from_array(o)
+    }
     /// The inverse of [`Vf32::deinterleave`]: `self` in the even lanes and `odd` in the
     /// odd lanes of 16 floats, `([s0, o0, .., s3, o3], [s4, o4, .., s7, o7])`.
     #[inline(always)]

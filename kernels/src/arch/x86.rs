@@ -5,14 +5,15 @@ use core::arch::x86_64::{
     __cpuid, __cpuid_count, __m256, __m256i, __m512, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_UNORD_Q,
     _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT, _MM_HINT_T0, _mm_prefetch, _mm256_add_epi32,
     _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps, _mm256_blendv_ps, _mm256_castpd_ps,
-    _mm256_castps_pd, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cvtps_epi32,
-    _mm256_cvttps_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_mask_storeu_ps,
-    _mm256_maskz_loadu_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_or_ps, _mm256_permute2f128_ps,
-    _mm256_permute4x64_pd, _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps,
-    _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_ps,
-    _mm256_unpackhi_ps, _mm256_unpacklo_ps, _mm512_castps_pd, _mm512_castps512_ps256,
-    _mm512_extractf64x4_pd, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
-    _xgetbv,
+    _mm256_castps_pd, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmpgt_epi32,
+    _mm256_cvtps_epi32, _mm256_cvttps_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps,
+    _mm256_mask_storeu_ps, _mm256_maskload_ps, _mm256_maskz_loadu_ps, _mm256_min_ps, _mm256_mul_ps,
+    _mm256_or_ps, _mm256_permute2f128_ps, _mm256_permute4x64_pd, _mm256_permutevar8x32_ps,
+    _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps,
+    _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32,
+    _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps, _mm512_castps_pd,
+    _mm512_castps512_ps256, _mm512_extractf64x4_pd, _mm512_fmadd_ps, _mm512_loadu_ps,
+    _mm512_set1_ps, _mm512_setzero_ps, _xgetbv,
 };
 
 use core::arch::x86_64::{
@@ -200,6 +201,18 @@ impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
         a
     }
     #[inline(always)]
+    fn shift_up(self, k: usize) -> Self {
+        // SAFETY: AVX2 is available. Lane l takes lane (l - k) mod 8, then the lanes below
+        // k (where l - k wrapped) are cleared.
+        unsafe {
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let k = _mm256_set1_epi32(k as i32);
+            let v = _mm256_permutevar8x32_ps(self.0, _mm256_sub_epi32(lane, k));
+            let below = _mm256_cmpgt_epi32(k, lane);
+            Self(_mm256_andnot_ps(_mm256_castsi256_ps(below), v))
+        }
+    }
+    #[inline(always)]
     fn interleave(self, odd: Self) -> (Self, Self) {
         // SAFETY: AVX is available. The unpacks give [s0 o0 s1 o1 | s4 o4 s5 o5] and
         // [s2 o2 s3 o3 | s6 o6 s7 o7]; the 128-bit permutes put the halves in order.
@@ -308,11 +321,13 @@ impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
             // SAFETY: AVX-512 F and VL are available (EVEX). The mask selects the
             // `s.len() < 8` readable floats; masked-off lanes are neither read nor fault.
             None if EVEX => Self(unsafe { _mm256_maskz_loadu_ps(mask(s.len()), s.as_ptr()) }),
-            None => {
-                let mut a = [0.0; LANES];
-                a[..s.len()].copy_from_slice(s);
-                Self::from_array(a)
-            }
+            // SAFETY: AVX2 is available. The mask selects the `s.len() < 8` readable
+            // floats; masked-off lanes are neither read nor fault (and read as 0).
+            None => Self(unsafe {
+                let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                let len = _mm256_set1_epi32(s.len() as i32);
+                _mm256_maskload_ps(s.as_ptr(), _mm256_cmpgt_epi32(len, lane))
+            }),
         }
     }
     #[inline(always)]

@@ -388,19 +388,13 @@ fn row_pass<V: Vf32>(rp: &RowPass<'_>, ch: usize, wp: *mut f32) {
 #[inline(always)]
 fn padded_load<V: Vf32>(row: &[f32], at: usize, pad: usize) -> V {
     match at.checked_sub(pad) {
-        // (a partial load past the row's end: masked under AVX-512; none at all past it,
-        // where a masked load from a dangling pointer costs a fault assist)
+        // (a partial load past the row's end: masked; none at all past it, where a masked
+        // load from a dangling pointer costs a fault assist)
         Some(i) if i < row.len() => V::load(&row[i..]),
         Some(_) => V::splat(0.0),
-        None => {
-            let mut l = [0.0; LANES];
-            for (i, v) in l.iter_mut().enumerate() {
-                if let Some(&x) = (at + i).checked_sub(pad).and_then(|k| row.get(k)) {
-                    *v = x;
-                }
-            }
-            V::from_array(l)
-        }
+        // the row's first floats moved up past the padding's zeros
+        None if pad - at < LANES && !row.is_empty() => V::load(row).shift_up(pad - at),
+        None => V::splat(0.0),
     }
 }
 
