@@ -123,10 +123,21 @@ fn alpha_zero_reads_neither_a_nor_b() {
 
 #[test]
 fn large_blocks_match_reference() {
-    // M above the M block, N above the N block, K over two K blocks
-    for (i, (m, n, kk)) in [(200, 33, 20), (7, 2100, 9), (19, 45, 700), (97, 130, 260)]
-        .into_iter()
-        .enumerate()
+    // M above the M block, N above the N block, K over two K blocks; B read in place by
+    // the AVX-512 variant up to n = 512, k = 1024 (whole slivers, the last partial one
+    // packed) and just past that
+    for (i, (m, n, kk)) in [
+        (200, 33, 20),
+        (7, 2100, 9),
+        (19, 45, 700),
+        (97, 130, 260),
+        (20, 512, 1024),
+        (9, 513, 30),
+        (33, 300, 600),
+        (10, 200, 1025),
+    ]
+    .into_iter()
+    .enumerate()
     {
         for (ta, tb) in [(false, false), (true, true), (false, true), (true, false)] {
             let mut p = GemmParams::new(m, n, kk).with_alpha_beta(1.0, 0.5);
