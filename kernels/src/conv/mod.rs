@@ -51,7 +51,8 @@ pub enum Conv2dAlgo {
     /// 256 taps per output (LeNet's second layer, a ResNet stem), where im2col's matrix
     /// costs more to write than the GEMM spends on it, and on planes of 128 pixels or more
     /// whatever the taps (VGG's 64-channel 56 x 56 and ResNet's 128-channel 28 x 28 3x3
-    /// layers: 1.07-1.22x im2col's speed here, 256 channels of 14 x 14: 1.02-1.06x). For
+    /// layers: 1.07-1.22x im2col's speed here, 256 channels of 14 x 14: 1.02-1.06x; these
+    /// now take [`Conv2dAlgo::Winograd`], faster still, as do other wide 3x3 layers). For
     /// 4 to 7 output channels per
     /// group at stride 1 (LeNet's first layer) it puts the pixels in the vector lanes
     /// instead, over flat zero-padded planes: 1.7-3x the direct kernel measured here; so
