@@ -33,6 +33,9 @@ pub enum Error {
     },
     /// A model spec, an option or an argument is invalid.
     Invalid(String),
+    /// Training diverged: a loss, weight or optimizer state that is not finite (or is
+    /// absurdly large). Nothing was saved from that point on.
+    Diverged(String),
 }
 
 impl Error {
@@ -67,6 +70,7 @@ impl fmt::Display for Error {
             Error::Data { path, msg } => write!(f, "{}: {msg}", path.display()),
             Error::Checkpoint { path, msg } => write!(f, "checkpoint {}: {msg}", path.display()),
             Error::Invalid(msg) => f.write_str(msg),
+            Error::Diverged(msg) => write!(f, "training diverged: {msg}"),
         }
     }
 }

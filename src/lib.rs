@@ -21,15 +21,20 @@
 pub use cnnkit_kernels as kernels;
 
 pub mod bench;
+pub mod budget;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod export;
+pub mod fsio;
 pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod optim;
+#[cfg(feature = "images")]
+pub mod pixels;
 pub mod rng;
+pub mod spec;
 pub mod tensor;
 pub mod train;
 

@@ -1,22 +1,7 @@
 //! A sequential model: layers in order, built in code, from a preset, or from a short
 //! text spec.
 //!
-//! # Model specs
-//!
-//! Layers are separated by spaces (or commas outside parentheses):
-//!
-//! | spec | layer (PyTorch) |
-//! |---|---|
-//! | `conv(OUT,K[,stride=S][,pad=P])` | `nn.Conv2d(in, OUT, K, S, P)` |
-//! | `linear(OUT)` | `nn.Linear(in, OUT)` |
-//! | `maxpool(K[,stride=S][,pad=P])`, `avgpool(...)` | `nn.MaxPool2d`, `nn.AvgPool2d` |
-//! | `relu`, `leakyrelu[(SLOPE)]`, `tanh`, `sigmoid` | activations (slope 0.01 by default) |
-//! | `flatten` | `nn.Flatten()` |
-//! | `dropout[(P)]` | `nn.Dropout(P)` (0.5 by default) |
-//! | `batchnorm` | `nn.BatchNorm2d(in)` |
-//!
-//! Input channels and features follow from the input shape, so the same spec works on
-//! any image size that fits it.
+//! See [`crate::spec`] for the spec language.
 //!
 //! ```
 //! use cnnkit::{Model, Shape};
@@ -29,30 +14,13 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::layers::{BatchNorm2d, Conv2d, Init, Layer, LayerState, Linear, Mode, Pool, Shape, two};
+use crate::layers::{Init, Layer, LayerState, Mode, Shape, two};
 use crate::rng::Rng;
+use crate::spec::{self, Fill, ParamSpec, check_shape};
 use crate::tensor::Tensor;
 use cnnkit_kernels as k;
 
-/// The spec of the `lenet5` preset: LeNet-5 with ReLU and max pooling.
-pub const LENET5: &str = "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) flatten \
-                          linear(120) relu linear(84) relu linear(10)";
-
-/// The spec of the `fmnist` preset: three conv-batchnorm-ReLU-max-pool blocks (32, 64
-/// and 128 channels), dropout and two linear layers, 242k parameters.
-pub const FMNIST: &str = "conv(32,3,pad=1) batchnorm relu maxpool(2) \
-                          conv(64,3,pad=1) batchnorm relu maxpool(2) \
-                          conv(128,3,pad=1) batchnorm relu maxpool(2) \
-                          flatten dropout(0.25) linear(128) relu dropout(0.25) linear(10)";
-
-/// The spec of a preset name (`lenet5`, `fmnist`), or `None`.
-pub fn preset(name: &str) -> Option<&'static str> {
-    match name {
-        "lenet5" => Some(LENET5),
-        "fmnist" => Some(FMNIST),
-        _ => None,
-    }
-}
+pub use crate::spec::{FMNIST, LENET5, MAX_TENSOR, preset};
 
 /// A sequential model.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,20 +66,16 @@ impl Model {
     /// # Errors
     /// As [`Model::from_spec`].
     pub fn from_spec_with(spec: &str, input: Shape, init: Init, seed: u64) -> Result<Self> {
-        let spec = preset(spec.trim()).unwrap_or(spec);
-        check_shape(input, "the input")?;
+        let plan = spec::plan(spec, input)?;
+        crate::budget::check(
+            "the parameters of this model",
+            spec::param_elements(&plan).saturating_mul(4),
+        )?;
         let mut rng = Rng::new(seed);
-        let mut layers = Vec::new();
-        let mut shape = input;
-        for (i, tok) in split_spec(spec)?.iter().enumerate() {
-            let layer = parse_layer(tok, shape, init, &mut rng)
-                .map_err(|e| Error::invalid(format!("model spec, layer {i} `{tok}`: {e}")))?;
-            shape = layer
-                .output_shape(shape)
-                .map_err(|e| Error::invalid(format!("model spec, layer {i} `{tok}`: {e}")))?;
-            check_shape(shape, &format!("model spec, layer {i} `{tok}`: the output"))?;
-            layers.push(layer);
-        }
+        let layers = plan
+            .iter()
+            .map(|p| p.layer.build(p.input, |ps| fresh(ps, init, &mut rng)))
+            .collect::<Result<Vec<_>>>()?;
         Model::new(input, layers)
     }
 
@@ -448,10 +412,48 @@ impl Workspace {
         Self::build(model, capacity, false)
     }
 
-    fn build(model: &Model, capacity: usize, train: bool) -> Result<Self> {
+    /// The bytes [`Workspace::new`] (`train`) or [`Workspace::inference`] would allocate
+    /// for `capacity` samples, computed without allocating.
+    ///
+    /// # Errors
+    /// When `capacity` is 0 or the sizes overflow.
+    pub fn bytes(model: &Model, capacity: usize, train: bool) -> Result<u64> {
         if capacity == 0 {
             return Err(Error::invalid("workspace capacity must be at least 1"));
         }
+        let cap = capacity as u64;
+        let mut floats: u64 = 0;
+        for (i, s) in model.shapes.iter().enumerate() {
+            let n = s.len() as u64 * cap;
+            floats += n;
+            if train && i > 0 {
+                floats += n;
+            }
+        }
+        let mut scratch = 0;
+        for (l, &s) in model.layers.iter().zip(&model.shapes) {
+            scratch = scratch.max(Self::scratch_for(l, capacity, s, train)?);
+            floats += l.state_floats(capacity, s)? as u64;
+        }
+        Ok((floats + scratch as u64).saturating_mul(4))
+    }
+
+    /// Scratch for every batch up to `capacity` (scratch can depend on the batch in
+    /// either direction).
+    fn scratch_for(l: &Layer, capacity: usize, s: Shape, train: bool) -> Result<usize> {
+        let mut scratch = 0;
+        for b in 1..=capacity {
+            scratch = scratch.max(l.scratch_len(b, s, train)?);
+        }
+        Ok(scratch)
+    }
+
+    fn build(model: &Model, capacity: usize, train: bool) -> Result<Self> {
+        let bytes = Self::bytes(model, capacity, train)?;
+        crate::budget::check(
+            &format!("the buffers for {capacity} sample(s) of this model"),
+            bytes,
+        )?;
         let sizes: Vec<usize> = model
             .shapes
             .iter()
@@ -464,10 +466,7 @@ impl Workspace {
         let mut scratch = 0;
         let mut states = Vec::with_capacity(model.layers.len());
         for (l, &s) in model.layers.iter().zip(&model.shapes) {
-            // scratch can depend on the batch in either direction: size for every batch
-            for b in 1..=capacity {
-                scratch = scratch.max(l.scratch_len(b, s, train)?);
-            }
+            scratch = scratch.max(Self::scratch_for(l, capacity, s, train)?);
             states.push(l.state(capacity, s)?);
         }
         Ok(Workspace {
@@ -536,254 +535,19 @@ impl Workspace {
     }
 }
 
-fn split_spec(spec: &str) -> Result<Vec<String>> {
-    let mut toks = Vec::new();
-    let mut cur = String::new();
-    let mut depth = 0i32;
-    for ch in spec.chars() {
-        match ch {
-            '(' => {
-                depth += 1;
-                cur.push(ch);
-            }
-            ')' => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err(Error::invalid(format!(
-                        "model spec `{spec}`: unbalanced `)`"
-                    )));
-                }
-                cur.push(ch);
-            }
-            c if depth == 0 && (c.is_whitespace() || c == ',' || c == ';') => {
-                if !cur.is_empty() {
-                    toks.push(std::mem::take(&mut cur));
-                }
-            }
-            c if c.is_whitespace() => {}
-            c => cur.push(c),
-        }
-    }
-    if depth != 0 {
-        return Err(Error::invalid(format!(
-            "model spec `{spec}`: unbalanced `(`"
-        )));
-    }
-    if !cur.is_empty() {
-        toks.push(cur);
-    }
-    if toks.is_empty() {
-        return Err(Error::invalid("model spec is empty"));
-    }
-    Ok(toks)
-}
-
-/// Positional and `key=value` arguments of one spec token.
-struct Args<'a> {
-    pos: Vec<&'a str>,
-    kw: Vec<(&'a str, &'a str)>,
-}
-
-fn parse_args(inner: &str) -> Args<'_> {
-    let mut a = Args {
-        pos: Vec::new(),
-        kw: Vec::new(),
-    };
-    for part in inner.split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('=') {
-            Some((k, v)) => a.kw.push((k, v)),
-            None => a.pos.push(part),
-        }
-    }
-    a
-}
-
-impl Args<'_> {
-    fn check(&self, max_pos: usize, keys: &[&str]) -> Result<()> {
-        if self.pos.len() > max_pos {
-            return Err(Error::invalid(format!(
-                "takes at most {max_pos} positional argument(s)"
-            )));
-        }
-        if let Some((k, _)) = self.kw.iter().find(|(k, _)| !keys.contains(k)) {
-            return Err(Error::invalid(format!(
-                "unknown argument `{k}` (expected one of: {})",
-                keys.join(", ")
-            )));
-        }
-        Ok(())
-    }
-
-    fn usize(&self, pos: usize, key: &str, default: Option<usize>) -> Result<usize> {
-        let text = self
-            .kw
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
-            .or_else(|| self.pos.get(pos).copied());
-        let v = match (text, default) {
-            (Some(t), _) => t.parse::<usize>().map_err(|_| {
-                Error::invalid(format!("`{key}` must be a whole number, got `{t}`"))
-            })?,
-            (None, Some(d)) => d,
-            (None, None) => return Err(Error::invalid(format!("missing `{key}`"))),
-        };
-        if v > 1 << 20 {
-            return Err(Error::invalid(format!("`{key}` = {v} is too large")));
-        }
-        Ok(v)
-    }
-
-    fn f32(&self, default: f32, lo: f32, hi: f32, what: &str) -> Result<f32> {
-        let Some(t) = self.pos.first() else {
-            return Ok(default);
-        };
-        match t.parse::<f32>() {
-            Ok(v) if (lo..hi).contains(&v) => Ok(v),
-            _ => Err(Error::invalid(format!(
-                "{what} must be a number in [{lo}, {hi}), got `{t}`"
-            ))),
-        }
-    }
-}
-
-/// Most elements one parameter tensor may have (2^28, 1 GiB of `f32`): a larger layer is
-/// taken for a typo rather than allocated.
-pub const MAX_TENSOR: usize = 1 << 28;
-
-/// A sample shape must have elements, and at most [`MAX_TENSOR`] of them.
-fn check_shape(s: Shape, what: &str) -> Result<()> {
-    let n = match s {
-        Shape::Image { c, h, w } => c.checked_mul(h).and_then(|x| x.checked_mul(w)),
-        Shape::Flat(n) => Some(n),
-    };
-    match n {
-        Some(n) if n > 0 && n <= MAX_TENSOR => Ok(()),
-        Some(0) => Err(Error::invalid(format!("{what} has no elements"))),
-        _ => Err(Error::invalid(format!(
-            "{what} ({s}) has more than 2^28 elements per sample"
-        ))),
-    }
-}
-
-fn param_tensor(shape: Vec<usize>) -> Result<Tensor> {
-    let n = crate::tensor::numel(&shape)?;
-    if n > MAX_TENSOR {
-        return Err(Error::invalid(format!(
-            "a parameter of shape {shape:?} ({n} elements) is larger than 2^28 elements"
-        )));
-    }
-    Tensor::zeros(shape)
-}
-
-fn positive(v: usize, what: &str) -> Result<usize> {
-    if v == 0 {
-        return Err(Error::invalid(format!("{what} must be at least 1")));
-    }
-    Ok(v)
-}
-
-fn parse_layer(tok: &str, input: Shape, init: Init, rng: &mut Rng) -> Result<Layer> {
-    let (name, inner) = match tok.find('(') {
-        Some(i) if tok.ends_with(')') => (&tok[..i], &tok[i + 1..tok.len() - 1]),
-        Some(_) => return Err(Error::invalid("expected `)` at the end")),
-        None => (tok, ""),
-    };
-    let a = parse_args(inner);
-    let name = name.to_ascii_lowercase();
-    let no_args = |a: &Args| -> Result<()> { a.check(0, &[]) };
-    Ok(match name.as_str() {
-        "conv" | "conv2d" => {
-            a.check(2, &["out", "k", "stride", "pad"])?;
-            let Shape::Image { c, .. } = input else {
-                return Err(Error::invalid(format!(
-                    "needs an image input, got {input} features"
-                )));
-            };
-            let out = positive(a.usize(0, "out", None)?, "out")?;
-            let kernel = positive(a.usize(1, "k", None)?, "k")?;
-            let stride = positive(a.usize(usize::MAX, "stride", Some(1))?, "stride")?;
-            let padding = a.usize(usize::MAX, "pad", Some(0))?;
-            let fan_in = c * kernel * kernel;
-            let mut weight = param_tensor(vec![out, c, kernel, kernel])?;
-            init.fill(weight.data_mut(), fan_in, out * kernel * kernel, rng);
-            let mut bias = Tensor::zeros(vec![out])?;
+/// A fresh tensor for `p`, filled by `init` (weights) or PyTorch's rule (the rest).
+fn fresh(p: &ParamSpec, init: Init, rng: &mut Rng) -> Result<Tensor> {
+    let mut t = Tensor::zeros(p.shape.clone())?;
+    match p.fill {
+        Fill::Weight { fan_in, fan_out } => init.fill(t.data_mut(), fan_in, fan_out, rng),
+        Fill::Bias { fan_in } => {
             let bb = 1.0 / (fan_in as f32).sqrt();
-            bias.data_mut()
+            t.data_mut()
                 .iter_mut()
                 .for_each(|v| *v = rng.uniform_in(-bb, bb));
-            Layer::Conv2d(Conv2d {
-                in_channels: c,
-                out_channels: out,
-                kernel,
-                stride,
-                padding,
-                weight,
-                bias,
-            })
         }
-        "linear" | "fc" => {
-            a.check(1, &["out"])?;
-            let Shape::Flat(fan_in) = input else {
-                return Err(Error::invalid(format!(
-                    "needs a flat input, got an image {input}: insert `flatten` before it"
-                )));
-            };
-            let out = positive(a.usize(0, "out", None)?, "out")?;
-            let mut weight = param_tensor(vec![out, fan_in])?;
-            init.fill(weight.data_mut(), fan_in, out, rng);
-            let mut bias = Tensor::zeros(vec![out])?;
-            let bb = 1.0 / (fan_in as f32).sqrt();
-            bias.data_mut()
-                .iter_mut()
-                .for_each(|v| *v = rng.uniform_in(-bb, bb));
-            Layer::Linear(Linear {
-                in_features: fan_in,
-                out_features: out,
-                weight,
-                bias,
-            })
-        }
-        "maxpool" | "avgpool" => {
-            a.check(1, &["k", "stride", "pad"])?;
-            let kernel = positive(a.usize(0, "k", None)?, "k")?;
-            let p = Pool {
-                kernel,
-                stride: positive(a.usize(usize::MAX, "stride", Some(kernel))?, "stride")?,
-                padding: a.usize(usize::MAX, "pad", Some(0))?,
-            };
-            if name == "maxpool" {
-                Layer::MaxPool2d(p)
-            } else {
-                Layer::AvgPool2d(p)
-            }
-        }
-        "relu" => no_args(&a).map(|()| Layer::Relu)?,
-        "tanh" => no_args(&a).map(|()| Layer::Tanh)?,
-        "sigmoid" => no_args(&a).map(|()| Layer::Sigmoid)?,
-        "flatten" => no_args(&a).map(|()| Layer::Flatten)?,
-        "leakyrelu" => {
-            a.check(1, &[])?;
-            Layer::LeakyRelu(a.f32(0.01, 0.0, f32::MAX, "the slope")?)
-        }
-        "dropout" => {
-            a.check(1, &[])?;
-            Layer::Dropout(a.f32(0.5, 0.0, 1.0, "the drop probability")?)
-        }
-        "batchnorm" | "bn" => {
-            no_args(&a)?;
-            let Shape::Image { c, .. } = input else {
-                return Err(Error::invalid(format!(
-                    "needs an image input, got {input} features"
-                )));
-            };
-            Layer::BatchNorm2d(BatchNorm2d::new(c)?)
-        }
-        _ => {
-            return Err(Error::invalid(
-                "unknown layer (expected conv, linear, maxpool, avgpool, relu, leakyrelu, \
-                 tanh, sigmoid, flatten, dropout, batchnorm)",
-            ));
-        }
-    })
+        Fill::Ones => t.data_mut().fill(1.0),
+        Fill::Zeros => {}
+    }
+    Ok(t)
 }

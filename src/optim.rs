@@ -63,6 +63,31 @@ impl OptimizerKind {
         }
     }
 
+    /// Checks the hyperparameters: momentum and betas in `[0, 1)`, `eps` positive and
+    /// finite.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the value.
+    pub fn validate(&self) -> Result<()> {
+        let ok = match *self {
+            OptimizerKind::Sgd { momentum, .. } => (0.0..1.0).contains(&momentum),
+            OptimizerKind::Adam {
+                beta1, beta2, eps, ..
+            } => {
+                (0.0..1.0).contains(&beta1)
+                    && (0.0..1.0).contains(&beta2)
+                    && eps > 0.0
+                    && eps.is_finite()
+            }
+        };
+        if !ok {
+            return Err(Error::invalid(format!(
+                "optimizer hyperparameters out of range: {self:?}"
+            )));
+        }
+        Ok(())
+    }
+
     /// The names of the per-parameter state buffers (PyTorch's optimizer state keys).
     pub fn buffer_names(&self) -> &'static [&'static str] {
         match self {
@@ -92,15 +117,10 @@ impl Optimizer {
     /// # Errors
     /// When a hyperparameter is out of range.
     pub fn new(kind: OptimizerKind, weight_decay: f32, model: &Model) -> Result<Self> {
-        let ok = match kind {
-            OptimizerKind::Sgd { momentum, .. } => (0.0..1.0).contains(&momentum),
-            OptimizerKind::Adam {
-                beta1, beta2, eps, ..
-            } => (0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0,
-        };
-        if !ok || !(0.0..1.0).contains(&weight_decay) {
+        kind.validate()?;
+        if !(0.0..1.0).contains(&weight_decay) {
             return Err(Error::invalid(format!(
-                "optimizer hyperparameters out of range: {kind:?}, weight decay {weight_decay}"
+                "weight decay {weight_decay}: must be in [0, 1)"
             )));
         }
         let nbuf = kind.buffer_names().len();
@@ -187,7 +207,7 @@ struct Rule {
 
 impl Rule {
     fn new(kind: OptimizerKind, wd: f32, steps: u64, lr: f32) -> Self {
-        let t = steps as i32;
+        let t = steps as f64;
         let (step, bc2_sqrt) = match kind {
             // (in f64 with `powf`, as PyTorch's Python floats: `powi` has no fixed
             // rounding, so it differed between debug and release builds)
@@ -201,7 +221,7 @@ impl Rule {
             kind,
             lr,
             wd,
-            first: t == 1,
+            first: steps == 1,
             step,
             bc2_sqrt,
         }
@@ -279,8 +299,8 @@ impl Rule {
 
 /// Adam's bias correction `1 - beta^t`, computed in `f64` (PyTorch computes it in Python
 /// floats) and rounded once.
-fn bias_correction(beta: f32, t: i32) -> f32 {
-    (1.0 - f64::from(beta).powf(f64::from(t))) as f32
+fn bias_correction(beta: f32, t: f64) -> f32 {
+    (1.0 - f64::from(beta).powf(t)) as f32
 }
 
 /// A learning-rate schedule over (fractional) epochs.
@@ -325,12 +345,34 @@ impl Schedule {
                 }
                 let every: usize = it.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
                 let gamma: f32 = it.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-                if every == 0 || !(gamma > 0.0 && gamma <= 1.0) || it.next().is_some() {
+                let step = Schedule::Step { every, gamma };
+                if it.next().is_some() || step.validate().is_err() {
                     return Err(bad());
                 }
-                Ok(Schedule::Step { every, gamma })
+                Ok(step)
             }
         }
+    }
+
+    /// Checks the values [`Schedule::parse`] accepts: `every` and `epochs` in
+    /// `1..=100000`, `gamma` in `(0, 1]`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the value.
+    pub fn validate(&self) -> Result<()> {
+        let ok = match *self {
+            Schedule::Constant => true,
+            Schedule::Step { every, gamma } => {
+                (1..=100_000).contains(&every) && gamma > 0.0 && gamma <= 1.0
+            }
+            Schedule::Cosine { epochs } => (1..=100_000).contains(&epochs),
+        };
+        if !ok {
+            return Err(Error::invalid(format!(
+                "schedule {self:?}: `every` and `epochs` must be in 1..=100000, `gamma` in (0, 1]"
+            )));
+        }
+        Ok(())
     }
 
     /// The text [`Schedule::parse`] takes.
@@ -346,7 +388,11 @@ impl Schedule {
     pub fn lr(&self, base: f32, epoch: usize, frac: f64) -> f32 {
         match *self {
             Schedule::Constant => base,
-            Schedule::Step { every, gamma } => base * gamma.powi((epoch / every) as i32),
+            Schedule::Step { every, gamma } => {
+                // (`every` >= 1 once validated; max(1) keeps an unvalidated one from dividing by 0)
+                let n = (epoch / every.max(1)).min(i32::MAX as usize) as i32;
+                base * gamma.powi(n)
+            }
             Schedule::Cosine { epochs } => {
                 let t = ((epoch as f64 + frac) / epochs.max(1) as f64).min(1.0);
                 (f64::from(base) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())) as f32

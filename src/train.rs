@@ -86,7 +86,8 @@ impl TrainConfig {
         c
     }
 
-    /// Checks the ranges.
+    /// Checks the ranges: those of the flags that set each field (the same checks apply
+    /// to a recipe read from a checkpoint).
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the first value out of range.
@@ -103,7 +104,14 @@ impl TrainConfig {
         if self.threads == 0 || self.threads > MAX_THREADS {
             return Err(Error::invalid("threads must be in 1..=256"));
         }
-        Ok(())
+        if !(0.0..1.0).contains(&self.weight_decay) {
+            return Err(Error::invalid(format!(
+                "weight decay {}: must be in [0, 1)",
+                self.weight_decay
+            )));
+        }
+        self.optimizer.validate()?;
+        self.schedule.validate()
     }
 }
 
@@ -231,6 +239,13 @@ impl Trainer {
             return Err(Error::invalid("optimizer state does not fit the model"));
         }
         let cap = micro_batch(&model, config.batch.div_ceil(config.threads));
+        crate::budget::check(
+            &format!(
+                "training with {} thread(s) and batch {}",
+                config.threads, config.batch
+            ),
+            Self::bytes(&model, &optimizer, &config)?,
+        )?;
         let workers = (0..config.threads)
             .map(|_| {
                 let ws = Workspace::new(&model, cap)?;
@@ -288,6 +303,27 @@ impl Trainer {
         })
     }
 
+    /// The bytes the per-thread buffers of training `model` with `config` take: each
+    /// thread's workspace and gradient sums (and outbox), and every thread but this one's
+    /// copy of the model and its optimizer state. Computed without allocating.
+    ///
+    /// # Errors
+    /// When the sizes overflow.
+    pub fn bytes(model: &Model, optimizer: &Optimizer, config: &TrainConfig) -> Result<u64> {
+        let t = config.threads as u64;
+        let cap = micro_batch(model, config.batch.div_ceil(config.threads));
+        let params: u64 = model
+            .state_dict()
+            .iter()
+            .map(|(_, t)| t.len() as u64 * 4)
+            .sum();
+        let grads = model.num_params() as u64 * 4;
+        let state = grads * optimizer.kind.buffer_names().len() as u64;
+        let outbox = if t > 1 { grads } else { 0 };
+        let ws = Workspace::bytes(model, cap, true)?;
+        Ok(t * (ws + grads + outbox) + (t - 1) * (params + state))
+    }
+
     /// Trains one epoch over `train`; `progress(images_done, images_total, mean_loss)`
     /// is called after every step, on this thread. The figures returned have no test
     /// accuracy yet (`NaN`); [`Trainer::finish_epoch`] records it.
@@ -326,8 +362,10 @@ impl Trainer {
 
         let job = RwLock::new(Job::default());
         let barrier = SpinBarrier::new(threads);
+        let panic = std::sync::Mutex::new(None);
         let ctx = Shard {
             job: &job,
+            panic: &panic,
             train,
             order: &order,
             table: &table,
@@ -349,67 +387,72 @@ impl Trainer {
             for (t, (mut model, mut optimizer)) in (1..threads).zip(replicas) {
                 let (ctx, barrier) = (&ctx, &barrier);
                 s.spawn(move || {
-                    loop {
-                        barrier.wait();
-                        let job = *ctx.job.read().expect("job lock");
-                        if job.stop {
-                            break;
+                    // a panic here (a bug) breaks the barrier, so that no thread waits
+                    // for this one forever; the main thread reports it as an error
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        loop {
+                            if !barrier.wait() {
+                                break;
+                            }
+                            let job = *read(ctx.job);
+                            if job.stop {
+                                break;
+                            }
+                            ctx.run(t, &job, &model, &mut write(&workers[t]));
+                            if !barrier.wait() {
+                                break;
+                            }
+                            let shards = Shards::of(workers);
+                            if shards.err.is_none() {
+                                let (grads, k) = shards.grads(t);
+                                optimizer.step_sum(&mut model, &grads[..k], job.lr);
+                            }
                         }
-                        ctx.run(
-                            t,
-                            &job,
-                            &model,
-                            &mut workers[t].write().expect("worker lock"),
-                        );
-                        barrier.wait();
-                        let shards = Shards::of(workers);
-                        if shards.err.is_none() {
-                            let (grads, k) = shards.grads(t);
-                            optimizer.step_sum(&mut model, &grads[..k], job.lr);
-                        }
+                    }));
+                    if let Err(p) = run {
+                        ctx.panicked(t, &*p);
+                        barrier.break_all();
                     }
                 });
             }
-            let mut outcome = Ok(());
-            for b in 0..steps {
-                let start = b * batch;
-                let len = batch.min(n - start);
-                let frac = b as f64 / steps as f64;
-                let job = Job {
-                    start,
-                    len,
-                    step: self.optimizer.steps,
-                    lr: self.config.schedule.lr(self.config.lr, self.epoch, frac),
-                    stop: false,
-                };
-                *ctx.job.write().expect("job lock") = job;
-                if threads > 1 {
-                    barrier.wait();
-                }
-                ctx.run(
-                    0,
-                    &job,
-                    &self.model,
-                    &mut workers[0].write().expect("worker lock"),
-                );
-                if threads > 1 {
-                    barrier.wait();
-                }
-                match self.reduce_and_step(workers, len, job.lr) {
-                    Ok((l, c)) => {
-                        loss_sum += l;
-                        correct += c;
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
+                for b in 0..steps {
+                    let start = b * batch;
+                    let len = batch.min(n - start);
+                    let frac = b as f64 / steps as f64;
+                    let job = Job {
+                        start,
+                        len,
+                        step: self.optimizer.steps,
+                        lr: self.config.schedule.lr(self.config.lr, self.epoch, frac),
+                        stop: false,
+                    };
+                    *write(ctx.job) = job;
+                    if threads > 1 && !barrier.wait() {
+                        return Err(ctx.panic_error());
                     }
-                    Err(e) => {
-                        // (the other threads skipped the step too and wait for a job)
-                        outcome = Err(e);
-                        break;
+                    ctx.run(0, &job, &self.model, &mut write(&workers[0]));
+                    if threads > 1 && !barrier.wait() {
+                        return Err(ctx.panic_error());
                     }
+                    // (on an error the other threads skip the step too and wait for a job)
+                    let (l, c) = self.reduce_and_step(workers, len, job.lr)?;
+                    loss_sum += l;
+                    correct += c;
+                    progress((start + len).min(n), n, loss_sum / (start + len) as f64);
                 }
-                progress((start + len).min(n), n, loss_sum / (start + len) as f64);
-            }
+                Ok(())
+            }));
+            let outcome = match run {
+                Ok(r) => r,
+                Err(p) => {
+                    ctx.panicked(0, &*p);
+                    barrier.break_all();
+                    Err(ctx.panic_error())
+                }
+            };
             if threads > 1 {
-                ctx.job.write().expect("job lock").stop = true;
+                write(ctx.job).stop = true;
                 barrier.wait();
             }
             outcome
@@ -439,8 +482,11 @@ impl Trainer {
         let shards = Shards::of(workers);
         if let Some(t) = shards.err {
             drop(shards);
-            let mut w = workers[t].write().expect("worker lock");
-            return Err(w.err.take().expect("the shard's error"));
+            let mut w = write(&workers[t]);
+            return Err(w
+                .err
+                .take()
+                .unwrap_or_else(|| Error::invalid("internal error: a shard failed")));
         }
         let (mut loss, mut correct) = (0.0, 0);
         for w in shards.live() {
@@ -478,12 +524,25 @@ impl Trainer {
     }
 }
 
+/// Reads a lock, whether or not a panicking thread poisoned it (every panic is reported
+/// as an error anyway).
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes a lock, poisoned or not (see [`read`]).
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A barrier that spins before it yields: a training step is a few milliseconds, and
 /// waking a thread parked on a futex costs tens of microseconds twice per step.
 struct SpinBarrier {
     n: usize,
     arrived: AtomicUsize,
     generation: AtomicUsize,
+    /// Set when a thread panicked: every wait returns at once.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 impl SpinBarrier {
@@ -492,18 +551,32 @@ impl SpinBarrier {
             n,
             arrived: AtomicUsize::new(0),
             generation: AtomicUsize::new(0),
+            broken: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    fn wait(&self) {
+    /// Breaks the barrier for good: every waiting and later [`SpinBarrier::wait`]
+    /// returns `false`.
+    fn break_all(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+
+    /// Waits for the other threads; `false` when the barrier is broken.
+    fn wait(&self) -> bool {
+        if self.broken.load(Ordering::Acquire) {
+            return false;
+        }
         let start = self.generation.load(Ordering::Acquire);
         if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
             self.arrived.store(0, Ordering::Relaxed);
             self.generation.fetch_add(1, Ordering::Release);
-            return;
+            return true;
         }
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == start {
+            if self.broken.load(Ordering::Acquire) {
+                return false;
+            }
             if spins < 1 << 14 {
                 std::hint::spin_loop();
                 spins += 1;
@@ -511,6 +584,7 @@ impl SpinBarrier {
                 std::thread::yield_now();
             }
         }
+        true
     }
 }
 
@@ -529,7 +603,7 @@ impl<'a> Shards<'a> {
         let mut guards = std::array::from_fn(|_| None);
         let mut err = None;
         for (t, (g, w)) in guards.iter_mut().zip(workers).enumerate() {
-            let w = w.read().expect("worker lock");
+            let w = read(w);
             if w.err.is_some() && err.is_none() {
                 err = Some(t);
             }
@@ -565,6 +639,8 @@ impl<'a> Shards<'a> {
 /// What every thread needs to run its shard of the current job.
 struct Shard<'a> {
     job: &'a RwLock<Job>,
+    /// The first panic of a thread: its number and message.
+    panic: &'a std::sync::Mutex<Option<(usize, String)>>,
     train: &'a Split,
     order: &'a [u32],
     table: &'a [f32; 256],
@@ -575,6 +651,33 @@ struct Shard<'a> {
 }
 
 impl Shard<'_> {
+    /// Records that thread `t` panicked with `payload`.
+    fn panicked(&self, t: usize, payload: &(dyn std::any::Any + Send)) {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        let mut p = self
+            .panic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        p.get_or_insert((t, msg));
+    }
+
+    /// The error that reports the first panic.
+    fn panic_error(&self) -> Error {
+        let p = self
+            .panic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (t, msg) = p.clone().unwrap_or((0, "(unknown)".into()));
+        Error::invalid(format!(
+            "internal error: training thread {t} panicked ({msg}); this is a bug in cnnkit, \
+             please report it. Nothing was saved after the last epoch."
+        ))
+    }
+
     fn run(&self, t: usize, job: &Job, model: &Model, w: &mut Worker) {
         let lo = job.start + t * job.len / self.threads;
         let hi = job.start + (t + 1) * job.len / self.threads;
@@ -586,6 +689,17 @@ impl Shard<'_> {
         }
         if let Err(e) = self.forward_backward(model, job, lo, hi, w) {
             w.err = Some(e);
+            return;
+        }
+        if !w.loss.is_finite() {
+            // nothing steps with this gradient: every thread sees the error first
+            w.err = Some(Error::Diverged(format!(
+                "the loss of step {} is {} (shard {t}); the learning rate ({}) may be too \
+                 high for this model",
+                job.step + 1,
+                w.loss,
+                job.lr
+            )));
             return;
         }
         for (o, a) in w.outbox.iter_mut().zip(&w.acc) {
@@ -699,6 +813,11 @@ pub fn evaluate(
     }
     let n = split.len();
     let threads = threads.clamp(1, n.max(1));
+    let per_thread = Workspace::bytes(model, 64.min(n.max(1)), false)?;
+    crate::budget::check(
+        &format!("evaluating on {threads} thread(s)"),
+        per_thread.saturating_mul(threads as u64),
+    )?;
     let table = norm.table();
     let parts: Vec<Result<Vec<Vec<u64>>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -730,7 +849,13 @@ pub fn evaluate(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("evaluation thread"))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::invalid(
+                        "internal error: an evaluation thread panicked (a bug in cnnkit)",
+                    ))
+                })
+            })
             .collect()
     });
     let mut conf = vec![vec![0u64; classes]; classes];

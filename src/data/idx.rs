@@ -27,8 +27,14 @@ pub struct IdxArray {
 /// another element type or dimension count, a zero or absurd dimension, truncated data,
 /// bytes after the data, or a corrupt gzip stream.
 pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
+    let len = crate::fsio::regular_file(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    read_stream(path, BufReader::with_capacity(1 << 16, file), ndims)
+    read_stream(
+        path,
+        BufReader::with_capacity(1 << 16, file),
+        ndims,
+        Some(len),
+    )
 }
 
 /// As [`read_idx`] on the bytes of a file already in memory; `name` is for messages.
@@ -36,10 +42,17 @@ pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
 /// # Errors
 /// As [`read_idx`].
 pub fn parse_idx(name: &Path, bytes: &[u8], ndims: usize) -> Result<IdxArray> {
-    read_stream(name, bytes, ndims)
+    read_stream(name, bytes, ndims, Some(bytes.len() as u64))
 }
 
-fn read_stream(path: &Path, mut raw: impl Read, ndims: usize) -> Result<IdxArray> {
+/// `len`: the length of the (plain) stream when known, to check the header against it
+/// before allocating.
+fn read_stream(
+    path: &Path,
+    mut raw: impl Read,
+    ndims: usize,
+    len: Option<u64>,
+) -> Result<IdxArray> {
     let mut magic = [0u8; 2];
     let n = read_full(&mut raw, &mut magic).map_err(|e| Error::io(path, e))?;
     if n == 2 && magic == [0x1f, 0x8b] {
@@ -50,7 +63,7 @@ fn read_stream(path: &Path, mut raw: impl Read, ndims: usize) -> Result<IdxArray
                 path,
                 flate2::read::MultiGzDecoder::new(chained),
                 ndims,
-                true,
+                None,
             );
         }
         #[cfg(not(feature = "gzip"))]
@@ -63,7 +76,7 @@ fn read_stream(path: &Path, mut raw: impl Read, ndims: usize) -> Result<IdxArray
         path,
         std::io::Cursor::new(magic[..n].to_vec()).chain(raw),
         ndims,
-        false,
+        len,
     )
 }
 
@@ -89,7 +102,10 @@ fn read_err(path: &Path, e: std::io::Error, gz: bool) -> Error {
     }
 }
 
-fn read_body(path: &Path, mut r: impl Read, ndims: usize, gz: bool) -> Result<IdxArray> {
+/// `len`: the plain stream's length when known (`None` for a gzip stream, whose
+/// length shows only as it is read).
+fn read_body(path: &Path, mut r: impl Read, ndims: usize, len: Option<u64>) -> Result<IdxArray> {
+    let gz = len.is_none();
     let mut head = [0u8; 4];
     let n = read_full(&mut r, &mut head).map_err(|e| read_err(path, e, gz))?;
     if n < 4 {
@@ -142,7 +158,26 @@ fn read_body(path: &Path, mut r: impl Read, ndims: usize, gz: bool) -> Result<Id
             format!("dimensions {dims:?} describe more than 1 GiB of data: corrupt header?"),
         ));
     }
-    let mut data = Vec::with_capacity(total);
+    crate::budget::check(&format!("{}", path.display()), total as u64)?;
+    let header = 4 + 4 * ndims as u64;
+    if let Some(len) = len
+        && len != header + total as u64
+    {
+        let found = len.saturating_sub(header);
+        return Err(Error::data(
+            path,
+            if found < total as u64 {
+                format!("truncated: dimensions {dims:?} need {total} bytes of data, found {found}")
+            } else {
+                format!("more data than dimensions {dims:?} describe ({total} bytes)")
+            },
+        ));
+    }
+    // a plain file holds what it says (checked above); a gzip stream's claim is believed
+    // only as far as it delivers: the buffer grows as the data comes
+    let mut data = Vec::new();
+    data.try_reserve_exact(if gz { total.min(64 << 20) } else { total })
+        .map_err(|_| Error::data(path, "out of memory"))?;
     r.take(total as u64 + 1)
         .read_to_end(&mut data)
         .map_err(|e| read_err(path, e, gz))?;

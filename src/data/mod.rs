@@ -66,6 +66,10 @@ impl Split {
     pub fn read(images: &Path, labels: &Path) -> Result<Split> {
         let lab = read_idx(labels, 1)?;
         let img = read_idx(images, 3)?;
+        Split::from_arrays(images, img, labels, lab)
+    }
+
+    fn from_arrays(images: &Path, img: IdxArray, labels: &Path, lab: IdxArray) -> Result<Split> {
         let (n, rows, cols) = (img.dims[0], img.dims[1], img.dims[2]);
         if rows > MAX_SIDE || cols > MAX_SIDE {
             return Err(Error::data(
@@ -157,23 +161,80 @@ pub struct Dataset {
     pub classes: usize,
 }
 
-fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
-    // the usual name, with or without .gz; some mirrors use a dot before idx
+/// The files in `dir` that may hold `stem`: the usual name, with or without `.gz`, and
+/// the dotted form some mirrors use (`train-images.idx3-ubyte`). Each one there must be a
+/// regular file (a directory or device of that name is an error that says so).
+fn candidates(dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
     let dotted = stem.replacen("-idx", ".idx", 1);
+    let mut found = Vec::new();
     for name in [stem, dotted.as_str()] {
         for ext in ["", ".gz"] {
             let p = dir.join(format!("{name}{ext}"));
-            if p.is_file() {
-                return Ok(p);
+            if std::fs::symlink_metadata(&p).is_ok() {
+                crate::fsio::regular_file(&p)?;
+                found.push(p);
             }
         }
     }
-    Err(Error::data(
-        dir,
-        format!(
-            "no {stem} or {stem}.gz in this directory (an MNIST-format data directory has train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, gzipped or not)"
-        ),
-    ))
+    if found.is_empty() {
+        return Err(Error::data(
+            dir,
+            format!(
+                "no {stem} or {stem}.gz in this directory (an MNIST-format data directory has train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte, gzipped or not)"
+            ),
+        ));
+    }
+    Ok(found)
+}
+
+/// Reads `stem` from `dir`. Where the directory holds it twice (plain and gzipped, say),
+/// both are read and must hold the same array.
+fn read_one(dir: &Path, stem: &str, ndims: usize) -> Result<(PathBuf, IdxArray)> {
+    let found = candidates(dir, stem)?;
+    let first = read_idx(&found[0], ndims)?;
+    for other in &found[1..] {
+        if read_idx(other, ndims)? != first {
+            return Err(Error::data(
+                other,
+                format!(
+                    "holds other data than {}, and both are in the data directory: \
+                     remove the one that is wrong",
+                    found[0].display()
+                ),
+            ));
+        }
+    }
+    Ok((found[0].clone(), first))
+}
+
+impl Split {
+    /// Reads the split `name` (`train` or `t10k`) from `dir` (see [`Dataset::load`]).
+    ///
+    /// # Errors
+    /// As [`Split::read`]; a file there twice with different contents.
+    pub fn load(dir: &Path, name: &str) -> Result<Split> {
+        let (labels, lab) = read_one(dir, &format!("{name}-labels-idx1-ubyte"), 1)?;
+        let (images, img) = read_one(dir, &format!("{name}-images-idx3-ubyte"), 3)?;
+        Split::from_arrays(&images, img, &labels, lab)
+    }
+}
+
+fn check_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::data(
+            dir,
+            "is not a directory (--data takes the directory that holds the four IDX files)",
+        )),
+        Err(_) => Err(Error::data(
+            dir,
+            format!(
+                "data directory not found. Install Fashion-MNIST with \
+                 `apt-get install dataset-fashion-mnist` (it lands in {DEFAULT_DIR}), \
+                 or pass `--data DIR` with a directory holding the four MNIST-format IDX files"
+            ),
+        )),
+    }
 }
 
 impl Dataset {
@@ -184,25 +245,12 @@ impl Dataset {
     /// missing file, anything [`Split::read`] reports, train and test images of
     /// different sizes.
     pub fn load(dir: &Path) -> Result<Dataset> {
-        if !dir.is_dir() {
-            return Err(Error::data(
-                dir,
-                format!(
-                    "data directory not found. Install Fashion-MNIST with \
-                     `apt-get install dataset-fashion-mnist` (it lands in {DEFAULT_DIR}), \
-                     or pass `--data DIR` with a directory holding the four MNIST-format IDX files"
-                ),
-            ));
-        }
-        let train = Split::read(
-            &find(dir, "train-images-idx3-ubyte")?,
-            &find(dir, "train-labels-idx1-ubyte")?,
-        )?;
-        let test_images = find(dir, "t10k-images-idx3-ubyte")?;
-        let test = Split::read(&test_images, &find(dir, "t10k-labels-idx1-ubyte")?)?;
+        check_dir(dir)?;
+        let train = Split::load(dir, "train")?;
+        let test = Split::load(dir, "t10k")?;
         if (test.rows, test.cols) != (train.rows, train.cols) {
             return Err(Error::data(
-                &test_images,
+                dir,
                 format!(
                     "test images are {}x{}, training images {}x{}",
                     test.rows, test.cols, train.rows, train.cols
@@ -216,6 +264,15 @@ impl Dataset {
             test,
             classes,
         })
+    }
+
+    /// The test split of `dir` alone (for evaluation, which has no use for the rest).
+    ///
+    /// # Errors
+    /// As [`Dataset::load`], for the test files.
+    pub fn load_test(dir: &Path) -> Result<Split> {
+        check_dir(dir)?;
+        Split::load(dir, "t10k")
     }
 
     /// Class names: Fashion-MNIST's when the directory name says fashion, else the

@@ -16,6 +16,7 @@ pub use norm::BatchNorm2d;
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+use crate::spec::LayerSpec;
 use crate::tensor::Tensor;
 
 /// The shape of one sample flowing between layers.
@@ -282,56 +283,27 @@ impl Layer {
     /// # Errors
     /// [`Error::Invalid`] naming the mismatch.
     pub fn output_shape(&self, input: Shape) -> Result<Shape> {
-        Ok(match self {
-            Layer::Conv2d(c) => {
-                let (h, w) = c.params(1, input)?.output_dims()?;
-                Shape::Image {
-                    c: c.out_channels,
-                    h,
-                    w,
-                }
+        // what the tensors fix, then the shape arithmetic the spec shares
+        match (self, input) {
+            (Layer::Conv2d(c), _) => {
+                c.params(1, input)?;
             }
-            Layer::Linear(l) => match input {
-                Shape::Flat(n) if n == l.in_features => Shape::Flat(l.out_features),
-                Shape::Flat(n) => {
-                    return Err(Error::invalid(format!(
-                        "linear expects {} input features, got {n}",
-                        l.in_features
-                    )));
-                }
-                Shape::Image { .. } => {
-                    return Err(Error::invalid(format!(
-                        "linear needs a flat input, got an image {input}: insert `flatten` before it"
-                    )));
-                }
-            },
-            Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => {
-                let d = p.params(1, input)?.dims()?;
-                let Shape::Image { c, .. } = input else {
-                    unreachable!("checked by Pool::params")
-                };
-                Shape::Image {
-                    c,
-                    h: d.out_h,
-                    w: d.out_w,
-                }
+            (Layer::Linear(l), Shape::Flat(n)) if n != l.in_features => {
+                return Err(Error::invalid(format!(
+                    "linear expects {} input features, got {n}",
+                    l.in_features
+                )));
             }
-            Layer::BatchNorm2d(bn) => match input {
-                Shape::Image { c, .. } if c == bn.channels() => input,
-                _ => {
-                    return Err(Error::invalid(format!(
-                        "batchnorm of {} channels cannot take {input}",
-                        bn.channels()
-                    )));
-                }
-            },
-            Layer::Flatten => Shape::Flat(input.len()),
-            Layer::Relu
-            | Layer::LeakyRelu(_)
-            | Layer::Tanh
-            | Layer::Sigmoid
-            | Layer::Dropout(_) => input,
-        })
+            (Layer::BatchNorm2d(bn), _) if !matches!(input, Shape::Image { c, .. } if c == bn.channels()) =>
+            {
+                return Err(Error::invalid(format!(
+                    "batchnorm of {} channels cannot take {input}",
+                    bn.channels()
+                )));
+            }
+            _ => {}
+        }
+        self.to_spec().output_shape(input)
     }
 
     /// Number of trainable parameters tensors (0, or 2 for weight and bias).
@@ -390,6 +362,21 @@ impl Layer {
             _ => {}
         }
         Ok(st)
+    }
+
+    /// The elements (`f32` or `u32`) [`Layer::state`] allocates for `batch` samples.
+    ///
+    /// # Errors
+    /// When the layer cannot take `input`.
+    pub fn state_floats(&self, batch: usize, input: Shape) -> Result<usize> {
+        let out = self.output_shape(input)?.len();
+        let grads: usize = (0..self.param_count()).map(|i| self.param(i).1.len()).sum();
+        Ok(grads
+            + match self {
+                Layer::MaxPool2d(_) | Layer::Dropout(_) => batch.saturating_mul(out),
+                Layer::BatchNorm2d(bn) => 3 * bn.channels(),
+                _ => 0,
+            })
     }
 
     /// Scratch (in floats) the forward pass, and with `train` the backward pass, need
@@ -576,42 +563,32 @@ impl Layer {
         Ok(())
     }
 
-    /// The layer as it is written in a model spec (see [`crate::model`]).
+    /// The layer as it is written in a model spec (see [`crate::spec`]).
     pub fn spec(&self) -> String {
+        self.to_spec().to_string()
+    }
+
+    /// The layer's description without its tensors.
+    pub fn to_spec(&self) -> LayerSpec {
         match self {
-            Layer::Conv2d(c) => {
-                let mut s = format!("conv({},{}", c.out_channels, c.kernel);
-                if c.stride != 1 {
-                    s += &format!(",stride={}", c.stride);
-                }
-                if c.padding != 0 {
-                    s += &format!(",pad={}", c.padding);
-                }
-                s + ")"
-            }
-            Layer::Linear(l) => format!("linear({})", l.out_features),
-            Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => {
-                let name = if matches!(self, Layer::MaxPool2d(_)) {
-                    "maxpool"
-                } else {
-                    "avgpool"
-                };
-                let mut s = format!("{name}({}", p.kernel);
-                if p.stride != p.kernel {
-                    s += &format!(",stride={}", p.stride);
-                }
-                if p.padding != 0 {
-                    s += &format!(",pad={}", p.padding);
-                }
-                s + ")"
-            }
-            Layer::Relu => "relu".into(),
-            Layer::LeakyRelu(s) => format!("leakyrelu({s})"),
-            Layer::Tanh => "tanh".into(),
-            Layer::Sigmoid => "sigmoid".into(),
-            Layer::Flatten => "flatten".into(),
-            Layer::Dropout(p) => format!("dropout({p})"),
-            Layer::BatchNorm2d(_) => "batchnorm".into(),
+            Layer::Conv2d(c) => LayerSpec::Conv2d {
+                out: c.out_channels,
+                kernel: c.kernel,
+                stride: c.stride,
+                padding: c.padding,
+            },
+            Layer::Linear(l) => LayerSpec::Linear {
+                out: l.out_features,
+            },
+            Layer::MaxPool2d(p) => LayerSpec::MaxPool2d(*p),
+            Layer::AvgPool2d(p) => LayerSpec::AvgPool2d(*p),
+            Layer::Relu => LayerSpec::Relu,
+            Layer::LeakyRelu(s) => LayerSpec::LeakyRelu(*s),
+            Layer::Tanh => LayerSpec::Tanh,
+            Layer::Sigmoid => LayerSpec::Sigmoid,
+            Layer::Flatten => LayerSpec::Flatten,
+            Layer::Dropout(p) => LayerSpec::Dropout(*p),
+            Layer::BatchNorm2d(_) => LayerSpec::BatchNorm2d,
         }
     }
 }

@@ -4,11 +4,11 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use cnnkit::checkpoint;
 use cnnkit::data::{self, Dataset, Normalize};
 use cnnkit::{
     Error, Loss, Model, OptimizerKind, Result, Schedule, Shape, TrainConfig, Trainer, evaluate,
 };
+use cnnkit::{checkpoint, fsio};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `cnnkit train`.
@@ -61,6 +61,9 @@ pub struct TrainArgs {
     /// One JSON object per epoch instead of text.
     #[arg(long)]
     json: bool,
+    /// Let --save replace a file that is not a cnnkit checkpoint.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 fn parse_config(a: &TrainArgs, base: Option<TrainConfig>) -> Result<TrainConfig> {
@@ -128,6 +131,51 @@ fn parse_config(a: &TrainArgs, base: Option<TrainConfig>) -> Result<TrainConfig>
     Ok(c)
 }
 
+/// Checks before the first epoch that `--save PATH` (and its optimizer files) can be
+/// written: a file name in a writable directory, and nothing there but cnnkit's own
+/// checkpoints unless `--overwrite`.
+fn check_save(path: &Path, overwrite: bool) -> Result<()> {
+    let what = "a cnnkit checkpoint";
+    fsio::check_destination(
+        path,
+        "--save",
+        what,
+        overwrite,
+        checkpoint::looks_like_checkpoint,
+    )?;
+    for p in [
+        checkpoint::optim_path(path),
+        checkpoint::optim_next_path(path),
+    ] {
+        if std::fs::symlink_metadata(&p).is_ok() {
+            fsio::check_destination(
+                &p,
+                "--save",
+                what,
+                overwrite,
+                checkpoint::looks_like_checkpoint,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A diverged run's error, saying which checkpoint it kept.
+fn kept(err: Error, save: Option<&Path>, epoch: usize) -> Error {
+    let Error::Diverged(msg) = err else {
+        return err;
+    };
+    let tail = match save {
+        Some(p) if epoch > 0 && p.exists() => format!(
+            "; nothing was saved: {} still holds epoch {epoch}",
+            p.display()
+        ),
+        Some(p) => format!("; nothing was saved to {}", p.display()),
+        None => String::new(),
+    };
+    Error::Diverged(format!("{msg}{tail}"))
+}
+
 fn pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
 }
@@ -143,26 +191,15 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     let resumed = match &a.resume {
         Some(path) => {
             let (model, meta) = checkpoint::load_model(path)?;
-            let opt = checkpoint::load_optimizer(path, &model, meta.steps)?;
+            let opt = checkpoint::load_optimizer(path, &model, &meta)?;
             Some((model, meta, opt))
         }
         None => None,
     };
     let config = parse_config(a, resumed.as_ref().map(|(_, m, _)| m.config.clone()))?;
-    if let Some(p) = &a.save {
-        if p.is_dir() {
-            return Err(Error::Invalid(format!(
-                "--save {}: is a directory",
-                p.display()
-            )));
-        }
-        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
-        if parent.is_some_and(|d| !d.is_dir()) {
-            return Err(Error::Invalid(format!(
-                "--save {}: the directory does not exist",
-                p.display()
-            )));
-        }
+    let save = a.save.clone().or_else(|| a.resume.clone());
+    if let Some(p) = &save {
+        check_save(p, a.overwrite)?;
     }
     let ds = Dataset::load(&a.data)?;
     let input = Shape::Image {
@@ -200,7 +237,6 @@ pub fn train(a: &TrainArgs) -> Result<()> {
             ds.classes
         )));
     }
-    let save = a.save.clone().or_else(|| a.resume.clone());
     if !a.json {
         println!(
             "model {} ({} parameters), {} training / {} test images, batch {}, {} thread(s), kernels: {}",
@@ -230,13 +266,15 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         );
         bar.set_prefix(format!("{e}/{epochs}"));
         let mut last = 0;
-        let stats = trainer.train_epoch(&ds.train, |done, _, loss| {
-            if done - last >= 2048 || done == ds.train.len() {
-                bar.set_position(done as u64);
-                bar.set_message(format!("loss {loss:.4}"));
-                last = done;
-            }
-        })?;
+        let stats = trainer
+            .train_epoch(&ds.train, |done, _, loss| {
+                if done - last >= 2048 || done == ds.train.len() {
+                    bar.set_position(done as u64);
+                    bar.set_message(format!("loss {loss:.4}"));
+                    last = done;
+                }
+            })
+            .map_err(|err| kept(err, save.as_deref(), trainer.epoch))?;
         bar.finish_and_clear();
         let (acc, _) = evaluate(
             &trainer.model,
@@ -246,7 +284,8 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         )?;
         let stats = trainer.finish_epoch(stats, acc);
         if let Some(path) = &save {
-            checkpoint::save(path, &trainer, &classes)?;
+            checkpoint::save(path, &trainer, &classes)
+                .map_err(|err| kept(err, Some(path), trainer.epoch - 1))?;
         }
         if a.json {
             println!(
@@ -273,10 +312,10 @@ pub fn train(a: &TrainArgs) -> Result<()> {
 /// `cnnkit eval`.
 pub fn eval(model_file: &Path, dir: &Path, threads: usize, json: bool) -> Result<()> {
     let (model, meta) = checkpoint::load_model(model_file)?;
-    let ds = Dataset::load(dir)?;
-    let (acc, conf) = evaluate(&model, &ds.test, &meta.norm(), threads)?;
+    let test = Dataset::load_test(dir)?;
+    let (acc, conf) = evaluate(&model, &test, &meta.norm(), threads)?;
     if json {
-        let v = serde_json::json!({ "accuracy": acc, "images": ds.test.len(), "confusion": conf });
+        let v = serde_json::json!({ "accuracy": acc, "images": test.len(), "confusion": conf });
         println!("{v}");
         return Ok(());
     }
@@ -284,7 +323,7 @@ pub fn eval(model_file: &Path, dir: &Path, threads: usize, json: bool) -> Result
         "{}: test accuracy {} on {} images ({})",
         model_file.display(),
         pct(acc),
-        ds.test.len(),
+        test.len(),
         dir.display()
     );
     let names = &meta.classes;
@@ -310,56 +349,52 @@ pub fn eval(model_file: &Path, dir: &Path, threads: usize, json: bool) -> Result
     Ok(())
 }
 
-/// Loads an image as the model's input: grayscale, resized to the input size, as `u8`
-/// pixels (normalised later, as in training).
-pub fn load_image(path: &Path, input: Shape) -> Result<Vec<u8>> {
-    let Shape::Image { c: 1, h, w } = input else {
+/// How the Rust source `cnnkit export` writes begins.
+const EXPORT_HEAD: &[u8] = b"// Written by `cnnkit export`";
+
+/// Makes the output directory `out` (of `--out`), or says why it cannot be one.
+pub fn out_dir(out: &Path) -> Result<()> {
+    if let Ok(m) = std::fs::metadata(out)
+        && !m.is_dir()
+    {
         return Err(Error::Invalid(format!(
-            "the model takes {input} inputs, not grayscale images"
+            "--out {}: exists and is not a directory (--out names the directory to write into)",
+            out.display()
         )));
-    };
-    let img = image::ImageReader::open(path)
-        .map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?
-        .with_guessed_format()
-        .map_err(|e| Error::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?
-        .decode()
-        .map_err(|e| Error::Data {
-            path: path.to_path_buf(),
-            msg: format!("not a readable PNG or PGM image: {e}"),
-        })?
-        .into_luma8();
-    let img = if img.dimensions() == (w as u32, h as u32) {
-        img
-    } else {
-        image::imageops::resize(
-            &img,
-            w as u32,
-            h as u32,
-            image::imageops::FilterType::Triangle,
-        )
-    };
-    Ok(img.into_raw())
+    }
+    std::fs::create_dir_all(out).map_err(|e| {
+        Error::Invalid(format!(
+            "--out {}: cannot create the directory: {e}",
+            out.display()
+        ))
+    })
 }
 
 /// `cnnkit export`.
-pub fn export(model_file: &Path, out: &Path, batch: usize) -> Result<()> {
+pub fn export(model_file: &Path, out: &Path, batch: usize, overwrite: bool) -> Result<()> {
     let (model, meta) = checkpoint::load_model(model_file)?;
     let e = cnnkit::export::Export::new(&model, meta.norm(), batch)?;
     let net = e.network()?;
-    std::fs::create_dir_all(out).map_err(|err| Error::Io {
-        path: out.to_path_buf(),
-        source: err,
-    })?;
     let blob = e.blob()?;
     let src = e.rust_source()?;
-    checkpoint::write_atomic(&out.join("weights.bin"), &blob)?;
-    checkpoint::write_atomic(&out.join("model.rs"), src.as_bytes())?;
+    out_dir(out)?;
+    let (wpath, spath) = (out.join("weights.bin"), out.join("model.rs"));
+    fsio::check_destination(
+        &wpath,
+        "--out",
+        "a weight blob cnnkit wrote",
+        overwrite,
+        |h| h.starts_with(&cnnkit::kernels::net::BLOB_MAGIC),
+    )?;
+    fsio::check_destination(
+        &spath,
+        "--out",
+        "Rust source cnnkit wrote",
+        overwrite,
+        |h| h.starts_with(EXPORT_HEAD),
+    )?;
+    fsio::write_atomic(&wpath, &blob)?;
+    fsio::write_atomic(&spath, src.as_bytes())?;
     println!(
         "{}: {} layers, {} parameters ({} bytes of weights.bin), arena {} floats ({} bytes), fingerprint {:#010x}",
         out.display(),
@@ -379,11 +414,24 @@ pub fn predict(model_file: &Path, images: &[PathBuf], json: bool) -> Result<()> 
     let input = model.input_shape();
     // read every image first, so that a bad one fails before any output
     let mut xs = Vec::new();
+    cnnkit::budget::check(
+        &format!("{} image(s) of {input}", images.len()),
+        (images.len() as u64).saturating_mul(input.len() as u64 * 5),
+    )?;
     for p in images {
-        xs.extend(load_image(p, input)?);
+        xs.extend(cnnkit::pixels::load_gray(p, input)?);
     }
     let logits = model.predict_u8(&meta.norm(), &xs)?;
     let classes = model.output_shape().len();
+    for (p, row) in images.iter().zip(logits.data().chunks_exact(classes)) {
+        if let Some(x) = row.iter().find(|x| !x.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "{}: the model's score {x} is not a number: its weights cannot classify \
+                 this image (no prediction made)",
+                p.display()
+            )));
+        }
+    }
     let mut probs = vec![0.0; logits.len()];
     cnnkit::kernels::softmax(images.len(), classes, logits.data(), &mut probs)?;
     let name = |i: usize| {

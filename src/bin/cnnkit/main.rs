@@ -20,6 +20,10 @@ use cnnkit::kernels::arch::{self, Isa};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Memory budget: no buffer sized from input (model, batch, threads, images) may make
+    /// cnnkit take more (e.g. 4G, 512M) [default: 4G].
+    #[arg(long, global = true, env = "CNNKIT_MAX_MEMORY", value_name = "SIZE")]
+    max_memory: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +72,9 @@ enum Command {
         /// Output directory (created if missing).
         #[arg(long)]
         out: PathBuf,
+        /// Replace files in the output directory that are not PNG images.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Export a saved model for `cnnkit_kernels::net` (a firmware, say): the weights as a
     /// flat little-endian blob, and the layer list as Rust source.
@@ -81,6 +88,9 @@ enum Command {
         /// Images per call the exported network takes.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
         batch: u32,
+        /// Replace a `weights.bin` or `model.rs` there that `cnnkit export` did not write.
+        #[arg(long)]
+        overwrite: bool,
     },
     /// Time the kernels on the shapes of real models: ms, GFLOPS, % of the FMA peak.
     Bench {
@@ -114,6 +124,15 @@ fn main() -> ExitCode {
             };
         }
     };
+    if let Some(m) = &cli.max_memory {
+        match cnnkit::budget::parse_size(m) {
+            Ok(b) => cnnkit::budget::set(b),
+            Err(e) => {
+                eprintln!("error: --max-memory: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let result = match cli.command {
         Command::Train(args) => commands::train(&args),
         Command::Eval {
@@ -132,12 +151,14 @@ fn main() -> ExitCode {
             data,
             image,
             out,
-        } => viz::run(&model_file, &data, image, &out),
+            overwrite,
+        } => viz::run(&model_file, &data, image, &out, overwrite),
         Command::Export {
             model_file,
             out,
             batch,
-        } => commands::export(&model_file, &out, batch as usize),
+            overwrite,
+        } => commands::export(&model_file, &out, batch as usize, overwrite),
         Command::Bench {
             filter,
             threads,
@@ -148,6 +169,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // (a diverged run is no bad input: its own status, so scripts can tell)
+        Err(e @ cnnkit::Error::Diverged(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(2)

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use cnnkit::checkpoint::{self, Meta};
 use cnnkit::data::{Dataset, normalize_into};
+use cnnkit::fsio;
 use cnnkit::{Error, Layer, Model, Result, Shape, Workspace};
 use image::{GrayImage, Luma};
 use plotters::prelude::*;
@@ -54,8 +55,24 @@ fn to_gray(v: &[f32]) -> Vec<u8> {
         .collect()
 }
 
+/// Whether `head` begins as a PNG file does.
+fn is_png(head: &[u8]) -> bool {
+    head.starts_with(b"\x89PNG\r\n\x1a\n")
+}
+
+/// Encodes `img` as PNG and writes it through cnnkit's one atomic-write path.
+fn save_png(img: image::DynamicImage, path: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| io(path, e))?;
+    fsio::write_atomic(path, &bytes)
+}
+
 fn save(img: &GrayImage, path: &Path) -> Result<()> {
-    img.save(path).map_err(|e| io(path, e))
+    save_png(image::DynamicImage::ImageLuma8(img.clone()), path)
 }
 
 /// The first convolution's filters: one row per output channel, one tile per input
@@ -191,43 +208,63 @@ fn curves(meta: &Meta, path: &Path) -> Result<()> {
         root.present().map_err(|e| err(&e))?;
     }
     let img = image::RgbImage::from_raw(width, height, buf).expect("buffer of the image's size");
-    img.save(path).map_err(|e| io(path, e))
+    save_png(image::DynamicImage::ImageRgb8(img), path)
+}
+
+fn feature_name(i: usize, layer: &Layer) -> String {
+    format!("features_{i:02}_{}.png", layer.kind().to_lowercase())
 }
 
 /// `cnnkit viz`.
-pub fn run(model_file: &Path, data: &Path, index: usize, out: &Path) -> Result<()> {
+pub fn run(
+    model_file: &Path,
+    data: &Path,
+    index: usize,
+    out: &Path,
+    overwrite: bool,
+) -> Result<()> {
     let (model, meta) = checkpoint::load_model(model_file)?;
-    let ds = Dataset::load(data)?;
-    if index >= ds.test.len() {
+    let test = Dataset::load_test(data)?;
+    if index >= test.len() {
         return Err(Error::Invalid(format!(
             "--image {index}: the test split has {} images",
-            ds.test.len()
+            test.len()
         )));
     }
-    if ds.test.rows * ds.test.cols != model.input_shape().len() {
+    if test.rows * test.cols != model.input_shape().len() {
         return Err(Error::Invalid(format!(
             "test images are {}x{}, the model takes {}",
-            ds.test.rows,
-            ds.test.cols,
+            test.rows,
+            test.cols,
             model.input_shape()
         )));
     }
-    std::fs::create_dir_all(out).map_err(|e| Error::Io {
-        path: out.to_path_buf(),
-        source: e,
-    })?;
+    crate::commands::out_dir(out)?;
+    // every file it will write: PNG images of ours, or nothing, unless --overwrite
+    let mut names = vec![
+        "input.png".to_string(),
+        "filters.png".into(),
+        "curves.png".into(),
+    ];
+    for (i, layer) in model.layers().iter().enumerate() {
+        names.push(feature_name(i, layer));
+    }
+    for n in &names {
+        fsio::check_destination(&out.join(n), "--out", "a PNG image", overwrite, is_png)?;
+    }
+    let ds_test = &test;
     let mut written = Vec::new();
-    let (rows, cols) = (ds.test.rows, ds.test.cols);
+    let (rows, cols) = (ds_test.rows, ds_test.cols);
     let input = out.join("input.png");
     save(
-        &grid(&[ds.test.image(index).to_vec()], rows, cols, 1, 8),
+        &grid(&[ds_test.image(index).to_vec()], rows, cols, 1, 8),
         &input,
     )?;
     written.push(input.display().to_string());
     written.extend(filters(&model, out)?);
 
     let mut ws = Workspace::inference(&model, 1)?;
-    normalize_into(&meta.norm().table(), ds.test.image(index), ws.input_mut(1));
+    normalize_into(&meta.norm().table(), ds_test.image(index), ws.input_mut(1));
     model.forward_ws(&mut ws, 1, None)?;
     for (i, layer) in model.layers().iter().enumerate() {
         let Shape::Image { c, h, w } = model.shapes()[i + 1] else {
@@ -236,10 +273,7 @@ pub fn run(model_file: &Path, data: &Path, index: usize, out: &Path) -> Result<(
         let act = ws.activation(&model, i, 1);
         let tiles: Vec<Vec<u8>> = act.chunks_exact(h * w).map(to_gray).collect();
         let cols = (c as f64).sqrt().ceil() as usize;
-        let path = out.join(format!(
-            "features_{i:02}_{}.png",
-            layer.kind().to_lowercase()
-        ));
+        let path = out.join(feature_name(i, layer));
         save(&grid(&tiles, h, w, cols, (96 / h.max(w)).max(2)), &path)?;
         written.push(path.display().to_string());
     }
@@ -250,7 +284,7 @@ pub fn run(model_file: &Path, data: &Path, index: usize, out: &Path) -> Result<(
         curves(&meta, &path)?;
         written.push(path.display().to_string());
     }
-    let label = usize::from(ds.test.labels[index]);
+    let label = usize::from(ds_test.labels[index]);
     let pred = cnnkit::loss::argmax(ws.output(&model, 1));
     let name = |i: usize| {
         meta.classes

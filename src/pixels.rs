@@ -1,0 +1,96 @@
+//! Images from files as model input (feature `images`): PNG or PGM, converted to
+//! grayscale and resized to the model's input, with every size bounded before it is
+//! allocated.
+//!
+//! - The file is read through a cap ([`MAX_FILE`]); the decoder's allocations through
+//!   another ([`MAX_DECODED`], and the memory budget).
+//! - An image with no pixels is refused, not resized into a prediction.
+//! - The resize (`image`'s triangle filter) keeps a float RGBA buffer of the source
+//!   width times the target height between its two passes; a source wider than that
+//!   buffer allows is first narrowed by an area average, so a 10,000,000 x 1 image costs
+//!   kilobytes, not gigabytes.
+//!
+//! ```
+//! use cnnkit::{Shape, pixels};
+//! let pgm = [b"P5\n2 2\n255\n".as_slice(), &[0, 64, 128, 255]].concat();
+//! let px = pixels::decode_gray("x.pgm".as_ref(), &pgm, Shape::Image { c: 1, h: 2, w: 2 }).unwrap();
+//! assert_eq!(px, [0, 64, 128, 255]);
+//! let empty = b"P5\n0 0\n255\n";
+//! assert!(pixels::decode_gray("e.pgm".as_ref(), empty, Shape::Image { c: 1, h: 2, w: 2 }).is_err());
+//! ```
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{ImageFormat, ImageReader, Limits};
+
+use crate::error::{Error, Result};
+use crate::layers::Shape;
+
+/// Largest image file read (64 MiB).
+pub const MAX_FILE: u64 = 64 << 20;
+
+/// Most bytes the decoder may allocate for one image (256 MiB, or the memory budget if
+/// smaller).
+pub const MAX_DECODED: u64 = 256 << 20;
+
+/// Most bytes the resize's intermediate buffer may take (64 MiB).
+const MAX_RESIZE: u64 = 64 << 20;
+
+/// Reads the image at `path` as the model's input: grayscale, resized to the input
+/// size, as `u8` pixels (normalised later, as in training).
+///
+/// # Errors
+/// [`Error::Io`]; [`Error::Data`] naming the file for anything but a decodable PNG or
+/// PGM with pixels, or one too large; [`Error::Invalid`] for a model that does not take
+/// grayscale images.
+pub fn load_gray(path: &Path, input: Shape) -> Result<Vec<u8>> {
+    let bytes = crate::fsio::read_capped(path, MAX_FILE)?;
+    decode_gray(path, &bytes, input)
+}
+
+/// As [`load_gray`] on the bytes of a file already in memory; `path` is for messages.
+///
+/// # Errors
+/// As [`load_gray`].
+pub fn decode_gray(path: &Path, bytes: &[u8], input: Shape) -> Result<Vec<u8>> {
+    let Shape::Image { c: 1, h, w } = input else {
+        return Err(Error::Invalid(format!(
+            "the model takes {input} inputs, not grayscale images"
+        )));
+    };
+    let bad = |msg: String| Error::data(path, msg);
+    let reader = || -> Result<ImageReader<Cursor<&[u8]>>> {
+        let mut r = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| Error::io(path, e))?;
+        if !matches!(r.format(), Some(ImageFormat::Png | ImageFormat::Pnm)) {
+            return Err(bad("not a PNG or PGM image".into()));
+        }
+        let mut limits = Limits::default();
+        limits.max_alloc = Some(MAX_DECODED.min(crate::budget::get()));
+        r.limits(limits);
+        Ok(r)
+    };
+    let (iw, ih) = reader()?
+        .into_dimensions()
+        .map_err(|e| bad(format!("not a readable PNG or PGM image: {e}")))?;
+    if iw == 0 || ih == 0 {
+        return Err(bad(format!("the image is {iw}x{ih}: it has no pixels")));
+    }
+    let img = reader()?
+        .decode()
+        .map_err(|e| bad(format!("not a readable PNG or PGM image: {e}")))?
+        .into_luma8();
+    let (w, h) = (w as u32, h as u32);
+    if img.dimensions() == (w, h) {
+        return Ok(img.into_raw());
+    }
+    let img = if u64::from(iw) * u64::from(h) * 16 > MAX_RESIZE {
+        // narrow it first by an area average: each source pixel feeds one target pixel
+        image::imageops::thumbnail(&img, iw.min(8 * w), ih)
+    } else {
+        img
+    };
+    Ok(image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle).into_raw())
+}

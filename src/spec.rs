@@ -1,0 +1,683 @@
+//! Model specs: the text form of a sequential model, parsed into [`LayerSpec`]s, which
+//! describe the layers without their tensors.
+//!
+//! A spec's shapes, parameter shapes and sizes are known before anything is allocated
+//! ([`plan`]), so a checkpoint loader can check them against the file first, and a
+//! model is built by handing every parameter over once ([`LayerSpec::build`]): drawn
+//! from the initialisation, or read from a file, never both.
+//!
+//! Layers are separated by spaces (or commas outside parentheses):
+//!
+//! | spec | layer (PyTorch) |
+//! |---|---|
+//! | `conv(OUT,K[,stride=S][,pad=P])` | `nn.Conv2d(in, OUT, K, S, P)` |
+//! | `linear(OUT)` | `nn.Linear(in, OUT)` |
+//! | `maxpool(K[,stride=S][,pad=P])`, `avgpool(...)` | `nn.MaxPool2d`, `nn.AvgPool2d` |
+//! | `relu`, `leakyrelu[(SLOPE)]`, `tanh`, `sigmoid` | activations (slope 0.01 by default) |
+//! | `flatten` | `nn.Flatten()` |
+//! | `dropout[(P)]` | `nn.Dropout(P)` (0.5 by default) |
+//! | `batchnorm` | `nn.BatchNorm2d(in)` |
+//!
+//! An argument may be given by position or by name, not both (`conv(6,5,k=3)` is an
+//! error, not a 3x3 convolution).
+//!
+//! ```
+//! use cnnkit::{Shape, spec};
+//! let layers = spec::plan("conv(4,3,pad=1) relu flatten linear(10)",
+//!                         Shape::Image { c: 1, h: 8, w: 8 }).unwrap();
+//! assert_eq!(layers.len(), 4);
+//! assert_eq!(layers[3].output, Shape::Flat(10));
+//! assert_eq!(spec::param_elements(&layers), 4 * 9 + 4 + 256 * 10 + 10);
+//! assert!(spec::plan("conv(6,5,k=3)", Shape::Image { c: 1, h: 8, w: 8 })
+//!     .unwrap_err().to_string().contains("twice"));
+//! ```
+
+use std::fmt;
+
+use cnnkit_kernels::Conv2dParams;
+
+use crate::error::{Error, Result};
+use crate::layers::{BatchNorm2d, Conv2d, Layer, Linear, Pool, Shape};
+use crate::tensor::Tensor;
+
+/// The spec of the `lenet5` preset: LeNet-5 with ReLU and max pooling.
+pub const LENET5: &str = "conv(6,5,pad=2) relu maxpool(2) conv(16,5) relu maxpool(2) flatten \
+                          linear(120) relu linear(84) relu linear(10)";
+
+/// The spec of the `fmnist` preset: three conv-batchnorm-ReLU-max-pool blocks (32, 64
+/// and 128 channels), dropout and two linear layers, 242k parameters.
+pub const FMNIST: &str = "conv(32,3,pad=1) batchnorm relu maxpool(2) \
+                          conv(64,3,pad=1) batchnorm relu maxpool(2) \
+                          conv(128,3,pad=1) batchnorm relu maxpool(2) \
+                          flatten dropout(0.25) linear(128) relu dropout(0.25) linear(10)";
+
+/// The spec of a preset name (`lenet5`, `fmnist`), or `None`.
+pub fn preset(name: &str) -> Option<&'static str> {
+    match name {
+        "lenet5" => Some(LENET5),
+        "fmnist" => Some(FMNIST),
+        _ => None,
+    }
+}
+
+/// Most elements one parameter tensor, or one sample's activation, may have (2^28,
+/// 1 GiB of `f32`): a larger layer is taken for a typo rather than allocated.
+pub const MAX_TENSOR: usize = 1 << 28;
+
+/// Largest whole number a spec argument takes.
+const MAX_ARG: usize = 1 << 20;
+
+/// One layer of a spec: its kind and hyperparameters, without tensors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerSpec {
+    /// `conv(OUT,K,stride=S,pad=P)`.
+    Conv2d {
+        /// Output channels.
+        out: usize,
+        /// Kernel size.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding on every side.
+        padding: usize,
+    },
+    /// `linear(OUT)`.
+    Linear {
+        /// Output features.
+        out: usize,
+    },
+    /// `maxpool(...)`.
+    MaxPool2d(Pool),
+    /// `avgpool(...)`.
+    AvgPool2d(Pool),
+    /// `relu`.
+    Relu,
+    /// `leakyrelu(SLOPE)`.
+    LeakyRelu(f32),
+    /// `tanh`.
+    Tanh,
+    /// `sigmoid`.
+    Sigmoid,
+    /// `flatten`.
+    Flatten,
+    /// `dropout(P)`.
+    Dropout(f32),
+    /// `batchnorm`.
+    BatchNorm2d,
+}
+
+/// How a fresh parameter is filled (a loaded one is read instead).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fill {
+    /// A weight, by the initialisation scheme, with these fans.
+    Weight {
+        /// Inputs per output.
+        fan_in: usize,
+        /// Outputs per input.
+        fan_out: usize,
+    },
+    /// A bias: `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, as PyTorch.
+    Bias {
+        /// Inputs per output.
+        fan_in: usize,
+    },
+    /// All ones (batch-norm scale and running variance).
+    Ones,
+    /// All zeros (batch-norm shift and running mean).
+    Zeros,
+}
+
+/// One tensor a layer holds: its `state_dict` suffix, shape and fresh filling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    /// `weight`, `bias`, `running_mean`, `running_var`.
+    pub name: &'static str,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// How a fresh one is filled.
+    pub fill: Fill,
+    /// Trainable (a batch-norm running statistic is not).
+    pub trainable: bool,
+}
+
+impl ParamSpec {
+    /// Its elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when it has no elements (never, for a planned layer).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl LayerSpec {
+    /// The output shape for `input`, or why the layer cannot take it.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the mismatch.
+    pub fn output_shape(&self, input: Shape) -> Result<Shape> {
+        Ok(match *self {
+            LayerSpec::Conv2d {
+                out,
+                kernel,
+                stride,
+                padding,
+            } => {
+                let p = conv_params(out, kernel, stride, padding, input)?;
+                let (h, w) = p.output_dims()?;
+                Shape::Image { c: out, h, w }
+            }
+            LayerSpec::Linear { out } => match input {
+                Shape::Flat(_) => Shape::Flat(out),
+                Shape::Image { .. } => {
+                    return Err(Error::invalid(format!(
+                        "linear needs a flat input, got an image {input}: insert `flatten` before it"
+                    )));
+                }
+            },
+            LayerSpec::MaxPool2d(p) | LayerSpec::AvgPool2d(p) => {
+                let d = p.params(1, input)?.dims()?;
+                let Shape::Image { c, .. } = input else {
+                    unreachable!("checked by Pool::params")
+                };
+                Shape::Image {
+                    c,
+                    h: d.out_h,
+                    w: d.out_w,
+                }
+            }
+            LayerSpec::BatchNorm2d => match input {
+                Shape::Image { .. } => input,
+                Shape::Flat(_) => {
+                    return Err(Error::invalid(format!(
+                        "batchnorm needs an image input, got {input} features"
+                    )));
+                }
+            },
+            LayerSpec::Flatten => Shape::Flat(input.len()),
+            LayerSpec::Relu
+            | LayerSpec::LeakyRelu(_)
+            | LayerSpec::Tanh
+            | LayerSpec::Sigmoid
+            | LayerSpec::Dropout(_) => input,
+        })
+    }
+
+    /// The tensors the layer holds for `input`, in `state_dict` order (parameters,
+    /// then buffers), each at most [`MAX_TENSOR`] elements. Nothing is allocated.
+    ///
+    /// # Errors
+    /// When the layer cannot take `input`, or a tensor would be too large.
+    pub fn params(&self, input: Shape) -> Result<Vec<ParamSpec>> {
+        let p = |name, shape: Vec<usize>, fill, trainable| -> Result<ParamSpec> {
+            let n = shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .filter(|&n| n <= MAX_TENSOR)
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "a parameter of shape {shape:?} is larger than 2^28 elements"
+                    ))
+                })?;
+            debug_assert!(n > 0);
+            Ok(ParamSpec {
+                name,
+                shape,
+                fill,
+                trainable,
+            })
+        };
+        Ok(match *self {
+            LayerSpec::Conv2d { out, kernel, .. } => {
+                let Shape::Image { c, .. } = input else {
+                    return Err(Error::invalid(format!(
+                        "needs an image input, got {input} features"
+                    )));
+                };
+                let fan_in = c.saturating_mul(kernel).saturating_mul(kernel);
+                let fan_out = out.saturating_mul(kernel).saturating_mul(kernel);
+                vec![
+                    p(
+                        "weight",
+                        vec![out, c, kernel, kernel],
+                        Fill::Weight { fan_in, fan_out },
+                        true,
+                    )?,
+                    p("bias", vec![out], Fill::Bias { fan_in }, true)?,
+                ]
+            }
+            LayerSpec::Linear { out } => {
+                let Shape::Flat(fan_in) = input else {
+                    return Err(Error::invalid(format!(
+                        "needs a flat input, got an image {input}: insert `flatten` before it"
+                    )));
+                };
+                vec![
+                    p(
+                        "weight",
+                        vec![out, fan_in],
+                        Fill::Weight {
+                            fan_in,
+                            fan_out: out,
+                        },
+                        true,
+                    )?,
+                    p("bias", vec![out], Fill::Bias { fan_in }, true)?,
+                ]
+            }
+            LayerSpec::BatchNorm2d => {
+                let Shape::Image { c, .. } = input else {
+                    return Err(Error::invalid(format!(
+                        "needs an image input, got {input} features"
+                    )));
+                };
+                vec![
+                    p("weight", vec![c], Fill::Ones, true)?,
+                    p("bias", vec![c], Fill::Zeros, true)?,
+                    p("running_mean", vec![c], Fill::Zeros, false)?,
+                    p("running_var", vec![c], Fill::Ones, false)?,
+                ]
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    /// The layer for `input`, each tensor of [`LayerSpec::params`] taken from `tensor`
+    /// in order (which must return a tensor of the shape asked for).
+    ///
+    /// # Errors
+    /// What `tensor` returns; a tensor of another shape.
+    pub fn build(
+        &self,
+        input: Shape,
+        mut tensor: impl FnMut(&ParamSpec) -> Result<Tensor>,
+    ) -> Result<Layer> {
+        let specs = self.params(input)?;
+        let mut ts = Vec::with_capacity(specs.len());
+        for s in &specs {
+            let t = tensor(s)?;
+            if t.shape() != s.shape.as_slice() {
+                return Err(Error::invalid(format!(
+                    "{} of shape {:?}, the layer needs {:?}",
+                    s.name,
+                    t.shape(),
+                    s.shape
+                )));
+            }
+            ts.push(t);
+        }
+        let mut ts = ts.into_iter();
+        let mut next = || ts.next().expect("one tensor per ParamSpec");
+        Ok(match *self {
+            LayerSpec::Conv2d {
+                out,
+                kernel,
+                stride,
+                padding,
+            } => Layer::Conv2d(Conv2d {
+                in_channels: specs[0].shape[1],
+                out_channels: out,
+                kernel,
+                stride,
+                padding,
+                weight: next(),
+                bias: next(),
+            }),
+            LayerSpec::Linear { out } => Layer::Linear(Linear {
+                in_features: specs[0].shape[1],
+                out_features: out,
+                weight: next(),
+                bias: next(),
+            }),
+            LayerSpec::BatchNorm2d => {
+                let mut bn = BatchNorm2d::new(1)?;
+                bn.weight = next();
+                bn.bias = next();
+                bn.running_mean = next();
+                bn.running_var = next();
+                Layer::BatchNorm2d(bn)
+            }
+            LayerSpec::MaxPool2d(p) => Layer::MaxPool2d(p),
+            LayerSpec::AvgPool2d(p) => Layer::AvgPool2d(p),
+            LayerSpec::Relu => Layer::Relu,
+            LayerSpec::LeakyRelu(s) => Layer::LeakyRelu(s),
+            LayerSpec::Tanh => Layer::Tanh,
+            LayerSpec::Sigmoid => Layer::Sigmoid,
+            LayerSpec::Flatten => Layer::Flatten,
+            LayerSpec::Dropout(p) => Layer::Dropout(p),
+        })
+    }
+}
+
+fn conv_params(
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    input: Shape,
+) -> Result<Conv2dParams> {
+    let Shape::Image { c, h, w } = input else {
+        return Err(Error::invalid(format!(
+            "conv needs an image input, got {input} features"
+        )));
+    };
+    let p = Conv2dParams::new(1, c, h, w, out, kernel, kernel)
+        .with_stride(stride, stride)
+        .with_padding(padding, padding, padding, padding);
+    p.dims()?;
+    Ok(p)
+}
+
+impl fmt::Display for LayerSpec {
+    /// The layer as a spec writes it (the shortest form: defaults left out).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            LayerSpec::Conv2d {
+                out,
+                kernel,
+                stride,
+                padding,
+            } => {
+                write!(f, "conv({out},{kernel}")?;
+                if stride != 1 {
+                    write!(f, ",stride={stride}")?;
+                }
+                if padding != 0 {
+                    write!(f, ",pad={padding}")?;
+                }
+                f.write_str(")")
+            }
+            LayerSpec::Linear { out } => write!(f, "linear({out})"),
+            LayerSpec::MaxPool2d(p) | LayerSpec::AvgPool2d(p) => {
+                let name = if matches!(self, LayerSpec::MaxPool2d(_)) {
+                    "maxpool"
+                } else {
+                    "avgpool"
+                };
+                write!(f, "{name}({}", p.kernel)?;
+                if p.stride != p.kernel {
+                    write!(f, ",stride={}", p.stride)?;
+                }
+                if p.padding != 0 {
+                    write!(f, ",pad={}", p.padding)?;
+                }
+                f.write_str(")")
+            }
+            LayerSpec::Relu => f.write_str("relu"),
+            LayerSpec::LeakyRelu(s) => write!(f, "leakyrelu({s})"),
+            LayerSpec::Tanh => f.write_str("tanh"),
+            LayerSpec::Sigmoid => f.write_str("sigmoid"),
+            LayerSpec::Flatten => f.write_str("flatten"),
+            LayerSpec::Dropout(p) => write!(f, "dropout({p})"),
+            LayerSpec::BatchNorm2d => f.write_str("batchnorm"),
+        }
+    }
+}
+
+/// One planned layer: what it is, the token it came from, and its shapes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    /// The layer.
+    pub layer: LayerSpec,
+    /// The spec token (for messages).
+    pub token: String,
+    /// Input shape of one sample.
+    pub input: Shape,
+    /// Output shape of one sample.
+    pub output: Shape,
+    /// The tensors it holds.
+    pub params: Vec<ParamSpec>,
+}
+
+/// Parses `spec` (or a preset name) for `input`: every layer with its shapes and tensor
+/// shapes, each checked against [`MAX_TENSOR`]; nothing is allocated but the plan.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the layer (index and token) that does not parse or fit.
+pub fn plan(spec: &str, input: Shape) -> Result<Vec<Planned>> {
+    let spec = preset(spec.trim()).unwrap_or(spec);
+    check_shape(input, "the input")?;
+    let mut out = Vec::new();
+    let mut shape = input;
+    for (i, tok) in split(spec)?.into_iter().enumerate() {
+        let at = |e: Error| Error::invalid(format!("model spec, layer {i} `{tok}`: {e}"));
+        let layer = parse_layer(&tok).map_err(at)?;
+        let params = layer.params(shape).map_err(at)?;
+        let output = layer.output_shape(shape).map_err(at)?;
+        check_shape(
+            output,
+            &format!("model spec, layer {i} `{tok}`: the output"),
+        )?;
+        out.push(Planned {
+            layer,
+            token: tok,
+            input: shape,
+            output,
+            params,
+        });
+        shape = output;
+    }
+    Ok(out)
+}
+
+/// Elements of every tensor the planned layers hold.
+pub fn param_elements(plan: &[Planned]) -> u64 {
+    plan.iter()
+        .flat_map(|p| &p.params)
+        .map(|p| p.len() as u64)
+        .sum()
+}
+
+/// A sample shape must have elements, and at most [`MAX_TENSOR`] of them.
+pub(crate) fn check_shape(s: Shape, what: &str) -> Result<()> {
+    let n = match s {
+        Shape::Image { c, h, w } => c.checked_mul(h).and_then(|x| x.checked_mul(w)),
+        Shape::Flat(n) => Some(n),
+    };
+    match n {
+        Some(n) if n > 0 && n <= MAX_TENSOR => Ok(()),
+        Some(0) => Err(Error::invalid(format!("{what} has no elements"))),
+        _ => Err(Error::invalid(format!(
+            "{what} ({s}) has more than 2^28 elements per sample"
+        ))),
+    }
+}
+
+fn split(spec: &str) -> Result<Vec<String>> {
+    let mut toks = Vec::new();
+    let mut cur = String::new();
+    let mut depth = 0i32;
+    for ch in spec.chars() {
+        match ch {
+            '(' => {
+                depth += 1;
+                cur.push(ch);
+            }
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err(Error::invalid(format!(
+                        "model spec `{spec}`: unbalanced `)`"
+                    )));
+                }
+                cur.push(ch);
+            }
+            c if depth == 0 && (c.is_whitespace() || c == ',' || c == ';') => {
+                if !cur.is_empty() {
+                    toks.push(std::mem::take(&mut cur));
+                }
+            }
+            c if c.is_whitespace() => {}
+            c => cur.push(c),
+        }
+    }
+    if depth != 0 {
+        return Err(Error::invalid(format!(
+            "model spec `{spec}`: unbalanced `(`"
+        )));
+    }
+    if !cur.is_empty() {
+        toks.push(cur);
+    }
+    if toks.is_empty() {
+        return Err(Error::invalid("model spec is empty"));
+    }
+    Ok(toks)
+}
+
+/// Positional and `key=value` arguments of one spec token.
+struct Args<'a> {
+    pos: Vec<&'a str>,
+    kw: Vec<(&'a str, &'a str)>,
+}
+
+fn parse_args(inner: &str) -> Args<'_> {
+    let mut a = Args {
+        pos: Vec::new(),
+        kw: Vec::new(),
+    };
+    for part in inner.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some((k, v)) => a.kw.push((k, v)),
+            None => a.pos.push(part),
+        }
+    }
+    a
+}
+
+impl Args<'_> {
+    /// At most `max_pos` positional arguments, keys from `keys` only, each at most once,
+    /// and none given both by position (`positional[i]` names position `i`) and by name.
+    fn check(&self, max_pos: usize, keys: &[&str], positional: &[&str]) -> Result<()> {
+        if self.pos.len() > max_pos {
+            return Err(Error::invalid(format!(
+                "takes at most {max_pos} positional argument(s)"
+            )));
+        }
+        for (i, (k, v)) in self.kw.iter().enumerate() {
+            if !keys.contains(k) {
+                return Err(Error::invalid(format!(
+                    "unknown argument `{k}` (expected one of: {})",
+                    keys.join(", ")
+                )));
+            }
+            if self.kw[..i].iter().any(|(k2, _)| k2 == k) {
+                return Err(Error::invalid(format!("`{k}` is given twice")));
+            }
+            if let Some(p) = positional.iter().position(|p| p == k)
+                && let Some(pv) = self.pos.get(p)
+            {
+                return Err(Error::invalid(format!(
+                    "`{k}` is given twice: as {pv} (by position) and as {k}={v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn usize(&self, pos: usize, key: &str, default: Option<usize>) -> Result<usize> {
+        let text = self
+            .kw
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .or_else(|| self.pos.get(pos).copied());
+        let v = match (text, default) {
+            (Some(t), _) => t.parse::<usize>().map_err(|_| {
+                Error::invalid(format!("`{key}` must be a whole number, got `{t}`"))
+            })?,
+            (None, Some(d)) => d,
+            (None, None) => return Err(Error::invalid(format!("missing `{key}`"))),
+        };
+        if v > MAX_ARG {
+            return Err(Error::invalid(format!("`{key}` = {v} is too large")));
+        }
+        Ok(v)
+    }
+
+    fn f32(&self, default: f32, lo: f32, hi: f32, what: &str) -> Result<f32> {
+        let Some(t) = self.pos.first() else {
+            return Ok(default);
+        };
+        match t.parse::<f32>() {
+            Ok(v) if (lo..hi).contains(&v) => Ok(v),
+            _ => Err(Error::invalid(format!(
+                "{what} must be a number in [{lo}, {hi}), got `{t}`"
+            ))),
+        }
+    }
+}
+
+fn positive(v: usize, what: &str) -> Result<usize> {
+    if v == 0 {
+        return Err(Error::invalid(format!("{what} must be at least 1")));
+    }
+    Ok(v)
+}
+
+/// One token, without shapes.
+fn parse_layer(tok: &str) -> Result<LayerSpec> {
+    let (name, inner) = match tok.find('(') {
+        Some(i) if tok.ends_with(')') => (&tok[..i], &tok[i + 1..tok.len() - 1]),
+        Some(_) => return Err(Error::invalid("expected `)` at the end")),
+        None => (tok, ""),
+    };
+    let a = parse_args(inner);
+    let name = name.to_ascii_lowercase();
+    let no_args = |a: &Args| -> Result<()> { a.check(0, &[], &[]) };
+    Ok(match name.as_str() {
+        "conv" | "conv2d" => {
+            a.check(2, &["out", "k", "stride", "pad"], &["out", "k"])?;
+            LayerSpec::Conv2d {
+                out: positive(a.usize(0, "out", None)?, "out")?,
+                kernel: positive(a.usize(1, "k", None)?, "k")?,
+                stride: positive(a.usize(usize::MAX, "stride", Some(1))?, "stride")?,
+                padding: a.usize(usize::MAX, "pad", Some(0))?,
+            }
+        }
+        "linear" | "fc" => {
+            a.check(1, &["out"], &["out"])?;
+            LayerSpec::Linear {
+                out: positive(a.usize(0, "out", None)?, "out")?,
+            }
+        }
+        "maxpool" | "avgpool" => {
+            a.check(1, &["k", "stride", "pad"], &["k"])?;
+            let kernel = positive(a.usize(0, "k", None)?, "k")?;
+            let p = Pool {
+                kernel,
+                stride: positive(a.usize(usize::MAX, "stride", Some(kernel))?, "stride")?,
+                padding: a.usize(usize::MAX, "pad", Some(0))?,
+            };
+            if name == "maxpool" {
+                LayerSpec::MaxPool2d(p)
+            } else {
+                LayerSpec::AvgPool2d(p)
+            }
+        }
+        "relu" => no_args(&a).map(|()| LayerSpec::Relu)?,
+        "tanh" => no_args(&a).map(|()| LayerSpec::Tanh)?,
+        "sigmoid" => no_args(&a).map(|()| LayerSpec::Sigmoid)?,
+        "flatten" => no_args(&a).map(|()| LayerSpec::Flatten)?,
+        "leakyrelu" => {
+            a.check(1, &[], &[])?;
+            LayerSpec::LeakyRelu(a.f32(0.01, 0.0, f32::MAX, "the slope")?)
+        }
+        "dropout" => {
+            a.check(1, &[], &[])?;
+            LayerSpec::Dropout(a.f32(0.5, 0.0, 1.0, "the drop probability")?)
+        }
+        "batchnorm" | "bn" => {
+            no_args(&a)?;
+            LayerSpec::BatchNorm2d
+        }
+        _ => {
+            return Err(Error::invalid(
+                "unknown layer (expected conv, linear, maxpool, avgpool, relu, leakyrelu, \
+                 tanh, sigmoid, flatten, dropout, batchnorm)",
+            ));
+        }
+    })
+}
