@@ -524,6 +524,16 @@ impl Trainer {
     }
 }
 
+/// The training thread that panics at its next step (for the test that proves a panic
+/// never hangs the process); `usize::MAX`: none.
+static PANIC_IN_THREAD: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Makes training thread `t` panic at its next step (`None`: no thread). For tests.
+#[doc(hidden)]
+pub fn inject_panic(t: Option<usize>) {
+    PANIC_IN_THREAD.store(t.unwrap_or(usize::MAX), Ordering::Relaxed);
+}
+
 /// Reads a lock, whether or not a panicking thread poisoned it (every panic is reported
 /// as an error anyway).
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -679,6 +689,10 @@ impl Shard<'_> {
     }
 
     fn run(&self, t: usize, job: &Job, model: &Model, w: &mut Worker) {
+        if PANIC_IN_THREAD.load(Ordering::Relaxed) == t {
+            PANIC_IN_THREAD.store(usize::MAX, Ordering::Relaxed);
+            panic!("injected panic in training thread {t}");
+        }
         let lo = job.start + t * job.len / self.threads;
         let hi = job.start + (t + 1) * job.len / self.threads;
         w.rows = hi - lo;

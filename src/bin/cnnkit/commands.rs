@@ -426,8 +426,8 @@ pub fn predict(model_file: &Path, images: &[PathBuf], json: bool) -> Result<()> 
     for (p, row) in images.iter().zip(logits.data().chunks_exact(classes)) {
         if let Some(x) = row.iter().find(|x| !x.is_finite()) {
             return Err(Error::Invalid(format!(
-                "{}: the model's score {x} is not a number: its weights cannot classify \
-                 this image (no prediction made)",
+                "{}: the model's score is {x}: its weights cannot classify this image \
+                 (no prediction made)",
                 p.display()
             )));
         }
