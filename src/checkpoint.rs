@@ -358,9 +358,10 @@ pub fn save(path: &Path, trainer: &Trainer, classes: &[String]) -> Result<()> {
     let (opath, next) = (optim_path(path), optim_next_path(path));
     // a pair an earlier save committed but did not finish renaming: finish it, so that
     // `next` may be reused
-    if let Ok(Some(d)) = committed_digest(path)
-        && file_digest(&opath).as_deref() != Some(d.as_str())
+    if next.exists()
+        && let Ok(Some(d)) = committed_digest(path)
         && file_digest(&next).as_deref() == Some(d.as_str())
+        && file_digest(&opath).as_deref() != Some(d.as_str())
     {
         fsio::rename(&next, &opath)?;
     }

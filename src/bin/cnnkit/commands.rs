@@ -238,7 +238,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         )));
     }
     if !a.json {
-        println!(
+        outln!(
             "model {} ({} parameters), {} training / {} test images, batch {}, {} thread(s), kernels: {}",
             trainer.model.spec(),
             trainer.model.num_params(),
@@ -288,12 +288,12 @@ pub fn train(a: &TrainArgs) -> Result<()> {
                 .map_err(|err| kept(err, Some(path), trainer.epoch - 1))?;
         }
         if a.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(&stats).map_err(|e| Error::Invalid(e.to_string()))?
             );
         } else {
-            println!(
+            outln!(
                 "epoch {e}/{epochs}: loss {:.4}, train {}, test {}, {:.0} images/s, {:.1} s",
                 stats.train_loss,
                 pct(stats.train_acc),
@@ -304,7 +304,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
         }
     }
     if let (Some(path), false) = (&save, a.json) {
-        println!("saved {}", path.display());
+        outln!("saved {}", path.display());
     }
     Ok(())
 }
@@ -316,10 +316,10 @@ pub fn eval(model_file: &Path, dir: &Path, threads: usize, json: bool) -> Result
     let (acc, conf) = evaluate(&model, &test, &meta.norm(), threads)?;
     if json {
         let v = serde_json::json!({ "accuracy": acc, "images": test.len(), "confusion": conf });
-        println!("{v}");
+        outln!("{v}");
         return Ok(());
     }
-    println!(
+    outln!(
         "{}: test accuracy {} on {} images ({})",
         model_file.display(),
         pct(acc),
@@ -332,19 +332,19 @@ pub fn eval(model_file: &Path, dir: &Path, threads: usize, json: bool) -> Result
         .map(|i| format!("{i} {}", name(i)).chars().count())
         .max()
         .unwrap_or(1);
-    println!("confusion matrix (rows: true class, columns: predicted)");
-    print!("{:>w$} ", "");
+    outln!("confusion matrix (rows: true class, columns: predicted)");
+    out!("{:>w$} ", "");
     for j in 0..conf.len() {
-        print!("{j:>5}");
+        out!("{j:>5}");
     }
-    println!("  recall");
+    outln!("  recall");
     for (i, row) in conf.iter().enumerate() {
-        print!("{:<w$} ", format!("{i} {}", name(i)));
+        out!("{:<w$} ", format!("{i} {}", name(i)));
         for v in row {
-            print!("{v:>5}");
+            out!("{v:>5}");
         }
         let total: u64 = row.iter().sum();
-        println!("  {}", pct(row[i] as f64 / total.max(1) as f64));
+        outln!("  {}", pct(row[i] as f64 / total.max(1) as f64));
     }
     Ok(())
 }
@@ -395,7 +395,7 @@ pub fn export(model_file: &Path, out: &Path, batch: usize, overwrite: bool) -> R
     )?;
     fsio::write_atomic(&wpath, &blob)?;
     fsio::write_atomic(&spath, src.as_bytes())?;
-    println!(
+    outln!(
         "{}: {} layers, {} parameters ({} bytes of weights.bin), arena {} floats ({} bytes), fingerprint {:#010x}",
         out.display(),
         e.layers.len(),
@@ -450,14 +450,14 @@ pub fn predict(model_file: &Path, images: &[PathBuf], json: bool) -> Result<()> 
                 "probabilities": row,
                 "logits": &logits.data()[i * classes..(i + 1) * classes],
             });
-            println!("{v}");
+            outln!("{v}");
         } else {
             let list: Vec<String> = row
                 .iter()
                 .enumerate()
                 .map(|(i, q)| format!("{}:{:.3}", i, q))
                 .collect();
-            println!(
+            outln!(
                 "{}: {} {} ({:.1}%)  [{}]",
                 p.display(),
                 best,

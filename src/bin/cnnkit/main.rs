@@ -1,7 +1,29 @@
 //! The `cnnkit` command-line tool: train, eval, predict, viz, bench.
 
+/// `println!` that returns an error from the enclosing function, instead of panicking,
+/// when standard output cannot be written (a full disk, a closed pipe).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*).map_err(crate::stdout_error)?
+    }};
+}
+
+/// `print!` as [`outln!`].
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($t)*).map_err(crate::stdout_error)?
+    }};
+}
+
 mod commands;
 mod viz;
+
+/// The error for standard output that cannot be written.
+fn stdout_error(e: std::io::Error) -> cnnkit::Error {
+    cnnkit::Error::Invalid(format!("cannot write to standard output: {e}"))
+}
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -198,31 +220,58 @@ fn run_bench(
             return ExitCode::from(2);
         }
     }
+    match bench_rows(filter, threads, json, min_time_ms) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn bench_rows(
+    filter: Option<String>,
+    threads: u16,
+    json: bool,
+    min_time_ms: u64,
+) -> cnnkit::Result<ExitCode> {
     let threads = usize::from(threads);
     let peak = bench::fma_peak_gflops();
     if !json {
-        println!(
+        outln!(
             "variant {} (detected {}), FMA peak measured {:.1} GFLOPS per core, {} thread(s)",
             arch::active().name(),
             arch::detected().name(),
             peak,
             threads
         );
-        println!(
+        outln!(
             "{:<20} {:<16} {:<8} {:>9} {:>8} {:>6}  shape",
-            "kernel", "variant", "pass", "ms", "GFLOPS", "%peak"
+            "kernel",
+            "variant",
+            "pass",
+            "ms",
+            "GFLOPS",
+            "%peak"
         );
     }
+    let mut failed = None;
     let res = bench::run(
         filter.as_deref(),
         threads,
         Duration::from_millis(min_time_ms),
         peak,
         |r| {
-            if json {
-                println!("{}", serde_json::to_string(r).unwrap_or_default());
+            use std::io::Write as _;
+            let line = if json {
+                writeln!(
+                    std::io::stdout(),
+                    "{}",
+                    serde_json::to_string(r).unwrap_or_default()
+                )
             } else {
-                println!(
+                writeln!(
+                    std::io::stdout(),
                     "{:<20} {:<16} {:<8} {:>9.3} {:>8.1} {:>5.1}%  {}",
                     r.name,
                     r.variant,
@@ -231,18 +280,24 @@ fn run_bench(
                     r.gflops,
                     r.pct_peak,
                     r.shape
-                );
+                )
+            };
+            if let Err(e) = line {
+                failed.get_or_insert(e);
             }
         },
     );
-    match res {
+    if let Some(e) = failed {
+        return Err(stdout_error(e));
+    }
+    Ok(match res {
         Ok(rows) if rows.is_empty() => {
             eprintln!("error: no benchmark matches the filter");
             ExitCode::from(2)
         }
         Ok(rows) => {
             if !json && rows.iter().any(|r| r.variant.starts_with("winograd")) {
-                println!(
+                outln!(
                     "(GFLOPS count a convolution's direct multiply-adds; Winograd's algorithm \
                      does 2.25x fewer, so its rows can pass 100% of the FMA peak)"
                 );
@@ -253,5 +308,5 @@ fn run_bench(
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
+    })
 }

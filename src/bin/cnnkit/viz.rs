@@ -292,13 +292,13 @@ pub fn run(
             .cloned()
             .unwrap_or_else(|| i.to_string())
     };
-    println!(
+    outln!(
         "test image {index}: label {label} {}, predicted {pred} {}",
         name(label),
         name(pred)
     );
     for w in written {
-        println!("wrote {w}");
+        outln!("wrote {w}");
     }
     Ok(())
 }
