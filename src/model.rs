@@ -469,16 +469,19 @@ impl Workspace {
             scratch = scratch.max(Self::scratch_for(l, capacity, s, train)?);
             states.push(l.state(capacity, s)?);
         }
+        // (within the budget, checked above; an allocation the machine cannot make is an
+        // error, not an abort)
+        let zeroed = |n| crate::budget::zeroed::<f32>(n, "a workspace buffer");
         Ok(Workspace {
             cap: capacity,
-            acts: sizes.iter().map(|&n| vec![0.0; n]).collect(),
+            acts: sizes.iter().map(|&n| zeroed(n)).collect::<Result<_>>()?,
             grads: sizes
                 .iter()
                 .enumerate()
-                .map(|(i, &n)| vec![0.0; if i == 0 || !train { 0 } else { n }])
-                .collect(),
+                .map(|(i, &n)| zeroed(if i == 0 || !train { 0 } else { n }))
+                .collect::<Result<_>>()?,
             states,
-            scratch: vec![0.0; scratch],
+            scratch: zeroed(scratch)?,
             train,
         })
     }

@@ -11,7 +11,7 @@ mod props;
 type Property = fn(&[u8]);
 
 /// The fuzz targets (`fuzz/fuzz_targets/NAME.rs`) and their properties.
-const TARGETS: [(&str, Property); 10] = [
+const TARGETS: [(&str, Property); 12] = [
     ("conv2d", props::conv::conv2d),
     ("im2col", props::conv::im2col),
     ("sgemm", props::gemm::sgemm),
@@ -22,6 +22,8 @@ const TARGETS: [(&str, Property); 10] = [
     ("idx", props::parsers::idx),
     ("checkpoint", props::parsers::checkpoint),
     ("spec", props::parsers::spec),
+    ("meta", props::parsers::meta),
+    ("image", props::parsers::image),
 ];
 
 fn replay(target: &str) {
@@ -111,4 +113,14 @@ fn checkpoint() {
 #[test]
 fn spec() {
     replay("spec");
+}
+
+#[test]
+fn meta() {
+    replay("meta");
+}
+
+#[test]
+fn image() {
+    replay("image");
 }

@@ -1,9 +1,13 @@
 //! The std layer's parsers on arbitrary bytes: an error or a consistent result, never a
 //! panic.
 
+use std::collections::HashMap;
+
 use cnnkit::checkpoint::{model_bytes, model_from_bytes};
 use cnnkit::data::parse_idx;
-use cnnkit::{Model, Shape};
+use cnnkit::spec::{self, LayerSpec};
+use cnnkit::{Model, Optimizer, Shape, Split, Trainer, evaluate};
+use safetensors::tensor::{Dtype, TensorView};
 
 /// The IDX reader (plain or gzipped): an error, or an array whose dims fit its data.
 pub fn idx(data: &[u8]) {
@@ -35,5 +39,128 @@ pub fn spec(data: &[u8]) {
     if let Ok(m) = Model::from_spec(text, input, 3) {
         let again = Model::from_spec(&m.spec(), input, 3).expect("the spec of a model parses");
         assert!(again == m, "{text:?} -> {}", m.spec());
+    }
+}
+
+/// The checkpoint metadata, every field: the fuzzer's bytes are the `cnnkit` metadata
+/// (JSON) of a checkpoint whose tensors fit the model its spec names (when that model
+/// is small), so the fields reach validation rather than a missing tensor. A model that
+/// loads must validate, save back to the same model, and go through what the CLI does
+/// with one without a panic: predict, evaluate, and an epoch of training resumed from
+/// its recipe (on up to 4 threads and batches of up to 64). Under a 128 MiB budget.
+pub fn meta(data: &[u8]) {
+    cnnkit::budget::set(128 << 20);
+    let Ok(json) = std::str::from_utf8(data) else {
+        return;
+    };
+    let bytes = checkpoint_for(json);
+    let Ok((model, meta)) = model_from_bytes("fuzz".as_ref(), &bytes) else {
+        return;
+    };
+    meta.validate(model.output_shape().len())
+        .expect("a checkpoint that loads has valid metadata");
+    let again = model_bytes(&model, &meta).expect("serialise a loaded model");
+    let (m2, meta2) = model_from_bytes("again".as_ref(), &again).expect("reload");
+    assert!(m2 == model && meta2 == meta);
+    // what the CLI does with a model
+    let Shape::Image { c, h, w } = model.input_shape() else {
+        unreachable!("a checkpoint's input is an image")
+    };
+    let per = c * h * w;
+    let n = 5;
+    let pixels: Vec<u8> = (0..n * per).map(|i| (i * 37 % 251) as u8).collect();
+    let _ = model.predict_u8(&meta.norm(), &pixels);
+    if c != 1 {
+        return;
+    }
+    let classes = model.output_shape().len();
+    let split = Split {
+        images: pixels,
+        labels: (0..n).map(|i| (i % classes.min(256)) as u8).collect(),
+        rows: h,
+        cols: w,
+    };
+    let _ = evaluate(&model, &split, &meta.norm(), 2);
+    let cfg = &meta.config;
+    if cfg.threads <= 4 && cfg.batch <= 64 {
+        let Ok(opt) = Optimizer::new(cfg.optimizer, cfg.weight_decay, &model) else {
+            return;
+        };
+        let r = Trainer::resume(
+            model,
+            opt,
+            cfg.clone(),
+            meta.norm(),
+            meta.epoch,
+            meta.history,
+        );
+        if let Ok(mut t) = r {
+            let _ = t.train_epoch(&split, |_, _, _| {});
+        }
+    }
+}
+
+/// A checkpoint with `json` as its metadata and, if `json` names a spec and input of a
+/// model of at most 100,000 parameters, a tensor of the right shape for each of them.
+fn checkpoint_for(json: &str) -> Vec<u8> {
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
+        && let Some(text) = v["spec"].as_str()
+        && let Some([c, h, w]) = v["input"].as_array().and_then(|a| {
+            let d: Vec<usize> = a
+                .iter()
+                .filter_map(|x| x.as_u64())
+                .map(|x| x as usize)
+                .collect();
+            <[usize; 3]>::try_from(d).ok()
+        })
+        && let Ok(plan) = spec::plan(text, Shape::Image { c, h, w })
+        && spec::param_elements(&plan) <= 100_000
+    {
+        for (i, p) in plan.iter().enumerate() {
+            for ps in &p.params {
+                let var = ps.name == "running_var";
+                let values: Vec<u8> = (0..ps.len())
+                    .flat_map(|k| {
+                        let x = ((k * 7919 % 201) as f32 - 100.0) / 1000.0;
+                        (if var { x.abs() + 0.5 } else { x }).to_le_bytes()
+                    })
+                    .collect();
+                tensors.push((
+                    format!("{i}.{}", ps.name),
+                    Dtype::F32,
+                    ps.shape.clone(),
+                    values,
+                ));
+            }
+            if matches!(p.layer, LayerSpec::BatchNorm2d) {
+                let n = format!("{i}.num_batches_tracked");
+                tensors.push((n, Dtype::I64, vec![], 3i64.to_le_bytes().to_vec()));
+            }
+        }
+    }
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, dt, sh, b)| {
+            (
+                n.clone(),
+                TensorView::new(*dt, sh.clone(), b).expect("view"),
+            )
+        })
+        .collect();
+    let md = HashMap::from([("cnnkit".to_string(), json.to_string())]);
+    safetensors::serialize(views, &Some(md)).expect("serialise")
+}
+
+/// `predict`'s image path (PNG or PGM, grayscale, resized): an error, or exactly the
+/// model's input size in pixels, for a square and a wide, short input. Under a 128 MiB
+/// budget (the decoder's allocations follow it).
+pub fn image(data: &[u8]) {
+    cnnkit::budget::set(128 << 20);
+    for (h, w) in [(28, 28), (3, 97)] {
+        let shape = Shape::Image { c: 1, h, w };
+        if let Ok(px) = cnnkit::pixels::decode_gray("fuzz".as_ref(), data, shape) {
+            assert_eq!(px.len(), h * w);
+        }
     }
 }
