@@ -415,8 +415,10 @@ fn committed_digest(path: &Path) -> Result<Option<String>> {
     Ok(meta.optim_digest)
 }
 
-/// The digest of the file at `path`, if it reads.
+/// The digest of the regular file at `path`, if it reads (a pipe planted there is
+/// not opened: it could block for ever).
 fn file_digest(path: &Path) -> Option<String> {
+    fsio::regular_file(path).ok()?;
     read_safetensors(path).ok().map(|b| digest(&b))
 }
 
@@ -658,24 +660,27 @@ pub fn load_optimizer(path: &Path, model: &Model, meta: &Meta) -> Result<Optimiz
     let opath = optim_path(path);
     let (opath, bytes) = match &meta.optim_digest {
         None => {
+            fsio::regular_file(&opath)?;
             let bytes = read_safetensors(&opath)?;
             (opath, bytes)
         }
         Some(d) => {
             let mut found = None;
             for p in [opath.clone(), optim_next_path(path)] {
-                if let Ok(bytes) = read_safetensors(&p)
-                    && digest(&bytes) == *d
+                if let Some(bytes) = fsio::regular_file(&p)
+                    .and_then(|_| read_safetensors(&p))
+                    .ok()
+                    .filter(|b| digest(b) == *d)
                 {
                     found = Some((p, bytes));
                     break;
                 }
             }
             found.ok_or_else(|| {
-                let what = if opath.exists() {
-                    "was saved with another model file (its digest differs)"
-                } else {
-                    "is missing"
+                let what = match fsio::regular_file(&opath) {
+                    Ok(_) => "was saved with another model file (its digest differs)".into(),
+                    Err(_) if !opath.exists() => "is missing".into(),
+                    Err(e) => format!("is unreadable ({e})"),
                 };
                 Error::checkpoint(
                     &opath,

@@ -897,6 +897,47 @@ fn eval_reads_only_the_test_split_and_paths_say_what_they_are() {
     std::fs::remove_file(odd.join("t10k-images-idx3-ubyte")).unwrap();
     std::fs::remove_dir_all(&odd).unwrap();
     before.unchanged(&d);
+    // a pipe planted where cnnkit reads or replaces the optimizer state: never opened
+    // (it would block for ever), and said to be what it is
+    let piped = d.join("piped");
+    std::fs::create_dir(&piped).unwrap();
+    let pck = piped.join("m.safetensors");
+    std::fs::copy(&ck, &pck).unwrap();
+    std::fs::copy(
+        checkpoint::optim_path(&ck),
+        checkpoint::optim_next_path(&pck),
+    )
+    .unwrap();
+    let fifo = checkpoint::optim_path(&pck);
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let resume = [
+        "train",
+        "--data",
+        s(&data),
+        "--resume",
+        s(&pck),
+        "--epochs",
+        "2",
+    ];
+    fails(&run(&resume), 2, &["m.safetensors.optim", "a pipe"]);
+    std::fs::rename(checkpoint::optim_next_path(&pck), piped.join("keep")).unwrap();
+    std::fs::remove_file(&fifo).unwrap();
+    std::fs::rename(piped.join("keep"), &fifo).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(checkpoint::optim_next_path(&pck))
+            .status()
+            .unwrap()
+            .success()
+    );
+    fails(&run(&resume), 2, &["m.safetensors.optim.next", "a pipe"]);
+    std::fs::remove_dir_all(&piped).unwrap();
     // --out onto a file says what is wrong
     let file = d.join("file.txt");
     std::fs::write(&file, b"x").unwrap();
