@@ -799,6 +799,26 @@ pub fn micro_batch(model: &Model, shard: usize) -> usize {
     }
 }
 
+/// Checks that [`evaluate`] on `n` images and `threads` threads fits the memory budget
+/// (its workspaces and confusion matrices), without allocating: a training run checks it
+/// before its first epoch.
+///
+/// # Errors
+/// [`Error::Invalid`] saying what would not fit.
+pub fn check_evaluate_budget(model: &Model, n: usize, threads: usize) -> Result<()> {
+    let threads = threads.clamp(1, n.max(1));
+    let classes = model.output_shape().len();
+    let per_thread = Workspace::bytes(model, 64.min(n.max(1)), false)?;
+    // (a confusion matrix per thread and one for the sum)
+    let confusion = (classes as u64).saturating_mul(classes as u64 * 8);
+    crate::budget::check(
+        &format!("evaluating {classes} classes on {threads} thread(s)"),
+        per_thread
+            .saturating_mul(threads as u64)
+            .saturating_add(confusion.saturating_mul(threads as u64 + 1)),
+    )
+}
+
 /// Accuracy and confusion matrix (`[true][predicted]` counts) of `model` on `split`,
 /// evaluated on `threads` threads.
 ///
@@ -827,11 +847,7 @@ pub fn evaluate(
     }
     let n = split.len();
     let threads = threads.clamp(1, n.max(1));
-    let per_thread = Workspace::bytes(model, 64.min(n.max(1)), false)?;
-    crate::budget::check(
-        &format!("evaluating on {threads} thread(s)"),
-        per_thread.saturating_mul(threads as u64),
-    )?;
+    check_evaluate_budget(model, n, threads)?;
     let table = norm.table();
     let parts: Vec<Result<Vec<Vec<u64>>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)

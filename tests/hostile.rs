@@ -503,6 +503,26 @@ fn memory_is_bounded_by_what_the_input_holds() {
         ],
     );
     fails(&out, 2, &["memory budget", "--max-memory"]);
+    // a model of 100,000 classes: its confusion matrix alone would take 80 GB; a run
+    // says so before its first epoch, and eval before it allocates
+    let spec = "maxpool(4) flatten linear(100000)";
+    let out = run(&["train", "--data", s(&data), "--model", spec]);
+    fails(&out, 2, &["100000 classes", "memory budget"]);
+    assert!(!text(&out.stdout).contains("epoch"));
+    let wide = d.join("wide.safetensors");
+    let (_, mut meta) = checkpoint::load_model(&ck).unwrap();
+    let model = Model::from_spec(spec, Shape::Image { c: 1, h: 28, w: 28 }, 1).unwrap();
+    meta.spec = model.spec();
+    std::fs::write(&wide, checkpoint::model_bytes(&model, &meta).unwrap()).unwrap();
+    fails(
+        &run_limited(
+            2048,
+            &["eval", "--model-file", s(&wide), "--data", s(&data)],
+        ),
+        2,
+        &["100000 classes", "memory budget"],
+    );
+    std::fs::remove_file(&wide).unwrap();
     // the budget can be changed, by flag or environment
     let small = ["train", "--data", s(&data), "--epochs", "1"];
     fails(

@@ -230,6 +230,7 @@ pub fn train(a: &TrainArgs) -> Result<()> {
             Trainer::new(model, config, Normalize::of(&ds.train))?
         }
     };
+    cnnkit::train::check_evaluate_budget(&trainer.model, ds.test.len(), trainer.config.threads)?;
     let classes_out = trainer.model.output_shape().len();
     if ds.classes > classes_out {
         return Err(Error::Invalid(format!(
