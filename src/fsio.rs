@@ -393,10 +393,9 @@ pub fn check_destination(
         }
         Ok(_) if !overwrite => {
             let mut head = Vec::new();
-            let read = File::open(path)
+            File::open(path)
                 .and_then(|f| f.take(64 << 10).read_to_end(&mut head))
                 .map_err(|e| bad(e.to_string()))?;
-            let _ = read;
             if !is_ours(&head) {
                 return Err(bad(format!(
                     "exists and is not {what}; refusing to replace it \
