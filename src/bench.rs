@@ -1,6 +1,10 @@
 //! `cnnkit bench`: times the kernels on the shapes of real models and reports ms, GFLOPS
 //! and the fraction of this CPU's measured FMA peak.
 //!
+//! **Not part of the library's API**: the harness behind `cnnkit bench` and the shapes the
+//! criterion benches (`benches/kernels.rs`) share with it, public only so that they can.
+//! It may change in any release.
+//!
 //! Each row is the median of repeated runs (at least 5, and at least `min_time` in all)
 //! after one warm-up run. With more than one thread, the batch (or the rows of a GEMM,
 //! or the elements of an element-wise kernel) is split across scoped threads, each with

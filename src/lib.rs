@@ -20,6 +20,7 @@
 
 pub use cnnkit_kernels as kernels;
 
+#[doc(hidden)]
 pub mod bench;
 pub mod budget;
 pub mod checkpoint;
@@ -36,7 +37,9 @@ pub mod pixels;
 pub mod rng;
 pub mod spec;
 pub mod tensor;
+mod threads;
 pub mod train;
+pub mod workspace;
 
 pub use data::{Dataset, Normalize, Split};
 pub use error::{Error, Result};

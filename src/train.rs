@@ -22,6 +22,7 @@ use crate::loss::{Loss, argmax};
 use crate::model::{Model, Workspace};
 use crate::optim::{Optimizer, OptimizerKind, Schedule};
 use crate::rng::Rng;
+use crate::threads::{SpinBarrier, panic_message, read, write};
 
 /// The recipe of a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -534,70 +535,6 @@ pub fn inject_panic(t: Option<usize>) {
     PANIC_IN_THREAD.store(t.unwrap_or(usize::MAX), Ordering::Relaxed);
 }
 
-/// Reads a lock, whether or not a panicking thread poisoned it (every panic is reported
-/// as an error anyway).
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Writes a lock, poisoned or not (see [`read`]).
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A barrier that spins before it yields: a training step is a few milliseconds, and
-/// waking a thread parked on a futex costs tens of microseconds twice per step.
-struct SpinBarrier {
-    n: usize,
-    arrived: AtomicUsize,
-    generation: AtomicUsize,
-    /// Set when a thread panicked: every wait returns at once.
-    broken: std::sync::atomic::AtomicBool,
-}
-
-impl SpinBarrier {
-    fn new(n: usize) -> Self {
-        SpinBarrier {
-            n,
-            arrived: AtomicUsize::new(0),
-            generation: AtomicUsize::new(0),
-            broken: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// Breaks the barrier for good: every waiting and later [`SpinBarrier::wait`]
-    /// returns `false`.
-    fn break_all(&self) {
-        self.broken.store(true, Ordering::Release);
-    }
-
-    /// Waits for the other threads; `false` when the barrier is broken.
-    fn wait(&self) -> bool {
-        if self.broken.load(Ordering::Acquire) {
-            return false;
-        }
-        let start = self.generation.load(Ordering::Acquire);
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.n {
-            self.arrived.store(0, Ordering::Relaxed);
-            self.generation.fetch_add(1, Ordering::Release);
-            return true;
-        }
-        let mut spins = 0u32;
-        while self.generation.load(Ordering::Acquire) == start {
-            if self.broken.load(Ordering::Acquire) {
-                return false;
-            }
-            if spins < 1 << 14 {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        true
-    }
-}
-
 /// Most threads a batch is split across.
 const MAX_THREADS: usize = 256;
 
@@ -663,11 +600,7 @@ struct Shard<'a> {
 impl Shard<'_> {
     /// Records that thread `t` panicked with `payload`.
     fn panicked(&self, t: usize, payload: &(dyn std::any::Any + Send)) {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(no message)".into());
+        let msg = panic_message(payload);
         let mut p = self
             .panic
             .lock()

@@ -1,4 +1,13 @@
-//! The `cnnkit` command-line tool: train, eval, predict, viz, bench.
+//! The `cnnkit` command-line tool: train, eval, predict, viz, export, bench. Each
+//! subcommand lives in a module of its own with its arguments; this file parses the
+//! command line, sets the memory budget and maps errors to exit statuses (2: bad input,
+//! 3: training diverged).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cnnkit::{Error, Result};
 
 /// `println!` that returns an error from the enclosing function, instead of panicking,
 /// when standard output cannot be written (a full disk, a closed pipe).
@@ -17,21 +26,12 @@ macro_rules! out {
     }};
 }
 
-mod commands;
+mod bench;
+mod eval;
+mod export;
+mod predict;
+mod train;
 mod viz;
-
-/// The error for standard output that cannot be written.
-fn stdout_error(e: std::io::Error) -> cnnkit::Error {
-    cnnkit::Error::Invalid(format!("cannot write to standard output: {e}"))
-}
-
-use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::Duration;
-
-use clap::{Parser, Subcommand};
-use cnnkit::bench;
-use cnnkit::kernels::arch::{self, Isa};
 
 #[derive(Parser)]
 #[command(
@@ -51,87 +51,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model on an MNIST-format dataset (Fashion-MNIST by default).
-    Train(commands::TrainArgs),
+    Train(train::Args),
     /// Accuracy and confusion matrix of a saved model on the test split.
-    Eval {
-        /// The checkpoint (safetensors, written by `train --save`).
-        #[arg(long)]
-        model_file: PathBuf,
-        /// Directory with the four IDX files.
-        #[arg(long, default_value = cnnkit::data::DEFAULT_DIR)]
-        data: PathBuf,
-        /// Threads.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-        threads: u16,
-        /// One JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Eval(eval::Args),
     /// Class and probabilities of PNG or PGM images (grayscale; resized to the model input).
-    Predict {
-        /// The checkpoint.
-        #[arg(long)]
-        model_file: PathBuf,
-        /// Images (PNG or PGM); colour images are converted to grayscale.
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
-        /// One JSON object per image instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Predict(predict::Args),
     /// PNG images of the first-layer filters, of every layer's feature maps for one test
     /// image, and a chart of the training curves.
-    Viz {
-        /// The checkpoint.
-        #[arg(long)]
-        model_file: PathBuf,
-        /// Directory with the four IDX files (for the test image).
-        #[arg(long, default_value = cnnkit::data::DEFAULT_DIR)]
-        data: PathBuf,
-        /// Index of the test image.
-        #[arg(long, default_value_t = 0)]
-        image: usize,
-        /// Output directory (created if missing).
-        #[arg(long)]
-        out: PathBuf,
-        /// Replace files in the output directory that are not PNG images.
-        #[arg(long)]
-        overwrite: bool,
-    },
+    Viz(viz::Args),
     /// Export a saved model for `cnnkit_kernels::net` (a firmware, say): the weights as a
     /// flat little-endian blob, and the layer list as Rust source.
-    Export {
-        /// The checkpoint.
-        #[arg(long)]
-        model_file: PathBuf,
-        /// Output directory (created if missing): `weights.bin` and `model.rs` go there.
-        #[arg(long)]
-        out: PathBuf,
-        /// Images per call the exported network takes.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
-        batch: u32,
-        /// Replace a `weights.bin` or `model.rs` there that `cnnkit export` did not write.
-        #[arg(long)]
-        overwrite: bool,
-    },
+    Export(export::Args),
     /// Time the kernels on the shapes of real models: ms, GFLOPS, % of the FMA peak.
-    Bench {
-        /// Only rows whose name contains this text (e.g. `conv2d`, `lenet`, `sgemm/1024`).
-        #[arg(long)]
-        filter: Option<String>,
-        /// Threads; the batch (or GEMM rows, or elements) is split across them.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-        threads: u16,
-        /// One JSON object per row instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Force a kernel variant (`portable`, `avx2`, `avx512`); default: the best this CPU runs.
-        #[arg(long)]
-        variant: Option<String>,
-        /// Minimum time per row, milliseconds (each row also runs at least 5 times).
-        #[arg(long, default_value_t = 300)]
-        min_time_ms: u64,
-    },
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -155,44 +87,18 @@ fn main() -> ExitCode {
             }
         }
     }
-    let result = match cli.command {
-        Command::Train(args) => commands::train(&args),
-        Command::Eval {
-            model_file,
-            data,
-            threads,
-            json,
-        } => commands::eval(&model_file, &data, usize::from(threads), json),
-        Command::Predict {
-            model_file,
-            images,
-            json,
-        } => commands::predict(&model_file, &images, json),
-        Command::Viz {
-            model_file,
-            data,
-            image,
-            out,
-            overwrite,
-        } => viz::run(&model_file, &data, image, &out, overwrite),
-        Command::Export {
-            model_file,
-            out,
-            batch,
-            overwrite,
-        } => commands::export(&model_file, &out, batch as usize, overwrite),
-        Command::Bench {
-            filter,
-            threads,
-            json,
-            variant,
-            min_time_ms,
-        } => return run_bench(filter, threads, json, variant, min_time_ms),
+    let result = match &cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Predict(a) => predict::run(a),
+        Command::Viz(a) => viz::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Bench(a) => return bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // (a diverged run is no bad input: its own status, so scripts can tell)
-        Err(e @ cnnkit::Error::Diverged(_)) => {
+        Err(e @ Error::Diverged(_)) => {
             eprintln!("error: {e}");
             ExitCode::from(3)
         }
@@ -203,110 +109,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_bench(
-    filter: Option<String>,
-    threads: u16,
-    json: bool,
-    variant: Option<String>,
-    min_time_ms: u64,
-) -> ExitCode {
-    if let Some(v) = variant {
-        let Some(isa) = Isa::from_name(&v) else {
-            eprintln!("error: unknown variant '{v}' (expected one of: portable, avx2, avx512)");
-            return ExitCode::from(2);
-        };
-        if let Err(e) = arch::force(Some(isa)) {
-            eprintln!("error: variant '{v}': {e}");
-            return ExitCode::from(2);
-        }
-    }
-    match bench_rows(filter, threads, json, min_time_ms) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+/// The error for standard output that cannot be written.
+fn stdout_error(e: std::io::Error) -> Error {
+    Error::Invalid(format!("cannot write to standard output: {e}"))
 }
 
-fn bench_rows(
-    filter: Option<String>,
-    threads: u16,
-    json: bool,
-    min_time_ms: u64,
-) -> cnnkit::Result<ExitCode> {
-    let threads = usize::from(threads);
-    let peak = bench::fma_peak_gflops();
-    if !json {
-        outln!(
-            "variant {} (detected {}), FMA peak measured {:.1} GFLOPS per core, {} thread(s)",
-            arch::active().name(),
-            arch::detected().name(),
-            peak,
-            threads
-        );
-        outln!(
-            "{:<20} {:<16} {:<8} {:>9} {:>8} {:>6}  shape",
-            "kernel",
-            "variant",
-            "pass",
-            "ms",
-            "GFLOPS",
-            "%peak"
-        );
+/// A fraction as a percentage with two decimals.
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+/// Makes the output directory `out` (of `--out`), or says why it cannot be one.
+fn out_dir(out: &Path) -> Result<()> {
+    if let Ok(m) = std::fs::metadata(out)
+        && !m.is_dir()
+    {
+        return Err(Error::Invalid(format!(
+            "--out {}: exists and is not a directory (--out names the directory to write into)",
+            out.display()
+        )));
     }
-    let mut failed = None;
-    let res = bench::run(
-        filter.as_deref(),
-        threads,
-        Duration::from_millis(min_time_ms),
-        peak,
-        |r| {
-            use std::io::Write as _;
-            let line = if json {
-                writeln!(
-                    std::io::stdout(),
-                    "{}",
-                    serde_json::to_string(r).unwrap_or_default()
-                )
-            } else {
-                writeln!(
-                    std::io::stdout(),
-                    "{:<20} {:<16} {:<8} {:>9.3} {:>8.1} {:>5.1}%  {}",
-                    r.name,
-                    r.variant,
-                    r.pass.name(),
-                    r.ms,
-                    r.gflops,
-                    r.pct_peak,
-                    r.shape
-                )
-            };
-            if let Err(e) = line {
-                failed.get_or_insert(e);
-            }
-        },
-    );
-    if let Some(e) = failed {
-        return Err(stdout_error(e));
-    }
-    Ok(match res {
-        Ok(rows) if rows.is_empty() => {
-            eprintln!("error: no benchmark matches the filter");
-            ExitCode::from(2)
-        }
-        Ok(rows) => {
-            if !json && rows.iter().any(|r| r.variant.starts_with("winograd")) {
-                outln!(
-                    "(GFLOPS count a convolution's direct multiply-adds; Winograd's algorithm \
-                     does 2.25x fewer, so its rows can pass 100% of the FMA peak)"
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    std::fs::create_dir_all(out).map_err(|e| {
+        Error::Invalid(format!(
+            "--out {}: cannot create the directory: {e}",
+            out.display()
+        ))
     })
 }

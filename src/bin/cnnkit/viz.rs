@@ -1,6 +1,6 @@
 //! `cnnkit viz`: filters, feature maps and training curves as PNG files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cnnkit::checkpoint::{self, Meta};
 use cnnkit::data::{Dataset, normalize_into};
@@ -215,14 +215,30 @@ fn feature_name(i: usize, layer: &Layer) -> String {
     format!("features_{i:02}_{}.png", layer.kind().to_lowercase())
 }
 
-/// `cnnkit viz`.
-pub fn run(
-    model_file: &Path,
-    data: &Path,
-    index: usize,
-    out: &Path,
+/// Arguments of `cnnkit viz`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The checkpoint.
+    #[arg(long)]
+    model_file: PathBuf,
+    /// Directory with the IDX files (only the test split is read, for the test image).
+    #[arg(long, default_value = cnnkit::data::DEFAULT_DIR)]
+    data: PathBuf,
+    /// Index of the test image.
+    #[arg(long, default_value_t = 0)]
+    image: usize,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace files in the output directory that are not PNG images.
+    #[arg(long)]
     overwrite: bool,
-) -> Result<()> {
+}
+
+/// `cnnkit viz`.
+pub fn run(a: &Args) -> Result<()> {
+    let (model_file, data, index, out, overwrite) =
+        (&a.model_file, &a.data, a.image, &a.out, a.overwrite);
     let (model, meta) = checkpoint::load_model(model_file)?;
     let test = Dataset::load_test(data)?;
     if index >= test.len() {
@@ -239,7 +255,7 @@ pub fn run(
             model.input_shape()
         )));
     }
-    crate::commands::out_dir(out)?;
+    crate::out_dir(out)?;
     // every file it will write: PNG images of ours, or nothing, unless --overwrite
     let mut names = vec![
         "input.png".to_string(),

@@ -1,9 +1,8 @@
-//! `train`, `eval` and `predict`.
+//! `cnnkit train`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
 use cnnkit::data::{self, Dataset, Normalize};
 use cnnkit::{
     Error, Loss, Model, OptimizerKind, Result, Schedule, Shape, TrainConfig, Trainer, evaluate,
@@ -11,9 +10,11 @@ use cnnkit::{
 use cnnkit::{checkpoint, fsio};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::pct;
+
 /// Arguments of `cnnkit train`.
-#[derive(Args, Debug)]
-pub struct TrainArgs {
+#[derive(clap::Args, Debug)]
+pub struct Args {
     /// Directory with the four IDX files (MNIST format, gzipped or not).
     #[arg(long, default_value = data::DEFAULT_DIR)]
     data: PathBuf,
@@ -66,7 +67,7 @@ pub struct TrainArgs {
     overwrite: bool,
 }
 
-fn parse_config(a: &TrainArgs, base: Option<TrainConfig>) -> Result<TrainConfig> {
+fn parse_config(a: &Args, base: Option<TrainConfig>) -> Result<TrainConfig> {
     let preset = a.model.as_deref().unwrap_or("lenet5");
     let mut c = base
         .clone()
@@ -176,12 +177,8 @@ fn kept(err: Error, save: Option<&Path>, epoch: usize) -> Error {
     Error::Diverged(format!("{msg}{tail}"))
 }
 
-fn pct(x: f64) -> String {
-    format!("{:.2}%", 100.0 * x)
-}
-
 /// `cnnkit train`.
-pub fn train(a: &TrainArgs) -> Result<()> {
+pub fn run(a: &Args) -> Result<()> {
     // check everything the arguments alone decide before reading 50 MB of data
     if a.resume.is_some() && (a.model.is_some() || a.init.is_some()) {
         return Err(Error::Invalid(
@@ -306,167 +303,6 @@ pub fn train(a: &TrainArgs) -> Result<()> {
     }
     if let (Some(path), false) = (&save, a.json) {
         outln!("saved {}", path.display());
-    }
-    Ok(())
-}
-
-/// `cnnkit eval`.
-pub fn eval(model_file: &Path, dir: &Path, threads: usize, json: bool) -> Result<()> {
-    let (model, meta) = checkpoint::load_model(model_file)?;
-    let test = Dataset::load_test(dir)?;
-    let (acc, conf) = evaluate(&model, &test, &meta.norm(), threads)?;
-    if json {
-        let v = serde_json::json!({ "accuracy": acc, "images": test.len(), "confusion": conf });
-        outln!("{v}");
-        return Ok(());
-    }
-    outln!(
-        "{}: test accuracy {} on {} images ({})",
-        model_file.display(),
-        pct(acc),
-        test.len(),
-        dir.display()
-    );
-    let names = &meta.classes;
-    let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
-    let w = (0..conf.len())
-        .map(|i| format!("{i} {}", name(i)).chars().count())
-        .max()
-        .unwrap_or(1);
-    outln!("confusion matrix (rows: true class, columns: predicted)");
-    out!("{:>w$} ", "");
-    for j in 0..conf.len() {
-        out!("{j:>5}");
-    }
-    outln!("  recall");
-    for (i, row) in conf.iter().enumerate() {
-        out!("{:<w$} ", format!("{i} {}", name(i)));
-        for v in row {
-            out!("{v:>5}");
-        }
-        let total: u64 = row.iter().sum();
-        outln!("  {}", pct(row[i] as f64 / total.max(1) as f64));
-    }
-    Ok(())
-}
-
-/// How the Rust source `cnnkit export` writes begins.
-const EXPORT_HEAD: &[u8] = b"// Written by `cnnkit export`";
-
-/// Makes the output directory `out` (of `--out`), or says why it cannot be one.
-pub fn out_dir(out: &Path) -> Result<()> {
-    if let Ok(m) = std::fs::metadata(out)
-        && !m.is_dir()
-    {
-        return Err(Error::Invalid(format!(
-            "--out {}: exists and is not a directory (--out names the directory to write into)",
-            out.display()
-        )));
-    }
-    std::fs::create_dir_all(out).map_err(|e| {
-        Error::Invalid(format!(
-            "--out {}: cannot create the directory: {e}",
-            out.display()
-        ))
-    })
-}
-
-/// `cnnkit export`.
-pub fn export(model_file: &Path, out: &Path, batch: usize, overwrite: bool) -> Result<()> {
-    let (model, meta) = checkpoint::load_model(model_file)?;
-    let e = cnnkit::export::Export::new(&model, meta.norm(), batch)?;
-    let net = e.network()?;
-    let blob = e.blob()?;
-    let src = e.rust_source()?;
-    out_dir(out)?;
-    let (wpath, spath) = (out.join("weights.bin"), out.join("model.rs"));
-    fsio::check_destination(
-        &wpath,
-        "--out",
-        "a weight blob cnnkit wrote",
-        overwrite,
-        |h| h.starts_with(&cnnkit::kernels::net::BLOB_MAGIC),
-    )?;
-    fsio::check_destination(
-        &spath,
-        "--out",
-        "Rust source cnnkit wrote",
-        overwrite,
-        |h| h.starts_with(EXPORT_HEAD),
-    )?;
-    fsio::write_atomic(&wpath, &blob)?;
-    fsio::write_atomic(&spath, src.as_bytes())?;
-    outln!(
-        "{}: {} layers, {} parameters ({} bytes of weights.bin), arena {} floats ({} bytes), fingerprint {:#010x}",
-        out.display(),
-        e.layers.len(),
-        net.param_len(),
-        blob.len(),
-        net.arena_len(),
-        4 * net.arena_len(),
-        net.fingerprint()
-    );
-    Ok(())
-}
-
-/// `cnnkit predict`.
-pub fn predict(model_file: &Path, images: &[PathBuf], json: bool) -> Result<()> {
-    let (model, meta) = checkpoint::load_model(model_file)?;
-    let input = model.input_shape();
-    // read every image first, so that a bad one fails before any output
-    let mut xs = Vec::new();
-    cnnkit::budget::check(
-        &format!("{} image(s) of {input}", images.len()),
-        (images.len() as u64).saturating_mul(input.len() as u64 * 5),
-    )?;
-    for p in images {
-        xs.extend(cnnkit::pixels::load_gray(p, input)?);
-    }
-    let logits = model.predict_u8(&meta.norm(), &xs)?;
-    let classes = model.output_shape().len();
-    for (p, row) in images.iter().zip(logits.data().chunks_exact(classes)) {
-        if let Some(x) = row.iter().find(|x| !x.is_finite()) {
-            return Err(Error::Invalid(format!(
-                "{}: the model's score is {x}: its weights cannot classify this image \
-                 (no prediction made)",
-                p.display()
-            )));
-        }
-    }
-    let mut probs = vec![0.0; logits.len()];
-    cnnkit::kernels::softmax(images.len(), classes, logits.data(), &mut probs)?;
-    let name = |i: usize| {
-        meta.classes
-            .get(i)
-            .cloned()
-            .unwrap_or_else(|| i.to_string())
-    };
-    for (i, (p, row)) in images.iter().zip(probs.chunks_exact(classes)).enumerate() {
-        let best = cnnkit::loss::argmax(row);
-        if json {
-            let v = serde_json::json!({
-                "image": p.display().to_string(),
-                "class": best,
-                "name": name(best),
-                "probabilities": row,
-                "logits": &logits.data()[i * classes..(i + 1) * classes],
-            });
-            outln!("{v}");
-        } else {
-            let list: Vec<String> = row
-                .iter()
-                .enumerate()
-                .map(|(i, q)| format!("{}:{:.3}", i, q))
-                .collect();
-            outln!(
-                "{}: {} {} ({:.1}%)  [{}]",
-                p.display(),
-                best,
-                name(best),
-                100.0 * row[best],
-                list.join(" ")
-            );
-        }
     }
     Ok(())
 }

@@ -1,0 +1,66 @@
+//! `cnnkit eval`.
+
+use std::path::PathBuf;
+
+use cnnkit::data::{self, Dataset};
+use cnnkit::{Result, checkpoint, evaluate};
+
+use crate::pct;
+
+/// Arguments of `cnnkit eval`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The checkpoint (safetensors, written by `train --save`).
+    #[arg(long)]
+    model_file: PathBuf,
+    /// Directory with the IDX files (only the test split is read).
+    #[arg(long, default_value = data::DEFAULT_DIR)]
+    data: PathBuf,
+    /// Threads.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `cnnkit eval`.
+pub fn run(a: &Args) -> Result<()> {
+    let (model_file, dir, threads, json) = (&a.model_file, &a.data, usize::from(a.threads), a.json);
+    let (model, meta) = checkpoint::load_model(model_file)?;
+    let test = Dataset::load_test(dir)?;
+    let (acc, conf) = evaluate(&model, &test, &meta.norm(), threads)?;
+    if json {
+        let v = serde_json::json!({ "accuracy": acc, "images": test.len(), "confusion": conf });
+        outln!("{v}");
+        return Ok(());
+    }
+    outln!(
+        "{}: test accuracy {} on {} images ({})",
+        model_file.display(),
+        pct(acc),
+        test.len(),
+        dir.display()
+    );
+    let names = &meta.classes;
+    let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let w = (0..conf.len())
+        .map(|i| format!("{i} {}", name(i)).chars().count())
+        .max()
+        .unwrap_or(1);
+    outln!("confusion matrix (rows: true class, columns: predicted)");
+    out!("{:>w$} ", "");
+    for j in 0..conf.len() {
+        out!("{j:>5}");
+    }
+    outln!("  recall");
+    for (i, row) in conf.iter().enumerate() {
+        out!("{:<w$} ", format!("{i} {}", name(i)));
+        for v in row {
+            out!("{v:>5}");
+        }
+        let total: u64 = row.iter().sum();
+        outln!("  {}", pct(row[i] as f64 / total.max(1) as f64));
+    }
+    Ok(())
+}

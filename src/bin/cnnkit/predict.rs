@@ -1,0 +1,82 @@
+//! `cnnkit predict`.
+
+use std::path::PathBuf;
+
+use cnnkit::{Error, Result, checkpoint};
+
+/// Arguments of `cnnkit predict`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The checkpoint.
+    #[arg(long)]
+    model_file: PathBuf,
+    /// Images (PNG or PGM); colour images are converted to grayscale.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// One JSON object per image instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `cnnkit predict`.
+pub fn run(a: &Args) -> Result<()> {
+    let (model_file, images, json) = (&a.model_file, &a.images, a.json);
+    let (model, meta) = checkpoint::load_model(model_file)?;
+    let input = model.input_shape();
+    // read every image first, so that a bad one fails before any output
+    let mut xs = Vec::new();
+    cnnkit::budget::check(
+        &format!("{} image(s) of {input}", images.len()),
+        (images.len() as u64).saturating_mul(input.len() as u64 * 5),
+    )?;
+    for p in images {
+        xs.extend(cnnkit::pixels::load_gray(p, input)?);
+    }
+    let logits = model.predict_u8(&meta.norm(), &xs)?;
+    let classes = model.output_shape().len();
+    for (p, row) in images.iter().zip(logits.data().chunks_exact(classes)) {
+        if let Some(x) = row.iter().find(|x| !x.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "{}: the model's score is {x}: its weights cannot classify this image \
+                 (no prediction made)",
+                p.display()
+            )));
+        }
+    }
+    let mut probs = vec![0.0; logits.len()];
+    cnnkit::kernels::softmax(images.len(), classes, logits.data(), &mut probs)?;
+    let name = |i: usize| {
+        meta.classes
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| i.to_string())
+    };
+    for (i, (p, row)) in images.iter().zip(probs.chunks_exact(classes)).enumerate() {
+        let best = cnnkit::loss::argmax(row);
+        if json {
+            let v = serde_json::json!({
+                "image": p.display().to_string(),
+                "class": best,
+                "name": name(best),
+                "probabilities": row,
+                "logits": &logits.data()[i * classes..(i + 1) * classes],
+            });
+            outln!("{v}");
+        } else {
+            let list: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, q)| format!("{}:{:.3}", i, q))
+                .collect();
+            outln!(
+                "{}: {} {} ({:.1}%)  [{}]",
+                p.display(),
+                best,
+                name(best),
+                100.0 * row[best],
+                list.join(" ")
+            );
+        }
+    }
+    Ok(())
+}
