@@ -19,10 +19,11 @@ use crate::data::{Normalize, Split, epoch_order, normalize_into};
 use crate::error::{Error, Result};
 use crate::layers::{Init, Layer, LayerState, Shape};
 use crate::loss::{Loss, argmax};
-use crate::model::{Model, Workspace};
+use crate::model::Model;
 use crate::optim::{Optimizer, OptimizerKind, Schedule};
 use crate::rng::Rng;
 use crate::threads::{SpinBarrier, panic_message, read, write};
+use crate::workspace::Workspace;
 
 /// The recipe of a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,10 +1,14 @@
-//! Per-thread buffers for running samples through a [`Model`]: every activation, every
-//! activation gradient, layer states and kernel scratch, sized once so that a training
-//! step allocates nothing.
+//! Running a [`Model`]: its forward and backward passes through a [`Workspace`], the
+//! per-thread buffers (every activation, every activation gradient, layer states and
+//! kernel scratch) sized once so that a training step allocates nothing.
+
+use cnnkit_kernels as k;
 
 use crate::error::{Error, Result};
-use crate::layers::{Layer, LayerState, Shape};
+use crate::layers::{Layer, LayerState, Mode, Shape, two};
 use crate::model::Model;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
 
 /// Per-thread buffers for running up to `capacity` samples through a model: every
 /// activation, every activation gradient, layer states and kernel scratch. Sized once;
@@ -162,5 +166,202 @@ impl Workspace {
     /// Layer states, mutable.
     pub fn states_mut(&mut self) -> &mut [LayerState] {
         &mut self.states
+    }
+}
+
+/// Running the model through a workspace.
+impl Model {
+    /// Inference on a batch `[n, ...input shape]`; returns `[n, ...output shape]`.
+    ///
+    /// # Errors
+    /// When `x` does not have the model's input shape.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let per = self.input_shape().len();
+        let n = x.shape().first().copied().unwrap_or(0);
+        if n == 0 || x.shape()[1..].iter().product::<usize>() != per {
+            return Err(Error::invalid(format!(
+                "input of shape {:?} does not fit the model's input {}",
+                x.shape(),
+                self.input_shape()
+            )));
+        }
+        let mut ws = Workspace::inference(self, n.min(64))?;
+        let out_len = self.output_shape().len();
+        let mut out = Vec::with_capacity(n * out_len);
+        for chunk in x.data().chunks(ws.capacity() * per) {
+            let b = chunk.len() / per;
+            ws.input_mut(b).copy_from_slice(chunk);
+            self.forward_ws(&mut ws, b, None)?;
+            out.extend_from_slice(ws.output(self, b));
+        }
+        Tensor::from_vec(self.output_shape().batched(n), out)
+    }
+
+    /// Logits for images given as `u8` pixels (image after image), normalised with
+    /// `norm` as in training: what `cnnkit predict` computes once it has decoded its images.
+    ///
+    /// # Errors
+    /// When the pixel count is not a positive multiple of the model's input.
+    pub fn predict_u8(&self, norm: &crate::data::Normalize, pixels: &[u8]) -> Result<Tensor> {
+        let per = self.input_shape().len();
+        if pixels.is_empty() || !pixels.len().is_multiple_of(per) {
+            return Err(Error::invalid(format!(
+                "{} pixels are not a whole number of {per}-pixel inputs",
+                pixels.len()
+            )));
+        }
+        let table = norm.table();
+        let mut x = vec![0.0; pixels.len()];
+        crate::data::normalize_into(&table, pixels, &mut x);
+        self.forward(&Tensor::from_vec(
+            self.input_shape().batched(pixels.len() / per),
+            x,
+        )?)
+    }
+
+    /// Forward pass of the `b` samples in `ws.input_mut(b)`, keeping every activation.
+    /// With `train = Some(seed)`, training mode (batch statistics, dropout seeded from
+    /// `seed` and the layer index).
+    ///
+    /// # Errors
+    /// When `b` exceeds the workspace, or a kernel refuses (a bug).
+    pub fn forward_ws(&self, ws: &mut Workspace, b: usize, train: Option<u64>) -> Result<()> {
+        for i in 0..self.layers.len() {
+            let mode = match train {
+                None => Mode::Eval,
+                Some(seed) => Mode::Train {
+                    seed: Rng::derive(seed, &[i as u64]).next_u64(),
+                },
+            };
+            self.forward_layer(ws, i, b, mode)?;
+        }
+        Ok(())
+    }
+
+    /// Forward pass of layer `i` alone, from its input activation in `ws`.
+    ///
+    /// In training mode a ReLU right after a Conv2d or Linear layer runs in that layer's
+    /// epilogue: the layer writes the ReLU's output, its own output is not kept, and the
+    /// ReLU's forward pass does nothing.
+    ///
+    /// # Errors
+    /// As [`Model::forward_ws`].
+    pub fn forward_layer(&self, ws: &mut Workspace, i: usize, b: usize, mode: Mode) -> Result<()> {
+        ws.check(b)?;
+        if let Mode::Train { .. } = mode {
+            if self.relu_in_epilogue(i) {
+                // done by layer i - 1
+                return Ok(());
+            }
+            if self.relu_in_epilogue(i + 1) {
+                let (before, after) = ws.acts.split_at_mut(i + 1);
+                let x = &before[i][..b * self.shapes[i].len()];
+                let y = &mut after[1][..b * self.shapes[i + 2].len()];
+                return self.layers[i].affine_forward(
+                    b,
+                    self.shapes[i],
+                    x,
+                    y,
+                    &mut ws.scratch,
+                    k::Activation::Relu,
+                );
+            }
+        }
+        let (before, after) = ws.acts.split_at_mut(i + 1);
+        let x = &before[i][..b * self.shapes[i].len()];
+        let y = &mut after[0][..b * self.shapes[i + 1].len()];
+        let st = &mut ws.states[i];
+        self.layers[i].forward(b, self.shapes[i], x, y, st, &mut ws.scratch, mode)
+    }
+
+    /// Backward pass after a training [`Model::forward_ws`]: reads the output gradient
+    /// from `ws.output_grad_mut(b)` and leaves every parameter gradient in `ws`. The input
+    /// gradient of the first layer is not computed.
+    ///
+    /// # Errors
+    /// As [`Model::forward_ws`].
+    pub fn backward_ws(&self, ws: &mut Workspace, b: usize) -> Result<()> {
+        for i in (0..self.layers.len()).rev() {
+            self.backward_layer(ws, i, b)?;
+        }
+        Ok(())
+    }
+
+    /// Backward pass of layer `i` alone, from its output gradient in `ws` (the input
+    /// gradient of layer 0 is not computed).
+    ///
+    /// # Errors
+    /// As [`Model::forward_ws`].
+    pub fn backward_layer(&self, ws: &mut Workspace, i: usize, b: usize) -> Result<()> {
+        ws.check(b)?;
+        if !ws.train {
+            return Err(Error::invalid("backward pass on an inference workspace"));
+        }
+        if self.relu_into_pool(i) || self.conv_from_pool(i) {
+            // done by the pool's backward (below)
+            return Ok(());
+        }
+        if i >= 2 && self.relu_into_pool(i - 1) {
+            return self.relu_pool_backward(ws, i, b);
+        }
+        let nin = b * self.shapes[i].len();
+        let nout = b * self.shapes[i + 1].len();
+        let (gbefore, gafter) = ws.grads.split_at_mut(i + 1);
+        let gy = &gafter[0][..nout];
+        let gx = if i == 0 {
+            None
+        } else {
+            Some(&mut gbefore[i][..nin])
+        };
+        let x = &ws.acts[i][..nin];
+        let y = &ws.acts[i + 1][..nout];
+        let st = &mut ws.states[i];
+        self.layers[i].backward(b, self.shapes[i], x, y, gy, gx, st, &mut ws.scratch)
+    }
+
+    /// The backward pass of the max-pool `i` and the ReLU `i - 1` before it, at the
+    /// pool's size: ReLU's mask applied to the pooled gradient (the pooled value is the
+    /// ReLU output at the position the window chose, the only position that gets a
+    /// gradient), then the pool's backward straight into the ReLU's input gradient. The
+    /// same numbers as the two layers' backward passes one after the other, on a quarter
+    /// of the elements (2x2 windows), without the ReLU's full-size pass.
+    fn relu_pool_backward(&self, ws: &mut Workspace, i: usize, b: usize) -> Result<()> {
+        let Layer::MaxPool2d(pool) = &self.layers[i] else {
+            unreachable!("relu_into_pool checked the layer");
+        };
+        let nin = b * self.shapes[i].len();
+        let nout = b * self.shapes[i + 1].len();
+        let (before, after) = ws.grads.split_at_mut(i);
+        let gy = &mut after[1][..nout];
+        let y = &ws.acts[i + 1][..nout];
+        // relu_backward's rule, from the ReLU output: no gradient where it is <= 0
+        k::relu_backward_inplace(y, gy)?;
+        let pp = pool.params(b, self.shapes[i])?;
+        if self.conv_from_pool(i - 2) {
+            let Layer::Conv2d(c) = &self.layers[0] else {
+                unreachable!("conv_from_pool checked the layer");
+            };
+            let p = c.params(b, self.shapes[0])?;
+            let x = &ws.acts[0][..b * self.shapes[0].len()];
+            let (first, rest) = ws.states.split_at_mut(1);
+            let indices = &rest[i - 1].indices[..nout];
+            let (gw, gb) = two(&mut first[0].grads);
+            let pd = pp.dims()?;
+            let per_plane = pd.out_h * pd.out_w;
+            k::conv2d_backward_weight_sparse(
+                &p,
+                x,
+                per_plane,
+                indices,
+                gy,
+                gw,
+                Some(gb),
+                &mut ws.scratch,
+            )?;
+            return Ok(());
+        }
+        let gx = &mut before[i - 1][..nin];
+        k::max_pool2d_backward(&pp, &ws.states[i].indices[..nout], gy, gx)?;
+        Ok(())
     }
 }

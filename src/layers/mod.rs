@@ -6,17 +6,18 @@
 //! a step lives in the caller's [`LayerState`], so several threads can run shards of a
 //! batch through one model at the same time.
 
+mod desc;
 mod norm;
 
 use std::fmt;
 
 use cnnkit_kernels::{self as k, Activation, Conv2dParams, LinearParams, Pool2dParams};
 
+pub use desc::{Fill, LayerSpec, MAX_TENSOR, ParamSpec};
 pub use norm::BatchNorm2d;
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
-use crate::spec::LayerSpec;
 use crate::tensor::Tensor;
 
 /// The shape of one sample flowing between layers.

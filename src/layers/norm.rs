@@ -32,7 +32,7 @@ impl BatchNorm2d {
     /// # Errors
     /// When `c` is 0.
     pub fn new(c: usize) -> Result<Self> {
-        if c == 0 || c > crate::model::MAX_TENSOR {
+        if c == 0 || c > super::MAX_TENSOR {
             return Err(Error::invalid(format!(
                 "batchnorm needs 1 to 2^28 channels, not {c}"
             )));

@@ -1,0 +1,318 @@
+//! Layers described without their tensors ([`LayerSpec`]): their kinds and
+//! hyperparameters, output shapes, and the shapes of the tensors they hold
+//! ([`ParamSpec`]), all known before anything is allocated. A layer is built by handing
+//! over each tensor once ([`LayerSpec::build`]): drawn from an initialisation or read
+//! from a file, never both. The text form of a description is [`crate::spec`]'s.
+
+use cnnkit_kernels::Conv2dParams;
+
+use super::{BatchNorm2d, Conv2d, Layer, Linear, Pool, Shape};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Most elements one parameter tensor, or one sample's activation, may have (2^28,
+/// 1 GiB of `f32`): a larger layer is taken for a typo rather than allocated.
+pub const MAX_TENSOR: usize = 1 << 28;
+
+/// One layer of a spec: its kind and hyperparameters, without tensors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerSpec {
+    /// `conv(OUT,K,stride=S,pad=P)`.
+    Conv2d {
+        /// Output channels.
+        out: usize,
+        /// Kernel size.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding on every side.
+        padding: usize,
+    },
+    /// `linear(OUT)`.
+    Linear {
+        /// Output features.
+        out: usize,
+    },
+    /// `maxpool(...)`.
+    MaxPool2d(Pool),
+    /// `avgpool(...)`.
+    AvgPool2d(Pool),
+    /// `relu`.
+    Relu,
+    /// `leakyrelu(SLOPE)`.
+    LeakyRelu(f32),
+    /// `tanh`.
+    Tanh,
+    /// `sigmoid`.
+    Sigmoid,
+    /// `flatten`.
+    Flatten,
+    /// `dropout(P)`.
+    Dropout(f32),
+    /// `batchnorm`.
+    BatchNorm2d,
+}
+
+/// How a fresh parameter is filled (a loaded one is read instead).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fill {
+    /// A weight, by the initialisation scheme, with these fans.
+    Weight {
+        /// Inputs per output.
+        fan_in: usize,
+        /// Outputs per input.
+        fan_out: usize,
+    },
+    /// A bias: `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, as PyTorch.
+    Bias {
+        /// Inputs per output.
+        fan_in: usize,
+    },
+    /// All ones (batch-norm scale and running variance).
+    Ones,
+    /// All zeros (batch-norm shift and running mean).
+    Zeros,
+}
+
+/// One tensor a layer holds: its `state_dict` suffix, shape and fresh filling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    /// `weight`, `bias`, `running_mean`, `running_var`.
+    pub name: &'static str,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// How a fresh one is filled.
+    pub fill: Fill,
+    /// Trainable (a batch-norm running statistic is not).
+    pub trainable: bool,
+}
+
+impl ParamSpec {
+    /// Its elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when it has no elements (never, for a planned layer).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl LayerSpec {
+    /// The output shape for `input`, or why the layer cannot take it.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the mismatch.
+    pub fn output_shape(&self, input: Shape) -> Result<Shape> {
+        Ok(match *self {
+            LayerSpec::Conv2d {
+                out,
+                kernel,
+                stride,
+                padding,
+            } => {
+                let p = conv_params(out, kernel, stride, padding, input)?;
+                let (h, w) = p.output_dims()?;
+                Shape::Image { c: out, h, w }
+            }
+            LayerSpec::Linear { out } => match input {
+                Shape::Flat(_) => Shape::Flat(out),
+                Shape::Image { .. } => {
+                    return Err(Error::invalid(format!(
+                        "linear needs a flat input, got an image {input}: insert `flatten` before it"
+                    )));
+                }
+            },
+            LayerSpec::MaxPool2d(p) | LayerSpec::AvgPool2d(p) => {
+                let d = p.params(1, input)?.dims()?;
+                let Shape::Image { c, .. } = input else {
+                    unreachable!("checked by Pool::params")
+                };
+                Shape::Image {
+                    c,
+                    h: d.out_h,
+                    w: d.out_w,
+                }
+            }
+            LayerSpec::BatchNorm2d => match input {
+                Shape::Image { .. } => input,
+                Shape::Flat(_) => {
+                    return Err(Error::invalid(format!(
+                        "batchnorm needs an image input, got {input} features"
+                    )));
+                }
+            },
+            LayerSpec::Flatten => Shape::Flat(input.len()),
+            LayerSpec::Relu
+            | LayerSpec::LeakyRelu(_)
+            | LayerSpec::Tanh
+            | LayerSpec::Sigmoid
+            | LayerSpec::Dropout(_) => input,
+        })
+    }
+
+    /// The tensors the layer holds for `input`, in `state_dict` order (parameters,
+    /// then buffers), each at most [`MAX_TENSOR`] elements. Nothing is allocated.
+    ///
+    /// # Errors
+    /// When the layer cannot take `input`, or a tensor would be too large.
+    pub fn params(&self, input: Shape) -> Result<Vec<ParamSpec>> {
+        let p = |name, shape: Vec<usize>, fill, trainable| -> Result<ParamSpec> {
+            let n = shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .filter(|&n| n <= MAX_TENSOR)
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "a parameter of shape {shape:?} is larger than 2^28 elements"
+                    ))
+                })?;
+            debug_assert!(n > 0);
+            Ok(ParamSpec {
+                name,
+                shape,
+                fill,
+                trainable,
+            })
+        };
+        Ok(match *self {
+            LayerSpec::Conv2d { out, kernel, .. } => {
+                let Shape::Image { c, .. } = input else {
+                    return Err(Error::invalid(format!(
+                        "needs an image input, got {input} features"
+                    )));
+                };
+                let fan_in = c.saturating_mul(kernel).saturating_mul(kernel);
+                let fan_out = out.saturating_mul(kernel).saturating_mul(kernel);
+                vec![
+                    p(
+                        "weight",
+                        vec![out, c, kernel, kernel],
+                        Fill::Weight { fan_in, fan_out },
+                        true,
+                    )?,
+                    p("bias", vec![out], Fill::Bias { fan_in }, true)?,
+                ]
+            }
+            LayerSpec::Linear { out } => {
+                let Shape::Flat(fan_in) = input else {
+                    return Err(Error::invalid(format!(
+                        "needs a flat input, got an image {input}: insert `flatten` before it"
+                    )));
+                };
+                vec![
+                    p(
+                        "weight",
+                        vec![out, fan_in],
+                        Fill::Weight {
+                            fan_in,
+                            fan_out: out,
+                        },
+                        true,
+                    )?,
+                    p("bias", vec![out], Fill::Bias { fan_in }, true)?,
+                ]
+            }
+            LayerSpec::BatchNorm2d => {
+                let Shape::Image { c, .. } = input else {
+                    return Err(Error::invalid(format!(
+                        "needs an image input, got {input} features"
+                    )));
+                };
+                vec![
+                    p("weight", vec![c], Fill::Ones, true)?,
+                    p("bias", vec![c], Fill::Zeros, true)?,
+                    p("running_mean", vec![c], Fill::Zeros, false)?,
+                    p("running_var", vec![c], Fill::Ones, false)?,
+                ]
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    /// The layer for `input`, each tensor of [`LayerSpec::params`] taken from `tensor`
+    /// in order (which must return a tensor of the shape asked for).
+    ///
+    /// # Errors
+    /// What `tensor` returns; a tensor of another shape.
+    pub fn build(
+        &self,
+        input: Shape,
+        mut tensor: impl FnMut(&ParamSpec) -> Result<Tensor>,
+    ) -> Result<Layer> {
+        let specs = self.params(input)?;
+        let mut ts = Vec::with_capacity(specs.len());
+        for s in &specs {
+            let t = tensor(s)?;
+            if t.shape() != s.shape.as_slice() {
+                return Err(Error::invalid(format!(
+                    "{} of shape {:?}, the layer needs {:?}",
+                    s.name,
+                    t.shape(),
+                    s.shape
+                )));
+            }
+            ts.push(t);
+        }
+        let mut ts = ts.into_iter();
+        let mut next = || ts.next().expect("one tensor per ParamSpec");
+        Ok(match *self {
+            LayerSpec::Conv2d {
+                out,
+                kernel,
+                stride,
+                padding,
+            } => Layer::Conv2d(Conv2d {
+                in_channels: specs[0].shape[1],
+                out_channels: out,
+                kernel,
+                stride,
+                padding,
+                weight: next(),
+                bias: next(),
+            }),
+            LayerSpec::Linear { out } => Layer::Linear(Linear {
+                in_features: specs[0].shape[1],
+                out_features: out,
+                weight: next(),
+                bias: next(),
+            }),
+            LayerSpec::BatchNorm2d => {
+                let mut bn = BatchNorm2d::new(1)?;
+                bn.weight = next();
+                bn.bias = next();
+                bn.running_mean = next();
+                bn.running_var = next();
+                Layer::BatchNorm2d(bn)
+            }
+            LayerSpec::MaxPool2d(p) => Layer::MaxPool2d(p),
+            LayerSpec::AvgPool2d(p) => Layer::AvgPool2d(p),
+            LayerSpec::Relu => Layer::Relu,
+            LayerSpec::LeakyRelu(s) => Layer::LeakyRelu(s),
+            LayerSpec::Tanh => Layer::Tanh,
+            LayerSpec::Sigmoid => Layer::Sigmoid,
+            LayerSpec::Flatten => Layer::Flatten,
+            LayerSpec::Dropout(p) => Layer::Dropout(p),
+        })
+    }
+}
+
+fn conv_params(
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    input: Shape,
+) -> Result<Conv2dParams> {
+    let Shape::Image { c, h, w } = input else {
+        return Err(Error::invalid(format!(
+            "conv needs an image input, got {input} features"
+        )));
+    };
+    let p = Conv2dParams::new(1, c, h, w, out, kernel, kernel)
+        .with_stride(stride, stride)
+        .with_padding(padding, padding, padding, padding);
+    p.dims()?;
+    Ok(p)
+}
