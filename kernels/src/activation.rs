@@ -8,23 +8,20 @@ use crate::arch;
 use crate::error::KernelError;
 use crate::params::{Activation, check_len, nonzero};
 use crate::simd::{LANES, f32x8, map, map_inplace, map2, map2_inplace};
-use crate::vector::{Vf32, build};
+use crate::vector::{Arith, Vf32, build};
 use crate::{math, params::ctry};
 
-/// `y = f(x)` eight lanes at a time over any vector type, `N` vectors per step (`fn_`
-/// interleaves their dependency chains); the tail goes through the same code
-/// zero-padded, so every element gets bit-identical treatment.
+/// `y = F(x)` eight lanes at a time over any vector type, `N` vectors per step (their
+/// dependency chains interleaved); the tail goes through the same code zero-padded, so
+/// every element gets bit-identical treatment. (Generic over `F`, not closures: a closure
+/// is compiled with the target features of the function that defines it, and this one
+/// is inlined into a `#[target_feature]` trampoline.)
 #[inline(always)]
-fn vmap<V: Vf32, const N: usize>(
-    x: &[f32],
-    y: &mut [f32],
-    fn_: impl Fn([V; N]) -> [V; N],
-    f: impl Fn(V) -> V,
-) {
+fn vmap<V: Vf32, F: Unary, const N: usize>(x: &[f32], y: &mut [f32]) {
     let mut xn = x.chunks_exact(N * LANES);
     let mut yn = y.chunks_exact_mut(N * LANES);
     for (xs, ys) in (&mut xn).zip(&mut yn) {
-        let v = fn_(build(V::splat(0.0), |i| {
+        let v = F::apply::<V, N>(build(V::splat(0.0), |i| {
             V::load(&xs[i * LANES..(i + 1) * LANES])
         }));
         for (i, r) in v.iter().enumerate() {
@@ -35,30 +32,26 @@ fn vmap<V: Vf32, const N: usize>(
     let mut xc = x.chunks_exact(LANES);
     let mut yc = y.chunks_exact_mut(LANES);
     for (xs, ys) in (&mut xc).zip(&mut yc) {
-        f(V::load(xs)).store(ys);
+        F::apply::<V, 1>([V::load(xs)])[0].store(ys);
     }
     let (xr, yr) = (xc.remainder(), yc.into_remainder());
     if !xr.is_empty() {
-        f(V::load(xr)).store(yr);
+        F::apply::<V, 1>([V::load(xr)])[0].store(yr);
     }
 }
 
 /// In-place [`vmap`].
 #[inline(always)]
-fn vmap_inplace<V: Vf32, const N: usize>(
-    x: &mut [f32],
-    fn_: impl Fn([V; N]) -> [V; N],
-    f: impl Fn(V) -> V,
-) {
+fn vmap_inplace<V: Vf32, F: Unary, const N: usize>(x: &mut [f32]) {
     let mut xn = x.chunks_exact_mut(N * LANES);
     for xs in &mut xn {
-        let v = fn_(build(V::splat(0.0), |i| V::load(&xs[i * LANES..])));
+        let v = F::apply::<V, N>(build(V::splat(0.0), |i| V::load(&xs[i * LANES..])));
         for (i, r) in v.iter().enumerate() {
             r.store(&mut xs[i * LANES..]);
         }
     }
     for xs in xn.into_remainder().chunks_mut(LANES) {
-        let v = f(V::load(xs));
+        let v = F::apply::<V, 1>([V::load(xs)])[0];
         v.store(xs);
     }
 }
@@ -73,75 +66,160 @@ const INTERLEAVE: bool = cfg!(any(
     target_feature = "simd128"
 ));
 
-/// Runs an element-wise activation (`math::relu`, `math::sigmoid`, `math::tanh`) on the
-/// active variant:
-/// from `src` into `dst` (`Some(src)`), or in place in `dst` (`None`).
-// (the closures below are not redundant: calling the generic function through a fn item
-// would not inline it into the `#[target_feature]` function)
-#[allow(clippy::redundant_closure)]
-macro_rules! transcendental {
-    ($f:ident, $src:expr, $dst:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        fn avx2(src: Option<&[f32]>, dst: &mut [f32]) {
-            use crate::arch::x86::Avx2;
-            match src {
-                Some(x) => vmap::<Avx2, 4>(
-                    x,
-                    dst,
-                    |v| math::$f::<Avx2, 4>(v),
-                    |v| math::$f::<Avx2, 1>([v])[0],
-                ),
-                None => vmap_inplace::<Avx2, 4>(
-                    dst,
-                    |v| math::$f::<Avx2, 4>(v),
-                    |v| math::$f::<Avx2, 1>([v])[0],
-                ),
+/// An element-wise function over vectors of any width (`crate::math`'s), as a type, so
+/// that the kernels below are generic over it.
+pub(crate) trait Unary {
+    /// `f` on `N` vectors, their dependency chains interleaved.
+    fn apply<A: Arith, const N: usize>(v: [A; N]) -> [A; N];
+}
+
+/// `max(x, 0)` ([`math::relu`]).
+pub(crate) struct ReluFn;
+/// [`math::sigmoid`].
+pub(crate) struct SigmoidFn;
+/// [`math::tanh`].
+pub(crate) struct TanhFn;
+
+impl Unary for ReluFn {
+    #[inline(always)]
+    fn apply<A: Arith, const N: usize>(v: [A; N]) -> [A; N] {
+        math::relu::<A, N>(v)
+    }
+}
+impl Unary for SigmoidFn {
+    #[inline(always)]
+    fn apply<A: Arith, const N: usize>(v: [A; N]) -> [A; N] {
+        math::sigmoid::<A, N>(v)
+    }
+}
+impl Unary for TanhFn {
+    #[inline(always)]
+    fn apply<A: Arith, const N: usize>(v: [A; N]) -> [A; N] {
+        math::tanh::<A, N>(v)
+    }
+}
+
+/// The element-wise map as a variant runs it, implemented by its lane type: how many
+/// vectors it interleaves, on which registers. From `src` into `dst` (`Some(src)`, as
+/// long as `dst`), or in place in `dst` (`None`).
+pub(crate) trait MapKernel: Vf32 {
+    /// `dst = F(src)` (or in place).
+    fn map<F: Unary>(src: Option<&[f32]>, dst: &mut [f32]);
+}
+
+/// Four vectors interleaved where `f32x8` lives in vector registers ([`INTERLEAVE`]),
+/// one at a time otherwise.
+impl MapKernel for f32x8 {
+    #[inline(always)]
+    fn map<F: Unary>(src: Option<&[f32]>, dst: &mut [f32]) {
+        match src {
+            Some(x) if INTERLEAVE => vmap::<f32x8, F, 4>(x, dst),
+            None if INTERLEAVE => vmap_inplace::<f32x8, F, 4>(dst),
+            Some(x) => map(x, dst, apply_one::<F>),
+            None => map_inplace(dst, apply_one::<F>),
+        }
+    }
+}
+
+/// `F` on one portable vector, out of line: where `f32x8` is eight scalars (Cortex-M4F),
+/// one copy serves a loop and its tail (inlined into both, `tanh` and `sigmoid` cost the
+/// firmware 6 KiB of `.text`: `arm-none-eabi-size` on `lenet5-firmware`).
+#[inline(never)]
+fn apply_one<F: Unary>(v: f32x8) -> f32x8 {
+    F::apply::<f32x8, 1>([v])[0]
+}
+
+/// AVX2 + FMA: four ymm vectors interleaved.
+#[cfg(target_arch = "x86_64")]
+impl MapKernel for crate::arch::x86::Avx2 {
+    #[inline(always)]
+    fn map<F: Unary>(src: Option<&[f32]>, dst: &mut [f32]) {
+        match src {
+            Some(x) => vmap::<Self, F, 4>(x, dst),
+            None => vmap_inplace::<Self, F, 4>(dst),
+        }
+    }
+}
+
+/// AVX-512: eight 16-lane zmm vectors interleaved (32 registers), a masked tail.
+#[cfg(target_arch = "x86_64")]
+impl MapKernel for crate::arch::x86::Avx512 {
+    #[inline(always)]
+    fn map<F: Unary>(src: Option<&[f32]>, dst: &mut [f32]) {
+        // SAFETY: this lane type is only used in code compiled for, and run on, AVX-512 F;
+        // `src` is as long as `dst` (checked by the public functions).
+        unsafe { x86::zmap::<F, 8>(src, dst) }
+    }
+}
+
+/// The AVX-512 loop over 16-lane registers.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::{
+        _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_setzero_ps,
+        _mm512_storeu_ps,
+    };
+
+    use super::Unary;
+    use crate::arch::x86::Zmm;
+    use crate::simd::LANES;
+    use crate::vector::build;
+
+    /// `dst = F(src)` (or in place, with `src` `None`) 16 lanes at a time: `N` vectors per
+    /// step (their dependency chains interleaved), then single vectors, the last one masked,
+    /// so that every element gets the same operations. (Generic over `F`, not closures: a
+    /// closure is compiled with the target features of the function that defines it, and
+    /// this one is inlined into the AVX-512 trampoline.)
+    ///
+    /// # Safety
+    /// AVX-512 F must be available. `src`, when given, must be as long as `dst`.
+    #[inline(always)]
+    pub(super) unsafe fn zmap<F: Unary, const N: usize>(src: Option<&[f32]>, dst: &mut [f32]) {
+        const Z: usize = 2 * LANES;
+        let len = dst.len();
+        let yp = dst.as_mut_ptr();
+        let xp: *const f32 = match src {
+            Some(s) => {
+                debug_assert_eq!(s.len(), len);
+                s.as_ptr()
+            }
+            None => yp,
+        };
+        let mut i = 0;
+        // SAFETY: AVX-512 F is available (the caller's contract). Every access is within the
+        // first `len` floats of `src` and `dst` (`i + N * 16 <= len`, `i + 16 <= len`, the
+        // last one masked to the `len - i` remaining); in place, each vector is read before
+        // it is written.
+        unsafe {
+            while i + N * Z <= len {
+                let v = F::apply::<Zmm, N>(build(Zmm(_mm512_setzero_ps()), |k| {
+                    Zmm(_mm512_loadu_ps(xp.add(i + k * Z)))
+                }));
+                for (k, r) in v.iter().enumerate() {
+                    _mm512_storeu_ps(yp.add(i + k * Z), r.0);
+                }
+                i += N * Z;
+            }
+            while i + Z <= len {
+                _mm512_storeu_ps(
+                    yp.add(i),
+                    F::apply::<Zmm, 1>([Zmm(_mm512_loadu_ps(xp.add(i)))])[0].0,
+                );
+                i += Z;
+            }
+            if i < len {
+                let m: u16 = ((1_u32 << (len - i)) - 1) as u16;
+                let v = F::apply::<Zmm, 1>([Zmm(_mm512_maskz_loadu_ps(m, xp.add(i)))])[0];
+                _mm512_mask_storeu_ps(yp.add(i), m, v.0);
             }
         }
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-        fn avx512(src: Option<&[f32]>, dst: &mut [f32]) {
-            use crate::arch::x86::{Zmm, zmap};
-            // SAFETY: this function is compiled with, and only called on, AVX-512 F;
-            // `src` is as long as `dst` (checked by the public function).
-            unsafe {
-                zmap::<8>(
-                    src,
-                    dst,
-                    |v| math::$f::<Zmm, 8>(v),
-                    |v| math::$f::<Zmm, 1>([v])[0],
-                )
-            }
-        }
-        fn portable(src: Option<&[f32]>, dst: &mut [f32]) {
-            match src {
-                Some(x) if INTERLEAVE => vmap::<f32x8, 4>(
-                    x,
-                    dst,
-                    |v| math::$f::<f32x8, 4>(v),
-                    |v| math::$f::<f32x8, 1>([v])[0],
-                ),
-                None if INTERLEAVE => vmap_inplace::<f32x8, 4>(
-                    dst,
-                    |v| math::$f::<f32x8, 4>(v),
-                    |v| math::$f::<f32x8, 1>([v])[0],
-                ),
-                Some(x) => map(x, dst, |v| math::$f::<f32x8, 1>([v])[0]),
-                None => map_inplace(dst, |v| math::$f::<f32x8, 1>([v])[0]),
-            }
-        }
-        match arch::active() {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
-            crate::arch::Isa::Avx2Fma => unsafe { avx2($src, $dst) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `active` only returns Avx512 when the CPU supports AVX-512 F, BW and
-            // VL, AVX2 and FMA.
-            crate::arch::Isa::Avx512 => unsafe { avx512($src, $dst) },
-            _ => portable($src, $dst),
-        }
-    }};
+    }
+}
+
+/// [`MapKernel::map`] on the variant of `V` (what [`arch::dispatch!`] calls).
+#[inline(always)]
+fn map_on<V: MapKernel, F: Unary>(src: Option<&[f32]>, dst: &mut [f32]) {
+    V::map::<F>(src, dst);
 }
 
 const fn check_unary(x: &[f32], y: &[f32]) -> Result<(), KernelError> {
@@ -183,7 +261,9 @@ fn leaky_v(x: f32x8, s: f32x8) -> f32x8 {
 /// ```
 pub fn relu(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
     check_unary(x, y)?;
-    transcendental!(relu, Some(x), y);
+    let src = Some(x);
+    let dst = y;
+    arch::dispatch!(map_on[ReluFn](src: Option<&[f32]>, dst: &mut [f32]));
     Ok(())
 }
 
@@ -193,7 +273,9 @@ pub fn relu(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
 /// [`KernelError::ZeroSize`] for an empty `x`.
 pub fn relu_inplace(x: &mut [f32]) -> Result<(), KernelError> {
     nonzero(x.len(), "input")?;
-    transcendental!(relu, None, x);
+    let src: Option<&[f32]> = None;
+    let dst = x;
+    arch::dispatch!(map_on[ReluFn](src: Option<&[f32]>, dst: &mut [f32]));
     Ok(())
 }
 
@@ -281,7 +363,9 @@ pub fn leaky_relu_backward(
 /// [`KernelError::ZeroSize`], [`KernelError::LengthMismatch`].
 pub fn sigmoid(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
     check_unary(x, y)?;
-    transcendental!(sigmoid, Some(x), y);
+    let src = Some(x);
+    let dst = y;
+    arch::dispatch!(map_on[SigmoidFn](src: Option<&[f32]>, dst: &mut [f32]));
     Ok(())
 }
 
@@ -291,7 +375,9 @@ pub fn sigmoid(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
 /// [`KernelError::ZeroSize`].
 pub fn sigmoid_inplace(x: &mut [f32]) -> Result<(), KernelError> {
     nonzero(x.len(), "input")?;
-    transcendental!(sigmoid, None, x);
+    let src: Option<&[f32]> = None;
+    let dst = x;
+    arch::dispatch!(map_on[SigmoidFn](src: Option<&[f32]>, dst: &mut [f32]));
     Ok(())
 }
 
@@ -321,7 +407,9 @@ pub fn sigmoid_backward(
 /// ```
 pub fn tanh(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
     check_unary(x, y)?;
-    transcendental!(tanh, Some(x), y);
+    let src = Some(x);
+    let dst = y;
+    arch::dispatch!(map_on[TanhFn](src: Option<&[f32]>, dst: &mut [f32]));
     Ok(())
 }
 
@@ -331,7 +419,9 @@ pub fn tanh(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
 /// [`KernelError::ZeroSize`].
 pub fn tanh_inplace(x: &mut [f32]) -> Result<(), KernelError> {
     nonzero(x.len(), "input")?;
-    transcendental!(tanh, None, x);
+    let src: Option<&[f32]> = None;
+    let dst = x;
+    arch::dispatch!(map_on[TanhFn](src: Option<&[f32]>, dst: &mut [f32]));
     Ok(())
 }
 

@@ -41,6 +41,8 @@ pub mod reference;
 
 mod activation;
 pub mod arch;
+// (the lane types live in `arch`; kernels name them from the crate root)
+use arch::{simd, vector};
 mod conv;
 mod copy;
 mod gemm;
@@ -49,9 +51,7 @@ mod loss;
 mod math;
 pub mod net;
 mod pool;
-mod simd;
 mod softmax;
-mod vector;
 
 pub use activation::{
     activation_backward, leaky_relu, leaky_relu_backward, leaky_relu_inplace, relu, relu_backward,

@@ -19,53 +19,88 @@ use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::error::KernelError;
 
+pub(crate) mod simd;
+pub(crate) mod vector;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86;
 
-/// Calls the generic kernel `f::<V>(args)` on the variant [`active`] names: for AVX2 +
-/// FMA and for AVX-512 through a `#[target_feature]` function, so that everything `f`
-/// inlines is compiled with those features; otherwise with the portable `wide::f32x8`.
+/// Calls the generic kernel `f::<V>(args)` with `V` the lane type of the variant
+/// [`active`] names: for AVX2 + FMA and for AVX-512 through a `#[target_feature]`
+/// function (a trampoline), so that everything `f` inlines is compiled with those
+/// features; otherwise with the portable `wide::f32x8`.
 ///
 /// `dispatch!(f(a: &A, b: &mut B))` names each argument with its type (the types of the
-/// generated function's parameters). Kernels with a register tile take its const
-/// parameters after the vector type: one list for the x86 variants and one for the
-/// portable one, `dispatch!(f[6, 2][PORTABLE_MR, PORTABLE_NV](a: &A))` calls
-/// `f::<Avx2, 6, 2>`, `f::<Avx512, 6, 2>` or `f::<f32x8, PORTABLE_MR, PORTABLE_NV>`; or
-/// three lists, AVX2's, AVX-512's (32 registers: a larger tile) and the portable one's.
+/// trampoline's parameters), `dispatch!(f[T](..))` passes more generic arguments after
+/// `V` (`f::<V, T>`), `dispatch!(f(..) -> R)` returns `f`'s `R`, and
+/// `dispatch!(@on isa; f(..))` runs the variant `isa` instead of the active one (when the
+/// CPU supports it; the portable one otherwise).
+///
+/// A kernel's tile shapes and thresholds are not arguments: they are associated items
+/// of traits its operator defines and each lane type implements (for instance
+/// `gemm::kernel::GemmKernel`), so `f` reads them from `V`.
 macro_rules! dispatch {
-    ($f:ident ( $($arg:ident : $ty:ty),* $(,)? )) => {
-        $crate::arch::dispatch!($f[][][]($($arg: $ty),*))
+    ($f:ident $([$($g:ty),* $(,)?])? ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)?) => {
+        $crate::arch::dispatch!(@on $crate::arch::active();
+            $f $([$($g),*])? ($($arg: $ty),*) $(-> $ret)?)
     };
-    ($f:ident [$($c:expr),*] [$($pc:expr),*] ( $($arg:ident : $ty:ty),* $(,)? )) => {
-        $crate::arch::dispatch!($f[$($c),*][$($c),*][$($pc),*]($($arg: $ty),*))
-    };
-    ($f:ident [$($c:expr),*] [$($ec:expr),*] [$($pc:expr),*]
-        ( $($arg:ident : $ty:ty),* $(,)? )) => {{
-        match $crate::arch::active() {
+    (@on $isa:expr; $f:ident $([$($g:ty),* $(,)?])? ( $($arg:ident : $ty:ty),* $(,)? )
+        $(-> $ret:ty)?) => {{
+        match $isa {
             #[cfg(target_arch = "x86_64")]
-            $crate::arch::Isa::Avx512 => {
+            $crate::arch::Isa::Avx512 if $crate::arch::Isa::Avx512.is_supported() => {
                 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-                fn avx512($($arg: $ty),*) {
-                    $f::<$crate::arch::x86::Avx512 $(, { $ec })*>($($arg),*)
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $f::<$crate::arch::x86::Avx512 $($(, $g)*)?>($($arg),*)
                 }
-                // SAFETY: `active` only returns Avx512 when the CPU supports AVX-512 F, BW
-                // and VL, AVX2 and FMA.
+                // SAFETY: the guard checked that the CPU supports AVX-512 F, BW and VL,
+                // AVX2 and FMA.
                 unsafe { avx512($($arg),*) }
             }
             #[cfg(target_arch = "x86_64")]
-            $crate::arch::Isa::Avx2Fma => {
+            $crate::arch::Isa::Avx2Fma if $crate::arch::Isa::Avx2Fma.is_supported() => {
                 #[target_feature(enable = "avx2,fma")]
-                fn avx2($($arg: $ty),*) {
-                    $f::<$crate::arch::x86::Avx2 $(, { $c })*>($($arg),*)
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $f::<$crate::arch::x86::Avx2 $($(, $g)*)?>($($arg),*)
                 }
-                // SAFETY: `active` only returns Avx2Fma when the CPU supports AVX2 and FMA.
+                // SAFETY: the guard checked that the CPU supports AVX2 and FMA.
                 unsafe { avx2($($arg),*) }
             }
-            _ => $f::<$crate::simd::f32x8 $(, { $pc })*>($($arg),*),
+            _ => $f::<$crate::simd::f32x8 $($(, $g)*)?>($($arg),*),
         }
     }};
 }
 pub(crate) use dispatch;
+
+/// Evaluates `expr` with `V` the lane type of the variant `isa` (the portable one where
+/// the CPU cannot run it), without target features: for a kernel's constants
+/// (`with_isa!(isa, V => <V as GemmKernel>::MR)`), never for its code.
+macro_rules! with_isa {
+    ($isa:expr, $V:ident => $e:expr) => {{
+        match $isa {
+            #[cfg(target_arch = "x86_64")]
+            $crate::arch::Isa::Avx512 if $crate::arch::Isa::Avx512.is_supported() => {
+                type $V = $crate::arch::x86::Avx512;
+                $e
+            }
+            #[cfg(target_arch = "x86_64")]
+            $crate::arch::Isa::Avx2Fma if $crate::arch::Isa::Avx2Fma.is_supported() => {
+                type $V = $crate::arch::x86::Avx2;
+                $e
+            }
+            _ => {
+                type $V = $crate::simd::f32x8;
+                $e
+            }
+        }
+    }};
+}
+pub(crate) use with_isa;
+
+/// A register tile's shape as a type, `R` by `C` (what the two count is the kernel's:
+/// rows by vectors, pixels by vectors, channels by strips): a lane type names the tiles
+/// it runs through its operators' traits (`type Tile = Tile<6, 2>`), and the operator
+/// turns the type back into const generics in one generic `impl` for every `Tile<R, C>`.
+pub(crate) struct Tile<const R: usize, const C: usize>;
 
 /// A kernel variant, named for the instructions it uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,5 +1,7 @@
-//! x86_64: feature detection through `cpuid`/`xgetbv` (no `std` needed) and the 8-lane
-//! vector type of the AVX2 + FMA and AVX-512 variants.
+//! x86_64: feature detection through `cpuid`/`xgetbv` (no `std` needed) and the lane
+//! types of the AVX2 + FMA and AVX-512 variants: `Ymm` (8 lanes, [`Vf32`]) and `Zmm`
+//! (16 lanes, [`Arith`]). The kernels that run on them are their operators' (each
+//! operator's trait implemented for `Avx2` and `Avx512`); nothing here knows an operator.
 
 use core::arch::x86_64::{
     __cpuid, __cpuid_count, __m256, __m256i, __m512, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_UNORD_Q,
@@ -12,16 +14,14 @@ use core::arch::x86_64::{
     _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps,
     _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32,
     _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps, _mm512_castps_pd,
-    _mm512_castps512_ps256, _mm512_extractf64x4_pd, _mm512_fmadd_ps, _mm512_loadu_ps,
-    _mm512_set1_ps, _mm512_setzero_ps, _xgetbv,
+    _mm512_castps512_ps256, _mm512_extractf64x4_pd, _mm512_fmadd_ps, _mm512_set1_ps, _xgetbv,
 };
 
 use core::arch::x86_64::{
     _mm512_abs_ps, _mm512_add_epi32, _mm512_add_ps, _mm512_and_si512, _mm512_andnot_si512,
     _mm512_castps_si512, _mm512_castsi512_ps, _mm512_cmp_ps_mask, _mm512_cvtps_epi32,
-    _mm512_div_ps, _mm512_mask_blend_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
-    _mm512_min_ps, _mm512_mul_ps, _mm512_or_si512, _mm512_roundscale_ps, _mm512_set1_epi32,
-    _mm512_slli_epi32, _mm512_storeu_ps, _mm512_sub_ps,
+    _mm512_div_ps, _mm512_mask_blend_ps, _mm512_min_ps, _mm512_mul_ps, _mm512_or_si512,
+    _mm512_roundscale_ps, _mm512_set1_epi32, _mm512_slli_epi32, _mm512_sub_ps,
 };
 
 use crate::simd::LANES;
@@ -77,7 +77,7 @@ pub(crate) fn has_avx512() -> bool {
 /// `crate::arch`): that is the safety argument of every `unsafe` block below.
 #[derive(Clone, Copy)]
 #[repr(transparent)]
-pub(crate) struct Ymm<const EVEX: bool>(__m256);
+pub(crate) struct Ymm<const EVEX: bool>(pub(crate) __m256);
 
 /// The AVX2 + FMA variant's vector.
 pub(crate) type Avx2 = Ymm<false>;
@@ -345,38 +345,6 @@ impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
         }
     }
     #[inline(always)]
-    unsafe fn gemm_kernel<const MR: usize, const NV: usize>(
-        kc: usize,
-        a: *const f32,
-        rs: usize,
-        cs: usize,
-        b: *const f32,
-        bs: usize,
-    ) -> [[Self; NV]; MR] {
-        if EVEX && NV.is_multiple_of(2) {
-            // SAFETY: AVX-512 F is available (EVEX); the caller's contract is the
-            // kernel's.
-            unsafe { zmm_kernel::<MR, NV, EVEX>(kc, a, rs, cs, b, bs) }
-        } else {
-            // SAFETY: the caller's contract is the kernel's.
-            unsafe { crate::gemm::kernel::kernel::<Self, MR, NV>(kc, a, rs, cs, b, bs) }
-        }
-    }
-    #[inline(always)]
-    unsafe fn taps_tile<const MR: usize, const NV: usize>(
-        ptrs: &[*const f32; MR],
-        w: *const f32,
-        offs: &[u32],
-    ) -> [[Self; NV]; MR] {
-        if EVEX && NV.is_multiple_of(2) && NV >= 4 {
-            // SAFETY: AVX-512 F is available (EVEX); the caller's contract is the tile's.
-            unsafe { zmm_taps::<MR, NV, EVEX>(ptrs, w, offs) }
-        } else {
-            // SAFETY: the caller's contract is the tile's.
-            unsafe { crate::conv::implicit::taps_tile::<Self, MR, NV>(ptrs, w, offs) }
-        }
-    }
-    #[inline(always)]
     fn prefetch(p: *const f32) {
         // SAFETY: SSE is baseline on x86_64, and a prefetch never faults, whatever `p` is.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
@@ -407,7 +375,7 @@ fn mask(n: usize) -> u8 {
 /// # Safety
 /// AVX-512 F must be available.
 #[inline(always)]
-unsafe fn halves<const MR: usize, const NV: usize, const EVEX: bool>(
+pub(crate) unsafe fn halves<const MR: usize, const NV: usize, const EVEX: bool>(
     acc: &[[__m512; NV]; MR],
 ) -> [[Ymm<EVEX>; NV]; MR] {
     // SAFETY: AVX-512 F is available (the caller's contract).
@@ -427,87 +395,13 @@ unsafe fn halves<const MR: usize, const NV: usize, const EVEX: bool>(
     }
 }
 
-/// The implicit GEMM's tile (`crate::conv::implicit::taps_tile`) on 16-lane registers:
-/// `MR` pixels by `NV / 2` zmm vectors of output channels (`NV` even), per tap one
-/// load per vector of weights and one broadcast per pixel.
-///
-/// # Safety
-/// AVX-512 F must be available, and the pointers as for
-/// `crate::conv::implicit::taps_tile`.
-#[inline(always)]
-unsafe fn zmm_taps<const MR: usize, const NV: usize, const EVEX: bool>(
-    ptrs: &[*const f32; MR],
-    w: *const f32,
-    offs: &[u32],
-) -> [[Ymm<EVEX>; NV]; MR] {
-    // SAFETY: AVX-512 F is available (the caller's contract); every tap of every pixel is
-    // readable and `w` holds NV * 8 floats per tap (likewise).
-    unsafe {
-        let nz = NV / 2;
-        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-        for (i, &o) in offs.iter().enumerate() {
-            let wp = w.add(i * NV * LANES);
-            let mut bz = [_mm512_setzero_ps(); NV];
-            for (v, x) in bz.iter_mut().enumerate().take(nz) {
-                *x = _mm512_loadu_ps(wp.add(v * 2 * LANES));
-            }
-            for (row, &ptr) in acc.iter_mut().zip(ptrs.iter()) {
-                let av = _mm512_set1_ps(*ptr.add(o as usize));
-                for (x, &bb) in row.iter_mut().zip(bz.iter()).take(nz) {
-                    *x = _mm512_fmadd_ps(av, bb, *x);
-                }
-            }
-        }
-        halves(&acc)
-    }
-}
-
-/// The GEMM microkernel on 16-lane registers: `MR` rows by `NV / 2` zmm vectors (`NV`
-/// even), each step one load per vector of B and one broadcast per row of A,
-/// `MR * NV / 2` FMAs; the accumulators come back as `NV` halves of 8.
-/// Half the instructions of the 8-lane loop for the same FLOPs, and 32 registers. The
-/// GEMM runs 8 x 32 (16 accumulators; measured against 12 x 32 on zmm and 6 x 16, 12 x 16
-/// on ymm: 8 x 32 was fastest at 256^3 and 1024^3).
-///
-/// # Safety
-/// AVX-512 F must be available, and the pointers as for `crate::gemm::kernel::kernel`.
-#[inline(always)]
-unsafe fn zmm_kernel<const MR: usize, const NV: usize, const EVEX: bool>(
-    kc: usize,
-    a: *const f32,
-    rs: usize,
-    cs: usize,
-    b: *const f32,
-    bs: usize,
-) -> [[Ymm<EVEX>; NV]; MR] {
-    // SAFETY: AVX-512 F is available (the caller's contract); every load is within the
-    // caller's A (r < MR, p < kc) and B (NV * 8 floats from p * bs).
-    unsafe {
-        let nz = NV / 2;
-        let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-        for p in 0..kc {
-            let mut bz = [_mm512_setzero_ps(); NV];
-            for (v, x) in bz.iter_mut().enumerate().take(nz) {
-                *x = _mm512_loadu_ps(b.add(p * bs + v * 2 * LANES));
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(*a.add(r * rs + p * cs));
-                for (x, &bb) in row.iter_mut().zip(bz.iter()).take(nz) {
-                    *x = _mm512_fmadd_ps(av, bb, *x);
-                }
-            }
-        }
-        halves(&acc)
-    }
-}
-
 /// `__m512` under AVX-512 F: 16 lanes, the lane-wise arithmetic only ([`Arith`]), for the
-/// transcendental functions (through [`zmap`]). Reached only from functions compiled with
+/// transcendental functions (the element-wise maps of `activation`). Reached only from functions compiled with
 /// the AVX-512 features, called after [`has_avx512`] returned true: the safety argument of
 /// every `unsafe` block of its implementation.
 #[derive(Clone, Copy)]
 #[repr(transparent)]
-pub(crate) struct Zmm(__m512);
+pub(crate) struct Zmm(pub(crate) __m512);
 
 impl Arith for Zmm {
     #[inline(always)]
@@ -604,55 +498,5 @@ impl Arith for Zmm {
         Self(unsafe {
             _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(self.0, b.0), f.0, t.0)
         })
-    }
-}
-
-/// `dst = f(src)` (or in place, with `src` `None`) 16 lanes at a time: `N` vectors per
-/// step through `fn_` (their dependency chains interleaved), then single vectors through
-/// `f`, the last one masked, so that every element gets the same operations.
-///
-/// # Safety
-/// AVX-512 F must be available. `src`, when given, must be as long as `dst`.
-#[inline(always)]
-pub(crate) unsafe fn zmap<const N: usize>(
-    src: Option<&[f32]>,
-    dst: &mut [f32],
-    fn_: impl Fn([Zmm; N]) -> [Zmm; N],
-    f: impl Fn(Zmm) -> Zmm,
-) {
-    const Z: usize = 2 * LANES;
-    let len = dst.len();
-    let yp = dst.as_mut_ptr();
-    let xp: *const f32 = match src {
-        Some(s) => {
-            debug_assert_eq!(s.len(), len);
-            s.as_ptr()
-        }
-        None => yp,
-    };
-    let mut i = 0;
-    // SAFETY: AVX-512 F is available (the caller's contract). Every access is within the
-    // first `len` floats of `src` and `dst` (`i + N * 16 <= len`, `i + 16 <= len`, the
-    // last one masked to the `len - i` remaining); in place, each vector is read before
-    // it is written.
-    unsafe {
-        while i + N * Z <= len {
-            let v = fn_(build(Zmm(_mm512_setzero_ps()), |k| {
-                Zmm(_mm512_loadu_ps(xp.add(i + k * Z)))
-            }));
-            for (k, r) in v.iter().enumerate() {
-                _mm512_storeu_ps(yp.add(i + k * Z), r.0);
-            }
-            i += N * Z;
-        }
-        while i + Z <= len {
-            _mm512_storeu_ps(yp.add(i), f(Zmm(_mm512_loadu_ps(xp.add(i)))).0);
-            i += Z;
-        }
-        if i < len {
-            let m: u16 = ((1_u32 << (len - i)) - 1) as u16;
-            let v = f(Zmm(_mm512_maskz_loadu_ps(m, xp.add(i))));
-            _mm512_mask_storeu_ps(yp.add(i), m, v.0);
-        }
     }
 }

@@ -34,10 +34,11 @@
 //! images took 0.171-0.179 ms against 0.211 without the skip.
 
 use super::depthwise;
+use crate::arch::Tile;
 use crate::arch::dispatch;
 use crate::error::KernelError;
 use crate::params::{Conv2dDims, Conv2dParams, add, mul};
-use crate::simd::LANES;
+use crate::simd::{LANES, f32x8};
 use crate::vector::{Vf32, build};
 
 /// Positions per strip (the x86 tile's `NV` vectors of 8). The scratch length rounds to
@@ -66,7 +67,7 @@ pub(super) fn forward_applies(p: &Conv2dParams, d: &Conv2dDims) -> bool {
 
 /// The forward pass's flat layout of one group.
 #[derive(Clone, Copy)]
-struct FwdGeometry {
+pub(crate) struct FwdGeometry {
     /// Positions computed per output plane: `out_h * r` rounded up to whole strips.
     q: usize,
     /// Floats per padded input plane: `padded_h * r`, plus what the last strip's last tap
@@ -105,7 +106,7 @@ pub(super) fn forward(
 ) -> Result<(), KernelError> {
     let geo = &FwdGeometry::new(p, d)?;
     let clamp = &(lo, hi);
-    dispatch!(fwd_run[2, 4][1, 4](
+    dispatch!(fwd_on(
         p: &Conv2dParams,
         d: &Conv2dDims,
         geo: &FwdGeometry,
@@ -117,6 +118,115 @@ pub(super) fn forward(
         scratch: &mut [f32],
     ));
     Ok(())
+}
+
+/// The flat-plane kernels as a variant runs them, implemented by its lane type: the
+/// tile, `Tile<CB, NV>`, `CB` channels by `NV` vectors of a strip (x86: 2 x 4, 8
+/// accumulators, 4 loads, 2 broadcasts; portable: 1 x 4, as SSE2 holds an 8-lane vector
+/// in two of its 16 registers).
+pub(crate) trait FlatKernel: Vf32 {
+    /// The tile of the forward pass and the input gradient.
+    type Tile: FlatTile;
+}
+
+impl FlatKernel for f32x8 {
+    type Tile = Tile<1, 4>;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl FlatKernel for crate::arch::x86::Avx2 {
+    type Tile = Tile<2, 4>;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl FlatKernel for crate::arch::x86::Avx512 {
+    type Tile = Tile<2, 4>;
+}
+
+/// A tile shape back into const generics, for the passes that run on it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) trait FlatTile {
+    /// The forward pass ([`fwd_run`]).
+    fn forward<V: Vf32>(
+        p: &Conv2dParams,
+        d: &Conv2dDims,
+        geo: &FwdGeometry,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        clamp: &(f32, f32),
+        output: &mut [f32],
+        scratch: &mut [f32],
+    );
+    /// The input gradient ([`run`]).
+    fn input<V: Vf32>(
+        p: &Conv2dParams,
+        d: &Conv2dDims,
+        geo: &Geometry,
+        weight: &[f32],
+        grad_output: &[f32],
+        grad_input: &mut [f32],
+        scratch: &mut [f32],
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+impl<const CB: usize, const NV: usize> FlatTile for Tile<CB, NV> {
+    #[inline(always)]
+    fn forward<V: Vf32>(
+        p: &Conv2dParams,
+        d: &Conv2dDims,
+        geo: &FwdGeometry,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        clamp: &(f32, f32),
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        fwd_run::<V, CB, NV>(p, d, geo, input, weight, bias, clamp, output, scratch);
+    }
+    #[inline(always)]
+    fn input<V: Vf32>(
+        p: &Conv2dParams,
+        d: &Conv2dDims,
+        geo: &Geometry,
+        weight: &[f32],
+        grad_output: &[f32],
+        grad_input: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        run::<V, CB, NV>(p, d, geo, weight, grad_output, grad_input, scratch);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fwd_on<V: FlatKernel>(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    geo: &FwdGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    clamp: &(f32, f32),
+    output: &mut [f32],
+    scratch: &mut [f32],
+) {
+    V::Tile::forward::<V>(p, d, geo, input, weight, bias, clamp, output, scratch);
+}
+
+#[inline(always)]
+fn input_on<V: FlatKernel>(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    geo: &Geometry,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+    scratch: &mut [f32],
+) {
+    V::Tile::input::<V>(p, d, geo, weight, grad_output, grad_input, scratch);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -186,7 +296,7 @@ pub(super) fn applies(p: &Conv2dParams, d: &Conv2dDims) -> bool {
 
 /// The flat layout of one group's planes.
 #[derive(Clone, Copy)]
-struct Geometry {
+pub(crate) struct Geometry {
     /// Distance between rows in the flat planes.
     r: usize,
     /// Zero floats before row 0 of each gradient plane: `(kh - 1) * r + (kw - 1)`.
@@ -253,9 +363,7 @@ pub(super) fn backward_input(
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
     let geo = &Geometry::new(p, d)?;
-    // (2 channels x 4 vectors: 8 accumulators, 4 loads, 2 broadcasts; the portable
-    // variant keeps one channel, as SSE2 holds an 8-lane vector in two of its 16 registers)
-    dispatch!(run[2, 4][1, 4](
+    dispatch!(input_on(
         p: &Conv2dParams,
         d: &Conv2dDims,
         geo: &Geometry,

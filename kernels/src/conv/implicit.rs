@@ -20,10 +20,11 @@
 use super::check_forward;
 use super::im2col::unpadded;
 use crate::arch;
+use crate::arch::Tile;
 use crate::error::KernelError;
 use crate::gemm::kernel::{PORTABLE_MR, PORTABLE_NV};
 use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul};
-use crate::simd::LANES;
+use crate::simd::{LANES, f32x8};
 use crate::vector::{Vf32, build};
 
 /// Output channels per weight block in the forward pass's scratch layout (the widest
@@ -129,18 +130,73 @@ pub fn conv2d_implicit(
         ph,
         pw,
     };
-    // (the GEMM microkernel's 6 x 16 tile on x86)
     let a = &a;
-    arch::dispatch!(run[6, 2][8, 4][PORTABLE_MR, PORTABLE_NV](
-        a: &Args<'_>,
-        output: &mut [f32],
-        scratch: &mut [f32]
-    ));
+    arch::dispatch!(forward_on(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]));
     Ok(())
 }
 
+/// The implicit GEMM as a variant provides it, implemented by the variant's lane type:
+/// the forward pass's tile (`Tile<MR, NV>`: `MR` output pixels by `NV` vectors of 8
+/// output channels), the weight gradient's (`MR` taps by `NV` vectors), and the tap loop
+/// (the portable [`taps_tile`] unless the variant has its own).
+pub(crate) trait ImplicitKernel: Vf32 {
+    /// The forward pass's tile.
+    type Forward: ImplicitTile;
+    /// The weight gradient's tile.
+    type Weight: ImplicitTile;
+
+    /// [`taps_tile`] for this variant.
+    ///
+    /// # Safety
+    /// As [`taps_tile`].
+    #[inline(always)]
+    unsafe fn taps<const MR: usize, const NV: usize>(
+        ptrs: &[*const f32; MR],
+        w: *const f32,
+        offs: &[u32],
+    ) -> [[Self; NV]; MR] {
+        // SAFETY: the caller's contract is the tile's.
+        unsafe { taps_tile::<Self, MR, NV>(ptrs, w, offs) }
+    }
+}
+
+/// A tile shape back into const generics, for the passes that run on it.
+pub(crate) trait ImplicitTile {
+    /// The forward pass ([`run`]).
+    fn forward<V: ImplicitKernel>(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]);
+    /// The weight gradient ([`weight_run`]).
+    fn weight<V: ImplicitKernel>(a: &Args<'_>, grad_weight: &mut [f32], scratch: &mut [f32]);
+}
+
+impl<const MR: usize, const NV: usize> ImplicitTile for Tile<MR, NV> {
+    #[inline(always)]
+    fn forward<V: ImplicitKernel>(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]) {
+        run::<V, MR, NV>(a, output, scratch);
+    }
+    #[inline(always)]
+    fn weight<V: ImplicitKernel>(a: &Args<'_>, grad_weight: &mut [f32], scratch: &mut [f32]) {
+        weight_run::<V, MR, NV>(a, grad_weight, scratch);
+    }
+}
+
+/// The portable variant: the GEMM microkernel's tile.
+impl ImplicitKernel for f32x8 {
+    type Forward = Tile<PORTABLE_MR, PORTABLE_NV>;
+    type Weight = Tile<PORTABLE_MR, PORTABLE_NV>;
+}
+
+#[inline(always)]
+fn forward_on<V: ImplicitKernel>(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]) {
+    V::Forward::forward::<V>(a, output, scratch);
+}
+
+#[inline(always)]
+fn weight_on<V: ImplicitKernel>(a: &Args<'_>, grad_weight: &mut [f32], scratch: &mut [f32]) {
+    V::Weight::weight::<V>(a, grad_weight, scratch);
+}
+
 /// The checked arguments of one call.
-struct Args<'a> {
+pub(crate) struct Args<'a> {
     p: &'a Conv2dParams,
     d: &'a Conv2dDims,
     input: &'a [f32],
@@ -169,7 +225,7 @@ struct Taps {
 /// is wide, on the 6 x 16 tile (AVX-512's 8 x 32 on LeNet's 16-channel layer: 0.585 ms
 /// against 0.346, its upper half computing zeros).
 #[inline(always)]
-fn run<V: Vf32, const MR: usize, const NV: usize>(
+fn run<V: ImplicitKernel, const MR: usize, const NV: usize>(
     a: &Args<'_>,
     output: &mut [f32],
     scratch: &mut [f32],
@@ -183,7 +239,7 @@ fn run<V: Vf32, const MR: usize, const NV: usize>(
 
 /// The forward pass on an `MR x (NV * 8)` register tile.
 #[inline(always)]
-fn run_tile<V: Vf32, const MR: usize, const NV: usize>(
+fn run_tile<V: ImplicitKernel, const MR: usize, const NV: usize>(
     a: &Args<'_>,
     output: &mut [f32],
     scratch: &mut [f32],
@@ -421,7 +477,7 @@ unsafe fn tile<V: Vf32, const MR: usize, const NV: usize>(
 /// # Safety
 /// As [`tile`], for every offset in `offs`; `w` holds `NV * 8` floats per offset.
 #[inline(always)]
-unsafe fn tile_offs<V: Vf32, const MR: usize, const NV: usize>(
+unsafe fn tile_offs<V: ImplicitKernel, const MR: usize, const NV: usize>(
     src: *const f32,
     base: &[usize; MR],
     w: *const f32,
@@ -429,11 +485,11 @@ unsafe fn tile_offs<V: Vf32, const MR: usize, const NV: usize>(
 ) -> [[V; NV]; MR] {
     let ptrs: [*const f32; MR] = build(core::ptr::null(), |r| src.wrapping_add(base[r]));
     // SAFETY: the caller's contract.
-    unsafe { V::taps_tile::<MR, NV>(&ptrs, w, offs) }
+    unsafe { V::taps::<MR, NV>(&ptrs, w, offs) }
 }
 
 /// `acc[r] = sum over i of ptrs[r][offs[i]] * w[i * NV * 8..][..NV * 8]`: the portable
-/// and AVX2 tile of [`tile_offs`] (see `Vf32::taps_tile`).
+/// and AVX2 tile of [`tile_offs`] (see [`ImplicitKernel::taps`]).
 ///
 /// # Safety
 /// Every `ptrs[r] + offs[i]` must be readable, and `w` must hold `NV * 8` floats per
@@ -495,11 +551,7 @@ pub(crate) fn backward_weight(
         pw,
     };
     let a = &a;
-    arch::dispatch!(weight_run[6, 2][PORTABLE_MR, PORTABLE_NV](
-        a: &Args<'_>,
-        grad_weight: &mut [f32],
-        scratch: &mut [f32]
-    ));
+    arch::dispatch!(weight_on(a: &Args<'_>, grad_weight: &mut [f32], scratch: &mut [f32]));
     Ok(())
 }
 
@@ -515,7 +567,7 @@ struct Pixels {
 
 /// [`backward_weight`] for one variant (`a.weight` is the output gradient).
 #[inline(always)]
-fn weight_run<V: Vf32, const MR: usize, const NV: usize>(
+fn weight_run<V: ImplicitKernel, const MR: usize, const NV: usize>(
     a: &Args<'_>,
     grad_weight: &mut [f32],
     scratch: &mut [f32],
@@ -652,4 +704,76 @@ unsafe fn weight_tile<V: Vf32, const MR: usize, const NV: usize>(
         }
     }
     *acc = a;
+}
+
+/// The x86 variants: AVX2 + FMA on the GEMM's 6 x 16 tile; AVX-512 on 8 x 32 (zmm) for the
+/// forward pass, with its own tap loop, and 6 x 16 for the weight gradient.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::x86_64::{_mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps};
+
+    use super::{ImplicitKernel, taps_tile};
+    use crate::arch::Tile;
+    use crate::arch::x86::{Avx2, Avx512, halves};
+    use crate::simd::LANES;
+
+    impl ImplicitKernel for Avx2 {
+        type Forward = Tile<6, 2>;
+        type Weight = Tile<6, 2>;
+    }
+
+    impl ImplicitKernel for Avx512 {
+        type Forward = Tile<8, 4>;
+        type Weight = Tile<6, 2>;
+        #[inline(always)]
+        unsafe fn taps<const MR: usize, const NV: usize>(
+            ptrs: &[*const f32; MR],
+            w: *const f32,
+            offs: &[u32],
+        ) -> [[Self; NV]; MR] {
+            if NV.is_multiple_of(2) && NV >= 4 {
+                // SAFETY: this lane type is only used in code compiled for, and run on,
+                // AVX-512 F; the caller's contract is the tile's.
+                unsafe { zmm_taps::<MR, NV>(ptrs, w, offs) }
+            } else {
+                // SAFETY: the caller's contract is the tile's.
+                unsafe { taps_tile::<Self, MR, NV>(ptrs, w, offs) }
+            }
+        }
+    }
+
+    /// The implicit GEMM's tile ([`taps_tile`]) on 16-lane registers:
+    /// `MR` pixels by `NV / 2` zmm vectors of output channels (`NV` even), per tap one
+    /// load per vector of weights and one broadcast per pixel.
+    ///
+    /// # Safety
+    /// AVX-512 F must be available, and the pointers as for
+    /// [`taps_tile`].
+    #[inline(always)]
+    unsafe fn zmm_taps<const MR: usize, const NV: usize>(
+        ptrs: &[*const f32; MR],
+        w: *const f32,
+        offs: &[u32],
+    ) -> [[Avx512; NV]; MR] {
+        // SAFETY: AVX-512 F is available (the caller's contract); every tap of every pixel is
+        // readable and `w` holds NV * 8 floats per tap (likewise).
+        unsafe {
+            let nz = NV / 2;
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            for (i, &o) in offs.iter().enumerate() {
+                let wp = w.add(i * NV * LANES);
+                let mut bz = [_mm512_setzero_ps(); NV];
+                for (v, x) in bz.iter_mut().enumerate().take(nz) {
+                    *x = _mm512_loadu_ps(wp.add(v * 2 * LANES));
+                }
+                for (row, &ptr) in acc.iter_mut().zip(ptrs.iter()) {
+                    let av = _mm512_set1_ps(*ptr.add(o as usize));
+                    for (x, &bb) in row.iter_mut().zip(bz.iter()).take(nz) {
+                        *x = _mm512_fmadd_ps(av, bb, *x);
+                    }
+                }
+            }
+            halves(&acc)
+        }
+    }
 }

@@ -22,10 +22,11 @@
 //! conv2, 16 images, 0.110 -> 0.104 ms against moving one float at a time; the portable
 //! variant transposes through arrays, 3% slower there than the single floats).
 
+use crate::arch::Tile;
 use crate::arch::dispatch;
 use crate::error::KernelError;
 use crate::params::{Conv2dDims, Conv2dParams, add, mul};
-use crate::simd::LANES;
+use crate::simd::{LANES, f32x8};
 use crate::vector::{Vf32, build};
 
 /// Most floats of one group's interleaved gradient planes (the eight images' `dY`, one
@@ -72,7 +73,7 @@ pub(super) fn backward_input(
 ) {
     // (6 channels x 2 pixels: 12 accumulators, 2 loads and 6 broadcasts per tap; the
     // portable variant takes 2 channels, as SSE2 holds a vector in two registers)
-    dispatch!(run[6][2](
+    dispatch!(run_on(
         p: &Conv2dParams,
         d: &Conv2dDims,
         weight: &[f32],
@@ -84,7 +85,7 @@ pub(super) fn backward_input(
 
 /// The geometry one tile needs.
 #[derive(Clone, Copy)]
-struct Tile<'a> {
+struct Group<'a> {
     /// Input channels per group.
     c_in: usize,
     /// Output channels per group.
@@ -98,6 +99,66 @@ struct Tile<'a> {
     w: &'a [f32],
     /// The interleaved gradient planes `[o][i][1 + j][lane]`.
     buf: &'a [f32],
+}
+
+/// The lanes kernel as a variant runs it, implemented by its lane type: `Tile<CB, 1>`,
+/// `CB` input channels per pass (x86: 6; portable: 2, for SSE2's 16 registers).
+pub(crate) trait LanesKernel: Vf32 {
+    /// The tile.
+    type Tile: LanesTile;
+}
+
+impl LanesKernel for f32x8 {
+    type Tile = Tile<2, 1>;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl LanesKernel for crate::arch::x86::Avx2 {
+    type Tile = Tile<6, 1>;
+}
+
+#[cfg(target_arch = "x86_64")]
+impl LanesKernel for crate::arch::x86::Avx512 {
+    type Tile = Tile<6, 1>;
+}
+
+/// A tile shape back into const generics.
+pub(crate) trait LanesTile {
+    /// The input gradient ([`run`]).
+    fn run<V: Vf32>(
+        p: &Conv2dParams,
+        d: &Conv2dDims,
+        weight: &[f32],
+        grad_output: &[f32],
+        grad_input: &mut [f32],
+        scratch: &mut [f32],
+    );
+}
+
+impl<const CB: usize> LanesTile for Tile<CB, 1> {
+    #[inline(always)]
+    fn run<V: Vf32>(
+        p: &Conv2dParams,
+        d: &Conv2dDims,
+        weight: &[f32],
+        grad_output: &[f32],
+        grad_input: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        run::<V, CB>(p, d, weight, grad_output, grad_input, scratch);
+    }
+}
+
+#[inline(always)]
+fn run_on<V: LanesKernel>(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+    scratch: &mut [f32],
+) {
+    V::Tile::run::<V>(p, d, weight, grad_output, grad_input, scratch);
 }
 
 #[inline(always)]
@@ -157,7 +218,7 @@ fn run<V: Vf32, const CB: usize>(
                     buf[at(q) + l] = s[q];
                 }
             }
-            let tile = Tile {
+            let tile = Group {
                 c_in,
                 m,
                 plane: d.out_h * row,
@@ -239,7 +300,7 @@ fn run<V: Vf32, const CB: usize>(
 /// stored at `1 + xp + t - b`) and output channels.
 #[inline(always)]
 fn pixels<V: Vf32, const CB: usize, const T: usize>(
-    t: &Tile<'_>,
+    t: &Group<'_>,
     c0: usize,
     yp: usize,
     xp: usize,

@@ -1,15 +1,17 @@
 //! The register-tiled microkernel and the fused store, generic over the vector type so
 //! that one source serves every variant. A tile is `MR` rows by `NV` vectors of 8.
 //!
-//! Tile shapes: AVX2 + FMA uses 6x16 (12 ymm accumulators, 2 for B, 1 broadcast: 15 of
-//! 16 registers); AVX-512 8x32 on zmm registers (16 accumulators, see
-//! `Vf32::gemm_kernel`), a last sliver of at most 16 columns 8x16. The portable variant uses 6x16 where the compiled instruction set has
+//! Each variant's lane type implements [`GemmKernel`]: its tile and its in-place bounds
+//! (the x86 ones in `gemm::x86`). Tile shapes: AVX2 + FMA uses 6x16 (12 ymm accumulators,
+//! 2 for B, 1 broadcast: 15 of 16 registers); AVX-512 8x32 on zmm registers (16
+//! accumulators), a last sliver of at most 16 columns 8x16. The portable variant uses 6x16 where the compiled instruction set has
 //! 16 wide registers (AVX) or 32 (NEON), and 4x8 otherwise (SSE2 keeps an f32x8 in two
 //! xmm registers and has only 16; scalar targets such as the Cortex-M4F have 32
 //! single-precision registers).
 
-use super::{Bias, Epilogue};
-use crate::simd::LANES;
+use super::{Args, Bias, Epilogue};
+use crate::arch::Tile;
+use crate::simd::{LANES, f32x8};
 use crate::vector::Vf32;
 
 #[cfg(any(target_feature = "avx", target_arch = "aarch64"))]
@@ -28,9 +30,89 @@ pub(crate) const PORTABLE_MR: usize = shape::MR;
 /// Vectors per row of the portable variant's tile.
 pub(crate) const PORTABLE_NV: usize = shape::NV;
 
+/// A GEMM microkernel as a variant provides it, implemented by the variant's lane type:
+/// the tile it runs, the bounds under which operands are read in place, and the tile
+/// product itself (the portable loop [`kernel`] unless the variant has its own).
+pub(crate) trait GemmKernel: Vf32 {
+    /// The register tile: `Tile<MR, NV>`, `MR` rows of A by `NV` vectors of 8 columns.
+    type Tile: GemmTile;
+    /// Widest product (`n`) whose A is read in place rather than packed: packing an A
+    /// sliver pays off over the `n / NR` B slivers that reuse it, and below this it
+    /// does not.
+    const A_IN_PLACE_MAX_N: usize;
+    /// Largest `n` and row distance `ldb` (and half the largest `k`) of a row-major B read
+    /// in place rather than packed.
+    const B_IN_PLACE_MAX: usize;
+
+    /// `acc = sum_p a(r, p) x b(p)` over one `MR x NV` tile (see [`kernel`]).
+    ///
+    /// # Safety
+    /// As [`kernel`].
+    #[inline(always)]
+    unsafe fn tile<const MR: usize, const NV: usize>(
+        kc: usize,
+        a: *const f32,
+        rs: usize,
+        cs: usize,
+        b: *const f32,
+        bs: usize,
+    ) -> [[Self; NV]; MR] {
+        // SAFETY: the caller's contract is the kernel's.
+        unsafe { kernel::<Self, MR, NV>(kc, a, rs, cs, b, bs) }
+    }
+}
+
+/// What the GEMM does with a tile shape: [`GemmKernel::Tile`] back into const generics.
+pub(crate) trait GemmTile {
+    /// Columns of the tile (`NV * 8`).
+    const NR: usize;
+    /// The BLIS loops on this tile (`super::blocked`).
+    fn blocked<V: GemmKernel, const A_IN_PLACE: bool>(
+        args: &Args<'_>,
+        c: &mut [f32],
+        ep: &Epilogue<'_>,
+        scratch: &mut [f32],
+    );
+    /// Packs all of A for this tile (`super::pack_a_all`).
+    fn pack_a_all(m: usize, k: usize, a: super::MatRef<'_>, dst: &mut [f32]);
+}
+
+impl<const MR: usize, const NV: usize> GemmTile for Tile<MR, NV> {
+    const NR: usize = NV * LANES;
+    #[inline(always)]
+    fn blocked<V: GemmKernel, const A_IN_PLACE: bool>(
+        args: &Args<'_>,
+        c: &mut [f32],
+        ep: &Epilogue<'_>,
+        scratch: &mut [f32],
+    ) {
+        super::blocked::<V, MR, NV, A_IN_PLACE>(args, c, ep, scratch);
+    }
+    fn pack_a_all(m: usize, k: usize, a: super::MatRef<'_>, dst: &mut [f32]) {
+        super::pack_a_all_tiles::<MR>(m, k, a, dst);
+    }
+}
+
+/// The portable variant: 6 x 16 where `f32x8` has 16 wide registers (AVX) or 32 (NEON),
+/// 4 x 8 otherwise.
+impl GemmKernel for f32x8 {
+    type Tile = Tile<PORTABLE_MR, PORTABLE_NV>;
+    const A_IN_PLACE_MAX_N: usize = A_IN_PLACE_MAX_N;
+    const B_IN_PLACE_MAX: usize = B_IN_PLACE_MAX;
+}
+
+/// [`GemmKernel::A_IN_PLACE_MAX_N`] of the 8-lane tiles. (128^3: 0.79-0.83 of the `gemm`
+/// crate's speed packed, 0.84-0.90 in place; 256 and above measured slower in place.
+/// Re-measure: `cargo bench --bench kernels -- sgemm`.)
+pub(crate) const A_IN_PLACE_MAX_N: usize = 128;
+/// [`GemmKernel::B_IN_PLACE_MAX`] of the 8-lane tiles: a sliver's `k` rows, `ldb` floats
+/// apart, spread over `64 / (ldb * 4 / 64)` L1 sets; up to 64 floats apart and 128 rows
+/// it still fits L1's ways (at 64^3 packing B took about 6% of the time).
+pub(crate) const B_IN_PLACE_MAX: usize = 64;
+
 /// Where a tile lands in C and how much of it is real.
 #[derive(Clone, Copy)]
-pub(super) struct Tile {
+pub(super) struct TileAt {
     pub i0: usize,
     pub j0: usize,
     pub mr: usize,
@@ -82,12 +164,12 @@ pub(super) fn store<V: Vf32, const MR: usize, const NV: usize>(
     acc: &[[V; NV]; MR],
     c: &mut [f32],
     ldc: usize,
-    t: Tile,
+    t: TileAt,
     ep: &Epilogue<'_>,
     first: bool,
     last: bool,
 ) {
-    let full = Tile {
+    let full = TileAt {
         mr: MR,
         nr: NV * LANES,
         ..t
@@ -122,7 +204,7 @@ fn store_rows<V: Vf32, const MR: usize, const NV: usize>(
     acc: &[[V; NV]; MR],
     c: &mut [f32],
     ldc: usize,
-    t: Tile,
+    t: TileAt,
     ep: &Epilogue<'_>,
     first: bool,
     last: bool,

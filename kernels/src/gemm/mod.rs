@@ -8,19 +8,25 @@
 //! over the slivers, one `MR x NR` microkernel call each. Packed slivers are zero-padded to
 //! whole tiles, so the microkernel never branches on edges; only the store does.
 //!
-//! Narrow products (`n <= A_IN_PLACE_MAX_N`, e.g. 64^3 or a linear layer's batch) read
+//! Each variant's lane type carries its tile and thresholds ([`kernel::GemmKernel`]); the
+//! loops here are generic over it, and [`arch::dispatch!`] picks the variant.
+//!
+//! Narrow products (`n <= GemmKernel::A_IN_PLACE_MAX_N`, e.g. 64^3 or a linear layer's batch) read
 //! A's whole slivers in place, through its strides, and pack only a last partial one:
 //! with few B slivers to reuse it, packing A cost more than it saved (sgemm 64^3:
 //! 0.63-0.70 -> 0.81-0.83 of the `gemm` crate's speed, same runs).
 
 pub(crate) mod kernel;
 mod pack;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use crate::arch::{self, Isa};
 use crate::error::KernelError;
 use crate::params::{GemmParams, check_scratch};
-use crate::simd::{LANES, clamp1, f32x8};
+use crate::simd::{LANES, clamp1};
 use crate::vector::Vf32;
+use kernel::{GemmKernel, GemmTile};
 
 /// Depth of a packed panel (K block): one B sliver (`KC x NR`, 32 KiB) stays near L1
 /// while the A slivers stream past it. 512 (with `MC = 96`) against 256 (with 192),
@@ -33,21 +39,6 @@ pub(crate) const KC: usize = 512;
 pub(crate) const MC: usize = 96;
 /// Columns of B packed at once (N block): `KC x NC` floats (2 MiB) stay in L3.
 pub(crate) const NC: usize = 1024;
-/// Widest product (`n`) whose A is read in place rather than packed: packing an A
-/// sliver pays off over the `n / NR` B slivers that reuse it, and below this it does not.
-/// (128^3: 0.79-0.83 of the `gemm` crate's speed packed, 0.84-0.90 in place, same
-/// processes, four pairs; 256 and above measured slower in place.)
-const A_IN_PLACE_MAX_N: usize = 128;
-/// Largest `n` and row distance `ldb` (and half the largest `k`) of a row-major B read
-/// in place rather than packed: at 64^3 packing B took about 6% of the time. A sliver's
-/// `k` rows, `ldb` floats apart, spread over `64 / (ldb * 4 / 64)` L1 sets: up to 64
-/// floats apart and 128 rows, the sliver still fits L1's ways.
-const B_IN_PLACE_MAX: usize = 64;
-/// [`B_IN_PLACE_MAX`] for the AVX-512 microkernel (8 x 32): reading B in place measured
-/// faster up to 512 (square products, medians of 400-10000 calls: 128^3 38.8 -> 37.5 us,
-/// 256^3 301.9 -> 295.0, 512^3 2416 -> 2373), where the AVX2 tile (6 x 16) measured
-/// slower from 256 (317.7 -> 353.5 us at 256^3).
-const AVX512_B_IN_PLACE_MAX: usize = 512;
 /// Upper bound on MR over every microkernel variant; scratch sizes use it so they never
 /// depend on the variant chosen at run time.
 const MR_MAX: usize = 16;
@@ -213,47 +204,28 @@ pub(crate) const fn packed_a_len(m: usize, k: usize) -> usize {
     (m + MR_MAX) * k
 }
 
-/// The tile height of `isa`'s microkernel.
-fn mr_of(isa: Isa) -> usize {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if Isa::Avx512.is_supported() => AVX512_MR,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma if Isa::Avx2Fma.is_supported() => 6,
-        _ => kernel::PORTABLE_MR,
-    }
-}
-
 /// The tile width (columns) of `isa`'s microkernel: the sliver width of a packed B.
 pub(crate) fn nr_of(isa: Isa) -> usize {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if Isa::Avx512.is_supported() => AVX512_NV * LANES,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma if Isa::Avx2Fma.is_supported() => 16,
-        _ => kernel::PORTABLE_NV * LANES,
-    }
+    arch::with_isa!(isa, V => <<V as GemmKernel>::Tile as GemmTile>::NR)
 }
 
 /// Packs all of `a` (`m x k`) for `isa`'s microkernel, block by block in the order
 /// [`gemm_packed`] reads it, so that one A (conv weights) serves many products.
 /// `dst` holds at least [`packed_a_len`]`(m, k)` floats.
 pub(crate) fn pack_a_all(isa: Isa, m: usize, k: usize, a: MatRef<'_>, dst: &mut [f32]) {
-    let mr = mr_of(isa);
-    let mpad = m.div_ceil(mr) * mr;
+    arch::with_isa!(isa, V => <<V as GemmKernel>::Tile as GemmTile>::pack_a_all(m, k, a, dst))
+}
+
+/// [`pack_a_all`] for tiles of `MR` rows.
+fn pack_a_all_tiles<const MR: usize>(m: usize, k: usize, a: MatRef<'_>, dst: &mut [f32]) {
+    let mpad = m.div_ceil(MR) * MR;
     let mut pc = 0;
     while pc < k {
         let kc = min(KC, k - pc);
         let mut ic = 0;
         while ic < m {
             let mc = min(MC, m - ic);
-            let at = &mut dst[pc * mpad + ic * kc..];
-            match mr {
-                6 => pack::pack_a::<6>(&a, ic, mc, pc, kc, at),
-                #[cfg(target_arch = "x86_64")]
-                AVX512_MR => pack::pack_a::<AVX512_MR>(&a, ic, mc, pc, kc, at),
-                _ => pack::pack_a::<{ kernel::PORTABLE_MR }>(&a, ic, mc, pc, kc, at),
-            }
+            pack::pack_a::<MR>(&a, ic, mc, pc, kc, &mut dst[pc * mpad + ic * kc..]);
             ic += MC;
         }
         pc += KC;
@@ -304,25 +276,22 @@ fn gemm_on(isa: Isa, args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch:
         scale_only(args.m, args.n, c, args.ldc, ep);
         return;
     }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if Isa::Avx512.is_supported() => {
-            // SAFETY: the CPU supports AVX-512 F/BW/VL, AVX2 and FMA (checked in the guard).
-            unsafe { gemm_avx512(args, c, ep, scratch) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2Fma if Isa::Avx2Fma.is_supported() => {
-            // SAFETY: the CPU supports AVX2 and FMA (checked in the guard).
-            unsafe { gemm_avx2(args, c, ep, scratch) }
-        }
-        _ if a_in_place(args) => {
-            blocked::<f32x8, { kernel::PORTABLE_MR }, { kernel::PORTABLE_NV }, true>(
-                args, c, ep, scratch,
-            )
-        }
-        _ => blocked::<f32x8, { kernel::PORTABLE_MR }, { kernel::PORTABLE_NV }, false>(
-            args, c, ep, scratch,
-        ),
+    arch::dispatch!(@on isa; run(
+        args: &Args<'_>,
+        c: &mut [f32],
+        ep: &Epilogue<'_>,
+        scratch: &mut [f32]
+    ));
+}
+
+/// One product on the variant of `V`: A read in place for narrow products (see
+/// [`GemmKernel::A_IN_PLACE_MAX_N`]), else packed.
+#[inline(always)]
+fn run<V: GemmKernel>(args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f32]) {
+    if matches!(args.a, AOp::Mat(_)) && args.n <= V::A_IN_PLACE_MAX_N {
+        V::Tile::blocked::<V, true>(args, c, ep, scratch);
+    } else {
+        V::Tile::blocked::<V, false>(args, c, ep, scratch);
     }
 }
 
@@ -360,7 +329,7 @@ pub(crate) enum BOp<'a> {
 }
 
 /// The operands of one product.
-struct Args<'a> {
+pub(crate) struct Args<'a> {
     m: usize,
     n: usize,
     k: usize,
@@ -369,53 +338,9 @@ struct Args<'a> {
     ldc: usize,
 }
 
-/// The AVX2 + FMA instantiation: everything below is inlined into this function and
-/// compiled with those features.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gemm_avx2(args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f32]) {
-    if a_in_place(args) {
-        blocked::<crate::arch::x86::Avx2, 6, 2, true>(args, c, ep, scratch);
-    } else {
-        blocked::<crate::arch::x86::Avx2, 6, 2, false>(args, c, ep, scratch);
-    }
-}
-
-/// Rows of the AVX-512 microkernel's tile.
-#[cfg(target_arch = "x86_64")]
-const AVX512_MR: usize = 8;
-/// Vectors of 8 per row of the AVX-512 microkernel's tile (two zmm registers).
-#[cfg(target_arch = "x86_64")]
-const AVX512_NV: usize = 4;
-
-/// [`A_IN_PLACE_MAX_N`] for the AVX-512 microkernel: reading A in place (8 rows of
-/// broadcasts) rather than packing it measured 0.310 -> 0.301 ms at 256^3 and 107.4 ->
-/// 111.3 GFLOPS at 512^3 (criterion, beside the `gemm` crate's 110.4-111.0); at 1024^3
-/// it measured slower (19.4 -> 19.6 ms).
-#[cfg(target_arch = "x86_64")]
-const AVX512_A_IN_PLACE_MAX_N: usize = 512;
-
-/// The AVX-512 instantiation (the microkernel on zmm registers, see
-/// `Vf32::gemm_kernel`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-fn gemm_avx512(args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f32]) {
-    use crate::arch::x86::Avx512;
-    if matches!(args.a, AOp::Mat(_)) && args.n <= AVX512_A_IN_PLACE_MAX_N {
-        blocked::<Avx512, AVX512_MR, AVX512_NV, true>(args, c, ep, scratch);
-    } else {
-        blocked::<Avx512, AVX512_MR, AVX512_NV, false>(args, c, ep, scratch);
-    }
-}
-
-/// Whether A is read in place rather than packed (see `A_IN_PLACE_MAX_N`).
-fn a_in_place(args: &Args<'_>) -> bool {
-    matches!(args.a, AOp::Mat(_)) && args.n <= A_IN_PLACE_MAX_N
-}
-
 /// The BLIS loops over one variant's microkernel (`MR` rows, `NV` vectors of 8).
 #[inline(always)]
-fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
+fn blocked<V: GemmKernel, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
     args: &Args<'_>,
     c: &mut [f32],
     ep: &Epilogue<'_>,
@@ -427,12 +352,7 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
     // (operands packed beforehand need no scratch, and may come with none)
     let (pa, pb) = scratch.split_at_mut(((min(m, MC) + MR_MAX) * kc_max).min(scratch.len()));
     // B read in place (whole slivers; a last partial one is packed)
-    // (the AVX-512 tile, the only one 4 vectors wide, reads wider B in place)
-    let cap = if NV > 2 {
-        AVX512_B_IN_PLACE_MAX
-    } else {
-        B_IN_PLACE_MAX
-    };
+    let cap = V::B_IN_PLACE_MAX;
     let b_in_place = match b {
         BOp::Mat(bm) if bm.cs == 1 && n <= cap && bm.rs <= cap && k <= 2 * cap => Some(bm),
         _ => None,
@@ -502,7 +422,7 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                             // packed A keeps the whole tile, which measured faster at 256^3)
                             let (ap, rs, cs) =
                                 (&am.data[(ic + ir) * am.rs + pc * am.cs..], am.rs, am.cs);
-                            let tile = kernel::Tile {
+                            let tile = kernel::TileAt {
                                 i0: ic + ir,
                                 j0: jc + jr,
                                 mr: rows,
@@ -523,7 +443,7 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                             }
                             None => (&pa[(ir / MR) * kc * MR..][..kc * MR], 1, MR),
                         };
-                        let tile = kernel::Tile {
+                        let tile = kernel::TileAt {
                             i0: ic + ir,
                             j0: jc + jr,
                             mr: min(MR, mc - ir),
@@ -537,13 +457,13 @@ fn blocked<V: Vf32, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
                             // length is the last one plus 1, or kc * MR packed); bp covers
                             // the NV * 8 >= 16 floats from p * bs for p < kc.
                             let acc = unsafe {
-                                V::gemm_kernel::<MR, 2>(kc, ap.as_ptr(), rs, cs, bp.as_ptr(), bs)
+                                V::tile::<MR, 2>(kc, ap.as_ptr(), rs, cs, bp.as_ptr(), bs)
                             };
                             kernel::store::<V, MR, 2>(&acc, c, ldc, tile, ep, first, last);
                         } else {
                             // SAFETY: as above, for the NV * 8 floats from p * bs.
                             let acc = unsafe {
-                                V::gemm_kernel::<MR, NV>(kc, ap.as_ptr(), rs, cs, bp.as_ptr(), bs)
+                                V::tile::<MR, NV>(kc, ap.as_ptr(), rs, cs, bp.as_ptr(), bs)
                             };
                             kernel::store::<V, MR, NV>(&acc, c, ldc, tile, ep, first, last);
                         }
@@ -597,7 +517,7 @@ fn pack_b<V: Vf32, const NV: usize>(
 /// `a[r * rs + p * cs]`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn edge_rows<V: Vf32, const NV: usize>(
+fn edge_rows<V: GemmKernel, const NV: usize>(
     kc: usize,
     a: &[f32],
     rs: usize,
@@ -606,7 +526,7 @@ fn edge_rows<V: Vf32, const NV: usize>(
     bs: usize,
     c: &mut [f32],
     ldc: usize,
-    t: kernel::Tile,
+    t: kernel::TileAt,
     ep: &Epilogue<'_>,
     first: bool,
     last: bool,
@@ -614,7 +534,7 @@ fn edge_rows<V: Vf32, const NV: usize>(
     let mut r = 0;
     while r < t.mr {
         let left = t.mr - r;
-        let tile = kernel::Tile {
+        let tile = kernel::TileAt {
             i0: t.i0 + r,
             mr: if left >= 4 {
                 4
@@ -649,7 +569,7 @@ fn edge_rows<V: Vf32, const NV: usize>(
 /// the `NV * 8` floats from `p * bs` (`p < kc`).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn edge_tile<V: Vf32, const MR: usize, const NV: usize>(
+unsafe fn edge_tile<V: GemmKernel, const MR: usize, const NV: usize>(
     kc: usize,
     ap: *const f32,
     rs: usize,
@@ -658,13 +578,13 @@ unsafe fn edge_tile<V: Vf32, const MR: usize, const NV: usize>(
     bs: usize,
     c: &mut [f32],
     ldc: usize,
-    tile: kernel::Tile,
+    tile: kernel::TileAt,
     ep: &Epilogue<'_>,
     first: bool,
     last: bool,
 ) {
     // SAFETY: the caller's contract is the kernel's.
-    let acc = unsafe { V::gemm_kernel::<MR, NV>(kc, ap, rs, cs, bp, bs) };
+    let acc = unsafe { V::tile::<MR, NV>(kc, ap, rs, cs, bp, bs) };
     kernel::store::<V, MR, NV>(&acc, c, ldc, tile, ep, first, last);
 }
 

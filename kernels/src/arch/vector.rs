@@ -130,39 +130,6 @@ pub(crate) trait Vf32: Arith {
         }
     }
 
-    /// The GEMM microkernel, `crate::gemm::kernel::kernel` (a variant with wider
-    /// registers runs its own).
-    ///
-    /// # Safety
-    /// As `crate::gemm::kernel::kernel`.
-    #[inline(always)]
-    unsafe fn gemm_kernel<const MR: usize, const NV: usize>(
-        kc: usize,
-        a: *const f32,
-        rs: usize,
-        cs: usize,
-        b: *const f32,
-        bs: usize,
-    ) -> [[Self; NV]; MR] {
-        // SAFETY: the caller's contract is the kernel's.
-        unsafe { crate::gemm::kernel::kernel::<Self, MR, NV>(kc, a, rs, cs, b, bs) }
-    }
-
-    /// The implicit GEMM's tile over a table of tap offsets,
-    /// `crate::conv::implicit::taps_tile` (a variant with wider registers runs its own).
-    ///
-    /// # Safety
-    /// As `crate::conv::implicit::taps_tile`.
-    #[inline(always)]
-    unsafe fn taps_tile<const MR: usize, const NV: usize>(
-        ptrs: &[*const f32; MR],
-        w: *const f32,
-        offs: &[u32],
-    ) -> [[Self; NV]; MR] {
-        // SAFETY: the caller's contract is the tile's.
-        unsafe { crate::conv::implicit::taps_tile::<Self, MR, NV>(ptrs, w, offs) }
-    }
-
     /// Hints that the cache line holding `p` will be read soon (a no-op where the variant
     /// has no prefetch instruction). `p` need not be valid: prefetches never fault.
     #[inline(always)]
