@@ -321,11 +321,16 @@ pub fn bench_conv(
         Pass::FwdBwd => 6.0 * macs, // forward, input gradient, weight gradient
     };
     let bytes = 4.0 * (d.input_len + d.output_len + d.weight_len) as f64;
-    let algo = match k::conv2d_algo(p)? {
-        k::Conv2dAlgo::Direct => "direct",
-        k::Conv2dAlgo::Im2col => "im2col",
-        k::Conv2dAlgo::Implicit => "implicit",
-        k::Conv2dAlgo::Winograd => "winograd",
+    // the kernels that really ran (per thread's share: the plans of its batch)
+    let part = &parts[0].p;
+    let fwd = k::Conv2dPlan::new(part)?.kernel().name();
+    let algo = match pass {
+        Pass::Fwd => fwd.to_string(),
+        Pass::FwdBwd => format!(
+            "{fwd}+{}+{}",
+            k::Conv2dInputGradPlan::new(part)?.kernel().name(),
+            k::Conv2dWeightGradPlan::new(part)?.kernel().name()
+        ),
     };
     Ok(Row {
         name: format!("conv2d/{name}"),

@@ -59,12 +59,12 @@ pub use activation::{
     tanh_backward, tanh_inplace,
 };
 pub use conv::{
-    Conv2dAlgo, col2im, conv2d, conv2d_algo, conv2d_backward_bias, conv2d_backward_input,
-    conv2d_backward_input_scratch_len, conv2d_backward_weight, conv2d_backward_weight_scratch_len,
-    conv2d_backward_weight_sparse, conv2d_backward_weight_sparse_scratch_len, conv2d_direct,
-    conv2d_direct_scalar, conv2d_im2col, conv2d_im2col_scratch_len, conv2d_implicit,
-    conv2d_implicit_scratch_len, conv2d_scratch_len, conv2d_winograd, conv2d_winograd_scratch_len,
-    im2col,
+    Conv2dAlgo, Conv2dInputGradPlan, Conv2dPlan, Conv2dWeightGradPlan, ConvKernel, col2im, conv2d,
+    conv2d_algo, conv2d_backward_bias, conv2d_backward_input, conv2d_backward_input_scratch_len,
+    conv2d_backward_weight, conv2d_backward_weight_scratch_len, conv2d_backward_weight_sparse,
+    conv2d_backward_weight_sparse_scratch_len, conv2d_direct, conv2d_direct_scalar, conv2d_im2col,
+    conv2d_im2col_scratch_len, conv2d_implicit, conv2d_implicit_scratch_len, conv2d_scratch_len,
+    conv2d_winograd, conv2d_winograd_scratch_len, im2col,
 };
 pub use copy::stream_copy;
 pub use error::KernelError;

@@ -761,3 +761,77 @@ pub(crate) const fn valid_range(
     let hi = if hi < out { hi } else { out };
     if hi < lo { (lo, lo) } else { (lo, hi) }
 }
+
+// ---- validation of convolution calls, shared by the kernels and the reference ----
+
+/// Validates a forward call; returns the dims and the clamp bounds.
+pub(crate) fn check_forward(
+    p: &Conv2dParams,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &[f32],
+) -> Result<(Conv2dDims, f32, f32), KernelError> {
+    let d = p.dims()?;
+    let (lo, hi) = act.bounds()?;
+    check_len("input", d.input_len, input.len())?;
+    check_len("weight", d.weight_len, weight.len())?;
+    if let Some(b) = bias {
+        check_len("bias", d.bias_len, b.len())?;
+    }
+    check_len("output", d.output_len, output.len())?;
+    Ok((d, lo, hi))
+}
+
+/// Validates a backward-input call.
+pub(crate) fn check_backward_input(
+    p: &Conv2dParams,
+    weight: &[f32],
+    grad_out: &[f32],
+    grad_in: &[f32],
+) -> Result<Conv2dDims, KernelError> {
+    let d = p.dims()?;
+    check_len("weight", d.weight_len, weight.len())?;
+    check_len("grad_output", d.output_len, grad_out.len())?;
+    check_len("grad_input", d.input_len, grad_in.len())?;
+    Ok(d)
+}
+
+/// Validates a backward-weight call.
+pub(crate) fn check_backward_weight(
+    p: &Conv2dParams,
+    input: &[f32],
+    grad_out: &[f32],
+    grad_weight: &[f32],
+) -> Result<Conv2dDims, KernelError> {
+    let d = p.dims()?;
+    check_len("input", d.input_len, input.len())?;
+    check_len("grad_output", d.output_len, grad_out.len())?;
+    check_len("grad_weight", d.weight_len, grad_weight.len())?;
+    Ok(d)
+}
+
+/// Validates a backward-bias call.
+pub(crate) fn check_backward_bias(
+    p: &Conv2dParams,
+    grad_out: &[f32],
+    grad_bias: &[f32],
+) -> Result<Conv2dDims, KernelError> {
+    let d = p.dims()?;
+    check_len("grad_output", d.output_len, grad_out.len())?;
+    check_len("grad_bias", d.bias_len, grad_bias.len())?;
+    Ok(d)
+}
+
+/// Validates an im2col / col2im call (one image).
+pub(crate) fn check_im2col(
+    p: &Conv2dParams,
+    image: &[f32],
+    col: &[f32],
+) -> Result<Conv2dDims, KernelError> {
+    let d = p.dims()?;
+    check_len("image", d.image_len, image.len())?;
+    check_len("col", d.col_len, col.len())?;
+    Ok(d)
+}

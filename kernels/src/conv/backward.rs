@@ -12,15 +12,16 @@ use super::im2col::{
     ColBlock, Plan, block_cols, col2im_batched, col2im_block, for_image_runs, im2col_batched,
     im2col_block, im2col_packed_t, unpadded,
 };
-use super::{check_backward_bias, check_backward_input, check_backward_weight, is_pointwise};
-use super::{depthwise, flat, implicit, lanes, weight_direct, weight_flat};
+use super::{
+    Conv2dInputGradPlan, Conv2dWeightGradPlan, check_backward_bias, depthwise, is_pointwise,
+};
 use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::{
     AOp, BOp, Epilogue, MatRef, NR_MAX, gemm, gemm_ops, gemm_packed, nr_of, pack_a_all,
     packed_a_len, sgemm_scratch_len,
 };
-use crate::params::{Conv2dDims, Conv2dParams, add, check_scratch, mul};
+use crate::params::{Conv2dDims, Conv2dParams, add, mul};
 use crate::simd::sum_all;
 
 /// Scratch elements [`conv2d_backward_input`] needs.
@@ -28,30 +29,7 @@ use crate::simd::sum_all;
 /// # Errors
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
-    let d = p.dims()?;
-    if depthwise::applies(p, &d) {
-        return if flat::applies(p, &d) {
-            flat::scratch_len(p, &d)
-        } else {
-            Ok(0)
-        };
-    }
-    if is_pointwise(p) {
-        return Ok(sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group));
-    }
-    // (which path runs depends on the weights: see `flat::finite`)
-    let gemm = gemm_input_scratch_len(p, &d)?;
-    if lanes::applies(p, &d) {
-        return Ok(gemm.max(lanes::scratch_len(p, &d)?));
-    }
-    if flat::applies(p, &d) {
-        return Ok(gemm.max(flat::scratch_len(p, &d)?));
-    }
-    if let Some(q) = as_forward(p, &d) {
-        let fwd = add(d.weight_len, super::conv2d_scratch_len(&q)?)?;
-        return Ok(gemm.max(fwd));
-    }
-    Ok(gemm)
+    Ok(Conv2dInputGradPlan::new(p)?.scratch_len())
 }
 
 /// The input gradient of a stride-1, undilated layer as a forward convolution:
@@ -67,7 +45,7 @@ pub fn conv2d_backward_input_scratch_len(p: &Conv2dParams) -> Result<usize, Kern
 /// im2col, not its direct kernel for few outputs); only for finite weights, as `flat`
 /// (the forward pass multiplies them by the explicit zeros of its padding, terms the
 /// exact sum does not have).
-fn as_forward(p: &Conv2dParams, d: &Conv2dDims) -> Option<Conv2dParams> {
+pub(super) fn as_forward(p: &Conv2dParams, d: &Conv2dDims) -> Option<Conv2dParams> {
     let fits = super::unit_stride_not_pointwise(p)
         && !depthwise::applies(p, d)
         && d.in_per_group >= 8
@@ -115,7 +93,10 @@ fn flip_weights(p: &Conv2dParams, d: &Conv2dDims, weight: &[f32], dst: &mut [f32
 }
 
 /// Scratch for the input gradient by `W^T * dY` and col2im.
-fn gemm_input_scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<usize, KernelError> {
+pub(super) fn gemm_input_scratch_len(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+) -> Result<usize, KernelError> {
     let plan = Plan::new(p, d)?;
     if plan.batched {
         let nb = plan.nb;
@@ -153,32 +134,45 @@ pub fn conv2d_backward_input(
     grad_input: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
-    let d = check_backward_input(p, weight, grad_output, grad_input)?;
-    check_scratch(conv2d_backward_input_scratch_len(p)?, scratch.len())?;
-    if lanes::applies(p, &d) && flat::finite(weight) {
-        lanes::backward_input(p, &d, weight, grad_output, grad_input, scratch);
-        return Ok(());
-    }
-    if flat::applies(p, &d) && flat::finite(weight) {
-        return flat::backward_input(p, &d, weight, grad_output, grad_input, scratch);
-    }
-    if depthwise::applies(p, &d) {
-        depthwise::backward_input(p, &d, weight, grad_output, grad_input);
-        return Ok(());
-    }
-    if let Some(q) = as_forward(p, &d).filter(|_| flat::finite(weight)) {
-        let (flipped, rest) = scratch.split_at_mut(d.weight_len);
-        flip_weights(p, &d, weight, flipped);
-        return super::conv2d(
-            &q,
-            grad_output,
-            flipped,
-            None,
-            crate::params::Activation::None,
-            grad_input,
-            rest,
-        );
-    }
+    Conv2dInputGradPlan::new(p)?.run(weight, grad_output, grad_input, scratch)
+}
+
+/// The input gradient through [`as_forward`]'s convolution, whose plan is `fwd`: the
+/// weights flipped into the front of `scratch`, the forward pass behind them.
+pub(super) fn as_forward_input(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    fwd: &super::Conv2dPlan,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let (flipped, rest) = scratch.split_at_mut(d.weight_len);
+    flip_weights(p, d, weight, flipped);
+    fwd.run_unchecked(
+        grad_output,
+        flipped,
+        None,
+        (f32::NEG_INFINITY, f32::INFINITY),
+        grad_input,
+        rest,
+    )
+}
+
+/// The input gradient as `W_g^T * dY_g` and col2im (straight into the input gradient for
+/// 1x1 stride-1 unpadded kernels), batch-wide blocks for small planes; arguments
+/// validated by the caller, `scratch` holds [`gemm_input_scratch_len`] floats (the
+/// plain GEMM's for pointwise kernels).
+pub(super) fn gemm_input(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = *d;
     let plan = Plan::new(p, &d)?;
     if plan.batched {
         backward_input_batched(p, &d, plan.nb, weight, grad_output, grad_input, scratch);
@@ -240,29 +234,18 @@ pub fn conv2d_backward_input(
 /// # Errors
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
-    let d = p.dims()?;
-    if depthwise::applies(p, &d) {
-        return if weight_flat::applies(p) {
-            weight_flat::scratch_len(p, &d)
-        } else {
-            Ok(0)
-        };
-    }
+    Ok(Conv2dWeightGradPlan::new(p)?.scratch_len())
+}
+
+/// Scratch of [`gemm_weight`].
+pub(super) fn gemm_weight_scratch_len(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+) -> Result<usize, KernelError> {
     if is_pointwise(p) {
         return Ok(sgemm_scratch_len(d.out_per_group, d.col_rows, d.col_cols));
     }
-    if weight_direct::applies(p, &d) {
-        let direct = weight_direct::scratch_len(p, &d);
-        // (which of the two runs depends on the input: see `weight_flat`)
-        if weight_flat::applies(p) {
-            return Ok(direct.max(weight_flat::scratch_len(p, &d)?));
-        }
-        return Ok(direct);
-    }
-    if implicit_weight(p, &d) {
-        return implicit::backward_weight_scratch_len(p);
-    }
-    let plan = Plan::new(p, &d)?;
+    let plan = Plan::new(p, d)?;
     if plan.batched {
         let nb = plan.nb;
         // (the block is packed for the GEMM: whole slivers of up to NR_MAX taps)
@@ -280,7 +263,7 @@ pub fn conv2d_backward_weight_scratch_len(p: &Conv2dParams) -> Result<usize, Ker
 /// not for 1x1 stride-1 unpadded kernels (a plain GEMM on the input), nor for output
 /// planes under 16 pixels, where the per-image pass over the transposed gradient would
 /// outweigh the work (the batched GEMM spans images there).
-fn implicit_weight(p: &Conv2dParams, d: &Conv2dDims) -> bool {
+pub(super) fn implicit_weight(p: &Conv2dParams, d: &Conv2dDims) -> bool {
     !is_pointwise(p) && d.col_cols >= 16
 }
 
@@ -297,27 +280,21 @@ pub fn conv2d_backward_weight(
     grad_weight: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
-    let d = check_backward_weight(p, input, grad_output, grad_weight)?;
-    check_scratch(conv2d_backward_weight_scratch_len(p)?, scratch.len())?;
-    if depthwise::applies(p, &d) {
-        if weight_flat::applies(p) && weight_flat::finite(input) {
-            weight_flat::backward_weight(p, &d, input, grad_output, grad_weight, scratch);
-        } else {
-            depthwise::backward_weight(p, &d, input, grad_output, grad_weight);
-        }
-        return Ok(());
-    }
-    if !is_pointwise(p) && weight_direct::applies(p, &d) {
-        if weight_flat::applies(p) && weight_flat::finite(input) {
-            weight_flat::backward_weight(p, &d, input, grad_output, grad_weight, scratch);
-        } else {
-            weight_direct::backward_weight(p, &d, input, grad_output, grad_weight, scratch);
-        }
-        return Ok(());
-    }
-    if implicit_weight(p, &d) {
-        return implicit::backward_weight(p, &d, input, grad_output, grad_weight, scratch);
-    }
+    Conv2dWeightGradPlan::new(p)?.run(input, grad_output, grad_weight, scratch)
+}
+
+/// The weight gradient as `sum_n dY_g * col_g^T` by im2col + GEMM (the input planes
+/// themselves for 1x1 stride-1 unpadded kernels), batch-wide blocks for small planes;
+/// arguments validated by the caller, `scratch` holds [`gemm_weight_scratch_len`] floats.
+pub(super) fn gemm_weight(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weight: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = *d;
     let plan = Plan::new(p, &d)?;
     if plan.batched {
         backward_weight_batched(p, &d, plan.nb, input, grad_output, grad_weight, scratch);

@@ -65,22 +65,38 @@ pub fn conv2d_direct(
 ) -> Result<(), KernelError> {
     let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
     let ctx = Ctx { p, d: &d, lo, hi };
-    let ctx = &ctx;
-    if super::depthwise::applies(p, &d) {
-        super::depthwise::forward(ctx, input, weight, bias, output);
-    } else if CB == 1 {
-        // no vector registers: plain scalar code (see `conv2d_direct_scalar`)
-        super::scalar::forward(ctx, input, weight, bias, output);
-    } else {
-        dispatch!(direct(
-            ctx: &Ctx<'_>,
-            input: &[f32],
-            weight: &[f32],
-            bias: Option<&[f32]>,
-            output: &mut [f32],
-        ));
-    }
+    // (not through `Conv2dPlan::run`, which would link every algorithm into a firmware
+    // that needs only this one)
+    super::plan::run_direct(
+        super::plan::direct_kernel(p, &d),
+        &ctx,
+        input,
+        weight,
+        bias,
+        output,
+    );
     Ok(())
+}
+
+/// Whether the vector kernel has vector registers to run on (else the scalar one runs,
+/// see [`conv2d_direct_scalar`]).
+pub(super) const HAS_VECTORS: bool = CB > 1;
+
+/// The vector kernel; arguments validated by the caller.
+pub(super) fn forward(
+    ctx: &Ctx<'_>,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    dispatch!(direct(
+        ctx: &Ctx<'_>,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        output: &mut [f32],
+    ));
 }
 
 /// The direct convolution in plain scalar code: what [`conv2d_direct`] runs on targets

@@ -5,14 +5,14 @@
 //! of group `g` is then `W_g [M x K] * col_g [K x N]` with `M = out_per_group`,
 //! `K = in_per_group * kh * kw` and `N = out_h * out_w`.
 
-use super::{check_forward, check_im2col, is_pointwise};
+use super::{check_im2col, is_pointwise};
 use crate::arch;
 use crate::error::KernelError;
 use crate::gemm::{
     Bias, Epilogue, MatRef, NR_MAX, gemm_packed, gemm_prepacked, nr_of, pack_a_all, packed_a_len,
     sgemm_scratch_len,
 };
-use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul, valid_range};
+use crate::params::{Activation, Conv2dDims, Conv2dParams, add, mul, valid_range};
 use crate::simd::{LANES, load, store};
 
 /// A block of im2col columns: channels `c0..c0 + channels` of one image, output pixels
@@ -258,7 +258,12 @@ fn group_epilogue<'a>(
 /// # Errors
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_im2col_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
-    let d = p.dims()?;
+    Ok(super::Conv2dPlan::for_algo(p, super::Conv2dAlgo::Im2col)?.scratch_len())
+}
+
+/// Scratch of [`forward`].
+pub(super) fn forward_scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<usize, KernelError> {
+    let d = *d;
     let plan = Plan::new(p, &d)?;
     if plan.pointwise {
         // one group's packed weights (packed once for every image) and the B packing
@@ -688,8 +693,25 @@ pub fn conv2d_im2col(
     output: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
-    check_scratch(conv2d_im2col_scratch_len(p)?, scratch.len())?;
+    super::Conv2dPlan::for_algo(p, super::Conv2dAlgo::Im2col)?
+        .run(input, weight, bias, act, output, scratch)
+}
+
+/// The forward pass by im2col + GEMM (1x1 stride-1 unpadded kernels straight by GEMM);
+/// arguments validated by the caller (the plan), `scratch` holds
+/// [`conv2d_im2col_scratch_len`] floats.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    (lo, hi): (f32, f32),
+    output: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
+    let d = *d;
     let (m, n, k) = (d.out_per_group, d.col_cols, d.col_rows);
     let plan = Plan::new(p, &d)?;
     let pointwise = plan.pointwise;

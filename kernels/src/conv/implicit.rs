@@ -17,13 +17,12 @@
 //!
 //! One generic source, compiled for each variant (see `crate::arch`).
 
-use super::check_forward;
 use super::im2col::unpadded;
 use crate::arch;
 use crate::arch::Tile;
 use crate::error::KernelError;
 use crate::gemm::kernel::{PORTABLE_MR, PORTABLE_NV};
-use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul};
+use crate::params::{Activation, Conv2dDims, Conv2dParams, add, mul};
 use crate::simd::{LANES, f32x8};
 use crate::vector::{Vf32, build};
 
@@ -64,10 +63,11 @@ const KB: usize = if cfg!(target_pointer_width = "64") {
 /// # Errors
 /// As [`Conv2dParams::dims`].
 pub fn conv2d_implicit_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
-    let d = p.dims()?;
-    if super::flat::forward_applies(p, &d) {
-        return super::flat::forward_scratch_len(p, &d);
-    }
+    Ok(super::Conv2dPlan::for_algo(p, super::Conv2dAlgo::Implicit)?.scratch_len())
+}
+
+/// Scratch of [`forward`] (the implicit GEMM itself, not the flat planes).
+pub(super) fn forward_scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<usize, KernelError> {
     let weights = mul(padded_out(d.out_per_group), d.col_rows)?;
     if unpadded(p) {
         return Ok(weights);
@@ -113,15 +113,27 @@ pub fn conv2d_implicit(
     output: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
-    check_scratch(conv2d_implicit_scratch_len(p)?, scratch.len())?;
-    if super::flat::forward_applies(p, &d) {
-        return super::flat::forward(p, &d, input, weight, bias, (lo, hi), output, scratch);
-    }
+    super::Conv2dPlan::for_algo(p, super::Conv2dAlgo::Implicit)?
+        .run(input, weight, bias, act, output, scratch)
+}
+
+/// The implicit GEMM's forward pass; arguments validated by the caller (the plan),
+/// `scratch` holds [`conv2d_implicit_scratch_len`] floats.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    (lo, hi): (f32, f32),
+    output: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
     let (ph, pw) = padded_dims(p)?;
     let a = Args {
         p,
-        d: &d,
+        d,
         input,
         weight,
         bias,

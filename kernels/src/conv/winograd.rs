@@ -23,11 +23,10 @@
 //!
 //! One generic source, compiled for each variant (see `crate::arch`).
 
-use super::check_forward;
 use crate::arch::{self, Isa};
 use crate::error::KernelError;
 use crate::gemm::{AOp, BOp, Epilogue, MatRef, gemm_ops, nr_of, pack_a_all, packed_a_len};
-use crate::params::{Activation, Conv2dDims, Conv2dParams, add, check_scratch, mul};
+use crate::params::{Activation, Conv2dDims, Conv2dParams, add, mul};
 use crate::simd::LANES;
 use crate::vector::Vf32;
 
@@ -89,12 +88,14 @@ fn geometry(d: &Conv2dDims) -> Result<Geometry, KernelError> {
 /// As [`Conv2dParams::dims`]; [`KernelError::InvalidParameter`] where the algorithm does
 /// not apply (see [`conv2d_winograd`]).
 pub fn conv2d_winograd_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
-    let d = p.dims()?;
-    if !applies(p) {
-        return Err(NOT_3X3);
-    }
+    Ok(super::Conv2dPlan::for_algo(p, super::Conv2dAlgo::Winograd)?.scratch_len())
+}
+
+/// Scratch of [`forward`] (for a geometry it [`applies`] to).
+pub(super) fn forward_scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<usize, KernelError> {
+    let _ = p;
     let (m, c) = (d.out_per_group, d.in_per_group);
-    let g = geometry(&d)?;
+    let g = geometry(d)?;
     let packed = mul(XI, packed_a_len(m, c))?;
     let plain = mul(XI, mul(m, c)?)?;
     let block = add(mul(XI * TB, add(m, c)?)?, mul(16, g.plane)?)?;
@@ -148,15 +149,30 @@ pub fn conv2d_winograd(
     output: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
-    let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
-    check_scratch(conv2d_winograd_scratch_len(p)?, scratch.len())?;
+    super::Conv2dPlan::for_algo(p, super::Conv2dAlgo::Winograd)?
+        .run(input, weight, bias, act, output, scratch)
+}
+
+/// Winograd's forward pass; arguments validated by the caller (the plan), which
+/// [`applies`], `scratch` holds [`conv2d_winograd_scratch_len`] floats.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn forward(
+    p: &Conv2dParams,
+    d: &Conv2dDims,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    (lo, hi): (f32, f32),
+    output: &mut [f32],
+    scratch: &mut [f32],
+) -> Result<(), KernelError> {
     if d.output_len == 0 {
         return Ok(());
     }
     let a = &Args {
         p,
-        d: &d,
-        g: geometry(&d)?,
+        d,
+        g: geometry(d)?,
         input,
         weight,
         bias,

@@ -1,10 +1,10 @@
 //! Reference convolution: one loop nest per formula.
 
-use crate::conv::{
-    check_backward_bias, check_backward_input, check_backward_weight, check_forward, check_im2col,
-};
 use crate::error::KernelError;
 use crate::params::{Activation, Conv2dParams};
+use crate::params::{
+    check_backward_bias, check_backward_input, check_backward_weight, check_forward, check_im2col,
+};
 
 /// Input coordinate of a tap, or `None` in the padding: `o * stride + k * dil - pad`.
 fn tap(o: usize, k: usize, stride: usize, dil: usize, pad: usize, len: usize) -> Option<usize> {

@@ -73,7 +73,7 @@ fn bench_rows(
             threads
         );
         outln!(
-            "{:<20} {:<16} {:<8} {:>9} {:>8} {:>6}  shape",
+            "{:<20} {:<36} {:<8} {:>9} {:>8} {:>6}  shape",
             "kernel",
             "variant",
             "pass",
@@ -99,7 +99,7 @@ fn bench_rows(
             } else {
                 writeln!(
                     std::io::stdout(),
-                    "{:<20} {:<16} {:<8} {:>9.3} {:>8.1} {:>5.1}%  {}",
+                    "{:<20} {:<36} {:<8} {:>9.3} {:>8.1} {:>5.1}%  {}",
                     r.name,
                     r.variant,
                     r.pass.name(),

@@ -1,0 +1,587 @@
+//! The convolution planners, one per pass: every choice of algorithm is made here, once,
+//! from the geometry; the scratch length and the kernel that runs both follow from the
+//! plan. A caller that runs one shape many times (a training step, a firmware's loop)
+//! can keep the plan and skip the choice and the validation of the geometry:
+//!
+//! ```
+//! use cnnkit_kernels::{Activation, Conv2dParams, Conv2dPlan, ConvKernel};
+//! let p = Conv2dParams::new(64, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2);
+//! let plan = Conv2dPlan::new(&p).unwrap();
+//! assert_eq!(plan.kernel(), ConvKernel::Flat); // LeNet's first layer: pixels in the lanes
+//! let d = p.dims().unwrap();
+//! let (x, w) = (vec![1.0; d.input_len], vec![0.5; d.weight_len]);
+//! let mut y = vec![0.0; d.output_len];
+//! let mut scratch = vec![0.0; plan.scratch_len()];
+//! for _ in 0..2 {
+//!     plan.run(&x, &w, None, Activation::Relu, &mut y, &mut scratch).unwrap();
+//! }
+//! assert_eq!(y[2 * 28 + 2], 12.5); // an inner pixel sees all 25 taps
+//! ```
+//!
+//! What decides (re-measure with `examples/winograd_ab.rs` and `cnnkit bench`):
+//! - **Forward** ([`Conv2dPlan`]): 1x1 stride-1 unpadded kernels are a plain GEMM
+//!   (`Pointwise`); wide 3x3 stride-1 layers Winograd's F(2x2, 3x3) where it pays
+//!   ([`winograd_pays`]); fewer than 8 outputs per group the flat planes at stride 1
+//!   (pixels in the lanes) or else the direct kernel (depthwise rows, vector rows, or
+//!   scalar code on targets without vector registers); up to 256 taps per output, or
+//!   planes of 128 pixels and more, the implicit GEMM; the rest im2col + GEMM.
+//! - **Input gradient** ([`Conv2dInputGradPlan`]): eight images in the vector lanes for
+//!   small planes, flat planes, depthwise rows, or a forward convolution of `dY` with the
+//!   flipped weights, where each applies; `W^T dY` and col2im otherwise. The first three
+//!   and the forward convolution need finite weights (they multiply explicit zero
+//!   borders), so their plans name a `fallback` the run takes for weights that are not.
+//! - **Weight gradient** ([`Conv2dWeightGradPlan`]): flat planes (finite inputs) or rows
+//!   for few input channels per group and depthwise layers, the implicit GEMM for output
+//!   planes of 16 pixels and more, im2col + GEMM otherwise.
+
+use super::backward::{
+    as_forward, as_forward_input, gemm_input, gemm_input_scratch_len, gemm_weight,
+    gemm_weight_scratch_len, implicit_weight,
+};
+use super::direct::{Ctx, HAS_VECTORS};
+use super::{
+    check_input_grad_slices, check_weight_grad_slices, depthwise, flat, im2col, implicit,
+    is_pointwise, lanes, scalar, weight_direct, weight_flat, winograd,
+};
+use crate::arch::{self, Isa};
+use crate::error::KernelError;
+use crate::gemm::sgemm_scratch_len;
+use crate::params::{Activation, Conv2dDims, Conv2dParams, check_len, check_scratch};
+
+/// The forward algorithms, as the public functions that run them: [`crate::conv2d`]
+/// chooses one ([`crate::conv2d_algo`]); [`Conv2dPlan::kernel`] says what runs inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Conv2dAlgo {
+    /// [`crate::conv2d_direct`]: no scratch; for groups of fewer than 8 output channels
+    /// that the flat planes do not take (strided or dilated ones, 1 to 3 outputs,
+    /// strided depthwise convolutions), where GEMM tiles would be mostly empty.
+    Direct,
+    /// [`crate::conv2d_im2col`]: im2col + SGEMM (a plain GEMM for 1x1 stride-1 unpadded
+    /// kernels); for many taps per output (above 256) on small planes (under 128 pixels),
+    /// where the batch-wide GEMM fills its tiles across images.
+    Im2col,
+    /// [`crate::conv2d_implicit`]: the GEMM's register tile over (pixels x output
+    /// channels), taps read in place, no im2col matrix; or, for 4 to 7 output channels
+    /// per group and depthwise layers at stride 1, the flat planes (pixels in the lanes).
+    Implicit,
+    /// [`crate::conv2d_winograd`]: Winograd's F(2x2, 3x3), 2.25x fewer multiplications,
+    /// for wide 3x3 stride-1 layers ([`winograd_pays`]).
+    Winograd,
+}
+
+/// The kernel a plan runs: what really computes a pass, for labels, benches and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConvKernel {
+    /// Vectorised along output rows (`PV * 8` pixels x 6 channels per tile).
+    Direct,
+    /// Plain scalar code, 4 pixels per tile (targets without vector registers).
+    DirectScalar,
+    /// Depthwise layers row by row (any stride and dilation).
+    Depthwise,
+    /// Flat zero-padded planes, every tap one constant offset, pixels in the lanes
+    /// (stride 1).
+    Flat,
+    /// The implicit GEMM: a GEMM register tile, taps read in place.
+    Implicit,
+    /// im2col (or its block in the GEMM's packed layout) + SGEMM.
+    Im2col,
+    /// A plain GEMM over the input planes (1x1 stride-1 unpadded kernels).
+    Pointwise,
+    /// Winograd's F(2x2, 3x3).
+    Winograd,
+    /// Input gradient: eight images in the vector lanes.
+    Lanes,
+    /// Input gradient: a forward convolution of `dY` with the flipped weights.
+    AsForward,
+    /// Input gradient: `W^T dY` by GEMM, then col2im.
+    Col2im,
+    /// Weight gradient: along the output rows, for few input channels per group.
+    Rows,
+}
+
+impl ConvKernel {
+    /// A short name for tables and labels (`"flat"`, `"implicit"`, `"col2im"`...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ConvKernel::Direct => "direct",
+            ConvKernel::DirectScalar => "direct-scalar",
+            ConvKernel::Depthwise => "depthwise",
+            ConvKernel::Flat => "flat",
+            ConvKernel::Implicit => "implicit",
+            ConvKernel::Im2col => "im2col",
+            ConvKernel::Pointwise => "pointwise",
+            ConvKernel::Winograd => "winograd",
+            ConvKernel::Lanes => "lanes",
+            ConvKernel::AsForward => "as-forward",
+            ConvKernel::Col2im => "col2im",
+            ConvKernel::Rows => "rows",
+        }
+    }
+}
+
+/// Output pixels per plane from which the implicit GEMM is taken over im2col whatever the
+/// taps per output (VGG's 64-channel 56 x 56 and ResNet's 128-channel 28 x 28 layers:
+/// 1.07-1.22x im2col's speed; 512 channels of 7 x 7: 0.89x).
+const IMPLICIT_MIN_PIXELS: usize = 128;
+
+/// Whether Winograd's algorithm pays for a 3x3 stride-1 kernel: where its transforms
+/// (linear in the channels) and its partly empty last block of tiles per image cost less
+/// than the 2.25x it saves on the GEMM (quadratic in the channels). Measured against the
+/// implicit GEMM (`cargo run --release --example winograd_ab`; 8 images; an AMD Zen 4,
+/// AVX-512, AVX2 alike): 64 channels in and out on 56 x 56 1.25x, 28 x 28 1.01x, 20 x 20
+/// 0.99x, 14 x 14 0.85x; 128 on 28 x 28 1.40x, 14 x 14 1.08x; 256 on 14 x 14 1.31x, one
+/// image 0.98x; 32 on 56 x 56 0.84x; 512 on 7 x 7 1.05x (im2col better still). Hence 64
+/// channels or more each way, `in * out * pixels >= 128 * 128 * 196`, planes of 64
+/// pixels or more and 1024 pixels or more over the batch.
+pub(crate) const fn winograd_pays(p: &Conv2dParams, d: &Conv2dDims) -> bool {
+    let (c, m, px) = (
+        d.in_per_group as u128,
+        d.out_per_group as u128,
+        d.col_cols as u128,
+    );
+    winograd::applies(p)
+        && c >= 64
+        && m >= 64
+        && c * m * px >= 128 * 128 * 196
+        && px >= 64
+        && (p.batch as u128) * px >= 1024
+}
+
+/// The forward algorithm for `p` (what [`crate::conv2d_algo`] answers).
+fn forward_algo(p: &Conv2dParams, d: &Conv2dDims) -> Conv2dAlgo {
+    if is_pointwise(p) {
+        Conv2dAlgo::Im2col
+    } else if winograd_pays(p, d) {
+        Conv2dAlgo::Winograd
+    } else if d.out_per_group < 8 {
+        if flat::forward_applies(p, d) {
+            Conv2dAlgo::Implicit
+        } else {
+            Conv2dAlgo::Direct
+        }
+    } else if d.col_rows <= implicit::KC || d.col_cols >= IMPLICIT_MIN_PIXELS {
+        Conv2dAlgo::Implicit
+    } else {
+        Conv2dAlgo::Im2col
+    }
+}
+
+/// The kernel [`crate::conv2d_direct`] runs for `p`.
+pub(super) fn direct_kernel(p: &Conv2dParams, d: &Conv2dDims) -> ConvKernel {
+    if depthwise::applies(p, d) {
+        ConvKernel::Depthwise
+    } else if HAS_VECTORS {
+        ConvKernel::Direct
+    } else {
+        ConvKernel::DirectScalar
+    }
+}
+
+/// The direct kernels: `kernel` is one of [`direct_kernel`]'s.
+pub(super) fn run_direct(
+    kernel: ConvKernel,
+    ctx: &Ctx<'_>,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    match kernel {
+        ConvKernel::Depthwise => depthwise::forward(ctx, input, weight, bias, output),
+        ConvKernel::DirectScalar => scalar::forward(ctx, input, weight, bias, output),
+        _ => super::direct::forward(ctx, input, weight, bias, output),
+    }
+}
+
+/// A planned forward convolution: the algorithm and kernel chosen for its geometry, the
+/// variant active when it was planned, and the scratch it needs. Run it as often as
+/// wanted; only the slices are checked at each run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Conv2dPlan {
+    p: Conv2dParams,
+    d: Conv2dDims,
+    algo: Conv2dAlgo,
+    kernel: ConvKernel,
+    isa: Isa,
+    scratch_len: usize,
+}
+
+impl Conv2dPlan {
+    /// The plan [`crate::conv2d`] runs for `p`.
+    ///
+    /// # Errors
+    /// As [`Conv2dParams::dims`].
+    pub fn new(p: &Conv2dParams) -> Result<Self, KernelError> {
+        let d = p.dims()?;
+        Self::with(p, d, forward_algo(p, &d))
+    }
+
+    /// The plan of a given algorithm (what [`crate::conv2d_implicit`] and the other
+    /// variants run).
+    ///
+    /// # Errors
+    /// As [`Conv2dParams::dims`]; [`KernelError::InvalidParameter`] for Winograd's on a
+    /// geometry it does not take (not 3x3, stride 1, undilated).
+    pub fn for_algo(p: &Conv2dParams, algo: Conv2dAlgo) -> Result<Self, KernelError> {
+        Self::with(p, p.dims()?, algo)
+    }
+
+    fn with(p: &Conv2dParams, d: Conv2dDims, algo: Conv2dAlgo) -> Result<Self, KernelError> {
+        let (kernel, scratch_len) = match algo {
+            Conv2dAlgo::Direct => (direct_kernel(p, &d), 0),
+            Conv2dAlgo::Implicit if flat::forward_applies(p, &d) => {
+                (ConvKernel::Flat, flat::forward_scratch_len(p, &d)?)
+            }
+            Conv2dAlgo::Implicit => (ConvKernel::Implicit, implicit::forward_scratch_len(p, &d)?),
+            Conv2dAlgo::Im2col => {
+                let k = if is_pointwise(p) {
+                    ConvKernel::Pointwise
+                } else {
+                    ConvKernel::Im2col
+                };
+                (k, im2col::forward_scratch_len(p, &d)?)
+            }
+            Conv2dAlgo::Winograd => {
+                if !winograd::applies(p) {
+                    return Err(winograd::NOT_3X3);
+                }
+                (ConvKernel::Winograd, winograd::forward_scratch_len(p, &d)?)
+            }
+        };
+        Ok(Conv2dPlan {
+            p: *p,
+            d,
+            algo,
+            kernel,
+            isa: arch::active(),
+            scratch_len,
+        })
+    }
+
+    /// The geometry planned for.
+    pub const fn params(&self) -> &Conv2dParams {
+        &self.p
+    }
+
+    /// Its sizes.
+    pub const fn dims(&self) -> &Conv2dDims {
+        &self.d
+    }
+
+    /// The public algorithm (the function of that name runs this plan).
+    pub const fn algo(&self) -> Conv2dAlgo {
+        self.algo
+    }
+
+    /// The kernel that computes the pass.
+    pub const fn kernel(&self) -> ConvKernel {
+        self.kernel
+    }
+
+    /// The variant that was active when planned (the kernels run the one active at run
+    /// time: every variant computes the same results, within the stated tolerances).
+    pub const fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Scratch elements a run needs.
+    pub const fn scratch_len(&self) -> usize {
+        self.scratch_len
+    }
+
+    /// `output = clamp(conv(input, weight) + bias)`, as [`crate::conv2d`].
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidParameter`] for a bad clamp; [`KernelError::LengthMismatch`]
+    /// for a slice of the wrong length; [`KernelError::ScratchTooSmall`] below
+    /// [`Conv2dPlan::scratch_len`].
+    pub fn run(
+        &self,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        act: Activation,
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let d = &self.d;
+        let clamp = act.bounds()?;
+        check_len("input", d.input_len, input.len())?;
+        check_len("weight", d.weight_len, weight.len())?;
+        if let Some(b) = bias {
+            check_len("bias", d.bias_len, b.len())?;
+        }
+        check_len("output", d.output_len, output.len())?;
+        check_scratch(self.scratch_len, scratch.len())?;
+        self.run_unchecked(input, weight, bias, clamp, output, scratch)
+    }
+
+    /// [`Conv2dPlan::run`] with the slices already checked and the clamp as bounds.
+    pub(super) fn run_unchecked(
+        &self,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        (lo, hi): (f32, f32),
+        output: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let (p, d) = (&self.p, &self.d);
+        let clamp = (lo, hi);
+        match self.kernel {
+            ConvKernel::Direct | ConvKernel::DirectScalar | ConvKernel::Depthwise => {
+                let ctx = Ctx { p, d, lo, hi };
+                run_direct(self.kernel, &ctx, input, weight, bias, output);
+                Ok(())
+            }
+            ConvKernel::Flat => flat::forward(p, d, input, weight, bias, clamp, output, scratch),
+            ConvKernel::Implicit => {
+                implicit::forward(p, d, input, weight, bias, clamp, output, scratch)
+            }
+            ConvKernel::Winograd => {
+                winograd::forward(p, d, input, weight, bias, clamp, output, scratch)
+            }
+            _ => im2col::forward(p, d, input, weight, bias, clamp, output, scratch),
+        }
+    }
+}
+
+/// A planned input gradient: the kernel chosen for the geometry and, where that kernel
+/// needs finite weights, the one that runs for weights that are not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Conv2dInputGradPlan {
+    p: Conv2dParams,
+    d: Conv2dDims,
+    kernel: ConvKernel,
+    fallback: Option<ConvKernel>,
+    /// The forward convolution of [`ConvKernel::AsForward`].
+    fwd: Option<Conv2dPlan>,
+    scratch_len: usize,
+}
+
+impl Conv2dInputGradPlan {
+    /// The plan [`crate::conv2d_backward_input`] runs for `p`.
+    ///
+    /// # Errors
+    /// As [`Conv2dParams::dims`].
+    pub fn new(p: &Conv2dParams) -> Result<Self, KernelError> {
+        let d = p.dims()?;
+        let mut plan = Conv2dInputGradPlan {
+            p: *p,
+            d,
+            kernel: ConvKernel::Col2im,
+            fallback: None,
+            fwd: None,
+            scratch_len: 0,
+        };
+        if depthwise::applies(p, &d) {
+            if flat::applies(p, &d) {
+                plan.kernel = ConvKernel::Flat;
+                plan.fallback = Some(ConvKernel::Depthwise);
+                plan.scratch_len = flat::scratch_len(p, &d)?;
+            } else {
+                plan.kernel = ConvKernel::Depthwise;
+            }
+            return Ok(plan);
+        }
+        if is_pointwise(p) {
+            plan.kernel = ConvKernel::Pointwise;
+            plan.scratch_len = sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group);
+            return Ok(plan);
+        }
+        let gemm = gemm_input_scratch_len(p, &d)?;
+        plan.scratch_len = gemm;
+        if lanes::applies(p, &d) {
+            plan.kernel = ConvKernel::Lanes;
+            plan.scratch_len = gemm.max(lanes::scratch_len(p, &d)?);
+        } else if flat::applies(p, &d) {
+            plan.kernel = ConvKernel::Flat;
+            plan.scratch_len = gemm.max(flat::scratch_len(p, &d)?);
+        } else if let Some(q) = as_forward(p, &d) {
+            let fwd = Conv2dPlan::new(&q)?;
+            plan.kernel = ConvKernel::AsForward;
+            plan.scratch_len = gemm.max(crate::params::add(d.weight_len, fwd.scratch_len)?);
+            plan.fwd = Some(fwd);
+        } else {
+            return Ok(plan);
+        }
+        plan.fallback = Some(ConvKernel::Col2im);
+        Ok(plan)
+    }
+
+    /// The geometry planned for.
+    pub const fn params(&self) -> &Conv2dParams {
+        &self.p
+    }
+
+    /// The kernel that computes the gradient (for finite weights).
+    pub const fn kernel(&self) -> ConvKernel {
+        self.kernel
+    }
+
+    /// The kernel that runs instead for weights with an infinity or NaN, if another one.
+    pub const fn fallback(&self) -> Option<ConvKernel> {
+        self.fallback
+    }
+
+    /// Scratch elements a run needs (for either kernel).
+    pub const fn scratch_len(&self) -> usize {
+        self.scratch_len
+    }
+
+    /// The input gradient, as [`crate::conv2d_backward_input`].
+    ///
+    /// # Errors
+    /// [`KernelError::LengthMismatch`]; [`KernelError::ScratchTooSmall`] below
+    /// [`Conv2dInputGradPlan::scratch_len`].
+    pub fn run(
+        &self,
+        weight: &[f32],
+        grad_output: &[f32],
+        grad_input: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let (p, d) = (&self.p, &self.d);
+        check_input_grad_slices(d, weight, grad_output, grad_input)?;
+        check_scratch(self.scratch_len, scratch.len())?;
+        let kernel = match self.fallback {
+            Some(f) if !flat::finite(weight) => f,
+            _ => self.kernel,
+        };
+        match kernel {
+            ConvKernel::Lanes => {
+                lanes::backward_input(p, d, weight, grad_output, grad_input, scratch);
+                Ok(())
+            }
+            ConvKernel::Flat => {
+                flat::backward_input(p, d, weight, grad_output, grad_input, scratch)
+            }
+            ConvKernel::Depthwise => {
+                depthwise::backward_input(p, d, weight, grad_output, grad_input);
+                Ok(())
+            }
+            ConvKernel::AsForward => match &self.fwd {
+                Some(fwd) => as_forward_input(p, d, fwd, weight, grad_output, grad_input, scratch),
+                None => gemm_input(p, d, weight, grad_output, grad_input, scratch),
+            },
+            _ => gemm_input(p, d, weight, grad_output, grad_input, scratch),
+        }
+    }
+}
+
+/// A planned weight gradient: the kernel chosen for the geometry and, where that kernel
+/// needs finite inputs, the one that runs for inputs that are not.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Conv2dWeightGradPlan {
+    p: Conv2dParams,
+    d: Conv2dDims,
+    kernel: ConvKernel,
+    fallback: Option<ConvKernel>,
+    scratch_len: usize,
+}
+
+impl Conv2dWeightGradPlan {
+    /// The plan [`crate::conv2d_backward_weight`] runs for `p`.
+    ///
+    /// # Errors
+    /// As [`Conv2dParams::dims`].
+    pub fn new(p: &Conv2dParams) -> Result<Self, KernelError> {
+        let d = p.dims()?;
+        let mut plan = Conv2dWeightGradPlan {
+            p: *p,
+            d,
+            kernel: ConvKernel::Im2col,
+            fallback: None,
+            scratch_len: 0,
+        };
+        let flat = weight_flat::applies(p);
+        if depthwise::applies(p, &d) {
+            if flat {
+                plan.kernel = ConvKernel::Flat;
+                plan.fallback = Some(ConvKernel::Depthwise);
+                plan.scratch_len = weight_flat::scratch_len(p, &d)?;
+            } else {
+                plan.kernel = ConvKernel::Depthwise;
+            }
+        } else if is_pointwise(p) {
+            plan.kernel = ConvKernel::Pointwise;
+            plan.scratch_len = gemm_weight_scratch_len(p, &d)?;
+        } else if weight_direct::applies(p, &d) {
+            let rows = weight_direct::scratch_len(p, &d);
+            if flat {
+                plan.kernel = ConvKernel::Flat;
+                plan.fallback = Some(ConvKernel::Rows);
+                plan.scratch_len = rows.max(weight_flat::scratch_len(p, &d)?);
+            } else {
+                plan.kernel = ConvKernel::Rows;
+                plan.scratch_len = rows;
+            }
+        } else if implicit_weight(p, &d) {
+            plan.kernel = ConvKernel::Implicit;
+            plan.scratch_len = implicit::backward_weight_scratch_len(p)?;
+        } else {
+            plan.scratch_len = gemm_weight_scratch_len(p, &d)?;
+        }
+        Ok(plan)
+    }
+
+    /// The geometry planned for.
+    pub const fn params(&self) -> &Conv2dParams {
+        &self.p
+    }
+
+    /// The kernel that computes the gradient (for finite inputs).
+    pub const fn kernel(&self) -> ConvKernel {
+        self.kernel
+    }
+
+    /// The kernel that runs instead for inputs with an infinity or NaN, if another one.
+    pub const fn fallback(&self) -> Option<ConvKernel> {
+        self.fallback
+    }
+
+    /// Scratch elements a run needs (for either kernel).
+    pub const fn scratch_len(&self) -> usize {
+        self.scratch_len
+    }
+
+    /// The weight gradient, summed over the batch, as [`crate::conv2d_backward_weight`].
+    ///
+    /// # Errors
+    /// [`KernelError::LengthMismatch`]; [`KernelError::ScratchTooSmall`] below
+    /// [`Conv2dWeightGradPlan::scratch_len`].
+    pub fn run(
+        &self,
+        input: &[f32],
+        grad_output: &[f32],
+        grad_weight: &mut [f32],
+        scratch: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let (p, d) = (&self.p, &self.d);
+        check_weight_grad_slices(d, input, grad_output, grad_weight)?;
+        check_scratch(self.scratch_len, scratch.len())?;
+        let kernel = match self.fallback {
+            Some(f) if !weight_flat::finite(input) => f,
+            _ => self.kernel,
+        };
+        match kernel {
+            ConvKernel::Flat => {
+                weight_flat::backward_weight(p, d, input, grad_output, grad_weight, scratch);
+                Ok(())
+            }
+            ConvKernel::Depthwise => {
+                depthwise::backward_weight(p, d, input, grad_output, grad_weight);
+                Ok(())
+            }
+            ConvKernel::Rows => {
+                weight_direct::backward_weight(p, d, input, grad_output, grad_weight, scratch);
+                Ok(())
+            }
+            ConvKernel::Implicit => {
+                implicit::backward_weight(p, d, input, grad_output, grad_weight, scratch)
+            }
+            _ => gemm_weight(p, d, input, grad_output, grad_weight, scratch),
+        }
+    }
+}
