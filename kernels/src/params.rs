@@ -835,3 +835,17 @@ pub(crate) fn check_im2col(
     check_len("col", d.col_len, col.len())?;
     Ok(d)
 }
+
+/// Whether Winograd's F(2x2, 3x3) takes `p`: a 3x3 kernel at stride 1 without dilation.
+pub(crate) const fn winograd_applies(p: &Conv2dParams) -> bool {
+    p.kernel_h == 3
+        && p.kernel_w == 3
+        && p.stride_h == 1
+        && p.stride_w == 1
+        && p.dilation_h == 1
+        && p.dilation_w == 1
+}
+
+/// The error of a Winograd call on a geometry it does not take.
+pub(crate) const WINOGRAD_NOT_3X3: KernelError =
+    KernelError::InvalidParameter("Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1, no dilation");

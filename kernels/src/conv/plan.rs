@@ -21,7 +21,7 @@
 //! What decides (re-measure with `examples/winograd_ab.rs` and `cnnkit bench`):
 //! - **Forward** ([`Conv2dPlan`]): 1x1 stride-1 unpadded kernels are a plain GEMM
 //!   (`Pointwise`); wide 3x3 stride-1 layers Winograd's F(2x2, 3x3) where it pays
-//!   ([`winograd_pays`]); fewer than 8 outputs per group the flat planes at stride 1
+//!   (`winograd_pays`); fewer than 8 outputs per group the flat planes at stride 1
 //!   (pixels in the lanes) or else the direct kernel (depthwise rows, vector rows, or
 //!   scalar code on targets without vector registers); up to 256 taps per output, or
 //!   planes of 128 pixels and more, the implicit GEMM; the rest im2col + GEMM.
@@ -34,14 +34,15 @@
 //!   for few input channels per group and depthwise layers, the implicit GEMM for output
 //!   planes of 16 pixels and more, im2col + GEMM otherwise.
 
-use super::backward::{
-    as_forward, as_forward_input, gemm_input, gemm_input_scratch_len, gemm_weight,
-    gemm_weight_scratch_len, implicit_weight,
-};
-use super::direct::{Ctx, HAS_VECTORS};
+use super::Ctx;
+use super::fwd_direct::HAS_VECTORS;
+use super::input_as_forward::{as_forward, as_forward_input};
+use super::input_gemm::{gemm_input, gemm_input_scratch_len};
+use super::weight_gemm::{gemm_weight, gemm_weight_scratch_len};
 use super::{
-    check_input_grad_slices, check_weight_grad_slices, depthwise, flat, im2col, implicit,
-    is_pointwise, lanes, scalar, weight_direct, weight_flat, winograd,
+    check_input_grad_slices, check_weight_grad_slices, depthwise, fwd_depthwise, fwd_direct_scalar,
+    fwd_flat, fwd_im2col, fwd_implicit, fwd_winograd, implicit, input_depthwise, input_flat,
+    input_lanes, is_pointwise, weight_depthwise, weight_flat, weight_implicit, weight_rows,
 };
 use crate::arch::{self, Isa};
 use crate::error::KernelError;
@@ -65,7 +66,8 @@ pub enum Conv2dAlgo {
     /// per group and depthwise layers at stride 1, the flat planes (pixels in the lanes).
     Implicit,
     /// [`crate::conv2d_winograd`]: Winograd's F(2x2, 3x3), 2.25x fewer multiplications,
-    /// for wide 3x3 stride-1 layers ([`winograd_pays`]).
+    /// for wide 3x3 stride-1 layers: 64+ channels each way on planes that pay for its
+    /// transforms (the rule and its measurements are in `conv/plan.rs`).
     Winograd,
 }
 
@@ -140,7 +142,7 @@ pub(crate) const fn winograd_pays(p: &Conv2dParams, d: &Conv2dDims) -> bool {
         d.out_per_group as u128,
         d.col_cols as u128,
     );
-    winograd::applies(p)
+    fwd_winograd::applies(p)
         && c >= 64
         && m >= 64
         && c * m * px >= 128 * 128 * 196
@@ -155,7 +157,7 @@ fn forward_algo(p: &Conv2dParams, d: &Conv2dDims) -> Conv2dAlgo {
     } else if winograd_pays(p, d) {
         Conv2dAlgo::Winograd
     } else if d.out_per_group < 8 {
-        if flat::forward_applies(p, d) {
+        if fwd_flat::forward_applies(p, d) {
             Conv2dAlgo::Implicit
         } else {
             Conv2dAlgo::Direct
@@ -188,9 +190,9 @@ pub(super) fn run_direct(
     output: &mut [f32],
 ) {
     match kernel {
-        ConvKernel::Depthwise => depthwise::forward(ctx, input, weight, bias, output),
-        ConvKernel::DirectScalar => scalar::forward(ctx, input, weight, bias, output),
-        _ => super::direct::forward(ctx, input, weight, bias, output),
+        ConvKernel::Depthwise => fwd_depthwise::forward(ctx, input, weight, bias, output),
+        ConvKernel::DirectScalar => fwd_direct_scalar::forward(ctx, input, weight, bias, output),
+        _ => super::fwd_direct::forward(ctx, input, weight, bias, output),
     }
 }
 
@@ -230,23 +232,29 @@ impl Conv2dPlan {
     fn with(p: &Conv2dParams, d: Conv2dDims, algo: Conv2dAlgo) -> Result<Self, KernelError> {
         let (kernel, scratch_len) = match algo {
             Conv2dAlgo::Direct => (direct_kernel(p, &d), 0),
-            Conv2dAlgo::Implicit if flat::forward_applies(p, &d) => {
-                (ConvKernel::Flat, flat::forward_scratch_len(p, &d)?)
+            Conv2dAlgo::Implicit if fwd_flat::forward_applies(p, &d) => {
+                (ConvKernel::Flat, fwd_flat::forward_scratch_len(p, &d)?)
             }
-            Conv2dAlgo::Implicit => (ConvKernel::Implicit, implicit::forward_scratch_len(p, &d)?),
+            Conv2dAlgo::Implicit => (
+                ConvKernel::Implicit,
+                fwd_implicit::forward_scratch_len(p, &d)?,
+            ),
             Conv2dAlgo::Im2col => {
                 let k = if is_pointwise(p) {
                     ConvKernel::Pointwise
                 } else {
                     ConvKernel::Im2col
                 };
-                (k, im2col::forward_scratch_len(p, &d)?)
+                (k, fwd_im2col::forward_scratch_len(p, &d)?)
             }
             Conv2dAlgo::Winograd => {
-                if !winograd::applies(p) {
-                    return Err(winograd::NOT_3X3);
+                if !fwd_winograd::applies(p) {
+                    return Err(fwd_winograd::NOT_3X3);
                 }
-                (ConvKernel::Winograd, winograd::forward_scratch_len(p, &d)?)
+                (
+                    ConvKernel::Winograd,
+                    fwd_winograd::forward_scratch_len(p, &d)?,
+                )
             }
         };
         Ok(Conv2dPlan {
@@ -335,14 +343,16 @@ impl Conv2dPlan {
                 run_direct(self.kernel, &ctx, input, weight, bias, output);
                 Ok(())
             }
-            ConvKernel::Flat => flat::forward(p, d, input, weight, bias, clamp, output, scratch),
+            ConvKernel::Flat => {
+                fwd_flat::forward(p, d, input, weight, bias, clamp, output, scratch)
+            }
             ConvKernel::Implicit => {
-                implicit::forward(p, d, input, weight, bias, clamp, output, scratch)
+                fwd_implicit::forward(p, d, input, weight, bias, clamp, output, scratch)
             }
             ConvKernel::Winograd => {
-                winograd::forward(p, d, input, weight, bias, clamp, output, scratch)
+                fwd_winograd::forward(p, d, input, weight, bias, clamp, output, scratch)
             }
-            _ => im2col::forward(p, d, input, weight, bias, clamp, output, scratch),
+            _ => fwd_im2col::forward(p, d, input, weight, bias, clamp, output, scratch),
         }
     }
 }
@@ -376,10 +386,10 @@ impl Conv2dInputGradPlan {
             scratch_len: 0,
         };
         if depthwise::applies(p, &d) {
-            if flat::applies(p, &d) {
+            if input_flat::applies(p, &d) {
                 plan.kernel = ConvKernel::Flat;
                 plan.fallback = Some(ConvKernel::Depthwise);
-                plan.scratch_len = flat::scratch_len(p, &d)?;
+                plan.scratch_len = input_flat::scratch_len(p, &d)?;
             } else {
                 plan.kernel = ConvKernel::Depthwise;
             }
@@ -392,12 +402,12 @@ impl Conv2dInputGradPlan {
         }
         let gemm = gemm_input_scratch_len(p, &d)?;
         plan.scratch_len = gemm;
-        if lanes::applies(p, &d) {
+        if input_lanes::applies(p, &d) {
             plan.kernel = ConvKernel::Lanes;
-            plan.scratch_len = gemm.max(lanes::scratch_len(p, &d)?);
-        } else if flat::applies(p, &d) {
+            plan.scratch_len = gemm.max(input_lanes::scratch_len(p, &d)?);
+        } else if input_flat::applies(p, &d) {
             plan.kernel = ConvKernel::Flat;
-            plan.scratch_len = gemm.max(flat::scratch_len(p, &d)?);
+            plan.scratch_len = gemm.max(input_flat::scratch_len(p, &d)?);
         } else if let Some(q) = as_forward(p, &d) {
             let fwd = Conv2dPlan::new(&q)?;
             plan.kernel = ConvKernel::AsForward;
@@ -446,19 +456,19 @@ impl Conv2dInputGradPlan {
         check_input_grad_slices(d, weight, grad_output, grad_input)?;
         check_scratch(self.scratch_len, scratch.len())?;
         let kernel = match self.fallback {
-            Some(f) if !flat::finite(weight) => f,
+            Some(f) if !input_flat::finite(weight) => f,
             _ => self.kernel,
         };
         match kernel {
             ConvKernel::Lanes => {
-                lanes::backward_input(p, d, weight, grad_output, grad_input, scratch);
+                input_lanes::backward_input(p, d, weight, grad_output, grad_input, scratch);
                 Ok(())
             }
             ConvKernel::Flat => {
-                flat::backward_input(p, d, weight, grad_output, grad_input, scratch)
+                input_flat::backward_input(p, d, weight, grad_output, grad_input, scratch)
             }
             ConvKernel::Depthwise => {
-                depthwise::backward_input(p, d, weight, grad_output, grad_input);
+                input_depthwise::backward_input(p, d, weight, grad_output, grad_input);
                 Ok(())
             }
             ConvKernel::AsForward => match &self.fwd {
@@ -507,8 +517,8 @@ impl Conv2dWeightGradPlan {
         } else if is_pointwise(p) {
             plan.kernel = ConvKernel::Pointwise;
             plan.scratch_len = gemm_weight_scratch_len(p, &d)?;
-        } else if weight_direct::applies(p, &d) {
-            let rows = weight_direct::scratch_len(p, &d);
+        } else if weight_rows::applies(p, &d) {
+            let rows = weight_rows::scratch_len(p, &d);
             if flat {
                 plan.kernel = ConvKernel::Flat;
                 plan.fallback = Some(ConvKernel::Rows);
@@ -519,7 +529,7 @@ impl Conv2dWeightGradPlan {
             }
         } else if implicit_weight(p, &d) {
             plan.kernel = ConvKernel::Implicit;
-            plan.scratch_len = implicit::backward_weight_scratch_len(p)?;
+            plan.scratch_len = weight_implicit::backward_weight_scratch_len(p)?;
         } else {
             plan.scratch_len = gemm_weight_scratch_len(p, &d)?;
         }
@@ -571,17 +581,25 @@ impl Conv2dWeightGradPlan {
                 Ok(())
             }
             ConvKernel::Depthwise => {
-                depthwise::backward_weight(p, d, input, grad_output, grad_weight);
+                weight_depthwise::backward_weight(p, d, input, grad_output, grad_weight);
                 Ok(())
             }
             ConvKernel::Rows => {
-                weight_direct::backward_weight(p, d, input, grad_output, grad_weight, scratch);
+                weight_rows::backward_weight(p, d, input, grad_output, grad_weight, scratch);
                 Ok(())
             }
             ConvKernel::Implicit => {
-                implicit::backward_weight(p, d, input, grad_output, grad_weight, scratch)
+                weight_implicit::backward_weight(p, d, input, grad_output, grad_weight, scratch)
             }
             _ => gemm_weight(p, d, input, grad_output, grad_weight, scratch),
         }
     }
+}
+
+/// Whether the weight gradient goes by the implicit GEMM (`weight_implicit::backward_weight`):
+/// not for 1x1 stride-1 unpadded kernels (a plain GEMM on the input), nor for output
+/// planes under 16 pixels, where the per-image pass over the transposed gradient would
+/// outweigh the work (the batched GEMM spans images there).
+fn implicit_weight(p: &Conv2dParams, d: &Conv2dDims) -> bool {
+    !is_pointwise(p) && d.col_cols >= 16
 }

@@ -85,6 +85,9 @@ pub(super) fn scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<usize, Ker
 
 /// The weight gradient (overwritten); arguments validated by the caller, [`applies`]
 /// holds and `scratch` holds [`scratch_len`] floats.
+// (a function of its own, as the entry of a pass: the portable variant has no
+// trampoline between the kernels a plan runs, and inlined into one they ran slower)
+#[inline(never)]
 pub(super) fn backward_weight(
     p: &Conv2dParams,
     d: &Conv2dDims,
@@ -93,6 +96,9 @@ pub(super) fn backward_weight(
     grad_weight: &mut [f32],
     scratch: &mut [f32],
 ) {
+    // (local copies: kernels read the geometry in their inner loops, and a copy on this
+    // stack is one the compiler knows no store to the output changes; see `fwd_implicit`)
+    let (p, d) = (&{ *p }, &{ *d });
     dispatch!(bwd_weight(
         p: &Conv2dParams,
         d: &Conv2dDims,

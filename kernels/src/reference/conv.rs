@@ -99,8 +99,8 @@ pub fn conv2d_winograd_magnitude(
     magnitude: &mut [f32],
 ) -> Result<(), KernelError> {
     let (d, _, _) = check_forward(p, input, weight, bias, Activation::None, magnitude)?;
-    if !crate::conv::winograd::applies(p) {
-        return Err(crate::conv::winograd::NOT_3X3);
+    if !crate::params::winograd_applies(p) {
+        return Err(crate::params::WINOGRAD_NOT_3X3);
     }
     // |G| and |B|^T (|A|^T has ones where A^T is nonzero: see the output loop)
     const G: [[f64; 3]; 4] = [

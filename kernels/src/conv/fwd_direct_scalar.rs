@@ -9,8 +9,9 @@
 //! padding as an explicit 0.0 times its weight: the order and the values of the vector
 //! kernel with unfused multiply-adds.
 
-use super::direct::Ctx;
-use crate::params::valid_range;
+use super::{Ctx, check_forward};
+use crate::error::KernelError;
+use crate::params::{Activation, Conv2dParams, valid_range};
 use crate::simd::clamp1;
 
 /// Pixels per register tile.
@@ -178,4 +179,25 @@ fn pixel(
         }
     }
     acc
+}
+
+/// The direct convolution in plain scalar code: what [`conv2d_direct`](crate::conv2d_direct) runs on targets
+/// whose `wide` has no vector registers (a Cortex-M4F; depthwise convolutions aside).
+/// Compiled everywhere, so that it is tested and fuzzed against the reference on any host.
+/// Four output pixels share each weight load; no scratch.
+///
+/// # Errors
+/// As [`conv2d_direct`](crate::conv2d_direct).
+pub fn conv2d_direct_scalar(
+    p: &Conv2dParams,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &mut [f32],
+) -> Result<(), KernelError> {
+    let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
+    let ctx = Ctx { p, d: &d, lo, hi };
+    forward(&ctx, input, weight, bias, output);
+    Ok(())
 }

@@ -56,6 +56,9 @@ pub(super) const fn scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> usize {
 
 /// The weight gradient (overwritten); arguments validated by the caller, `scratch` holds
 /// [`scratch_len`] floats.
+// (a function of its own, as the entry of a pass: the portable variant has no
+// trampoline between the kernels a plan runs, and inlined into one they ran slower)
+#[inline(never)]
 pub(super) fn backward_weight(
     p: &Conv2dParams,
     d: &Conv2dDims,
@@ -64,6 +67,9 @@ pub(super) fn backward_weight(
     grad_weight: &mut [f32],
     scratch: &mut [f32],
 ) {
+    // (local copies: kernels read the geometry in their inner loops, and a copy on this
+    // stack is one the compiler knows no store to the output changes; see `fwd_implicit`)
+    let (p, d) = (&{ *p }, &{ *d });
     dispatch!(bwd_weight(
         p: &Conv2dParams,
         d: &Conv2dDims,

@@ -48,12 +48,7 @@ const XI: usize = 16;
 /// Whether [`conv2d_winograd`] applies to `p`: a 3x3 kernel at stride 1 without dilation
 /// (any padding, groups and sizes).
 pub(crate) const fn applies(p: &Conv2dParams) -> bool {
-    p.kernel_h == 3
-        && p.kernel_w == 3
-        && p.stride_h == 1
-        && p.stride_w == 1
-        && p.dilation_h == 1
-        && p.dilation_w == 1
+    crate::params::winograd_applies(p)
 }
 
 /// The tile grid and the sizes of the per-block buffers.
@@ -102,8 +97,7 @@ pub(super) fn forward_scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<us
     add(packed, plain.max(block))
 }
 
-pub(crate) const NOT_3X3: KernelError =
-    KernelError::InvalidParameter("Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1, no dilation");
+pub(crate) const NOT_3X3: KernelError = crate::params::WINOGRAD_NOT_3X3;
 
 /// The checked arguments of one call.
 struct Args<'a> {
@@ -155,6 +149,9 @@ pub fn conv2d_winograd(
 
 /// Winograd's forward pass; arguments validated by the caller (the plan), which
 /// [`applies`], `scratch` holds [`conv2d_winograd_scratch_len`] floats.
+// (a function of its own, as the entry of a pass: the portable variant has no
+// trampoline between the kernels a plan runs, and inlined into one they ran slower)
+#[inline(never)]
 #[allow(clippy::too_many_arguments)]
 pub(super) fn forward(
     p: &Conv2dParams,
@@ -166,6 +163,9 @@ pub(super) fn forward(
     output: &mut [f32],
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
+    // (local copies: kernels read the geometry in their inner loops, and a copy on this
+    // stack is one the compiler knows no store to the output changes; see `fwd_implicit`)
+    let (p, d) = (&{ *p }, &{ *d });
     if d.output_len == 0 {
         return Ok(());
     }

@@ -16,7 +16,7 @@
 //! rounds 14-wide rows to whole vectors.
 //!
 //! Like `flat`, the one extra column multiplies a weight by an explicit zero, so only
-//! finite weights come here (`flat::finite`). Lanes past the batch's end in the last
+//! finite weights come here (`input_flat::finite`). Lanes past the batch's end in the last
 //! group of eight repeat its last image and are dropped. Images go into and out of the
 //! lanes eight positions at a time by an 8 x 8 transpose (AVX2: 24 shuffles; LeNet's
 //! conv2, 16 images, 0.110 -> 0.104 ms against moving one float at a time; the portable
@@ -63,6 +63,9 @@ pub(super) fn scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<usize, Ker
 
 /// The input gradient (overwritten); arguments validated by the caller, [`applies`]
 /// holds, the weights are finite and `scratch` holds [`scratch_len`] floats.
+// (a function of its own, as the entry of a pass: the portable variant has no
+// trampoline between the kernels a plan runs, and inlined into one they ran slower)
+#[inline(never)]
 pub(super) fn backward_input(
     p: &Conv2dParams,
     d: &Conv2dDims,
@@ -71,6 +74,9 @@ pub(super) fn backward_input(
     grad_input: &mut [f32],
     scratch: &mut [f32],
 ) {
+    // (local copies: kernels read the geometry in their inner loops, and a copy on this
+    // stack is one the compiler knows no store to the output changes; see `fwd_implicit`)
+    let (p, d) = (&{ *p }, &{ *d });
     // (6 channels x 2 pixels: 12 accumulators, 2 loads and 6 broadcasts per tap; the
     // portable variant takes 2 channels, as SSE2 holds a vector in two registers)
     dispatch!(run_on(

@@ -8,10 +8,8 @@
 //!
 //! One generic source, compiled for each variant (see `crate::arch`).
 
-use super::check_forward;
+use super::Ctx;
 use crate::arch::dispatch;
-use crate::error::KernelError;
-use crate::params::{Activation, Conv2dDims, Conv2dParams};
 use crate::simd::LANES;
 use crate::vector::{Vf32, build};
 
@@ -41,48 +39,14 @@ const PV: usize = 2;
 /// Floats in the stack segment that edge tiles read from (1 KiB).
 const SEG: usize = 256;
 
-/// What every tile of one call shares.
-pub(super) struct Ctx<'a> {
-    pub p: &'a Conv2dParams,
-    pub d: &'a Conv2dDims,
-    /// Clamp bounds of the epilogue.
-    pub lo: f32,
-    pub hi: f32,
-}
-
-/// Convolution forward pass by the direct algorithm (no scratch). Arguments as
-/// [`crate::conv2d`].
-///
-/// # Errors
-/// As [`crate::conv2d`] (there is no scratch to check).
-pub fn conv2d_direct(
-    p: &Conv2dParams,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    act: Activation,
-    output: &mut [f32],
-) -> Result<(), KernelError> {
-    let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
-    let ctx = Ctx { p, d: &d, lo, hi };
-    // (not through `Conv2dPlan::run`, which would link every algorithm into a firmware
-    // that needs only this one)
-    super::plan::run_direct(
-        super::plan::direct_kernel(p, &d),
-        &ctx,
-        input,
-        weight,
-        bias,
-        output,
-    );
-    Ok(())
-}
-
 /// Whether the vector kernel has vector registers to run on (else the scalar one runs,
 /// see [`conv2d_direct_scalar`]).
 pub(super) const HAS_VECTORS: bool = CB > 1;
 
 /// The vector kernel; arguments validated by the caller.
+// (a function of its own, as the entry of a pass: the portable variant has no
+// trampoline between the kernels a plan runs, and inlined into one they ran slower)
+#[inline(never)]
 pub(super) fn forward(
     ctx: &Ctx<'_>,
     input: &[f32],
@@ -90,6 +54,13 @@ pub(super) fn forward(
     bias: Option<&[f32]>,
     output: &mut [f32],
 ) {
+    // (local copies: kernels read the geometry in their inner loops, and a copy on this
+    // stack is one the compiler knows no store to the output changes; see `fwd_implicit`)
+    let ctx = &Ctx {
+        p: &{ *ctx.p },
+        d: &{ *ctx.d },
+        ..*ctx
+    };
     dispatch!(direct(
         ctx: &Ctx<'_>,
         input: &[f32],
@@ -97,27 +68,6 @@ pub(super) fn forward(
         bias: Option<&[f32]>,
         output: &mut [f32],
     ));
-}
-
-/// The direct convolution in plain scalar code: what [`conv2d_direct`] runs on targets
-/// whose `wide` has no vector registers (a Cortex-M4F; depthwise convolutions aside).
-/// Compiled everywhere, so that it is tested and fuzzed against the reference on any host.
-/// Four output pixels share each weight load; no scratch.
-///
-/// # Errors
-/// As [`conv2d_direct`].
-pub fn conv2d_direct_scalar(
-    p: &Conv2dParams,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    act: Activation,
-    output: &mut [f32],
-) -> Result<(), KernelError> {
-    let (d, lo, hi) = check_forward(p, input, weight, bias, act, output)?;
-    let ctx = Ctx { p, d: &d, lo, hi };
-    super::scalar::forward(&ctx, input, weight, bias, output);
-    Ok(())
 }
 
 #[inline(always)]

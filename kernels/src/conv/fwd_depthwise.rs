@@ -1,0 +1,121 @@
+//! Forward pass of depthwise layers row by row (any stride and dilation): per output
+//! row, each kernel row's input row is copied once into a zero-padded stack buffer, and
+//! the output row, initialised to the bias, accumulates `kernel_w` FMAs per vector from
+//! it; the clamp follows while the row is still in L1. No scratch: `conv2d_direct`'s
+//! depthwise path.
+
+use super::Ctx;
+use super::depthwise::{SEG, is_pad_row, padded_row, row_len};
+use crate::arch::dispatch;
+use crate::simd::LANES;
+use crate::vector::Vf32;
+
+/// Forward pass (see [`fwd`]); arguments validated by the caller, `output` overwritten.
+// (a function of its own, as the entry of a pass: the portable variant has no
+// trampoline between the kernels a plan runs, and inlined into one they ran slower)
+#[inline(never)]
+pub(super) fn forward(
+    ctx: &Ctx<'_>,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    // (local copies: kernels read the geometry in their inner loops, and a copy on this
+    // stack is one the compiler knows no store to the output changes; see `fwd_implicit`)
+    let ctx = &Ctx {
+        p: &{ *ctx.p },
+        d: &{ *ctx.d },
+        ..*ctx
+    };
+    // its own entry points, so that its loops get registers of their own
+    dispatch!(fwd(
+        ctx: &Ctx<'_>,
+        input: &[f32],
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        output: &mut [f32],
+    ));
+}
+
+/// Depthwise convolution (one input and one output channel per group): per output row,
+/// each kernel row's input row is copied once into a zero-padded stack buffer, and the
+/// output row, initialised to the bias, accumulates `kernel_w` FMAs per vector from it;
+/// the clamp follows while the row is still in L1. The vectors of a row are independent
+/// chains, which hides the FMA latency that one channel at a time would expose.
+#[inline(always)]
+fn fwd<V: Vf32>(
+    ctx: &Ctx<'_>,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    output: &mut [f32],
+) {
+    let (p, d) = (ctx.p, ctx.d);
+    let (h, w) = (p.in_h, p.in_w);
+    let (kh_n, kw_n) = (p.kernel_h, p.kernel_w);
+    let row_len = row_len(p, d);
+    let mut buf = [0.0_f32; SEG];
+    // the output row, accumulated in whole vectors (row_len >= tiles * 8)
+    let mut acc_row = [0.0_f32; SEG];
+    let tiles = d.out_w.div_ceil(LANES);
+    let (lo, hi) = (V::splat(ctx.lo), V::splat(ctx.hi));
+    let planes = input
+        .chunks_exact(h * w)
+        .zip(output.chunks_exact_mut(d.col_cols));
+    for (i, (x, y)) in planes.enumerate() {
+        let c = i % p.out_channels;
+        let wc = &weight[c * kh_n * kw_n..][..kh_n * kw_n];
+        let b = V::splat(bias.map_or(0.0, |b| b[c]));
+        let skip_pad_rows = wc.iter().all(|v| v.is_finite());
+        // columns of the padded row that hold input: [pad_left, pad_left + w) clipped
+        let lo_col = p.pad_left.min(row_len);
+        let hi_col = (p.pad_left + w).clamp(lo_col, row_len);
+        buf[..row_len].fill(0.0);
+        for oh in 0..d.out_h {
+            for t in 0..tiles {
+                b.store(&mut acc_row[t * LANES..t * LANES + LANES]);
+            }
+            for kh in 0..kh_n {
+                let ihp = oh * p.stride_h + kh * p.dilation_h;
+                if skip_pad_rows && is_pad_row(p, ihp) {
+                    continue;
+                }
+                padded_row::<V>(p, x, ihp, &mut buf[lo_col..hi_col]);
+                let wr = &wc[kh * kw_n..][..kw_n];
+                for t in 0..tiles {
+                    let dst = &mut acc_row[t * LANES..t * LANES + LANES];
+                    let mut acc = V::load(dst);
+                    let base = t * LANES * p.stride_w;
+                    for (kw, &wv) in wr.iter().enumerate() {
+                        let at = base + kw * p.dilation_w;
+                        let xv = if p.stride_w == 1 {
+                            V::load(&buf[at..at + LANES])
+                        } else {
+                            let mut a = [0.0; LANES];
+                            for (l, v) in a.iter_mut().enumerate() {
+                                *v = buf[at + l * p.stride_w];
+                            }
+                            V::from_array(a)
+                        };
+                        acc = V::splat(wv).mul_add(xv, acc);
+                    }
+                    acc.store(dst);
+                }
+            }
+            let yrow = &mut y[oh * d.out_w..][..d.out_w];
+            let full = d.out_w / LANES;
+            for t in 0..full {
+                let v = V::load(&acc_row[t * LANES..t * LANES + LANES]).clamp(lo, hi);
+                v.store(&mut yrow[t * LANES..t * LANES + LANES]);
+            }
+            if full < tiles {
+                let v = V::load(&acc_row[full * LANES..full * LANES + LANES]).clamp(lo, hi);
+                let a = v.to_array();
+                for (j, o) in yrow[full * LANES..].iter_mut().enumerate() {
+                    *o = a[j];
+                }
+            }
+        }
+    }
+}
