@@ -23,10 +23,11 @@
 use std::fmt::Write as _;
 
 use cnnkit_kernels::net::{BLOB_HEADER_LEN, Blob, Layer as NetLayer, Network};
-use cnnkit_kernels::{Activation, LinearParams};
+use cnnkit_kernels::{Activation, Elementwise, LinearParams};
 
 use crate::data::Normalize;
 use crate::error::{Error, Result};
+use crate::fusion::{self, Role};
 use crate::layers::{BatchNorm2d, Layer};
 use crate::model::Model;
 
@@ -52,13 +53,35 @@ impl Export {
             return Err(Error::invalid("export needs a batch of at least 1"));
         }
         let mut layers: Vec<NetLayer> = Vec::new();
-        // the parameters of the last layer while it may still take a fold or an activation
+        // the parameters of the layers so far (the last one's may still take a fold)
         let mut params: Vec<f32> = Vec::new();
-        for (i, l) in model.layers().iter().enumerate() {
+        let roles = fusion::roles(model.layers(), true);
+        for (i, (l, role)) in model.layers().iter().zip(roles).enumerate() {
             let input = model.shapes()[i];
-            let last = layers.last_mut();
-            match l {
-                Layer::Conv2d(c) => {
+            match (role, l) {
+                (Role::Identity, _) => {}
+                // (the fused layer is the last one pushed: the pass keeps a layer open only
+                // until another one runs)
+                (Role::Epilogue { .. }, _) => match layers.last_mut() {
+                    Some(NetLayer::Conv2d { act, .. } | NetLayer::Linear { act, .. }) => {
+                        *act = Activation::Relu;
+                    }
+                    _ => return Err(Error::invalid(format!("layer {i}: nothing to fuse into"))),
+                },
+                (Role::Folded { .. }, Layer::BatchNorm2d(bn)) => {
+                    // (out channels, weight elements) of the layer to fold into
+                    let (out, wlen) = match layers.last() {
+                        Some(NetLayer::Conv2d { params: p, .. }) => {
+                            (p.out_channels, p.dims()?.weight_len)
+                        }
+                        Some(NetLayer::Linear { params: p, .. }) => (p.out_features, p.lens()?.1),
+                        _ => {
+                            return Err(Error::invalid(format!("layer {i}: nothing to fold into")));
+                        }
+                    };
+                    fold(bn, out, wlen, &mut params)?;
+                }
+                (_, Layer::Conv2d(c)) => {
                     layers.push(NetLayer::Conv2d {
                         params: c.params(batch, input)?,
                         bias: true,
@@ -67,7 +90,7 @@ impl Export {
                     params.extend_from_slice(c.weight.data());
                     params.extend_from_slice(c.bias.data());
                 }
-                Layer::Linear(f) => {
+                (_, Layer::Linear(f)) => {
                     layers.push(NetLayer::Linear {
                         params: LinearParams::new(batch, f.in_features, f.out_features),
                         bias: true,
@@ -76,45 +99,22 @@ impl Export {
                     params.extend_from_slice(f.weight.data());
                     params.extend_from_slice(f.bias.data());
                 }
-                Layer::MaxPool2d(p) => layers.push(NetLayer::MaxPool2d(p.params(batch, input)?)),
-                Layer::AvgPool2d(p) => layers.push(NetLayer::AvgPool2d {
+                (_, Layer::MaxPool2d(p)) => {
+                    layers.push(NetLayer::MaxPool2d(p.params(batch, input)?));
+                }
+                (_, Layer::AvgPool2d(p)) => layers.push(NetLayer::AvgPool2d {
                     params: p.params(batch, input)?,
                     count_include_pad: true,
                 }),
-                Layer::Relu => match last {
-                    Some(NetLayer::Conv2d { act, .. } | NetLayer::Linear { act, .. })
-                        if *act == Activation::None =>
-                    {
-                        *act = Activation::Relu
-                    }
-                    _ => layers.push(NetLayer::Relu),
-                },
-                Layer::LeakyRelu(s) => layers.push(NetLayer::LeakyRelu(*s)),
-                Layer::Tanh => layers.push(NetLayer::Tanh),
-                Layer::Sigmoid => layers.push(NetLayer::Sigmoid),
-                Layer::Flatten | Layer::Dropout(_) => {}
-                Layer::BatchNorm2d(bn) => {
-                    // (out channels, weight elements) of the layer to fold into
-                    let (out, wlen) = match last {
-                        Some(NetLayer::Conv2d {
-                            params: p,
-                            act: Activation::None,
-                            ..
-                        }) => (p.out_channels, p.dims()?.weight_len),
-                        Some(NetLayer::Linear {
-                            params: p,
-                            act: Activation::None,
-                            ..
-                        }) => (p.out_features, p.lens()?.1),
-                        _ => {
-                            return Err(Error::invalid(format!(
-                                "layer {i} (batchnorm) does not follow a convolution or linear \
-                                 layer directly, so it cannot be folded for export"
-                            )));
-                        }
-                    };
-                    fold(bn, out, wlen, &mut params)?;
+                (_, Layer::Act(e)) => layers.push(NetLayer::Act(*e)),
+                (_, Layer::BatchNorm2d(_)) => {
+                    return Err(Error::invalid(format!(
+                        "layer {i} (batchnorm) does not follow a convolution or linear \
+                         layer directly, so it cannot be folded for export"
+                    )));
                 }
+                // (the identity in inference: the fusion pass gave them `Role::Identity`)
+                (_, Layer::Flatten | Layer::Dropout(_)) => {}
             }
         }
         let e = Export {
@@ -180,7 +180,7 @@ impl Export {
         let mut s = String::from(
             "// Written by `cnnkit export`: the geometry of an exported model.\n\
              #[allow(unused_imports)]\n\
-             use cnnkit_kernels::{Activation, Conv2dParams, LinearParams, Pool2dParams, net::Layer};\n\n",
+             use cnnkit_kernels::{Activation, Conv2dParams, Elementwise, LinearParams, Pool2dParams, net::Layer};\n\n",
         );
         let _ = writeln!(
             s,
@@ -264,6 +264,15 @@ fn act_source(a: Activation) -> String {
     }
 }
 
+fn elementwise_source(e: Elementwise) -> String {
+    match e {
+        Elementwise::Relu => "Elementwise::Relu".into(),
+        Elementwise::LeakyRelu(s) => format!("Elementwise::LeakyRelu({})", f32_source(s)),
+        Elementwise::Tanh => "Elementwise::Tanh".into(),
+        Elementwise::Sigmoid => "Elementwise::Sigmoid".into(),
+    }
+}
+
 fn layer_source(l: &NetLayer) -> String {
     let pool = |p: &cnnkit_kernels::Pool2dParams| {
         format!(
@@ -328,10 +337,7 @@ fn layer_source(l: &NetLayer) -> String {
             "Layer::AvgPool2d {{ params: {}, count_include_pad: {count_include_pad} }}",
             pool(p)
         ),
-        NetLayer::Relu => "Layer::Relu".into(),
-        NetLayer::LeakyRelu(s) => format!("Layer::LeakyRelu({})", f32_source(*s)),
-        NetLayer::Tanh => "Layer::Tanh".into(),
-        NetLayer::Sigmoid => "Layer::Sigmoid".into(),
+        NetLayer::Act(e) => format!("Layer::Act({})", elementwise_source(*e)),
         // (`net::Layer` is exhaustive today; a new kind must be added here)
     }
 }

@@ -28,6 +28,7 @@ pub mod data;
 pub mod error;
 pub mod export;
 pub mod fsio;
+pub mod fusion;
 pub mod layers;
 pub mod loss;
 pub mod model;

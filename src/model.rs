@@ -14,7 +14,8 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::layers::{Init, Layer, Shape};
+use crate::fusion::{Role, roles};
+use crate::layers::{Elementwise, Init, Layer, Shape};
 use crate::rng::Rng;
 use crate::spec::{self, Fill, ParamSpec, check_shape};
 use crate::tensor::Tensor;
@@ -27,6 +28,8 @@ pub struct Model {
     pub(crate) layers: Vec<Layer>,
     /// `shapes[i]` is the input of layer `i`; the last is the model's output.
     pub(crate) shapes: Vec<Shape>,
+    /// What each layer does in a training forward pass ([`crate::fusion::roles`]).
+    train_roles: Vec<Role>,
 }
 
 impl Model {
@@ -47,7 +50,11 @@ impl Model {
             check_shape(s, &format!("the output of layer {i} ({})", l.spec()))?;
             shapes.push(s);
         }
-        Ok(Model { layers, shapes })
+        Ok(Model {
+            train_roles: roles(&layers, false),
+            layers,
+            shapes,
+        })
     }
 
     /// A model from a spec (see the module docs) or preset name, initialised with
@@ -155,21 +162,19 @@ impl Model {
 }
 
 impl Model {
-    /// Whether layer `i` is a ReLU right after a Conv2d or Linear layer, which a training
-    /// forward pass applies in that layer's kernel epilogue (one pass over the output
-    /// instead of two). The backward pass needs nothing of the layer's own output: the
-    /// ReLU takes its mask from its output, and the layer's gradients come from its input.
+    /// Whether layer `i` is a ReLU that a training forward pass applies in the epilogue of
+    /// the layer before it ([`crate::fusion`]). The backward pass needs nothing of that
+    /// layer's own output: the ReLU takes its mask from its output, and the layer's
+    /// gradients come from its input.
     pub(crate) fn relu_in_epilogue(&self, i: usize) -> bool {
-        i > 0
-            && matches!(self.layers.get(i), Some(Layer::Relu))
-            && matches!(self.layers[i - 1], Layer::Conv2d(_) | Layer::Linear(_))
+        matches!(self.train_roles.get(i), Some(Role::Epilogue { .. }))
     }
 
     /// Whether layer `i` is a ReLU (not the first layer) whose output a max-pool takes:
     /// their backward passes run as one ([`Model::relu_pool_backward`]).
     pub(crate) fn relu_into_pool(&self, i: usize) -> bool {
         i > 0
-            && matches!(self.layers[i], Layer::Relu)
+            && matches!(self.layers[i], Layer::Act(Elementwise::Relu))
             && matches!(self.layers.get(i + 1), Some(Layer::MaxPool2d(_)))
     }
 

@@ -35,8 +35,8 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
+use crate::layers::{Elementwise, Pool, Shape};
 pub use crate::layers::{Fill, LayerSpec, MAX_TENSOR, ParamSpec};
-use crate::layers::{Pool, Shape};
 
 /// Largest whole number a spec argument takes.
 const MAX_ARG: usize = 1 << 20;
@@ -96,10 +96,10 @@ impl fmt::Display for LayerSpec {
                 }
                 f.write_str(")")
             }
-            LayerSpec::Relu => f.write_str("relu"),
-            LayerSpec::LeakyRelu(s) => write!(f, "leakyrelu({s})"),
-            LayerSpec::Tanh => f.write_str("tanh"),
-            LayerSpec::Sigmoid => f.write_str("sigmoid"),
+            LayerSpec::Act(e) => match e.param() {
+                Some(v) => write!(f, "{}({v})", e.name()),
+                None => f.write_str(e.name()),
+            },
             LayerSpec::Flatten => f.write_str("flatten"),
             LayerSpec::Dropout(p) => write!(f, "dropout({p})"),
             LayerSpec::BatchNorm2d => f.write_str("batchnorm"),
@@ -348,13 +348,20 @@ fn parse_layer(tok: &str) -> Result<LayerSpec> {
                 LayerSpec::AvgPool2d(p)
             }
         }
-        "relu" => no_args(&a).map(|()| LayerSpec::Relu)?,
-        "tanh" => no_args(&a).map(|()| LayerSpec::Tanh)?,
-        "sigmoid" => no_args(&a).map(|()| LayerSpec::Sigmoid)?,
         "flatten" => no_args(&a).map(|()| LayerSpec::Flatten)?,
-        "leakyrelu" => {
-            a.check(1, &[], &[])?;
-            LayerSpec::LeakyRelu(a.f32(0.01, 0.0, f32::MAX, "the slope")?)
+        n if Elementwise::ALL.iter().any(|e| e.name() == n) => {
+            // (the functions and their names are the kernels' `Elementwise`)
+            let takes = Elementwise::ALL
+                .iter()
+                .any(|e| e.name() == n && e.param().is_some());
+            a.check(usize::from(takes), &[], &[])?;
+            let param = match a.pos.first() {
+                Some(_) => Some(a.f32(0.0, 0.0, f32::MAX, "the parameter")?),
+                None => None,
+            };
+            LayerSpec::Act(
+                Elementwise::from_name(n, param).map_err(|e| Error::invalid(e.to_string()))?,
+            )
         }
         "dropout" => {
             a.check(1, &[], &[])?;

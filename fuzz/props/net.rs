@@ -7,6 +7,7 @@
 //!   bit, what its kernels give called one by one into buffers of their own (each kernel
 //!   is checked against the reference by its own target).
 
+use cnnkit_kernels::Elementwise as E;
 use cnnkit_kernels::net::{BLOB_HEADER_LEN, BLOB_MAGIC, BLOB_VERSION, Blob, Layer, Network};
 use cnnkit_kernels::{
     self as k, Activation, Conv2dParams, KernelError, LinearParams, Pool2dParams,
@@ -108,17 +109,17 @@ fn network(data: &[u8]) {
                 bias: p2 & 1 != 0,
                 act: act(p2 >> 1),
             },
-            5 => Layer::Relu,
+            5 => Layer::Act(E::Relu),
             6 => match p1 % 3 {
-                0 => Layer::Tanh,
-                1 => Layer::Sigmoid,
-                _ => Layer::LeakyRelu(if p2 == 255 {
+                0 => Layer::Act(E::Tanh),
+                1 => Layer::Act(E::Sigmoid),
+                _ => Layer::Act(E::LeakyRelu(if p2 == 255 {
                     f32::NAN
                 } else {
                     p2 as f32 / 64.0
-                }),
+                })),
             },
-            _ => Layer::Relu,
+            _ => Layer::Act(E::Relu),
         };
         // the shape after it, if it is valid on its own
         let next = match layer {
@@ -176,7 +177,7 @@ fn fits(layers: &[Layer]) -> bool {
                 Ok(d) => (d.input_len, d.output_len, params.batch),
                 Err(_) => return false,
             },
-            Layer::LeakyRelu(s) if !s.is_finite() => return false,
+            Layer::Act(E::LeakyRelu(s)) if !s.is_finite() => return false,
             _ => {
                 if len.is_none() {
                     return false;
@@ -240,10 +241,10 @@ fn by_hand(layers: &[Layer], params: &[f32], input: &[f32]) -> Vec<f32> {
                 k::avg_pool2d(&p, count_include_pad, &x, &mut y).unwrap();
                 x = y;
             }
-            Layer::Relu => k::relu_inplace(&mut x).unwrap(),
-            Layer::LeakyRelu(s) => k::leaky_relu_inplace(s, &mut x).unwrap(),
-            Layer::Tanh => k::tanh_inplace(&mut x).unwrap(),
-            Layer::Sigmoid => k::sigmoid_inplace(&mut x).unwrap(),
+            Layer::Act(E::Relu) => k::relu_inplace(&mut x).unwrap(),
+            Layer::Act(E::LeakyRelu(s)) => k::leaky_relu_inplace(s, &mut x).unwrap(),
+            Layer::Act(E::Tanh) => k::tanh_inplace(&mut x).unwrap(),
+            Layer::Act(E::Sigmoid) => k::sigmoid_inplace(&mut x).unwrap(),
         }
     }
     x

@@ -6,7 +6,7 @@
 
 use crate::arch;
 use crate::error::KernelError;
-use crate::params::{Activation, check_len, nonzero};
+use crate::params::{Activation, Elementwise, check_len, nonzero};
 use crate::simd::{LANES, f32x8, map, map_inplace, map2, map2_inplace};
 use crate::vector::{Arith, Vf32, build};
 use crate::{math, params::ctry};
@@ -464,4 +464,53 @@ pub fn activation_backward(
         (y.simd_le(lo) | y.simd_ge(hi)).select(f32x8::ZERO, g)
     });
     Ok(())
+}
+
+impl Elementwise {
+    /// `y = f(x)` on the active variant ([`relu`], [`leaky_relu`], [`tanh`], [`sigmoid`]).
+    ///
+    /// # Errors
+    /// As the function's own kernel.
+    pub fn forward(self, x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+        match self {
+            Elementwise::Relu => relu(x, y),
+            Elementwise::LeakyRelu(s) => leaky_relu(s, x, y),
+            Elementwise::Tanh => tanh(x, y),
+            Elementwise::Sigmoid => sigmoid(x, y),
+        }
+    }
+
+    /// `x = f(x)` in place.
+    ///
+    /// # Errors
+    /// As [`Elementwise::forward`].
+    pub fn forward_inplace(self, x: &mut [f32]) -> Result<(), KernelError> {
+        match self {
+            Elementwise::Relu => relu_inplace(x),
+            Elementwise::LeakyRelu(s) => leaky_relu_inplace(s, x),
+            Elementwise::Tanh => tanh_inplace(x),
+            Elementwise::Sigmoid => sigmoid_inplace(x),
+        }
+    }
+
+    /// `grad_in = f'(x) * grad_out` from the forward pass's input `x` and output `y`
+    /// (each function reads the one its gradient needs; see the variants).
+    ///
+    /// # Errors
+    /// As the function's own backward kernel.
+    pub fn backward(
+        self,
+        x: &[f32],
+        y: &[f32],
+        grad_out: &[f32],
+        grad_in: &mut [f32],
+    ) -> Result<(), KernelError> {
+        match self {
+            // (`y <= 0` exactly where `x <= 0`, NaN passing in both)
+            Elementwise::Relu => relu_backward(y, grad_out, grad_in),
+            Elementwise::LeakyRelu(s) => leaky_relu_backward(s, x, grad_out, grad_in),
+            Elementwise::Tanh => tanh_backward(y, grad_out, grad_in),
+            Elementwise::Sigmoid => sigmoid_backward(y, grad_out, grad_in),
+        }
+    }
 }

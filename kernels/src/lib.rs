@@ -75,7 +75,8 @@ pub use linear::{
 };
 pub use loss::{cross_entropy, mse_loss, mse_loss_backward, softmax_cross_entropy};
 pub use params::{
-    Activation, Conv2dDims, Conv2dParams, GemmParams, LinearParams, Pool2dDims, Pool2dParams,
+    Activation, Conv2dDims, Conv2dParams, Elementwise, GemmParams, LinearParams, Pool2dDims,
+    Pool2dParams,
 };
 pub use pool::{
     NO_INDEX, avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward,

@@ -39,7 +39,9 @@
 //! fused into the layer before it. [`Blob`] reads them from bytes in flash.
 
 use crate::error::KernelError;
-use crate::params::{Activation, Conv2dParams, LinearParams, Pool2dParams, add, check_len, ctry};
+use crate::params::{
+    Activation, Conv2dParams, Elementwise, LinearParams, Pool2dParams, add, check_len, ctry,
+};
 
 /// One layer of a [`Network`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,14 +76,9 @@ pub enum Layer {
         /// Whether padding counts in the divisor (PyTorch's default: true).
         count_include_pad: bool,
     },
-    /// [`relu_inplace`](crate::relu_inplace), on the previous layer's output.
-    Relu,
-    /// [`leaky_relu_inplace`](crate::leaky_relu_inplace) with this slope.
-    LeakyRelu(f32),
-    /// [`tanh_inplace`](crate::tanh_inplace).
-    Tanh,
-    /// [`sigmoid_inplace`](crate::sigmoid_inplace).
-    Sigmoid,
+    /// An element-wise activation ([`Elementwise::forward_inplace`]), in place on the
+    /// previous layer's output.
+    Act(Elementwise),
 }
 
 /// What a layer takes and gives, once checked.
@@ -135,15 +132,15 @@ impl Layer {
                     batch: params.batch,
                 })
             }
-            Layer::LeakyRelu(s) if !s.is_finite() => Err(KernelError::InvalidParameter(
-                "leaky ReLU slope is not finite",
-            )),
-            Layer::Relu | Layer::LeakyRelu(_) | Layer::Tanh | Layer::Sigmoid => Ok(Io {
-                input: 0,
-                output: 0,
-                params: 0,
-                batch: 0,
-            }),
+            Layer::Act(e) => match e.check() {
+                Ok(()) => Ok(Io {
+                    input: 0,
+                    output: 0,
+                    params: 0,
+                    batch: 0,
+                }),
+                Err(err) => Err(err),
+            },
         }
     }
 }
@@ -299,11 +296,8 @@ impl<'a> Network<'a> {
                 } else {
                     &mut arena[n - len..]
                 };
-                match *layer {
-                    Layer::Relu => crate::relu_inplace(x)?,
-                    Layer::LeakyRelu(s) => crate::leaky_relu_inplace(s, x)?,
-                    Layer::Tanh => crate::tanh_inplace(x)?,
-                    _ => crate::sigmoid_inplace(x)?,
+                if let Layer::Act(e) = *layer {
+                    e.forward_inplace(x)?;
                 }
                 continue;
             }
@@ -417,10 +411,12 @@ pub const fn fingerprint(layers: &[Layer]) -> u32 {
                 params: p,
                 count_include_pad,
             } => h.word(4).pool(&p).word(count_include_pad as u64),
-            Layer::Relu => h.word(5),
-            Layer::LeakyRelu(s) => h.word(6).word(s.to_bits() as u64),
-            Layer::Tanh => h.word(7),
-            Layer::Sigmoid => h.word(8),
+            Layer::Act(e) => match e {
+                Elementwise::Relu => h.word(5),
+                Elementwise::LeakyRelu(s) => h.word(6).word(s.to_bits() as u64),
+                Elementwise::Tanh => h.word(7),
+                Elementwise::Sigmoid => h.word(8),
+            },
         };
         i += 1;
     }

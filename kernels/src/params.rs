@@ -103,6 +103,109 @@ pub(crate) const fn window_out(
     Ok(((padded - eff) / stride + 1, padded))
 }
 
+/// An element-wise activation layer, as every description of a model names it: the
+/// firmware's [`crate::net::Layer`], the `cnnkit` crate's layers, its exporter and its
+/// spec parser. Each use is one exhaustive `match` (or a method here), so a new function
+/// is added in one place and missed nowhere. The kernels are methods
+/// ([`Elementwise::forward`], [`Elementwise::backward`]); the oracle is
+/// [`crate::reference::elementwise_forward`].
+///
+/// ```
+/// use cnnkit_kernels::Elementwise;
+/// let e = Elementwise::from_name("leakyrelu", Some(0.2)).unwrap();
+/// assert_eq!(e, Elementwise::LeakyRelu(0.2));
+/// let mut y = [0.0; 2];
+/// e.forward(&[-1.0, 2.0], &mut y).unwrap();
+/// assert_eq!(y, [-0.2, 2.0]);
+/// assert!(Elementwise::ALL.iter().any(|e| e.name() == "tanh"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Elementwise {
+    /// `max(x, 0)` (PyTorch's `nn.ReLU`); its gradient is taken from the output.
+    Relu,
+    /// `x` for `x > 0`, else `slope * x` (`nn.LeakyReLU(slope)`); gradient from the input.
+    LeakyRelu(f32),
+    /// `tanh(x)` (`nn.Tanh`); gradient from the output.
+    Tanh,
+    /// `1 / (1 + e^-x)` (`nn.Sigmoid`); gradient from the output.
+    Sigmoid,
+}
+
+impl Elementwise {
+    /// One of each (`LeakyRelu` with PyTorch's default slope, 0.01): for tests, benches
+    /// and fuzzing, which cover every function through this list.
+    pub const ALL: [Elementwise; 4] = [
+        Elementwise::Relu,
+        Elementwise::LeakyRelu(0.01),
+        Elementwise::Tanh,
+        Elementwise::Sigmoid,
+    ];
+
+    /// The name a model spec writes (`relu`, `leakyrelu`, `tanh`, `sigmoid`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Elementwise::Relu => "relu",
+            Elementwise::LeakyRelu(_) => "leakyrelu",
+            Elementwise::Tanh => "tanh",
+            Elementwise::Sigmoid => "sigmoid",
+        }
+    }
+
+    /// PyTorch's module name (`ReLU`, `LeakyReLU`, `Tanh`, `Sigmoid`).
+    pub const fn torch_name(self) -> &'static str {
+        match self {
+            Elementwise::Relu => "ReLU",
+            Elementwise::LeakyRelu(_) => "LeakyReLU",
+            Elementwise::Tanh => "Tanh",
+            Elementwise::Sigmoid => "Sigmoid",
+        }
+    }
+
+    /// Its parameter (leaky ReLU's slope), if it has one.
+    pub const fn param(self) -> Option<f32> {
+        match self {
+            Elementwise::LeakyRelu(s) => Some(s),
+            Elementwise::Relu | Elementwise::Tanh | Elementwise::Sigmoid => None,
+        }
+    }
+
+    /// The function of [`Elementwise::name`] `name` with parameter `param` (the default
+    /// where `None`).
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidParameter`] for an unknown name, a parameter a function does
+    /// not take, or one out of range (a slope that is not finite).
+    pub fn from_name(name: &str, param: Option<f32>) -> Result<Self, KernelError> {
+        let e = match (name, param) {
+            ("relu", None) => Elementwise::Relu,
+            ("leakyrelu", p) => Elementwise::LeakyRelu(p.unwrap_or(0.01)),
+            ("tanh", None) => Elementwise::Tanh,
+            ("sigmoid", None) => Elementwise::Sigmoid,
+            ("relu" | "tanh" | "sigmoid", Some(_)) => {
+                return Err(KernelError::InvalidParameter(
+                    "this activation takes no parameter",
+                ));
+            }
+            _ => return Err(KernelError::InvalidParameter("unknown activation")),
+        };
+        e.check()?;
+        Ok(e)
+    }
+
+    /// Checks its parameter.
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidParameter`] for a leaky ReLU slope that is not finite.
+    pub const fn check(self) -> Result<(), KernelError> {
+        match self {
+            Elementwise::LeakyRelu(s) if !s.is_finite() => Err(KernelError::InvalidParameter(
+                "leaky_relu slope is not finite",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The clamp applied when results are stored (the fused epilogue), and an activation
 /// in its own right.
 ///

@@ -4,6 +4,7 @@
 
 mod common;
 
+use cnnkit_kernels::Elementwise as E;
 use cnnkit_kernels::net::{self, BLOB_HEADER_LEN, Blob, Layer, Network};
 use cnnkit_kernels::{
     self as k, Activation, Conv2dParams, KernelError, LinearParams, Pool2dParams, reference as r,
@@ -228,10 +229,10 @@ impl Arbitrary for Chain {
                     (h, w) = (d2.out_h, d2.out_w);
                 }
                 _ => layers.push(match range(g, 0, 3) {
-                    0 => Layer::Relu,
-                    1 => Layer::LeakyRelu(0.125),
-                    2 => Layer::Tanh,
-                    _ => Layer::Sigmoid,
+                    0 => Layer::Act(E::Relu),
+                    1 => Layer::Act(E::LeakyRelu(0.125)),
+                    2 => Layer::Act(E::Tanh),
+                    _ => Layer::Act(E::Sigmoid),
                 }),
             }
         }
@@ -249,7 +250,10 @@ impl Arbitrary for Chain {
         let is_act = |l: &Layer| {
             matches!(
                 l,
-                Layer::Relu | Layer::LeakyRelu(_) | Layer::Tanh | Layer::Sigmoid
+                Layer::Act(E::Relu)
+                    | Layer::Act(E::LeakyRelu(_))
+                    | Layer::Act(E::Tanh)
+                    | Layer::Act(E::Sigmoid)
             )
         };
         let lead = layers.iter().take_while(|l| is_act(l)).count();
@@ -313,19 +317,19 @@ fn by_hand(layers: &[Layer], params: &[f32], input: &[f32]) -> Vec<f32> {
                 k::avg_pool2d(&p, count_include_pad, &x, &mut y).unwrap();
                 y
             }
-            Layer::Relu => {
+            Layer::Act(E::Relu) => {
                 k::relu_inplace(&mut x).unwrap();
                 x
             }
-            Layer::LeakyRelu(s) => {
+            Layer::Act(E::LeakyRelu(s)) => {
                 k::leaky_relu_inplace(s, &mut x).unwrap();
                 x
             }
-            Layer::Tanh => {
+            Layer::Act(E::Tanh) => {
                 k::tanh_inplace(&mut x).unwrap();
                 x
             }
-            Layer::Sigmoid => {
+            Layer::Act(E::Sigmoid) => {
                 k::sigmoid_inplace(&mut x).unwrap();
                 x
             }
@@ -444,7 +448,7 @@ fn network_rejects_what_does_not_fit() {
     };
     assert_eq!(Network::new(&[]), Err(KernelError::ZeroSize("layers")));
     assert_eq!(
-        Network::new(&[Layer::Relu, conv(1)]),
+        Network::new(&[Layer::Act(E::Relu), conv(1)]),
         Err(KernelError::ZeroSize("the first layer's input"))
     );
     // conv(1) gives 4x6x6 = 144; conv(2) takes 2x8x8 = 128
@@ -477,7 +481,7 @@ fn network_rejects_what_does_not_fit() {
         Err(KernelError::ZeroSize("in_channels"))
     );
     assert!(matches!(
-        Network::new(&[conv(1), Layer::LeakyRelu(f32::NAN)]),
+        Network::new(&[conv(1), Layer::Act(E::LeakyRelu(f32::NAN))]),
         Err(KernelError::InvalidParameter(_))
     ));
     let bad_clamp = Layer::Linear {

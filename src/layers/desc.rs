@@ -6,7 +6,7 @@
 
 use cnnkit_kernels::Conv2dParams;
 
-use super::{BatchNorm2d, Conv2d, Layer, Linear, Pool, Shape};
+use super::{BatchNorm2d, Conv2d, Elementwise, Layer, Linear, Pool, Shape};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -37,14 +37,8 @@ pub enum LayerSpec {
     MaxPool2d(Pool),
     /// `avgpool(...)`.
     AvgPool2d(Pool),
-    /// `relu`.
-    Relu,
-    /// `leakyrelu(SLOPE)`.
-    LeakyRelu(f32),
-    /// `tanh`.
-    Tanh,
-    /// `sigmoid`.
-    Sigmoid,
+    /// `relu`, `leakyrelu(SLOPE)`, `tanh`, `sigmoid`: an element-wise activation.
+    Act(Elementwise),
     /// `flatten`.
     Flatten,
     /// `dropout(P)`.
@@ -144,11 +138,7 @@ impl LayerSpec {
                 }
             },
             LayerSpec::Flatten => Shape::Flat(input.len()),
-            LayerSpec::Relu
-            | LayerSpec::LeakyRelu(_)
-            | LayerSpec::Tanh
-            | LayerSpec::Sigmoid
-            | LayerSpec::Dropout(_) => input,
+            LayerSpec::Act(_) | LayerSpec::Dropout(_) => input,
         })
     }
 
@@ -288,10 +278,7 @@ impl LayerSpec {
             }
             LayerSpec::MaxPool2d(p) => Layer::MaxPool2d(p),
             LayerSpec::AvgPool2d(p) => Layer::AvgPool2d(p),
-            LayerSpec::Relu => Layer::Relu,
-            LayerSpec::LeakyRelu(s) => Layer::LeakyRelu(s),
-            LayerSpec::Tanh => Layer::Tanh,
-            LayerSpec::Sigmoid => Layer::Sigmoid,
+            LayerSpec::Act(e) => Layer::Act(e),
             LayerSpec::Flatten => Layer::Flatten,
             LayerSpec::Dropout(p) => Layer::Dropout(p),
         })

@@ -11,6 +11,7 @@ mod norm;
 
 use std::fmt;
 
+pub use cnnkit_kernels::Elementwise;
 use cnnkit_kernels::{self as k, Activation, Conv2dParams, LinearParams, Pool2dParams};
 
 pub use desc::{Fill, LayerSpec, MAX_TENSOR, ParamSpec};
@@ -219,14 +220,8 @@ pub enum Layer {
     MaxPool2d(Pool),
     /// `nn.AvgPool2d` (padding counted in the divisor, as PyTorch's default).
     AvgPool2d(Pool),
-    /// `nn.ReLU`.
-    Relu,
-    /// `nn.LeakyReLU(slope)`.
-    LeakyRelu(f32),
-    /// `nn.Tanh`.
-    Tanh,
-    /// `nn.Sigmoid`.
-    Sigmoid,
+    /// An element-wise activation (`nn.ReLU`, `nn.LeakyReLU`, `nn.Tanh`, `nn.Sigmoid`).
+    Act(Elementwise),
     /// `nn.Flatten`.
     Flatten,
     /// `nn.Dropout(p)`: zeroes with probability `p` (resolved to 1/65536) in training,
@@ -269,10 +264,7 @@ impl Layer {
             Layer::Linear(_) => "Linear",
             Layer::MaxPool2d(_) => "MaxPool2d",
             Layer::AvgPool2d(_) => "AvgPool2d",
-            Layer::Relu => "ReLU",
-            Layer::LeakyRelu(_) => "LeakyReLU",
-            Layer::Tanh => "Tanh",
-            Layer::Sigmoid => "Sigmoid",
+            Layer::Act(e) => e.torch_name(),
             Layer::Flatten => "Flatten",
             Layer::Dropout(_) => "Dropout",
             Layer::BatchNorm2d(_) => "BatchNorm2d",
@@ -436,10 +428,7 @@ impl Layer {
                 k::max_pool2d(&p, x, y, idx)?;
             }
             Layer::AvgPool2d(pool) => k::avg_pool2d(&pool.params(b, input)?, true, x, y)?,
-            Layer::Relu => k::relu(x, y)?,
-            Layer::LeakyRelu(s) => k::leaky_relu(*s, x, y)?,
-            Layer::Tanh => k::tanh(x, y)?,
-            Layer::Sigmoid => k::sigmoid(x, y)?,
+            Layer::Act(e) => e.forward(x, y)?,
             Layer::Flatten => y.copy_from_slice(x),
             Layer::Dropout(prob) => match mode {
                 Mode::Eval => y.copy_from_slice(x),
@@ -547,10 +536,7 @@ impl Layer {
                     // (from the output: `y <= 0` exactly where `x <= 0`, NaN passing in
                     // both, so a ReLU folded into the layer before it needs no input;
                     // see `Model::forward_layer`)
-                    Layer::Relu => k::relu_backward(y, gy, gx)?,
-                    Layer::LeakyRelu(s) => k::leaky_relu_backward(*s, x, gy, gx)?,
-                    Layer::Tanh => k::tanh_backward(y, gy, gx)?,
-                    Layer::Sigmoid => k::sigmoid_backward(y, gy, gx)?,
+                    Layer::Act(e) => e.backward(x, y, gy, gx)?,
                     Layer::Flatten => gx.copy_from_slice(gy),
                     Layer::Dropout(_) => {
                         for ((g, m), d) in gx.iter_mut().zip(&st.mask).zip(gy) {
@@ -583,10 +569,7 @@ impl Layer {
             },
             Layer::MaxPool2d(p) => LayerSpec::MaxPool2d(*p),
             Layer::AvgPool2d(p) => LayerSpec::AvgPool2d(*p),
-            Layer::Relu => LayerSpec::Relu,
-            Layer::LeakyRelu(s) => LayerSpec::LeakyRelu(*s),
-            Layer::Tanh => LayerSpec::Tanh,
-            Layer::Sigmoid => LayerSpec::Sigmoid,
+            Layer::Act(e) => LayerSpec::Act(*e),
             Layer::Flatten => LayerSpec::Flatten,
             Layer::Dropout(p) => LayerSpec::Dropout(*p),
             Layer::BatchNorm2d(_) => LayerSpec::BatchNorm2d,

@@ -472,3 +472,41 @@ pub fn linear_backward_bias(
     }
     Ok(())
 }
+
+/// [`crate::Elementwise::forward`]'s oracle: the function's reference kernel.
+///
+/// # Errors
+/// As the function's reference kernel.
+pub fn elementwise_forward(
+    e: crate::params::Elementwise,
+    x: &[f32],
+    y: &mut [f32],
+) -> Result<(), KernelError> {
+    use crate::params::Elementwise as E;
+    match e {
+        E::Relu => relu(x, y),
+        E::LeakyRelu(s) => leaky_relu(s, x, y),
+        E::Tanh => tanh(x, y),
+        E::Sigmoid => sigmoid(x, y),
+    }
+}
+
+/// [`crate::Elementwise::backward`]'s oracle.
+///
+/// # Errors
+/// As the function's reference backward kernel.
+pub fn elementwise_backward(
+    e: crate::params::Elementwise,
+    x: &[f32],
+    y: &[f32],
+    grad_out: &[f32],
+    grad_in: &mut [f32],
+) -> Result<(), KernelError> {
+    use crate::params::Elementwise as E;
+    match e {
+        E::Relu => relu_backward(x, grad_out, grad_in),
+        E::LeakyRelu(s) => leaky_relu_backward(s, x, grad_out, grad_in),
+        E::Tanh => tanh_backward(y, grad_out, grad_in),
+        E::Sigmoid => sigmoid_backward(y, grad_out, grad_in),
+    }
+}
