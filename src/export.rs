@@ -227,16 +227,17 @@ fn fold(bn: &BatchNorm2d, out: usize, wlen: usize, params: &mut [f32]) -> Result
     }
     let n = params.len();
     let (weight, bias) = params[n - out - wlen..].split_at_mut(wlen);
-    let per = wlen / out;
-    for ch in 0..out {
-        let invstd = 1.0 / (bn.running_var.data()[ch] + bn.eps).sqrt();
-        let scale = bn.weight.data()[ch] * invstd;
-        let shift = bn.bias.data()[ch] - bn.running_mean.data()[ch] * scale;
-        for w in &mut weight[ch * per..(ch + 1) * per] {
-            *w *= scale;
-        }
-        bias[ch] = bias[ch] * scale + shift;
-    }
+    cnnkit_kernels::batch_norm_fold(
+        out,
+        wlen / out,
+        weight,
+        bias,
+        bn.weight.data(),
+        bn.bias.data(),
+        bn.running_mean.data(),
+        bn.running_var.data(),
+        bn.eps,
+    )?;
     Ok(())
 }
 

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use cnnkit_kernels as k;
+
 use crate::error::{Error, Result};
 use crate::layers::LayerState;
 use crate::model::Model;
@@ -193,37 +195,43 @@ impl Optimizer {
 /// Gradient elements summed and applied at a time (on the stack, in L1).
 const CHUNK: usize = 256;
 
-/// One step's update rule with its constants.
+/// One step's update rule with its constants: the kernels' parameters.
 #[derive(Clone, Copy)]
-struct Rule {
-    kind: OptimizerKind,
-    lr: f32,
-    wd: f32,
-    first: bool,
-    /// Adam: `lr / (1 - beta1^t)` and `sqrt(1 - beta2^t)`.
-    step: f32,
-    bc2_sqrt: f32,
+enum Rule {
+    Sgd(k::SgdParams),
+    Adam(k::AdamParams),
 }
 
 impl Rule {
     fn new(kind: OptimizerKind, wd: f32, steps: u64, lr: f32) -> Self {
-        let t = steps as f64;
-        let (step, bc2_sqrt) = match kind {
-            // (in f64 with `powf`, as PyTorch's Python floats: `powi` has no fixed
-            // rounding, so it differed between debug and release builds)
-            OptimizerKind::Adam { beta1, beta2, .. } => (
-                lr / bias_correction(beta1, t),
-                bias_correction(beta2, t).sqrt(),
-            ),
-            OptimizerKind::Sgd { .. } => (0.0, 0.0),
-        };
-        Rule {
-            kind,
-            lr,
-            wd,
-            first: steps == 1,
-            step,
-            bc2_sqrt,
+        match kind {
+            OptimizerKind::Sgd { momentum, nesterov } => Rule::Sgd(k::SgdParams {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay: wd,
+                first: steps == 1,
+            }),
+            OptimizerKind::Adam {
+                beta1,
+                beta2,
+                eps,
+                decoupled,
+            } => {
+                // (in f64 with `powf`, as PyTorch's Python floats: `powi` has no fixed
+                // rounding, so it differed between debug and release builds)
+                let t = steps as f64;
+                Rule::Adam(k::AdamParams {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay: wd,
+                    decoupled,
+                    step_size: lr / bias_correction(beta1, t),
+                    bc2_sqrt: bias_correction(beta2, t).sqrt(),
+                })
+            }
         }
     }
 
@@ -233,7 +241,11 @@ impl Rule {
     }
 
     /// The update of `p` (the elements `r` of a parameter) from their gradient `g` and
-    /// the elements `r` of the parameter's state buffers `bufs`.
+    /// the elements `r` of the parameter's state buffers `bufs` (the kernels
+    /// `sgd_step` and `adam_step`).
+    ///
+    /// # Panics
+    /// When the lengths disagree (a bug: the optimizer sized its buffers from the model).
     fn apply_range(
         &self,
         p: &mut [f32],
@@ -241,59 +253,13 @@ impl Rule {
         bufs: &mut [Vec<f32>],
         r: std::ops::Range<usize>,
     ) {
-        match bufs {
-            [] => self.plain(p, g),
-            [m] => self.momentum(p, g, &mut m[r]),
-            [m, v] => self.adam(p, g, &mut m[r.clone()], &mut v[r]),
-            _ => unreachable!("an optimizer keeps at most two buffers"),
-        }
-    }
-
-    /// SGD without momentum.
-    fn plain(&self, p: &mut [f32], g: &[f32]) {
-        let (lr, wd) = (self.lr, self.wd);
-        for (w, &d) in p.iter_mut().zip(g) {
-            *w -= lr * (d + wd * *w);
-        }
-    }
-
-    /// SGD with momentum (and Nesterov).
-    fn momentum(&self, p: &mut [f32], g: &[f32], m: &mut [f32]) {
-        let OptimizerKind::Sgd { momentum, nesterov } = self.kind else {
-            unreachable!("one buffer is SGD's momentum")
+        let done = match (self, bufs) {
+            (Rule::Sgd(sp), []) => k::sgd_step(sp, p, g, None),
+            (Rule::Sgd(sp), [m]) => k::sgd_step(sp, p, g, Some(&mut m[r])),
+            (Rule::Adam(ap), [m, v]) => k::adam_step(ap, p, g, &mut m[r.clone()], &mut v[r]),
+            _ => unreachable!("SGD keeps at most one buffer, Adam two"),
         };
-        let (lr, wd, first) = (self.lr, self.wd, self.first);
-        for ((w, &d), m) in p.iter_mut().zip(g).zip(m) {
-            let d = d + wd * *w;
-            *m = if first { d } else { momentum * *m + d };
-            let u = if nesterov { d + momentum * *m } else { *m };
-            *w -= lr * u;
-        }
-    }
-
-    /// Adam and AdamW.
-    fn adam(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
-        let OptimizerKind::Adam {
-            beta1,
-            beta2,
-            eps,
-            decoupled,
-        } = self.kind
-        else {
-            unreachable!("two buffers are Adam's moments")
-        };
-        let (lr, wd, step, bc2_sqrt) = (self.lr, self.wd, self.step, self.bc2_sqrt);
-        for (((w, &d), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
-            let d = if decoupled {
-                *w *= 1.0 - lr * wd;
-                d
-            } else {
-                d + wd * *w
-            };
-            *m = beta1 * *m + (1.0 - beta1) * d;
-            *v = beta2 * *v + (1.0 - beta2) * d * d;
-            *w -= step * *m / (v.sqrt() / bc2_sqrt + eps);
-        }
+        done.expect("the optimizer's buffers fit the model");
     }
 }
 

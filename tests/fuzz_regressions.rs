@@ -11,7 +11,7 @@ mod props;
 type Property = fn(&[u8]);
 
 /// The fuzz targets (`fuzz/fuzz_targets/NAME.rs`) and their properties.
-const TARGETS: [(&str, Property); 12] = [
+const TARGETS: [(&str, Property); 13] = [
     ("conv2d", props::conv::conv2d),
     ("im2col", props::conv::im2col),
     ("sgemm", props::gemm::sgemm),
@@ -24,6 +24,7 @@ const TARGETS: [(&str, Property); 12] = [
     ("spec", props::parsers::spec),
     ("meta", props::parsers::meta),
     ("image", props::parsers::image),
+    ("norm", props::norm::norm),
 ];
 
 fn replay(target: &str) {
@@ -123,4 +124,9 @@ fn meta() {
 #[test]
 fn image() {
     replay("image");
+}
+
+#[test]
+fn norm() {
+    replay("norm");
 }

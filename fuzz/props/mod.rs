@@ -22,6 +22,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod gemm;
 pub mod net;
+pub mod norm;
 pub mod parsers;
 pub mod pool;
 

@@ -50,6 +50,8 @@ mod linear;
 mod loss;
 mod math;
 pub mod net;
+mod norm;
+mod optim;
 mod pool;
 mod softmax;
 
@@ -74,9 +76,13 @@ pub use linear::{
     linear_backward_weight, linear_backward_weight_scratch_len, linear_dot, linear_scratch_len,
 };
 pub use loss::{cross_entropy, mse_loss, mse_loss_backward, softmax_cross_entropy};
+pub use norm::{
+    batch_norm_backward, batch_norm_fold, batch_norm_forward, batch_norm_forward_inference,
+};
+pub use optim::{adam_step, sgd_step};
 pub use params::{
-    Activation, Conv2dDims, Conv2dParams, Elementwise, GemmParams, LinearParams, Pool2dDims,
-    Pool2dParams,
+    Activation, AdamParams, BatchNormParams, Conv2dDims, Conv2dParams, Elementwise, GemmParams,
+    LinearParams, Pool2dDims, Pool2dParams, SgdParams,
 };
 pub use pool::{
     NO_INDEX, avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward,

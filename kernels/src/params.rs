@@ -952,3 +952,119 @@ pub(crate) const fn winograd_applies(p: &Conv2dParams) -> bool {
 /// The error of a Winograd call on a geometry it does not take.
 pub(crate) const WINOGRAD_NOT_3X3: KernelError =
     KernelError::InvalidParameter("Winograd F(2x2, 3x3) needs a 3x3 kernel, stride 1, no dilation");
+
+/// The geometry of a batch normalisation: `batch` samples of `channels` planes of
+/// `plane` values (`h * w`; 1 after a linear layer), and `eps`, added to the variance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchNormParams {
+    /// Samples.
+    pub batch: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Values per channel per sample.
+    pub plane: usize,
+    /// Added to the variance (PyTorch's default: `1e-5`).
+    pub eps: f32,
+}
+
+impl BatchNormParams {
+    /// `batch` samples of `channels` planes of `plane` values, `eps = 1e-5`.
+    pub const fn new(batch: usize, channels: usize, plane: usize) -> Self {
+        BatchNormParams {
+            batch,
+            channels,
+            plane,
+            eps: 1e-5,
+        }
+    }
+
+    /// With another `eps`.
+    pub const fn with_eps(self, eps: f32) -> Self {
+        BatchNormParams { eps, ..self }
+    }
+
+    /// The elements of `x`, after checking the geometry.
+    ///
+    /// # Errors
+    /// [`KernelError::ZeroSize`] for a zero dimension, [`KernelError::Overflow`],
+    /// [`KernelError::InvalidParameter`] for an `eps` that is not finite and positive.
+    pub const fn len(&self) -> Result<usize, KernelError> {
+        ctry!(nonzero(self.batch, "batch"));
+        ctry!(nonzero(self.channels, "channels"));
+        ctry!(nonzero(self.plane, "plane"));
+        if !(self.eps > 0.0 && self.eps.is_finite()) {
+            return Err(KernelError::InvalidParameter(
+                "batch norm eps must be positive and finite",
+            ));
+        }
+        mul(ctry!(mul(self.batch, self.channels)), self.plane)
+    }
+
+    /// Whether the geometry holds no values (never, once [`BatchNormParams::len`] is Ok).
+    pub const fn is_empty(&self) -> bool {
+        self.batch == 0 || self.channels == 0 || self.plane == 0
+    }
+}
+
+/// One step of SGD (`torch.optim.SGD`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdParams {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum (0: plain SGD, no buffer).
+    pub momentum: f32,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 weight decay, added to the gradient.
+    pub weight_decay: f32,
+    /// The optimizer's first step: the momentum buffer starts as the gradient.
+    pub first: bool,
+}
+
+/// One step of Adam or AdamW (`torch.optim.Adam`, `AdamW`), its bias corrections computed
+/// once by [`AdamParams::new`] for every tensor of the step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamParams {
+    /// Learning rate.
+    pub lr: f32,
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Added to the denominator.
+    pub eps: f32,
+    /// Weight decay: L2 in the gradient (Adam) or decoupled (AdamW).
+    pub weight_decay: f32,
+    /// AdamW's decoupled weight decay.
+    pub decoupled: bool,
+    /// `lr / (1 - beta1^t)`.
+    pub step_size: f32,
+    /// `sqrt(1 - beta2^t)`.
+    pub bc2_sqrt: f32,
+}
+
+impl AdamParams {
+    /// The parameters of step `t` (1 for the first): the bias corrections in `f64` (as
+    /// PyTorch's Python floats), rounded once.
+    pub fn new(
+        lr: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        weight_decay: f32,
+        decoupled: bool,
+        t: u64,
+    ) -> Self {
+        let bc = |beta: f32| (1.0 - libm::pow(f64::from(beta), t as f64)) as f32;
+        AdamParams {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            decoupled,
+            step_size: lr / bc(beta1),
+            bc2_sqrt: libm::sqrtf(bc(beta2)),
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! Batch normalisation over the channels of NCHW images (PyTorch's `nn.BatchNorm2d`).
 
 use super::{LayerState, Mode, Shape};
+use cnnkit_kernels as k;
+
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -69,50 +71,19 @@ impl BatchNorm2d {
         st: &mut LayerState,
         mode: Mode,
     ) -> Result<()> {
-        let (n, c, hw) = Self::planes(b, input);
-        if x.len() != n * c * hw || y.len() != x.len() {
-            return Err(Error::invalid(
-                "batchnorm: slice lengths do not fit the shape",
-            ));
-        }
-        let gamma = self.weight.data();
-        let beta = self.bias.data();
-        for ch in 0..c {
-            let (mean, invstd) = match mode {
-                Mode::Eval => (
-                    self.running_mean.data()[ch],
-                    1.0 / (self.running_var.data()[ch] + self.eps).sqrt(),
-                ),
-                Mode::Train { .. } => {
-                    // sums of (x - shift) and its square, per plane in f32 vectors, across
-                    // planes in f64; the shift (the channel's first value) keeps the
-                    // one-pass variance from cancelling when the mean is large
-                    let shift = x[ch * hw];
-                    let (mut s, mut ss) = (0.0f64, 0.0f64);
-                    for i in 0..n {
-                        let (a, q) = plane_sums(&x[(i * c + ch) * hw..][..hw], shift);
-                        s += a;
-                        ss += q;
-                    }
-                    let count = (n * hw) as f64;
-                    let m = s / count;
-                    let var = (ss / count - m * m).max(0.0);
-                    let mean = f64::from(shift) + m;
-                    let invstd = 1.0 / (var + f64::from(self.eps)).sqrt();
-                    st.stats[ch] = mean as f32;
-                    st.stats[c + ch] = invstd as f32;
-                    st.stats[2 * c + ch] = var as f32;
-                    (mean as f32, invstd as f32)
-                }
-            };
-            let scale = gamma[ch] * invstd;
-            let shift = beta[ch] - mean * scale;
-            for i in 0..n {
-                let o = (i * c + ch) * hw;
-                for (yv, &xv) in y[o..o + hw].iter_mut().zip(&x[o..o + hw]) {
-                    *yv = xv * scale + shift;
-                }
-            }
+        let p = self.params(b, input);
+        let (gamma, beta) = (self.weight.data(), self.bias.data());
+        match mode {
+            Mode::Train { .. } => k::batch_norm_forward(&p, x, gamma, beta, y, &mut st.stats)?,
+            Mode::Eval => k::batch_norm_forward_inference(
+                &p,
+                x,
+                gamma,
+                beta,
+                self.running_mean.data(),
+                self.running_var.data(),
+                y,
+            )?,
         }
         Ok(())
     }
@@ -123,45 +94,19 @@ impl BatchNorm2d {
         input: Shape,
         x: &[f32],
         gy: &[f32],
-        mut gx: Option<&mut [f32]>,
+        gx: Option<&mut [f32]>,
         st: &mut LayerState,
     ) -> Result<()> {
-        let (n, c, hw) = Self::planes(b, input);
-        let count = (n * hw) as f32;
-        let gamma = self.weight.data();
+        let p = self.params(b, input);
         let (gg, gb) = super::two(&mut st.grads);
-        for ch in 0..c {
-            let (mean, invstd) = (st.stats[ch], st.stats[c + ch]);
-            // sum(gy) and sum(gy * (x - mean)), then scaled by invstd: sum(gy * xhat)
-            let (mut sg, mut sgx) = (0.0f64, 0.0f64);
-            for i in 0..n {
-                let o = (i * c + ch) * hw;
-                let (a, q) = dot_sums(&gy[o..o + hw], &x[o..o + hw], mean);
-                sg += a;
-                sgx += q;
-            }
-            let sgx = sgx * f64::from(invstd);
-            gg[ch] = sgx as f32;
-            gb[ch] = sg as f32;
-            if let Some(gx) = gx.as_deref_mut() {
-                let k = gamma[ch] * invstd;
-                let (mg, mgx) = (sg as f32 / count, sgx as f32 / count);
-                // gx = k * (g - mg - (x - mean) * invstd * mgx) = k*g + (a*x + b)
-                let a = -k * invstd * mgx;
-                let bb = -k * mg - a * mean;
-                for i in 0..n {
-                    let o = (i * c + ch) * hw;
-                    for ((d, &g), &xv) in gx[o..o + hw]
-                        .iter_mut()
-                        .zip(&gy[o..o + hw])
-                        .zip(&x[o..o + hw])
-                    {
-                        *d = k * g + (a * xv + bb);
-                    }
-                }
-            }
-        }
+        k::batch_norm_backward(&p, x, gy, self.weight.data(), &st.stats, gx, gg, gb)?;
         Ok(())
+    }
+
+    /// The kernels' geometry for `b` samples of `input`.
+    fn params(&self, b: usize, input: Shape) -> k::BatchNormParams {
+        let (n, c, hw) = Self::planes(b, input);
+        k::BatchNormParams::new(n, c, hw).with_eps(self.eps)
     }
 
     /// Adds one shard's batch statistics (from its [`LayerState`], `n` samples of
@@ -198,44 +143,4 @@ impl BatchNorm2d {
         }
         self.num_batches_tracked += 1;
     }
-}
-
-/// `(sum(x - shift), sum((x - shift)^2))` over a plane, in 8 f32 lanes.
-fn plane_sums(x: &[f32], shift: f32) -> (f64, f64) {
-    use wide::f32x8;
-    let sh = f32x8::splat(shift);
-    let (mut s, mut q) = (f32x8::ZERO, f32x8::ZERO);
-    let mut chunks = x.chunks_exact(8);
-    for v in &mut chunks {
-        let d = f32x8::from(<[f32; 8]>::try_from(v).expect("8 lanes")) - sh;
-        s += d;
-        q += d * d;
-    }
-    let (mut s, mut q) = (f64::from(s.reduce_add()), f64::from(q.reduce_add()));
-    for &v in chunks.remainder() {
-        let d = f64::from(v - shift);
-        s += d;
-        q += d * d;
-    }
-    (s, q)
-}
-
-/// `(sum(g), sum(g * (x - mean)))` over a plane, in 8 f32 lanes.
-fn dot_sums(g: &[f32], x: &[f32], mean: f32) -> (f64, f64) {
-    use wide::f32x8;
-    let m = f32x8::splat(mean);
-    let (mut s, mut q) = (f32x8::ZERO, f32x8::ZERO);
-    let (mut gc, mut xc) = (g.chunks_exact(8), x.chunks_exact(8));
-    for (a, b) in (&mut gc).zip(&mut xc) {
-        let a = f32x8::from(<[f32; 8]>::try_from(a).expect("8 lanes"));
-        let b = f32x8::from(<[f32; 8]>::try_from(b).expect("8 lanes"));
-        s += a;
-        q += a * (b - m);
-    }
-    let (mut s, mut q) = (f64::from(s.reduce_add()), f64::from(q.reduce_add()));
-    for (&a, &b) in gc.remainder().iter().zip(xc.remainder()) {
-        s += f64::from(a);
-        q += f64::from(a * (b - mean));
-    }
-    (s, q)
 }

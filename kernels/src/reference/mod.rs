@@ -8,6 +8,7 @@
 mod conv;
 mod elementwise;
 mod gemm;
+mod norm;
 mod pool;
 
 pub use conv::{
@@ -22,6 +23,10 @@ pub use elementwise::{
     tanh, tanh_backward,
 };
 pub use gemm::sgemm;
+pub use norm::{
+    adam_step, batch_norm_backward, batch_norm_fold, batch_norm_forward,
+    batch_norm_forward_inference, sgd_step,
+};
 pub use pool::{
     avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward, max_pool2d,
     max_pool2d_backward, min_pool2d, min_pool2d_backward,
