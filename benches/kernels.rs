@@ -228,12 +228,11 @@ fn pool_and_activations(c: &mut Criterion) {
     let x = data(n, 7);
     let mut y = vec![0.0; n];
     g.throughput(Throughput::Bytes(4 * n as u64));
-    g.bench_function("tanh", |bch| {
-        bch.iter(|| k::tanh(black_box(&x), &mut y).unwrap())
-    });
-    g.bench_function("relu", |bch| {
-        bch.iter(|| k::relu(black_box(&x), &mut y).unwrap())
-    });
+    for e in k::Elementwise::ALL {
+        g.bench_function(e.name(), |bch| {
+            bch.iter(|| e.forward(black_box(&x), &mut y).unwrap())
+        });
+    }
     g.finish();
 }
 

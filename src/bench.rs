@@ -411,7 +411,7 @@ fn bench_map(
     flops_per_elem: f64,
     threads: usize,
     min_time: Duration,
-    f: fn(&[f32], &mut [f32]) -> Result<(), k::KernelError>,
+    f: impl Fn(&[f32], &mut [f32]) -> Result<(), k::KernelError> + Copy + Send + 'static,
 ) -> Result<Row, k::KernelError> {
     let x: Vec<f32> = rand(n, 3).iter().map(|v| v * 8.0).collect();
     let mut y = vec![0.0; n];
@@ -524,24 +524,16 @@ pub fn run(
     if want("maxpool/2x2") {
         push(bench_maxpool(threads, min_time)?, &mut rows);
     }
+    // every element-wise function the layer descriptions name
     let n = 802_816;
-    if want("relu") {
-        push(
-            bench_map("relu", n, 1.0, threads, min_time, k::relu)?,
-            &mut rows,
-        );
-    }
-    if want("tanh") {
-        push(
-            bench_map("tanh", n, 20.0, threads, min_time, k::tanh)?,
-            &mut rows,
-        );
-    }
-    if want("sigmoid") {
-        push(
-            bench_map("sigmoid", n, 20.0, threads, min_time, k::sigmoid)?,
-            &mut rows,
-        );
+    for e in k::Elementwise::ALL {
+        if want(e.name()) {
+            let f = move |x: &[f32], y: &mut [f32]| e.forward(x, y);
+            push(
+                bench_map(e.name(), n, f64::from(e.flops()), threads, min_time, f)?,
+                &mut rows,
+            );
+        }
     }
     Ok(rows)
 }

@@ -265,13 +265,10 @@ fn act_source(a: Activation) -> String {
     }
 }
 
+/// The source of an element-wise layer: its `Debug` form is its Rust expression
+/// (`LeakyRelu(0.01)`; parameters are finite, checked by the network).
 fn elementwise_source(e: Elementwise) -> String {
-    match e {
-        Elementwise::Relu => "Elementwise::Relu".into(),
-        Elementwise::LeakyRelu(s) => format!("Elementwise::LeakyRelu({})", f32_source(s)),
-        Elementwise::Tanh => "Elementwise::Tanh".into(),
-        Elementwise::Sigmoid => "Elementwise::Sigmoid".into(),
-    }
+    format!("Elementwise::{e:?}")
 }
 
 fn layer_source(l: &NetLayer) -> String {

@@ -96,8 +96,10 @@ def main():
         out.append(row("maxpool/2x2", variant, "fwd", a.threads, ms, 3 * 64 * 16 * 14 * 14))
     x = torch.randn(802816) * 8
     y = torch.empty_like(x)
+    # the element-wise functions, by the names cnnkit's `Elementwise` gives them
     ops = (
         ("relu", lambda: torch.clamp_min(x, 0.0, out=y), 1),
+        ("leakyrelu", lambda: F.leaky_relu(x, 0.01), 2),
         ("tanh", lambda: torch.tanh(x, out=y), 20),
         ("sigmoid", lambda: torch.sigmoid(x, out=y), 20),
     )

@@ -1,6 +1,8 @@
 //! Activations, softmax and losses, and the fully connected layer.
 
-use cnnkit_kernels::{self as k, Activation, KernelError, LinearParams, reference as r};
+use cnnkit_kernels::{
+    self as k, Activation, Elementwise, KernelError, LinearParams, reference as r,
+};
 
 use super::{Bytes, abs, assert_sum_close, assert_sum_close_abs, for_each_isa, ulps};
 
@@ -94,6 +96,35 @@ pub fn activations(data: &[u8]) {
             super::assert_same(&format!("leaky_relu in place ({name})"), &inplace, &got);
         }
     });
+    // every function the layer descriptions name, through its description: the same as
+    // its own kernel, to the documented accuracy of the reference, in place to the same
+    // bits (a function added to `Elementwise::ALL` is fuzzed here without a change)
+    for e in Elementwise::ALL {
+        let mut want = vec![0.0; n];
+        let res = r::elementwise_forward(e, &x, &mut want);
+        for_each_isa(|isa| {
+            let mut got = vec![f32::NAN; n];
+            assert_eq!(e.forward(&x, &mut got), res, "{e:?}");
+            if res.is_err() {
+                return;
+            }
+            for (i, (&a, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    ulps(a, w) <= e.max_ulps(),
+                    "{e:?} ({}) [{i}] of {}: {a} vs {w}",
+                    isa.name(),
+                    x[i]
+                );
+            }
+            let mut inplace = x.clone();
+            e.forward_inplace(&mut inplace).unwrap();
+            super::assert_same(&format!("{e:?} in place"), &inplace, &got);
+            let (mut gx, mut gxr) = (vec![0.0; n], vec![0.0; n]);
+            let a = e.backward(&x, &got, &g, &mut gx);
+            let w = r::elementwise_backward(e, &x, &got, &g, &mut gxr);
+            assert_eq!(a, w, "{e:?} backward");
+        });
+    }
     if n == 0 {
         return;
     }

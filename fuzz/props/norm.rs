@@ -102,7 +102,11 @@ pub fn norm(data: &[u8]) {
     let lr = [0.1, 1e-3, 10.0, 0.0][b.byte(7) % 4];
     let sp = SgdParams {
         lr,
-        momentum: if b.byte(3).is_multiple_of(2) { 0.0 } else { 0.9 },
+        momentum: if b.byte(3).is_multiple_of(2) {
+            0.0
+        } else {
+            0.9
+        },
         nesterov: b.byte(3) % 4 == 3,
         weight_decay: 5e-4,
         first: t == 1,

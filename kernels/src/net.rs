@@ -39,9 +39,7 @@
 //! fused into the layer before it. [`Blob`] reads them from bytes in flash.
 
 use crate::error::KernelError;
-use crate::params::{
-    Activation, Conv2dParams, Elementwise, LinearParams, Pool2dParams, add, check_len, ctry,
-};
+use crate::params::{Activation, Conv2dParams, LinearParams, Pool2dParams, add, check_len, ctry};
 
 /// One layer of a [`Network`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,7 +76,7 @@ pub enum Layer {
     },
     /// An element-wise activation ([`Elementwise::forward_inplace`]), in place on the
     /// previous layer's output.
-    Act(Elementwise),
+    Act(crate::Elementwise),
 }
 
 /// What a layer takes and gives, once checked.
@@ -411,11 +409,9 @@ pub const fn fingerprint(layers: &[Layer]) -> u32 {
                 params: p,
                 count_include_pad,
             } => h.word(4).pool(&p).word(count_include_pad as u64),
-            Layer::Act(e) => match e {
-                Elementwise::Relu => h.word(5),
-                Elementwise::LeakyRelu(s) => h.word(6).word(s.to_bits() as u64),
-                Elementwise::Tanh => h.word(7),
-                Elementwise::Sigmoid => h.word(8),
+            Layer::Act(e) => match e.param() {
+                Some(v) => h.word(e.code()).word(v.to_bits() as u64),
+                None => h.word(e.code()),
             },
         };
         i += 1;

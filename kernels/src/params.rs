@@ -192,6 +192,36 @@ impl Elementwise {
         Ok(e)
     }
 
+    /// A number for each function, for fingerprints of a network's geometry (stable: a
+    /// new function takes the next one).
+    pub const fn code(self) -> u64 {
+        match self {
+            Elementwise::Relu => 5,
+            Elementwise::LeakyRelu(_) => 6,
+            Elementwise::Tanh => 7,
+            Elementwise::Sigmoid => 8,
+        }
+    }
+
+    /// About how many floating-point operations one element takes (for throughput
+    /// figures in benches).
+    pub const fn flops(self) -> u32 {
+        match self {
+            Elementwise::Relu => 1,
+            Elementwise::LeakyRelu(_) => 2,
+            Elementwise::Tanh | Elementwise::Sigmoid => 20,
+        }
+    }
+
+    /// The largest error of its kernel against the correctly rounded result, in units in
+    /// the last place (what tests and fuzzing hold it to).
+    pub const fn max_ulps(self) -> u32 {
+        match self {
+            Elementwise::Relu | Elementwise::LeakyRelu(_) => 0,
+            Elementwise::Tanh | Elementwise::Sigmoid => 3,
+        }
+    }
+
     /// Checks its parameter.
     ///
     /// # Errors
