@@ -33,41 +33,43 @@ fn sweep() -> Vec<f32> {
     v
 }
 
-/// Largest ULP distance of `f` (vectorised, via `kernel`) from the f64 reference `exact`.
-fn max_ulps(
-    kernel: fn(&[f32], &mut [f32]) -> Result<(), k::KernelError>,
-    exact: fn(f64) -> f64,
-) -> (u32, f32) {
+/// Every element-wise function the layer descriptions name (`Elementwise::ALL`), under
+/// every variant, over the whole f32 range ([`sweep`]): within its stated accuracy
+/// (`Elementwise::max_ulps`) of the reference, NaN giving NaN.
+#[test]
+fn every_function_is_accurate_over_the_whole_range() {
     let x = sweep();
-    let mut y = vec![0.0; x.len()];
-    kernel(&x, &mut y).unwrap();
-    let mut worst = (0, 0.0);
-    for (&xi, &yi) in x.iter().zip(&y) {
-        let e = exact(f64::from(xi)) as f32;
-        let u = ulps(yi, e);
-        if u > worst.0 {
-            worst = (u, xi);
-        }
+    for e in Elementwise::ALL {
+        let mut want = vec![0.0; x.len()];
+        r::elementwise_forward(e, &x, &mut want).unwrap();
+        common::for_each_isa(|isa| {
+            let mut y = vec![0.0; x.len()];
+            e.forward(&x, &mut y).unwrap();
+            let mut worst = (0, 0.0);
+            for ((&xi, &yi), &wi) in x.iter().zip(&y).zip(&want) {
+                let u = ulps(yi, wi);
+                if u > worst.0 {
+                    worst = (u, xi);
+                }
+            }
+            println!(
+                "{} ({}): max {} ulp (at {})",
+                e.name(),
+                isa.name(),
+                worst.0,
+                worst.1
+            );
+            assert!(
+                worst.0 <= e.max_ulps(),
+                "{e:?} ({isa:?}): {} ulp at {}",
+                worst.0,
+                worst.1
+            );
+            let mut nan = [f32::NAN; 3];
+            e.forward_inplace(&mut nan).unwrap();
+            assert!(nan.iter().all(|v| v.is_nan()), "{e:?} ({isa:?}) of NaN");
+        });
     }
-    worst
-}
-
-#[test]
-fn tanh_is_accurate_over_the_whole_range() {
-    common::for_each_isa(|isa| {
-        let (u, at) = max_ulps(k::tanh, libm::tanh);
-        println!("tanh ({}): max {u} ulp (at {at})", isa.name());
-        assert!(u <= 3, "tanh ({isa:?}): {u} ulp at {at}");
-    });
-}
-
-#[test]
-fn sigmoid_is_accurate_over_the_whole_range() {
-    common::for_each_isa(|isa| {
-        let (u, at) = max_ulps(k::sigmoid, |x| 1.0 / (1.0 + libm::exp(-x)));
-        println!("sigmoid ({}): max {u} ulp (at {at})", isa.name());
-        assert!(u <= 3, "sigmoid ({isa:?}): {u} ulp at {at}");
-    });
 }
 
 #[test]
