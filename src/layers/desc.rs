@@ -37,7 +37,7 @@ pub enum LayerSpec {
     MaxPool2d(Pool),
     /// `avgpool(...)`.
     AvgPool2d(Pool),
-    /// `relu`, `leakyrelu(SLOPE)`, `tanh`, `sigmoid`: an element-wise activation.
+    /// An element-wise activation, named as [`Elementwise::name`] says (`relu`, ...).
     Act(Elementwise),
     /// `flatten`.
     Flatten,

@@ -220,7 +220,7 @@ pub enum Layer {
     MaxPool2d(Pool),
     /// `nn.AvgPool2d` (padding counted in the divisor, as PyTorch's default).
     AvgPool2d(Pool),
-    /// An element-wise activation (`nn.ReLU`, `nn.LeakyReLU`, `nn.Tanh`, `nn.Sigmoid`).
+    /// An element-wise activation (PyTorch's module: [`Elementwise::torch_name`]).
     Act(Elementwise),
     /// `nn.Flatten`.
     Flatten,
