@@ -228,12 +228,11 @@ impl Arbitrary for Chain {
                     };
                     (h, w) = (d2.out_h, d2.out_w);
                 }
-                _ => layers.push(match range(g, 0, 3) {
-                    0 => Layer::Act(E::Relu),
-                    1 => Layer::Act(E::LeakyRelu(0.125)),
-                    2 => Layer::Act(E::Tanh),
-                    _ => Layer::Act(E::Sigmoid),
-                }),
+                // any function of the descriptions
+                _ => layers.push(Layer::Act(match E::ALL[range(g, 0, E::ALL.len() - 1)] {
+                    E::LeakyRelu(_) => E::LeakyRelu(0.125),
+                    e => e,
+                })),
             }
         }
         let mut f = c * h * w;
@@ -247,15 +246,7 @@ impl Arbitrary for Chain {
             f = out;
         }
         // an activation first has no size of its own: drop the leading ones
-        let is_act = |l: &Layer| {
-            matches!(
-                l,
-                Layer::Act(E::Relu)
-                    | Layer::Act(E::LeakyRelu(_))
-                    | Layer::Act(E::Tanh)
-                    | Layer::Act(E::Sigmoid)
-            )
-        };
+        let is_act = |l: &Layer| matches!(l, Layer::Act(_));
         let lead = layers.iter().take_while(|l| is_act(l)).count();
         layers.drain(..lead);
         if layers.is_empty() {
@@ -317,20 +308,9 @@ fn by_hand(layers: &[Layer], params: &[f32], input: &[f32]) -> Vec<f32> {
                 k::avg_pool2d(&p, count_include_pad, &x, &mut y).unwrap();
                 y
             }
-            Layer::Act(E::Relu) => {
-                k::relu_inplace(&mut x).unwrap();
-                x
-            }
-            Layer::Act(E::LeakyRelu(s)) => {
-                k::leaky_relu_inplace(s, &mut x).unwrap();
-                x
-            }
-            Layer::Act(E::Tanh) => {
-                k::tanh_inplace(&mut x).unwrap();
-                x
-            }
-            Layer::Act(E::Sigmoid) => {
-                k::sigmoid_inplace(&mut x).unwrap();
+            // (each function's kernel is checked against its reference in `elementwise`)
+            Layer::Act(e) => {
+                e.forward_inplace(&mut x).unwrap();
                 x
             }
         };
