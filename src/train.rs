@@ -153,10 +153,8 @@ struct Worker {
     /// Parameter gradients of the shard, summed over its micro-batches.
     acc: Vec<LayerState>,
     /// `acc` as the other threads read it, written by [`cnnkit_kernels::stream_copy`] (with
-    /// more than one thread): a buffer this thread's next step never writes in place, so
-    /// its writes never wait for another core to drop copies of the lines it read (on
-    /// this machine's far-apart vCPU placements, 49,500 -> 57,000 images/s for LeNet-5 on
-    /// 2 threads; the same results bit for bit).
+    /// more than one thread), so this thread's next step never writes lines another core
+    /// holds (docs/log.md, "Measurements behind constants"; `cnnkit train --threads 2`).
     outbox: Vec<LayerState>,
     labels: Vec<u32>,
     rows: usize,

@@ -8,15 +8,12 @@ use crate::params::check_len;
 ///
 /// For handing a buffer to another thread that will read it while this one carries on:
 /// the data goes to memory rather than into this core's cache, so the reader does not
-/// have to fetch it from this core, and when this core writes `dst` again it does not
-/// first wait for the reader's core to give up its copies of the lines. On a virtual
-/// machine whose two vCPUs sit far apart (a 320-340 ns cache-line round trip,
-/// `examples/core_latency`), two-thread LeNet-5 training that hands its gradients over
-/// this way ran 56,815-57,597 images/s against 49,463-49,837 with the gradients read in
-/// place; with the vCPUs close together (63-64 ns), the same. Everything written is
-/// visible to another thread that synchronises with this one afterwards (the trailing
-/// `sfence` orders the streaming stores before any later store, such as a barrier's).
-/// An empty copy does nothing.
+/// fetch it from this core, and this core's next writes to `dst` do not wait for the
+/// reader's core to give up its copies (two-thread training on far-apart vCPUs: 15%
+/// faster; docs/log.md, "Measurements behind constants"; re-measure: `cnnkit train
+/// --threads 2 --epochs 1`). Everything written is visible to another thread that
+/// synchronises with this one afterwards (the trailing `sfence` orders the streaming
+/// stores before any later store, such as a barrier's). An empty copy does nothing.
 ///
 /// # Errors
 /// [`KernelError::LengthMismatch`] if the lengths differ.

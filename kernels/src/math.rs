@@ -6,7 +6,48 @@
 //! smallest subnormal and up to overflow come out right. `tanh` uses the same reduction
 //! for `e^(2|x|) - 1` and one division (see [`tanh`]).
 
-use crate::vector::{Arith, build};
+use crate::vector::Arith;
+
+/// `f` on each of `N` vectors: `each!(x, |v| f(v))`. A macro and a loop rather than a
+/// function taking a closure: a closure is a function of its own, which the inliner may
+/// leave out of line in a large kernel, where it then runs without the variant's target
+/// features (a long kernel such as GELU ran 10 times slower on AVX2 that way).
+macro_rules! each {
+    ($x:expr, |$v:ident| $body:expr) => {{
+        let x = $x;
+        let mut out = x;
+        for i in 0..out.len() {
+            let $v = x[i];
+            out[i] = $body;
+        }
+        out
+    }};
+}
+
+/// `f` on each pair of `N` vectors: `zip!(a, b, |u, v| f(u, v))` (see [`each`]).
+macro_rules! zip {
+    ($a:expr, $b:expr, |$u:ident, $v:ident| $body:expr) => {{
+        let (a, b) = ($a, $b);
+        let mut out = a;
+        for i in 0..out.len() {
+            let ($u, $v) = (a[i], b[i]);
+            out[i] = $body;
+        }
+        out
+    }};
+}
+
+/// The `N` vectors `f(0), f(1), ...`: `lanes!(|i| f(i))` (see [`each`]); `V` and `N` are
+/// the caller's.
+macro_rules! lanes {
+    (|$i:ident| $body:expr) => {{
+        let mut out = [V::splat(0.0); N];
+        for $i in 0..N {
+            out[$i] = $body;
+        }
+        out
+    }};
+}
 
 const LOG2E: f32 = core::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
@@ -25,16 +66,16 @@ fn exp_n<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
     // Clamp to where the result is still finite / nonzero (NaN passes through).
     let lo = V::splat(-104.0);
     let hi = V::splat(89.0);
-    let x = each(x, |x| x.select_lt(lo, lo, x));
-    let x = each(x, |x| x.select_gt(hi, hi, x));
+    let x = each!(x, |x| x.select_lt(lo, lo, x));
+    let x = each!(x, |x| x.select_gt(hi, hi, x));
     let (n, m) = reduce(x);
-    let p = each(m, |m| m.add(V::splat(1.0)));
+    let p = each!(m, |m| m.add(V::splat(1.0)));
     // 2^n with n in [-150, 128], as 2^n1 * 2^n2 with both halves normal
     // (n1 = floor(n / 2) exactly, as n is integral and small).
-    let n1 = each(n, |n| n.mul(V::splat(0.5)).sub(V::splat(0.25)).round());
-    let n2 = zip(n, n1, |n, n1| n.sub(n1));
-    let p = zip(p, n1, |p, n1| p.mul(n1.pow2i()));
-    zip(p, n2, |p, n2| p.mul(n2.pow2i()))
+    let n1 = each!(n, |n| n.mul(V::splat(0.5)).sub(V::splat(0.25)).round());
+    let n2 = zip!(n, n1, |n, n1| n.sub(n1));
+    let p = zip!(p, n1, |p, n1| p.mul(n1.pow2i()));
+    zip!(p, n2, |p, n2| p.mul(n2.pow2i()))
 }
 
 /// `max(x, 0)` lane-wise (`x < 0 ? 0 : x`: -0 and NaN pass through), for the dispatched
@@ -42,19 +83,7 @@ fn exp_n<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
 #[inline(always)]
 pub(crate) fn relu<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
     let zero = V::splat(0.0);
-    each(x, |x| x.select_lt(zero, zero, x))
-}
-
-/// `f` on each of `N` vectors.
-#[inline(always)]
-fn each<V: Arith, const N: usize>(x: [V; N], f: impl Fn(V) -> V) -> [V; N] {
-    build(x[0], |i| f(x[i]))
-}
-
-/// `f` on each pair of `N` vectors.
-#[inline(always)]
-fn zip<V: Arith, const N: usize>(a: [V; N], b: [V; N], f: impl Fn(V, V) -> V) -> [V; N] {
-    build(a[0], |i| f(a[i], b[i]))
+    each!(x, |x| x.select_lt(zero, zero, x))
 }
 
 /// `1.5 * 2^23`: added to a float below 2^22 in magnitude, rounds it to an integer held in
@@ -64,7 +93,7 @@ const SHIFTER: f32 = 12_582_912.0;
 /// `e^r - 1 = r + r^2 p(r)` for `|r| <= ln2 / 2`, with the degree-5 Cephes polynomial `p`.
 #[inline(always)]
 fn em1<V: Arith, const N: usize>(r: [V; N]) -> [V; N] {
-    let r2 = each(r, |r| r.mul(r));
+    let r2 = each!(r, |r| r.mul(r));
     let mut p = [V::splat(1.987_569_1e-4); N];
     for c in [
         1.398_199_9e-3,
@@ -73,9 +102,9 @@ fn em1<V: Arith, const N: usize>(r: [V; N]) -> [V; N] {
         1.666_666_5e-1,
         0.5,
     ] {
-        p = zip(p, r, |p, r| p.mul_add(r, V::splat(c)));
+        p = zip!(p, r, |p, r| p.mul_add(r, V::splat(c)));
     }
-    build(r[0], |i| p[i].mul_add(r2[i], r[i]))
+    lanes!(|i| p[i].mul_add(r2[i], r[i]))
 }
 
 /// Cody-Waite reduction `x = n ln2 + r` (`|r| <= ln2 / 2`, `n` integral) and
@@ -83,9 +112,9 @@ fn em1<V: Arith, const N: usize>(r: [V; N]) -> [V; N] {
 /// `(n, e^r - 1)`.
 #[inline(always)]
 fn reduce<V: Arith, const N: usize>(x: [V; N]) -> ([V; N], [V; N]) {
-    let n = each(x, |x| x.mul(V::splat(LOG2E)).round());
-    let r = zip(n, x, |n, x| n.mul_add(V::splat(-LN2_HI), x));
-    let r = zip(n, r, |n, r| n.mul_add(V::splat(-LN2_LO), r));
+    let n = each!(x, |x| x.mul(V::splat(LOG2E)).round());
+    let r = zip!(n, x, |n, x| n.mul_add(V::splat(-LN2_HI), x));
+    let r = zip!(n, r, |n, r| n.mul_add(V::splat(-LN2_LO), r));
     (n, em1(r))
 }
 
@@ -94,9 +123,9 @@ fn reduce<V: Arith, const N: usize>(x: [V; N]) -> ([V; N], [V; N]) {
 #[inline(always)]
 pub(crate) fn sigmoid<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
     let one = V::splat(1.0);
-    let e = exp_n(each(x, |x| x.abs().mul(V::splat(-1.0))));
-    let num = zip(x, e, |x, e| x.select_lt(V::splat(0.0), e, one));
-    zip(num, e, |num, e| num.div(one.add(e)))
+    let e = exp_n(each!(x, |x| x.abs().mul(V::splat(-1.0))));
+    let num = zip!(x, e, |x, e| x.select_lt(V::splat(0.0), e, one));
+    zip!(num, e, |num, e| num.div(one.add(e)))
 }
 
 /// `tanh` lane-wise, one formula over the whole range:
@@ -104,42 +133,33 @@ pub(crate) fn sigmoid<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
 /// multiply-add; `2^n - 1` is exact for the `n` in `0..=28` reached here, and for `n = 0`
 /// `m = e^r - 1` keeps full relative precision down to the subnormals, where it returns
 /// `x`). `|x|` is clamped to 9.5 (a `min`, which lets NaN through), above which the f32
-/// result is 1. `n` comes from the shifter [`SHIFTER`] added inside the first FMA, and
-/// `2^n` from its bits: no rounding or conversion instructions; `r = 2|x| - n ln2` in one
-/// FMA with `ln2` rounded to f32 (its error, 1.9e-9, times `n <= 28` stays below 6e-8 in
-/// `r`, and large `n` is where `tanh` is nearest 1; the two-constant Cody-Waite split `exp` needs cost one more FMA-pipe operation
-/// per vector: 0.208 -> 0.201 ms on AVX-512). At most 2 ULP from the exact value over
-/// every finite f32, checked exhaustively on x86_64 against `libm::tanh` in f64: 96.07%
-/// exact, 3.90% 1 ULP, 0.031% 2 ULP in each variant (the split constants: 96.07%, 3.90%,
-/// 0.031%); the tests sweep the range. No branches, one division.
+/// result is 1. `n` comes from the shifter [`SHIFTER`] added inside the first FMA and
+/// `2^n` from its bits; `r = 2|x| - n ln2` in one FMA with `ln2` rounded to f32 (its
+/// error times `n <= 28` stays below 6e-8 in `r`). At most 2 ULP from the exact value
+/// over every finite f32, in each variant. No branches, one division.
 ///
-/// Works on `N` vectors, each step applied across all of them before the next: one
-/// vector's chain of ~25 dependent operations leaves the FMA units idle, `N = 4`
-/// interleaved chains keep them busy (0.72 -> 0.50 ns per float on Zen 4). The AVX-512
-/// variant runs it on 16-lane registers (`arch::x86::Zmm`), `N = 8` (802,816 floats:
-/// 0.298 ms with 8-lane vectors and `N = 4`, 0.261 with `N = 8`, 0.208 on 16 lanes with
-/// `N = 8`; 16 lanes with 4, 6 or 12 chains 0.220-0.226; the division replaced by
-/// `vrcp14ps` and a correction step 0.240: slower). Tried on AVX2: two or eight chains,
-/// Estrin's scheme for the polynomial, and a reciprocal estimate with a Newton step in
-/// place of the division: all slower here.
+/// Works on `N` vectors, each step applied across all of them before the next: one chain
+/// of ~25 dependent operations leaves the FMA units idle (the chain counts and the
+/// alternatives tried: docs/log.md, "Measurements behind constants"; re-measure with
+/// `cnnkit bench --filter tanh --variant V`).
 #[inline(always)]
 pub(crate) fn tanh<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
     // 2|x| = n ln2 + r: the shifter's addition in the FMA rounds 2|x| log2(e) to the
     // nearest integer n, left in the low mantissa bits of `t`
     let shifter = V::splat(SHIFTER);
-    let a2 = each(x, |x| {
+    let a2 = each!(x, |x| {
         let a = x.abs().min(V::splat(9.5));
         a.add(a)
     });
-    let t = each(a2, |a2| a2.mul_add(V::splat(LOG2E), shifter));
-    let n = each(t, |t| t.sub(shifter));
-    let r = zip(n, a2, |n, a2| {
+    let t = each!(a2, |a2| a2.mul_add(V::splat(LOG2E), shifter));
+    let n = each!(t, |t| t.sub(shifter));
+    let r = zip!(n, a2, |n, a2| {
         n.mul_add(V::splat(-core::f32::consts::LN_2), a2)
     });
-    let m = zip(t, em1(r), |t, m| {
+    let m = zip!(t, em1(r), |t, m| {
         let s = t.pow2_shifted();
         s.mul_add(m, s.sub(V::splat(1.0)))
     });
-    let t = each(m, |m| m.div(m.add(V::splat(2.0))));
-    zip(t, x, |t, x| t.copysign(x))
+    let t = each!(m, |m| m.div(m.add(V::splat(2.0))));
+    zip!(t, x, |t, x| t.copysign(x))
 }

@@ -32,10 +32,8 @@ use crate::vector::Vf32;
 
 /// Tiles per block: a multiple of every microkernel's width (8, 16, 32). A block's
 /// transformed input and its 16 products take `16 * TB * (in + out)` floats (2 MiB for
-/// 128 channels in and out). Blocks of 32, 64, 128 and 256 tiles measured within 4% of
-/// each other (smaller blocks keep these in L2 but redo more of the row pass at their
-/// edges; min of 9-15 calls): ResNet's layer 11.43-11.90 ms, best at 128; VGG's
-/// 13.12-13.61 ms, best at 32 with 128 0.5% behind.
+/// 128 channels in and out); 32 to 256 measured within 4% (docs/log.md, "Measurements
+/// behind constants"; re-measure: `cnnkit bench --filter 3x3`).
 const TB: usize = 128;
 
 /// Planes in the input transform's scratch: two sets (see `input_block`) of eight (four

@@ -16,10 +16,10 @@ pub(super) const KC: usize = 256;
 
 /// Taps per K block of the forward pass (rounded down to whole input channels, at least
 /// one): a block's tile runs one loop over a table of its tap offsets. 64-bit targets take
-/// up to 1152 (ResNet's 128-channel 3x3 layer in one block: its weights, 72 KiB, stream
-/// from L2; 256-tap blocks that keep them in L1 measured 10% slower, ResNet's layer 22.6-24.1
-/// against 20.4 ms for 8 images, and VGG's 23.4-23.7 against 21.4-21.6, min of 15); the
-/// table, 4.5 KiB of stack, is 1 KiB on 32-bit targets (microcontrollers), with 256.
+/// up to 1152 (ResNet's 128-channel 3x3 layer in one block, its weights streaming from L2:
+/// 10% faster than blocks that fit L1; docs/log.md, "Measurements behind constants";
+/// re-measure: `cnnkit bench --filter res3x3`); 32-bit targets (microcontrollers) 256, a
+/// 1 KiB table.
 pub(super) const KB: usize = if cfg!(target_pointer_width = "64") {
     1152
 } else {
