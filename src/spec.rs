@@ -13,7 +13,7 @@
 //! | `conv(OUT,K[,stride=S][,pad=P])` | `nn.Conv2d(in, OUT, K, S, P)` |
 //! | `linear(OUT)` | `nn.Linear(in, OUT)` |
 //! | `maxpool(K[,stride=S][,pad=P])`, `avgpool(...)` | `nn.MaxPool2d`, `nn.AvgPool2d` |
-//! | `relu`, `leakyrelu[(SLOPE)]`, `tanh`, `sigmoid` | activations ([`Elementwise::name`]; slope 0.01 by default) |
+//! | `relu`, `leakyrelu[(SLOPE)]`, `tanh`, `sigmoid`, `gelu` | activations ([`Elementwise::name`]; slope 0.01 by default) |
 //! | `flatten` | `nn.Flatten()` |
 //! | `dropout[(P)]` | `nn.Dropout(P)` (0.5 by default) |
 //! | `batchnorm` | `nn.BatchNorm2d(in)` |

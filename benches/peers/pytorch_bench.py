@@ -102,6 +102,7 @@ def main():
         ("leakyrelu", lambda: F.leaky_relu(x, 0.01), 2),
         ("tanh", lambda: torch.tanh(x, out=y), 20),
         ("sigmoid", lambda: torch.sigmoid(x, out=y), 20),
+        ("gelu", lambda: F.gelu(x), 50),
     )
     for fname, fn, flops in ops:
         if a.filter in fname:

@@ -129,35 +129,41 @@ pub enum Elementwise {
     Tanh,
     /// `1 / (1 + e^-x)` (`nn.Sigmoid`); gradient from the output.
     Sigmoid,
+    /// `x Phi(x)`, `Phi` the normal distribution function (`nn.GELU()`, the exact form);
+    /// gradient from the input.
+    Gelu,
 }
 
 impl Elementwise {
     /// One of each (`LeakyRelu` with PyTorch's default slope, 0.01): for tests, benches
     /// and fuzzing, which cover every function through this list.
-    pub const ALL: [Elementwise; 4] = [
+    pub const ALL: [Elementwise; 5] = [
         Elementwise::Relu,
         Elementwise::LeakyRelu(0.01),
         Elementwise::Tanh,
         Elementwise::Sigmoid,
+        Elementwise::Gelu,
     ];
 
-    /// The name a model spec writes (`relu`, `leakyrelu`, `tanh`, `sigmoid`).
+    /// The name a model spec writes (`relu`, `leakyrelu`, `tanh`, `sigmoid`, `gelu`).
     pub const fn name(self) -> &'static str {
         match self {
             Elementwise::Relu => "relu",
             Elementwise::LeakyRelu(_) => "leakyrelu",
             Elementwise::Tanh => "tanh",
             Elementwise::Sigmoid => "sigmoid",
+            Elementwise::Gelu => "gelu",
         }
     }
 
-    /// PyTorch's module name (`ReLU`, `LeakyReLU`, `Tanh`, `Sigmoid`).
+    /// PyTorch's module name (`ReLU`, `LeakyReLU`, `Tanh`, `Sigmoid`, `GELU`).
     pub const fn torch_name(self) -> &'static str {
         match self {
             Elementwise::Relu => "ReLU",
             Elementwise::LeakyRelu(_) => "LeakyReLU",
             Elementwise::Tanh => "Tanh",
             Elementwise::Sigmoid => "Sigmoid",
+            Elementwise::Gelu => "GELU",
         }
     }
 
@@ -165,7 +171,9 @@ impl Elementwise {
     pub const fn param(self) -> Option<f32> {
         match self {
             Elementwise::LeakyRelu(s) => Some(s),
-            Elementwise::Relu | Elementwise::Tanh | Elementwise::Sigmoid => None,
+            Elementwise::Relu | Elementwise::Tanh | Elementwise::Sigmoid | Elementwise::Gelu => {
+                None
+            }
         }
     }
 
@@ -181,7 +189,8 @@ impl Elementwise {
             ("leakyrelu", p) => Elementwise::LeakyRelu(p.unwrap_or(0.01)),
             ("tanh", None) => Elementwise::Tanh,
             ("sigmoid", None) => Elementwise::Sigmoid,
-            ("relu" | "tanh" | "sigmoid", Some(_)) => {
+            ("gelu", None) => Elementwise::Gelu,
+            ("relu" | "tanh" | "sigmoid" | "gelu", Some(_)) => {
                 return Err(KernelError::InvalidParameter(
                     "this activation takes no parameter",
                 ));
@@ -200,6 +209,7 @@ impl Elementwise {
             Elementwise::LeakyRelu(_) => 6,
             Elementwise::Tanh => 7,
             Elementwise::Sigmoid => 8,
+            Elementwise::Gelu => 9,
         }
     }
 
@@ -210,6 +220,7 @@ impl Elementwise {
             Elementwise::Relu => 1,
             Elementwise::LeakyRelu(_) => 2,
             Elementwise::Tanh | Elementwise::Sigmoid => 20,
+            Elementwise::Gelu => 50,
         }
     }
 
@@ -219,6 +230,7 @@ impl Elementwise {
         match self {
             Elementwise::Relu | Elementwise::LeakyRelu(_) => 0,
             Elementwise::Tanh | Elementwise::Sigmoid => 3,
+            Elementwise::Gelu => 7,
         }
     }
 

@@ -59,6 +59,23 @@ pub(crate) trait Arith: Copy {
     fn select_lt(self, b: Self, t: Self, f: Self) -> Self;
     /// Lane-wise `if self > b { t } else { f }` (false for NaN).
     fn select_gt(self, b: Self, t: Self, f: Self) -> Self;
+    /// `self * b - p` exactly, for `p` the rounded `self * b` (the product's rounding
+    /// error): one FMA where the variant has it; here Dekker's product (both factors split
+    /// into halves of 12 bits, whose products are exact), for factors below `2^100`.
+    #[inline(always)]
+    fn mul_error(self, b: Self, p: Self) -> Self {
+        let split = |v: Self| {
+            let c = v.mul(Self::splat(4097.0));
+            let hi = c.sub(c.sub(v));
+            (hi, v.sub(hi))
+        };
+        let ((ah, al), (bh, bl)) = (split(self), split(b));
+        ah.mul(bh)
+            .sub(p)
+            .add(ah.mul(bl))
+            .add(al.mul(bh))
+            .add(al.mul(bl))
+    }
 }
 
 pub(crate) trait Vf32: Arith {

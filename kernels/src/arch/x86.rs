@@ -8,20 +8,21 @@ use core::arch::x86_64::{
     _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT, _MM_HINT_T0, _mm_prefetch, _mm256_add_epi32,
     _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps, _mm256_blendv_ps, _mm256_castpd_ps,
     _mm256_castps_pd, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmpgt_epi32,
-    _mm256_cvtps_epi32, _mm256_cvttps_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_loadu_ps,
-    _mm256_mask_storeu_ps, _mm256_maskload_ps, _mm256_maskz_loadu_ps, _mm256_min_ps, _mm256_mul_ps,
-    _mm256_or_ps, _mm256_permute2f128_ps, _mm256_permute4x64_pd, _mm256_permutevar8x32_ps,
-    _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps,
-    _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32,
-    _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps, _mm512_castps_pd,
-    _mm512_castps512_ps256, _mm512_extractf64x4_pd, _mm512_fmadd_ps, _mm512_set1_ps, _xgetbv,
+    _mm256_cvtps_epi32, _mm256_cvttps_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_fmsub_ps,
+    _mm256_loadu_ps, _mm256_mask_storeu_ps, _mm256_maskload_ps, _mm256_maskz_loadu_ps,
+    _mm256_min_ps, _mm256_mul_ps, _mm256_or_ps, _mm256_permute2f128_ps, _mm256_permute4x64_pd,
+    _mm256_permutevar8x32_ps, _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps,
+    _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_storeu_ps,
+    _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+    _mm512_castps_pd, _mm512_castps512_ps256, _mm512_extractf64x4_pd, _mm512_fmadd_ps,
+    _mm512_set1_ps, _xgetbv,
 };
 
 use core::arch::x86_64::{
     _mm512_abs_ps, _mm512_add_epi32, _mm512_add_ps, _mm512_and_si512, _mm512_andnot_si512,
     _mm512_castps_si512, _mm512_castsi512_ps, _mm512_cmp_ps_mask, _mm512_cvtps_epi32,
-    _mm512_div_ps, _mm512_mask_blend_ps, _mm512_min_ps, _mm512_mul_ps, _mm512_or_si512,
-    _mm512_roundscale_ps, _mm512_set1_epi32, _mm512_slli_epi32, _mm512_sub_ps,
+    _mm512_div_ps, _mm512_fmsub_ps, _mm512_mask_blend_ps, _mm512_min_ps, _mm512_mul_ps,
+    _mm512_or_si512, _mm512_roundscale_ps, _mm512_set1_epi32, _mm512_slli_epi32, _mm512_sub_ps,
 };
 
 use crate::simd::LANES;
@@ -94,6 +95,11 @@ impl<const EVEX: bool> Arith for Ymm<EVEX> {
     fn mul_add(self, b: Self, c: Self) -> Self {
         // SAFETY: FMA is available (see the type's documentation).
         Self(unsafe { _mm256_fmadd_ps(self.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    fn mul_error(self, b: Self, p: Self) -> Self {
+        // SAFETY: FMA is available.
+        Self(unsafe { _mm256_fmsub_ps(self.0, b.0, p.0) })
     }
     #[inline(always)]
     fn add(self, b: Self) -> Self {
@@ -413,6 +419,11 @@ impl Arith for Zmm {
     fn mul_add(self, b: Self, c: Self) -> Self {
         // SAFETY: AVX-512 F is available.
         Self(unsafe { _mm512_fmadd_ps(self.0, b.0, c.0) })
+    }
+    #[inline(always)]
+    fn mul_error(self, b: Self, p: Self) -> Self {
+        // SAFETY: AVX-512 F is available.
+        Self(unsafe { _mm512_fmsub_ps(self.0, b.0, p.0) })
     }
     #[inline(always)]
     fn add(self, b: Self) -> Self {

@@ -123,6 +123,43 @@ pub fn tanh_backward(y: &[f32], grad_out: &[f32], grad_in: &mut [f32]) -> Result
     })
 }
 
+/// `x Phi(x)` in f64 from libm's `erfc` (`Phi(x) = erfc(-x / sqrt 2) / 2`); `-inf -> -0`.
+fn gelu_f64(x: f64) -> f64 {
+    if x == f64::NEG_INFINITY {
+        return -0.0;
+    }
+    x * 0.5 * libm::erfc(-x * core::f64::consts::FRAC_1_SQRT_2)
+}
+
+/// Reference for [`crate::gelu`]: in f64 from libm's `erfc`, rounded once.
+///
+/// # Errors
+/// As [`crate::gelu`].
+pub fn gelu(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+    unary(x, y, |v| gelu_f64(f64::from(v)) as f32)
+}
+
+/// Reference for [`crate::gelu_backward`]: `Phi(x) + x phi(x)` in f64 (`x phi(x)` 0 at
+/// the infinities).
+///
+/// # Errors
+/// As [`crate::gelu_backward`].
+pub fn gelu_backward(x: &[f32], grad_out: &[f32], grad_in: &mut [f32]) -> Result<(), KernelError> {
+    binary(x, grad_out, grad_in, |x, g| {
+        let x = f64::from(x);
+        let cdf = 0.5 * libm::erfc(-x * core::f64::consts::FRAC_1_SQRT_2);
+        let density = if x.is_infinite() {
+            0.0
+        } else {
+            x * libm::exp(-0.5 * x * x)
+                * 0.5
+                * core::f64::consts::FRAC_2_SQRT_PI
+                * core::f64::consts::FRAC_1_SQRT_2
+        };
+        (f64::from(g) * (cdf + density)) as f32
+    })
+}
+
 /// Reference for [`crate::activation_backward`].
 ///
 /// # Errors
@@ -488,6 +525,7 @@ pub fn elementwise_forward(
         E::LeakyRelu(s) => leaky_relu(s, x, y),
         E::Tanh => tanh(x, y),
         E::Sigmoid => sigmoid(x, y),
+        E::Gelu => gelu(x, y),
     }
 }
 
@@ -508,5 +546,6 @@ pub fn elementwise_backward(
         E::LeakyRelu(s) => leaky_relu_backward(s, x, grad_out, grad_in),
         E::Tanh => tanh_backward(y, grad_out, grad_in),
         E::Sigmoid => sigmoid_backward(y, grad_out, grad_in),
+        E::Gelu => gelu_backward(x, grad_out, grad_in),
     }
 }
