@@ -122,7 +122,8 @@ pub(crate) trait MapKernel: Vf32 {
 }
 
 /// Four vectors interleaved (two for a [`Unary::LONG`] function) where `f32x8` lives in
-/// vector registers ([`INTERLEAVE`]), one at a time otherwise.
+/// vector registers ([`INTERLEAVE`]); elsewhere (Cortex-M4F: eight scalars, an in-order
+/// core) one element at a time, the same arithmetic per lane in an eighth of the code.
 impl MapKernel for f32x8 {
     #[inline(always)]
     fn map<F: Unary>(src: Option<&[f32]>, dst: &mut [f32]) {
@@ -131,18 +132,25 @@ impl MapKernel for f32x8 {
             None if INTERLEAVE && F::LONG => vmap_inplace::<f32x8, F, 2>(dst),
             Some(x) if INTERLEAVE => vmap::<f32x8, F, 4>(x, dst),
             None if INTERLEAVE => vmap_inplace::<f32x8, F, 4>(dst),
-            Some(x) => map(x, dst, apply_one::<F>),
-            None => map_inplace(dst, apply_one::<F>),
+            Some(x) => {
+                for (o, &v) in dst.iter_mut().zip(x) {
+                    *o = apply_one::<F>(v);
+                }
+            }
+            None => {
+                for o in dst.iter_mut() {
+                    *o = apply_one::<F>(*o);
+                }
+            }
         }
     }
 }
 
-/// `F` on one portable vector, out of line: where `f32x8` is eight scalars (Cortex-M4F),
-/// one copy serves a loop and its tail (inlined into both, `tanh` and `sigmoid` cost the
-/// firmware 6 KiB of `.text`: `arm-none-eabi-size` on `lenet5-firmware`).
+/// `F` on one element, out of line: one copy serves in place and out of place (on the
+/// firmware, `arm-none-eabi-size` on `lenet5-firmware` re-measures).
 #[inline(never)]
-fn apply_one<F: Unary>(v: f32x8) -> f32x8 {
-    F::apply::<f32x8, 1>([v])[0]
+fn apply_one<F: Unary>(v: f32) -> f32 {
+    F::apply::<f32, 1>([v])[0]
 }
 
 /// AVX2 + FMA: four ymm vectors interleaved.
@@ -585,5 +593,34 @@ impl Elementwise {
             Elementwise::Sigmoid => sigmoid_backward(y, grad_out, grad_in),
             Elementwise::Gelu => gelu_backward(x, grad_out, grad_in),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{GeluFn, ReluFn, SigmoidFn, TanhFn, Unary, f32x8};
+
+    /// The element-by-element path of targets without vector registers (`Arith for f32`)
+    /// gives the bits of the portable `f32x8` path, for every function, over a sweep of
+    /// the whole f32 range (every 4099th bit pattern, and a grid over [-40, 40]).
+    #[test]
+    fn scalar_lanes_match_f32x8() {
+        fn check<F: Unary>(name: &str) {
+            let xs = (0..=u32::MAX / 4099)
+                .map(|i| f32::from_bits(i.wrapping_mul(4099)))
+                .chain((-40_000..=40_000).map(|i| i as f32 / 1000.0));
+            for x in xs {
+                let v = F::apply::<f32x8, 1>([f32x8::splat(x)])[0].to_array()[0];
+                let s = F::apply::<f32, 1>([x])[0];
+                assert!(
+                    v.to_bits() == s.to_bits() || (v.is_nan() && s.is_nan()),
+                    "{name}({x:e}): f32x8 {v:e}, scalar {s:e}"
+                );
+            }
+        }
+        check::<ReluFn>("relu");
+        check::<TanhFn>("tanh");
+        check::<SigmoidFn>("sigmoid");
+        check::<GeluFn>("gelu");
     }
 }

@@ -241,6 +241,71 @@ impl Arith for f32x8 {
     }
 }
 
+/// One lane: what a non-SIMD target (the Cortex-M4F) runs, element by element, where
+/// `f32x8` would be eight scalars unrolled (eight times the code for the same work). Each
+/// operation is what `wide` does for a lane of `f32x8` on such a target (a multiply-add
+/// in two roundings, rounding halves away from zero), so the results are the same bits;
+/// the test `scalar_lanes_match_f32x8` in `activation` checks it.
+impl Arith for f32 {
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn mul_add(self, b: Self, c: Self) -> Self {
+        self * b + c
+    }
+    #[inline(always)]
+    fn add(self, b: Self) -> Self {
+        self + b
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        self * b
+    }
+    #[inline(always)]
+    fn sub(self, b: Self) -> Self {
+        self - b
+    }
+    #[inline(always)]
+    fn div(self, b: Self) -> Self {
+        self / b
+    }
+    #[inline(always)]
+    fn abs(self) -> Self {
+        f32::from_bits(self.to_bits() & 0x7fff_ffff)
+    }
+    #[inline(always)]
+    fn copysign(self, sign: Self) -> Self {
+        f32::from_bits((self.to_bits() & 0x7fff_ffff) | (sign.to_bits() & 0x8000_0000))
+    }
+    #[inline(always)]
+    fn round(self) -> Self {
+        libm::roundf(self)
+    }
+    #[inline(always)]
+    fn pow2i(self) -> Self {
+        let n = libm::roundf(self) as i32;
+        f32::from_bits((n.wrapping_add(127) << 23).cast_unsigned())
+    }
+    #[inline(always)]
+    fn min(self, b: Self) -> Self {
+        if self > b { b } else { self }
+    }
+    #[inline(always)]
+    fn pow2_shifted(self) -> Self {
+        f32::from_bits((self.to_bits() << 23).wrapping_add(0x3f80_0000))
+    }
+    #[inline(always)]
+    fn select_lt(self, b: Self, t: Self, f: Self) -> Self {
+        if self < b { t } else { f }
+    }
+    #[inline(always)]
+    fn select_gt(self, b: Self, t: Self, f: Self) -> Self {
+        if self > b { t } else { f }
+    }
+}
+
 impl Vf32 for f32x8 {
     #[inline(always)]
     unsafe fn load_ptr(p: *const f32) -> Self {
