@@ -56,10 +56,11 @@ fn vmap_inplace<V: Vf32, F: Unary, const N: usize>(x: &mut [f32]) {
     }
 }
 
-/// Whether the portable variant interleaves four vectors in `tanh`/`sigmoid` (see
+/// Whether the portable variant runs its maps on `f32x8` vectors, interleaved (see
 /// [`vmap`]): only where `f32x8` lives in vector registers. Without them (Cortex-M4F: eight
-/// scalars, an in-order core) it buys nothing and cost 6.8 KiB of firmware `.text`
-/// (39,864 -> 46,640 bytes); one vector at a time there, the same arithmetic per lane.
+/// scalars, an in-order core) vectors buy nothing and cost code: one element at a time
+/// there, the same arithmetic per lane (`arm-none-eabi-size` on `lenet5-firmware`
+/// re-measures).
 const INTERLEAVE: bool = cfg!(any(
     target_feature = "sse2",
     target_feature = "neon",
