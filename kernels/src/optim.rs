@@ -13,6 +13,7 @@
 
 use crate::error::KernelError;
 use crate::params::{AdamParams, SgdParams, check_len, nonzero};
+use crate::simd::f32x8;
 
 /// One SGD update of `w` from its gradient `g` (and its momentum buffer, which momentum
 /// needs and updates): `d = g + wd * w`; `m = d` on the first step, else `momentum * m +
@@ -83,16 +84,74 @@ pub fn adam_step(
         step_size,
         bc2_sqrt,
     } = *p;
-    for (((w, &d), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
-        let d = if decoupled {
-            *w *= 1.0 - lr * wd;
-            d
-        } else {
-            d + wd * *w
-        };
-        *m = beta1 * *m + (1.0 - beta1) * d;
-        *v = beta2 * *v + (1.0 - beta2) * d * d;
-        *w -= step_size * *m / (libm::sqrtf(*v) / bc2_sqrt + eps);
+    // Eight lanes at a time (`f32x8::sqrt` is the instruction where there is one; the
+    // lane-wise operations round as the scalar ones: the same bits), the rest one by one.
+    let s = Adam {
+        lr,
+        beta1,
+        beta2,
+        eps,
+        wd,
+        decoupled,
+        step_size,
+        bc2_sqrt,
+    };
+    let mut wc = w.chunks_exact_mut(8);
+    let mut gc = g.chunks_exact(8);
+    let mut mc = m.chunks_exact_mut(8);
+    let mut vc = v.chunks_exact_mut(8);
+    for (((w8, g8), m8), v8) in (&mut wc).zip(&mut gc).zip(&mut mc).zip(&mut vc) {
+        let load = |x: &[f32]| f32x8::new(x.try_into().unwrap_or([0.0; 8]));
+        let (nw, nm, nv) = s.update(load(w8), load(g8), load(m8), load(v8), f32x8::sqrt);
+        w8.copy_from_slice(&nw.to_array());
+        m8.copy_from_slice(&nm.to_array());
+        v8.copy_from_slice(&nv.to_array());
+    }
+    let tails = wc
+        .into_remainder()
+        .iter_mut()
+        .zip(gc.remainder())
+        .zip(mc.into_remainder())
+        .zip(vc.into_remainder());
+    for (((w, &g), m), v) in tails {
+        (*w, *m, *v) = s.update(*w, g, *m, *v, libm::sqrtf);
     }
     Ok(())
+}
+
+/// Adam's constants, for [`Adam::update`] on lanes or on scalars.
+struct Adam {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    wd: f32,
+    decoupled: bool,
+    step_size: f32,
+    bc2_sqrt: f32,
+}
+
+impl Adam {
+    /// `(w, m, v)` after one step, from the gradient `g`.
+    #[inline(always)]
+    fn update<T>(&self, w: T, g: T, m: T, v: T, sqrt: impl Fn(T) -> T) -> (T, T, T)
+    where
+        T: Copy
+            + From<f32>
+            + core::ops::Add<Output = T>
+            + core::ops::Sub<Output = T>
+            + core::ops::Mul<Output = T>
+            + core::ops::Div<Output = T>,
+    {
+        let k = T::from;
+        let (w, d) = if self.decoupled {
+            (w * k(1.0 - self.lr * self.wd), g)
+        } else {
+            (w, g + k(self.wd) * w)
+        };
+        let m = k(self.beta1) * m + k(1.0 - self.beta1) * d;
+        let v = k(self.beta2) * v + k(1.0 - self.beta2) * d * d;
+        let w = w - k(self.step_size) * m / (sqrt(v) / k(self.bc2_sqrt) + k(self.eps));
+        (w, m, v)
+    }
 }
