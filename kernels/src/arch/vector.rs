@@ -243,8 +243,9 @@ impl Arith for f32x8 {
 
 /// One lane: what a non-SIMD target (the Cortex-M4F) runs, element by element, where
 /// `f32x8` would be eight scalars unrolled (eight times the code for the same work). Each
-/// operation is what `wide` does for a lane of `f32x8` on such a target (a multiply-add
-/// in two roundings, rounding halves away from zero), so the results are the same bits;
+/// operation is what `wide` does for a lane of `f32x8` on the same target (a multiply-add
+/// in two roundings where there is no FMA instruction, in one where there is), so the
+/// results are the same bits;
 /// the test `scalar_lanes_match_f32x8` in `activation` checks it.
 impl Arith for f32 {
     #[inline(always)]
@@ -253,7 +254,16 @@ impl Arith for f32 {
     }
     #[inline(always)]
     fn mul_add(self, b: Self, c: Self) -> Self {
-        self * b + c
+        // `wide` fuses where the target has the instruction (x86 built with `fma`, as
+        // under `-C target-cpu=native`; aarch64): the same bits need the same here.
+        if cfg!(any(
+            target_feature = "fma",
+            all(target_feature = "neon", target_arch = "aarch64")
+        )) {
+            libm::fmaf(self, b, c)
+        } else {
+            self * b + c
+        }
     }
     #[inline(always)]
     fn add(self, b: Self) -> Self {
