@@ -1117,6 +1117,20 @@ fn winograd_errors() {
             Err(E::InvalidParameter(_))
         ));
         assert!(yq.iter().all(|&v| v == 7.0), "nothing written on error");
+        // a call wrong in its own arguments too reports those first, as every other
+        // variant does (fuzz/regressions/conv2d/crash-9616a5a2...)
+        let nan = Activation::Clamp {
+            min: f32::NAN,
+            max: 1.0,
+        };
+        assert_eq!(
+            k::conv2d_winograd(&q, &xq, &wq, None, nan, &mut yq, &mut s),
+            Err(nan.bounds().unwrap_err())
+        );
+        assert!(matches!(
+            k::conv2d_winograd(&q, &xq[1..], &wq, None, a, &mut yq, &mut s),
+            Err(E::LengthMismatch { .. })
+        ));
     }
     assert_eq!(
         k::conv2d_winograd(&p, &x, &w, Some(&b), a, &mut y, &mut s[..need - 1]),

@@ -209,6 +209,27 @@ pub struct Conv2dPlan {
     scratch_len: usize,
 }
 
+/// A forward call's own arguments (the clamp, then each slice's length) against `d`:
+/// checked before the algorithm's own conditions, so that a call wrong in both reports
+/// the same error whichever variant it names. Returns the clamp's bounds.
+pub(super) fn check_forward_call(
+    d: &Conv2dDims,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    output: &[f32],
+) -> Result<(f32, f32), KernelError> {
+    let clamp = act.bounds()?;
+    check_len("input", d.input_len, input.len())?;
+    check_len("weight", d.weight_len, weight.len())?;
+    if let Some(b) = bias {
+        check_len("bias", d.bias_len, b.len())?;
+    }
+    check_len("output", d.output_len, output.len())?;
+    Ok(clamp)
+}
+
 impl Conv2dPlan {
     /// The plan [`crate::conv2d`] runs for `p`.
     ///
@@ -313,14 +334,7 @@ impl Conv2dPlan {
         output: &mut [f32],
         scratch: &mut [f32],
     ) -> Result<(), KernelError> {
-        let d = &self.d;
-        let clamp = act.bounds()?;
-        check_len("input", d.input_len, input.len())?;
-        check_len("weight", d.weight_len, weight.len())?;
-        if let Some(b) = bias {
-            check_len("bias", d.bias_len, b.len())?;
-        }
-        check_len("output", d.output_len, output.len())?;
+        let clamp = check_forward_call(&self.d, input, weight, bias, act, output)?;
         check_scratch(self.scratch_len, scratch.len())?;
         self.run_unchecked(input, weight, bias, clamp, output, scratch)
     }
