@@ -537,6 +537,13 @@ pub fn inject_panic(t: Option<usize>) {
 /// Most threads a batch is split across.
 const MAX_THREADS: usize = 256;
 
+/// The threads the command-line tool uses when `--threads` is not given: the cores this
+/// process may run on ([`std::thread::available_parallelism`], which honours CPU affinity
+/// and cgroup quotas), at most 256; 1 if that cannot be told.
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+}
+
 /// Read access to every shard's results after a step's forward and backward passes.
 struct Shards<'a> {
     guards: [Option<RwLockReadGuard<'a, Worker>>; MAX_THREADS],

@@ -233,6 +233,35 @@ fn trains_with_json_epochs_then_eval_predict_viz() {
 }
 
 #[test]
+fn threads_default_to_the_cores_available_and_resume_keeps_the_checkpoints() {
+    let d = data("cli_threads");
+    let (ck, dir) = (d.join("m.safetensors"), d.join("data"));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(256));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", "--data", s(&dir), "--batch", "32"];
+        args.extend_from_slice(extra);
+        ok(&cnnkit(&args))
+    };
+    let out = run(&["--epochs", "1", "--save", s(&ck)]);
+    assert!(out.contains(&format!(", {cores} thread(s)")), "{out}");
+    // a resumed run continues with the thread count it was started with (its results
+    // depend on it), unless told otherwise
+    let out = run(&[
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "--save",
+        s(&ck),
+        "--resume",
+        s(&ck),
+    ]);
+    assert!(out.contains(", 1 thread(s)"), "{out}");
+    let out = run(&["--epochs", "3", "--save", s(&ck), "--resume", s(&ck)]);
+    assert!(out.contains(", 1 thread(s)"), "{out}");
+}
+
+#[test]
 fn same_seed_and_threads_give_identical_checkpoints_and_resume_is_exact() {
     let d = data("cli_determinism");
     let dd = d.join("data");

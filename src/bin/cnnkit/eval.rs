@@ -16,9 +16,10 @@ pub struct Args {
     /// Directory with the IDX files (only the test split is read).
     #[arg(long, default_value = data::DEFAULT_DIR)]
     data: PathBuf,
-    /// Threads.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-    threads: u16,
+    /// Threads [default: the cores available to this process]; the figures do not
+    /// depend on it.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -26,7 +27,13 @@ pub struct Args {
 
 /// `cnnkit eval`.
 pub fn run(a: &Args) -> Result<()> {
-    let (model_file, dir, threads, json) = (&a.model_file, &a.data, usize::from(a.threads), a.json);
+    let (model_file, dir, threads, json) = (
+        &a.model_file,
+        &a.data,
+        a.threads
+            .map_or_else(cnnkit::train::available_threads, usize::from),
+        a.json,
+    );
     let (model, meta) = checkpoint::load_model(model_file)?;
     let test = Dataset::load_test(dir)?;
     let (acc, conf) = evaluate(&model, &test, &meta.norm(), threads)?;

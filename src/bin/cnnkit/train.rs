@@ -42,7 +42,9 @@ pub struct Args {
     /// `ce` (softmax cross-entropy) or `mse` (against one-hot labels) [default: ce].
     #[arg(long)]
     loss: Option<String>,
-    /// Threads each batch is split across [default: 1].
+    /// Threads each batch is split across [default: the cores available to this process;
+    /// with --resume, the checkpoint's]. The result is the same, bit for bit, for the same
+    /// thread count (and different for another: the gradients are summed in shards).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
     /// Weight initialisation of a new model: `kaiming`, `kaiming-normal`, `xavier`,
@@ -117,6 +119,8 @@ fn parse_config(a: &Args, base: Option<TrainConfig>) -> Result<TrainConfig> {
     }
     if let Some(t) = a.threads {
         c.threads = usize::from(t);
+    } else if base.is_none() {
+        c.threads = cnnkit::train::available_threads();
     }
     if let Some(s) = a.seed {
         c.seed = s;
