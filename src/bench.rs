@@ -56,7 +56,10 @@ pub struct Row {
     pub gbytes: f64,
     /// The shape, human-readable.
     pub shape: String,
-    /// `gflops` as a percentage of the measured FMA peak of the threads used.
+    /// The measured FMA peak of one core on the instruction set the row ran
+    /// ([`fma_peak_gflops`]), GFLOPS.
+    pub peak_gflops: f64,
+    /// `gflops` as a percentage of `peak_gflops` times the threads used.
     pub pct_peak: f64,
 }
 
@@ -90,6 +93,61 @@ pub fn conv_shapes() -> Vec<(&'static str, Conv2dParams)> {
                 .with_padding(1, 1, 1, 1)
                 .with_groups(256),
         ),
+        // MobileNetV2: its first layer, a stride-2 depthwise layer, expansions from few
+        // channels
+        (
+            "mbv2_stem3x3s2",
+            Conv2dParams::new(8, 3, 224, 224, 32, 3, 3)
+                .with_stride(2, 2)
+                .with_padding(1, 1, 1, 1),
+        ),
+        (
+            "mbv2_dw3x3s2",
+            Conv2dParams::new(8, 144, 56, 56, 144, 3, 3)
+                .with_stride(2, 2)
+                .with_padding(1, 1, 1, 1)
+                .with_groups(144),
+        ),
+        (
+            "mbv2_pw16to96",
+            Conv2dParams::new(8, 16, 112, 112, 96, 1, 1),
+        ),
+        (
+            "mbv2_pw24to144",
+            Conv2dParams::new(8, 24, 56, 56, 144, 1, 1),
+        ),
+        // a first layer from 3 channels on a large image, stride 1
+        (
+            "rgb3x3_320",
+            Conv2dParams::new(4, 3, 320, 320, 32, 3, 3).with_padding(1, 1, 1, 1),
+        ),
+        // 5x5 kernels on 32 channels (CIFAR-sized)
+        (
+            "conv5x5_32",
+            Conv2dParams::new(8, 32, 32, 32, 64, 5, 5).with_padding(2, 2, 2, 2),
+        ),
+        // ResNet-18's deep 3x3 layers
+        (
+            "res3x3_256",
+            Conv2dParams::new(8, 256, 14, 14, 256, 3, 3).with_padding(1, 1, 1, 1),
+        ),
+        (
+            "res3x3_512",
+            Conv2dParams::new(8, 512, 7, 7, 512, 3, 3).with_padding(1, 1, 1, 1),
+        ),
+        // every convolution of the `fmnist` preset, at its training batch
+        (
+            "fmnist_c1",
+            Conv2dParams::new(64, 1, 28, 28, 32, 3, 3).with_padding(1, 1, 1, 1),
+        ),
+        (
+            "fmnist_c2",
+            Conv2dParams::new(64, 32, 14, 14, 64, 3, 3).with_padding(1, 1, 1, 1),
+        ),
+        (
+            "fmnist_c3",
+            Conv2dParams::new(64, 64, 7, 7, 128, 3, 3).with_padding(1, 1, 1, 1),
+        ),
     ]
 }
 
@@ -107,45 +165,82 @@ pub fn time_ms(min_time: Duration, mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
-/// This CPU's single-core FP32 FMA peak in GFLOPS, measured with 12 independent chains
-/// of 8-lane FMAs (AVX2) where the CPU has them, else of the portable vector type.
-pub fn fma_peak_gflops() -> f64 {
-    const CHAINS: usize = 12;
-    let iters = 4_000_000_usize;
-    let run = || {
-        let mut acc = [wide::f32x8::splat(0.0); CHAINS];
-        let a = wide::f32x8::splat(1.000_000_1);
-        let b = wide::f32x8::splat(0.999_999);
-        for _ in 0..iters {
-            for x in acc.iter_mut() {
-                *x = x.mul_add(a, b);
-            }
-        }
-        std::hint::black_box(acc);
+/// This core's FP32 multiply-add peak in GFLOPS on `isa`'s widest vectors: independent
+/// chains of fused multiply-adds, as many as the registers hold beside the two operands
+/// (16 zmm of 32; 12 ymm of 16, which cover two 4-cycle FMA ports), on zmm for
+/// [`arch::Isa::Avx512`], ymm for [`arch::Isa::Avx2Fma`], and for
+/// [`arch::Isa::Portable`] the portable `f32x8` (6 chains; on a default x86-64 build two
+/// SSE2 registers each, a multiply and an add per lane). A multiply-add counts as two
+/// operations. 0 if this CPU does not run `isa`.
+pub fn fma_peak_gflops(isa: arch::Isa) -> f64 {
+    const ITERS: usize = 2_000_000;
+    let gflops = |chains: usize, lanes: usize, ms: f64| {
+        (ITERS * chains * 2 * lanes) as f64 / (ms * 1e-3) / 1e9
     };
-    #[cfg(target_arch = "x86_64")]
-    if arch::Isa::Avx2Fma.is_supported() {
-        #[target_feature(enable = "avx2,fma")]
-        fn peak_avx2(iters: usize) {
-            use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_set1_ps};
-            let mut acc = [_mm256_set1_ps(0.0); CHAINS];
-            let a = _mm256_set1_ps(1.000_000_1);
-            let b = _mm256_set1_ps(0.999_999);
-            for _ in 0..iters {
-                for x in acc.iter_mut() {
-                    *x = _mm256_fmadd_ps(*x, a, b);
-                }
-            }
-            std::hint::black_box(acc);
-        }
-        let ms = time_ms(Duration::from_millis(200), || {
-            // SAFETY: the CPU supports AVX2 and FMA (checked above).
-            unsafe { peak_avx2(iters) }
-        });
-        return (iters * CHAINS * 16) as f64 / (ms * 1e-3) / 1e9;
+    let min = Duration::from_millis(150);
+    if !isa.is_supported() {
+        return 0.0;
     }
-    let ms = time_ms(Duration::from_millis(200), run);
-    (iters * CHAINS * 16) as f64 / (ms * 1e-3) / 1e9
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        arch::Isa::Avx512 => {
+            const CHAINS: usize = 16;
+            #[target_feature(enable = "avx512f")]
+            fn peak() {
+                use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_set1_ps};
+                let mut acc = [_mm512_set1_ps(0.0); CHAINS];
+                let (a, b) = (_mm512_set1_ps(1.000_000_1), _mm512_set1_ps(0.999_999));
+                for _ in 0..ITERS {
+                    for x in acc.iter_mut() {
+                        *x = _mm512_fmadd_ps(*x, a, b);
+                    }
+                }
+                std::hint::black_box(acc);
+            }
+            // SAFETY: the CPU supports AVX-512 F (checked above).
+            gflops(CHAINS, 16, time_ms(min, || unsafe { peak() }))
+        }
+        #[cfg(target_arch = "x86_64")]
+        arch::Isa::Avx2Fma => {
+            const CHAINS: usize = 12;
+            #[target_feature(enable = "avx2,fma")]
+            fn peak() {
+                use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_set1_ps};
+                let mut acc = [_mm256_set1_ps(0.0); CHAINS];
+                let (a, b) = (_mm256_set1_ps(1.000_000_1), _mm256_set1_ps(0.999_999));
+                for _ in 0..ITERS {
+                    for x in acc.iter_mut() {
+                        *x = _mm256_fmadd_ps(*x, a, b);
+                    }
+                }
+                std::hint::black_box(acc);
+            }
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            gflops(CHAINS, 8, time_ms(min, || unsafe { peak() }))
+        }
+        _ => gflops(
+            6,
+            8,
+            time_ms(min, || {
+                let mut acc = [wide::f32x8::splat(0.0); 6];
+                let a = wide::f32x8::splat(1.000_000_1);
+                let b = wide::f32x8::splat(0.999_999);
+                for _ in 0..ITERS {
+                    for x in acc.iter_mut() {
+                        *x = x.mul_add(a, b);
+                    }
+                }
+                std::hint::black_box(acc);
+            }),
+        ),
+    }
+}
+
+/// [`fma_peak_gflops`] of every variant this CPU runs, widest first.
+pub fn fma_peaks() -> Vec<(arch::Isa, f64)> {
+    let mut v: Vec<_> = arch::supported().map(|i| (i, fma_peak_gflops(i))).collect();
+    v.reverse();
+    v
 }
 
 /// `n` pseudo-random floats in `[-0.5, 0.5)` from `seed` (xorshift32): benchmark data
@@ -357,6 +452,7 @@ pub fn bench_conv(
                 String::new()
             }
         ),
+        peak_gflops: 0.0,
         pct_peak: 0.0,
     })
 }
@@ -400,6 +496,7 @@ pub fn bench_sgemm(n: usize, threads: usize, min_time: Duration) -> Result<Row, 
         gflops: flops / (ms * 1e-3) / 1e9,
         gbytes: 12.0 * (n * n) as f64 / (ms * 1e-3) / 1e9,
         shape: format!("{n}x{n}x{n}"),
+        peak_gflops: 0.0,
         pct_peak: 0.0,
     })
 }
@@ -442,6 +539,7 @@ fn bench_map(
         gflops: flops_per_elem * n as f64 / (ms * 1e-3) / 1e9,
         gbytes: 8.0 * n as f64 / (ms * 1e-3) / 1e9,
         shape: format!("{n} floats"),
+        peak_gflops: 0.0,
         pct_peak: 0.0,
     })
 }
@@ -489,23 +587,37 @@ pub fn bench_maxpool(threads: usize, min_time: Duration) -> Result<Row, k::Kerne
         gflops: 3.0 * d.output_len as f64 / (ms * 1e-3) / 1e9,
         gbytes: 4.0 * (d.input_len + 2 * d.output_len) as f64 / (ms * 1e-3) / 1e9,
         shape: "64x16x28x28 k2 s2".into(),
+        peak_gflops: 0.0,
         pct_peak: 0.0,
     })
 }
 
 /// Runs every benchmark whose name contains `filter` and returns the rows, with
-/// `pct_peak` filled from `peak_gflops` (per thread).
+/// `peak_gflops` and `pct_peak` filled from `peaks` (per core, as [`fma_peaks`] gives):
+/// the peak of the instruction set a row's variant names (`implicit/avx2` -> AVX2),
+/// else of [`arch::active`].
 pub fn run(
     filter: Option<&str>,
     threads: usize,
     min_time: Duration,
-    peak_gflops: f64,
+    peaks: &[(arch::Isa, f64)],
     mut progress: impl FnMut(&Row),
 ) -> Result<Vec<Row>, k::KernelError> {
     let want = |name: &str| filter.is_none_or(|f| name.contains(f));
     let mut rows = Vec::new();
     let mut push = |mut r: Row, rows: &mut Vec<Row>| {
-        r.pct_peak = 100.0 * r.gflops / (peak_gflops * threads as f64);
+        let isa = r
+            .variant
+            .rsplit('/')
+            .next()
+            .and_then(arch::Isa::from_name)
+            .unwrap_or_else(arch::active);
+        r.peak_gflops = peaks.iter().find(|p| p.0 == isa).map_or(0.0, |p| p.1);
+        r.pct_peak = if r.peak_gflops > 0.0 {
+            100.0 * r.gflops / (r.peak_gflops * threads as f64)
+        } else {
+            0.0
+        };
         progress(&r);
         rows.push(r);
     };

@@ -33,6 +33,30 @@ fn bench_json_rows_have_the_documented_keys() {
         assert_eq!(r["pass"], "fwd");
         assert_eq!(r["threads"], 1);
         assert!(r["ms"].as_f64().unwrap() > 0.0);
+        // the % of peak is against the measured peak of the instruction set the row ran
+        let (g, peak) = (
+            r["gflops"].as_f64().unwrap(),
+            r["peak_gflops"].as_f64().unwrap(),
+        );
+        assert!(peak > 0.0, "{r}");
+        let pct = r["pct_peak"].as_f64().unwrap();
+        assert!(
+            (pct - 100.0 * g / peak).abs() <= 1e-9 * pct.abs().max(1.0),
+            "{r}"
+        );
+    }
+}
+
+#[test]
+fn bench_measures_the_peak_of_every_variant_it_can_run() {
+    let out = cnnkit(&["bench", "--filter", "relu", "--min-time-ms", "1"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let head = text.lines().next().unwrap_or_default();
+    for isa in cnnkit::kernels::arch::supported() {
+        assert!(
+            head.contains(&format!("{} ", isa.name())),
+            "{isa:?}: {head}"
+        );
     }
 }
 

@@ -8,8 +8,11 @@ Not run in CI. Usage:
     pip install torch   # the CPU build
     python3 benches/peers/pytorch_bench.py [--threads N] [--filter TEXT] [--min-time-ms MS]
 
-Run it right after `cnnkit bench --json` on the same machine and compare medians as
-ratios: the machine is shared and noisy, so absolute numbers drift between runs.
+Every row runs once before any is timed (oneDNN is faster on some shapes once other
+convolutions have run); each row is then the median of at least 5 calls and at least
+--min-time-ms. Run it right after `cnnkit bench --json` on the same machine and compare
+medians as ratios (benches/peers/compare.py does both): the machine is shared and noisy,
+so absolute numbers drift between runs.
 """
 import argparse
 import json
@@ -27,6 +30,17 @@ CONV = [
     ("pw1x1_256", 8, 256, 14, 256, 1, 1, 0, 1),
     ("stem7x7s2", 8, 3, 224, 64, 7, 2, 3, 1),
     ("dw3x3_256", 8, 256, 28, 256, 3, 1, 1, 256),
+    ("mbv2_stem3x3s2", 8, 3, 224, 32, 3, 2, 1, 1),
+    ("mbv2_dw3x3s2", 8, 144, 56, 144, 3, 2, 1, 144),
+    ("mbv2_pw16to96", 8, 16, 112, 96, 1, 1, 0, 1),
+    ("mbv2_pw24to144", 8, 24, 56, 144, 1, 1, 0, 1),
+    ("rgb3x3_320", 4, 3, 320, 32, 3, 1, 1, 1),
+    ("conv5x5_32", 8, 32, 32, 64, 5, 1, 2, 1),
+    ("res3x3_256", 8, 256, 14, 256, 3, 1, 1, 1),
+    ("res3x3_512", 8, 512, 7, 512, 3, 1, 1, 1),
+    ("fmnist_c1", 64, 1, 28, 32, 3, 1, 1, 1),
+    ("fmnist_c2", 64, 32, 14, 64, 3, 1, 1, 1),
+    ("fmnist_c3", 64, 64, 7, 128, 3, 1, 1, 1),
 ]
 
 
@@ -53,47 +67,42 @@ def row(name, variant, pass_, threads, ms, flops):
     }
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--filter", default="")
-    ap.add_argument("--min-time-ms", type=float, default=300)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    min_time = a.min_time_ms / 1e3
-    variant = f"pytorch-{torch.__version__}"
+def jobs(filter_):
+    """(name, pass, callable, flops) of every row whose name contains `filter_`."""
     out = []
     for name, n, cin, hw, cout, k, s, p, g in CONV:
         full = f"conv2d/{name}"
-        if a.filter not in full:
+        if filter_ not in full:
             continue
         x = torch.randn(n, cin, hw, hw)
         w = torch.randn(cout, cin // g, k, k, requires_grad=True)
         b = torch.randn(cout, requires_grad=True)
         ho = (hw + 2 * p - k) // s + 1
         macs = n * cout * ho * ho * (cin // g) * k * k
-        with torch.no_grad():
-            fwd = lambda: F.relu(F.conv2d(x, w, b, stride=s, padding=p, groups=g))
-            out.append(row(full, variant, "fwd", a.threads, median_ms(fwd, min_time), 2 * macs))
+
+        def fwd(x=x, w=w, b=b, s=s, p=p, g=g):
+            with torch.no_grad():
+                F.relu(F.conv2d(x, w, b, stride=s, padding=p, groups=g))
+
         xg = x.clone().requires_grad_(True)
         gy = torch.randn(n, cout, ho, ho)
 
-        def fwd_bwd():
+        def fwd_bwd(xg=xg, w=w, b=b, s=s, p=p, g=g, gy=gy):
             y = F.relu(F.conv2d(xg, w, b, stride=s, padding=p, groups=g))
             y.backward(gy)
 
-        out.append(row(full, variant, "fwd+bwd", a.threads, median_ms(fwd_bwd, min_time), 6 * macs))
+        out.append((full, "fwd", fwd, 2 * macs))
+        out.append((full, "fwd+bwd", fwd_bwd, 6 * macs))
     for nn in (256, 1024):
         full = f"sgemm/{nn}"
-        if a.filter in full:
+        if filter_ in full:
             A, B = torch.randn(nn, nn), torch.randn(nn, nn)
             C = torch.empty(nn, nn)
-            ms = median_ms(lambda: torch.mm(A, B, out=C), min_time)
-            out.append(row(full, variant, "fwd", a.threads, ms, 2 * nn**3))
-    if a.filter in "maxpool/2x2":
-        x = torch.randn(64, 16, 28, 28)
-        ms = median_ms(lambda: F.max_pool2d(x, 2, 2, return_indices=True), min_time)
-        out.append(row("maxpool/2x2", variant, "fwd", a.threads, ms, 3 * 64 * 16 * 14 * 14))
+            out.append((full, "fwd", lambda A=A, B=B, C=C: torch.mm(A, B, out=C), 2 * nn**3))
+    if filter_ in "maxpool/2x2":
+        xp = torch.randn(64, 16, 28, 28)
+        fn = lambda: F.max_pool2d(xp, 2, 2, return_indices=True)  # noqa: E731
+        out.append(("maxpool/2x2", "fwd", fn, 3 * 64 * 16 * 14 * 14))
     x = torch.randn(802816) * 8
     y = torch.empty_like(x)
     # the element-wise functions, by the names cnnkit's `Elementwise` gives them
@@ -105,11 +114,29 @@ def main():
         ("gelu", lambda: F.gelu(x), 50),
     )
     for fname, fn, flops in ops:
-        if a.filter in fname:
-            ms = median_ms(fn, min_time)
-            out.append(row(fname, variant, "fwd", a.threads, ms, flops * x.numel()))
-    for r in out:
-        print(json.dumps(r), flush=True)
+        if filter_ in fname:
+            out.append((fname, "fwd", fn, flops * x.numel()))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--filter", default="")
+    ap.add_argument("--min-time-ms", type=float, default=300)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    min_time = a.min_time_ms / 1e3
+    variant = f"pytorch-{torch.__version__}"
+    todo = jobs(a.filter)
+    # oneDNN runs some shapes several times faster once other convolutions have run (its
+    # primitive caches and code generation): every row runs once before any is timed, so
+    # each figure is PyTorch warm, its best
+    for _, _, fn, _ in todo:
+        fn()
+    for name, pass_, fn, flops in todo:
+        ms = median_ms(fn, min_time)
+        print(json.dumps(row(name, variant, pass_, a.threads, ms, flops)), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ pub struct Args {
     /// Only rows whose name contains this text (e.g. `conv2d`, `lenet`, `sgemm/1024`).
     #[arg(long)]
     filter: Option<String>,
-    /// Threads; the batch (or GEMM rows, or elements) is split across them.
+    /// Threads; the batch (or GEMM rows, or elements) is split across them. One by
+    /// default (unlike train and eval): the figures are per core, against its peak.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
     /// One JSON object per row instead of a table.
@@ -63,14 +64,18 @@ fn bench_rows(
     min_time_ms: u64,
 ) -> cnnkit::Result<ExitCode> {
     let threads = usize::from(threads);
-    let peak = bench::fma_peak_gflops();
+    let peaks = bench::fma_peaks();
     if !json {
+        let list: Vec<String> = peaks
+            .iter()
+            .map(|(isa, g)| format!("{} {g:.1}", isa.name()))
+            .collect();
         outln!(
-            "variant {} (detected {}), FMA peak measured {:.1} GFLOPS per core, {} thread(s)",
+            "variant {} (detected {}), {} thread(s); FMA peak measured per core, GFLOPS: {}",
             arch::active().name(),
             arch::detected().name(),
-            peak,
-            threads
+            threads,
+            list.join(", ")
         );
         outln!(
             "{:<20} {:<36} {:<8} {:>9} {:>8} {:>6}  shape",
@@ -87,7 +92,7 @@ fn bench_rows(
         filter.as_deref(),
         threads,
         Duration::from_millis(min_time_ms),
-        peak,
+        &peaks,
         |r| {
             use std::io::Write as _;
             let line = if json {
