@@ -10,10 +10,6 @@ use crate::params::{Conv2dDims, Conv2dParams, add};
 use crate::simd::{LANES, f32x8};
 use crate::vector::Vf32;
 
-/// Taps per output up to which [`crate::conv2d`] takes the implicit GEMM on any plane
-/// (see `Conv2dAlgo::Implicit`).
-pub(super) const KC: usize = 256;
-
 /// Taps per K block of the forward pass (rounded down to whole input channels, at least
 /// one): a block's tile runs one loop over a table of its tap offsets. 64-bit targets take
 /// up to 1152 (ResNet's 128-channel 3x3 layer in one block, its weights streaming from L2:

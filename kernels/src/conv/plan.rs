@@ -23,7 +23,7 @@
 //!   (`Pointwise`); wide 3x3 stride-1 layers Winograd's F(2x2, 3x3) where it pays
 //!   (`winograd_pays`); fewer than 8 outputs per group the flat planes at stride 1
 //!   (pixels in the lanes) or else the direct kernel (depthwise rows, vector rows, or
-//!   scalar code on targets without vector registers); up to 256 taps per output, or
+//!   scalar code on targets without vector registers); up to 1,024 taps per output, or
 //!   planes of 128 pixels and more, the implicit GEMM; the rest im2col + GEMM.
 //! - **Input gradient** ([`Conv2dInputGradPlan`]): eight images in the vector lanes for
 //!   small planes, flat planes, depthwise rows, or a forward convolution of `dY` with the
@@ -41,8 +41,8 @@ use super::input_gemm::{gemm_input, gemm_input_scratch_len};
 use super::weight_gemm::{gemm_weight, gemm_weight_scratch_len};
 use super::{
     check_input_grad_slices, check_weight_grad_slices, depthwise, fwd_depthwise, fwd_direct_scalar,
-    fwd_flat, fwd_im2col, fwd_implicit, fwd_winograd, implicit, input_depthwise, input_flat,
-    input_lanes, is_pointwise, weight_depthwise, weight_flat, weight_implicit, weight_rows,
+    fwd_flat, fwd_im2col, fwd_implicit, fwd_winograd, input_depthwise, input_flat, input_lanes,
+    is_pointwise, weight_depthwise, weight_flat, weight_implicit, weight_rows,
 };
 use crate::arch::{self, Isa};
 use crate::error::KernelError;
@@ -58,7 +58,7 @@ pub enum Conv2dAlgo {
     /// strided depthwise convolutions), where GEMM tiles would be mostly empty.
     Direct,
     /// [`crate::conv2d_im2col`]: im2col + SGEMM (a plain GEMM for 1x1 stride-1 unpadded
-    /// kernels); for many taps per output (above 256) on small planes (under 128 pixels),
+    /// kernels); for many taps per output (above 1,024) on small planes (under 128 pixels),
     /// where the batch-wide GEMM fills its tiles across images.
     Im2col,
     /// [`crate::conv2d_implicit`]: the GEMM's register tile over (pixels x output
@@ -127,6 +127,16 @@ impl ConvKernel {
 /// 1.07-1.22x im2col's speed; 512 channels of 7 x 7: 0.89x).
 const IMPLICIT_MIN_PIXELS: usize = 128;
 
+/// Taps per output (`c_in / groups x kh x kw`) up to which the implicit GEMM is taken on
+/// any plane, however small (above it, im2col's batch-wide GEMM fills its tiles across
+/// images and pays for its copy). `cargo run --release --example conv_algos`, 3x3
+/// layers, implicit over im2col, Xeon family 6 model 207, AVX-512 / AVX2: 64 channels on
+/// 7 x 7, 64 images, 1.25x; 64 to 128 on 7 x 7, 8 images, 1.14x / 1.10x; 96 on 7 x 7
+/// 1.37x / 1.21x (8 images), 1.51x / 1.18x (64); 64 on 4 x 4 1.63x / 1.27x; 64 on
+/// 10 x 10 1.71x / 1.48x; 100 on 5 x 5 (900 taps) 1.12x / 0.97x; 512 on 7 x 7 (4,608
+/// taps) 0.88x. (It was 256, measured on a Zen 4.)
+const IMPLICIT_MAX_TAPS: usize = 1024;
+
 /// Whether Winograd's algorithm pays for a 3x3 stride-1 kernel: where its transforms
 /// (linear in the channels) and its partly empty last block of tiles per image cost less
 /// than the 2.25x it saves on the GEMM (quadratic in the channels). Measured against the
@@ -162,7 +172,7 @@ fn forward_algo(p: &Conv2dParams, d: &Conv2dDims) -> Conv2dAlgo {
         } else {
             Conv2dAlgo::Direct
         }
-    } else if d.col_rows <= implicit::KC || d.col_cols >= IMPLICIT_MIN_PIXELS {
+    } else if d.col_rows <= IMPLICIT_MAX_TAPS || d.col_cols >= IMPLICIT_MIN_PIXELS {
         Conv2dAlgo::Implicit
     } else {
         Conv2dAlgo::Im2col
