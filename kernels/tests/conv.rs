@@ -625,6 +625,36 @@ fn extreme_geometry_matches_reference() {
     }
 }
 
+/// Depthwise rows at stride 2 (their even and odd columns split apart; the row-by-row
+/// kernels) on every width up to the stack buffer's limit and past it, odd and even
+/// paddings and kernel widths, dilation 1 and 2: as the reference, on every variant.
+#[test]
+fn depthwise_stride_two_rows_match_reference() {
+    let mut seed = 0;
+    for w in (1..=20).chain([31, 32, 33, 63, 64, 65, 120, 225, 238, 239, 240, 241, 250]) {
+        for (kw, pad, dil) in [(3, 1, 1), (3, 0, 2), (5, 2, 1), (2, 1, 1), (1, 0, 1)] {
+            let p = Conv2dParams::new(1, 3, 3, w, 3, 3, kw)
+                .with_groups(3)
+                .with_stride(2, 2)
+                .with_padding(1, 1, pad, pad.saturating_sub(1))
+                .with_dilation(1, dil);
+            if p.dims().is_err() {
+                continue;
+            }
+            seed += 1;
+            let c = Case {
+                p,
+                act: Activation::None,
+                bias: seed % 2 == 0,
+                seed,
+            };
+            for f in [direct as Forward, dispatch] {
+                forward_matches(&c, f);
+            }
+        }
+    }
+}
+
 /// Found by fuzzing: an infinite weight on a padded tap. Padding is an explicit 0.0 in
 /// every variant, so `0 * inf = NaN` reaches the same outputs everywhere.
 #[test]

@@ -60,6 +60,13 @@ fn fwd<V: Vf32>(
     let mut acc_row = [0.0_f32; SEG];
     let tiles = d.out_w.div_ceil(LANES);
     let (lo, hi) = (V::splat(ctx.lo), V::splat(ctx.hi));
+    // stride 2 (MobileNet's downsampling layers): each input row split into its even and
+    // its odd columns, so that every tap reads a whole vector; eight floats gathered a
+    // tap cost twice PyTorch's time there. (The row is read past `row_len` up to a whole
+    // pair of vectors: zeros, `buf` is never written there.)
+    let half = row_len.next_multiple_of(2 * LANES) / 2;
+    let two = p.stride_w == 2 && 2 * half <= SEG;
+    let mut phases = [0.0_f32; SEG];
     let planes = input
         .chunks_exact(h * w)
         .zip(output.chunks_exact_mut(d.col_cols));
@@ -83,14 +90,27 @@ fn fwd<V: Vf32>(
                 }
                 padded_row::<V>(p, x, ihp, &mut buf[lo_col..hi_col]);
                 let wr = &wc[kh * kw_n..][..kw_n];
+                if two {
+                    // even columns to [0, half), odd ones to [half, 2 half)
+                    for j in (0..row_len).step_by(2 * LANES) {
+                        let (e, o) = V::load(&buf[j..j + LANES])
+                            .deinterleave(V::load(&buf[j + LANES..][..LANES]));
+                        e.store(&mut phases[j / 2..j / 2 + LANES]);
+                        o.store(&mut phases[half + j / 2..][..LANES]);
+                    }
+                }
                 for t in 0..tiles {
                     let dst = &mut acc_row[t * LANES..t * LANES + LANES];
                     let mut acc = V::load(dst);
                     let base = t * LANES * p.stride_w;
                     for (kw, &wv) in wr.iter().enumerate() {
-                        let at = base + kw * p.dilation_w;
+                        let off = kw * p.dilation_w;
+                        let at = base + off;
                         let xv = if p.stride_w == 1 {
                             V::load(&buf[at..at + LANES])
+                        } else if two {
+                            // lane l reads column (t * 8 + l) * 2 + off
+                            V::load(&phases[(off & 1) * half + t * LANES + off / 2..][..LANES])
                         } else {
                             let mut a = [0.0; LANES];
                             for (l, v) in a.iter_mut().enumerate() {
