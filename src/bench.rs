@@ -592,6 +592,59 @@ pub fn bench_maxpool(threads: usize, min_time: Duration) -> Result<Row, k::Kerne
     })
 }
 
+/// One forward algorithm timed on a layer by [`tune_conv`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// The kernel that ran (`implicit`, `im2col`, `winograd`...).
+    pub kernel: &'static str,
+    /// Median milliseconds of one call.
+    pub ms: f64,
+    /// Whether [`k::conv2d`] picks it for this layer.
+    pub chosen: bool,
+}
+
+/// Times every forward algorithm that takes `p` (direct, implicit GEMM, im2col + GEMM,
+/// Winograd), one call of each in turn until each has run at least 5 times and for
+/// `min_time` in all; the one [`k::Conv2dPlan::new`] picks is marked. What `cnnkit bench
+/// --tune` prints, to check the planner's thresholds on a new CPU.
+pub fn tune_conv(p: &Conv2dParams, min_time: Duration) -> Result<Vec<Candidate>, k::KernelError> {
+    let d = p.dims()?;
+    let chosen = k::Conv2dPlan::new(p)?;
+    let plans: Vec<k::Conv2dPlan> = [
+        k::Conv2dAlgo::Direct,
+        k::Conv2dAlgo::Implicit,
+        k::Conv2dAlgo::Im2col,
+        k::Conv2dAlgo::Winograd,
+    ]
+    .into_iter()
+    .filter_map(|a| k::Conv2dPlan::for_algo(p, a).ok())
+    .collect();
+    let (x, w) = (rand(d.input_len, 1), rand(d.weight_len, 2));
+    let mut y = vec![0.0; d.output_len];
+    let mut scratch: Vec<Vec<f32>> = plans.iter().map(|q| vec![0.0; q.scratch_len()]).collect();
+    let mut times = vec![Vec::new(); plans.len()];
+    let start = Instant::now();
+    while times[0].len() < 5 || (start.elapsed() < min_time && times[0].len() < 200) {
+        for ((q, s), t) in plans.iter().zip(&mut scratch).zip(&mut times) {
+            let t0 = Instant::now();
+            q.run(&x, &w, None, Activation::Relu, &mut y, s)?;
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(plans
+        .iter()
+        .zip(&mut times)
+        .map(|(q, t)| {
+            t.sort_by(f64::total_cmp);
+            Candidate {
+                kernel: q.kernel().name(),
+                ms: t[t.len() / 2],
+                chosen: q.kernel() == chosen.kernel(),
+            }
+        })
+        .collect())
+}
+
 /// Runs every benchmark whose name contains `filter` and returns the rows, with
 /// `peak_gflops` and `pct_peak` filled from `peaks` (per core, as [`fma_peaks`] gives):
 /// the peak of the instruction set a row's variant names (`implicit/avx2` -> AVX2),

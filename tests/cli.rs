@@ -48,6 +48,44 @@ fn bench_json_rows_have_the_documented_keys() {
 }
 
 #[test]
+fn bench_tune_times_every_forward_algorithm_and_marks_the_pick() {
+    let out = cnnkit(&[
+        "bench",
+        "--tune",
+        "--filter",
+        "lenet_c2",
+        "--json",
+        "--min-time-ms",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert_eq!(rows[0]["name"], "conv2d/lenet_c2");
+    let c = rows[0]["candidates"].as_array().unwrap();
+    let kernels: Vec<&str> = c.iter().map(|c| c["kernel"].as_str().unwrap()).collect();
+    assert_eq!(kernels, ["direct", "implicit", "im2col"], "{text}");
+    // the planner's pick, and only it, is marked: the kernel conv2d labels the row with
+    let picked: Vec<&str> = c
+        .iter()
+        .filter(|c| c["chosen"] == true)
+        .map(|c| c["kernel"].as_str().unwrap())
+        .collect();
+    assert_eq!(picked, ["implicit"], "{text}");
+    assert!(c.iter().all(|c| c["ms"].as_f64().unwrap() > 0.0));
+    let out = cnnkit(&["bench", "--tune", "--filter", "sgemm"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn bench_measures_the_peak_of_every_variant_it_can_run() {
     let out = cnnkit(&["bench", "--filter", "relu", "--min-time-ms", "1"]);
     let text = String::from_utf8(out.stdout).unwrap();

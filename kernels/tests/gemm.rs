@@ -172,6 +172,60 @@ fn detection_matches_std() {
     assert!(list.contains(&Isa::Portable));
 }
 
+/// Our cpuid cache sizes agree with what Linux reports for cpu0 (sysfs, from the same
+/// cpuid leaves or the firmware's tables), where both know a level.
+#[test]
+fn cache_sizes_match_linux() {
+    let c = cnnkit_kernels::arch::caches();
+    println!("caches: {c:?}");
+    let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
+    if !cfg!(all(target_arch = "x86_64", target_os = "linux")) || !dir.is_dir() {
+        return;
+    }
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    let mut checked = 0;
+    for i in 0..8 {
+        let d = dir.join(format!("index{i}"));
+        if !d.is_dir() {
+            break;
+        }
+        let kind = read(d.join("type"));
+        if kind.trim() == "Instruction" {
+            continue;
+        }
+        let level: usize = read(d.join("level")).trim().parse().unwrap_or(0);
+        let size = read(d.join("size"));
+        let Some(kib) = size
+            .trim()
+            .strip_suffix('K')
+            .and_then(|k| k.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let ours = match level {
+            1 => c.l1d,
+            2 => c.l2,
+            3 => c.l3,
+            _ => continue,
+        };
+        assert_eq!(
+            ours,
+            kib * 1024,
+            "level {level}: {c:?}, sysfs {}",
+            size.trim()
+        );
+        checked += 1;
+    }
+    assert!(
+        checked > 0
+            || c == cnnkit_kernels::arch::Caches {
+                l1d: 0,
+                l2: 0,
+                l3: 0
+            }
+    );
+}
+
 #[test]
 fn scratch_is_bounded() {
     let big = k::sgemm_scratch_len(1 << 20, 1 << 20, 1 << 20);

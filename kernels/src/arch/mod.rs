@@ -189,6 +189,40 @@ fn detect() -> Isa {
     Isa::Portable
 }
 
+/// This core's data caches, in bytes (0 where unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caches {
+    /// Level 1 data cache.
+    pub l1d: usize,
+    /// Level 2 cache.
+    pub l2: usize,
+    /// Level 3 cache (usually shared by several cores: its whole size).
+    pub l3: usize,
+}
+
+/// This CPU's cache sizes, from `cpuid` on x86_64 (leaf 4 on Intel, 0x8000_001D on AMD);
+/// all 0 elsewhere and under Miri. Read on each call (a few `cpuid` instructions).
+///
+/// ```
+/// let c = cnnkit_kernels::arch::caches();
+/// assert!(c.l1d == 0 || c.l1d <= c.l2.max(c.l1d));
+/// ```
+pub fn caches() -> Caches {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    {
+        let [l1d, l2, l3] = x86::cache_sizes();
+        Caches { l1d, l2, l3 }
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    {
+        Caches {
+            l1d: 0,
+            l2: 0,
+            l3: 0,
+        }
+    }
+}
+
 /// Every variant this CPU can run, most portable first.
 pub fn supported() -> impl Iterator<Item = Isa> {
     Isa::ALL.into_iter().filter(|i| i.is_supported())

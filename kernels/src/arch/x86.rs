@@ -67,6 +67,43 @@ pub(crate) fn has_avx512() -> bool {
     ebx & (f | bw | vl) == f | bw | vl
 }
 
+/// Data and unified cache sizes in bytes by level (1 to 3; 0 where the CPU reports none),
+/// from `cpuid`'s deterministic cache parameters: leaf 4 (Intel), else leaf 0x8000_001D
+/// (AMD, with topology extensions). Each subleaf describes one cache: type in EAX[4:0]
+/// (0 ends the list, 2 is an instruction cache), level in EAX[7:5], and its size is ways x
+/// partitions x line size x sets (EBX[31:22], EBX[21:12], EBX[11:0], ECX, each plus one).
+#[cfg_attr(miri, allow(dead_code))]
+pub(crate) fn cache_sizes() -> [usize; 3] {
+    let mut out = [0; 3];
+    let max = __cpuid(0).eax;
+    let max_ext = __cpuid(0x8000_0000).eax;
+    let topoext = max_ext >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 22) != 0;
+    let leaf = if max >= 4 && __cpuid_count(4, 0).eax & 0x1f != 0 {
+        4
+    } else if topoext && max_ext >= 0x8000_001d {
+        0x8000_001d
+    } else {
+        return out;
+    };
+    for sub in 0..16 {
+        let r = __cpuid_count(leaf, sub);
+        let kind = r.eax & 0x1f;
+        if kind == 0 {
+            break;
+        }
+        let level = ((r.eax >> 5) & 0x7) as usize;
+        if kind == 2 || !(1..=3).contains(&level) {
+            continue;
+        }
+        let ways = ((r.ebx >> 22) & 0x3ff) as usize + 1;
+        let parts = ((r.ebx >> 12) & 0x3ff) as usize + 1;
+        let line = (r.ebx & 0xfff) as usize + 1;
+        let sets = r.ecx as usize + 1;
+        out[level - 1] = ways * parts * line * sets;
+    }
+    out
+}
+
 /// `__m256` under AVX2 + FMA (`EVEX = false`, [`Avx2`]) or under AVX-512 F/BW/VL
 /// (`EVEX = true`, [`Avx512`]): the same 8 lanes, but the AVX-512 variant has 32 vector
 /// registers (so larger register tiles), masked loads and stores for a row's last few

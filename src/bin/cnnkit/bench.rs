@@ -27,6 +27,11 @@ pub struct Args {
     /// Minimum time per row, milliseconds (each row also runs at least 5 times).
     #[arg(long, default_value_t = 300)]
     min_time_ms: u64,
+    /// Instead of the rows: this CPU's caches and FMA peaks, and for each convolution
+    /// shape every forward algorithm timed, with the one the planner picks marked (to check
+    /// its thresholds on a new CPU).
+    #[arg(long)]
+    tune: bool,
 }
 
 /// `cnnkit bench`.
@@ -37,6 +42,7 @@ pub fn run(a: &Args) -> ExitCode {
         json,
         variant,
         min_time_ms,
+        tune,
     } = a.clone();
     if let Some(v) = variant {
         let Some(isa) = Isa::from_name(&v) else {
@@ -47,6 +53,15 @@ pub fn run(a: &Args) -> ExitCode {
             eprintln!("error: variant '{v}': {e}");
             return ExitCode::from(2);
         }
+    }
+    if tune {
+        return match tune_rows(filter.as_deref(), json, min_time_ms) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     match bench_rows(filter, threads, json, min_time_ms) {
         Ok(code) => code,
@@ -70,12 +85,17 @@ fn bench_rows(
             .iter()
             .map(|(isa, g)| format!("{} {g:.1}", isa.name()))
             .collect();
+        let c = arch::caches();
         outln!(
-            "variant {} (detected {}), {} thread(s); FMA peak measured per core, GFLOPS: {}",
+            "variant {} (detected {}), {} thread(s); FMA peak measured per core, GFLOPS: {}; \
+             caches L1d {} KiB, L2 {} KiB, L3 {} KiB",
             arch::active().name(),
             arch::detected().name(),
             threads,
-            list.join(", ")
+            list.join(", "),
+            c.l1d / 1024,
+            c.l2 / 1024,
+            c.l3 / 1024
         );
         outln!(
             "{:<20} {:<36} {:<8} {:>9} {:>8} {:>6}  shape",
@@ -141,4 +161,78 @@ fn bench_rows(
             ExitCode::FAILURE
         }
     })
+}
+
+/// `cnnkit bench --tune`: the machine as the planner sees it, then each convolution shape's
+/// forward algorithms timed.
+fn tune_rows(filter: Option<&str>, json: bool, min_time_ms: u64) -> cnnkit::Result<ExitCode> {
+    use std::io::Write as _;
+    let shapes: Vec<_> = bench::conv_shapes()
+        .into_iter()
+        .filter(|(name, _)| filter.is_none_or(|f| format!("conv2d/{name}").contains(f)))
+        .collect();
+    if shapes.is_empty() {
+        eprintln!("error: no convolution shape matches the filter");
+        return Ok(ExitCode::from(2));
+    }
+    let c = arch::caches();
+    let peaks = bench::fma_peaks();
+    let mut out = std::io::stdout();
+    let say = |out: &mut std::io::Stdout, line: String| writeln!(out, "{line}");
+    let mut res = Ok(());
+    if !json {
+        let list: Vec<String> = peaks
+            .iter()
+            .map(|(isa, g)| format!("{} {g:.1}", isa.name()))
+            .collect();
+        res = res.and(say(
+            &mut out,
+            format!(
+                "variant {}; FMA peak per core, GFLOPS: {}; caches L1d {} KiB, L2 {} KiB, L3 {} KiB",
+                arch::active().name(),
+                list.join(", "),
+                c.l1d / 1024,
+                c.l2 / 1024,
+                c.l3 / 1024
+            ),
+        ));
+        res = res.and(say(
+            &mut out,
+            "forward algorithms per layer, median ms (* = the planner's pick; ! = another \
+             is 5% or more faster)"
+                .into(),
+        ));
+    }
+    for (name, p) in shapes {
+        let cands = bench::tune_conv(&p, std::time::Duration::from_millis(min_time_ms))
+            .map_err(|e| cnnkit::Error::Invalid(e.to_string()))?;
+        let best = cands.iter().map(|c| c.ms).fold(f64::INFINITY, f64::min);
+        let picked = cands.iter().find(|c| c.chosen).map_or(f64::NAN, |c| c.ms);
+        let line = if json {
+            serde_json::json!({ "name": format!("conv2d/{name}"), "candidates": cands }).to_string()
+        } else {
+            let cells: Vec<String> = cands
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}{} {:.3}",
+                        if c.chosen { "*" } else { "" },
+                        c.kernel,
+                        c.ms
+                    )
+                })
+                .collect();
+            format!(
+                "{:<22} {}{}",
+                format!("conv2d/{name}"),
+                cells.join("  "),
+                if picked > 1.05 * best { "  !" } else { "" }
+            )
+        };
+        res = res.and(say(&mut out, line));
+    }
+    if let Err(e) = res {
+        return Err(stdout_error(e));
+    }
+    Ok(ExitCode::SUCCESS)
 }
