@@ -74,8 +74,9 @@ pub enum Layer {
         /// Whether padding counts in the divisor (PyTorch's default: true).
         count_include_pad: bool,
     },
-    /// An element-wise activation ([`Elementwise::forward_inplace`]), in place on the
-    /// previous layer's output.
+    /// An element-wise activation
+    /// ([`Elementwise::forward_inplace`](crate::Elementwise::forward_inplace)), in place
+    /// on the previous layer's output.
     Act(crate::Elementwise),
 }
 
