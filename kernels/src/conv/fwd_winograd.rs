@@ -142,7 +142,7 @@ pub fn conv2d_winograd(
     scratch: &mut [f32],
 ) -> Result<(), KernelError> {
     // the call's own arguments first, then whether Winograd takes the geometry
-    super::plan::check_forward_call(&p.dims()?, input, weight, bias, act, output)?;
+    super::check_forward(p, input, weight, bias, act, output)?;
     super::Conv2dPlan::for_algo(p, super::Conv2dAlgo::Winograd)?
         .run(input, weight, bias, act, output, scratch)
 }

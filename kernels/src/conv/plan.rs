@@ -47,7 +47,7 @@ use super::{
 use crate::arch::{self, Isa};
 use crate::error::KernelError;
 use crate::gemm::sgemm_scratch_len;
-use crate::params::{Activation, Conv2dDims, Conv2dParams, check_len, check_scratch};
+use crate::params::{Activation, Conv2dDims, Conv2dParams, check_scratch};
 
 /// The forward algorithms, as the public functions that run them: [`crate::conv2d`]
 /// chooses one ([`crate::conv2d_algo`]); [`Conv2dPlan::kernel`] says what runs inside it.
@@ -219,27 +219,6 @@ pub struct Conv2dPlan {
     scratch_len: usize,
 }
 
-/// A forward call's own arguments (the clamp, then each slice's length) against `d`:
-/// checked before the algorithm's own conditions, so that a call wrong in both reports
-/// the same error whichever variant it names. Returns the clamp's bounds.
-pub(super) fn check_forward_call(
-    d: &Conv2dDims,
-    input: &[f32],
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    act: Activation,
-    output: &[f32],
-) -> Result<(f32, f32), KernelError> {
-    let clamp = act.bounds()?;
-    check_len("input", d.input_len, input.len())?;
-    check_len("weight", d.weight_len, weight.len())?;
-    if let Some(b) = bias {
-        check_len("bias", d.bias_len, b.len())?;
-    }
-    check_len("output", d.output_len, output.len())?;
-    Ok(clamp)
-}
-
 impl Conv2dPlan {
     /// The plan [`crate::conv2d`] runs for `p`.
     ///
@@ -344,9 +323,9 @@ impl Conv2dPlan {
         output: &mut [f32],
         scratch: &mut [f32],
     ) -> Result<(), KernelError> {
-        let clamp = check_forward_call(&self.d, input, weight, bias, act, output)?;
+        let (_, lo, hi) = super::check_forward(&self.p, input, weight, bias, act, output)?;
         check_scratch(self.scratch_len, scratch.len())?;
-        self.run_unchecked(input, weight, bias, clamp, output, scratch)
+        self.run_unchecked(input, weight, bias, (lo, hi), output, scratch)
     }
 
     /// [`Conv2dPlan::run`] with the slices already checked and the clamp as bounds.
