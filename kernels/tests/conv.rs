@@ -627,7 +627,8 @@ fn extreme_geometry_matches_reference() {
 
 /// Depthwise rows at stride 2 (their even and odd columns split apart; the row-by-row
 /// kernels) on every width up to the stack buffer's limit and past it, odd and even
-/// paddings and kernel widths, dilation 1 and 2: as the reference, on every variant.
+/// paddings and kernel widths, dilation 1 and 2: as the reference, on every variant,
+/// forward and backward.
 #[test]
 fn depthwise_stride_two_rows_match_reference() {
     let mut seed = 0;
@@ -651,6 +652,7 @@ fn depthwise_stride_two_rows_match_reference() {
             for f in [direct as Forward, dispatch] {
                 forward_matches(&c, f);
             }
+            backward_matches(c);
         }
     }
 }

@@ -140,6 +140,11 @@ fn bwd_input_scatter<V: Vf32>(
     let lo = p.pad_left.min(len);
     let hi = (p.pad_left + w).clamp(lo, len);
     let mut buf = [0.0_f32; SEG];
+    // stride 2 (as in `fwd_depthwise`): the row accumulated as its even and odd columns,
+    // then interleaved back; up to a whole pair of vectors past `len`
+    let half = len.next_multiple_of(2 * LANES) / 2;
+    let two = p.stride_w == 2 && 2 * half <= SEG;
+    let mut phases = [0.0_f32; SEG];
     let planes = grad_output
         .chunks_exact(d.col_cols)
         .zip(grad_input.chunks_exact_mut(h * w));
@@ -153,6 +158,36 @@ fn bwd_input_scatter<V: Vf32>(
                 let ihp = oh * p.stride_h + kh * p.dilation_h;
                 if ihp < p.pad_top || ihp >= p.pad_top + h {
                     continue; // gradients for padding rows are dropped
+                }
+                if two {
+                    // stride 2: the row's even columns in [0, half), its odd ones in
+                    // [half, 2 half); each tap adds whole vectors at a constant offset
+                    phases[..2 * half].fill(0.0);
+                    for (kw, &wv) in wc[kh * kw_n..][..kw_n].iter().enumerate() {
+                        let off = kw * p.dilation_w;
+                        // column off + 2 ow: phase off % 2, position ow + off / 2
+                        let base = (off & 1) * half + off / 2;
+                        let wv = V::splat(wv);
+                        let mut ow = 0;
+                        while ow < d.out_w {
+                            let width = (d.out_w - ow).min(LANES);
+                            let dst = &mut phases[base + ow..base + ow + width];
+                            let v = wv.mul_add(V::load(&gyr[ow..ow + width]), V::load(dst));
+                            v.store(dst);
+                            ow += LANES;
+                        }
+                    }
+                    for j in (0..len).step_by(2 * LANES) {
+                        let (a, b) = V::load(&phases[j / 2..j / 2 + LANES])
+                            .interleave(V::load(&phases[half + j / 2..][..LANES]));
+                        a.store(&mut buf[j..j + LANES]);
+                        b.store(&mut buf[j + LANES..][..LANES]);
+                    }
+                    let row = &mut gx[(ihp - p.pad_top) * w..][..hi - lo];
+                    for (x, &b) in row.iter_mut().zip(&buf[lo..hi]) {
+                        *x += b;
+                    }
+                    continue;
                 }
                 buf[..len].fill(0.0);
                 for (kw, &wv) in wc[kh * kw_n..][..kw_n].iter().enumerate() {

@@ -51,6 +51,12 @@ fn bwd_weight<V: Vf32>(
     let lo = p.pad_left.min(len);
     let hi = (p.pad_left + w).clamp(lo, len);
     let mut buf = [0.0_f32; SEG];
+    // stride 2: each input row split into its even and odd columns, as the forward pass
+    // does (`fwd_depthwise`), so that every whole tile's tap loads one vector; the row is
+    // read past `len` up to a whole pair of vectors, where `buf` holds zeros
+    let half = len.next_multiple_of(2 * LANES) / 2;
+    let two = p.stride_w == 2 && 2 * half <= SEG;
+    let mut phases = [0.0_f32; SEG];
     // the output-gradient row, zero past out_w so that every load is a whole vector
     let mut grow = [0.0_f32; SEG];
     grad_weight.fill(0.0);
@@ -67,6 +73,15 @@ fn bwd_weight<V: Vf32>(
                 // padding rows are explicit zeros: they still multiply (0 * inf = NaN)
                 let ihp = oh * p.stride_h + kh * p.dilation_h;
                 padded_row::<V>(p, x, ihp, &mut buf[lo..hi]);
+                if two {
+                    // even columns to [0, half), odd ones to [half, 2 half)
+                    for j in (0..len).step_by(2 * LANES) {
+                        let (e, o) = V::load(&buf[j..j + LANES])
+                            .deinterleave(V::load(&buf[j + LANES..][..LANES]));
+                        e.store(&mut phases[j / 2..j / 2 + LANES]);
+                        o.store(&mut phases[half + j / 2..][..LANES]);
+                    }
+                }
                 for kw in 0..kw_n {
                     let off = kw * p.dilation_w;
                     let mut a = acc[kh * kw_n + kw];
@@ -87,6 +102,9 @@ fn bwd_weight<V: Vf32>(
                             V::from_array(v)
                         } else if p.stride_w == 1 {
                             V::load(&buf[off + t * LANES..off + t * LANES + LANES])
+                        } else if two {
+                            // lane l reads column (t * 8 + l) * 2 + off
+                            V::load(&phases[(off & 1) * half + t * LANES + off / 2..][..LANES])
                         } else {
                             let mut v = [0.0; LANES];
                             for (l, e) in v.iter_mut().enumerate() {
