@@ -184,9 +184,11 @@ pub fn batch_norm_backward(
         if let Some(gx) = grad_in.as_deref_mut() {
             let k = gamma[ch] * invstd;
             let (mg, mgx) = (sg as f32 / count, sgx as f32 / count);
-            // gx = k * (g - mg - (x - mean) * invstd * mgx) = k*g + (a*x + b)
+            // gx = k * (g - mg - (x - mean) * invstd * mgx) = (k*g + b) + (x - mean) * a.
+            // `x - mean` first: folding `a * mean` into the constant would cancel two
+            // large products when the mean is large against the spread.
             let a = -k * invstd * mgx;
-            let bb = -k * mg - a * mean;
+            let b = -k * mg;
             for i in 0..p.batch {
                 let o = (i * c + ch) * hw;
                 for ((d, &g), &xv) in gx[o..o + hw]
@@ -194,7 +196,7 @@ pub fn batch_norm_backward(
                     .zip(&grad_out[o..o + hw])
                     .zip(&x[o..o + hw])
                 {
-                    *d = k * g + (a * xv + bb);
+                    *d = (k * g + b) + (xv - mean) * a;
                 }
             }
         }

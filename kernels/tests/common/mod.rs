@@ -87,6 +87,25 @@ pub fn assert_sum_close(what: &str, got: &[f32], want: &[f32], magnitude: &[f32]
     }
 }
 
+/// `got` agrees with `want` (computed in f64 and rounded once) within a bound derived
+/// for each element: `|got - want| <= bound + eps * |want|`. NaN must match NaN.
+pub fn assert_within(what: &str, got: &[f32], want: &[f32], bound: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for i in 0..got.len() {
+        let (g, w) = (got[i], want[i]);
+        if w.is_nan() || g.is_nan() {
+            assert!(w.is_nan() && g.is_nan(), "{what}[{i}]: got {g}, want {w}");
+            continue;
+        }
+        let tol = bound[i] + f64::from(f32::EPSILON * w.abs() + f32::MIN_POSITIVE);
+        let diff = (f64::from(g) - f64::from(w)).abs();
+        assert!(
+            diff <= tol,
+            "{what}[{i}]: got {g}, want {w}, |diff| {diff} > bound {tol}"
+        );
+    }
+}
+
 /// Element-wise `|got - want| <= atol + rtol * |want|`, NaN matching NaN and equal
 /// infinities matching.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
@@ -125,7 +144,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Checks a gradient against central differences of a scalar function, coordinate by
-/// coordinate: `|fd - grad| <= tol * (1 + |grad|)`.
+/// coordinate: `|fd - grad| <= tol * (1 + |grad|)`. The step is the one the f32
+/// coordinates really take (`orig + h` rounds where `|orig|` is large against `h`).
 pub fn fd_check(
     what: &str,
     x: &mut [f32],
@@ -137,11 +157,11 @@ pub fn fd_check(
     for i in 0..x.len() {
         let orig = x[i];
         x[i] = orig + h;
-        let up = f(x);
+        let (up, xu) = (f(x), x[i]);
         x[i] = orig - h;
-        let down = f(x);
+        let (down, xd) = (f(x), x[i]);
         x[i] = orig;
-        let fd = (up - down) / (2.0 * f64::from(h));
+        let fd = (up - down) / (f64::from(xu) - f64::from(xd));
         let g = f64::from(grad[i]);
         assert!(
             (fd - g).abs() <= tol * (1.0 + g.abs()),
