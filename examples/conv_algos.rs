@@ -1,9 +1,9 @@
-//! Times every forward algorithm `conv2d` can choose on one layer, interleaved, and prints
-//! each one's median and the ratio to the one `conv2d` picks: `cargo run --release
-//! --example conv_algos -- N C H K KSIZE STRIDE PAD GROUPS MIN_MS` (square images and
-//! kernels; `VARIANT=avx2` forces a variant). `cnnkit bench --tune` does the same for the
-//! bench's shapes; this takes any. The check behind the planner's thresholds
-//! (`forward_algo` in `kernels/src/conv/plan.rs`) on a new CPU.
+//! Times every kernel each pass of one layer can run (forward, input gradient, weight
+//! gradient), interleaved, and prints each one's median and the ratio to the one the
+//! planner picks: `cargo run --release --example conv_algos -- N C H K KSIZE STRIDE PAD
+//! GROUPS MIN_MS` (square images and kernels; `VARIANT=avx2` forces a variant). `cnnkit
+//! bench --tune` does the same for the bench's shapes; this takes any. The check behind
+//! the planners' thresholds (`kernels/src/conv/plan.rs`) on a new CPU.
 
 use cnnkit::kernels::{self as k, Conv2dParams};
 use std::time::Duration;
@@ -25,17 +25,24 @@ fn main() {
         .with_padding(pad, pad, pad, pad)
         .with_groups(g);
     let d = p.dims().expect("a valid layer");
-    let cands = cnnkit::bench::tune_conv(&p, Duration::from_millis(min_ms as u64)).expect("runs");
-    let picked = cands.iter().find(|c| c.chosen).map_or(f64::NAN, |c| c.ms);
+    let tuned = cnnkit::bench::tune_conv(&p, Duration::from_millis(min_ms as u64)).expect("runs");
     let flops = 2.0 * (d.output_len * d.col_rows) as f64;
-    for c in &cands {
-        println!(
-            "{:<12} {:>9.3} ms {:>7.1} GFLOPS  {:.2}x the chosen{}",
-            c.kernel,
-            c.ms,
-            flops / (c.ms * 1e-3) / 1e9,
-            picked / c.ms,
-            if c.chosen { "  <- conv2d" } else { "" }
-        );
+    for (pass, cands) in [
+        ("forward", &tuned.forward),
+        ("input grad", &tuned.input_grad),
+        ("weight grad", &tuned.weight_grad),
+    ] {
+        println!("{pass}:");
+        let picked = cands.iter().find(|c| c.chosen).map_or(f64::NAN, |c| c.ms);
+        for c in cands {
+            println!(
+                "  {:<12} {:>9.3} ms {:>7.1} GFLOPS  {:.2}x the chosen{}",
+                c.kernel,
+                c.ms,
+                flops / (c.ms * 1e-3) / 1e9,
+                picked / c.ms,
+                if c.chosen { "  <- planner" } else { "" }
+            );
+        }
     }
 }

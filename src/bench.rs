@@ -592,25 +592,97 @@ pub fn bench_maxpool(threads: usize, min_time: Duration) -> Result<Row, k::Kerne
     })
 }
 
-/// One forward algorithm timed on a layer by [`tune_conv`].
+/// One kernel timed on a layer's pass by [`tune_conv`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
-    /// The kernel that ran (`implicit`, `im2col`, `winograd`...).
+    /// The kernel that ran (`implicit`, `im2col`, `winograd`, `col2im`...).
     pub kernel: &'static str,
     /// Median milliseconds of one call.
     pub ms: f64,
-    /// Whether [`k::conv2d`] picks it for this layer.
+    /// Whether the planner picks it for this layer.
     pub chosen: bool,
 }
 
-/// Times every forward algorithm that takes `p` (direct, implicit GEMM, im2col + GEMM,
-/// Winograd), one call of each in turn until each has run at least 5 times and for
-/// `min_time` in all; the one [`k::Conv2dPlan::new`] picks is marked. What `cnnkit bench
-/// --tune` prints, to check the planner's thresholds on a new CPU.
-pub fn tune_conv(p: &Conv2dParams, min_time: Duration) -> Result<Vec<Candidate>, k::KernelError> {
+/// Every kernel of each pass of a layer timed by [`tune_conv`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Tuned {
+    /// The forward algorithms (direct, implicit GEMM, im2col + GEMM, Winograd).
+    pub forward: Vec<Candidate>,
+    /// The input gradient's kernels.
+    pub input_grad: Vec<Candidate>,
+    /// The weight gradient's kernels.
+    pub weight_grad: Vec<Candidate>,
+}
+
+/// Every kernel [`k::Conv2dInputGradPlan::for_kernel`] and
+/// [`k::Conv2dWeightGradPlan::for_kernel`] may take.
+const BACKWARD_KERNELS: [k::ConvKernel; 9] = [
+    k::ConvKernel::Pointwise,
+    k::ConvKernel::Depthwise,
+    k::ConvKernel::Flat,
+    k::ConvKernel::Lanes,
+    k::ConvKernel::AsForward,
+    k::ConvKernel::Rows,
+    k::ConvKernel::Implicit,
+    k::ConvKernel::Im2col,
+    k::ConvKernel::Col2im,
+];
+
+/// Median milliseconds of each of `n` calls `run(i)`, called in turn, one of each per
+/// round, until each has run at least 5 times and for `min_time` in all.
+fn time_each(
+    n: usize,
+    min_time: Duration,
+    mut run: impl FnMut(usize) -> Result<(), k::KernelError>,
+) -> Result<Vec<f64>, k::KernelError> {
+    let mut times = vec![Vec::new(); n];
+    let start = Instant::now();
+    while n > 0 && (times[0].len() < 5 || (start.elapsed() < min_time && times[0].len() < 200)) {
+        for (i, t) in times.iter_mut().enumerate() {
+            let t0 = Instant::now();
+            run(i)?;
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect())
+}
+
+/// The candidates of one pass: each kernel's name and median, the planner's marked.
+fn candidates(kernels: &[k::ConvKernel], ms: Vec<f64>, chosen: k::ConvKernel) -> Vec<Candidate> {
+    kernels
+        .iter()
+        .zip(ms)
+        .map(|(&kn, ms)| Candidate {
+            kernel: kn.name(),
+            ms,
+            chosen: kn == chosen,
+        })
+        .collect()
+}
+
+/// Times every kernel that takes each pass of `p`: the forward algorithms (direct,
+/// implicit GEMM, im2col + GEMM, Winograd) and each kernel of the input and weight
+/// gradients; the planners' picks are marked. What `cnnkit bench --tune` prints, to check
+/// the planners' thresholds on a new CPU.
+///
+/// # Errors
+/// As [`Conv2dParams::dims`].
+pub fn tune_conv(p: &Conv2dParams, min_time: Duration) -> Result<Tuned, k::KernelError> {
     let d = p.dims()?;
-    let chosen = k::Conv2dPlan::new(p)?;
-    let plans: Vec<k::Conv2dPlan> = [
+    let (x, w, gy) = (
+        rand(d.input_len, 1),
+        rand(d.weight_len, 2),
+        rand(d.output_len, 3),
+    );
+    let mut scratch = Vec::new();
+
+    let fwd: Vec<k::Conv2dPlan> = [
         k::Conv2dAlgo::Direct,
         k::Conv2dAlgo::Implicit,
         k::Conv2dAlgo::Im2col,
@@ -619,30 +691,42 @@ pub fn tune_conv(p: &Conv2dParams, min_time: Duration) -> Result<Vec<Candidate>,
     .into_iter()
     .filter_map(|a| k::Conv2dPlan::for_algo(p, a).ok())
     .collect();
-    let (x, w) = (rand(d.input_len, 1), rand(d.weight_len, 2));
     let mut y = vec![0.0; d.output_len];
-    let mut scratch: Vec<Vec<f32>> = plans.iter().map(|q| vec![0.0; q.scratch_len()]).collect();
-    let mut times = vec![Vec::new(); plans.len()];
-    let start = Instant::now();
-    while times[0].len() < 5 || (start.elapsed() < min_time && times[0].len() < 200) {
-        for ((q, s), t) in plans.iter().zip(&mut scratch).zip(&mut times) {
-            let t0 = Instant::now();
-            q.run(&x, &w, None, Activation::Relu, &mut y, s)?;
-            t.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    Ok(plans
-        .iter()
-        .zip(&mut times)
-        .map(|(q, t)| {
-            t.sort_by(f64::total_cmp);
-            Candidate {
-                kernel: q.kernel().name(),
-                ms: t[t.len() / 2],
-                chosen: q.kernel() == chosen.kernel(),
-            }
-        })
-        .collect())
+    scratch.resize(fwd.iter().map(|q| q.scratch_len()).max().unwrap_or(0), 0.0);
+    let ms = time_each(fwd.len(), min_time, |i| {
+        fwd[i].run(&x, &w, None, Activation::Relu, &mut y, &mut scratch)
+    })?;
+    let kernels: Vec<_> = fwd.iter().map(k::Conv2dPlan::kernel).collect();
+    let forward = candidates(&kernels, ms, k::Conv2dPlan::new(p)?.kernel());
+
+    let inp: Vec<_> = BACKWARD_KERNELS
+        .into_iter()
+        .filter_map(|kn| k::Conv2dInputGradPlan::for_kernel(p, kn).ok())
+        .collect();
+    let mut gx = vec![0.0; d.input_len];
+    scratch.resize(inp.iter().map(|q| q.scratch_len()).max().unwrap_or(0), 0.0);
+    let ms = time_each(inp.len(), min_time, |i| {
+        inp[i].run(&w, &gy, &mut gx, &mut scratch)
+    })?;
+    let kernels: Vec<_> = inp.iter().map(k::Conv2dInputGradPlan::kernel).collect();
+    let input_grad = candidates(&kernels, ms, k::Conv2dInputGradPlan::new(p)?.kernel());
+
+    let wgt: Vec<_> = BACKWARD_KERNELS
+        .into_iter()
+        .filter_map(|kn| k::Conv2dWeightGradPlan::for_kernel(p, kn).ok())
+        .collect();
+    let mut gw = vec![0.0; d.weight_len];
+    scratch.resize(wgt.iter().map(|q| q.scratch_len()).max().unwrap_or(0), 0.0);
+    let ms = time_each(wgt.len(), min_time, |i| {
+        wgt[i].run(&x, &gy, &mut gw, &mut scratch)
+    })?;
+    let kernels: Vec<_> = wgt.iter().map(k::Conv2dWeightGradPlan::kernel).collect();
+    let weight_grad = candidates(&kernels, ms, k::Conv2dWeightGradPlan::new(p)?.kernel());
+    Ok(Tuned {
+        forward,
+        input_grad,
+        weight_grad,
+    })
 }
 
 /// Runs every benchmark whose name contains `filter` and returns the rows, with

@@ -48,7 +48,7 @@ fn bench_json_rows_have_the_documented_keys() {
 }
 
 #[test]
-fn bench_tune_times_every_forward_algorithm_and_marks_the_pick() {
+fn bench_tune_times_every_kernel_of_each_pass_and_marks_the_pick() {
     let out = cnnkit(&[
         "bench",
         "--tune",
@@ -70,17 +70,26 @@ fn bench_tune_times_every_forward_algorithm_and_marks_the_pick() {
         .collect();
     assert_eq!(rows.len(), 1, "{text}");
     assert_eq!(rows[0]["name"], "conv2d/lenet_c2");
-    let c = rows[0]["candidates"].as_array().unwrap();
-    let kernels: Vec<&str> = c.iter().map(|c| c["kernel"].as_str().unwrap()).collect();
-    assert_eq!(kernels, ["direct", "implicit", "im2col"], "{text}");
-    // the planner's pick, and only it, is marked: the kernel conv2d labels the row with
-    let picked: Vec<&str> = c
-        .iter()
-        .filter(|c| c["chosen"] == true)
-        .map(|c| c["kernel"].as_str().unwrap())
-        .collect();
+    let names = |pass: &str| -> (Vec<String>, Vec<String>) {
+        let c = rows[0][pass].as_array().unwrap();
+        assert!(c.iter().all(|c| c["ms"].as_f64().unwrap() > 0.0), "{text}");
+        let all = c.iter().map(|c| c["kernel"].as_str().unwrap().to_string());
+        let picked = c.iter().filter(|c| c["chosen"] == true);
+        let picked = picked.map(|c| c["kernel"].as_str().unwrap().to_string());
+        (all.collect(), picked.collect())
+    };
+    // every kernel that takes the pass, and the planner's pick, and only it, marked: the
+    // kernel conv2d labels the row with (LeNet's conv2 takes no forward convolution of
+    // dY: 6 input channels)
+    let (all, picked) = names("forward");
+    assert_eq!(all, ["direct", "implicit", "im2col"], "{text}");
     assert_eq!(picked, ["implicit"], "{text}");
-    assert!(c.iter().all(|c| c["ms"].as_f64().unwrap() > 0.0));
+    let (all, picked) = names("input_grad");
+    assert_eq!(all, ["flat", "lanes", "col2im"], "{text}");
+    assert_eq!(picked, ["lanes"], "{text}");
+    let (all, picked) = names("weight_grad");
+    assert_eq!(all, ["implicit", "im2col"], "{text}");
+    assert_eq!(picked, ["implicit"], "{text}");
     let out = cnnkit(&["bench", "--tune", "--filter", "sgemm"]);
     assert_eq!(out.status.code(), Some(2));
 }

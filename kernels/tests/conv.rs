@@ -431,6 +431,117 @@ fn backward_matches_reference() {
     check(300, backward_matches as fn(Case) -> bool);
 }
 
+/// Every kernel the backward planners can pick, for [`each_backward_kernel`].
+const KERNELS: [k::ConvKernel; 12] = [
+    k::ConvKernel::Direct,
+    k::ConvKernel::DirectScalar,
+    k::ConvKernel::Depthwise,
+    k::ConvKernel::Flat,
+    k::ConvKernel::Implicit,
+    k::ConvKernel::Im2col,
+    k::ConvKernel::Pointwise,
+    k::ConvKernel::Winograd,
+    k::ConvKernel::Lanes,
+    k::ConvKernel::AsForward,
+    k::ConvKernel::Col2im,
+    k::ConvKernel::Rows,
+];
+
+/// Each backward kernel a geometry takes (`for_kernel`), not only the one the planner
+/// picks, against the reference; the planner's own plan is `for_kernel` of its kernel,
+/// and a kernel that does not take the geometry is refused. Also at a batch of 8 and 9
+/// (the input gradient's eight images in the lanes), with 9 input channels per group and
+/// with 17 to 40 output channels per group.
+fn each_backward_kernel(c: Case) -> bool {
+    let mut shapes = vec![c.p];
+    if c.p.dims().unwrap().input_len <= 4096 {
+        shapes.push(Conv2dParams {
+            batch: 8 + (c.seed % 2) as usize,
+            ..c.p
+        });
+        // 9 input channels per group: the forward convolution of dY
+        shapes.push(Conv2dParams {
+            in_channels: 9 * c.p.groups,
+            ..c.p
+        });
+        // 17 to 40 output channels per group: the weight gradient's wide tiles (and a
+        // last block of channels partly empty)
+        let m = 17 + (c.seed % 24) as usize;
+        shapes.push(Conv2dParams {
+            out_channels: m * c.p.groups,
+            ..c.p
+        });
+    }
+    for p in &shapes {
+        let d = p.dims().unwrap();
+        let dt = data(p, c.seed);
+        let mut want = vec![0.0; d.input_len];
+        r::conv2d_backward_input(p, &dt.w, &dt.gy, &mut want).unwrap();
+        let mut mag = vec![0.0; d.input_len];
+        r::conv2d_backward_input(p, &abs(&dt.w), &abs(&dt.gy), &mut mag).unwrap();
+        let mut taken = 0;
+        for kernel in KERNELS {
+            let Ok(plan) = k::Conv2dInputGradPlan::for_kernel(p, kernel) else {
+                let e = k::Conv2dInputGradPlan::for_kernel(p, kernel).unwrap_err();
+                assert!(matches!(e, k::KernelError::InvalidParameter(_)), "{e:?}");
+                continue;
+            };
+            taken += 1;
+            let mut got = vec![f32::NAN; d.input_len];
+            let mut s = vec![f32::NAN; plan.scratch_len()];
+            plan.run(&dt.w, &dt.gy, &mut got, &mut s).unwrap();
+            let k_in = d.out_per_group * p.kernel_h * p.kernel_w;
+            assert_sum_close(
+                &format!("grad_input {kernel:?} {p:?}"),
+                &got,
+                &want,
+                &mag,
+                k_in,
+            );
+        }
+        assert!(taken >= 1, "{p:?}: col2im takes every geometry");
+        let chosen = k::Conv2dInputGradPlan::new(p).unwrap();
+        assert_eq!(
+            chosen,
+            k::Conv2dInputGradPlan::for_kernel(p, chosen.kernel()).unwrap()
+        );
+
+        let mut want = vec![0.0; d.weight_len];
+        r::conv2d_backward_weight(p, &dt.x, &dt.gy, &mut want).unwrap();
+        let mut mag = vec![0.0; d.weight_len];
+        r::conv2d_backward_weight(p, &abs(&dt.x), &abs(&dt.gy), &mut mag).unwrap();
+        for kernel in KERNELS {
+            let Ok(plan) = k::Conv2dWeightGradPlan::for_kernel(p, kernel) else {
+                let e = k::Conv2dWeightGradPlan::for_kernel(p, kernel).unwrap_err();
+                assert!(matches!(e, k::KernelError::InvalidParameter(_)), "{e:?}");
+                continue;
+            };
+            let mut got = vec![f32::NAN; d.weight_len];
+            let mut s = vec![f32::NAN; plan.scratch_len()];
+            plan.run(&dt.x, &dt.gy, &mut got, &mut s).unwrap();
+            let k_w = p.batch * d.col_cols;
+            assert_sum_close(
+                &format!("grad_weight {kernel:?} {p:?}"),
+                &got,
+                &want,
+                &mag,
+                k_w,
+            );
+        }
+        let chosen = k::Conv2dWeightGradPlan::new(p).unwrap();
+        assert_eq!(
+            chosen,
+            k::Conv2dWeightGradPlan::for_kernel(p, chosen.kernel()).unwrap()
+        );
+    }
+    true
+}
+
+#[test]
+fn each_backward_kernel_matches_reference() {
+    check(200, each_backward_kernel as fn(Case) -> bool);
+}
+
 #[test]
 fn backward_pointwise_and_large_match_reference() {
     let shapes = [

@@ -223,6 +223,33 @@ pub fn caches() -> Caches {
     }
 }
 
+static ZMM_DOUBLES: AtomicU8 = AtomicU8::new(0);
+
+/// Whether this CPU runs AVX-512's 512-bit FMAs at about the rate of its 256-bit ones, so
+/// that zmm registers do twice the work per cycle (two 512-bit FMA units, as Intel's server
+/// cores have; AMD's Zen 4 splits each 512-bit FMA in two). The planners prefer kernels
+/// with zmm tiles where it does. Measured once (about 0.3 ms, with the time-stamp
+/// counter) on the first call, then cached; false without AVX-512, on other
+/// architectures and under Miri.
+///
+/// ```
+/// let wide = cnnkit_kernels::arch::zmm_fma_doubles();
+/// assert_eq!(wide, cnnkit_kernels::arch::zmm_fma_doubles()); // cached
+/// ```
+pub fn zmm_fma_doubles() -> bool {
+    match ZMM_DOUBLES.load(Ordering::Relaxed) {
+        1 => return false,
+        2 => return true,
+        _ => {}
+    }
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    let doubles = x86::zmm_fma_doubles();
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let doubles = false;
+    ZMM_DOUBLES.store(if doubles { 2 } else { 1 }, Ordering::Relaxed);
+    doubles
+}
+
 /// Every variant this CPU can run, most portable first.
 pub fn supported() -> impl Iterator<Item = Isa> {
     Isa::ALL.into_iter().filter(|i| i.is_supported())

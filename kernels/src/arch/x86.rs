@@ -15,7 +15,7 @@ use core::arch::x86_64::{
     _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_storeu_ps,
     _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
     _mm512_castps_pd, _mm512_castps512_ps256, _mm512_extractf64x4_pd, _mm512_fmadd_ps,
-    _mm512_set1_ps, _xgetbv,
+    _mm512_set1_ps, _rdtsc, _xgetbv,
 };
 
 use core::arch::x86_64::{
@@ -65,6 +65,82 @@ pub(crate) fn has_avx512() -> bool {
     let ebx = __cpuid_count(7, 0).ebx;
     let (f, bw, vl) = (1 << 16, 1 << 30, 1 << 31);
     ebx & (f | bw | vl) == f | bw | vl
+}
+
+/// The time-stamp counter.
+#[cfg_attr(miri, allow(dead_code))]
+#[inline(always)]
+fn tsc() -> u64 {
+    // SAFETY: `rdtsc` exists on every x86_64 CPU and reads a counter, nothing else.
+    unsafe { _rdtsc() }
+}
+
+/// Time-stamp-counter ticks of `rounds` rounds of 12 independent FMA chains on zmm
+/// registers.
+///
+/// # Safety
+/// AVX-512 F must be available.
+#[cfg_attr(miri, allow(dead_code))]
+#[target_feature(enable = "avx512f")]
+unsafe fn zmm_fma_ticks(rounds: u32) -> u64 {
+    let (b, c) = (_mm512_set1_ps(0.999), _mm512_set1_ps(1e-3));
+    let mut acc = core::hint::black_box([_mm512_set1_ps(1.0); 12]);
+    let t0 = tsc();
+    for _ in 0..rounds {
+        for a in &mut acc {
+            *a = _mm512_fmadd_ps(*a, b, c);
+        }
+    }
+    let t = tsc().wrapping_sub(t0);
+    core::hint::black_box(acc);
+    t
+}
+
+/// [`zmm_fma_ticks`] on ymm registers (the same instruction count).
+///
+/// # Safety
+/// AVX2 and FMA must be available.
+#[cfg_attr(miri, allow(dead_code))]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn ymm_fma_ticks(rounds: u32) -> u64 {
+    let (b, c) = (_mm256_set1_ps(0.999), _mm256_set1_ps(1e-3));
+    let mut acc = core::hint::black_box([_mm256_set1_ps(1.0); 12]);
+    let t0 = tsc();
+    for _ in 0..rounds {
+        for a in &mut acc {
+            *a = _mm256_fmadd_ps(*a, b, c);
+        }
+    }
+    let t = tsc().wrapping_sub(t0);
+    core::hint::black_box(acc);
+    t
+}
+
+/// Whether 512-bit FMAs issue at about the rate of 256-bit ones (two 512-bit FMA units, as
+/// on Intel's server cores: twice the work per cycle) rather than half of it (one unit, or
+/// a 512-bit FMA split in two halves, as on AMD's Zen 4). Times the same count of
+/// independent FMAs on each width with the time-stamp counter, after a warm-up that powers
+/// the 512-bit units up (they run at a reduced rate for some microseconds after idling);
+/// the least of 7 interleaved tries of each. About 0.3 ms.
+#[cfg_attr(miri, allow(dead_code))]
+pub(crate) fn zmm_fma_doubles() -> bool {
+    if !has_avx512() {
+        return false;
+    }
+    const ROUNDS: u32 = 2000;
+    // SAFETY: AVX-512 F (and with it AVX2 and FMA) is available: checked above.
+    unsafe {
+        for _ in 0..20 {
+            zmm_fma_ticks(ROUNDS);
+        }
+        let (mut z, mut y) = (u64::MAX, u64::MAX);
+        for _ in 0..7 {
+            z = z.min(zmm_fma_ticks(ROUNDS));
+            y = y.min(ymm_fma_ticks(ROUNDS));
+        }
+        // two units: z ~ y; one: z ~ 2 y
+        2 * z < 3 * y
+    }
 }
 
 /// Data and unified cache sizes in bytes by level (1 to 3; 0 where the CPU reports none),

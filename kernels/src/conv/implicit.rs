@@ -8,7 +8,7 @@ use crate::error::KernelError;
 use crate::gemm::kernel::{PORTABLE_MR, PORTABLE_NV};
 use crate::params::{Conv2dDims, Conv2dParams, add};
 use crate::simd::{LANES, f32x8};
-use crate::vector::Vf32;
+use crate::vector::{Vf32, build};
 
 /// Taps per K block of the forward pass (rounded down to whole input channels, at least
 /// one): a block's tile runs one loop over a table of its tap offsets. 64-bit targets take
@@ -39,6 +39,9 @@ pub(crate) trait ImplicitKernel: Vf32 {
     type Forward;
     /// The weight gradient's tile.
     type Weight;
+    /// The weight gradient's tile for 16 output channels per group or fewer (where a wider
+    /// tile would compute zero lanes).
+    type WeightNarrow;
 
     /// [`taps_tile`] for this variant.
     ///
@@ -53,12 +56,29 @@ pub(crate) trait ImplicitKernel: Vf32 {
         // SAFETY: the caller's contract is the tile's.
         unsafe { taps_tile::<Self, MR, NV>(ptrs, w, offs) }
     }
+
+    /// [`weight_tile_at`] for this variant.
+    ///
+    /// # Safety
+    /// As [`weight_tile_at`].
+    #[inline(always)]
+    unsafe fn weight_tile<const MR: usize, const NV: usize>(
+        tile: &mut [f32],
+        src: *const f32,
+        toff: &[usize; MR],
+        dyt: *const f32,
+        px: Pixels,
+    ) {
+        // SAFETY: the caller's contract is the tile's.
+        unsafe { weight_tile_at::<Self, MR, NV>(tile, src, toff, dyt, px) }
+    }
 }
 
 /// The portable variant: the GEMM microkernel's tile.
 impl ImplicitKernel for f32x8 {
     type Forward = Tile<PORTABLE_MR, PORTABLE_NV>;
     type Weight = Tile<PORTABLE_MR, PORTABLE_NV>;
+    type WeightNarrow = Tile<PORTABLE_MR, PORTABLE_NV>;
 }
 
 /// The checked arguments of one call.
@@ -85,6 +105,76 @@ pub(super) struct Taps {
     pub(super) plane: usize,
     pub(super) row: usize,
     pub(super) col: usize,
+}
+
+/// The output pixels' geometry in the (padded) input: `out_h` rows of `out_w` pixels,
+/// `row` and `col` apart.
+#[derive(Clone, Copy)]
+pub(crate) struct Pixels {
+    pub(super) out_h: usize,
+    pub(super) out_w: usize,
+    pub(super) row: usize,
+    pub(super) col: usize,
+}
+
+/// Adds to `acc` one `MR x (NV * 8)` tile of the weight gradient over one image: tap `r`
+/// of pixel `(oh, ow)` is read at `src + toff[r] + oh * row + ow * col`, that pixel's
+/// output gradients for the block's channels are the `NV * 8` floats at
+/// `dyt + (oh * out_w + ow) * NV * 8`.
+///
+/// # Safety
+/// Every such tap must be readable, and `dyt` must hold `NV * 8` floats per pixel.
+#[inline(always)]
+pub(super) unsafe fn weight_tile<V: Vf32, const MR: usize, const NV: usize>(
+    src: *const f32,
+    toff: &[usize; MR],
+    dyt: *const f32,
+    px: Pixels,
+    acc: &mut [[V; NV]; MR],
+) {
+    let mut a = *acc;
+    let ptrs: [*const f32; MR] = build(core::ptr::null(), |r| src.wrapping_add(toff[r]));
+    let mut bp = dyt;
+    for oh in 0..px.out_h {
+        let ro = oh * px.row;
+        for ow in 0..px.out_w {
+            // SAFETY: the caller guarantees every tap of every pixel is readable and
+            // NV * 8 gradients for this pixel at bp.
+            unsafe { step(&mut a, &ptrs, ro + ow * px.col, bp) };
+            // SAFETY: stays within (or one past) the caller's gradients.
+            bp = unsafe { bp.add(NV * LANES) };
+        }
+    }
+    *acc = a;
+}
+
+/// Adds to the `rows <= MR` rows of `NV * 8` floats of `tile` one `MR x (NV * 8)` tile of
+/// the weight gradient over one image ([`weight_tile`] between a load and a store).
+///
+/// # Safety
+/// As [`weight_tile`]; `tile` holds at most `MR` rows of `NV * 8` floats.
+#[inline(always)]
+pub(super) unsafe fn weight_tile_at<V: Vf32, const MR: usize, const NV: usize>(
+    tile: &mut [f32],
+    src: *const f32,
+    toff: &[usize; MR],
+    dyt: *const f32,
+    px: Pixels,
+) {
+    let nr = NV * LANES;
+    let mut acc = [[V::splat(0.0); NV]; MR];
+    for (ar, row) in acc.iter_mut().zip(tile.chunks_exact(nr)) {
+        for (v, x) in ar.iter_mut().enumerate() {
+            *x = V::load(&row[v * LANES..]);
+        }
+    }
+    // SAFETY: the caller's contract is the tile's.
+    unsafe { weight_tile::<V, MR, NV>(src, toff, dyt, px, &mut acc) };
+    for (ar, row) in acc.iter().zip(tile.chunks_exact_mut(nr)) {
+        for (v, x) in ar.iter().enumerate() {
+            x.store(&mut row[v * LANES..]);
+        }
+    }
 }
 
 /// One step of a tile: `acc[r] += ptrs[r][o] * b[..NV * 8]` for every row `r`.
@@ -147,12 +237,14 @@ pub(crate) unsafe fn taps_tile<V: Vf32, const MR: usize, const NV: usize>(
 }
 
 /// The x86 variants: AVX2 + FMA on the GEMM's 6 x 16 tile; AVX-512 on 8 x 32 (zmm) for the
-/// forward pass, with its own tap loop, and 6 x 16 for the weight gradient.
+/// forward pass and the weight gradient, each with its own loop.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use core::arch::x86_64::{_mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps};
+    use core::arch::x86_64::{
+        _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    };
 
-    use super::{ImplicitKernel, taps_tile};
+    use super::{ImplicitKernel, Pixels, taps_tile, weight_tile_at};
     use crate::arch::Tile;
     use crate::arch::x86::{Avx2, Avx512, halves};
     use crate::simd::LANES;
@@ -160,11 +252,32 @@ mod x86 {
     impl ImplicitKernel for Avx2 {
         type Forward = Tile<6, 2>;
         type Weight = Tile<6, 2>;
+        type WeightNarrow = Tile<6, 2>;
     }
 
     impl ImplicitKernel for Avx512 {
         type Forward = Tile<8, 4>;
-        type Weight = Tile<6, 2>;
+        type Weight = Tile<8, 4>;
+        type WeightNarrow = Tile<6, 2>;
+
+        #[inline(always)]
+        unsafe fn weight_tile<const MR: usize, const NV: usize>(
+            tile: &mut [f32],
+            src: *const f32,
+            toff: &[usize; MR],
+            dyt: *const f32,
+            px: Pixels,
+        ) {
+            if NV.is_multiple_of(2) && NV >= 4 {
+                // SAFETY: this lane type is only used in code compiled for, and run on,
+                // AVX-512 F; the caller's contract is the tile's.
+                unsafe { zmm_weight::<MR, NV>(tile, src, toff, dyt, px) }
+            } else {
+                // SAFETY: the caller's contract is the tile's.
+                unsafe { weight_tile_at::<Self, MR, NV>(tile, src, toff, dyt, px) }
+            }
+        }
+
         #[inline(always)]
         unsafe fn taps<const MR: usize, const NV: usize>(
             ptrs: &[*const f32; MR],
@@ -178,6 +291,61 @@ mod x86 {
             } else {
                 // SAFETY: the caller's contract is the tile's.
                 unsafe { taps_tile::<Self, MR, NV>(ptrs, w, offs) }
+            }
+        }
+    }
+
+    /// The weight gradient's tile ([`weight_tile_at`]) on 16-lane registers: `MR` taps by
+    /// `NV / 2` zmm vectors of output channels (`NV` even), per pixel one load per vector
+    /// of output gradients and one broadcast per tap.
+    ///
+    /// # Safety
+    /// AVX-512 F must be available, and the pointers as for [`weight_tile_at`].
+    #[inline(always)]
+    unsafe fn zmm_weight<const MR: usize, const NV: usize>(
+        tile: &mut [f32],
+        src: *const f32,
+        toff: &[usize; MR],
+        dyt: *const f32,
+        px: Pixels,
+    ) {
+        let (nz, nr) = (NV / 2, NV * LANES);
+        // SAFETY: AVX-512 F is available (the caller's contract); `tile` holds whole rows
+        // of nr floats; every tap of every pixel is readable and `dyt` holds nr floats per
+        // pixel (likewise).
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            for (ar, row) in acc.iter_mut().zip(tile.chunks_exact(nr)) {
+                for (v, x) in ar.iter_mut().enumerate().take(nz) {
+                    *x = _mm512_loadu_ps(row.as_ptr().add(v * 2 * LANES));
+                }
+            }
+            let mut ptrs = [src; MR];
+            for (p, &o) in ptrs.iter_mut().zip(toff.iter()) {
+                *p = src.wrapping_add(o);
+            }
+            let mut bp = dyt;
+            for oh in 0..px.out_h {
+                let ro = oh * px.row;
+                for ow in 0..px.out_w {
+                    let o = ro + ow * px.col;
+                    let mut bz = [_mm512_setzero_ps(); NV];
+                    for (v, x) in bz.iter_mut().enumerate().take(nz) {
+                        *x = _mm512_loadu_ps(bp.add(v * 2 * LANES));
+                    }
+                    for (row, &ptr) in acc.iter_mut().zip(ptrs.iter()) {
+                        let av = _mm512_set1_ps(*ptr.add(o));
+                        for (x, &bb) in row.iter_mut().zip(bz.iter()).take(nz) {
+                            *x = _mm512_fmadd_ps(av, bb, *x);
+                        }
+                    }
+                    bp = bp.add(nr);
+                }
+            }
+            for (ar, row) in acc.iter().zip(tile.chunks_exact_mut(nr)) {
+                for (v, x) in ar.iter().enumerate().take(nz) {
+                    _mm512_storeu_ps(row.as_mut_ptr().add(v * 2 * LANES), *x);
+                }
             }
         }
     }

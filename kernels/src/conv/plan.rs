@@ -25,14 +25,23 @@
 //!   (pixels in the lanes) or else the direct kernel (depthwise rows, vector rows, or
 //!   scalar code on targets without vector registers); up to 1,024 taps per output, or
 //!   planes of 128 pixels and more, the implicit GEMM; the rest im2col + GEMM.
-//! - **Input gradient** ([`Conv2dInputGradPlan`]): eight images in the vector lanes for
-//!   small planes, flat planes, depthwise rows, or a forward convolution of `dY` with the
-//!   flipped weights, where each applies; `W^T dY` and col2im otherwise. The first three
-//!   and the forward convolution need finite weights (they multiply explicit zero
-//!   borders), so their plans name a `fallback` the run takes for weights that are not.
+//! - **Input gradient** ([`Conv2dInputGradPlan`]): depthwise rows or flat planes for
+//!   depthwise layers; a plain GEMM for 1x1 stride-1 unpadded kernels; a forward
+//!   convolution of `dY` with the flipped weights (unless that would be an im2col one),
+//!   eight images in the vector lanes for small planes, or flat planes for few output
+//!   channels, in an order that depends on whether zmm registers do twice the work of ymm
+//!   ones on this CPU ([`arch::zmm_fma_doubles`]); `W^T dY` and col2im otherwise. The
+//!   lanes, flat planes and forward convolution need finite weights (they multiply explicit
+//!   zero borders), so their plans name a `fallback` the run takes for weights that are
+//!   not.
 //! - **Weight gradient** ([`Conv2dWeightGradPlan`]): flat planes (finite inputs) or rows
-//!   for few input channels per group and depthwise layers, the implicit GEMM for output
-//!   planes of 16 pixels and more, im2col + GEMM otherwise.
+//!   for few input channels per group and depthwise layers (the implicit GEMM's zmm tile
+//!   instead for more than 16 output channels where zmm registers do twice the work), the
+//!   implicit GEMM for output planes of 16 pixels and more, im2col + GEMM otherwise.
+//!
+//! `cnnkit bench --tune` and `examples/conv_algos.rs` time every kernel of each pass
+//! ([`Conv2dInputGradPlan::for_kernel`], [`Conv2dWeightGradPlan::for_kernel`]) and mark the
+//! planners' picks.
 
 use super::Ctx;
 use super::fwd_direct::HAS_VECTORS;
@@ -380,46 +389,62 @@ impl Conv2dInputGradPlan {
     /// As [`Conv2dParams::dims`].
     pub fn new(p: &Conv2dParams) -> Result<Self, KernelError> {
         let d = p.dims()?;
+        Self::with(p, d, input_kernel(p, &d))
+    }
+
+    /// The plan of a given kernel (to time or test each one the geometry takes):
+    /// [`ConvKernel::Col2im`] takes every geometry, [`ConvKernel::Depthwise`] depthwise
+    /// layers, [`ConvKernel::Pointwise`] 1x1 stride-1 unpadded kernels, and
+    /// [`ConvKernel::Flat`], [`ConvKernel::Lanes`] and [`ConvKernel::AsForward`] the
+    /// layers their modules take.
+    ///
+    /// # Errors
+    /// As [`Conv2dParams::dims`]; [`KernelError::InvalidParameter`] for a kernel that does
+    /// not take the geometry.
+    pub fn for_kernel(p: &Conv2dParams, kernel: ConvKernel) -> Result<Self, KernelError> {
+        Self::with(p, p.dims()?, kernel)
+    }
+
+    fn with(p: &Conv2dParams, d: Conv2dDims, kernel: ConvKernel) -> Result<Self, KernelError> {
+        let dw = depthwise::applies(p, &d);
         let mut plan = Conv2dInputGradPlan {
             p: *p,
             d,
-            kernel: ConvKernel::Col2im,
+            kernel,
             fallback: None,
             fwd: None,
             scratch_len: 0,
         };
-        if depthwise::applies(p, &d) {
-            if input_flat::applies(p, &d) {
-                plan.kernel = ConvKernel::Flat;
+        let gemm = || gemm_input_scratch_len(p, &d);
+        match kernel {
+            ConvKernel::Depthwise if dw => {}
+            ConvKernel::Flat if dw && input_flat::applies(p, &d) => {
                 plan.fallback = Some(ConvKernel::Depthwise);
                 plan.scratch_len = input_flat::scratch_len(p, &d)?;
-            } else {
-                plan.kernel = ConvKernel::Depthwise;
             }
-            return Ok(plan);
+            ConvKernel::Flat if input_flat::applies(p, &d) => {
+                plan.fallback = Some(ConvKernel::Col2im);
+                plan.scratch_len = gemm()?.max(input_flat::scratch_len(p, &d)?);
+            }
+            ConvKernel::Pointwise if is_pointwise(p) => {
+                plan.scratch_len = sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group);
+            }
+            ConvKernel::Lanes if !dw && input_lanes::applies(p, &d) => {
+                plan.fallback = Some(ConvKernel::Col2im);
+                plan.scratch_len = gemm()?.max(input_lanes::scratch_len(p, &d)?);
+            }
+            ConvKernel::AsForward => {
+                let Some(q) = as_forward(p, &d) else {
+                    return Err(NOT_TAKEN);
+                };
+                let fwd = Conv2dPlan::new(&q)?;
+                plan.fallback = Some(ConvKernel::Col2im);
+                plan.scratch_len = gemm()?.max(crate::params::add(d.weight_len, fwd.scratch_len)?);
+                plan.fwd = Some(fwd);
+            }
+            ConvKernel::Col2im => plan.scratch_len = gemm()?,
+            _ => return Err(NOT_TAKEN),
         }
-        if is_pointwise(p) {
-            plan.kernel = ConvKernel::Pointwise;
-            plan.scratch_len = sgemm_scratch_len(d.col_rows, d.col_cols, d.out_per_group);
-            return Ok(plan);
-        }
-        let gemm = gemm_input_scratch_len(p, &d)?;
-        plan.scratch_len = gemm;
-        if input_lanes::applies(p, &d) {
-            plan.kernel = ConvKernel::Lanes;
-            plan.scratch_len = gemm.max(input_lanes::scratch_len(p, &d)?);
-        } else if input_flat::applies(p, &d) {
-            plan.kernel = ConvKernel::Flat;
-            plan.scratch_len = gemm.max(input_flat::scratch_len(p, &d)?);
-        } else if let Some(q) = as_forward(p, &d) {
-            let fwd = Conv2dPlan::new(&q)?;
-            plan.kernel = ConvKernel::AsForward;
-            plan.scratch_len = gemm.max(crate::params::add(d.weight_len, fwd.scratch_len)?);
-            plan.fwd = Some(fwd);
-        } else {
-            return Ok(plan);
-        }
-        plan.fallback = Some(ConvKernel::Col2im);
         Ok(plan)
     }
 
@@ -501,40 +526,52 @@ impl Conv2dWeightGradPlan {
     /// As [`Conv2dParams::dims`].
     pub fn new(p: &Conv2dParams) -> Result<Self, KernelError> {
         let d = p.dims()?;
+        Self::with(p, d, weight_kernel(p, &d))
+    }
+
+    /// The plan of a given kernel (to time or test each one the geometry takes):
+    /// [`ConvKernel::Im2col`] and [`ConvKernel::Implicit`] take every geometry,
+    /// [`ConvKernel::Depthwise`] depthwise layers, [`ConvKernel::Pointwise`] 1x1 stride-1
+    /// unpadded kernels, [`ConvKernel::Rows`] few input channels per group at stride 1, and
+    /// [`ConvKernel::Flat`] stride-1 undilated depthwise layers or layers `Rows` takes.
+    ///
+    /// # Errors
+    /// As [`Conv2dParams::dims`]; [`KernelError::InvalidParameter`] for a kernel that does
+    /// not take the geometry.
+    pub fn for_kernel(p: &Conv2dParams, kernel: ConvKernel) -> Result<Self, KernelError> {
+        Self::with(p, p.dims()?, kernel)
+    }
+
+    fn with(p: &Conv2dParams, d: Conv2dDims, kernel: ConvKernel) -> Result<Self, KernelError> {
+        let dw = depthwise::applies(p, &d);
+        let rows = weight_rows::applies(p, &d);
         let mut plan = Conv2dWeightGradPlan {
             p: *p,
             d,
-            kernel: ConvKernel::Im2col,
+            kernel,
             fallback: None,
             scratch_len: 0,
         };
-        let flat = weight_flat::applies(p);
-        if depthwise::applies(p, &d) {
-            if flat {
-                plan.kernel = ConvKernel::Flat;
+        match kernel {
+            ConvKernel::Depthwise if dw => {}
+            ConvKernel::Flat if dw && weight_flat::applies(p) => {
                 plan.fallback = Some(ConvKernel::Depthwise);
                 plan.scratch_len = weight_flat::scratch_len(p, &d)?;
-            } else {
-                plan.kernel = ConvKernel::Depthwise;
             }
-        } else if is_pointwise(p) {
-            plan.kernel = ConvKernel::Pointwise;
-            plan.scratch_len = gemm_weight_scratch_len(p, &d)?;
-        } else if weight_rows::applies(p, &d) {
-            let rows = weight_rows::scratch_len(p, &d);
-            if flat {
-                plan.kernel = ConvKernel::Flat;
+            ConvKernel::Flat if rows && weight_flat::applies(p) => {
                 plan.fallback = Some(ConvKernel::Rows);
-                plan.scratch_len = rows.max(weight_flat::scratch_len(p, &d)?);
-            } else {
-                plan.kernel = ConvKernel::Rows;
-                plan.scratch_len = rows;
+                plan.scratch_len =
+                    weight_rows::scratch_len(p, &d).max(weight_flat::scratch_len(p, &d)?);
             }
-        } else if implicit_weight(p, &d) {
-            plan.kernel = ConvKernel::Implicit;
-            plan.scratch_len = weight_implicit::backward_weight_scratch_len(p)?;
-        } else {
-            plan.scratch_len = gemm_weight_scratch_len(p, &d)?;
+            ConvKernel::Rows if rows => plan.scratch_len = weight_rows::scratch_len(p, &d),
+            ConvKernel::Pointwise if is_pointwise(p) => {
+                plan.scratch_len = gemm_weight_scratch_len(p, &d)?;
+            }
+            ConvKernel::Implicit => {
+                plan.scratch_len = weight_implicit::backward_weight_scratch_len(p)?;
+            }
+            ConvKernel::Im2col => plan.scratch_len = gemm_weight_scratch_len(p, &d)?,
+            _ => return Err(NOT_TAKEN),
         }
         Ok(plan)
     }
@@ -599,10 +636,90 @@ impl Conv2dWeightGradPlan {
     }
 }
 
-/// Whether the weight gradient goes by the implicit GEMM (`weight_implicit::backward_weight`):
-/// not for 1x1 stride-1 unpadded kernels (a plain GEMM on the input), nor for output
-/// planes under 16 pixels, where the per-image pass over the transposed gradient would
-/// outweigh the work (the batched GEMM spans images there).
-fn implicit_weight(p: &Conv2dParams, d: &Conv2dDims) -> bool {
-    !is_pointwise(p) && d.col_cols >= 16
+/// What [`Conv2dInputGradPlan::for_kernel`] and [`Conv2dWeightGradPlan::for_kernel`]
+/// answer for a kernel that does not take the geometry.
+const NOT_TAKEN: KernelError =
+    KernelError::InvalidParameter("the kernel does not take this convolution's geometry");
+
+/// The input gradient's kernel for `p`. Measured on a Xeon family 6 model 207 (`cargo run
+/// --release --example conv_algos`, 3x3 and 5x5 stride-1 layers, AVX-512 / AVX2 forced):
+/// - The forward convolution of `dY` beats the flat planes wherever both apply (16 -> 32
+///   channels 5x5 on 14 x 14, 64 images: 1.34x / 1.25x), and col2im beats it where that
+///   forward convolution is an im2col one (many taps on small planes: 64 -> 128 channels
+///   on 7 x 7, 64 images, col2im 2.06x / 1.33x the flat planes' speed, 1.47x / 1.20x the
+///   forward convolution's; 512 on 7 x 7 1.10x).
+/// - Against the batch in the lanes (8-lane vectors whatever the variant), the forward
+///   convolution of `dY` wins only where zmm registers do twice the work of ymm ones
+///   ([`arch::zmm_fma_doubles`]; AVX-512: 1.08-1.57x on 32 -> 32 channels 10 x 10, 64
+///   -> 16 to 64 channels 7 x 7, 16 -> 16 channels 14 x 14), and loses to it at 8 lanes
+///   (AVX2: 0.82-0.93x); with one 512-bit unit (Zen 4) the lanes keep it.
+/// - The flat planes beat col2im for few output channels (LeNet's first layer, 6
+///   channels: 1.7x).
+fn input_kernel(p: &Conv2dParams, d: &Conv2dDims) -> ConvKernel {
+    if depthwise::applies(p, d) {
+        return if input_flat::applies(p, d) {
+            ConvKernel::Flat
+        } else {
+            ConvKernel::Depthwise
+        };
+    }
+    if is_pointwise(p) {
+        return ConvKernel::Pointwise;
+    }
+    let flipped = as_forward(p, d);
+    // the forward convolution of dY, unless it would be an im2col one
+    let fwd = flipped.is_some_and(|q| {
+        q.dims()
+            .is_ok_and(|qd| forward_algo(&q, &qd) != Conv2dAlgo::Im2col)
+    });
+    if fwd && zmm_doubles() {
+        ConvKernel::AsForward
+    } else if input_lanes::applies(p, d) {
+        ConvKernel::Lanes
+    } else if fwd {
+        ConvKernel::AsForward
+    } else if input_flat::applies(p, d) && flipped.is_none() {
+        ConvKernel::Flat
+    } else {
+        ConvKernel::Col2im
+    }
+}
+
+/// Whether the active variant is AVX-512 on a CPU whose zmm registers do twice the work of
+/// ymm ones ([`arch::zmm_fma_doubles`]).
+fn zmm_doubles() -> bool {
+    arch::active() == Isa::Avx512 && arch::zmm_fma_doubles()
+}
+
+/// The weight gradient's kernel for `p`: the implicit GEMM not for 1x1 stride-1 unpadded
+/// kernels (a plain GEMM on the input), nor for output planes under 16 pixels, where the
+/// per-image pass over the transposed gradient would outweigh the work (the batched GEMM
+/// spans images there). For few input channels the flat planes or rows, except that the
+/// implicit GEMM's zmm tile (more than 16 output channels) beats them where zmm registers
+/// do twice the work (Xeon family 6 model 207, `examples/conv_algos`: 3 -> 32 channels
+/// 3x3 on 320 x 320 1.29x, on 32 x 32 1.52x; 1 -> 32 on 28 x 28 1.09x; 4 -> 32 5x5 1.76x;
+/// with AVX2 forced 0.93-1.25x, and 1 -> 16 channels 1.0x either way).
+fn weight_kernel(p: &Conv2dParams, d: &Conv2dDims) -> ConvKernel {
+    let flat = weight_flat::applies(p);
+    if depthwise::applies(p, d) {
+        if flat {
+            ConvKernel::Flat
+        } else {
+            ConvKernel::Depthwise
+        }
+    } else if is_pointwise(p) {
+        ConvKernel::Pointwise
+    } else if weight_rows::applies(p, d) {
+        if d.out_per_group > 16 && d.col_cols >= 16 && zmm_doubles() {
+            ConvKernel::Implicit
+        } else if flat {
+            ConvKernel::Flat
+        } else {
+            ConvKernel::Rows
+        }
+    } else if d.col_cols >= 16 {
+        ConvKernel::Implicit
+    } else {
+        ConvKernel::Im2col
+    }
 }

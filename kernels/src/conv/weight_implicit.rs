@@ -5,16 +5,17 @@
 //! of channels at a time).
 
 use super::im2col::unpadded;
-use super::implicit::{Args, ImplicitKernel, copy_padded, padded_dims, step};
+use super::implicit::{Args, ImplicitKernel, Pixels, copy_padded, padded_dims};
 use crate::arch;
 use crate::arch::Tile;
 use crate::error::KernelError;
 use crate::params::{Conv2dDims, Conv2dParams, add, mul};
 use crate::simd::LANES;
-use crate::vector::{Vf32, build};
+use crate::vector::build;
 
-/// The same for the weight gradient, whose tile is at most 16 wide in every variant.
-const WEIGHT_NR_MAX: usize = 16;
+/// The weight gradient's tile is at most 32 channels wide in every variant (two zmm
+/// vectors with AVX-512).
+const WEIGHT_NR_MAX: usize = 32;
 
 /// An implicit-GEMM tile shape back into const generics, for the weight gradient.
 pub(super) trait WeightTile {
@@ -30,12 +31,16 @@ impl<const MR: usize, const NV: usize> WeightTile for Tile<MR, NV> {
 }
 
 #[inline(always)]
-pub(super) fn weight_on<V: ImplicitKernel<Weight: WeightTile>>(
+pub(super) fn weight_on<V: ImplicitKernel<Weight: WeightTile, WeightNarrow: WeightTile>>(
     a: &Args<'_>,
     grad_weight: &mut [f32],
     scratch: &mut [f32],
 ) {
-    <V::Weight as WeightTile>::weight::<V>(a, grad_weight, scratch);
+    if a.d.out_per_group <= 16 {
+        <V::WeightNarrow as WeightTile>::weight::<V>(a, grad_weight, scratch);
+    } else {
+        <V::Weight as WeightTile>::weight::<V>(a, grad_weight, scratch);
+    }
 }
 
 /// Scratch elements [`backward_weight`] needs for `p`: the weight gradient transposed
@@ -88,16 +93,6 @@ pub(crate) fn backward_weight(
     let a = &a;
     arch::dispatch!(weight_on(a: &Args<'_>, grad_weight: &mut [f32], scratch: &mut [f32]));
     Ok(())
-}
-
-/// The output pixels' geometry in the (padded) input: `out_h` rows of `out_w` pixels,
-/// `row` and `col` apart.
-#[derive(Clone, Copy)]
-struct Pixels {
-    out_h: usize,
-    out_w: usize,
-    row: usize,
-    col: usize,
 }
 
 /// [`backward_weight`] for one variant (`a.weight` is the output gradient).
@@ -179,22 +174,12 @@ pub(super) fn weight_run<V: ImplicitKernel, const MR: usize, const NV: usize>(
                     // (missing taps repeat the last real one: in range, never stored)
                     let toff: [usize; MR] = build(0, |r| tap_off(t0 + r.min(rows - 1)));
                     let tile = &mut gb[t0 * nr..][..rows * nr];
-                    let mut acc = [[V::splat(0.0); NV]; MR];
-                    for (ar, row) in acc.iter_mut().zip(tile.chunks_exact(nr)) {
-                        for (v, x) in ar.iter_mut().enumerate() {
-                            *x = V::load(&row[v * LANES..]);
-                        }
-                    }
                     // SAFETY: every tap offset plus pixel offset is at most `last` <
-                    // src.len() (checked above); yb holds nr floats per pixel.
+                    // src.len() (checked above); yb holds nr floats per pixel; the tile
+                    // `rows <= MR` rows of nr floats.
                     unsafe {
-                        weight_tile::<V, MR, NV>(src.as_ptr(), &toff, yb.as_ptr(), pix, &mut acc)
+                        V::weight_tile::<MR, NV>(tile, src.as_ptr(), &toff, yb.as_ptr(), pix)
                     };
-                    for (ar, row) in acc.iter().zip(tile.chunks_exact_mut(nr)) {
-                        for (v, x) in ar.iter().enumerate() {
-                            x.store(&mut row[v * LANES..]);
-                        }
-                    }
                     t0 += MR;
                 }
             }
@@ -208,35 +193,4 @@ pub(super) fn weight_run<V: ImplicitKernel, const MR: usize, const NV: usize>(
             }
         }
     }
-}
-
-/// Adds to `acc` one `MR x (NV * 8)` tile of the weight gradient over one image: tap `r`
-/// of pixel `(oh, ow)` is read at `src + toff[r] + oh * row + ow * col`, that pixel's
-/// output gradients for the block's channels are the `NV * 8` floats at
-/// `dyt + (oh * out_w + ow) * NV * 8`.
-///
-/// # Safety
-/// Every such tap must be readable, and `dyt` must hold `NV * 8` floats per pixel.
-#[inline(always)]
-unsafe fn weight_tile<V: Vf32, const MR: usize, const NV: usize>(
-    src: *const f32,
-    toff: &[usize; MR],
-    dyt: *const f32,
-    px: Pixels,
-    acc: &mut [[V; NV]; MR],
-) {
-    let mut a = *acc;
-    let ptrs: [*const f32; MR] = build(core::ptr::null(), |r| src.wrapping_add(toff[r]));
-    let mut bp = dyt;
-    for oh in 0..px.out_h {
-        let ro = oh * px.row;
-        for ow in 0..px.out_w {
-            // SAFETY: the caller guarantees every tap of every pixel is readable and
-            // NV * 8 gradients for this pixel at bp.
-            unsafe { step(&mut a, &ptrs, ro + ow * px.col, bp) };
-            // SAFETY: stays within (or one past) the caller's gradients.
-            bp = unsafe { bp.add(NV * LANES) };
-        }
-    }
-    *acc = a;
 }

@@ -28,8 +28,8 @@ pub struct Args {
     #[arg(long, default_value_t = 300)]
     min_time_ms: u64,
     /// Instead of the rows: this CPU's caches and FMA peaks, and for each convolution
-    /// shape every forward algorithm timed, with the one the planner picks marked (to check
-    /// its thresholds on a new CPU).
+    /// shape every kernel of each pass (forward, input gradient, weight gradient) timed,
+    /// with the planners' picks marked (to check their thresholds on a new CPU).
     #[arg(long)]
     tune: bool,
 }
@@ -164,7 +164,7 @@ fn bench_rows(
 }
 
 /// `cnnkit bench --tune`: the machine as the planner sees it, then each convolution shape's
-/// forward algorithms timed.
+/// kernels timed, pass by pass.
 fn tune_rows(filter: Option<&str>, json: bool, min_time_ms: u64) -> cnnkit::Result<ExitCode> {
     use std::io::Write as _;
     let shapes: Vec<_> = bench::conv_shapes()
@@ -198,19 +198,30 @@ fn tune_rows(filter: Option<&str>, json: bool, min_time_ms: u64) -> cnnkit::Resu
         ));
         res = res.and(say(
             &mut out,
-            "forward algorithms per layer, median ms (* = the planner's pick; ! = another \
+            "each pass's kernels per layer, median ms (* = the planner's pick; ! = another \
              is 5% or more faster)"
                 .into(),
         ));
     }
     for (name, p) in shapes {
-        let cands = bench::tune_conv(&p, std::time::Duration::from_millis(min_time_ms))
+        let tuned = bench::tune_conv(&p, std::time::Duration::from_millis(min_time_ms))
             .map_err(|e| cnnkit::Error::Invalid(e.to_string()))?;
-        let best = cands.iter().map(|c| c.ms).fold(f64::INFINITY, f64::min);
-        let picked = cands.iter().find(|c| c.chosen).map_or(f64::NAN, |c| c.ms);
-        let line = if json {
-            serde_json::json!({ "name": format!("conv2d/{name}"), "candidates": cands }).to_string()
-        } else {
+        let name = format!("conv2d/{name}");
+        if json {
+            let mut row =
+                serde_json::to_value(&tuned).map_err(|e| cnnkit::Error::Invalid(e.to_string()))?;
+            row["name"] = name.into();
+            res = res.and(say(&mut out, row.to_string()));
+            continue;
+        }
+        let passes = [
+            ("fwd", &tuned.forward),
+            ("input grad", &tuned.input_grad),
+            ("weight grad", &tuned.weight_grad),
+        ];
+        for (i, (pass, cands)) in passes.into_iter().enumerate() {
+            let best = cands.iter().map(|c| c.ms).fold(f64::INFINITY, f64::min);
+            let picked = cands.iter().find(|c| c.chosen).map_or(f64::NAN, |c| c.ms);
             let cells: Vec<String> = cands
                 .iter()
                 .map(|c| {
@@ -222,14 +233,16 @@ fn tune_rows(filter: Option<&str>, json: bool, min_time_ms: u64) -> cnnkit::Resu
                     )
                 })
                 .collect();
-            format!(
-                "{:<22} {}{}",
-                format!("conv2d/{name}"),
-                cells.join("  "),
-                if picked > 1.05 * best { "  !" } else { "" }
-            )
-        };
-        res = res.and(say(&mut out, line));
+            let head = if i == 0 { name.as_str() } else { "" };
+            res = res.and(say(
+                &mut out,
+                format!(
+                    "{head:<22} {pass:<12} {}{}",
+                    cells.join("  "),
+                    if picked > 1.05 * best { "  !" } else { "" }
+                ),
+            ));
+        }
     }
     if let Err(e) = res {
         return Err(stdout_error(e));
