@@ -229,7 +229,7 @@ static ZMM_DOUBLES: AtomicU8 = AtomicU8::new(0);
 /// that zmm registers do twice the work per cycle (two 512-bit FMA units, as Intel's server
 /// cores have; AMD's Zen 4 splits each 512-bit FMA in two). The planners prefer kernels
 /// with zmm tiles where it does. Measured once (about 0.3 ms, with the time-stamp
-/// counter) on the first call, then cached; false without AVX-512, on other
+/// counter) on the first call, then fixed for the process; false without AVX-512, on other
 /// architectures and under Miri.
 ///
 /// ```
@@ -246,8 +246,13 @@ pub fn zmm_fma_doubles() -> bool {
     let doubles = x86::zmm_fma_doubles();
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     let doubles = false;
-    ZMM_DOUBLES.store(if doubles { 2 } else { 1 }, Ordering::Relaxed);
-    doubles
+    // the first answer stored is every caller's (threads measuring at once could disagree,
+    // and the GEMM packs A for the tile this chooses, then reads it back)
+    let code = if doubles { 2 } else { 1 };
+    match ZMM_DOUBLES.compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => doubles,
+        Err(stored) => stored == 2,
+    }
 }
 
 /// Every variant this CPU can run, most portable first.

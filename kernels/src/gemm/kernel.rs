@@ -4,7 +4,8 @@
 //! Each variant's lane type implements [`GemmKernel`]: its tile and its in-place bounds
 //! (the x86 ones in `gemm::x86`). Tile shapes: AVX2 + FMA uses 6x16 (12 ymm accumulators,
 //! 2 for B, 1 broadcast: 15 of 16 registers); AVX-512 8x32 on zmm registers (16
-//! accumulators), a last sliver of at most 16 columns 8x16. The portable variant uses 6x16 where the compiled instruction set has
+//! accumulators), or 12x32 (24) on an A read in place where zmm registers do twice the
+//! work of ymm ones, a last sliver of at most 16 columns on the half tile. The portable variant uses 6x16 where the compiled instruction set has
 //! 16 wide registers (AVX) or 32 (NEON), and 4x8 otherwise (SSE2 keeps an f32x8 in two
 //! xmm registers and has only 16; scalar targets such as the Cortex-M4F have 32
 //! single-precision registers).
@@ -36,6 +37,9 @@ pub(crate) const PORTABLE_NV: usize = shape::NV;
 pub(crate) trait GemmKernel: Vf32 {
     /// The register tile: `Tile<MR, NV>`, `MR` rows of A by `NV` vectors of 8 columns.
     type Tile: GemmTile;
+    /// The tile run instead on an A read in place where [`GemmKernel::wide`] says so: the
+    /// same columns (a B packed for one serves the other), more rows.
+    type WideTile: GemmTile;
     /// Widest product (`n`) whose A is read in place rather than packed: packing an A
     /// sliver pays off over the `n / NR` B slivers that reuse it, and below this it
     /// does not.
@@ -43,6 +47,12 @@ pub(crate) trait GemmKernel: Vf32 {
     /// Largest `n` and row distance `ldb` (and half the largest `k`) of a row-major B read
     /// in place rather than packed.
     const B_IN_PLACE_MAX: usize;
+
+    /// Whether this CPU runs [`GemmKernel::WideTile`] on an A read in place.
+    #[inline(always)]
+    fn wide() -> bool {
+        false
+    }
 
     /// `acc = sum_p a(r, p) x b(p)` over one `MR x NV` tile (see [`kernel`]).
     ///
@@ -97,6 +107,7 @@ impl<const MR: usize, const NV: usize> GemmTile for Tile<MR, NV> {
 /// 4 x 8 otherwise.
 impl GemmKernel for f32x8 {
     type Tile = Tile<PORTABLE_MR, PORTABLE_NV>;
+    type WideTile = Tile<PORTABLE_MR, PORTABLE_NV>;
     const A_IN_PLACE_MAX_N: usize = A_IN_PLACE_MAX_N;
     const B_IN_PLACE_MAX: usize = B_IN_PLACE_MAX;
 }

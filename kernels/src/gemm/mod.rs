@@ -285,11 +285,16 @@ fn gemm_on(isa: Isa, args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch:
 }
 
 /// One product on the variant of `V`: A read in place for narrow products (see
-/// [`GemmKernel::A_IN_PLACE_MAX_N`]), else packed.
+/// [`GemmKernel::A_IN_PLACE_MAX_N`]), on [`GemmKernel::WideTile`] where the variant says
+/// so, else packed, on [`GemmKernel::Tile`] (the layout [`pack_a_all`] packs for).
 #[inline(always)]
 fn run<V: GemmKernel>(args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f32]) {
     if matches!(args.a, AOp::Mat(_)) && args.n <= V::A_IN_PLACE_MAX_N {
-        V::Tile::blocked::<V, true>(args, c, ep, scratch);
+        if V::wide() {
+            V::WideTile::blocked::<V, true>(args, c, ep, scratch);
+        } else {
+            V::Tile::blocked::<V, true>(args, c, ep, scratch);
+        }
     } else {
         V::Tile::blocked::<V, false>(args, c, ep, scratch);
     }
@@ -600,6 +605,83 @@ fn scale_only(m: usize, n: usize, c: &mut [f32], ldc: usize, ep: &Epilogue<'_>) 
                 Bias::Col(bias) => v += bias[j],
             }
             *x = clamp1(v, ep.lo, ep.hi);
+        }
+    }
+}
+
+/// Both AVX-512 tiles on an A read in place, whichever this CPU runs
+/// ([`GemmKernel::wide`]), against products summed in f64.
+#[cfg(all(test, target_arch = "x86_64", not(miri)))]
+mod tests {
+    extern crate std;
+    use std::{vec, vec::Vec};
+
+    use super::{AOp, Args, BOp, Epilogue, MatRef, blocked, sgemm_scratch_len};
+    use crate::arch::{self, Isa, x86::Avx512};
+
+    /// `blocked` on the `MR x 32` zmm tile, A and B read in place.
+    ///
+    /// # Safety
+    /// AVX-512 F, BW, VL, AVX2 and FMA must be available.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    unsafe fn tile<const MR: usize>(args: &Args<'_>, c: &mut [f32], scratch: &mut [f32]) {
+        blocked::<Avx512, MR, 4, true>(args, c, &Epilogue::plain(), scratch);
+    }
+
+    #[test]
+    fn both_avx512_tiles_match_f64() {
+        if arch::detected() != Isa::Avx512 {
+            return;
+        }
+        for (m, n, k) in [
+            (1, 1, 1),
+            (13, 37, 5),
+            (25, 512, 300),
+            (100, 96, 700),
+            (64, 256, 64),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 53) % 97) as f32 / 48.0 - 1.0)
+                .collect();
+            let args = Args {
+                m,
+                n,
+                k,
+                a: AOp::Mat(MatRef::rows(&a, k)),
+                b: BOp::Mat(MatRef::rows(&b, n)),
+                ldc: n,
+            };
+            let mut scratch = vec![0.0; sgemm_scratch_len(m, n, k)];
+            for wide in [false, true] {
+                let mut c = vec![f32::NAN; m * n];
+                // SAFETY: the CPU runs AVX-512 (checked above).
+                unsafe {
+                    if wide {
+                        tile::<12>(&args, &mut c, &mut scratch);
+                    } else {
+                        tile::<8>(&args, &mut c, &mut scratch);
+                    }
+                }
+                for i in 0..m {
+                    for j in 0..n {
+                        let (mut want, mut mag) = (0.0f64, 0.0f64);
+                        for p in 0..k {
+                            let t = f64::from(a[i * k + p]) * f64::from(b[p * n + j]);
+                            want += t;
+                            mag += t.abs();
+                        }
+                        let got = f64::from(c[i * n + j]);
+                        let tol = (k as f64 + 2.0) * f64::from(f32::EPSILON) * mag + 1e-30;
+                        assert!(
+                            (got - want).abs() <= tol,
+                            "wide {wide} {m}x{n}x{k} ({i}, {j}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
         }
     }
 }

@@ -4,22 +4,36 @@
 use core::arch::x86_64::{_mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps};
 
 use super::kernel::{A_IN_PLACE_MAX_N, B_IN_PLACE_MAX, GemmKernel, kernel};
-use crate::arch::Tile;
 use crate::arch::x86::{Avx2, Avx512, halves};
+use crate::arch::{self, Tile};
 use crate::simd::LANES;
 
 /// AVX2 + FMA: the 6 x 16 tile (12 ymm accumulators).
 impl GemmKernel for Avx2 {
     type Tile = Tile<6, 2>;
+    type WideTile = Tile<6, 2>;
     const A_IN_PLACE_MAX_N: usize = A_IN_PLACE_MAX_N;
     const B_IN_PLACE_MAX: usize = B_IN_PLACE_MAX;
 }
 
 /// AVX-512: the 8 x 32 tile on zmm registers (16 accumulators; measured against 12 x 32
-/// on zmm and 6 x 16, 12 x 16 on ymm: 8 x 32 was fastest at 256^3 and 1024^3), a last
-/// sliver of at most 16 columns on the 8 x 16 half tile.
+/// on zmm and 6 x 16, 12 x 16 on ymm on an AMD Zen 4, one 512-bit FMA per cycle: 8 x 32
+/// was fastest at 256^3 and 1024^3), or 12 x 32 (24 accumulators) on an A read in place
+/// (products up to 512 wide) where zmm registers do twice the work of ymm ones
+/// ([`arch::zmm_fma_doubles`]: two 512-bit FMA units). Xeon family 6 model 207, median
+/// GFLOPS of 41 calls, 8 x 32 against 12 x 32 on every path, three interleaved runs:
+/// 256^3 (A and B in place) 141.5-141.9 against 154.9-155.6, 512^3 114-125 against
+/// 128-136; packed A: 256 x 1024 x 256 146 against 142, 128 x 2048 x 128 135-137
+/// against 131, 64 x 2048 x 64 121 against 110, and the convolutions' shapes alike or
+/// worse, hence packed A keeps 8 x 32. A last sliver of at most 16 columns runs on the
+/// half tile.
 impl GemmKernel for Avx512 {
     type Tile = Tile<8, 4>;
+    type WideTile = Tile<12, 4>;
+    #[inline(always)]
+    fn wide() -> bool {
+        arch::zmm_fma_doubles()
+    }
     /// Reading A in place (8 rows of broadcasts) rather than packing it measured 0.310 ->
     /// 0.301 ms at 256^3 and 107.4 -> 111.3 GFLOPS at 512^3; slower at 1024^3.
     const A_IN_PLACE_MAX_N: usize = 512;
