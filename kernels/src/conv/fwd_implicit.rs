@@ -134,32 +134,23 @@ pub(super) trait ForwardTile {
 impl<const MR: usize, const NV: usize> ForwardTile for Tile<MR, NV> {
     #[inline(always)]
     fn forward<V: ImplicitKernel>(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]) {
-        run::<V, MR, NV>(a, output, scratch);
+        run_tile::<V, MR, NV>(a, output, scratch);
     }
 }
 
+/// The forward pass on the variant's tile or, for 16 output channels per group or fewer,
+/// its 16-wide one (AVX-512's 8 x 32 on LeNet's 16-channel layer: 0.585 ms against 0.346
+/// for 6 x 16, its upper half computing zeros).
 #[inline(always)]
-pub(super) fn forward_on<V: ImplicitKernel<Forward: ForwardTile>>(
+pub(super) fn forward_on<V: ImplicitKernel<Forward: ForwardTile, ForwardNarrow: ForwardTile>>(
     a: &Args<'_>,
     output: &mut [f32],
     scratch: &mut [f32],
 ) {
-    <V::Forward as ForwardTile>::forward::<V>(a, output, scratch);
-}
-
-/// [`run_tile`] on the tile `MR x NV` or, for at most half as many output channels as it
-/// is wide, on the 6 x 16 tile (AVX-512's 8 x 32 on LeNet's 16-channel layer: 0.585 ms
-/// against 0.346, its upper half computing zeros).
-#[inline(always)]
-pub(super) fn run<V: ImplicitKernel, const MR: usize, const NV: usize>(
-    a: &Args<'_>,
-    output: &mut [f32],
-    scratch: &mut [f32],
-) {
-    if NV > 2 && a.d.out_per_group <= NV * LANES / 2 {
-        run_tile::<V, 6, 2>(a, output, scratch);
+    if a.d.out_per_group <= 16 {
+        <V::ForwardNarrow as ForwardTile>::forward::<V>(a, output, scratch);
     } else {
-        run_tile::<V, MR, NV>(a, output, scratch);
+        <V::Forward as ForwardTile>::forward::<V>(a, output, scratch);
     }
 }
 
