@@ -188,12 +188,14 @@ fn tune_rows(filter: Option<&str>, json: bool, min_time_ms: u64) -> cnnkit::Resu
         res = res.and(say(
             &mut out,
             format!(
-                "variant {}; FMA peak per core, GFLOPS: {}; caches L1d {} KiB, L2 {} KiB, L3 {} KiB",
+                "variant {}; FMA peak per core, GFLOPS: {}; caches L1d {} KiB, L2 {} KiB, L3 {} \
+                 KiB; zmm FMAs at the ymm rate (the planners' wide-tile rule): {}",
                 arch::active().name(),
                 list.join(", "),
                 c.l1d / 1024,
                 c.l2 / 1024,
-                c.l3 / 1024
+                c.l3 / 1024,
+                if arch::zmm_fma_doubles() { "yes" } else { "no" }
             ),
         ));
         res = res.and(say(

@@ -44,7 +44,8 @@ pub struct Args {
     loss: Option<String>,
     /// Threads each batch is split across [default: the cores available to this process;
     /// with --resume, the checkpoint's]. The result is the same, bit for bit, for the same
-    /// thread count (and different for another: the gradients are summed in shards).
+    /// thread count on the same kind of CPU (and different for another thread count: the
+    /// gradients are summed in shards; or another CPU kind: its kernels round differently).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
     /// Weight initialisation of a new model: `kaiming`, `kaiming-normal`, `xavier`,
