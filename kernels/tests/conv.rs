@@ -537,6 +537,35 @@ fn each_backward_kernel(c: Case) -> bool {
     true
 }
 
+/// The backward planners' picks that hold on every CPU (the rest follow the FMA width,
+/// `arch::zmm_fma_doubles`).
+#[test]
+fn backward_planners_pick_by_shape() {
+    use k::ConvKernel as K;
+    let input = |p: &Conv2dParams| k::Conv2dInputGradPlan::new(p).unwrap().kernel();
+    let weight = |p: &Conv2dParams| k::Conv2dWeightGradPlan::new(p).unwrap().kernel();
+    // LeNet's first layer: one input channel, no forward convolution of dY; flat planes
+    let lenet1 = Conv2dParams::new(64, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2);
+    assert_eq!((input(&lenet1), weight(&lenet1)), (K::Flat, K::Flat));
+    // LeNet's second layer: 6 input channels, eight images in the lanes
+    let lenet2 = Conv2dParams::new(64, 6, 14, 14, 16, 5, 5);
+    assert_eq!((input(&lenet2), weight(&lenet2)), (K::Lanes, K::Implicit));
+    // 16 -> 32 channels 5x5 on 14 x 14: too wide for the lanes; the forward convolution
+    // of dY before the flat planes
+    let mid = Conv2dParams::new(64, 16, 14, 14, 32, 5, 5).with_padding(2, 2, 2, 2);
+    assert_eq!(input(&mid), K::AsForward);
+    // the fmnist preset's third layer: that forward convolution would be an im2col one
+    let c3 = Conv2dParams::new(64, 64, 7, 7, 128, 3, 3).with_padding(1, 1, 1, 1);
+    assert_eq!((input(&c3), weight(&c3)), (K::Col2im, K::Implicit));
+    // a depthwise layer, a pointwise one
+    let dw = Conv2dParams::new(8, 32, 28, 28, 32, 3, 3)
+        .with_padding(1, 1, 1, 1)
+        .with_groups(32);
+    assert_eq!((input(&dw), weight(&dw)), (K::Flat, K::Flat));
+    let pw = Conv2dParams::new(8, 64, 14, 14, 128, 1, 1);
+    assert_eq!((input(&pw), weight(&pw)), (K::Pointwise, K::Pointwise));
+}
+
 #[test]
 fn each_backward_kernel_matches_reference() {
     check(200, each_backward_kernel as fn(Case) -> bool);
