@@ -729,6 +729,76 @@ pub fn tune_conv(p: &Conv2dParams, min_time: Duration) -> Result<Tuned, k::Kerne
     })
 }
 
+/// One blocking of the packed GEMM timed by [`tune_sgemm`].
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockingCandidate {
+    /// Rows of A packed at once.
+    pub mc: usize,
+    /// Depth of a packed panel.
+    pub kc: usize,
+    /// Columns of B packed at once.
+    pub nc: usize,
+    /// Median milliseconds of one product.
+    pub ms: f64,
+    /// GFLOPS at that median.
+    pub gflops: f64,
+    /// Whether it is the model's blocking for this CPU ([`k::SgemmBlocking::model`]).
+    pub chosen: bool,
+}
+
+/// The blockings [`tune_sgemm`] tries besides the model's: `kc` from 128 to 512, `mc`
+/// from 48 to 384, `nc` 512 and 1024.
+pub fn blocking_grid() -> Vec<k::SgemmBlocking> {
+    let mut v = Vec::new();
+    for kc in [128, 192, 256, 320, 384, 512] {
+        for mc in [48, 96, 192, 384] {
+            for nc in [512, 1024] {
+                v.push(k::SgemmBlocking { mc, kc, nc });
+            }
+        }
+    }
+    v
+}
+
+/// Times `C = A B` (square `n`, one thread, the active variant) under each blocking of
+/// `grid` and the model's own, in turn, and marks the model's: what `cnnkit bench --tune`
+/// prints to check the blocking model on a new CPU. The forced blocking is lifted
+/// afterwards, on error too.
+///
+/// # Errors
+/// As [`k::sgemm`].
+pub fn tune_sgemm(
+    n: usize,
+    grid: &[k::SgemmBlocking],
+    min_time: Duration,
+) -> Result<Vec<BlockingCandidate>, k::KernelError> {
+    let model = k::sgemm_blocking(arch::active());
+    let mut list: Vec<k::SgemmBlocking> = vec![model];
+    list.extend(grid.iter().copied().filter(|b| *b != model));
+    let (a, b) = (rand(n * n, 1), rand(n * n, 2));
+    let mut c = vec![0.0; n * n];
+    let mut scratch = vec![0.0; k::sgemm_scratch_len(n, n, n)];
+    let p = GemmParams::new(n, n, n);
+    let ms = time_each(list.len(), min_time, |i| {
+        k::force_sgemm_blocking(Some(list[i]))?;
+        k::sgemm(&p, &a, &b, &mut c, &mut scratch)
+    });
+    k::force_sgemm_blocking(None)?;
+    let flops = 2.0 * (n * n * n) as f64;
+    Ok(list
+        .iter()
+        .zip(ms?)
+        .map(|(b, ms)| BlockingCandidate {
+            mc: b.mc,
+            kc: b.kc,
+            nc: b.nc,
+            ms,
+            gflops: flops / (ms * 1e-3) / 1e9,
+            chosen: *b == model,
+        })
+        .collect())
+}
+
 /// Runs every benchmark whose name contains `filter` and returns the rows, with
 /// `peak_gflops` and `pct_peak` filled from `peaks` (per core, as [`fma_peaks`] gives):
 /// the peak of the instruction set a row's variant names (`implicit/avx2` -> AVX2),

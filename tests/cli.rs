@@ -90,8 +90,50 @@ fn bench_tune_times_every_kernel_of_each_pass_and_marks_the_pick() {
     let (all, picked) = names("weight_grad");
     assert_eq!(all, ["implicit", "im2col"], "{text}");
     assert_eq!(picked, ["implicit"], "{text}");
-    let out = cnnkit(&["bench", "--tune", "--filter", "sgemm"]);
+    let out = cnnkit(&["bench", "--tune", "--filter", "no-such-shape"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // the GEMM: every blocking of the grid timed, the model's marked once
+    let out = cnnkit(&[
+        "bench",
+        "--tune",
+        "--json",
+        "--filter",
+        "sgemm/256",
+        "--min-time-ms",
+        "1",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert_eq!(rows[0]["name"], "sgemm/256");
+    let cands = rows[0]["blockings"].as_array().unwrap();
+    assert!(
+        cands.len() >= cnnkit::bench::blocking_grid().len(),
+        "{text}"
+    );
+    assert!(cands.iter().all(|c| c["gflops"].as_f64().unwrap() > 0.0));
+    let chosen: Vec<_> = cands.iter().filter(|c| c["chosen"] == true).collect();
+    assert_eq!(chosen.len(), 1, "{text}");
+    let model = cnnkit::kernels::sgemm_blocking(cnnkit::kernels::arch::active());
+    assert_eq!(chosen[0]["kc"], model.kc, "{text}");
+    assert_eq!(chosen[0]["mc"], model.mc, "{text}");
+
+    // a blocking forced for the rows
+    let out = cnnkit(&[
+        "bench",
+        "--blocking",
+        "48/64/64",
+        "--filter",
+        "sgemm/256",
+        "--min-time-ms",
+        "1",
+    ]);
+    assert!(out.status.success());
 }
 
 #[test]
@@ -135,6 +177,10 @@ fn bad_arguments_exit_2_with_a_message() {
         &["bench", "--threads", "0"],
         &["bench", "--filter", "no-such-kernel", "--min-time-ms", "1"],
         &["bench", "--frobnicate"],
+        &["bench", "--blocking", "50/64/64"],
+        &["bench", "--blocking", "48/64"],
+        &["bench", "--blocking", "48/x/64"],
+        &["bench", "--blocking", "48/64/64", "--tune"],
         &["no-such-command"],
     ] {
         let out = cnnkit(args);

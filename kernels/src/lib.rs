@@ -70,7 +70,7 @@ pub use conv::{
 };
 pub use copy::stream_copy;
 pub use error::KernelError;
-pub use gemm::{sgemm, sgemm_scratch_len};
+pub use gemm::{SgemmBlocking, force_sgemm_blocking, sgemm, sgemm_blocking, sgemm_scratch_len};
 pub use linear::{
     linear, linear_backward_bias, linear_backward_input, linear_backward_input_scratch_len,
     linear_backward_weight, linear_backward_weight_scratch_len, linear_dot, linear_scratch_len,

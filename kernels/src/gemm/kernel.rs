@@ -76,8 +76,11 @@ pub(crate) trait GemmKernel: Vf32 {
 pub(crate) trait GemmTile {
     /// Columns of the tile (`NV * 8`).
     const NR: usize;
+    /// Rows of the tile.
+    const MR: usize;
     /// The BLIS loops on this tile (`super::blocked`).
     fn blocked<V: GemmKernel, const A_IN_PLACE: bool>(
+        blk: super::SgemmBlocking,
         args: &Args<'_>,
         c: &mut [f32],
         ep: &Epilogue<'_>,
@@ -89,14 +92,16 @@ pub(crate) trait GemmTile {
 
 impl<const MR: usize, const NV: usize> GemmTile for Tile<MR, NV> {
     const NR: usize = NV * LANES;
+    const MR: usize = MR;
     #[inline(always)]
     fn blocked<V: GemmKernel, const A_IN_PLACE: bool>(
+        blk: super::SgemmBlocking,
         args: &Args<'_>,
         c: &mut [f32],
         ep: &Epilogue<'_>,
         scratch: &mut [f32],
     ) {
-        super::blocked::<V, MR, NV, A_IN_PLACE>(args, c, ep, scratch);
+        super::blocked::<V, MR, NV, A_IN_PLACE>(blk, args, c, ep, scratch);
     }
     fn pack_a_all(m: usize, k: usize, a: super::MatRef<'_>, dst: &mut [f32]) {
         super::pack_a_all_tiles::<MR>(m, k, a, dst);

@@ -2,10 +2,11 @@
 //! loop order, with a register-tiled microkernel and a fused epilogue (bias, clamp) in
 //! the store.
 //!
-//! Loops, outermost first (BLIS names): `jc` over N in steps of [`NC`]; `pc` over K in
-//! steps of [`KC`], packing a `KC x NC` panel of B into `NR`-wide slivers; `ic` over M in
-//! steps of [`MC`], packing an `MC x KC` block of A into `MR`-tall slivers; then `jr`, `ir`
-//! over the slivers, one `MR x NR` microkernel call each. Packed slivers are zero-padded to
+//! Loops, outermost first (BLIS names): `jc` over N in steps of `nc`; `pc` over K in
+//! steps of `kc`, packing a `kc x nc` panel of B into `NR`-wide slivers; `ic` over M in
+//! steps of `mc`, packing an `mc x kc` block of A into `MR`-tall slivers; then `jr`, `ir`
+//! over the slivers, one `MR x NR` microkernel call each. The block sizes come from this
+//! CPU's caches and FMA rate ([`SgemmBlocking::model`]), read once per product. Packed slivers are zero-padded to
 //! whole tiles, so the microkernel never branches on edges; only the store does.
 //!
 //! Each variant's lane type carries its tile and thresholds ([`kernel::GemmKernel`]); the
@@ -16,6 +17,7 @@
 //! with few B slivers to reuse it, packing A cost more than it saved (sgemm 64^3:
 //! 0.63-0.70 -> 0.81-0.83 of the `gemm` crate's speed, same runs).
 
+mod blocking;
 pub(crate) mod kernel;
 mod pack;
 #[cfg(target_arch = "x86_64")]
@@ -26,19 +28,10 @@ use crate::error::KernelError;
 use crate::params::{GemmParams, check_scratch};
 use crate::simd::{LANES, clamp1};
 use crate::vector::Vf32;
+use blocking::{KC_MAX, MC_MAX, NC_MAX};
+pub use blocking::{SgemmBlocking, force_sgemm_blocking, sgemm_blocking};
 use kernel::{GemmKernel, GemmTile};
 
-/// Depth of a packed panel (K block): one B sliver (`KC x NR`, 32 KiB) stays near L1
-/// while the A slivers stream past it. 512 (with `MC = 96`) against 256 (with 192),
-/// same-process ratios to the `gemm` crate, two runs: 512^3 0.90-0.93 -> 0.96-0.97,
-/// 1024^3 0.99-1.04 -> 1.00-1.02, 82-85 -> 88-89 GFLOPS; sizes up to 256 unchanged
-/// (one K block either way); convolution shapes unchanged (`ab` harness, min of 15
-/// calls). 384 with 192 measured between the two.
-pub(crate) const KC: usize = 512;
-/// Rows of A packed at once (M block): `MC x KC` floats (192 KiB) stay in L2.
-pub(crate) const MC: usize = 96;
-/// Columns of B packed at once (N block): `KC x NC` floats (2 MiB) stay in L3.
-pub(crate) const NC: usize = 1024;
 /// Upper bound on MR over every microkernel variant; scratch sizes use it so they never
 /// depend on the variant chosen at run time.
 const MR_MAX: usize = 16;
@@ -111,15 +104,15 @@ const fn min(a: usize, b: usize) -> usize {
 }
 
 /// Scratch elements [`sgemm`] needs for an `m x n x k` product: one packed block of A
-/// and one packed panel of B, at most `(MC + 16) * KC + (NC + 32) * KC` floats
-/// (about 2.2 MB) however large the matrices.
+/// and one packed panel of B, at most `(384 + 16) * 512 + (1024 + 32) * 512` floats
+/// (about 2.9 MB) however large the matrices, whatever [`SgemmBlocking`] this CPU takes.
 ///
 /// ```
 /// assert!(cnnkit_kernels::sgemm_scratch_len(4, 4, 4) < 256);
 /// ```
 pub const fn sgemm_scratch_len(m: usize, n: usize, k: usize) -> usize {
-    let kc = min(k, KC);
-    (min(m, MC) + MR_MAX) * kc + (min(n, NC) + NR_MAX) * kc
+    let kc = min(k, KC_MAX);
+    (min(m, MC_MAX) + MR_MAX) * kc + (min(n, NC_MAX) + NR_MAX) * kc
 }
 
 /// `C = alpha * op(A) * op(B) + beta * C` over row-major matrices (see [`GemmParams`]).
@@ -204,6 +197,14 @@ pub(crate) const fn packed_a_len(m: usize, k: usize) -> usize {
     (m + MR_MAX) * k
 }
 
+/// The rows and columns of `isa`'s packed tile ([`GemmKernel::Tile`]).
+fn tile_of(isa: Isa) -> (usize, usize) {
+    arch::with_isa!(isa, V => {
+        type T = <V as GemmKernel>::Tile;
+        (<T as GemmTile>::MR, <T as GemmTile>::NR)
+    })
+}
+
 /// The tile width (columns) of `isa`'s microkernel: the sliver width of a packed B.
 pub(crate) fn nr_of(isa: Isa) -> usize {
     arch::with_isa!(isa, V => <<V as GemmKernel>::Tile as GemmTile>::NR)
@@ -216,20 +217,11 @@ pub(crate) fn pack_a_all(isa: Isa, m: usize, k: usize, a: MatRef<'_>, dst: &mut 
     arch::with_isa!(isa, V => <<V as GemmKernel>::Tile as GemmTile>::pack_a_all(m, k, a, dst))
 }
 
-/// [`pack_a_all`] for tiles of `MR` rows.
+/// [`pack_a_all`] for tiles of `MR` rows: `ceil(m / MR)` slivers of `k x MR`, each holding
+/// all of `k` (sliver `s` starts at `s * MR * k`), so that the layout does not depend on
+/// the blocking (a K block of sliver `s` starts at `s * MR * k + pc * MR`).
 fn pack_a_all_tiles<const MR: usize>(m: usize, k: usize, a: MatRef<'_>, dst: &mut [f32]) {
-    let mpad = m.div_ceil(MR) * MR;
-    let mut pc = 0;
-    while pc < k {
-        let kc = min(KC, k - pc);
-        let mut ic = 0;
-        while ic < m {
-            let mc = min(MC, m - ic);
-            pack::pack_a::<MR>(&a, ic, mc, pc, kc, &mut dst[pc * mpad + ic * kc..]);
-            ic += MC;
-        }
-        pc += KC;
-    }
+    pack::pack_a::<MR>(&a, 0, m, 0, k, dst);
 }
 
 /// [`gemm`] with A packed beforehand by [`pack_a_all`] for the same `isa`.
@@ -276,7 +268,9 @@ fn gemm_on(isa: Isa, args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch:
         scale_only(args.m, args.n, c, args.ldc, ep);
         return;
     }
+    let blk = sgemm_blocking(isa);
     arch::dispatch!(@on isa; run(
+        blk: SgemmBlocking,
         args: &Args<'_>,
         c: &mut [f32],
         ep: &Epilogue<'_>,
@@ -288,15 +282,21 @@ fn gemm_on(isa: Isa, args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch:
 /// [`GemmKernel::A_IN_PLACE_MAX_N`]), on [`GemmKernel::WideTile`] where the variant says
 /// so, else packed, on [`GemmKernel::Tile`] (the layout [`pack_a_all`] packs for).
 #[inline(always)]
-fn run<V: GemmKernel>(args: &Args<'_>, c: &mut [f32], ep: &Epilogue<'_>, scratch: &mut [f32]) {
+fn run<V: GemmKernel>(
+    blk: SgemmBlocking,
+    args: &Args<'_>,
+    c: &mut [f32],
+    ep: &Epilogue<'_>,
+    scratch: &mut [f32],
+) {
     if matches!(args.a, AOp::Mat(_)) && args.n <= V::A_IN_PLACE_MAX_N {
         if V::wide() {
-            V::WideTile::blocked::<V, true>(args, c, ep, scratch);
+            V::WideTile::blocked::<V, true>(blk, args, c, ep, scratch);
         } else {
-            V::Tile::blocked::<V, true>(args, c, ep, scratch);
+            V::Tile::blocked::<V, true>(blk, args, c, ep, scratch);
         }
     } else {
-        V::Tile::blocked::<V, false>(args, c, ep, scratch);
+        V::Tile::blocked::<V, false>(blk, args, c, ep, scratch);
     }
 }
 
@@ -346,6 +346,7 @@ pub(crate) struct Args<'a> {
 /// The BLIS loops over one variant's microkernel (`MR` rows, `NV` vectors of 8).
 #[inline(always)]
 fn blocked<V: GemmKernel, const MR: usize, const NV: usize, const A_IN_PLACE: bool>(
+    blk: SgemmBlocking,
     args: &Args<'_>,
     c: &mut [f32],
     ep: &Epilogue<'_>,
@@ -353,9 +354,14 @@ fn blocked<V: GemmKernel, const MR: usize, const NV: usize, const A_IN_PLACE: bo
 ) {
     let Args { m, n, k, a, b, ldc } = *args;
     let nr = NV * LANES;
-    let kc_max = min(k, KC);
+    // block sizes within the limits scratch assumes, mc whole tiles of rows and nc whole
+    // slivers (both are multiples of every tile's already)
+    let kc_blk = blk.kc.clamp(1, KC_MAX);
+    let mc_blk = (blk.mc.min(MC_MAX) / MR * MR).max(MR);
+    let nc_blk = (blk.nc.min(NC_MAX) / nr * nr).max(nr);
+    let kc_max = min(k, KC_MAX);
     // (operands packed beforehand need no scratch, and may come with none)
-    let (pa, pb) = scratch.split_at_mut(((min(m, MC) + MR_MAX) * kc_max).min(scratch.len()));
+    let (pa, pb) = scratch.split_at_mut(((min(m, MC_MAX) + MR_MAX) * kc_max).min(scratch.len()));
     // B read in place (whole slivers; a last partial one is packed)
     let cap = V::B_IN_PLACE_MAX;
     let b_in_place = match b {
@@ -364,10 +370,10 @@ fn blocked<V: GemmKernel, const MR: usize, const NV: usize, const A_IN_PLACE: bo
     };
     let mut jc = 0;
     while jc < n {
-        let nc = min(NC, n - jc);
+        let nc = min(nc_blk, n - jc);
         let mut pc = 0;
         while pc < k {
-            let kc = min(KC, k - pc);
+            let kc = min(kc_blk, k - pc);
             let full_n = nc / nr * nr;
             match b {
                 BOp::Mat(bm) if b_in_place.is_some() => {
@@ -382,20 +388,15 @@ fn blocked<V: GemmKernel, const MR: usize, const NV: usize, const A_IN_PLACE: bo
             let last = pc + kc == k;
             let mut ic = 0;
             while ic < m {
-                let mc = min(MC, m - ic);
+                let mc = min(mc_blk, m - ic);
                 // A read in place: every sliver from `am` (the last rows by `edge_rows`)
                 let in_place = match a {
                     AOp::Mat(am) if A_IN_PLACE => Some(am),
                     _ => None,
                 };
-                let pa: &[f32] = match a {
-                    AOp::Mat(_) if in_place.is_some() => pa,
-                    AOp::Mat(am) => {
-                        pack_a::<V, MR>(&am, ic, mc, pc, kc, pa);
-                        pa
-                    }
-                    AOp::Packed(buf) => &buf[pc * m.div_ceil(MR) * MR + ic * kc..],
-                };
+                if let (AOp::Mat(am), None) = (a, in_place) {
+                    pack_a::<V, MR>(&am, ic, mc, pc, kc, pa);
+                }
                 let mut jr = 0;
                 while jr < nc {
                     // B's sliver and its row stride
@@ -406,7 +407,7 @@ fn blocked<V: GemmKernel, const MR: usize, const NV: usize, const A_IN_PLACE: bo
                         ),
                         (BOp::Mat(_), Some(_)) => (&pb[..kc * nr], nr),
                         (BOp::Mat(_), None) => (&pb[(jr / nr) * kc * nr..][..kc * nr], nr),
-                        // (jc is a multiple of NC, itself a multiple of nr)
+                        // (jc is a multiple of nc_blk, itself a multiple of nr)
                         (BOp::Packed(buf), _) => {
                             (&buf[((jc + jr) / nr) * k * nr + pc * nr..][..kc * nr], nr)
                         }
@@ -440,13 +441,18 @@ fn blocked<V: GemmKernel, const MR: usize, const NV: usize, const A_IN_PLACE: bo
                             continue;
                         }
                         // A's sliver and its strides
-                        let (ap, rs, cs) = match in_place {
-                            Some(am) => {
+                        let (ap, rs, cs) = match (in_place, a) {
+                            (Some(am), _) => {
                                 let (rs, cs) = (am.rs, am.cs);
                                 let span = (MR - 1) * rs + (kc - 1) * cs + 1;
                                 (&am.data[(ic + ir) * rs + pc * cs..][..span], rs, cs)
                             }
-                            None => (&pa[(ir / MR) * kc * MR..][..kc * MR], 1, MR),
+                            // packed whole beforehand: slivers of all k ([`pack_a_all`])
+                            (None, AOp::Packed(buf)) => {
+                                let at = (ic + ir) / MR * MR * k + pc * MR;
+                                (&buf[at..][..kc * MR], 1, MR)
+                            }
+                            (None, AOp::Mat(_)) => (&pa[(ir / MR) * kc * MR..][..kc * MR], 1, MR),
                         };
                         let tile = kernel::TileAt {
                             i0: ic + ir,
@@ -476,11 +482,11 @@ fn blocked<V: GemmKernel, const MR: usize, const NV: usize, const A_IN_PLACE: bo
                     }
                     jr += nr;
                 }
-                ic += MC;
+                ic += mc_blk;
             }
-            pc += KC;
+            pc += kc_blk;
         }
-        jc += NC;
+        jc += nc_blk;
     }
 }
 
@@ -616,7 +622,7 @@ mod tests {
     extern crate std;
     use std::{vec, vec::Vec};
 
-    use super::{AOp, Args, BOp, Epilogue, MatRef, blocked, sgemm_scratch_len};
+    use super::{AOp, Args, BOp, Epilogue, MatRef, SgemmBlocking, blocked, sgemm_scratch_len};
     use crate::arch::{self, Isa, x86::Avx512};
 
     /// `blocked` on the `MR x 32` zmm tile, A and B read in place.
@@ -624,8 +630,13 @@ mod tests {
     /// # Safety
     /// AVX-512 F, BW, VL, AVX2 and FMA must be available.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    unsafe fn tile<const MR: usize>(args: &Args<'_>, c: &mut [f32], scratch: &mut [f32]) {
-        blocked::<Avx512, MR, 4, true>(args, c, &Epilogue::plain(), scratch);
+    unsafe fn tile<const MR: usize>(
+        blk: SgemmBlocking,
+        args: &Args<'_>,
+        c: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        blocked::<Avx512, MR, 4, true>(blk, args, c, &Epilogue::plain(), scratch);
     }
 
     #[test]
@@ -655,14 +666,23 @@ mod tests {
                 ldc: n,
             };
             let mut scratch = vec![0.0; sgemm_scratch_len(m, n, k)];
-            for wide in [false, true] {
+            // the default blocking, and one cutting every size into several blocks
+            let small = SgemmBlocking {
+                mc: 48,
+                kc: 64,
+                nc: 64,
+            };
+            for (wide, blk) in [false, true]
+                .into_iter()
+                .flat_map(|w| [(w, SgemmBlocking::DEFAULT), (w, small)])
+            {
                 let mut c = vec![f32::NAN; m * n];
                 // SAFETY: the CPU runs AVX-512 (checked above).
                 unsafe {
                     if wide {
-                        tile::<12>(&args, &mut c, &mut scratch);
+                        tile::<12>(blk, &args, &mut c, &mut scratch);
                     } else {
-                        tile::<8>(&args, &mut c, &mut scratch);
+                        tile::<8>(blk, &args, &mut c, &mut scratch);
                     }
                 }
                 for i in 0..m {

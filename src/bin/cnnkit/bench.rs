@@ -32,6 +32,24 @@ pub struct Args {
     /// with the planners' picks marked (to check their thresholds on a new CPU).
     #[arg(long)]
     tune: bool,
+    /// Force the GEMM's cache blocking, `MC/KC/NC` (e.g. `96/512/1024`), for every row;
+    /// default: this CPU's model (`--tune` prints it and times others).
+    #[arg(long, value_parser = parse_blocking, conflicts_with = "tune")]
+    blocking: Option<cnnkit::kernels::SgemmBlocking>,
+}
+
+/// `MC/KC/NC` for `--blocking`, within the limits of `force_sgemm_blocking`.
+fn parse_blocking(s: &str) -> Result<cnnkit::kernels::SgemmBlocking, String> {
+    let bad = || format!("'{s}': expected MC/KC/NC, three whole numbers (e.g. 96/512/1024)");
+    let v: Vec<usize> = s
+        .split('/')
+        .map(|x| x.trim().parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let [mc, kc, nc] = v[..] else {
+        return Err(bad());
+    };
+    let b = cnnkit::kernels::SgemmBlocking { mc, kc, nc };
+    b.check().map_err(|e| format!("'{s}': {e}"))
 }
 
 /// `cnnkit bench`.
@@ -43,7 +61,12 @@ pub fn run(a: &Args) -> ExitCode {
         variant,
         min_time_ms,
         tune,
+        blocking,
     } = a.clone();
+    if let Err(e) = cnnkit::kernels::force_sgemm_blocking(blocking) {
+        eprintln!("error: --blocking: {e}");
+        return ExitCode::from(2);
+    }
     if let Some(v) = variant {
         let Some(isa) = Isa::from_name(&v) else {
             eprintln!("error: unknown variant '{v}' (expected one of: portable, avx2, avx512)");
@@ -171,8 +194,12 @@ fn tune_rows(filter: Option<&str>, json: bool, min_time_ms: u64) -> cnnkit::Resu
         .into_iter()
         .filter(|(name, _)| filter.is_none_or(|f| format!("conv2d/{name}").contains(f)))
         .collect();
-    if shapes.is_empty() {
-        eprintln!("error: no convolution shape matches the filter");
+    let gemms: Vec<usize> = [256, 512, 1024]
+        .into_iter()
+        .filter(|n| filter.is_none_or(|f| format!("sgemm/{n}").contains(f)))
+        .collect();
+    if shapes.is_empty() && gemms.is_empty() {
+        eprintln!("error: no GEMM size or convolution shape matches the filter");
         return Ok(ExitCode::from(2));
     }
     let c = arch::caches();
@@ -200,14 +227,52 @@ fn tune_rows(filter: Option<&str>, json: bool, min_time_ms: u64) -> cnnkit::Resu
         ));
         res = res.and(say(
             &mut out,
-            "each pass's kernels per layer, median ms (* = the planner's pick; ! = another \
-             is 5% or more faster)"
-                .into(),
+            format!(
+                "sgemm: the fastest blockings (mc/kc/nc), GFLOPS; * = the model's \
+                 ({}); convolutions: each pass's kernels per layer, median ms, * = the \
+                 planner's pick; ! = another is 5% or more faster",
+                {
+                    let b = cnnkit::kernels::sgemm_blocking(arch::active());
+                    format!("mc {} kc {} nc {}", b.mc, b.kc, b.nc)
+                }
+            ),
+        ));
+    }
+    let min_time = std::time::Duration::from_millis(min_time_ms);
+    let grid = bench::blocking_grid();
+    for n in gemms {
+        let name = format!("sgemm/{n}");
+        let mut cands = bench::tune_sgemm(n, &grid, min_time)
+            .map_err(|e| cnnkit::Error::Invalid(e.to_string()))?;
+        if json {
+            let row = serde_json::json!({ "name": name, "blockings": cands });
+            res = res.and(say(&mut out, row.to_string()));
+            continue;
+        }
+        cands.sort_by(|a, b| a.ms.total_cmp(&b.ms));
+        let best = cands[0].ms;
+        let picked = cands.iter().find(|c| c.chosen).map_or(f64::NAN, |c| c.ms);
+        let cell = |c: &bench::BlockingCandidate| {
+            let mark = if c.chosen { "*" } else { "" };
+            format!("{mark}{}/{}/{} {:.1}", c.mc, c.kc, c.nc, c.gflops)
+        };
+        let mut cells: Vec<String> = cands.iter().take(6).map(cell).collect();
+        if let Some(c) = cands.iter().skip(6).find(|c| c.chosen) {
+            cells.push(format!("... {}", cell(c)));
+        }
+        res = res.and(say(
+            &mut out,
+            format!(
+                "{name:<22} {:<12} {}{}",
+                "GFLOPS",
+                cells.join("  "),
+                if picked > 1.05 * best { "  !" } else { "" }
+            ),
         ));
     }
     for (name, p) in shapes {
-        let tuned = bench::tune_conv(&p, std::time::Duration::from_millis(min_time_ms))
-            .map_err(|e| cnnkit::Error::Invalid(e.to_string()))?;
+        let tuned =
+            bench::tune_conv(&p, min_time).map_err(|e| cnnkit::Error::Invalid(e.to_string()))?;
         let name = format!("conv2d/{name}");
         if json {
             let mut row =
