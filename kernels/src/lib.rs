@@ -53,6 +53,7 @@ pub mod net;
 mod norm;
 mod optim;
 mod pool;
+mod qparams;
 mod softmax;
 
 pub use activation::{
@@ -88,4 +89,5 @@ pub use pool::{
     NO_INDEX, avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward,
     max_pool2d, max_pool2d_backward, min_pool2d, min_pool2d_backward,
 };
+pub use qparams::{QuantOutput, Requant};
 pub use softmax::{log_softmax, log_softmax_backward, softmax, softmax_backward};

@@ -8,6 +8,7 @@
 mod conv;
 mod elementwise;
 mod gemm;
+mod int8;
 mod norm;
 mod pool;
 
@@ -23,6 +24,10 @@ pub use elementwise::{
     softmax_cross_entropy, tanh, tanh_backward,
 };
 pub use gemm::sgemm;
+pub use int8::{
+    avg_pool2d_s8, conv2d_s8, dequantize_s8, divide_by_pot, doubling_high_mul, fully_connected_s8,
+    max_pool2d_s8, quantize_s8, requantize,
+};
 pub use norm::{
     adam_step, batch_norm_backward, batch_norm_fold, batch_norm_forward,
     batch_norm_forward_inference, sgd_step,

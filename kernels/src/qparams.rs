@@ -1,0 +1,281 @@
+//! Parameters of the int8 operators, TFLite's quantisation scheme (which CMSIS-NN and
+//! TFLite Micro follow bit for bit): weights int8, symmetric (zero point 0), one scale per
+//! output channel; activations int8, asymmetric, one scale and zero point per tensor; bias
+//! int32 at scale `input_scale * weight_scale`; the int32 sum brought to the output's scale
+//! by a fixed-point multiplier and shift ([`Requant`]), the output's zero point added, and
+//! the fused activation applied as the output's clamp.
+//!
+//! Layout: activations NHWC (`[batch, h, w, channels]`), convolution weights OHWI
+//! (`[out_channels, kernel_h, kernel_w, in_channels / groups]`), linear weights
+//! `[out, in]`. Channels last puts the values one output sums over (a pixel's input
+//! channels) next to each other, which is what the int8 dot-product instructions take
+//! (SMLAD's pairs, `vpdpbusd`'s and `sdot`'s quadruples) and what TFLite and CMSIS-NN use,
+//! so their models map onto these kernels without a transpose.
+
+use crate::error::KernelError;
+use crate::params::{Conv2dDims, Conv2dParams, LinearParams, Pool2dDims, Pool2dParams};
+
+/// A real multiplier `m` held as `multiplier * 2^(shift - 31)`, `multiplier` in
+/// `[2^30, 2^31)` (or 0 for `m == 0`): how an int32 sum is brought to the output's scale
+/// (TFLite's `QuantizeMultiplier` and `MultiplyByQuantizedMultiplier`).
+///
+/// ```
+/// use cnnkit_kernels::Requant;
+/// let r = Requant::from_real(0.25).unwrap();
+/// assert_eq!((r.multiplier, r.shift), (1 << 30, -1));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Requant {
+    /// The multiplier's 31 fraction bits: `[2^30, 2^31)`, or 0.
+    pub multiplier: i32,
+    /// The power of two: `-31..=30`.
+    pub shift: i32,
+}
+
+impl Requant {
+    /// TFLite's `QuantizeMultiplier`: `real = q * 2^shift` with `q` in `[0.5, 1)`,
+    /// `multiplier = round(q * 2^31)` (halves away from zero); a `q` that rounds up to 1
+    /// halves and bumps `shift`; a multiplier below `2^-31` becomes 0.
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidParameter`] for a negative, NaN or infinite `real`, or one of
+    /// `2^30` or more.
+    pub fn from_real(real: f64) -> Result<Self, KernelError> {
+        if !(0.0..1_073_741_824.0).contains(&real) {
+            return Err(KernelError::InvalidParameter(
+                "requantisation multiplier: finite, 0 or more, below 2^30",
+            ));
+        }
+        if real == 0.0 {
+            return Ok(Self::default());
+        }
+        let (q, mut shift) = libm::frexp(real);
+        let mut fixed = libm::round(q * 2_147_483_648.0) as i64;
+        if fixed == 1 << 31 {
+            fixed /= 2;
+            shift += 1;
+        }
+        if shift < -31 {
+            return Ok(Self::default());
+        }
+        Ok(Self {
+            multiplier: fixed as i32,
+            shift,
+        })
+    }
+
+    /// TFLite's per-channel convolution multiplier, `input_scale * weight_scale /
+    /// output_scale` computed in `f64` from the `f32` scales.
+    ///
+    /// # Errors
+    /// As [`Requant::from_real`]; also for an `output_scale` of 0 or less.
+    ///
+    /// ```
+    /// use cnnkit_kernels::Requant;
+    /// let r = Requant::for_scales(0.5, 0.01, 0.02).unwrap();
+    /// assert_eq!(r, Requant::from_real(0.25).unwrap());
+    /// ```
+    pub fn for_scales(
+        input_scale: f32,
+        weight_scale: f32,
+        output_scale: f32,
+    ) -> Result<Self, KernelError> {
+        if output_scale.is_nan() || output_scale <= 0.0 {
+            return Err(KernelError::InvalidParameter(
+                "output scale: finite and above 0",
+            ));
+        }
+        Self::from_real(f64::from(input_scale) * f64::from(weight_scale) / f64::from(output_scale))
+    }
+
+    /// Whether the fields are in range (what [`Requant::from_real`] makes).
+    pub const fn is_valid(self) -> bool {
+        (self.multiplier == 0 || self.multiplier >= 1 << 30)
+            && self.shift >= -31
+            && self.shift <= 30
+    }
+}
+
+/// How an int8 layer's int32 sums become its int8 outputs: TFLite's
+/// `out = clamp(zp_out + requant(sum((x - zp_in) * w) + bias))`.
+///
+/// ```
+/// use cnnkit_kernels::{QuantOutput, Requant};
+/// let r = [Requant::from_real(0.01).unwrap()];
+/// let q = QuantOutput::new(-3, 5, &r);
+/// assert_eq!((q.min, q.max), (-128, 127));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantOutput<'a> {
+    /// The input's zero point, `-128..=127`.
+    pub input_zero_point: i32,
+    /// The output's zero point, `-128..=127`.
+    pub output_zero_point: i32,
+    /// One per output channel, or one for all.
+    pub requant: &'a [Requant],
+    /// The fused activation's clamp, in output values (ReLU: the zero point).
+    pub min: i8,
+    /// Upper end of the clamp.
+    pub max: i8,
+}
+
+impl<'a> QuantOutput<'a> {
+    /// No activation: the clamp is the whole int8 range.
+    pub const fn new(
+        input_zero_point: i32,
+        output_zero_point: i32,
+        requant: &'a [Requant],
+    ) -> Self {
+        Self {
+            input_zero_point,
+            output_zero_point,
+            requant,
+            min: i8::MIN,
+            max: i8::MAX,
+        }
+    }
+
+    /// With the fused activation's clamp `[min, max]`.
+    pub const fn with_clamp(mut self, min: i8, max: i8) -> Self {
+        self.min = min;
+        self.max = max;
+        self
+    }
+
+    /// The multiplier of output channel `c`.
+    #[inline]
+    pub(crate) fn requant_of(&self, c: usize) -> Requant {
+        if self.requant.len() == 1 {
+            self.requant[0]
+        } else {
+            self.requant[c]
+        }
+    }
+
+    /// Checks every field for `channels` output channels.
+    pub(crate) fn check(&self, channels: usize) -> Result<(), KernelError> {
+        let zp = -128..=127;
+        if !zp.contains(&self.input_zero_point) || !zp.contains(&self.output_zero_point) {
+            return Err(KernelError::InvalidParameter("zero point: -128..=127"));
+        }
+        if self.min > self.max {
+            return Err(KernelError::InvalidParameter("clamp: min above max"));
+        }
+        let n = self.requant.len();
+        if n != 1 && n != channels {
+            return Err(KernelError::LengthMismatch {
+                arg: "requant",
+                expected: channels,
+                actual: n,
+            });
+        }
+        if !self.requant.iter().all(|r| r.is_valid()) {
+            return Err(KernelError::InvalidParameter(
+                "requant: multiplier 0 or in [2^30, 2^31), shift -31..=30",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_len(arg: &'static str, expected: usize, actual: usize) -> Result<(), KernelError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(KernelError::LengthMismatch {
+            arg,
+            expected,
+            actual,
+        })
+    }
+}
+
+/// The checks of `conv2d_s8` (the kernel's and the reference's): geometry, quantisation,
+/// and every slice's length (NHWC input and output, OHWI weights, bias of `out_channels`).
+pub(crate) fn check_conv2d_s8(
+    p: &Conv2dParams,
+    q: &QuantOutput<'_>,
+    input: usize,
+    weight: usize,
+    bias: Option<usize>,
+    output: usize,
+) -> Result<Conv2dDims, KernelError> {
+    let d = p.dims()?;
+    q.check(p.out_channels)?;
+    check_len("input", d.input_len, input)?;
+    check_len("weight", d.weight_len, weight)?;
+    if let Some(b) = bias {
+        check_len("bias", d.bias_len, b)?;
+    }
+    check_len("output", d.output_len, output)?;
+    Ok(d)
+}
+
+/// The checks of `fully_connected_s8`: `(input, weight, output)` lengths.
+pub(crate) fn check_fully_connected_s8(
+    p: &LinearParams,
+    q: &QuantOutput<'_>,
+    input: usize,
+    weight: usize,
+    bias: Option<usize>,
+    output: usize,
+) -> Result<(), KernelError> {
+    let (li, lw, lo) = p.lens()?;
+    q.check(p.out_features)?;
+    check_len("input", li, input)?;
+    check_len("weight", lw, weight)?;
+    if let Some(b) = bias {
+        check_len("bias", p.out_features, b)?;
+    }
+    check_len("output", lo, output)
+}
+
+/// The checks of the int8 pooling kernels (NHWC): geometry without dilation (TFLite's
+/// pooling has none), the clamp, lengths.
+pub(crate) fn check_pool2d_s8(
+    p: &Pool2dParams,
+    min: i8,
+    max: i8,
+    input: usize,
+    output: usize,
+) -> Result<Pool2dDims, KernelError> {
+    let d = p.dims()?;
+    if p.dilation_h != 1 || p.dilation_w != 1 {
+        return Err(KernelError::InvalidParameter(
+            "int8 pooling: dilation 1 (TFLite's pooling has none)",
+        ));
+    }
+    if p.pad_top >= p.kernel_h
+        || p.pad_bottom >= p.kernel_h
+        || p.pad_left >= p.kernel_w
+        || p.pad_right >= p.kernel_w
+    {
+        // a window wholly in the padding would have nothing to pool
+        return Err(KernelError::InvalidParameter(
+            "int8 pooling: padding smaller than the window",
+        ));
+    }
+    if min > max {
+        return Err(KernelError::InvalidParameter("clamp: min above max"));
+    }
+    check_len("input", d.input_len, input)?;
+    check_len("output", d.output_len, output)?;
+    Ok(d)
+}
+
+/// The checks of quantise / dequantise: a finite scale above 0, a zero point in
+/// `-128..=127`, equal lengths.
+pub(crate) fn check_affine(
+    scale: f32,
+    zero_point: i32,
+    input: usize,
+    output: usize,
+) -> Result<(), KernelError> {
+    if !scale.is_finite() || scale <= 0.0 {
+        return Err(KernelError::InvalidParameter("scale: finite and above 0"));
+    }
+    if !(-128..=127).contains(&zero_point) {
+        return Err(KernelError::InvalidParameter("zero point: -128..=127"));
+    }
+    check_len("output", input, output)
+}
