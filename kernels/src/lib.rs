@@ -46,6 +46,7 @@ use arch::{simd, vector};
 mod conv;
 mod copy;
 mod gemm;
+mod int8;
 mod linear;
 mod loss;
 mod math;
@@ -72,6 +73,10 @@ pub use conv::{
 pub use copy::stream_copy;
 pub use error::KernelError;
 pub use gemm::{SgemmBlocking, force_sgemm_blocking, sgemm, sgemm_blocking, sgemm_scratch_len};
+pub use int8::{
+    avg_pool2d_s8, conv2d_s8, conv2d_s8_scratch_len, dequantize_s8, fully_connected_s8,
+    fully_connected_s8_scratch_len, max_pool2d_s8, quantize_s8,
+};
 pub use linear::{
     linear, linear_backward_bias, linear_backward_input, linear_backward_input_scratch_len,
     linear_backward_weight, linear_backward_weight_scratch_len, linear_dot, linear_scratch_len,

@@ -385,3 +385,363 @@ fn invalid_arguments_are_refused() {
     assert_eq!(out, [3, 127]);
     let _ = k::arch::active();
 }
+
+// ---- the kernels against the reference, bit for bit, on every variant ----
+
+use common::{check, coin, range};
+use quickcheck::{Arbitrary, Gen};
+
+/// Random int8 values, some at the ends of the range.
+fn bytes(rng: &mut common::Rng, n: usize) -> Vec<i8> {
+    (0..n)
+        .map(|_| match rng.below(10) {
+            0 => -128,
+            1 => 127,
+            _ => rng.next_u64() as i8,
+        })
+        .collect()
+}
+
+/// Multipliers from 2^-20 to 2^4 (the right shifts and some left ones), per channel.
+fn requants(rng: &mut common::Rng, n: usize) -> Vec<Requant> {
+    (0..n)
+        .map(|_| {
+            let m = f64::from(rng.uniform().abs() + 0.01) * 2f64.powi(rng.below(25) as i32 - 20);
+            Requant::from_real(m).unwrap()
+        })
+        .collect()
+}
+
+#[derive(Clone, Debug)]
+struct ConvCase {
+    p: Conv2dParams,
+    seed: u64,
+}
+
+impl Arbitrary for ConvCase {
+    fn arbitrary(g: &mut Gen) -> Self {
+        loop {
+            let groups = *g.choose(&[1, 1, 1, 2, 3]).unwrap();
+            let depthwise = range(g, 0, 4) == 0;
+            let (cig, cog) = if depthwise {
+                (1, range(g, 1, 3))
+            } else {
+                (range(g, 1, 20), range(g, 1, 10))
+            };
+            let (kh, kw) = (range(g, 1, 5), range(g, 1, 5));
+            let cin = if depthwise {
+                range(g, 1, 9)
+            } else {
+                cig * groups
+            };
+            let groups = if depthwise { cin } else { groups };
+            let mut p = Conv2dParams::new(
+                range(g, 1, 3),
+                cin,
+                range(g, 1, 12),
+                range(g, 1, 12),
+                cog * groups,
+                kh,
+                kw,
+            )
+            .with_groups(groups);
+            if coin(g) {
+                p = p.with_stride(range(g, 1, 4), range(g, 1, 4));
+            }
+            if coin(g) {
+                p = p.with_padding(
+                    range(g, 0, kh),
+                    range(g, 0, kh),
+                    range(g, 0, kw),
+                    range(g, 0, kw),
+                );
+            }
+            if range(g, 0, 4) == 0 {
+                p = p.with_dilation(range(g, 1, 3), range(g, 1, 3));
+            }
+            if p.dims().is_ok() {
+                return ConvCase {
+                    p,
+                    seed: u64::arbitrary(g),
+                };
+            }
+        }
+    }
+}
+
+fn conv_matches(c: &ConvCase) -> bool {
+    let p = &c.p;
+    let d = p.dims().unwrap();
+    let mut rng = common::Rng(c.seed);
+    let x = bytes(&mut rng, d.input_len);
+    let w: Vec<i8> = bytes(&mut rng, d.weight_len)
+        .into_iter()
+        .map(|v| v.max(-127))
+        .collect();
+    let bias: Vec<i32> = (0..d.bias_len)
+        .map(|_| rng.below(20_000) as i32 - 10_000)
+        .collect();
+    let n_rq = if rng.below(3) == 0 { 1 } else { p.out_channels };
+    let rq = requants(&mut rng, n_rq);
+    let (zi, zo) = (rng.below(256) as i32 - 128, rng.below(256) as i32 - 128);
+    let lo = (rng.below(100) as i32 - 128) as i8;
+    let q = QuantOutput::new(zi, zo, &rq).with_clamp(lo, (rng.below(100) as i32 + 27) as i8);
+    let b = (rng.below(2) == 0).then_some(&bias[..]);
+    let mut want = vec![0i8; d.output_len];
+    r::conv2d_s8(p, &q, &x, &w, b, &mut want).unwrap();
+    let mut s = vec![i16::MIN; k::conv2d_s8_scratch_len(p).unwrap()];
+    common::for_each_isa(|isa| {
+        let mut got = vec![0x55i8; d.output_len];
+        k::conv2d_s8(p, &q, &x, &w, b, &mut got, &mut s).unwrap();
+        assert_eq!(first_difference(&got, &want), None, "{isa:?} {p:?}");
+    });
+    true
+}
+
+#[test]
+fn conv2d_s8_equals_reference() {
+    check(
+        400,
+        (|c: ConvCase| conv_matches(&c)) as fn(ConvCase) -> bool,
+    );
+}
+
+#[test]
+fn kernels_equal_tflite_fixtures() {
+    for c in fixtures::CONV {
+        let p = c.params();
+        let rq = c.requant();
+        let q =
+            QuantOutput::new(c.input_zero_point, c.output_zero_point, &rq).with_clamp(c.min, c.max);
+        let mut s = vec![0i16; k::conv2d_s8_scratch_len(&p).unwrap()];
+        common::for_each_isa(|isa| {
+            let mut got = vec![0i8; c.output.len()];
+            k::conv2d_s8(&p, &q, c.input, c.weight, Some(c.bias), &mut got, &mut s).unwrap();
+            assert_eq!(first_difference(&got, c.output), None, "{isa:?} {}", c.name);
+        });
+    }
+    for c in fixtures::POOL {
+        let (t, b, l, rt) = c.padding;
+        let p = Pool2dParams::new(c.batch, c.channels, c.in_h, c.in_w, c.kernel.0, c.kernel.1)
+            .with_stride(c.stride.0, c.stride.1)
+            .with_padding(t, b, l, rt);
+        common::for_each_isa(|isa| {
+            let mut got = vec![0i8; c.output.len()];
+            if c.max {
+                k::max_pool2d_s8(&p, c.lo, c.hi, c.input, &mut got).unwrap();
+            } else {
+                k::avg_pool2d_s8(&p, c.lo, c.hi, c.input, &mut got).unwrap();
+            }
+            assert_eq!(first_difference(&got, c.output), None, "{isa:?} {}", c.name);
+        });
+    }
+    for c in fixtures::AFFINE {
+        let mut q = vec![0i8; c.real.len()];
+        k::quantize_s8(c.real, c.scale, c.zero_point, &mut q).unwrap();
+        assert_eq!(first_difference(&q, c.quantized), None, "{}", c.name);
+        let mut back = vec![0.0f32; q.len()];
+        k::dequantize_s8(&q, c.scale, c.zero_point, &mut back).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(c.dequantized), "{}", c.name);
+    }
+}
+
+#[test]
+fn fully_connected_s8_equals_reference() {
+    let mut rng = common::Rng(3);
+    for i in 0..300 {
+        let p = LinearParams::new(1 + rng.below(4), 1 + rng.below(70), 1 + rng.below(20));
+        let x = bytes(&mut rng, p.batch * p.in_features);
+        let w = bytes(&mut rng, p.in_features * p.out_features);
+        let bias: Vec<i32> = (0..p.out_features)
+            .map(|_| rng.below(4000) as i32 - 2000)
+            .collect();
+        let rq = requants(&mut rng, if i % 2 == 0 { 1 } else { p.out_features });
+        let q = QuantOutput::new(rng.below(256) as i32 - 128, rng.below(60) as i32 - 30, &rq);
+        let b = (i % 3 != 0).then_some(&bias[..]);
+        let mut want = vec![0i8; p.batch * p.out_features];
+        r::fully_connected_s8(&p, &q, &x, &w, b, &mut want).unwrap();
+        let mut s = vec![0i16; k::fully_connected_s8_scratch_len(&p)];
+        common::for_each_isa(|isa| {
+            let mut got = vec![0i8; want.len()];
+            k::fully_connected_s8(&p, &q, &x, &w, b, &mut got, &mut s).unwrap();
+            assert_eq!(first_difference(&got, &want), None, "{isa:?} {p:?}");
+        });
+    }
+}
+
+#[test]
+fn pooling_s8_equals_reference() {
+    let mut rng = common::Rng(5);
+    for i in 0..400 {
+        let (kh, kw) = (1 + rng.below(4), 1 + rng.below(4));
+        let mut p = Pool2dParams::new(
+            1 + rng.below(2),
+            1 + rng.below(80),
+            1 + rng.below(9),
+            1 + rng.below(9),
+            kh,
+            kw,
+        )
+        .with_stride(1 + rng.below(3), 1 + rng.below(3));
+        if i % 2 == 0 {
+            p = p.with_padding(rng.below(kh), rng.below(kh), rng.below(kw), rng.below(kw));
+        }
+        let Ok(d) = p.dims() else { continue };
+        let x = bytes(&mut rng, d.input_len);
+        let (lo, hi) = (
+            (rng.below(60) as i32 - 128) as i8,
+            (rng.below(60) as i32 + 68) as i8,
+        );
+        for max in [false, true] {
+            let f = if max {
+                r::max_pool2d_s8
+            } else {
+                r::avg_pool2d_s8
+            };
+            let kf = if max {
+                k::max_pool2d_s8
+            } else {
+                k::avg_pool2d_s8
+            };
+            let mut want = vec![0i8; d.output_len];
+            f(&p, lo, hi, &x, &mut want).unwrap();
+            common::for_each_isa(|isa| {
+                let mut got = vec![0x55i8; d.output_len];
+                kf(&p, lo, hi, &x, &mut got).unwrap();
+                assert_eq!(first_difference(&got, &want), None, "{isa:?} {max} {p:?}");
+            });
+        }
+    }
+}
+
+#[test]
+fn quantize_s8_equals_reference() {
+    let mut rng = common::Rng(9);
+    let mut x: Vec<f32> = (0..5000)
+        .map(|_| f32::from_bits(rng.next_u64() as u32))
+        .collect();
+    x.extend((0..2000).map(|i| (i as f32 - 1000.0) * 0.25));
+    x.extend([
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        f32::MAX,
+        f32::MIN,
+    ]);
+    for (scale, zp) in [(0.5, 0), (0.25, -128), (1e-3, 127), (3.0, 17), (1e-30, -5)] {
+        let mut want = vec![0i8; x.len()];
+        r::quantize_s8(&x, scale, zp, &mut want).unwrap();
+        let mut got = vec![0i8; x.len()];
+        k::quantize_s8(&x, scale, zp, &mut got).unwrap();
+        assert_eq!(first_difference(&got, &want), None, "{scale} {zp}");
+        let mut back_want = vec![0.0f32; x.len()];
+        r::dequantize_s8(&want, scale, zp, &mut back_want).unwrap();
+        let mut back = vec![0.0f32; x.len()];
+        k::dequantize_s8(&want, scale, zp, &mut back).unwrap();
+        for (g, w) in back.iter().zip(&back_want) {
+            assert_eq!(g.to_bits(), w.to_bits(), "{scale} {zp}");
+        }
+    }
+}
+
+/// Every invalid call gets the reference's error, and too little scratch its own.
+#[test]
+fn kernels_refuse_what_the_reference_refuses() {
+    let rq = [Requant::from_real(0.01).unwrap()];
+    let bad_rq = [Requant {
+        multiplier: 5,
+        shift: 0,
+    }];
+    let good = Conv2dParams::new(1, 2, 3, 3, 2, 2, 2);
+    let d = good.dims().unwrap();
+    let qs = [
+        QuantOutput::new(0, 0, &rq),
+        QuantOutput::new(128, 0, &rq),
+        QuantOutput::new(0, 0, &rq).with_clamp(3, 2),
+        QuantOutput::new(0, 0, &bad_rq),
+        QuantOutput::new(0, 0, &[]),
+    ];
+    let ps = [
+        good,
+        Conv2dParams::new(1, 2, 3, 3, 2, 4, 4),
+        Conv2dParams::new(1, 2, 3, 3, 3, 2, 2).with_groups(2),
+        good.with_stride(0, 1),
+        Conv2dParams::new(0, 2, 3, 3, 2, 2, 2),
+    ];
+    for p in &ps {
+        for q in &qs {
+            for cut in [0, 1] {
+                let x = vec![0i8; d.input_len - cut];
+                let w = vec![0i8; d.weight_len];
+                let mut y = vec![0i8; d.output_len];
+                let want = r::conv2d_s8(p, q, &x, &w, None, &mut y).err();
+                let mut s = vec![0i16; 1000];
+                let got = k::conv2d_s8(p, q, &x, &w, None, &mut y, &mut s).err();
+                assert_eq!(got, want, "{p:?} {q:?}");
+            }
+        }
+    }
+    let need = k::conv2d_s8_scratch_len(&good).unwrap();
+    let (x, w, mut y) = (
+        vec![0i8; d.input_len],
+        vec![0i8; d.weight_len],
+        vec![0i8; d.output_len],
+    );
+    let mut s = vec![0i16; need - 1];
+    assert!(matches!(
+        k::conv2d_s8(&good, &qs[0], &x, &w, None, &mut y, &mut s),
+        Err(KernelError::ScratchTooSmall { .. })
+    ));
+    let fc = LinearParams::new(2, 3, 4);
+    let mut s = vec![0i16; 2];
+    assert!(matches!(
+        k::fully_connected_s8(&fc, &qs[0], &[0; 6], &[0; 12], None, &mut [0; 8], &mut s),
+        Err(KernelError::ScratchTooSmall { .. })
+    ));
+    for (p, q) in [
+        (LinearParams::new(0, 3, 4), qs[0]),
+        (fc, qs[1]),
+        (fc, qs[4]),
+    ] {
+        let want = r::fully_connected_s8(&p, &q, &[0; 6], &[0; 12], None, &mut [0; 8]).err();
+        let got = k::fully_connected_s8(&p, &q, &[0; 6], &[0; 12], None, &mut [0; 8], &mut [0; 8]);
+        assert_eq!(got.err(), want);
+        assert!(want.is_some());
+    }
+    let pp = Pool2dParams::new(1, 2, 4, 4, 2, 2);
+    for (p, lo, hi, n) in [
+        (pp, -128, 127, 31),
+        (pp, 1, 0, 32),
+        (pp.with_dilation(2, 1), -128, 127, 32),
+        (pp.with_padding(0, 2, 0, 0), -128, 127, 32),
+    ] {
+        let x = vec![0i8; n];
+        for (f, kf) in [
+            (
+                r::max_pool2d_s8 as fn(&_, _, _, &_, &mut _) -> _,
+                k::max_pool2d_s8 as fn(&_, _, _, &_, &mut _) -> _,
+            ),
+            (r::avg_pool2d_s8, k::avg_pool2d_s8),
+        ] {
+            let want = f(&p, lo, hi, &x, &mut [0; 8]).err();
+            assert!(want.is_some());
+            assert_eq!(kf(&p, lo, hi, &x, &mut [0; 8]).err(), want);
+        }
+    }
+    for (scale, zp, n) in [(0.0, 0, 2), (f32::NAN, 0, 2), (0.1, -129, 2), (0.1, 0, 1)] {
+        let want = r::quantize_s8(&[0.0, 1.0], scale, zp, &mut vec![0; n]).err();
+        assert!(want.is_some());
+        assert_eq!(
+            k::quantize_s8(&[0.0, 1.0], scale, zp, &mut vec![0; n]).err(),
+            want
+        );
+        let want = r::dequantize_s8(&[0, 1], scale, zp, &mut vec![0.0; n]).err();
+        assert_eq!(
+            k::dequantize_s8(&[0, 1], scale, zp, &mut vec![0.0; n]).err(),
+            want
+        );
+    }
+}

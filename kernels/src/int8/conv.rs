@@ -1,0 +1,156 @@
+//! int8 convolution (NHWC, OHWI weights): the receptive fields of a block of output pixels
+//! gathered with the input's zero point subtracted (16-bit, padding 0), then one dot
+//! product per pixel and output channel, requantised as it is stored (CMSIS-NN's
+//! `arm_convolve_s8` scheme).
+
+use super::{Int8Kernel, store};
+use crate::arch;
+use crate::error::KernelError;
+use crate::params::{Conv2dDims, Conv2dParams};
+use crate::qparams::{QuantOutput, check_conv2d_s8};
+
+/// Output pixels gathered at once: their fields (`PIXELS * kh * kw * in / groups` values)
+/// stay in L1 while every output channel's weights pass over them.
+const PIXELS: usize = 4;
+
+/// Scratch (16-bit elements) [`conv2d_s8`] needs: the receptive fields of four output
+/// pixels of one group.
+///
+/// # Errors
+/// As [`Conv2dParams::dims`].
+///
+/// ```
+/// use cnnkit_kernels::{conv2d_s8_scratch_len, Conv2dParams};
+/// let p = Conv2dParams::new(1, 1, 28, 28, 6, 5, 5);
+/// assert_eq!(conv2d_s8_scratch_len(&p).unwrap(), 4 * 25);
+/// ```
+pub fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
+    let d = p.dims()?;
+    d.col_rows.checked_mul(PIXELS).ok_or(KernelError::Overflow)
+}
+
+/// int8 convolution: NHWC `input` and `output`, OHWI `weight`, optional int32 `bias`, each
+/// output `clamp(zp_out + requant(sum((x - zp_in) * w) + bias))` (see [`QuantOutput`];
+/// taps in the padding add nothing). Equals `reference::conv2d_s8` bit for bit.
+///
+/// # Errors
+/// As `reference::conv2d_s8`; [`KernelError::ScratchTooSmall`] below
+/// [`conv2d_s8_scratch_len`].
+///
+/// ```
+/// use cnnkit_kernels::{conv2d_s8, conv2d_s8_scratch_len, Conv2dParams, QuantOutput, Requant};
+/// // 1 x 2 x 2 x 1 input, one 2 x 2 filter of ones: the sum of (x - zp) times 0.5
+/// let p = Conv2dParams::new(1, 1, 2, 2, 1, 2, 2);
+/// let r = [Requant::from_real(0.5).unwrap()];
+/// let q = QuantOutput::new(1, 0, &r);
+/// let mut y = [0i8; 1];
+/// let mut s = vec![0i16; conv2d_s8_scratch_len(&p).unwrap()];
+/// conv2d_s8(&p, &q, &[3, 5, 1, 7], &[1, 1, 1, 1], None, &mut y, &mut s).unwrap();
+/// assert_eq!(y, [6]); // (2 + 4 + 0 + 6) / 2
+/// ```
+pub fn conv2d_s8(
+    p: &Conv2dParams,
+    q: &QuantOutput<'_>,
+    input: &[i8],
+    weight: &[i8],
+    bias: Option<&[i32]>,
+    output: &mut [i8],
+    scratch: &mut [i16],
+) -> Result<(), KernelError> {
+    let d = check_conv2d_s8(
+        p,
+        q,
+        input.len(),
+        weight.len(),
+        bias.map(<[i32]>::len),
+        output.len(),
+    )?;
+    let need = conv2d_s8_scratch_len(p)?;
+    if scratch.len() < need {
+        return Err(KernelError::ScratchTooSmall {
+            needed: need,
+            actual: scratch.len(),
+        });
+    }
+    let a = &Args {
+        p,
+        d: &d,
+        q,
+        input,
+        weight,
+        bias,
+    };
+    arch::dispatch!(run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]));
+    Ok(())
+}
+
+/// A validated call.
+struct Args<'a> {
+    p: &'a Conv2dParams,
+    d: &'a Conv2dDims,
+    q: &'a QuantOutput<'a>,
+    input: &'a [i8],
+    weight: &'a [i8],
+    bias: Option<&'a [i32]>,
+}
+
+#[inline(always)]
+fn run<V: Int8Kernel>(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
+    let (p, d) = (a.p, a.d);
+    let k = d.col_rows;
+    let cog = d.out_per_group;
+    let pixels = d.out_h * d.out_w;
+    let col = &mut scratch[..k * PIXELS];
+    for n in 0..p.batch {
+        let x = &a.input[n * d.image_len..][..d.image_len];
+        let y = &mut output[n * d.out_image_len..][..d.out_image_len];
+        for g in 0..p.groups {
+            let w_g = &a.weight[g * cog * k..][..cog * k];
+            let mut p0 = 0;
+            while p0 < pixels {
+                let np = PIXELS.min(pixels - p0);
+                for i in 0..np {
+                    gather(a, x, g, p0 + i, &mut col[i * k..][..k]);
+                }
+                for (j, w) in w_g.chunks_exact(k).enumerate() {
+                    let oc = g * cog + j;
+                    let b = a.bias.map_or(0, |b| b[oc]);
+                    let mut acc = [b; PIXELS];
+                    V::dot_columns(&col[..np * k], k, w, &mut acc[..np]);
+                    let r = a.q.requant_of(oc);
+                    for (i, &s) in acc[..np].iter().enumerate() {
+                        y[(p0 + i) * p.out_channels + oc] = store(s, r, a.q);
+                    }
+                }
+                p0 += np;
+            }
+        }
+    }
+}
+
+/// The receptive field of output pixel `pix` in group `g`, `(ky, kx, c)` order (the
+/// weights' OHWI order), each value minus the input's zero point; taps in the padding 0.
+#[inline(always)]
+fn gather(a: &Args<'_>, x: &[i8], g: usize, pix: usize, col: &mut [i16]) {
+    let (p, d) = (a.p, a.d);
+    let cig = d.in_per_group;
+    let zp = a.q.input_zero_point as i16;
+    let (oy, ox) = (pix / d.out_w, pix % d.out_w);
+    let mut at = 0;
+    for ky in 0..p.kernel_h {
+        let iy = (oy * p.stride_h + ky * p.dilation_h).wrapping_sub(p.pad_top);
+        for kx in 0..p.kernel_w {
+            let ix = (ox * p.stride_w + kx * p.dilation_w).wrapping_sub(p.pad_left);
+            let dst = &mut col[at..][..cig];
+            if iy < p.in_h && ix < p.in_w {
+                let src = &x[(iy * p.in_w + ix) * p.in_channels + g * cig..][..cig];
+                for (o, &v) in dst.iter_mut().zip(src) {
+                    *o = i16::from(v) - zp;
+                }
+            } else {
+                dst.fill(0);
+            }
+            at += cig;
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! int8 fully connected layer: each input row with the zero point subtracted (16-bit),
+//! then one dot product per output, requantised as it is stored.
+
+use super::{Int8Kernel, store};
+use crate::arch;
+use crate::error::KernelError;
+use crate::params::LinearParams;
+use crate::qparams::{QuantOutput, check_fully_connected_s8};
+
+/// Scratch (16-bit elements) [`fully_connected_s8`] needs: one input row.
+///
+/// ```
+/// use cnnkit_kernels::{fully_connected_s8_scratch_len, LinearParams};
+/// assert_eq!(fully_connected_s8_scratch_len(&LinearParams::new(8, 400, 120)), 400);
+/// ```
+pub const fn fully_connected_s8_scratch_len(p: &LinearParams) -> usize {
+    p.in_features
+}
+
+/// int8 fully connected layer: `input [batch, in]`, `weight [out, in]`, `output [batch,
+/// out]`, each output as [`crate::conv2d_s8`]'s. Equals `reference::fully_connected_s8`
+/// bit for bit.
+///
+/// # Errors
+/// As `reference::fully_connected_s8`; [`KernelError::ScratchTooSmall`] below
+/// [`fully_connected_s8_scratch_len`].
+///
+/// ```
+/// use cnnkit_kernels::{fully_connected_s8, LinearParams, QuantOutput, Requant};
+/// let p = LinearParams::new(1, 2, 1);
+/// let r = [Requant::from_real(1.0).unwrap()];
+/// let q = QuantOutput::new(0, 0, &r);
+/// let mut y = [0i8; 1];
+/// fully_connected_s8(&p, &q, &[3, 4], &[2, -1], Some(&[10]), &mut y, &mut [0; 2]).unwrap();
+/// assert_eq!(y, [12]);
+/// ```
+pub fn fully_connected_s8(
+    p: &LinearParams,
+    q: &QuantOutput<'_>,
+    input: &[i8],
+    weight: &[i8],
+    bias: Option<&[i32]>,
+    output: &mut [i8],
+    scratch: &mut [i16],
+) -> Result<(), KernelError> {
+    check_fully_connected_s8(
+        p,
+        q,
+        input.len(),
+        weight.len(),
+        bias.map(<[i32]>::len),
+        output.len(),
+    )?;
+    let need = fully_connected_s8_scratch_len(p);
+    if scratch.len() < need {
+        return Err(KernelError::ScratchTooSmall {
+            needed: need,
+            actual: scratch.len(),
+        });
+    }
+    arch::dispatch!(run(
+        p: &LinearParams,
+        q: &QuantOutput<'_>,
+        input: &[i8],
+        weight: &[i8],
+        bias: Option<&[i32]>,
+        output: &mut [i8],
+        scratch: &mut [i16]
+    ));
+    Ok(())
+}
+
+#[inline(always)]
+fn run<V: Int8Kernel>(
+    p: &LinearParams,
+    q: &QuantOutput<'_>,
+    input: &[i8],
+    weight: &[i8],
+    bias: Option<&[i32]>,
+    output: &mut [i8],
+    scratch: &mut [i16],
+) {
+    let k = p.in_features;
+    let row = &mut scratch[..k];
+    let zp = q.input_zero_point as i16;
+    for (x, y) in input
+        .chunks_exact(k)
+        .zip(output.chunks_exact_mut(p.out_features))
+    {
+        for (o, &v) in row.iter_mut().zip(x) {
+            *o = i16::from(v) - zp;
+        }
+        for (o, (w, out)) in weight.chunks_exact(k).zip(y.iter_mut()).enumerate() {
+            let mut acc = [bias.map_or(0, |b| b[o])];
+            V::dot_columns(row, k, w, &mut acc);
+            *out = store(acc[0], q.requant_of(o), q);
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! int8 kernels, TFLite's quantisation scheme ([`crate::qparams`]): NHWC activations,
+//! OHWI weights, int32 sums requantised by a fixed-point multiplier and shift. Every
+//! kernel equals the `reference` one of the same name bit for bit, on every variant.
+//!
+//! The variants are the f32 kernels' lane types ([`Int8Kernel`]): today they share the
+//! portable code, compiled under each variant's target features (AVX2's `vpmaddwd` comes
+//! from the compiler); the ISA-specific dot products (VNNI, the Cortex-M4's SMLAD, NEON's
+//! `sdot`) override the trait's methods.
+
+mod conv;
+mod linear;
+mod pool;
+mod quantize;
+
+pub use conv::{conv2d_s8, conv2d_s8_scratch_len};
+pub use linear::{fully_connected_s8, fully_connected_s8_scratch_len};
+pub use pool::{avg_pool2d_s8, max_pool2d_s8};
+pub use quantize::{dequantize_s8, quantize_s8};
+
+use crate::qparams::{QuantOutput, Requant};
+
+/// The int8 microkernels of one variant. Each method has the portable definition; a lane
+/// type overrides what its instructions do better.
+pub(crate) trait Int8Kernel {
+    /// `acc[p] += sum_k col[p * k_len + k] * w[k]` for the `acc.len()` columns of `col`.
+    #[inline(always)]
+    fn dot_columns(col: &[i16], k_len: usize, w: &[i8], acc: &mut [i32]) {
+        for (a, c) in acc.iter_mut().zip(col.chunks_exact(k_len)) {
+            *a = a.wrapping_add(dot(c, w));
+        }
+    }
+}
+
+impl Int8Kernel for crate::simd::f32x8 {}
+#[cfg(target_arch = "x86_64")]
+impl Int8Kernel for crate::arch::x86::Avx2 {}
+#[cfg(target_arch = "x86_64")]
+impl Int8Kernel for crate::arch::x86::Avx512 {}
+
+/// `sum a[k] * b[k]` in wrapping int32 (the products of an offset int8 and an int8 fit in
+/// 16 x 8 bits; their sum wraps as TFLite's int32 sum does on overflow).
+#[inline(always)]
+pub(crate) fn dot(a: &[i16], b: &[i8]) -> i32 {
+    // eight partial sums: the compiler keeps them in vector lanes (pmaddwd)
+    let mut s = [0i32; 8];
+    let (ac, ar) = a.split_at(a.len() / 8 * 8);
+    let (bc, br) = b[..a.len()].split_at(ac.len());
+    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
+        for l in 0..8 {
+            s[l] = s[l].wrapping_add(i32::from(x[l]) * i32::from(y[l]));
+        }
+    }
+    let mut t = s.iter().fold(0i32, |u, &v| u.wrapping_add(v));
+    for (&x, &y) in ar.iter().zip(br) {
+        t = t.wrapping_add(i32::from(x) * i32::from(y));
+    }
+    t
+}
+
+/// TFLite's `SaturatingRoundingDoublingHighMul`, as TFLite computes it.
+#[inline(always)]
+pub(crate) fn srdhm(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = i64::from(a) * i64::from(b);
+    let nudge = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    ((ab + nudge) / (1i64 << 31)) as i32
+}
+
+/// TFLite's `RoundingDivideByPOT`, as TFLite computes it (`e` in 0..=31).
+#[inline(always)]
+pub(crate) fn rdbpot(x: i32, e: u32) -> i32 {
+    let mask = ((1i64 << e) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + i32::from(x < 0);
+    (x >> e) + i32::from(remainder > threshold)
+}
+
+/// TFLite's `MultiplyByQuantizedMultiplier` (the left shift wraps, as TFLite's does).
+#[inline(always)]
+pub(crate) fn requantize(x: i32, r: Requant) -> i32 {
+    let left = r.shift.max(0) as u32;
+    let right = (-r.shift).max(0) as u32;
+    rdbpot(srdhm(x.wrapping_mul(1 << left), r.multiplier), right)
+}
+
+/// One output value from its int32 sum: requantised, the zero point added, clamped.
+#[inline(always)]
+pub(crate) fn store(acc: i32, r: Requant, q: &QuantOutput<'_>) -> i8 {
+    let v = requantize(acc, r).saturating_add(q.output_zero_point);
+    v.clamp(i32::from(q.min), i32::from(q.max)) as i8
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::qparams::Requant;
+    use crate::reference as r;
+
+    /// The kernels' fixed-point steps (TFLite's bit tricks) against the reference's
+    /// (written from the definitions in i64).
+    #[test]
+    fn fixed_point_steps_match_the_reference() {
+        let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let special = [
+            0,
+            1,
+            -1,
+            i32::MAX,
+            i32::MIN,
+            i32::MIN + 1,
+            1 << 30,
+            -(1 << 30),
+            3,
+            -3,
+        ];
+        for i in 0..300_000u32 {
+            let v = next();
+            let a = if i % 3 == 0 {
+                special[(v % 10) as usize]
+            } else {
+                (v as i32) >> ((v >> 40) % 31)
+            };
+            let b = (next() as i32) >> (i % 31);
+            assert_eq!(super::srdhm(a, b), r::doubling_high_mul(a, b), "{a} {b}");
+            let e = (v >> 50) as u32 % 32;
+            assert_eq!(super::rdbpot(a, e), r::divide_by_pot(a, e), "{a} {e}");
+            let q = Requant {
+                multiplier: (1 << 30) + ((next() >> 34) as i32),
+                shift: (next() % 62) as i32 - 31,
+            };
+            assert_eq!(super::requantize(a, q), r::requantize(a, q), "{a} {q:?}");
+        }
+    }
+}
