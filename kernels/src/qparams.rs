@@ -178,6 +178,193 @@ impl<'a> QuantOutput<'a> {
     }
 }
 
+/// An int8 elementwise sum `a + b` of two tensors of different scales (a residual
+/// connection), TFLite's `ADD`: both inputs brought to a common scale with 20 bits of
+/// headroom, summed, and the sum brought to the output's scale.
+///
+/// ```
+/// use cnnkit_kernels::AddParams;
+/// let q = AddParams::from_scales(0.1, 3, 0.2, -4, 0.25, 1).unwrap();
+/// assert_eq!(q.a_zero_point, 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddParams {
+    /// Zero point of `a`, `-128..=127`.
+    pub a_zero_point: i32,
+    /// Zero point of `b`.
+    pub b_zero_point: i32,
+    /// Zero point of the output.
+    pub output_zero_point: i32,
+    /// `a`'s scale over twice the larger input scale (below 1: `shift <= 0`).
+    pub a: Requant,
+    /// `b`'s, likewise.
+    pub b: Requant,
+    /// Twice the larger input scale over `2^20` times the output's.
+    pub output: Requant,
+    /// The fused activation's clamp.
+    pub min: i8,
+    /// Upper end of the clamp.
+    pub max: i8,
+}
+
+impl AddParams {
+    /// The bits of headroom the inputs get before they are summed (TFLite's `left_shift`).
+    pub const LEFT_SHIFT: u32 = 20;
+
+    /// TFLite's `ADD` parameters from the three tensors' scales and zero points (every
+    /// ratio computed in `f64` from the `f32` scales), no activation.
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidParameter`] for a scale not finite and above 0, a zero point
+    /// out of -128..=127, or scales so far apart that a multiplier is not below 1.
+    pub fn from_scales(
+        a_scale: f32,
+        a_zero_point: i32,
+        b_scale: f32,
+        b_zero_point: i32,
+        output_scale: f32,
+        output_zero_point: i32,
+    ) -> Result<Self, KernelError> {
+        for s in [a_scale, b_scale, output_scale] {
+            if !s.is_finite() || s <= 0.0 {
+                return Err(KernelError::InvalidParameter("scale: finite and above 0"));
+            }
+        }
+        let twice_max = 2.0 * f64::from(a_scale.max(b_scale));
+        let below_one = |real: f64| {
+            let r = Requant::from_real(real)?;
+            if r.shift > 0 {
+                return Err(KernelError::InvalidParameter(
+                    "add: the output scale is too small against the inputs' (multiplier 1 or more)",
+                ));
+            }
+            Ok(r)
+        };
+        let q = Self {
+            a_zero_point,
+            b_zero_point,
+            output_zero_point,
+            a: below_one(f64::from(a_scale) / twice_max)?,
+            b: below_one(f64::from(b_scale) / twice_max)?,
+            output: below_one(
+                twice_max / (f64::from(1u32 << Self::LEFT_SHIFT) * f64::from(output_scale)),
+            )?,
+            min: i8::MIN,
+            max: i8::MAX,
+        };
+        q.check()?;
+        Ok(q)
+    }
+
+    /// With the fused activation's clamp `[min, max]`.
+    pub const fn with_clamp(mut self, min: i8, max: i8) -> Self {
+        self.min = min;
+        self.max = max;
+        self
+    }
+
+    /// Checks every field: zero points, multipliers valid and below 1, the clamp.
+    pub(crate) fn check(&self) -> Result<(), KernelError> {
+        let zp = -128..=127;
+        if ![self.a_zero_point, self.b_zero_point, self.output_zero_point]
+            .iter()
+            .all(|z| zp.contains(z))
+        {
+            return Err(KernelError::InvalidParameter("zero point: -128..=127"));
+        }
+        if ![self.a, self.b, self.output]
+            .iter()
+            .all(|r| r.is_valid() && r.shift <= 0)
+        {
+            return Err(KernelError::InvalidParameter(
+                "add: multipliers 0 or in [2^30, 2^31), shifts -31..=0",
+            ));
+        }
+        if self.min > self.max {
+            return Err(KernelError::InvalidParameter("clamp: min above max"));
+        }
+        Ok(())
+    }
+}
+
+/// int8 to int8 at another scale and zero point (TFLite's `QUANTIZE` from int8):
+/// `clamp(zp_out + requant(x - zp_in))`.
+///
+/// ```
+/// use cnnkit_kernels::RequantizeParams;
+/// let q = RequantizeParams::from_scales(0.1, 0, 0.2, 5).unwrap();
+/// assert_eq!(q.output_zero_point, 5);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequantizeParams {
+    /// The input's zero point, `-128..=127`.
+    pub input_zero_point: i32,
+    /// The output's zero point.
+    pub output_zero_point: i32,
+    /// The input's scale over the output's.
+    pub requant: Requant,
+}
+
+impl RequantizeParams {
+    /// From the two scales (their ratio in `f64`) and zero points.
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidParameter`] for a scale not finite and above 0, a zero point
+    /// out of -128..=127, or a ratio of `2^30` or more.
+    pub fn from_scales(
+        input_scale: f32,
+        input_zero_point: i32,
+        output_scale: f32,
+        output_zero_point: i32,
+    ) -> Result<Self, KernelError> {
+        if !input_scale.is_finite() || input_scale <= 0.0 {
+            return Err(KernelError::InvalidParameter("scale: finite and above 0"));
+        }
+        let q = Self {
+            input_zero_point,
+            output_zero_point,
+            requant: Requant::for_scales(input_scale, 1.0, output_scale)?,
+        };
+        q.check()?;
+        Ok(q)
+    }
+
+    pub(crate) fn check(&self) -> Result<(), KernelError> {
+        let zp = -128..=127;
+        if !zp.contains(&self.input_zero_point) || !zp.contains(&self.output_zero_point) {
+            return Err(KernelError::InvalidParameter("zero point: -128..=127"));
+        }
+        if !self.requant.is_valid() {
+            return Err(KernelError::InvalidParameter(
+                "requant: multiplier 0 or in [2^30, 2^31), shift -31..=30",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The checks of `add_s8`: the parameters, three equal lengths.
+pub(crate) fn check_add_s8(
+    q: &AddParams,
+    a: usize,
+    b: usize,
+    output: usize,
+) -> Result<(), KernelError> {
+    q.check()?;
+    check_len("b", a, b)?;
+    check_len("output", a, output)
+}
+
+/// The checks of `requantize_s8`.
+pub(crate) fn check_requantize_s8(
+    q: &RequantizeParams,
+    input: usize,
+    output: usize,
+) -> Result<(), KernelError> {
+    q.check()?;
+    check_len("output", input, output)
+}
+
 fn check_len(arg: &'static str, expected: usize, actual: usize) -> Result<(), KernelError> {
     if expected == actual {
         Ok(())

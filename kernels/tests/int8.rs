@@ -5,8 +5,8 @@
 mod common;
 
 use cnnkit_kernels::{
-    self as k, Conv2dParams, KernelError, LinearParams, Pool2dParams, QuantOutput, Requant,
-    reference as r,
+    self as k, AddParams, Conv2dParams, KernelError, LinearParams, Pool2dParams, QuantOutput,
+    Requant, RequantizeParams, reference as r,
 };
 
 /// One convolution fixture (NHWC, OHWI weights; depthwise as `groups == in_channels`).
@@ -81,8 +81,35 @@ struct Affine {
     dequantized: &'static [f32],
 }
 
+/// TFLite's `ADD` of two int8 tensors of one shape.
+struct Add {
+    name: &'static str,
+    a_scale: f32,
+    a_zero_point: i32,
+    b_scale: f32,
+    b_zero_point: i32,
+    output_scale: f32,
+    output_zero_point: i32,
+    min: i8,
+    max: i8,
+    a: &'static [i8],
+    b: &'static [i8],
+    output: &'static [i8],
+}
+
+/// TFLite's `QUANTIZE` from int8 to int8.
+struct Requantize {
+    name: &'static str,
+    input_scale: f32,
+    input_zero_point: i32,
+    output_scale: f32,
+    output_zero_point: i32,
+    input: &'static [i8],
+    output: &'static [i8],
+}
+
 mod fixtures {
-    use super::{Affine, Conv, Fc, Pool};
+    use super::{Add, Affine, Conv, Fc, Pool, Requantize};
     include!("fixtures/tflite_int8.rs");
 }
 
@@ -744,4 +771,125 @@ fn kernels_refuse_what_the_reference_refuses() {
             want
         );
     }
+}
+
+/// ADD and QUANTIZE (int8 to int8): the reference and the kernels against LiteRT, and the
+/// kernels against the reference on random parameters.
+#[test]
+fn add_and_requantize_equal_tflite_and_the_reference() {
+    for c in fixtures::ADD {
+        let q = AddParams::from_scales(
+            c.a_scale,
+            c.a_zero_point,
+            c.b_scale,
+            c.b_zero_point,
+            c.output_scale,
+            c.output_zero_point,
+        )
+        .unwrap()
+        .with_clamp(c.min, c.max);
+        let mut got = vec![0i8; c.output.len()];
+        r::add_s8(&q, c.a, c.b, &mut got).unwrap();
+        assert_eq!(
+            first_difference(&got, c.output),
+            None,
+            "reference {}",
+            c.name
+        );
+        common::for_each_isa(|isa| {
+            let mut got = vec![0i8; c.output.len()];
+            k::add_s8(&q, c.a, c.b, &mut got).unwrap();
+            assert_eq!(first_difference(&got, c.output), None, "{isa:?} {}", c.name);
+        });
+    }
+    for c in fixtures::REQUANTIZE {
+        let q = RequantizeParams::from_scales(
+            c.input_scale,
+            c.input_zero_point,
+            c.output_scale,
+            c.output_zero_point,
+        )
+        .unwrap();
+        let mut got = vec![0i8; c.output.len()];
+        r::requantize_s8(&q, c.input, &mut got).unwrap();
+        assert_eq!(
+            first_difference(&got, c.output),
+            None,
+            "reference {}",
+            c.name
+        );
+        k::requantize_s8(&q, c.input, &mut got).unwrap();
+        assert_eq!(first_difference(&got, c.output), None, "{}", c.name);
+    }
+    let mut rng = common::Rng(21);
+    let all: Vec<i8> = (-128..=127).collect();
+    for _ in 0..300 {
+        let s = |rng: &mut common::Rng| 0.001 + rng.uniform().abs() * 0.2;
+        let z = |rng: &mut common::Rng| rng.below(256) as i32 - 128;
+        let (sa, za, sb, zb, so, zo) = (
+            s(&mut rng),
+            z(&mut rng),
+            s(&mut rng),
+            z(&mut rng),
+            s(&mut rng),
+            z(&mut rng),
+        );
+        let Ok(q) = AddParams::from_scales(sa, za, sb, zb, so, zo) else {
+            continue;
+        };
+        let b = bytes(&mut rng, all.len());
+        let mut want = vec![0i8; all.len()];
+        r::add_s8(&q, &all, &b, &mut want).unwrap();
+        let mut got = vec![0i8; all.len()];
+        k::add_s8(&q, &all, &b, &mut got).unwrap();
+        assert_eq!(first_difference(&got, &want), None, "{q:?}");
+        let q = RequantizeParams::from_scales(sa, za, so, zo).unwrap();
+        r::requantize_s8(&q, &all, &mut want).unwrap();
+        k::requantize_s8(&q, &all, &mut got).unwrap();
+        assert_eq!(first_difference(&got, &want), None, "{q:?}");
+    }
+    // refused alike
+    assert!(AddParams::from_scales(0.1, 0, 0.1, 0, 0.0, 0).is_err());
+    assert!(AddParams::from_scales(0.1, 0, 0.1, 200, 0.1, 0).is_err());
+    // an output scale 2^-21 of the inputs': the output multiplier would be 1 or more
+    assert!(AddParams::from_scales(1.0, 0, 1.0, 0, 1e-7, 0).is_err());
+    let q = AddParams::from_scales(0.1, 0, 0.1, 0, 0.1, 0).unwrap();
+    for bad in [
+        q.with_clamp(1, 0),
+        AddParams {
+            a_zero_point: 128,
+            ..q
+        },
+        AddParams {
+            output: Requant {
+                multiplier: 1 << 30,
+                shift: 1,
+            },
+            ..q
+        },
+    ] {
+        let want = r::add_s8(&bad, &[0; 2], &[0; 2], &mut [0; 2]).err();
+        assert!(want.is_some(), "{bad:?}");
+        assert_eq!(k::add_s8(&bad, &[0; 2], &[0; 2], &mut [0; 2]).err(), want);
+    }
+    for (a, b, o) in [(2, 1, 2), (2, 2, 1)] {
+        let want = r::add_s8(&q, &vec![0; a], &vec![0; b], &mut vec![0; o]).err();
+        assert!(want.is_some());
+        assert_eq!(
+            k::add_s8(&q, &vec![0; a], &vec![0; b], &mut vec![0; o]).err(),
+            want
+        );
+    }
+    assert!(RequantizeParams::from_scales(0.1, 0, 0.0, 0).is_err());
+    assert!(RequantizeParams::from_scales(f32::NAN, 0, 0.1, 0).is_err());
+    let rq = RequantizeParams::from_scales(0.1, 0, 0.1, 0).unwrap();
+    let bad = RequantizeParams {
+        output_zero_point: -129,
+        ..rq
+    };
+    assert_eq!(
+        k::requantize_s8(&bad, &[0], &mut [0]).err(),
+        r::requantize_s8(&bad, &[0], &mut [0]).err()
+    );
+    assert!(k::requantize_s8(&rq, &[0], &mut [0; 2]).is_err());
 }

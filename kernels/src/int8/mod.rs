@@ -15,7 +15,7 @@ mod quantize;
 pub use conv::{conv2d_s8, conv2d_s8_scratch_len};
 pub use linear::{fully_connected_s8, fully_connected_s8_scratch_len};
 pub use pool::{avg_pool2d_s8, max_pool2d_s8};
-pub use quantize::{dequantize_s8, quantize_s8};
+pub use quantize::{add_s8, dequantize_s8, quantize_s8, requantize_s8};
 
 use crate::qparams::{QuantOutput, Requant};
 

@@ -1,7 +1,10 @@
 //! f32 to int8 and back, TFLite's affine mapping `real = scale * (q - zero_point)`.
 
+use super::requantize;
 use crate::error::KernelError;
-use crate::qparams::check_affine;
+use crate::qparams::{
+    AddParams, RequantizeParams, check_add_s8, check_affine, check_requantize_s8,
+};
 
 /// f32 to int8: `clamp(round(x / scale) + zero_point)`, the division in f32 and halves
 /// rounded away from zero (TFLite's `AffineQuantize`); NaN gives the zero point, values
@@ -63,6 +66,66 @@ pub fn dequantize_s8(
         // the product of a 24-bit and a 9-bit integer is exact in f32's rounding of it:
         // one rounding, as TFLite's f64 product cast to f32
         *o = scale * (i32::from(q) - zero_point) as f32;
+    }
+    Ok(())
+}
+
+/// int8 to int8 at another scale and zero point (TFLite's `QUANTIZE` from int8). Equals
+/// `reference::requantize_s8` bit for bit.
+///
+/// # Errors
+/// As `reference::requantize_s8`.
+///
+/// ```
+/// use cnnkit_kernels::{requantize_s8, RequantizeParams};
+/// let q = RequantizeParams::from_scales(0.1, 0, 0.2, 5).unwrap();
+/// let mut y = [0i8; 3];
+/// requantize_s8(&q, &[10, -11, 127], &mut y).unwrap();
+/// // 5 + x / 2: -5.5 rounds to -5 (the doubling high multiply rounds halves up)
+/// assert_eq!(y, [10, 0, 69]);
+/// ```
+pub fn requantize_s8(
+    q: &RequantizeParams,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    check_requantize_s8(q, input.len(), output.len())?;
+    for (o, &x) in output.iter_mut().zip(input) {
+        let v = requantize(i32::from(x) - q.input_zero_point, q.requant)
+            .saturating_add(q.output_zero_point);
+        *o = v.clamp(-128, 127) as i8;
+    }
+    Ok(())
+}
+
+/// int8 elementwise sum of two tensors of the same shape (TFLite's `ADD`, a residual
+/// connection). Equals `reference::add_s8` bit for bit.
+///
+/// # Errors
+/// As `reference::add_s8`.
+///
+/// ```
+/// use cnnkit_kernels::{add_s8, AddParams};
+/// let q = AddParams::from_scales(0.5, 0, 0.5, 0, 0.5, 0).unwrap();
+/// let mut y = [0i8; 2];
+/// add_s8(&q, &[3, 100], &[4, 100], &mut y).unwrap();
+/// assert_eq!(y, [7, 127]);
+/// ```
+pub fn add_s8(q: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), KernelError> {
+    check_add_s8(q, a.len(), b.len(), output.len())?;
+    let (lo, hi) = (i32::from(q.min), i32::from(q.max));
+    for ((o, &x), &y) in output.iter_mut().zip(a).zip(b) {
+        // (x - zp) * 2^20 fits: |x - zp| <= 255
+        let xa = requantize(
+            (i32::from(x) - q.a_zero_point) << AddParams::LEFT_SHIFT,
+            q.a,
+        );
+        let yb = requantize(
+            (i32::from(y) - q.b_zero_point) << AddParams::LEFT_SHIFT,
+            q.b,
+        );
+        let v = requantize(xa + yb, q.output) + q.output_zero_point;
+        *o = v.clamp(lo, hi) as i8;
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 use crate::error::KernelError;
 use crate::params::{Conv2dParams, LinearParams, Pool2dParams};
 use crate::qparams::{
-    QuantOutput, Requant, check_affine, check_conv2d_s8, check_fully_connected_s8, check_pool2d_s8,
+    AddParams, QuantOutput, Requant, RequantizeParams, check_add_s8, check_affine, check_conv2d_s8,
+    check_fully_connected_s8, check_pool2d_s8, check_requantize_s8,
 };
 
 /// `round(a * b / 2^31)`, halves rounded up (towards +infinity), saturated (TFLite's
@@ -273,6 +274,45 @@ pub fn dequantize_s8(
     check_affine(scale, zero_point, input.len(), output.len())?;
     for (o, &q) in output.iter_mut().zip(input) {
         *o = (f64::from(scale) * f64::from(i32::from(q) - zero_point)) as f32;
+    }
+    Ok(())
+}
+
+/// int8 elementwise sum of two tensors of the same shape (TFLite's `ADD`): each input minus
+/// its zero point, times `2^20`, requantised to the common scale; the sum requantised to
+/// the output's, its zero point added, clamped.
+///
+/// # Errors
+/// [`KernelError::InvalidParameter`] for invalid [`AddParams`];
+/// [`KernelError::LengthMismatch`] unless the three slices have one length.
+pub fn add_s8(q: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), KernelError> {
+    check_add_s8(q, a.len(), b.len(), output.len())?;
+    let shift = 1i32 << AddParams::LEFT_SHIFT;
+    for ((o, &x), &y) in output.iter_mut().zip(a).zip(b) {
+        let xa = requantize((i32::from(x) - q.a_zero_point) * shift, q.a);
+        let yb = requantize((i32::from(y) - q.b_zero_point) * shift, q.b);
+        let v = requantize(xa + yb, q.output) + q.output_zero_point;
+        *o = v.clamp(i32::from(q.min), i32::from(q.max)) as i8;
+    }
+    Ok(())
+}
+
+/// int8 to int8 at another scale (TFLite's `QUANTIZE` from int8):
+/// `clamp(zp_out + requant(x - zp_in))` to the int8 range.
+///
+/// # Errors
+/// [`KernelError::InvalidParameter`] for invalid [`RequantizeParams`];
+/// [`KernelError::LengthMismatch`] for slices of different lengths.
+pub fn requantize_s8(
+    q: &RequantizeParams,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    check_requantize_s8(q, input.len(), output.len())?;
+    for (o, &x) in output.iter_mut().zip(input) {
+        let v = requantize(i32::from(x) - q.input_zero_point, q.requant)
+            .saturating_add(q.output_zero_point);
+        *o = v.clamp(-128, 127) as i8;
     }
     Ok(())
 }
