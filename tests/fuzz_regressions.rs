@@ -11,7 +11,7 @@ mod props;
 type Property = fn(&[u8]);
 
 /// The fuzz targets (`fuzz/fuzz_targets/NAME.rs`) and their properties.
-const TARGETS: [(&str, Property); 13] = [
+const TARGETS: [(&str, Property); 14] = [
     ("conv2d", props::conv::conv2d),
     ("im2col", props::conv::im2col),
     ("sgemm", props::gemm::sgemm),
@@ -25,6 +25,7 @@ const TARGETS: [(&str, Property); 13] = [
     ("meta", props::parsers::meta),
     ("image", props::parsers::image),
     ("norm", props::norm::norm),
+    ("int8", props::int8::int8),
 ];
 
 fn replay(target: &str) {
@@ -69,6 +70,11 @@ fn every_target_has_a_folder_and_a_fuzz_target() {
 #[test]
 fn conv2d() {
     replay("conv2d");
+}
+
+#[test]
+fn int8() {
+    replay("int8");
 }
 
 #[test]

@@ -21,6 +21,7 @@
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod int8;
 pub mod net;
 pub mod norm;
 pub mod parsers;
@@ -33,6 +34,7 @@ pub struct Bytes<'a> {
     head: &'a [u8],
     floats: &'a [u8],
     next_float: usize,
+    next_byte: usize,
 }
 
 impl<'a> Bytes<'a> {
@@ -43,6 +45,7 @@ impl<'a> Bytes<'a> {
             head,
             floats,
             next_float: 0,
+            next_byte: 0,
         }
     }
 
@@ -55,6 +58,21 @@ impl<'a> Bytes<'a> {
     /// repeating ramp, so large shapes stay cheap to reach.
     pub fn floats(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.float()).collect()
+    }
+
+    /// The next `n` int8 values: the data's bytes (after those the floats took), then a
+    /// repeating ramp over the whole range.
+    pub fn int8s(&mut self, n: usize) -> Vec<i8> {
+        (0..n)
+            .map(|_| {
+                let i = self.next_byte;
+                self.next_byte += 1;
+                match self.floats.get(i) {
+                    Some(&v) => v as i8,
+                    None => (i.wrapping_mul(37) % 256) as u8 as i8,
+                }
+            })
+            .collect()
     }
 
     /// One float, as [`Bytes::floats`].
