@@ -457,6 +457,103 @@ pub fn bench_conv(
     })
 }
 
+/// The convolution shapes [`run`] also times in int8 (`conv2d_s8/NAME`): LeNet's, the
+/// ResNet, pointwise and depthwise layers.
+pub const INT8_SHAPES: [&str; 8] = [
+    "lenet_c1",
+    "lenet_c2",
+    "res3x3_128",
+    "res3x3_256",
+    "res3x3_512",
+    "pw1x1_256",
+    "dw3x3_256",
+    "mbv2_dw3x3s2",
+];
+
+/// Times the int8 forward convolution ([`k::conv2d_s8`], NHWC, per-channel requantisation,
+/// ReLU clamp) of one shape, `threads` threads splitting the batch. GFLOPS counts two
+/// operations per multiply-accumulate, as the f32 rows do.
+pub fn bench_conv_s8(
+    name: &str,
+    p: &Conv2dParams,
+    threads: usize,
+    min_time: Duration,
+) -> Result<Row, k::KernelError> {
+    let d = p.dims()?;
+    let bytes = |n: usize, seed: u32| -> Vec<i8> {
+        rand(n, seed).iter().map(|v| (v * 127.0) as i8).collect()
+    };
+    let x = bytes(d.input_len, 1);
+    let w = bytes(d.weight_len, 2);
+    let bias: Vec<i32> = (0..d.bias_len).map(|i| (i as i32 % 17 - 8) * 300).collect();
+    let rq: Vec<k::Requant> = (0..p.out_channels)
+        .map(|i| k::Requant::from_real(0.0004 + 0.00001 * i as f64))
+        .collect::<Result<_, _>>()?;
+    let q = k::QuantOutput::new(-3, -128, &rq).with_clamp(-128, 127);
+    let ranges = split(p.batch, threads);
+    let parts: Vec<Conv2dParams> = ranges
+        .iter()
+        .map(|r| Conv2dParams {
+            batch: r.len(),
+            ..*p
+        })
+        .collect();
+    let mut y = vec![0i8; d.output_len];
+    let mut scratch: Vec<Vec<i16>> = parts
+        .iter()
+        .map(|pp| k::conv2d_s8_scratch_len(pp).map(|n| vec![0i16; n]))
+        .collect::<Result<_, _>>()?;
+    let mut err = None;
+    let ms = time_ms(min_time, || {
+        let mut rest_y = &mut y[..];
+        let mut jobs: Vec<Job<'_>> = Vec::new();
+        for ((r, pp), sc) in ranges.iter().zip(&parts).zip(scratch.iter_mut()) {
+            let (mine, tail) = rest_y.split_at_mut(r.len() * d.out_image_len);
+            rest_y = tail;
+            let xs = &x[r.start * d.image_len..r.end * d.image_len];
+            let (w, bias, q) = (&w, &bias, &q);
+            jobs.push(Box::new(move || {
+                k::conv2d_s8(pp, q, xs, w, Some(bias), mine, sc)
+            }));
+        }
+        if let Err(e) = run_jobs(jobs) {
+            err = Some(e);
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let macs = p.macs()? as f64;
+    Ok(Row {
+        name: format!("conv2d_s8/{name}"),
+        variant: format!("int8/{}", arch::active().name()),
+        pass: Pass::Fwd,
+        threads,
+        ms,
+        gflops: 2.0 * macs / (ms * 1e-3) / 1e9,
+        gbytes: (d.input_len + d.output_len + d.weight_len) as f64 / (ms * 1e-3) / 1e9,
+        shape: format!(
+            "N{} C{} {}x{} -> {} k{}x{} s{} p{}{} NHWC",
+            p.batch,
+            p.in_channels,
+            p.in_h,
+            p.in_w,
+            p.out_channels,
+            p.kernel_h,
+            p.kernel_w,
+            p.stride_h,
+            p.pad_top,
+            if p.groups > 1 {
+                format!(" g{}", p.groups)
+            } else {
+                String::new()
+            }
+        ),
+        peak_gflops: 0.0,
+        pct_peak: 0.0,
+    })
+}
+
 /// Times `C = A B` for square `n` with the rows of C split across threads.
 pub fn bench_sgemm(n: usize, threads: usize, min_time: Duration) -> Result<Row, k::KernelError> {
     let a = rand(n * n, 1);
@@ -819,7 +916,12 @@ pub fn run(
             .next()
             .and_then(arch::Isa::from_name)
             .unwrap_or_else(arch::active);
-        r.peak_gflops = peaks.iter().find(|p| p.0 == isa).map_or(0.0, |p| p.1);
+        // (no int8 peak is measured: int8 rows stand beside the f32 rows of their shapes)
+        r.peak_gflops = if r.variant.starts_with("int8/") {
+            0.0
+        } else {
+            peaks.iter().find(|p| p.0 == isa).map_or(0.0, |p| p.1)
+        };
         r.pct_peak = if r.peak_gflops > 0.0 {
             100.0 * r.gflops / (r.peak_gflops * threads as f64)
         } else {
@@ -833,6 +935,11 @@ pub fn run(
             for pass in [Pass::Fwd, Pass::FwdBwd] {
                 push(bench_conv(name, &p, pass, threads, min_time)?, &mut rows);
             }
+        }
+    }
+    for (name, p) in conv_shapes() {
+        if INT8_SHAPES.contains(&name) && want(&format!("conv2d_s8/{name}")) {
+            push(bench_conv_s8(name, &p, threads, min_time)?, &mut rows);
         }
     }
     for n in [256, 1024] {

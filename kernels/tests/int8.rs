@@ -429,11 +429,18 @@ fn bytes(rng: &mut common::Rng, n: usize) -> Vec<i8> {
         .collect()
 }
 
-/// Multipliers from 2^-20 to 2^4 (the right shifts and some left ones), per channel.
+/// Multipliers from 2^-20 to 2^4 (the right shifts and some left ones), per channel; a
+/// third of them exact powers of two, whose products land on halves (the ties each
+/// rounding step must break as TFLite does) for every odd sum.
 fn requants(rng: &mut common::Rng, n: usize) -> Vec<Requant> {
     (0..n)
         .map(|_| {
-            let m = f64::from(rng.uniform().abs() + 0.01) * 2f64.powi(rng.below(25) as i32 - 20);
+            let e = rng.below(25) as i32 - 20;
+            let m = if rng.below(3) == 0 {
+                2f64.powi(e)
+            } else {
+                f64::from(rng.uniform().abs() + 0.01) * 2f64.powi(e)
+            };
             Requant::from_real(m).unwrap()
         })
         .collect()

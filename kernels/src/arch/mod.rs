@@ -223,6 +223,30 @@ pub fn caches() -> Caches {
     }
 }
 
+static VNNI: AtomicU8 = AtomicU8::new(0);
+
+/// Whether this CPU has AVX-512 VNNI (`vpdpbusd`: four int8 multiply-adds per 32-bit
+/// lane), which the AVX-512 variant's int8 kernels use where it exists (detected once);
+/// false elsewhere and under Miri.
+///
+/// ```
+/// let vnni = cnnkit_kernels::arch::avx512_vnni();
+/// assert!(!vnni || cnnkit_kernels::arch::Isa::Avx512.is_supported());
+/// ```
+pub fn avx512_vnni() -> bool {
+    match VNNI.load(Ordering::Relaxed) {
+        1 => return false,
+        2 => return true,
+        _ => {}
+    }
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    let has = x86::has_avx512_vnni();
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let has = false;
+    VNNI.store(if has { 2 } else { 1 }, Ordering::Relaxed);
+    has
+}
+
 static ZMM_DOUBLES: AtomicU8 = AtomicU8::new(0);
 
 /// Whether this CPU runs AVX-512's 512-bit FMAs at about the rate of its 256-bit ones, so

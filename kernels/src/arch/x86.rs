@@ -67,6 +67,12 @@ pub(crate) fn has_avx512() -> bool {
     ebx & (f | bw | vl) == f | bw | vl
 }
 
+/// Whether the CPU supports AVX-512 VNNI (`vpdpbusd`) besides AVX-512 F, BW and VL.
+#[cfg_attr(miri, allow(dead_code))]
+pub(crate) fn has_avx512_vnni() -> bool {
+    has_avx512() && __cpuid_count(7, 0).ecx & (1 << 11) != 0
+}
+
 /// The time-stamp counter.
 #[cfg_attr(miri, allow(dead_code))]
 #[inline(always)]

@@ -13,8 +13,8 @@ use crate::qparams::{QuantOutput, check_conv2d_s8};
 /// stay in L1 while every output channel's weights pass over them.
 const PIXELS: usize = 4;
 
-/// Scratch (16-bit elements) [`conv2d_s8`] needs: the receptive fields of four output
-/// pixels of one group.
+/// Scratch (16-bit elements) [`conv2d_s8`] needs on any variant: the receptive fields of
+/// a few output pixels of one group, and (AVX-512 VNNI) one group's weights packed.
 ///
 /// # Errors
 /// As [`Conv2dParams::dims`].
@@ -22,11 +22,24 @@ const PIXELS: usize = 4;
 /// ```
 /// use cnnkit_kernels::{conv2d_s8_scratch_len, Conv2dParams};
 /// let p = Conv2dParams::new(1, 1, 28, 28, 6, 5, 5);
-/// assert_eq!(conv2d_s8_scratch_len(&p).unwrap(), 4 * 25);
+/// assert!(conv2d_s8_scratch_len(&p).unwrap() < 1000);
 /// ```
 pub fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = p.dims()?;
-    d.col_rows.checked_mul(PIXELS).ok_or(KernelError::Overflow)
+    let portable = d
+        .col_rows
+        .checked_mul(PIXELS)
+        .ok_or(KernelError::Overflow)?;
+    // the VNNI variant's bytes (packed weights of a group, their sums, a tile's fields),
+    // asked of every caller so that one buffer serves whichever variant runs
+    let k4 = d.col_rows.checked_add(3).ok_or(KernelError::Overflow)?;
+    let bytes = d
+        .out_per_group
+        .checked_add(32)
+        .and_then(|c| c.checked_mul(k4))
+        .and_then(|v| v.checked_add(16 * (d.out_per_group + 32) + 8 * k4))
+        .ok_or(KernelError::Overflow)?;
+    Ok(portable.max(bytes.div_ceil(2)))
 }
 
 /// int8 convolution: NHWC `input` and `output`, OHWI `weight`, optional int32 `bias`, each
@@ -80,18 +93,31 @@ pub fn conv2d_s8(
         weight,
         bias,
     };
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if arch::active() == arch::Isa::Avx512 && arch::avx512_vnni() {
+        let bytes = super::x86::scratch_bytes(d.col_rows, d.out_per_group);
+        // SAFETY: the bytes of the i16 scratch (any bit pattern is a valid u8, alignment 1),
+        // the only view of it while this borrow lives.
+        let sb = unsafe {
+            core::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<u8>(), 2 * scratch.len())
+        };
+        // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI (checked above); `sb` holds the bytes
+        // `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
+        unsafe { super::x86::conv(a, output, &mut sb[..bytes]) };
+        return Ok(());
+    }
     arch::dispatch!(run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]));
     Ok(())
 }
 
 /// A validated call.
-struct Args<'a> {
-    p: &'a Conv2dParams,
-    d: &'a Conv2dDims,
-    q: &'a QuantOutput<'a>,
-    input: &'a [i8],
-    weight: &'a [i8],
-    bias: Option<&'a [i32]>,
+pub(crate) struct Args<'a> {
+    pub p: &'a Conv2dParams,
+    pub d: &'a Conv2dDims,
+    pub q: &'a QuantOutput<'a>,
+    pub input: &'a [i8],
+    pub weight: &'a [i8],
+    pub bias: Option<&'a [i32]>,
 }
 
 #[inline(always)]

@@ -11,6 +11,8 @@ mod conv;
 mod linear;
 mod pool;
 mod quantize;
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+mod x86;
 
 pub use conv::{conv2d_s8, conv2d_s8_scratch_len};
 pub use linear::{fully_connected_s8, fully_connected_s8_scratch_len};

@@ -1,0 +1,257 @@
+//! int8 convolution with AVX-512 VNNI: `vpdpbusd` multiplies four unsigned bytes by four
+//! signed ones and adds them to a 32-bit lane, 64 multiply-adds an instruction.
+//!
+//! The input goes unsigned by flipping its sign bit (`u = x + 128`), so
+//! `sum (x - zp) w = sum u w - (zp + 128) sum w`: the weights' sums per output channel are
+//! computed once per call, and taps in the padding hold `zp + 128` (they cancel). The
+//! weights are packed 16 output channels by 4 taps per register; a tile is 8 output pixels
+//! by 32 output channels (16 accumulators), each step broadcasting 4 taps of a pixel's
+//! receptive field against two weight registers. Wrapping int32 sums equal the
+//! reference's (the identity holds modulo 2^32).
+
+use core::arch::x86_64::{
+    __m512i, _mm_mask_storeu_epi8, _mm512_add_epi32, _mm512_add_epi64, _mm512_and_si512,
+    _mm512_cmpgt_epi32_mask, _mm512_cvtepi32_epi8, _mm512_dpbusd_epi32, _mm512_loadu_si512,
+    _mm512_mask_add_epi32, _mm512_mask_blend_epi32, _mm512_max_epi32, _mm512_min_epi32,
+    _mm512_mul_epi32, _mm512_set1_epi32, _mm512_set1_epi64, _mm512_setzero_si512,
+    _mm512_slli_epi64, _mm512_sllv_epi32, _mm512_srai_epi32, _mm512_srai_epi64, _mm512_srav_epi32,
+    _mm512_srli_epi32, _mm512_srli_epi64, _mm512_sub_epi32,
+};
+
+use super::conv::Args;
+
+/// Output pixels per tile.
+const P: usize = 8;
+/// Output channels per tile (two registers of 16).
+const OC: usize = 32;
+
+/// Bytes of scratch [`conv`] needs: packed weights of one group, four int32 parameters
+/// per output channel (the requantisation's and the sum's offset), and the receptive
+/// fields of one tile.
+pub(crate) const fn scratch_bytes(k: usize, cog: usize) -> usize {
+    let k4 = k.div_ceil(4) * 4;
+    let ocp = cog.div_ceil(OC) * OC;
+    ocp * k4 + 16 * ocp + P * k4
+}
+
+/// Per output channel of a group, as int32 lanes: the multiplier, the left and right
+/// shifts, and `bias - (zp + 128) * sum w`; padded channels 0.
+struct Params<'a> {
+    mult: &'a [u8],
+    left: &'a [u8],
+    right: &'a [u8],
+    offset: &'a [u8],
+}
+
+/// The convolution of a validated call on this CPU's VNNI (checked by the caller).
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW, VL and VNNI; `scratch` must hold [`scratch_bytes`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
+    let (p, d) = (a.p, a.d);
+    let k = d.col_rows;
+    let k4 = k.div_ceil(4) * 4;
+    let (cig, cog) = (d.in_per_group, d.out_per_group);
+    let ocp = cog.div_ceil(OC) * OC;
+    let (packed, rest) = scratch.split_at_mut(ocp * k4);
+    let (params, rest) = rest.split_at_mut(16 * ocp);
+    let col = &mut rest[..P * k4];
+    let pixels = d.out_h * d.out_w;
+    let pad = (a.q.input_zero_point + 128) as u8;
+    let corr = a.q.input_zero_point + 128;
+    let (zp_out, lo, hi) = (
+        _mm512_set1_epi32(a.q.output_zero_point),
+        _mm512_set1_epi32(i32::from(a.q.min)),
+        _mm512_set1_epi32(i32::from(a.q.max)),
+    );
+    for g in 0..p.groups {
+        let w_g = &a.weight[g * cog * k..][..cog * k];
+        pack(w_g, k, k4, packed);
+        prepare(a, g, cog, corr, w_g, k, params);
+        let (mult, rest) = params.split_at(4 * ocp);
+        let (left, rest) = rest.split_at(4 * ocp);
+        let (right, offset) = rest.split_at(4 * ocp);
+        let prm = Params {
+            mult,
+            left,
+            right,
+            offset,
+        };
+        for n in 0..p.batch {
+            let x = &a.input[n * d.image_len..][..d.image_len];
+            let y = &mut output[n * d.out_image_len..][..d.out_image_len];
+            let mut p0 = 0;
+            while p0 < pixels {
+                let np = P.min(pixels - p0);
+                for i in 0..np {
+                    gather(a, x, g, cig, p0 + i, pad, &mut col[i * k4..][..k4]);
+                }
+                let mut ob = 0;
+                while ob < cog {
+                    let w0 = &packed[ob * k4..][..16 * k4];
+                    let w1 = &packed[(ob + 16) * k4..][..16 * k4];
+                    // SAFETY: VNNI is enabled on this function; `col` holds P rows of k4
+                    // bytes, `w0` and `w1` k4 / 4 steps of 64 bytes each.
+                    let acc = unsafe { tile(k4, col.as_ptr(), w0.as_ptr(), w1.as_ptr()) };
+                    for (i, acc_p) in acc.iter().enumerate().take(np) {
+                        let at = (p0 + i) * p.out_channels + g * cog;
+                        for (j, &reg) in acc_p.iter().enumerate() {
+                            let c0 = ob + 16 * j;
+                            if c0 >= cog {
+                                break;
+                            }
+                            let n = (cog - c0).min(16);
+                            let dst = &mut y[at + c0..][..n];
+                            // SAFETY: AVX-512 F and BW are enabled; `prm` holds ocp >= c0 + 16
+                            // lanes; `dst` holds the n lanes written.
+                            unsafe { epilogue(reg, &prm, c0, zp_out, lo, hi, dst) };
+                        }
+                    }
+                    ob += OC;
+                }
+                p0 += np;
+            }
+        }
+    }
+}
+
+/// Packs one group's weights (rows of `k`) into blocks of 16 channels by 4 taps (64 bytes
+/// a step, zero-padded to whole blocks).
+#[inline(always)]
+fn pack(w: &[i8], k: usize, k4: usize, packed: &mut [u8]) {
+    packed.fill(0);
+    for (oc, row) in w.chunks_exact(k).enumerate() {
+        let (blk, lane) = (oc / 16, oc % 16);
+        let base = blk * 16 * k4 + lane * 4;
+        for (t, &v) in row.iter().enumerate() {
+            packed[base + (t / 4) * 64 + t % 4] = v as u8;
+        }
+    }
+}
+
+/// The [`Params`] of group `g` into `params` (four arrays of `params.len() / 16` int32).
+#[inline(always)]
+fn prepare(a: &Args<'_>, g: usize, cog: usize, corr: i32, w: &[i8], k: usize, params: &mut [u8]) {
+    params.fill(0);
+    let ocp = params.len() / 16;
+    for (oc, row) in w.chunks_exact(k).enumerate().take(cog) {
+        let goc = g * cog + oc;
+        let r = a.q.requant_of(goc);
+        let sum: i32 = row.iter().map(|&v| i32::from(v)).sum();
+        let offset = a
+            .bias
+            .map_or(0, |b| b[goc])
+            .wrapping_sub(corr.wrapping_mul(sum));
+        let fields = [r.multiplier, r.shift.max(0), (-r.shift).max(0), offset];
+        for (f, v) in fields.into_iter().enumerate() {
+            params[4 * (f * ocp + oc)..][..4].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+/// Sixteen sums of channels `c0..c0 + 16` of one pixel to int8: the offset added, TFLite's
+/// `MultiplyByQuantizedMultiplier` lane by lane (the left shift, the doubling high
+/// multiply as `floor((x m + 2^30) / 2^31)` in 64 bits, the rounding right shift), the
+/// zero point added, clamped, the first `dst.len()` stored.
+///
+/// # Safety
+/// AVX-512 F, BW and VL must be available; every array of `prm` must hold lanes
+/// `c0..c0 + 16`; `dst.len() <= 16`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+unsafe fn epilogue(
+    acc: __m512i,
+    prm: &Params<'_>,
+    c0: usize,
+    zp_out: __m512i,
+    lo: __m512i,
+    hi: __m512i,
+    dst: &mut [i8],
+) {
+    let load = |v: &[u8]| {
+        let v = &v[4 * c0..][..64];
+        // SAFETY: 64 bytes.
+        unsafe { _mm512_loadu_si512(v.as_ptr().cast()) }
+    };
+    let (m, l, r, off) = (
+        load(prm.mult),
+        load(prm.left),
+        load(prm.right),
+        load(prm.offset),
+    );
+    let x = _mm512_sllv_epi32(_mm512_add_epi32(acc, off), l);
+    // the doubling high multiply: even lanes, then odd ones moved down; m >= 0 is never
+    // i32::MIN, so nothing saturates
+    let half = _mm512_set1_epi64(1 << 30);
+    let even = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), half), 31);
+    let odd_p = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32));
+    let odd = _mm512_slli_epi64(_mm512_srai_epi64(_mm512_add_epi64(odd_p, half), 31), 32);
+    let h = _mm512_mask_blend_epi32(0xAAAA, even, odd);
+    // the rounding right shift: TFLite's remainder against threshold
+    let one = _mm512_set1_epi32(1);
+    let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, r), one);
+    let rem = _mm512_and_si512(h, mask);
+    let thr = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(h, 31));
+    let q = _mm512_srav_epi32(h, r);
+    let q = _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, thr), q, one);
+    let v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, zp_out), lo), hi);
+    let bytes = _mm512_cvtepi32_epi8(v);
+    let keep = (1u32 << dst.len()) - 1;
+    // SAFETY: the mask writes only the first dst.len() bytes.
+    unsafe { _mm_mask_storeu_epi8(dst.as_mut_ptr(), keep as u16, bytes) };
+}
+
+/// The receptive field of output pixel `pix` in group `g` as unsigned bytes `x + 128`
+/// (`(ky, kx, c)` order, the weights' OHWI order); taps in the padding `zp + 128`, the
+/// bytes past `k` 0.
+#[inline(always)]
+fn gather(a: &Args<'_>, x: &[i8], g: usize, cig: usize, pix: usize, pad: u8, col: &mut [u8]) {
+    let (p, d) = (a.p, a.d);
+    let (oy, ox) = (pix / d.out_w, pix % d.out_w);
+    let mut at = 0;
+    for ky in 0..p.kernel_h {
+        let iy = (oy * p.stride_h + ky * p.dilation_h).wrapping_sub(p.pad_top);
+        for kx in 0..p.kernel_w {
+            let ix = (ox * p.stride_w + kx * p.dilation_w).wrapping_sub(p.pad_left);
+            let dst = &mut col[at..][..cig];
+            if iy < p.in_h && ix < p.in_w {
+                let src = &x[(iy * p.in_w + ix) * p.in_channels + g * cig..][..cig];
+                for (o, &v) in dst.iter_mut().zip(src) {
+                    *o = (v as u8) ^ 0x80;
+                }
+            } else {
+                dst.fill(pad);
+            }
+            at += cig;
+        }
+    }
+    col[at..].fill(0);
+}
+
+/// `P` pixels by 32 channels: `acc[p][j] = sum_s col[p][4s..4s+4] . w_j[s]`.
+///
+/// # Safety
+/// VNNI must be available; `col` must cover `P * k4` bytes, `w0` and `w1` `16 * k4`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+unsafe fn tile(k4: usize, col: *const u8, w0: *const u8, w1: *const u8) -> [[__m512i; 2]; P] {
+    let mut acc = [[_mm512_setzero_si512(); 2]; P];
+    for s in 0..k4 / 4 {
+        // SAFETY: step s < k4 / 4 reads bytes 64 s .. 64 s + 64 of each weight block.
+        let (a, b) = unsafe {
+            (
+                _mm512_loadu_si512(w0.add(64 * s).cast()),
+                _mm512_loadu_si512(w1.add(64 * s).cast()),
+            )
+        };
+        for (p, acc_p) in acc.iter_mut().enumerate() {
+            // SAFETY: row p < P of `col` holds k4 bytes, 4 s + 4 <= k4 of them read.
+            let v = unsafe { col.add(p * k4 + 4 * s).cast::<i32>().read_unaligned() };
+            let x = _mm512_set1_epi32(v);
+            acc_p[0] = _mm512_dpbusd_epi32(acc_p[0], x, a);
+            acc_p[1] = _mm512_dpbusd_epi32(acc_p[1], x, b);
+        }
+    }
+    acc
+}
