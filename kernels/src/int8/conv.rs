@@ -39,7 +39,13 @@ pub fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
         .and_then(|c| c.checked_mul(k4))
         .and_then(|v| v.checked_add(16 * (d.out_per_group + 32) + 8 * k4))
         .ok_or(KernelError::Overflow)?;
-    Ok(portable.max(bytes.div_ceil(2)))
+    // the depthwise kernel's weights transposed
+    let dw = if depthwise(p) {
+        super::depthwise::scratch_len(p.kernel_h * p.kernel_w, p.in_channels)
+    } else {
+        0
+    };
+    Ok(portable.max(bytes.div_ceil(2)).max(dw))
 }
 
 /// int8 convolution: NHWC `input` and `output`, OHWI `weight`, optional int32 `bias`, each
@@ -93,6 +99,10 @@ pub fn conv2d_s8(
         weight,
         bias,
     };
+    if depthwise(p) {
+        arch::dispatch!(run_depthwise(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]));
+        return Ok(());
+    }
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     if arch::active() == arch::Isa::Avx512 && arch::avx512_vnni() {
         let bytes = super::x86::scratch_bytes(d.col_rows, d.out_per_group);
@@ -118,6 +128,17 @@ pub(crate) struct Args<'a> {
     pub input: &'a [i8],
     pub weight: &'a [i8],
     pub bias: Option<&'a [i32]>,
+}
+
+/// One filter per channel: `groups == in_channels == out_channels` (a depth multiplier of
+/// 1, MobileNet's).
+const fn depthwise(p: &Conv2dParams) -> bool {
+    p.groups > 1 && p.groups == p.in_channels && p.groups == p.out_channels
+}
+
+#[inline(always)]
+fn run_depthwise<V: Int8Kernel>(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
+    super::depthwise::run(a, output, scratch);
 }
 
 #[inline(always)]

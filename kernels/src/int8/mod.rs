@@ -8,6 +8,7 @@
 //! `sdot`) override the trait's methods.
 
 mod conv;
+mod depthwise;
 mod linear;
 mod pool;
 mod quantize;
