@@ -184,8 +184,20 @@ fn gather(a: &Args<'_>, x: &[i8], g: usize, pix: usize, col: &mut [i16]) {
     let zp = a.q.input_zero_point as i16;
     let (oy, ox) = (pix / d.out_w, pix % d.out_w);
     let mut at = 0;
+    let row = p.kernel_w * cig;
+    // one group and dense columns: a kernel row's taps are one run of the input row
+    let runs = p.groups == 1 && p.dilation_w == 1;
     for ky in 0..p.kernel_h {
         let iy = (oy * p.stride_h + ky * p.dilation_h).wrapping_sub(p.pad_top);
+        let ix0 = (ox * p.stride_w) as isize - p.pad_left as isize;
+        if runs && iy < p.in_h && ix0 >= 0 && ix0 as usize + p.kernel_w <= p.in_w {
+            let src = &x[(iy * p.in_w + ix0 as usize) * p.in_channels..][..row];
+            for (o, &v) in col[at..at + row].iter_mut().zip(src) {
+                *o = i16::from(v) - zp;
+            }
+            at += row;
+            continue;
+        }
         for kx in 0..p.kernel_w {
             let ix = (ox * p.stride_w + kx * p.dilation_w).wrapping_sub(p.pad_left);
             let dst = &mut col[at..][..cig];
