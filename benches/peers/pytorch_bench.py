@@ -93,6 +93,34 @@ def jobs(filter_):
 
         out.append((full, "fwd", fwd, 2 * macs))
         out.append((full, "fwd+bwd", fwd_bwd, 6 * macs))
+    # int8: the shapes cnnkit times as conv2d_s8/* (src/bench.rs INT8_SHAPES), on PyTorch's
+    # quantised convolution with ReLU fused (fbgemm on x86: quint8 input in channels-last
+    # layout, qint8 weights with one scale per output channel, as cnnkit's scheme)
+    int8_shapes = ("lenet_c1", "lenet_c2", "res3x3_128", "res3x3_256", "res3x3_512",
+                   "pw1x1_256", "dw3x3_256", "mbv2_dw3x3s2")
+    for name, n, cin, hw, cout, k, s, p, g in CONV:
+        full = f"conv2d_s8/{name}"
+        if name not in int8_shapes or filter_ not in full:
+            continue
+        import torch.ao.nn.intrinsic.quantized as nniq
+
+        ho = (hw + 2 * p - k) // s + 1
+        macs = n * cout * ho * ho * (cin // g) * k * k
+        conv = nniq.ConvReLU2d(cin, cout, k, stride=s, padding=p, groups=g)
+        wf = torch.randn(cout, cin // g, k, k)
+        wscale = wf.abs().amax(dim=(1, 2, 3)) / 127
+        qw = torch.quantize_per_channel(wf, wscale, torch.zeros(cout, dtype=torch.long), 0,
+                                        torch.qint8)
+        conv.set_weight_bias(qw, torch.randn(cout))
+        conv.scale, conv.zero_point = 0.05, 0
+        xq = torch.quantize_per_tensor(torch.randn(n, cin, hw, hw), 0.02, 128, torch.quint8)
+        xq = xq.contiguous(memory_format=torch.channels_last)
+
+        def qfwd(conv=conv, xq=xq):
+            with torch.no_grad():
+                conv(xq)
+
+        out.append((full, "fwd", qfwd, 2 * macs))
     for nn in (256, 1024):
         full = f"sgemm/{nn}"
         if filter_ in full:
@@ -126,6 +154,7 @@ def main():
     ap.add_argument("--min-time-ms", type=float, default=300)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    torch.backends.quantized.engine = "fbgemm" if "fbgemm" in torch.backends.quantized.supported_engines else torch.backends.quantized.engine
     min_time = a.min_time_ms / 1e3
     variant = f"pytorch-{torch.__version__}"
     todo = jobs(a.filter)

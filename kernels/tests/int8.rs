@@ -712,7 +712,7 @@ fn kernels_refuse_what_the_reference_refuses() {
                 let w = vec![0i8; d.weight_len];
                 let mut y = vec![0i8; d.output_len];
                 let want = r::conv2d_s8(p, q, &x, &w, None, &mut y).err();
-                let mut s = vec![0i16; 1000];
+                let mut s = vec![0i16; 100_000];
                 let got = k::conv2d_s8(p, q, &x, &w, None, &mut y, &mut s).err();
                 assert_eq!(got, want, "{p:?} {q:?}");
             }

@@ -37,7 +37,8 @@ pub fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
         .out_per_group
         .checked_add(32)
         .and_then(|c| c.checked_mul(k4))
-        .and_then(|v| v.checked_add(16 * (d.out_per_group + 32) + 8 * k4))
+        .and_then(|v| v.checked_add(16 * (d.out_per_group + 32)))
+        .and_then(|v| v.checked_add(k4.checked_mul(256)?))
         .ok_or(KernelError::Overflow)?;
     // the depthwise kernel's weights transposed
     let dw = if depthwise(p) {

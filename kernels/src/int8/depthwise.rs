@@ -84,10 +84,11 @@ pub(crate) fn run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
                     let r = c0..c0 + len;
                     let (ml, mh) = (&m_lo[r.clone()], &m_hi[r.clone()]);
                     let (sl, sr) = (&sh_l[r.clone()], &sh_r[r.clone()]);
-                    for (i, (o, &s)) in out[r].iter_mut().zip(&acc).enumerate() {
-                        let m = join(ml[i], mh[i]);
-                        let v = requant(s, m, sl[i] as u32, sr[i] as u32).wrapping_add(zp_out);
-                        *o = v.clamp(lo, hi) as i8;
+                    // (zipped, not indexed: no bounds checks, so the loop vectorises)
+                    let lanes = out[r].iter_mut().zip(&acc).zip(ml.iter().zip(mh));
+                    for (((o, &s), (&m_l, &m_h)), (&l, &rt)) in lanes.zip(sl.iter().zip(sr)) {
+                        let v = requant(s, join(m_l, m_h), l as u32, rt as u32);
+                        *o = v.wrapping_add(zp_out).clamp(lo, hi) as i8;
                     }
                     c0 += len;
                 }

@@ -22,6 +22,10 @@ use super::conv::Args;
 
 /// Output pixels per tile.
 const P: usize = 8;
+/// Most output pixels gathered at once: their receptive fields stay in L2 while every
+/// block of 32 channels' weights passes over them (so the weights of a wide layer are
+/// read once per chunk, not once per tile).
+const CHUNK_MAX: usize = 256;
 /// Output channels per tile (two registers of 16).
 const OC: usize = 32;
 
@@ -31,7 +35,24 @@ const OC: usize = 32;
 pub(crate) const fn scratch_bytes(k: usize, cog: usize) -> usize {
     let k4 = k.div_ceil(4) * 4;
     let ocp = cog.div_ceil(OC) * OC;
-    ocp * k4 + 16 * ocp + P * k4
+    ocp * k4 + 16 * ocp + CHUNK_MAX * k4
+}
+
+/// Pixels per chunk: their fields in a quarter of this core's L2 (read once per process),
+/// a multiple of the tile, from one tile to [`CHUNK_MAX`].
+fn chunk_pixels(k4: usize) -> usize {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    static L2: AtomicUsize = AtomicUsize::new(0);
+    let mut l2 = L2.load(Ordering::Relaxed);
+    if l2 == 0 {
+        // (unknown: 1 MiB)
+        l2 = match crate::arch::caches().l2 {
+            0 => 1 << 20,
+            v => v,
+        };
+        L2.store(l2, Ordering::Relaxed);
+    }
+    (l2 / 4 / k4.max(1) / P * P).clamp(P, CHUNK_MAX)
 }
 
 /// Per output channel of a group, as int32 lanes: the multiplier, the left and right
@@ -56,7 +77,8 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     let ocp = cog.div_ceil(OC) * OC;
     let (packed, rest) = scratch.split_at_mut(ocp * k4);
     let (params, rest) = rest.split_at_mut(16 * ocp);
-    let col = &mut rest[..P * k4];
+    let col = &mut rest[..CHUNK_MAX * k4];
+    let chunk = chunk_pixels(k4);
     let pixels = d.out_h * d.out_w;
     let pad = (a.q.input_zero_point + 128) as u8;
     let corr = a.q.input_zero_point + 128;
@@ -81,51 +103,76 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
         for n in 0..p.batch {
             let x = &a.input[n * d.image_len..][..d.image_len];
             let y = &mut output[n * d.out_image_len..][..d.out_image_len];
-            let mut p0 = 0;
-            while p0 < pixels {
-                let np = P.min(pixels - p0);
-                for i in 0..np {
-                    gather(a, x, g, cig, p0 + i, pad, &mut col[i * k4..][..k4]);
+            let mut q0 = 0;
+            while q0 < pixels {
+                let nc = chunk.min(pixels - q0);
+                for i in 0..nc {
+                    gather(a, x, g, cig, q0 + i, pad, &mut col[i * k4..][..k4]);
                 }
                 let mut ob = 0;
                 while ob < cog {
                     let w0 = &packed[ob * k4..][..16 * k4];
                     let w1 = &packed[(ob + 16) * k4..][..16 * k4];
-                    // SAFETY: VNNI is enabled on this function; `col` holds P rows of k4
-                    // bytes, `w0` and `w1` k4 / 4 steps of 64 bytes each.
-                    let acc = unsafe { tile(k4, col.as_ptr(), w0.as_ptr(), w1.as_ptr()) };
-                    for (i, acc_p) in acc.iter().enumerate().take(np) {
-                        let at = (p0 + i) * p.out_channels + g * cog;
-                        for (j, &reg) in acc_p.iter().enumerate() {
-                            let c0 = ob + 16 * j;
-                            if c0 >= cog {
-                                break;
+                    let mut t0 = 0;
+                    while t0 < nc {
+                        let np = P.min(nc - t0);
+                        let rows = &col[t0 * k4..][..P * k4];
+                        // SAFETY: VNNI is enabled on this function; `rows` holds P rows of k4
+                        // bytes (those past the chunk's last pixel are stale, and not stored),
+                        // `w0` and `w1` k4 / 4 steps of 64 bytes each.
+                        let acc = unsafe { tile(k4, rows.as_ptr(), w0.as_ptr(), w1.as_ptr()) };
+                        let p0 = q0 + t0;
+                        for (i, acc_p) in acc.iter().enumerate().take(np) {
+                            let at = (p0 + i) * p.out_channels + g * cog;
+                            for (j, &reg) in acc_p.iter().enumerate() {
+                                let c0 = ob + 16 * j;
+                                if c0 >= cog {
+                                    break;
+                                }
+                                let n = (cog - c0).min(16);
+                                let dst = &mut y[at + c0..][..n];
+                                // SAFETY: AVX-512 F and BW are enabled; `prm` holds ocp >= c0 + 16
+                                // lanes; `dst` holds the n lanes written.
+                                unsafe { epilogue(reg, &prm, c0, zp_out, lo, hi, dst) };
                             }
-                            let n = (cog - c0).min(16);
-                            let dst = &mut y[at + c0..][..n];
-                            // SAFETY: AVX-512 F and BW are enabled; `prm` holds ocp >= c0 + 16
-                            // lanes; `dst` holds the n lanes written.
-                            unsafe { epilogue(reg, &prm, c0, zp_out, lo, hi, dst) };
                         }
+                        t0 += P;
                     }
                     ob += OC;
                 }
-                p0 += np;
+                q0 += nc;
             }
         }
     }
 }
 
 /// Packs one group's weights (rows of `k`) into blocks of 16 channels by 4 taps (64 bytes
-/// a step, zero-padded to whole blocks).
+/// a step, zero-padded to whole blocks), writing each step's 64 bytes in order (four bytes
+/// from each of 16 rows) rather than scattering byte by byte.
 #[inline(always)]
 fn pack(w: &[i8], k: usize, k4: usize, packed: &mut [u8]) {
-    packed.fill(0);
-    for (oc, row) in w.chunks_exact(k).enumerate() {
-        let (blk, lane) = (oc / 16, oc % 16);
-        let base = blk * 16 * k4 + lane * 4;
-        for (t, &v) in row.iter().enumerate() {
-            packed[base + (t / 4) * 64 + t % 4] = v as u8;
+    let rows = w.len() / k;
+    let full = k / 4;
+    for (blk, dst) in packed.chunks_exact_mut(16 * k4).enumerate() {
+        for (s, step) in dst.chunks_exact_mut(64).enumerate() {
+            for (lane, out) in step.chunks_exact_mut(4).enumerate() {
+                let r = blk * 16 + lane;
+                if r >= rows {
+                    out.fill(0);
+                } else if s < full {
+                    let src = &w[r * k + 4 * s..][..4];
+                    out.copy_from_slice(&[src[0] as u8, src[1] as u8, src[2] as u8, src[3] as u8]);
+                } else {
+                    // the last step of a k that is not a multiple of 4
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = if 4 * s + j < k {
+                            w[r * k + 4 * s + j] as u8
+                        } else {
+                            0
+                        };
+                    }
+                }
+            }
         }
     }
 }
