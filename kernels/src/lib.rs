@@ -54,6 +54,7 @@ pub mod net;
 mod norm;
 mod optim;
 mod pool;
+pub mod qnet;
 mod qparams;
 mod softmax;
 

@@ -152,10 +152,10 @@ impl<'a> QuantOutput<'a> {
         }
     }
 
-    /// Checks every field for `channels` output channels.
-    pub(crate) fn check(&self, channels: usize) -> Result<(), KernelError> {
-        let zp = -128..=127;
-        if !zp.contains(&self.input_zero_point) || !zp.contains(&self.output_zero_point) {
+    /// Checks every field for `channels` output channels (a `const fn`: the int8
+    /// network checks its layers at compile time).
+    pub(crate) const fn check(&self, channels: usize) -> Result<(), KernelError> {
+        if !zero_point_ok(self.input_zero_point) || !zero_point_ok(self.output_zero_point) {
             return Err(KernelError::InvalidParameter("zero point: -128..=127"));
         }
         if self.min > self.max {
@@ -169,10 +169,14 @@ impl<'a> QuantOutput<'a> {
                 actual: n,
             });
         }
-        if !self.requant.iter().all(|r| r.is_valid()) {
-            return Err(KernelError::InvalidParameter(
-                "requant: multiplier 0 or in [2^30, 2^31), shift -31..=30",
-            ));
+        let mut i = 0;
+        while i < n {
+            if !self.requant[i].is_valid() {
+                return Err(KernelError::InvalidParameter(
+                    "requant: multiplier 0 or in [2^30, 2^31), shift -31..=30",
+                ));
+            }
+            i += 1;
         }
         Ok(())
     }
@@ -363,6 +367,11 @@ pub(crate) fn check_requantize_s8(
 ) -> Result<(), KernelError> {
     q.check()?;
     check_len("output", input, output)
+}
+
+/// Whether an int8 zero point is in `-128..=127`.
+const fn zero_point_ok(z: i32) -> bool {
+    z >= -128 && z <= 127
 }
 
 fn check_len(arg: &'static str, expected: usize, actual: usize) -> Result<(), KernelError> {

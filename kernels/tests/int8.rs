@@ -900,3 +900,196 @@ fn add_and_requantize_equal_tflite_and_the_reference() {
     );
     assert!(k::requantize_s8(&rq, &[0], &mut [0; 2]).is_err());
 }
+
+// ---- the int8 network ----
+
+use cnnkit_kernels::qnet::{QLayer, QNetwork};
+
+/// LeNet-5 in int8 (NHWC), random weights and multipliers, through `QNetwork` and through
+/// the reference layer by layer: the same bytes, on every variant.
+#[test]
+fn qnetwork_equals_the_reference_layer_by_layer() {
+    let mut rng = common::Rng(31);
+    let c1 = Conv2dParams::new(2, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2);
+    let p1 = Pool2dParams::new(2, 6, 28, 28, 2, 2);
+    let c2 = Conv2dParams::new(2, 6, 14, 14, 16, 5, 5);
+    let p2 = Pool2dParams::new(2, 16, 10, 10, 2, 2);
+    let (f1, f2, f3) = (
+        LinearParams::new(2, 400, 120),
+        LinearParams::new(2, 120, 84),
+        LinearParams::new(2, 84, 10),
+    );
+    let w = |rng: &mut common::Rng, n: usize| -> Vec<i8> {
+        bytes(rng, n).into_iter().map(|v| v.max(-127)).collect()
+    };
+    let b = |rng: &mut common::Rng, n: usize| -> Vec<i32> {
+        (0..n).map(|_| rng.below(6000) as i32 - 3000).collect()
+    };
+    let (w1, w2) = (w(&mut rng, 150), w(&mut rng, 2400));
+    let (w3, w4, w5) = (w(&mut rng, 48_000), w(&mut rng, 10_080), w(&mut rng, 840));
+    // (the last layer has none: the path without a bias)
+    let (b1, b2, b3, b4) = (
+        b(&mut rng, 6),
+        b(&mut rng, 16),
+        b(&mut rng, 120),
+        b(&mut rng, 84),
+    );
+    let r = |rng: &mut common::Rng, n: usize, scale: f64| -> Vec<Requant> {
+        (0..n)
+            .map(|_| Requant::from_real(scale * (0.5 + f64::from(rng.uniform().abs()))).unwrap())
+            .collect()
+    };
+    let (r1, r2, r3, r4, r5) = (
+        r(&mut rng, 6, 1.0 / 400.0),
+        r(&mut rng, 16, 1.0 / 1500.0),
+        r(&mut rng, 1, 1.0 / 1000.0),
+        r(&mut rng, 84, 1.0 / 300.0),
+        r(&mut rng, 1, 1.0 / 1500.0),
+    );
+    let q1 = QuantOutput::new(-128, -128, &r1).with_clamp(-128, 127);
+    let q2 = QuantOutput::new(-128, -128, &r2).with_clamp(-128, 127);
+    let q3 = QuantOutput::new(-128, -128, &r3).with_clamp(-128, 127);
+    let q4 = QuantOutput::new(-128, -128, &r4).with_clamp(-128, 127);
+    let q5 = QuantOutput::new(-128, 3, &r5);
+    let layers = [
+        QLayer::Conv2d {
+            params: c1,
+            weight: &w1,
+            bias: Some(&b1),
+            q: q1,
+        },
+        QLayer::MaxPool2d {
+            params: p1,
+            min: -128,
+            max: 127,
+        },
+        QLayer::Conv2d {
+            params: c2,
+            weight: &w2,
+            bias: Some(&b2),
+            q: q2,
+        },
+        QLayer::AvgPool2d {
+            params: p2,
+            min: -128,
+            max: 127,
+        },
+        QLayer::Linear {
+            params: f1,
+            weight: &w3,
+            bias: Some(&b3),
+            q: q3,
+        },
+        QLayer::Linear {
+            params: f2,
+            weight: &w4,
+            bias: Some(&b4),
+            q: q4,
+        },
+        QLayer::Linear {
+            params: f3,
+            weight: &w5,
+            bias: None,
+            q: q5,
+        },
+    ];
+    let net = QNetwork::new(&layers).unwrap();
+    assert_eq!(net.input_len(), 2 * 784);
+    assert_eq!(net.output_len(), 20);
+    // the largest input + output: the first pool's
+    assert_eq!(net.arena_len(), 2 * 6 * 784 + 2 * 6 * 196);
+    let x = bytes(&mut rng, 2 * 784);
+
+    // the reference, layer by layer
+    let mut a1 = vec![0i8; 2 * 6 * 784];
+    r::conv2d_s8(&c1, &q1, &x, &w1, Some(&b1), &mut a1).unwrap();
+    let mut a2 = vec![0i8; 2 * 6 * 196];
+    r::max_pool2d_s8(&p1, -128, 127, &a1, &mut a2).unwrap();
+    let mut a3 = vec![0i8; 2 * 16 * 100];
+    r::conv2d_s8(&c2, &q2, &a2, &w2, Some(&b2), &mut a3).unwrap();
+    let mut a4 = vec![0i8; 2 * 400];
+    r::avg_pool2d_s8(&p2, -128, 127, &a3, &mut a4).unwrap();
+    let mut a5 = vec![0i8; 2 * 120];
+    r::fully_connected_s8(&f1, &q3, &a4, &w3, Some(&b3), &mut a5).unwrap();
+    let mut a6 = vec![0i8; 2 * 84];
+    r::fully_connected_s8(&f2, &q4, &a5, &w4, Some(&b4), &mut a6).unwrap();
+    let mut want = vec![0i8; 20];
+    r::fully_connected_s8(&f3, &q5, &a6, &w5, None, &mut want).unwrap();
+    // no layer collapses its values (the multipliers fit the sums)
+    for (name, a) in [
+        ("conv1", &a1),
+        ("pool1", &a2),
+        ("conv2", &a3),
+        ("pool2", &a4),
+        ("fc1", &a5),
+        ("fc2", &a6),
+        ("fc3", &want),
+    ] {
+        let distinct: std::collections::BTreeSet<i8> = a.iter().copied().collect();
+        // (the logits: 20 values)
+        let least = if a.len() > 20 { 10 } else { 8 };
+        assert!(distinct.len() >= least, "{name} degenerate: {distinct:?}");
+    }
+
+    common::for_each_isa(|isa| {
+        let mut arena = vec![0x55i8; net.arena_len()];
+        let mut scratch = vec![0x5555i16; net.scratch_len()];
+        let got = net.run(&x, &mut arena, &mut scratch).unwrap();
+        assert_eq!(got, &want[..], "{isa:?}");
+    });
+
+    // what it refuses
+    let mut arena = vec![0i8; net.arena_len()];
+    let mut scratch = vec![0i16; net.scratch_len()];
+    assert!(matches!(
+        net.run(&x[1..], &mut arena, &mut scratch),
+        Err(KernelError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        net.run(&x, &mut arena[1..], &mut scratch),
+        Err(KernelError::ScratchTooSmall { .. })
+    ));
+    if net.scratch_len() > 0 {
+        let mut short = vec![0i16; net.scratch_len() - 1];
+        assert!(matches!(
+            net.run(&x, &mut arena, &mut short),
+            Err(KernelError::ScratchTooSmall { .. })
+        ));
+    }
+    let mut bad = layers;
+    bad.swap(1, 2);
+    assert!(matches!(
+        QNetwork::new(&bad),
+        Err(KernelError::LayerMismatch { layer: 1, .. })
+    ));
+    let mut bad = layers;
+    bad[0] = QLayer::Conv2d {
+        params: c1,
+        weight: &w1[1..],
+        bias: Some(&b1),
+        q: q1,
+    };
+    assert!(matches!(
+        QNetwork::new(&bad),
+        Err(KernelError::LengthMismatch { .. })
+    ));
+    let mut bad = layers;
+    bad[4] = QLayer::Linear {
+        params: f1,
+        weight: &w3,
+        bias: Some(&b3),
+        q: q1,
+    };
+    assert!(matches!(
+        QNetwork::new(&bad),
+        Err(KernelError::LengthMismatch { arg: "requant", .. })
+    ));
+    let mut bad = layers;
+    bad[1] = QLayer::MaxPool2d {
+        params: Pool2dParams::new(1, 6, 28, 28, 2, 2),
+        min: -128,
+        max: 127,
+    };
+    assert!(QNetwork::new(&bad).is_err());
+    assert!(matches!(QNetwork::new(&[]), Err(KernelError::ZeroSize(_))));
+}

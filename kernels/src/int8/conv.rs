@@ -6,7 +6,7 @@
 use super::{Int8Kernel, store};
 use crate::arch;
 use crate::error::KernelError;
-use crate::params::{Conv2dDims, Conv2dParams};
+use crate::params::{Conv2dDims, Conv2dParams, add, ctry, mul};
 use crate::qparams::{QuantOutput, check_conv2d_s8};
 
 /// Output pixels gathered at once: their fields (`PIXELS * kh * kw * in / groups` values)
@@ -22,31 +22,37 @@ const PIXELS: usize = 4;
 /// ```
 /// use cnnkit_kernels::{conv2d_s8_scratch_len, Conv2dParams};
 /// let p = Conv2dParams::new(1, 1, 28, 28, 6, 5, 5);
-/// assert!(conv2d_s8_scratch_len(&p).unwrap() < 1000);
+/// assert!(conv2d_s8_scratch_len(&p).unwrap() >= 4 * 25); // four receptive fields at least
 /// ```
-pub fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
-    let d = p.dims()?;
-    let portable = d
-        .col_rows
-        .checked_mul(PIXELS)
-        .ok_or(KernelError::Overflow)?;
-    // the VNNI variant's bytes (packed weights of a group, their sums, a tile's fields),
-    // asked of every caller so that one buffer serves whichever variant runs
-    let k4 = d.col_rows.checked_add(3).ok_or(KernelError::Overflow)?;
-    let bytes = d
-        .out_per_group
-        .checked_add(32)
-        .and_then(|c| c.checked_mul(k4))
-        .and_then(|v| v.checked_add(16 * (d.out_per_group + 32)))
-        .and_then(|v| v.checked_add(k4.checked_mul(256)?))
-        .ok_or(KernelError::Overflow)?;
-    // the depthwise kernel's weights transposed
-    let dw = if depthwise(p) {
-        super::depthwise::scratch_len(p.kernel_h * p.kernel_w, p.in_channels)
-    } else {
-        0
-    };
-    Ok(portable.max(bytes.div_ceil(2)).max(dw))
+pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
+    let d = ctry!(p.dims());
+    let mut need = ctry!(mul(d.col_rows, PIXELS));
+    // the VNNI variant's bytes (packed weights of a group, per-channel parameters, the
+    // receptive fields of up to 256 pixels), asked of every x86_64 caller so that one
+    // buffer serves whichever variant runs (other targets never run it)
+    if cfg!(target_arch = "x86_64") {
+        let k4 = ctry!(add(d.col_rows, 3));
+        let ocp = ctry!(add(d.out_per_group, 32));
+        let bytes = ctry!(add(
+            ctry!(add(ctry!(mul(ocp, k4)), ctry!(mul(16, ocp)))),
+            ctry!(mul(k4, 256))
+        ));
+        let half = bytes.div_ceil(2);
+        if half > need {
+            need = half;
+        }
+    }
+    // the depthwise kernel's transposed weights and per-channel parameters
+    if depthwise(p) {
+        let dw = ctry!(mul(
+            ctry!(add(ctry!(mul(p.kernel_h, p.kernel_w)), 6)),
+            p.in_channels
+        ));
+        if dw > need {
+            need = dw;
+        }
+    }
+    Ok(need)
 }
 
 /// int8 convolution: NHWC `input` and `output`, OHWI `weight`, optional int32 `bias`, each

@@ -8,14 +8,9 @@ use super::conv::Args;
 /// Channels summed at once (their sums live on the stack).
 const CHUNK: usize = 64;
 
-/// Scratch (16-bit elements) of [`run`]: the weights transposed, `kh * kw * channels`,
-/// and six halves of the per-channel parameters (multiplier, bias, shifts).
-pub(crate) const fn scratch_len(taps: usize, channels: usize) -> usize {
-    (taps + 6) * channels
-}
-
 /// The depthwise convolution of a validated call (`groups == in_channels ==
-/// out_channels`); `scratch` holds [`scratch_len`] elements.
+/// out_channels`); `scratch` holds `(kh * kw + 6) * channels` elements (the weights
+/// transposed and six halves of the per-channel parameters: `conv2d_s8_scratch_len`).
 #[inline(always)]
 pub(crate) fn run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
     let (p, d) = (a.p, a.d);

@@ -1,4 +1,4 @@
-//! int8 kernels, TFLite's quantisation scheme ([`crate::qparams`]): NHWC activations,
+//! int8 kernels, TFLite's quantisation scheme ([`crate::QuantOutput`]): NHWC activations,
 //! OHWI weights, int32 sums requantised by a fixed-point multiplier and shift. Every
 //! kernel equals the `reference` one of the same name bit for bit, on every variant.
 //!

@@ -45,7 +45,7 @@ fn to_output(acc: i32, q: &QuantOutput<'_>, channel: usize) -> i8 {
     v.clamp(i32::from(q.min), i32::from(q.max)) as i8
 }
 
-/// int8 convolution, NHWC in and out, OHWI weights (see [`crate::qparams`]): for each
+/// int8 convolution, NHWC in and out, OHWI weights (see [`QuantOutput`]): for each
 /// output, `sum((x - zp_in) * w)` over the taps inside the input (those in the padding add
 /// nothing: padding holds the zero point) plus `bias`, then [`QuantOutput`]'s
 /// requantisation and clamp. Stride, padding, dilation and groups as the f32
