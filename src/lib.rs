@@ -36,6 +36,7 @@ pub mod model;
 pub mod optim;
 #[cfg(feature = "images")]
 pub mod pixels;
+pub mod quant;
 pub mod rng;
 pub mod spec;
 pub mod tensor;
