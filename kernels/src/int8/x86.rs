@@ -109,40 +109,89 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
                 for i in 0..nc {
                     gather(a, x, g, cig, q0 + i, pad, &mut col[i * k4..][..k4]);
                 }
-                let mut ob = 0;
-                while ob < cog {
-                    let w0 = &packed[ob * k4..][..16 * k4];
-                    let w1 = &packed[(ob + 16) * k4..][..16 * k4];
-                    let mut t0 = 0;
-                    while t0 < nc {
-                        let np = P.min(nc - t0);
-                        let rows = &col[t0 * k4..][..P * k4];
-                        // SAFETY: VNNI is enabled on this function; `rows` holds P rows of k4
-                        // bytes (those past the chunk's last pixel are stale, and not stored),
-                        // `w0` and `w1` k4 / 4 steps of 64 bytes each.
-                        let acc = unsafe { tile(k4, rows.as_ptr(), w0.as_ptr(), w1.as_ptr()) };
-                        let p0 = q0 + t0;
-                        for (i, acc_p) in acc.iter().enumerate().take(np) {
-                            let at = (p0 + i) * p.out_channels + g * cog;
-                            for (j, &reg) in acc_p.iter().enumerate() {
-                                let c0 = ob + 16 * j;
-                                if c0 >= cog {
-                                    break;
-                                }
-                                let n = (cog - c0).min(16);
-                                let dst = &mut y[at + c0..][..n];
-                                // SAFETY: AVX-512 F and BW are enabled; `prm` holds ocp >= c0 + 16
-                                // lanes; `dst` holds the n lanes written.
-                                unsafe { epilogue(reg, &prm, c0, zp_out, lo, hi, dst) };
-                            }
-                        }
-                        t0 += P;
+                let out = Out {
+                    y: &mut *y,
+                    first: q0,
+                    stride: p.out_channels,
+                    base: g * cog,
+                    cog,
+                    prm: &prm,
+                    clamp: [zp_out, lo, hi],
+                };
+                let chunk_cols = &col[..nc.div_ceil(16) * 16 * k4];
+                // SAFETY: VNNI, F, BW and VL are enabled on this function; the rows past
+                // the chunk's last pixel up to a whole tile are in `col` (CHUNK_MAX is a
+                // multiple of 16), stale and never stored; `packed` holds ocp / 16 blocks.
+                unsafe {
+                    if cog <= 16 {
+                        // one register of channels: twice the pixels, no idle block
+                        tiles::<16, 1>(k4, nc, chunk_cols, packed, out);
+                    } else {
+                        tiles::<P, 2>(k4, nc, chunk_cols, packed, out);
                     }
-                    ob += OC;
                 }
                 q0 += nc;
             }
         }
+    }
+}
+
+/// Where a chunk's outputs go: pixel `first + i`, channel `c` of the group, at
+/// `y[(first + i) * stride + base + c]`.
+struct Out<'y, 'p> {
+    y: &'y mut [i8],
+    first: usize,
+    stride: usize,
+    base: usize,
+    cog: usize,
+    prm: &'p Params<'p>,
+    /// The zero point, the clamp's ends (as lanes).
+    clamp: [__m512i; 3],
+}
+
+/// Every tile of `PP` pixels by `16 * NJ` channels over a chunk of `nc` pixels' fields.
+///
+/// # Safety
+/// VNNI, F, BW and VL must be available; `col` holds whole tiles of `PP` rows of `k4`
+/// bytes covering `nc`; `packed` holds the group's 16-channel blocks up to `cog` rounded
+/// up to `16 * NJ`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn tiles<const PP: usize, const NJ: usize>(
+    k4: usize,
+    nc: usize,
+    col: &[u8],
+    packed: &[u8],
+    out: Out<'_, '_>,
+) {
+    let [zp_out, lo, hi] = out.clamp;
+    let mut ob = 0;
+    while ob < out.cog {
+        let w: [&[u8]; NJ] = core::array::from_fn(|j| &packed[(ob + 16 * j) * k4..][..16 * k4]);
+        let mut t0 = 0;
+        while t0 < nc {
+            let np = PP.min(nc - t0);
+            let rows = &col[t0 * k4..][..PP * k4];
+            // SAFETY: VNNI is enabled; `rows` holds PP rows of k4 bytes, each `w[j]` k4 / 4
+            // steps of 64 bytes.
+            let acc = unsafe { tile::<PP, NJ>(k4, rows.as_ptr(), w.map(<[u8]>::as_ptr)) };
+            for (i, acc_p) in acc.iter().enumerate().take(np) {
+                let at = (out.first + t0 + i) * out.stride + out.base;
+                for (j, &reg) in acc_p.iter().enumerate() {
+                    let c0 = ob + 16 * j;
+                    if c0 >= out.cog {
+                        break;
+                    }
+                    let n = (out.cog - c0).min(16);
+                    let dst = &mut out.y[at + c0..][..n];
+                    // SAFETY: F, BW and VL are enabled; `prm` holds lanes c0..c0 + 16;
+                    // `dst` holds the n written.
+                    unsafe { epilogue(reg, out.prm, c0, zp_out, lo, hi, dst) };
+                }
+            }
+            t0 += PP;
+        }
+        ob += 16 * NJ;
     }
 }
 
@@ -288,28 +337,31 @@ fn gather(a: &Args<'_>, x: &[i8], g: usize, cig: usize, pix: usize, pad: u8, col
     col[at..].fill(0);
 }
 
-/// `P` pixels by 32 channels: `acc[p][j] = sum_s col[p][4s..4s+4] . w_j[s]`.
+/// `PP` pixels by `16 * NJ` channels: `acc[p][j] = sum_s col[p][4s..4s+4] . w[j][s]`.
 ///
 /// # Safety
-/// VNNI must be available; `col` must cover `P * k4` bytes, `w0` and `w1` `16 * k4`.
+/// VNNI must be available; `col` must cover `PP * k4` bytes, each `w[j]` `16 * k4`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
-unsafe fn tile(k4: usize, col: *const u8, w0: *const u8, w1: *const u8) -> [[__m512i; 2]; P] {
-    let mut acc = [[_mm512_setzero_si512(); 2]; P];
+unsafe fn tile<const PP: usize, const NJ: usize>(
+    k4: usize,
+    col: *const u8,
+    w: [*const u8; NJ],
+) -> [[__m512i; NJ]; PP] {
+    let mut acc = [[_mm512_setzero_si512(); NJ]; PP];
     for s in 0..k4 / 4 {
-        // SAFETY: step s < k4 / 4 reads bytes 64 s .. 64 s + 64 of each weight block.
-        let (a, b) = unsafe {
-            (
-                _mm512_loadu_si512(w0.add(64 * s).cast()),
-                _mm512_loadu_si512(w1.add(64 * s).cast()),
-            )
-        };
+        let mut b = [_mm512_setzero_si512(); NJ];
+        for (bj, wj) in b.iter_mut().zip(w) {
+            // SAFETY: step s < k4 / 4 reads bytes 64 s .. 64 s + 64 of the weight block.
+            *bj = unsafe { _mm512_loadu_si512(wj.add(64 * s).cast()) };
+        }
         for (p, acc_p) in acc.iter_mut().enumerate() {
-            // SAFETY: row p < P of `col` holds k4 bytes, 4 s + 4 <= k4 of them read.
+            // SAFETY: row p < PP of `col` holds k4 bytes, 4 s + 4 <= k4 of them read.
             let v = unsafe { col.add(p * k4 + 4 * s).cast::<i32>().read_unaligned() };
             let x = _mm512_set1_epi32(v);
-            acc_p[0] = _mm512_dpbusd_epi32(acc_p[0], x, a);
-            acc_p[1] = _mm512_dpbusd_epi32(acc_p[1], x, b);
+            for (a, &bj) in acc_p.iter_mut().zip(&b) {
+                *a = _mm512_dpbusd_epi32(*a, x, bj);
+            }
         }
     }
     acc
