@@ -47,7 +47,7 @@ impl SgemmBlocking {
         nc: NC_MAX,
     };
 
-    /// What a tile of `mr x nr` floats gets on a CPU with caches `c`, `fma_doubles` saying
+    /// What a tile `nr` floats wide gets on a CPU with caches `c`, `fma_doubles` saying
     /// whether its core retires two FMAs of the tile's register width per cycle.
     ///
     /// Two FMAs per cycle eat a sliver of B (`kc x nr` floats, read once per `MR` rows of
@@ -55,36 +55,37 @@ impl SgemmBlocking {
     /// the A sliver streaming past and the strip of C the pass over the A block updates.
     ///
     /// - `kc`: the largest multiple of 32 with the B sliver in two thirds of L1d (64..=512).
-    /// - `mc`: the strip of C (`mc x nr` floats) in what the B and A slivers leave of L1d,
-    ///   a multiple of 48 (48..=384).
+    /// - `mc`: 96, as the default: from 48 to 192 it measured within 3% either way on the
+    ///   Xeon below (sgemm 256^3 1.4% better at 48, the 1x1 layer of the bench 2.7% worse),
+    ///   and 384 lost, so no cache rule was kept for it.
     /// - `nc`: 1024 (the B panel lives in L2 or L3; below 1024 columns a product is one N
     ///   block anyway).
     ///
     /// At one FMA per cycle (AMD's Zen 4 with zmm: its 512-bit FMAs take two cycles), or
     /// with unknown caches (0), [`SgemmBlocking::DEFAULT`], measured best there.
     ///
-    /// Measured with `cnnkit bench --tune --filter sgemm` on an Intel Xeon (family 6 model
-    /// 207: 48 KiB L1d, 2 MiB L2, two 512-bit FMAs per cycle), five runs on a busy host:
-    /// `kc` 256 against 512 (the default) gained 1-7% at 512^3 and 1024^3 for the zmm tile;
-    /// `mc` 48 was first or within 2% of the first in each but one run at 256^3, 512^3 and
-    /// 1024^3 (96: up to 14% behind at 256^3), 384 lost 3-25% everywhere.
+    /// Measured on an Intel Xeon (family 6 model 207: 48 KiB L1d, 2 MiB L2, two 512-bit FMAs
+    /// per cycle), `cnnkit bench --tune --filter sgemm` and `--blocking` in alternation:
+    /// `kc` 256 against 512 (the default) for the zmm tile, sgemm 1024^3 14.8 against
+    /// 15.8 ms (medians of 5 alternations, per-pair ratios 0.91-0.94 but one), 256^3 2%
+    /// faster; the convolutions' GEMMs within 1-2%.
     ///
     /// ```
     /// use cnnkit_kernels::{arch::Caches, SgemmBlocking};
     /// let xeon = Caches { l1d: 48 << 10, l2: 2 << 20, l3: 0 };
-    /// let b = SgemmBlocking::model(xeon, 8, 32, true);
-    /// assert_eq!((b.mc, b.kc, b.nc), (48, 256, 1024));
-    /// assert_eq!(SgemmBlocking::model(xeon, 8, 32, false), SgemmBlocking::DEFAULT);
+    /// let b = SgemmBlocking::model(xeon, 32, true);
+    /// assert_eq!((b.mc, b.kc, b.nc), (96, 256, 1024));
+    /// assert_eq!(SgemmBlocking::model(xeon, 32, false), SgemmBlocking::DEFAULT);
     /// ```
-    pub const fn model(c: Caches, mr: usize, nr: usize, fma_doubles: bool) -> Self {
+    pub const fn model(c: Caches, nr: usize, fma_doubles: bool) -> Self {
         if c.l1d == 0 || nr == 0 || !fma_doubles {
             return Self::DEFAULT;
         }
-        let row = nr * 4;
-        let kc = clamp(c.l1d * 2 / 3 / row / 32 * 32, 64, KC_MAX);
-        let strip = c.l1d.saturating_sub(kc * (nr + mr) * 4) / row;
-        let mc = clamp(strip / 48 * 48, 48, MC_MAX);
-        Self { mc, kc, nc: NC_MAX }
+        let kc = clamp(c.l1d * 2 / 3 / (nr * 4) / 32 * 32, 64, KC_MAX);
+        Self {
+            kc,
+            ..Self::DEFAULT
+        }
     }
 
     /// Checks the limits [`force_sgemm_blocking`] states.
@@ -157,7 +158,7 @@ pub fn sgemm_blocking(isa: Isa) -> SgemmBlocking {
     if v != 0 {
         return unpack(v);
     }
-    let (mr, nr) = super::tile_of(isa);
+    let nr = super::nr_of(isa);
     let doubles = match isa {
         // every CPU with AVX2 and FMA this crate targets retires two 256-bit FMAs per
         // cycle; the portable variant is bound by other things
@@ -165,7 +166,7 @@ pub fn sgemm_blocking(isa: Isa) -> SgemmBlocking {
         Isa::Avx512 => arch::zmm_fma_doubles(),
         Isa::Portable => false,
     };
-    let b = SgemmBlocking::model(arch::caches(), mr, nr, doubles);
+    let b = SgemmBlocking::model(arch::caches(), nr, doubles);
     slot.store(pack(b), Ordering::Relaxed);
     b
 }

@@ -76,8 +76,6 @@ pub(crate) trait GemmKernel: Vf32 {
 pub(crate) trait GemmTile {
     /// Columns of the tile (`NV * 8`).
     const NR: usize;
-    /// Rows of the tile.
-    const MR: usize;
     /// The BLIS loops on this tile (`super::blocked`).
     fn blocked<V: GemmKernel, const A_IN_PLACE: bool>(
         blk: super::SgemmBlocking,
@@ -92,7 +90,6 @@ pub(crate) trait GemmTile {
 
 impl<const MR: usize, const NV: usize> GemmTile for Tile<MR, NV> {
     const NR: usize = NV * LANES;
-    const MR: usize = MR;
     #[inline(always)]
     fn blocked<V: GemmKernel, const A_IN_PLACE: bool>(
         blk: super::SgemmBlocking,

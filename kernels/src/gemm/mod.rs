@@ -197,14 +197,6 @@ pub(crate) const fn packed_a_len(m: usize, k: usize) -> usize {
     (m + MR_MAX) * k
 }
 
-/// The rows and columns of `isa`'s packed tile ([`GemmKernel::Tile`]).
-fn tile_of(isa: Isa) -> (usize, usize) {
-    arch::with_isa!(isa, V => {
-        type T = <V as GemmKernel>::Tile;
-        (<T as GemmTile>::MR, <T as GemmTile>::NR)
-    })
-}
-
 /// The tile width (columns) of `isa`'s microkernel: the sliver width of a packed B.
 pub(crate) fn nr_of(isa: Isa) -> usize {
     arch::with_isa!(isa, V => <<V as GemmKernel>::Tile as GemmTile>::NR)
