@@ -163,8 +163,10 @@ fn run<V: Int8Kernel>(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
             let mut p0 = 0;
             while p0 < pixels {
                 let np = PIXELS.min(pixels - p0);
+                let zp = a.q.input_zero_point as i16;
                 for i in 0..np {
-                    gather(a, x, g, p0 + i, &mut col[i * k..][..k]);
+                    let f = |v: i8| i16::from(v) - zp;
+                    gather(a, x, g, p0 + i, 0, f, &mut col[i * k..][..k]);
                 }
                 for (j, w) in w_g.chunks_exact(k).enumerate() {
                     let oc = g * cog + j;
@@ -182,13 +184,22 @@ fn run<V: Int8Kernel>(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
     }
 }
 
-/// The receptive field of output pixel `pix` in group `g`, `(ky, kx, c)` order (the
-/// weights' OHWI order), each value minus the input's zero point; taps in the padding 0.
+/// The receptive field of output pixel `pix` in group `g` in `(ky, kx, c)` order (the
+/// weights' OHWI order), each input value mapped by `f`, taps in the padding `pad`; returns
+/// how many values it wrote (`kh * kw * in / groups`). Both the portable kernel (values
+/// minus the zero point, 16-bit) and the VNNI one (unsigned bytes) gather with it.
 #[inline(always)]
-fn gather(a: &Args<'_>, x: &[i8], g: usize, pix: usize, col: &mut [i16]) {
+pub(super) fn gather<T: Copy>(
+    a: &Args<'_>,
+    x: &[i8],
+    g: usize,
+    pix: usize,
+    pad: T,
+    f: impl Fn(i8) -> T,
+    col: &mut [T],
+) -> usize {
     let (p, d) = (a.p, a.d);
     let cig = d.in_per_group;
-    let zp = a.q.input_zero_point as i16;
     let (oy, ox) = (pix / d.out_w, pix % d.out_w);
     let mut at = 0;
     let row = p.kernel_w * cig;
@@ -200,7 +211,7 @@ fn gather(a: &Args<'_>, x: &[i8], g: usize, pix: usize, col: &mut [i16]) {
         if runs && iy < p.in_h && ix0 >= 0 && ix0 as usize + p.kernel_w <= p.in_w {
             let src = &x[(iy * p.in_w + ix0 as usize) * p.in_channels..][..row];
             for (o, &v) in col[at..at + row].iter_mut().zip(src) {
-                *o = i16::from(v) - zp;
+                *o = f(v);
             }
             at += row;
             continue;
@@ -211,12 +222,13 @@ fn gather(a: &Args<'_>, x: &[i8], g: usize, pix: usize, col: &mut [i16]) {
             if iy < p.in_h && ix < p.in_w {
                 let src = &x[(iy * p.in_w + ix) * p.in_channels + g * cig..][..cig];
                 for (o, &v) in dst.iter_mut().zip(src) {
-                    *o = i16::from(v) - zp;
+                    *o = f(v);
                 }
             } else {
-                dst.fill(0);
+                dst.fill(pad);
             }
             at += cig;
         }
     }
+    at
 }

@@ -18,7 +18,7 @@ use core::arch::x86_64::{
     _mm512_srli_epi32, _mm512_srli_epi64, _mm512_sub_epi32,
 };
 
-use super::conv::Args;
+use super::conv::{Args, gather};
 
 /// Output pixels per tile.
 const P: usize = 8;
@@ -73,7 +73,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     let (p, d) = (a.p, a.d);
     let k = d.col_rows;
     let k4 = k.div_ceil(4) * 4;
-    let (cig, cog) = (d.in_per_group, d.out_per_group);
+    let cog = d.out_per_group;
     let ocp = cog.div_ceil(OC) * OC;
     let (packed, rest) = scratch.split_at_mut(ocp * k4);
     let (params, rest) = rest.split_at_mut(16 * ocp);
@@ -107,7 +107,11 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
             while q0 < pixels {
                 let nc = chunk.min(pixels - q0);
                 for i in 0..nc {
-                    gather(a, x, g, cig, q0 + i, pad, &mut col[i * k4..][..k4]);
+                    // the field as unsigned bytes `x + 128`, the padding `zp + 128`, the
+                    // bytes past `k` 0
+                    let dst = &mut col[i * k4..][..k4];
+                    let n = gather(a, x, g, q0 + i, pad, |v| (v as u8) ^ 0x80, dst);
+                    dst[n..].fill(0);
                 }
                 let out = Out {
                     y: &mut *y,
@@ -296,45 +300,6 @@ unsafe fn epilogue(
     let keep = (1u32 << dst.len()) - 1;
     // SAFETY: the mask writes only the first dst.len() bytes.
     unsafe { _mm_mask_storeu_epi8(dst.as_mut_ptr(), keep as u16, bytes) };
-}
-
-/// The receptive field of output pixel `pix` in group `g` as unsigned bytes `x + 128`
-/// (`(ky, kx, c)` order, the weights' OHWI order); taps in the padding `zp + 128`, the
-/// bytes past `k` 0.
-#[inline(always)]
-fn gather(a: &Args<'_>, x: &[i8], g: usize, cig: usize, pix: usize, pad: u8, col: &mut [u8]) {
-    let (p, d) = (a.p, a.d);
-    let (oy, ox) = (pix / d.out_w, pix % d.out_w);
-    let mut at = 0;
-    let row = p.kernel_w * cig;
-    // one group and dense columns: a kernel row's taps are one run of the input row
-    let runs = p.groups == 1 && p.dilation_w == 1;
-    for ky in 0..p.kernel_h {
-        let iy = (oy * p.stride_h + ky * p.dilation_h).wrapping_sub(p.pad_top);
-        let ix0 = (ox * p.stride_w) as isize - p.pad_left as isize;
-        if runs && iy < p.in_h && ix0 >= 0 && ix0 as usize + p.kernel_w <= p.in_w {
-            let src = &x[(iy * p.in_w + ix0 as usize) * p.in_channels..][..row];
-            for (o, &v) in col[at..at + row].iter_mut().zip(src) {
-                *o = (v as u8) ^ 0x80;
-            }
-            at += row;
-            continue;
-        }
-        for kx in 0..p.kernel_w {
-            let ix = (ox * p.stride_w + kx * p.dilation_w).wrapping_sub(p.pad_left);
-            let dst = &mut col[at..][..cig];
-            if iy < p.in_h && ix < p.in_w {
-                let src = &x[(iy * p.in_w + ix) * p.in_channels + g * cig..][..cig];
-                for (o, &v) in dst.iter_mut().zip(src) {
-                    *o = (v as u8) ^ 0x80;
-                }
-            } else {
-                dst.fill(pad);
-            }
-            at += cig;
-        }
-    }
-    col[at..].fill(0);
 }
 
 /// `PP` pixels by `16 * NJ` channels: `acc[p][j] = sum_s col[p][4s..4s+4] . w[j][s]`.
