@@ -711,20 +711,6 @@ pub struct Tuned {
     pub weight_grad: Vec<Candidate>,
 }
 
-/// Every kernel [`k::Conv2dInputGradPlan::for_kernel`] and
-/// [`k::Conv2dWeightGradPlan::for_kernel`] may take.
-const BACKWARD_KERNELS: [k::ConvKernel; 9] = [
-    k::ConvKernel::Pointwise,
-    k::ConvKernel::Depthwise,
-    k::ConvKernel::Flat,
-    k::ConvKernel::Lanes,
-    k::ConvKernel::AsForward,
-    k::ConvKernel::Rows,
-    k::ConvKernel::Implicit,
-    k::ConvKernel::Im2col,
-    k::ConvKernel::Col2im,
-];
-
 /// Median milliseconds of each of `n` calls `run(i)`, called in turn, one of each per
 /// round, until each has run at least 5 times and for `min_time` in all.
 fn time_each(
@@ -796,7 +782,8 @@ pub fn tune_conv(p: &Conv2dParams, min_time: Duration) -> Result<Tuned, k::Kerne
     let kernels: Vec<_> = fwd.iter().map(k::Conv2dPlan::kernel).collect();
     let forward = candidates(&kernels, ms, k::Conv2dPlan::new(p)?.kernel());
 
-    let inp: Vec<_> = BACKWARD_KERNELS
+    // every kernel a backward plan takes (for_kernel refuses the others)
+    let inp: Vec<_> = k::ConvKernel::ALL
         .into_iter()
         .filter_map(|kn| k::Conv2dInputGradPlan::for_kernel(p, kn).ok())
         .collect();
@@ -808,7 +795,7 @@ pub fn tune_conv(p: &Conv2dParams, min_time: Duration) -> Result<Tuned, k::Kerne
     let kernels: Vec<_> = inp.iter().map(k::Conv2dInputGradPlan::kernel).collect();
     let input_grad = candidates(&kernels, ms, k::Conv2dInputGradPlan::new(p)?.kernel());
 
-    let wgt: Vec<_> = BACKWARD_KERNELS
+    let wgt: Vec<_> = k::ConvKernel::ALL
         .into_iter()
         .filter_map(|kn| k::Conv2dWeightGradPlan::for_kernel(p, kn).ok())
         .collect();

@@ -432,20 +432,7 @@ fn backward_matches_reference() {
 }
 
 /// Every kernel the backward planners can pick, for [`each_backward_kernel`].
-const KERNELS: [k::ConvKernel; 12] = [
-    k::ConvKernel::Direct,
-    k::ConvKernel::DirectScalar,
-    k::ConvKernel::Depthwise,
-    k::ConvKernel::Flat,
-    k::ConvKernel::Implicit,
-    k::ConvKernel::Im2col,
-    k::ConvKernel::Pointwise,
-    k::ConvKernel::Winograd,
-    k::ConvKernel::Lanes,
-    k::ConvKernel::AsForward,
-    k::ConvKernel::Col2im,
-    k::ConvKernel::Rows,
-];
+const KERNELS: [k::ConvKernel; 12] = k::ConvKernel::ALL;
 
 /// Each backward kernel a geometry takes (`for_kernel`), not only the one the planner
 /// picks, against the reference; the planner's own plan is `for_kernel` of its kernel,

@@ -112,6 +112,46 @@ pub enum ConvKernel {
 }
 
 impl ConvKernel {
+    /// Every kernel, in declaration order (tests and benches try each one a pass takes).
+    ///
+    /// ```
+    /// use cnnkit_kernels::ConvKernel;
+    /// assert!(ConvKernel::ALL.iter().enumerate().all(|(i, k)| k.index() == i));
+    /// ```
+    pub const ALL: [ConvKernel; 12] = [
+        ConvKernel::Direct,
+        ConvKernel::DirectScalar,
+        ConvKernel::Depthwise,
+        ConvKernel::Flat,
+        ConvKernel::Implicit,
+        ConvKernel::Im2col,
+        ConvKernel::Pointwise,
+        ConvKernel::Winograd,
+        ConvKernel::Lanes,
+        ConvKernel::AsForward,
+        ConvKernel::Col2im,
+        ConvKernel::Rows,
+    ];
+
+    /// The kernel's place in [`ConvKernel::ALL`] (an exhaustive match: a new kernel does
+    /// not compile until it has one, and the example above checks the list agrees).
+    pub const fn index(self) -> usize {
+        match self {
+            ConvKernel::Direct => 0,
+            ConvKernel::DirectScalar => 1,
+            ConvKernel::Depthwise => 2,
+            ConvKernel::Flat => 3,
+            ConvKernel::Implicit => 4,
+            ConvKernel::Im2col => 5,
+            ConvKernel::Pointwise => 6,
+            ConvKernel::Winograd => 7,
+            ConvKernel::Lanes => 8,
+            ConvKernel::AsForward => 9,
+            ConvKernel::Col2im => 10,
+            ConvKernel::Rows => 11,
+        }
+    }
+
     /// A short name for tables and labels (`"flat"`, `"implicit"`, `"col2im"`...).
     pub const fn name(self) -> &'static str {
         match self {
