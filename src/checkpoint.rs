@@ -124,47 +124,13 @@ impl Meta {
                 format!("{}, this cnnkit reads {FORMAT}", self.format),
             );
         }
-        let [c, h, w] = self.input;
-        let side = crate::data::MAX_SIDE;
-        if c == 0 || h == 0 || w == 0 || h > side || w > side {
-            return bad(
-                "input",
-                format!("{c}x{h}x{w}: sides must be in 1..={side}, channels at least 1"),
-            );
-        }
-        if !(self.pixel_mean.is_finite() && (0.0..=1.0).contains(&self.pixel_mean)) {
-            return bad(
-                "pixel_mean",
-                format!("{} is not in [0, 1]", self.pixel_mean),
-            );
-        }
-        if !(self.pixel_std.is_finite() && (1e-3..=1.0).contains(&self.pixel_std)) {
-            return bad(
-                "pixel_std",
-                format!("{} is not in [0.001, 1]", self.pixel_std),
-            );
-        }
-        if self.classes.is_empty() || self.classes.len() > outputs {
-            return bad(
-                "classes",
-                format!(
-                    "{} names for a model of {outputs} outputs",
-                    self.classes.len()
-                ),
-            );
-        }
-        for (i, name) in self.classes.iter().enumerate() {
-            let n = name.chars().count();
-            if n == 0 || n > MAX_CLASS_NAME || name.chars().any(char::is_control) {
-                return bad(
-                    "classes",
-                    format!(
-                        "name {i} must be 1 to {MAX_CLASS_NAME} characters without control \
-                         characters (it has {n})"
-                    ),
-                );
-            }
-        }
+        validate_io(
+            self.input,
+            self.pixel_mean,
+            self.pixel_std,
+            &self.classes,
+            outputs,
+        )?;
         self.config
             .validate()
             .map_err(|e| Error::invalid(format!("`config`: {e}")))?;
@@ -202,6 +168,55 @@ impl Meta {
         }
         Ok(())
     }
+}
+
+/// Checks the fields every model file has (f32 or int8) as the same values given as
+/// flags would be: the input shape, the pixel normalisation, the class names against a
+/// model of `outputs` class scores.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the field.
+pub(crate) fn validate_io(
+    input: [usize; 3],
+    pixel_mean: f32,
+    pixel_std: f32,
+    classes: &[String],
+    outputs: usize,
+) -> Result<()> {
+    let bad = |field: &str, msg: String| Err(Error::invalid(format!("`{field}`: {msg}")));
+    let [c, h, w] = input;
+    let side = crate::data::MAX_SIDE;
+    if c == 0 || h == 0 || w == 0 || h > side || w > side {
+        return bad(
+            "input",
+            format!("{c}x{h}x{w}: sides must be in 1..={side}, channels at least 1"),
+        );
+    }
+    if !(pixel_mean.is_finite() && (0.0..=1.0).contains(&pixel_mean)) {
+        return bad("pixel_mean", format!("{} is not in [0, 1]", pixel_mean));
+    }
+    if !(pixel_std.is_finite() && (1e-3..=1.0).contains(&pixel_std)) {
+        return bad("pixel_std", format!("{} is not in [0.001, 1]", pixel_std));
+    }
+    if classes.is_empty() || classes.len() > outputs {
+        return bad(
+            "classes",
+            format!("{} names for a model of {outputs} outputs", classes.len()),
+        );
+    }
+    for (i, name) in classes.iter().enumerate() {
+        let n = name.chars().count();
+        if n == 0 || n > MAX_CLASS_NAME || name.chars().any(char::is_control) {
+            return bad(
+                "classes",
+                format!(
+                    "name {i} must be 1 to {MAX_CLASS_NAME} characters without control \
+                         characters (it has {n})"
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The optimizer file beside a model file: `FILE.optim`.
@@ -252,11 +267,11 @@ pub fn looks_like_checkpoint(head: &[u8]) -> bool {
     head.len() >= 8 + START.len() && head[8..].starts_with(START)
 }
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
+pub(crate) fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn serialize(
+pub(crate) fn serialize(
     tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
     meta_json: String,
 ) -> Result<Vec<u8>> {
@@ -509,7 +524,7 @@ fn read_exact_into(r: &mut impl Read, buf: &mut Vec<u8>, n: u64, path: &Path) ->
     Ok(())
 }
 
-fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(SafeTensors<'a>, String)> {
+pub(crate) fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(SafeTensors<'a>, String)> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| {
         Error::checkpoint(
             path,
@@ -582,6 +597,13 @@ pub fn load_model(path: &Path) -> Result<(Model, Meta)> {
 /// As [`load_model`].
 pub fn model_from_bytes(path: &Path, bytes: &[u8]) -> Result<(Model, Meta)> {
     let (st, json) = parse(path, bytes)?;
+    if crate::quant::file::is_int8_meta(&json) {
+        return Err(Error::checkpoint(
+            path,
+            "an int8 model (made by `cnnkit quantize`): this needs the f32 checkpoint it \
+             was made from (eval and predict take either)",
+        ));
+    }
     let meta: Meta = serde_json::from_str(&json)
         .map_err(|e| Error::checkpoint(path, format!("bad `cnnkit` metadata: {e}")))?;
     if meta.format != FORMAT {

@@ -11,7 +11,7 @@ mod props;
 type Property = fn(&[u8]);
 
 /// The fuzz targets (`fuzz/fuzz_targets/NAME.rs`) and their properties.
-const TARGETS: [(&str, Property); 14] = [
+const TARGETS: [(&str, Property); 15] = [
     ("conv2d", props::conv::conv2d),
     ("im2col", props::conv::im2col),
     ("sgemm", props::gemm::sgemm),
@@ -26,6 +26,7 @@ const TARGETS: [(&str, Property); 14] = [
     ("image", props::parsers::image),
     ("norm", props::norm::norm),
     ("int8", props::int8::int8),
+    ("qmodel", props::parsers::qmodel),
 ];
 
 fn replay(target: &str) {
@@ -115,6 +116,11 @@ fn idx() {
 #[test]
 fn checkpoint() {
     replay("checkpoint");
+}
+
+#[test]
+fn qmodel() {
+    replay("qmodel");
 }
 
 #[test]

@@ -114,3 +114,234 @@ fn tensor_ranges_hold_zero_exactly() {
     }
     assert_eq!(TensorQuant::from_range(0.0, 6.0).zero_point, -128);
 }
+
+/// A small quantised model (conv-BN-ReLU-pool, linear) and its class names.
+fn small() -> (Quantized, Vec<String>) {
+    let input = Shape::Image { c: 1, h: 8, w: 8 };
+    let m = Model::from_spec(
+        "conv(4,3,pad=1) batchnorm relu maxpool(2) flatten linear(5)",
+        input,
+        3,
+    )
+    .unwrap();
+    let norm = Normalize {
+        mean: 0.3,
+        std: 0.4,
+    };
+    let q = Quantized::new(&m, norm, &images(16, 64, 5)).unwrap();
+    let classes = (0..5).map(|i| format!("class {i}")).collect();
+    (q, classes)
+}
+
+/// The int8 model file reads back as the same model (every weight, bias, scale, zero
+/// point and clamp), whose logits are the same; 8-bit pixels through the input table
+/// give what the normalised images give.
+#[test]
+fn an_int8_model_file_reads_back_as_the_same_model() {
+    use cnnkit::quant::file;
+    let (q, classes) = small();
+    let bytes = file::quantized_bytes(&q, &classes).unwrap();
+    let (again, meta) = file::from_bytes("q".as_ref(), &bytes).unwrap();
+    assert_eq!(again, q);
+    assert_eq!(meta.classes, classes);
+    assert_eq!(meta.calibration.images, 16);
+    assert!(file::looks_like_quantized(&bytes));
+    assert!(!file::looks_like_quantized(
+        b"\x10\0\0\0\0\0\0\0{\"__metadata__\""
+    ));
+    let pixels: Vec<u8> = (0..3 * 64).map(|i| (i * 37 % 256) as u8).collect();
+    let norm = q.norm.table();
+    let x: Vec<f32> = pixels.iter().map(|&p| norm[usize::from(p)]).collect();
+    assert_eq!(again.forward_u8(&pixels).unwrap(), q.forward(&x).unwrap());
+    assert_eq!(q.outputs(), 5);
+    // and f32 checkpoints are not int8 models, nor the other way round
+    let dir = std::env::temp_dir().join(format!("cnnkit-quant-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("q.safetensors");
+    file::save(&path, &q, &classes).unwrap();
+    let err = cnnkit::checkpoint::load_model(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("int8 model"), "{err}");
+    let any = cnnkit::quant::AnyModel::load(&path).unwrap();
+    assert_eq!(any.kind(), "int8");
+    assert_eq!(any.predict_u8(&pixels).unwrap(), q.forward(&x).unwrap());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every field of an int8 model file, metadata and tensors, is checked and refused by
+/// name: a load never panics, allocates beyond the file, or yields a model that would
+/// compute something other than TFLite's scheme.
+#[test]
+fn every_field_of_an_int8_model_file_is_checked() {
+    use cnnkit::quant::file;
+    use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+    let (q, classes) = small();
+    let bytes = file::quantized_bytes(&q, &classes).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, md) = SafeTensors::read_metadata(&bytes).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&md.metadata().as_ref().unwrap()["cnnkit"]).unwrap();
+    type Entry = (String, Dtype, Vec<usize>, Vec<u8>);
+    type Tensors = Vec<Entry>;
+    let tensors: Tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    let build = |json: &serde_json::Value, tensors: &Tensors| -> Vec<u8> {
+        let views: Vec<(String, TensorView)> = tensors
+            .iter()
+            .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        let meta = std::collections::HashMap::from([("cnnkit".to_string(), json.to_string())]);
+        safetensors::serialize(views, &Some(meta)).unwrap()
+    };
+    // the unchanged parts load
+    file::from_bytes("ok".as_ref(), &build(&json, &tensors)).unwrap();
+    let meta_cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        ("/kind", "fp16".into(), "not an int8 model"),
+        ("/format", 7.into(), "format 7"),
+        (
+            "/spec",
+            "conv(4,3,pad=1) relu maxpool(2) flatten linear(6)".into(),
+            "needs [6, 64]",
+        ),
+        (
+            "/spec",
+            "conv(4,3,pad=1) relu maxpool(2) flatten linear(4)".into(),
+            "5 names for a model of 4",
+        ),
+        (
+            "/spec",
+            "conv(4,5) relu maxpool(2) flatten linear(5)".into(),
+            "`0.weight` has shape",
+        ),
+        ("/spec", "conv(4,3) tanh flatten linear(5)".into(), "tanh"),
+        (
+            "/spec",
+            "flatten linear(10000) linear(10000) linear(5)".into(),
+            "more than the file",
+        ),
+        ("/spec", "nonsense(3)".into(), "model spec"),
+        ("/input", serde_json::json!([1, 8, 0]), "`input`"),
+        ("/pixel_std", 0.0.into(), "pixel_std"),
+        ("/pixel_mean", 2.0.into(), "pixel_mean"),
+        ("/classes", serde_json::json!([]), "classes"),
+        ("/classes/0", "a\u{7}".into(), "classes"),
+        ("/calibration/images", 0.into(), "calibration"),
+        ("/calibration/method", "kl".into(), "calibration"),
+        ("/input_quant/scale", 0.0.into(), "input_quant.scale"),
+        ("/input_quant/scale", (-1.0).into(), "input_quant.scale"),
+        ("/input_quant/scale", 1e-40.into(), "input_quant.scale"),
+        (
+            "/input_quant/zero_point",
+            128.into(),
+            "input_quant.zero_point",
+        ),
+        ("/layers/0/op", "linear".into(), "layers[0].op"),
+        ("/layers/0/min", 300.into(), "layers[0].min"),
+        (
+            "/layers/0/output/zero_point",
+            (-129).into(),
+            "layers[0].output.zero_point",
+        ),
+        (
+            "/layers/0/output/scale",
+            1e-30.into(),
+            "requantisation multiplier",
+        ),
+        ("/layers/1/min", 0.into(), "pooling layer keeps"),
+        ("/layers", serde_json::json!([]), "`layers`"),
+        ("/extra", 1.into(), "unknown field"),
+    ];
+    for (at, v, want) in meta_cases {
+        let mut j = json.clone();
+        match j.pointer_mut(at) {
+            Some(slot) => *slot = v.clone(),
+            None => {
+                let (parent, key) = at.rsplit_once('/').unwrap();
+                j.pointer_mut(if parent.is_empty() { "" } else { parent })
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap()
+                    .insert(key.into(), v.clone());
+            }
+        }
+        let err = file::from_bytes("bad".as_ref(), &build(&j, &tensors))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{at} = {v}: {err}");
+    }
+    // a missing field
+    let mut j = json.clone();
+    j["layers"][0].as_object_mut().unwrap().remove("output");
+    let err = file::from_bytes("bad".as_ref(), &build(&j, &tensors)).unwrap_err();
+    assert!(
+        err.to_string().contains("layers[0].output` is missing"),
+        "{err}"
+    );
+    // tensors: missing, extra, wrong type or shape, bad scales
+    let f32le = |v: f32| v.to_le_bytes().to_vec();
+    let edit = |name: &str, f: &dyn Fn(&mut Entry)| {
+        let mut t = tensors.clone();
+        f(t.iter_mut().find(|x| x.0 == name).unwrap());
+        t
+    };
+    let mut missing = tensors.clone();
+    missing.retain(|t| t.0 != "2.bias");
+    let mut extra = tensors.clone();
+    extra.push(("9.weight".into(), Dtype::I8, vec![1], vec![0]));
+    let tensor_cases: Vec<(Tensors, &str)> = vec![
+        (missing, "`2.bias` is missing"),
+        (extra, "`9.weight` does not belong"),
+        (
+            edit("0.weight", &|t| t.1 = Dtype::U8),
+            "`0.weight` is U8, expected I8",
+        ),
+        (
+            edit("0.weight", &|t| t.2 = vec![4, 1, 3, 3]),
+            "`0.weight` has shape [4, 1, 3, 3]",
+        ),
+        (
+            edit("0.weight_scale", &|t| {
+                t.3[4..8].copy_from_slice(&f32le(f32::NAN))
+            }),
+            "`0.weight_scale` element 1",
+        ),
+        (
+            edit("2.weight_scale", &|t| {
+                t.3[..4].copy_from_slice(&f32le(-0.5))
+            }),
+            "`2.weight_scale` element 0",
+        ),
+        (
+            edit("2.weight_scale", &|t| {
+                t.3[..4].copy_from_slice(&f32le(1e30))
+            }),
+            "requantisation multiplier",
+        ),
+        (
+            edit("2.bias", &|t| t.1 = Dtype::F32),
+            "`2.bias` is F32, expected I32",
+        ),
+    ];
+    for (t, want) in tensor_cases {
+        let err = file::from_bytes("bad".as_ref(), &build(&json, &t))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    // every truncation is refused, never a panic
+    for n in (0..bytes.len()).step_by(7) {
+        assert!(file::from_bytes("cut".as_ref(), &bytes[..n]).is_err());
+    }
+    // any weight and bias values are fine (the kernels wrap as TFLite's int32 sums do)
+    let wild = edit("2.bias", &|t| {
+        t.3.iter_mut().for_each(|b| *b = 0x7f);
+    });
+    let (w, _) = file::from_bytes("wild".as_ref(), &build(&json, &wild)).unwrap();
+    w.forward(&images(2, 64, 9)).unwrap();
+}

@@ -230,6 +230,131 @@ fn trains_with_json_epochs_then_eval_predict_viz() {
         let img = image::open(&p).unwrap_or_else(|e| panic!("{f}: {e}\n{v}"));
         assert!(img.width() > 10 && img.height() > 10);
     }
+
+    // quantize: an int8 model file that eval and predict take, as accurate here
+    let q = d.join("m.int8.safetensors");
+    let qargs = [
+        "quantize",
+        "--model-file",
+        s(&ck),
+        "--out",
+        s(&q),
+        "--data",
+        s(&data_dir),
+        "--calib",
+        "100",
+    ];
+    let qj = ok(&cnnkit(&[&qargs[..], &["--eval", "--json"]].concat()));
+    let qv: serde_json::Value = serde_json::from_str(qj.trim()).unwrap();
+    assert_eq!(qv["calibration_images"], 100, "{qv}");
+    assert!(
+        qv["weight_bytes_int8"].as_u64().unwrap() * 3 < qv["weight_bytes_f32"].as_u64().unwrap()
+    );
+    let (fa, ia) = (
+        qv["accuracy_f32"].as_f64().unwrap(),
+        qv["accuracy_int8"].as_f64().unwrap(),
+    );
+    assert!(
+        (fa - last["test_acc"].as_f64().unwrap()).abs() < 1e-9,
+        "{qv}"
+    );
+    assert!(ia >= fa - 0.02, "{qv}");
+    let first = std::fs::read(&q).unwrap();
+    // the same inputs make the same file (an existing int8 file is replaced)
+    ok(&cnnkit(&qargs));
+    assert_eq!(std::fs::read(&q).unwrap(), first);
+    let qe = ok(&cnnkit(&[
+        "eval",
+        "--model-file",
+        s(&q),
+        "--data",
+        s(&data_dir),
+        "--json",
+    ]));
+    let qe: serde_json::Value = serde_json::from_str(qe.trim()).unwrap();
+    assert_eq!(qe["kind"], "int8");
+    assert!((qe["accuracy"].as_f64().unwrap() - ia).abs() < 1e-9, "{qe}");
+    let qp = json_lines(&ok(&cnnkit(&[
+        "predict",
+        "--model-file",
+        s(&q),
+        "--json",
+        s(&pgm),
+        s(&png),
+    ])));
+    for (p, &l) in qp.iter().zip(&lab) {
+        assert_eq!(p["class"], u64::from(l), "{p}");
+    }
+    // what is refused, and nothing is touched
+    let ck_bytes = std::fs::read(&ck).unwrap();
+    fails_with(
+        &cnnkit(&[
+            "quantize",
+            "--model-file",
+            s(&ck),
+            "--out",
+            s(&ck),
+            "--data",
+            s(&data_dir),
+        ]),
+        &["model file itself"],
+    );
+    fails_with(
+        &cnnkit(&[
+            "quantize",
+            "--model-file",
+            s(&ck),
+            "--out",
+            s(&pgm),
+            "--data",
+            s(&data_dir),
+        ]),
+        &["is not an int8 model", "--overwrite"],
+    );
+    fails_with(
+        &cnnkit(&[
+            "quantize",
+            "--model-file",
+            s(&ck),
+            "--out",
+            s(&d.join("n.q")),
+            "--data",
+            s(&data_dir),
+            "--calib",
+            "601",
+        ]),
+        &["601 calibration images", "holds 600"],
+    );
+    fails_with(
+        &cnnkit(&[
+            "quantize",
+            "--model-file",
+            s(&ck),
+            "--out",
+            s(&d.join("n.q")),
+            "--calib",
+            "0",
+        ]),
+        &["--calib"],
+    );
+    fails_with(
+        &cnnkit(&[
+            "quantize",
+            "--model-file",
+            s(&q),
+            "--out",
+            s(&d.join("n.q")),
+            "--data",
+            s(&data_dir),
+        ]),
+        &["int8 model"],
+    );
+    fails_with(
+        &cnnkit(&["export", "--model-file", s(&q), "--out", s(&d.join("qx"))]),
+        &["int8 model"],
+    );
+    assert_eq!(std::fs::read(&ck).unwrap(), ck_bytes);
+    assert!(!d.join("n.q").exists());
 }
 
 #[test]

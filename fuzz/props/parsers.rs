@@ -164,3 +164,90 @@ pub fn image(data: &[u8]) {
         }
     }
 }
+
+/// The int8 model reader (`cnnkit::quant::file`): the bytes are a file, or, when they
+/// start with `{`, the `cnnkit` metadata (JSON) of a file whose tensors fit the spec it
+/// names (when that model is small), so the fields reach validation. A model that loads
+/// saves back to the same model and runs on an image without a panic. Under a 128 MiB
+/// budget.
+pub fn qmodel(data: &[u8]) {
+    use cnnkit::quant::file::{from_bytes, quantized_bytes};
+    cnnkit::budget::set(128 << 20);
+    let bytes = if data.first() == Some(&b'{') {
+        let Ok(json) = std::str::from_utf8(data) else {
+            return;
+        };
+        int8_file_for(json)
+    } else {
+        data.to_vec()
+    };
+    let Ok((q, meta)) = from_bytes("fuzz".as_ref(), &bytes) else {
+        return;
+    };
+    let again = quantized_bytes(&q, &meta.classes).expect("a loaded int8 model saves");
+    let (q2, meta2) = from_bytes("again".as_ref(), &again).expect("reload");
+    assert!(q2 == q && meta2 == meta);
+    let (c, h, w) = q.shape;
+    if let Ok(logits) = q.forward_u8(&vec![200u8; c * h * w]) {
+        assert_eq!(logits.len(), q.outputs());
+    }
+}
+
+/// An int8 model file with the metadata `json`, and (when its spec and input give a
+/// model of at most 100,000 parameters) a weight, bias and scale tensor of the right
+/// type and shape for each of its convolutions and linear layers.
+fn int8_file_for(json: &str) -> Vec<u8> {
+    use cnnkit::kernels::net::Layer as NetLayer;
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
+        && let Some(text) = v["spec"].as_str()
+        && let Some([c, h, w]) = v["input"].as_array().and_then(|a| {
+            let d: Vec<usize> = a
+                .iter()
+                .filter_map(|x| x.as_u64())
+                .map(|x| x as usize)
+                .collect();
+            <[usize; 3]>::try_from(d).ok()
+        })
+        && let Ok(plan) = spec::plan(text, Shape::Image { c, h, w })
+        && spec::param_elements(&plan) <= 100_000
+        && let Ok(model) = Model::from_spec(text, Shape::Image { c, h, w }, 1)
+        && let Ok(e) = cnnkit::export::Export::new(
+            &model,
+            cnnkit::Normalize {
+                mean: 0.5,
+                std: 0.25,
+            },
+            1,
+        )
+    {
+        for (j, l) in e.layers.iter().enumerate() {
+            let shape = match l {
+                NetLayer::Conv2d { params: p, .. } => match p.dims() {
+                    Ok(d) => vec![p.out_channels, p.kernel_h, p.kernel_w, d.in_per_group],
+                    Err(_) => continue,
+                },
+                NetLayer::Linear { params: p, .. } => vec![p.out_features, p.in_features],
+                _ => continue,
+            };
+            let n: usize = shape.iter().product();
+            let out = shape[0];
+            let weight = (0..n).map(|k| (k * 7919 % 255) as u8).collect();
+            tensors.push((format!("{j}.weight"), Dtype::I8, shape, weight));
+            let bias = (0..out)
+                .flat_map(|k| (k as i32 * 37 - 100).to_le_bytes())
+                .collect();
+            tensors.push((format!("{j}.bias"), Dtype::I32, vec![out], bias));
+            let scale = (0..out)
+                .flat_map(|k| (0.002 * (k + 1) as f32).to_le_bytes())
+                .collect();
+            tensors.push((format!("{j}.weight_scale"), Dtype::F32, vec![out], scale));
+        }
+    }
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .filter_map(|(n, d, s, b)| Some((n.clone(), TensorView::new(*d, s.clone(), b).ok()?)))
+        .collect();
+    let meta = HashMap::from([("cnnkit".to_string(), json.to_string())]);
+    safetensors::serialize(views, &Some(meta)).unwrap_or_default()
+}

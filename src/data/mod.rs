@@ -275,6 +275,16 @@ impl Dataset {
         Split::load(dir, "t10k")
     }
 
+    /// The training split of `dir` alone (for calibration, which has no use for the
+    /// rest).
+    ///
+    /// # Errors
+    /// As [`Dataset::load`], for the training files.
+    pub fn load_train(dir: &Path) -> Result<Split> {
+        check_dir(dir)?;
+        Split::load(dir, "train")
+    }
+
     /// Class names: Fashion-MNIST's when the directory name says fashion, else the
     /// label numbers.
     pub fn class_names(&self) -> Vec<String> {

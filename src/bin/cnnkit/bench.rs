@@ -36,6 +36,11 @@ pub struct Args {
     /// default: this CPU's model (`--tune` prints it and times others).
     #[arg(long, value_parser = parse_blocking, conflicts_with = "tune")]
     blocking: Option<cnnkit::kernels::SgemmBlocking>,
+    /// Instead of the rows: inference of these model files (f32 checkpoints or int8
+    /// models, each given with its own `--model-file`), one image and a batch of 64 at a
+    /// time on one thread, as `eval` and `predict` run them: ms and images/s.
+    #[arg(long, conflicts_with = "tune")]
+    model_file: Vec<std::path::PathBuf>,
 }
 
 /// `MC/KC/NC` for `--blocking`, within the limits of `force_sgemm_blocking`.
@@ -62,6 +67,7 @@ pub fn run(a: &Args) -> ExitCode {
         min_time_ms,
         tune,
         blocking,
+        model_file,
     } = a.clone();
     if let Err(e) = cnnkit::kernels::force_sgemm_blocking(blocking) {
         eprintln!("error: --blocking: {e}");
@@ -76,6 +82,15 @@ pub fn run(a: &Args) -> ExitCode {
             eprintln!("error: variant '{v}': {e}");
             return ExitCode::from(2);
         }
+    }
+    if !model_file.is_empty() {
+        return match model_rows(&model_file, json, min_time_ms) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     if tune {
         return match tune_rows(filter.as_deref(), json, min_time_ms) {
@@ -184,6 +199,76 @@ fn bench_rows(
             ExitCode::FAILURE
         }
     })
+}
+
+/// `cnnkit bench --model-file F...`: each model's inference, batch 1 and 64, one thread.
+fn model_rows(files: &[std::path::PathBuf], json: bool, min_time_ms: u64) -> cnnkit::Result<()> {
+    use cnnkit::quant::AnyModel;
+    let models = files
+        .iter()
+        .map(|f| AnyModel::load(f))
+        .collect::<cnnkit::Result<Vec<_>>>()?;
+    if !json {
+        outln!(
+            "variant {} (detected {}), 1 thread; inference as eval and predict run it",
+            arch::active().name(),
+            arch::detected().name()
+        );
+        outln!(
+            "{:<40} {:<5} {:>5} {:>10} {:>12} {:>10}",
+            "model file",
+            "kind",
+            "batch",
+            "ms",
+            "ms/image",
+            "images/s"
+        );
+    }
+    for (f, m) in files.iter().zip(&models) {
+        let per = m.input_shape().len();
+        for batch in [1usize, 64] {
+            cnnkit::budget::check(
+                &format!("a batch of {batch} images of {}", m.input_shape()),
+                (batch * per) as u64 * 5,
+            )?;
+            let pixels: Vec<u8> = (0..batch * per).map(|i| (i * 37 % 251) as u8).collect();
+            // (the median of the timed runs: at least 5, and at least `min_time_ms`)
+            let mut times = Vec::new();
+            let start = std::time::Instant::now();
+            m.predict_u8(&pixels)?;
+            while times.len() < 5 || start.elapsed() < Duration::from_millis(min_time_ms) {
+                let t = std::time::Instant::now();
+                std::hint::black_box(m.predict_u8(std::hint::black_box(&pixels))?);
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            let ms = times[times.len() / 2];
+            let per_image = ms / batch as f64;
+            if json {
+                let v = serde_json::json!({
+                    "name": f.display().to_string(),
+                    "kind": m.kind(),
+                    "batch": batch,
+                    "ms": ms,
+                    "ms_per_image": per_image,
+                    "images_per_sec": 1e3 / per_image,
+                    "variant": arch::active().name(),
+                });
+                outln!("{v}");
+            } else {
+                outln!(
+                    "{:<40} {:<5} {:>5} {:>10.4} {:>12.4} {:>10.0}",
+                    f.display().to_string(),
+                    m.kind(),
+                    batch,
+                    ms,
+                    per_image,
+                    1e3 / per_image
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `cnnkit bench --tune`: the machine as the planner sees it, then each convolution shape's

@@ -3,14 +3,15 @@
 use std::path::PathBuf;
 
 use cnnkit::data::{self, Dataset};
-use cnnkit::{Result, checkpoint, evaluate};
+use cnnkit::quant::AnyModel;
+use cnnkit::{Result, evaluate::evaluate_any};
 
 use crate::pct;
 
 /// Arguments of `cnnkit eval`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The checkpoint (safetensors, written by `train --save`).
+    /// The model file: a checkpoint (`train --save`) or an int8 model (`quantize`).
     #[arg(long)]
     model_file: PathBuf,
     /// Directory with the IDX files (only the test split is read).
@@ -34,22 +35,28 @@ pub fn run(a: &Args) -> Result<()> {
             .map_or_else(cnnkit::train::available_threads, usize::from),
         a.json,
     );
-    let (model, meta) = checkpoint::load_model(model_file)?;
+    let model = AnyModel::load(model_file)?;
     let test = Dataset::load_test(dir)?;
-    let (acc, conf) = evaluate(&model, &test, &meta.norm(), threads)?;
+    let (acc, conf) = evaluate_any(&model, &test, threads)?;
     if json {
-        let v = serde_json::json!({ "accuracy": acc, "images": test.len(), "confusion": conf });
+        let v = serde_json::json!({
+            "accuracy": acc,
+            "images": test.len(),
+            "confusion": conf,
+            "kind": model.kind(),
+        });
         outln!("{v}");
         return Ok(());
     }
     outln!(
-        "{}: test accuracy {} on {} images ({})",
+        "{} ({}): test accuracy {} on {} images ({})",
         model_file.display(),
+        model.kind(),
         pct(acc),
         test.len(),
         dir.display()
     );
-    let names = &meta.classes;
+    let names = model.classes();
     let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
     let w = (0..conf.len())
         .map(|i| format!("{i} {}", name(i)).chars().count())

@@ -1,4 +1,4 @@
-//! The `cnnkit` command-line tool: train, eval, predict, viz, export, bench. Each
+//! The `cnnkit` command-line tool: train, eval, predict, viz, export, quantize, bench. Each
 //! subcommand lives in a module of its own with its arguments; this file parses the
 //! command line, sets the memory budget and maps errors to exit statuses (2: bad input,
 //! 3: training diverged).
@@ -30,6 +30,7 @@ mod bench;
 mod eval;
 mod export;
 mod predict;
+mod quantize;
 mod train;
 mod viz;
 
@@ -62,6 +63,9 @@ enum Command {
     /// Export a saved model for `cnnkit_kernels::net` (a firmware, say): the weights as a
     /// flat little-endian blob, and the layer list as Rust source.
     Export(export::Args),
+    /// Post-training int8 quantisation of a saved model (TFLite's scheme: weights per
+    /// channel, activations per tensor from calibration images), for `eval` and `predict`.
+    Quantize(quantize::Args),
     /// Time the kernels on the shapes of real models: ms, GFLOPS, % of the FMA peak.
     Bench(bench::Args),
 }
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
         Command::Predict(a) => predict::run(a),
         Command::Viz(a) => viz::run(a),
         Command::Export(a) => export::run(a),
+        Command::Quantize(a) => quantize::run(a),
         Command::Bench(a) => return bench::run(a),
     };
     match result {

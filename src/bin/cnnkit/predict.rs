@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use cnnkit::{Error, Result, checkpoint};
+use cnnkit::quant::AnyModel;
+use cnnkit::{Error, Result};
 
 /// Arguments of `cnnkit predict`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The checkpoint.
+    /// The model file: a checkpoint (`train --save`) or an int8 model (`quantize`).
     #[arg(long)]
     model_file: PathBuf,
     /// Images (PNG or PGM); colour images are converted to grayscale.
@@ -21,7 +22,7 @@ pub struct Args {
 /// `cnnkit predict`.
 pub fn run(a: &Args) -> Result<()> {
     let (model_file, images, json) = (&a.model_file, &a.images, a.json);
-    let (model, meta) = checkpoint::load_model(model_file)?;
+    let model = AnyModel::load(model_file)?;
     let input = model.input_shape();
     // read every image first, so that a bad one fails before any output
     let mut xs = Vec::new();
@@ -32,9 +33,9 @@ pub fn run(a: &Args) -> Result<()> {
     for p in images {
         xs.extend(cnnkit::pixels::load_gray(p, input)?);
     }
-    let logits = model.predict_u8(&meta.norm(), &xs)?;
-    let classes = model.output_shape().len();
-    for (p, row) in images.iter().zip(logits.data().chunks_exact(classes)) {
+    let logits = model.predict_u8(&xs)?;
+    let classes = model.outputs();
+    for (p, row) in images.iter().zip(logits.chunks_exact(classes)) {
         if let Some(x) = row.iter().find(|x| !x.is_finite()) {
             return Err(Error::Invalid(format!(
                 "{}: the model's score is {x}: its weights cannot classify this image \
@@ -44,9 +45,10 @@ pub fn run(a: &Args) -> Result<()> {
         }
     }
     let mut probs = vec![0.0; logits.len()];
-    cnnkit::kernels::softmax(images.len(), classes, logits.data(), &mut probs)?;
+    cnnkit::kernels::softmax(images.len(), classes, &logits, &mut probs)?;
     let name = |i: usize| {
-        meta.classes
+        model
+            .classes()
             .get(i)
             .cloned()
             .unwrap_or_else(|| i.to_string())
@@ -59,7 +61,7 @@ pub fn run(a: &Args) -> Result<()> {
                 "class": best,
                 "name": name(best),
                 "probabilities": row,
-                "logits": &logits.data()[i * classes..(i + 1) * classes],
+                "logits": &logits[i * classes..(i + 1) * classes],
             });
             outln!("{v}");
         } else {

@@ -21,6 +21,10 @@
 //! assert_eq!(logits.len(), 10);
 //! ```
 
+pub mod file;
+
+pub use file::AnyModel;
+
 use cnnkit_kernels::net::{Layer as NetLayer, Network};
 use cnnkit_kernels::qnet::{QLayer, QNetwork};
 use cnnkit_kernels::{
@@ -67,6 +71,8 @@ pub enum QuantLayer {
         weight: Vec<i8>,
         /// At `input_scale * weight_scale[c]`.
         bias: Vec<i32>,
+        /// The scale of each output channel's weights.
+        weight_scale: Vec<f32>,
         /// One per output channel.
         requant: Vec<Requant>,
         /// The input's quantisation.
@@ -84,6 +90,8 @@ pub enum QuantLayer {
         weight: Vec<i8>,
         /// At `input_scale * weight_scale[o]`.
         bias: Vec<i32>,
+        /// The scale of each output's weights.
+        weight_scale: Vec<f32>,
         /// One per output.
         requant: Vec<Requant>,
         /// The input's quantisation.
@@ -113,6 +121,10 @@ pub struct Quantized {
     pub norm: Normalize,
     /// The model's input shape `(c, h, w)`.
     pub shape: (usize, usize, usize),
+    /// The spec of the f32 model it was made from ([`Model::spec`]): the layers' geometry.
+    pub spec: String,
+    /// How many images calibrated it.
+    pub calibration_images: usize,
 }
 
 /// A layer's f32 weights (OIHW or `[out, in]`) per output channel, quantised: the int8
@@ -160,27 +172,7 @@ impl Quantized {
     /// kernel yet), an average pooling with padding, or a non-finite weight or value.
     pub fn new(model: &Model, norm: Normalize, calibration: &[f32]) -> Result<Self> {
         let e = Export::new(model, norm, 1)?;
-        // what has no int8 form, before any calibration
-        for (i, l) in e.layers.iter().enumerate() {
-            match *l {
-                NetLayer::Act(a) => {
-                    return Err(Error::invalid(format!(
-                        "layer {i}: {} has no int8 kernel yet (only a ReLU fused into a \
-                         convolution or linear layer)",
-                        a.name()
-                    )));
-                }
-                NetLayer::AvgPool2d { params: p, .. }
-                    if p.pad_top + p.pad_bottom + p.pad_left + p.pad_right > 0 =>
-                {
-                    return Err(Error::invalid(format!(
-                        "layer {i}: int8 average pooling with padding divides as TFLite \
-                         does (by the pixels inside), not as the model was trained"
-                    )));
-                }
-                _ => {}
-            }
-        }
+        check_int8_form(&e.layers)?;
         let net = e.network()?;
         let per = net.input_len();
         if calibration.is_empty() || !calibration.len().is_multiple_of(per) {
@@ -190,22 +182,28 @@ impl Quantized {
         }
         // every layer's output range over the calibration images (the input's first)
         let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); e.layers.len() + 1];
+        // one network per layer (to see every layer's output), built once
         let mut offsets = Vec::with_capacity(e.layers.len());
+        let mut ones = Vec::with_capacity(e.layers.len());
         let mut at = 0;
         for l in &e.layers {
+            let one = Network::new(core::slice::from_ref(l))?;
             offsets.push(at);
-            at += Network::new(core::slice::from_ref(l))?.param_len();
+            at += one.param_len();
+            ones.push(one);
         }
+        let mut arenas: Vec<Vec<f32>> = ones.iter().map(|n| vec![0.0; n.arena_len()]).collect();
+        let mut x = Vec::new();
         for image in calibration.chunks_exact(per) {
-            let mut x = image.to_vec();
+            x.clear();
+            x.extend_from_slice(image);
             widen(&mut ranges[0], &x)?;
-            for (i, l) in e.layers.iter().enumerate() {
-                let one = Network::new(core::slice::from_ref(l))?;
+            for (i, one) in ones.iter().enumerate() {
                 let p = &e.params[offsets[i]..offsets[i] + one.param_len()];
-                let mut arena = vec![0.0f32; one.arena_len()];
-                let y = one.run(p, &x, &mut arena)?;
-                x = y.to_vec();
-                widen(&mut ranges[i + 1], &x)?;
+                let y = one.run(p, &x, &mut arenas[i])?;
+                widen(&mut ranges[i + 1], y)?;
+                x.clear();
+                x.extend_from_slice(y);
             }
         }
         let shape = match model.input_shape() {
@@ -245,6 +243,7 @@ impl Quantized {
                         params,
                         weight: ohwi,
                         bias: bq,
+                        weight_scale: sw,
                         requant: rq,
                         input: cur,
                         output: out,
@@ -280,6 +279,7 @@ impl Quantized {
                         params,
                         weight: wq,
                         bias: bq,
+                        weight_scale: sw,
                         requant: rq,
                         input: cur,
                         output: out,
@@ -308,6 +308,8 @@ impl Quantized {
             output: cur,
             norm,
             shape,
+            spec: model.spec(),
+            calibration_images: calibration.len() / per,
         };
         {
             let l = q.qlayers(1)?;
@@ -326,6 +328,7 @@ impl Quantized {
                     weight,
                     bias,
                     requant,
+                    weight_scale: _,
                     input,
                     output,
                     min,
@@ -341,6 +344,7 @@ impl Quantized {
                     weight,
                     bias,
                     requant,
+                    weight_scale: _,
                     input,
                     output,
                     min,
@@ -372,6 +376,31 @@ impl Quantized {
     /// # Errors
     /// [`Error::Invalid`] for no image or a partial one.
     pub fn forward(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let xq = self.to_nhwc(x, |v| self.input.quantize(v) as i8)?;
+        self.run(&xq)
+    }
+
+    /// The int8 input of each 8-bit pixel value: normalised as in training
+    /// ([`Normalize::table`]), then quantised (so [`Quantized::forward_u8`] equals
+    /// [`Quantized::forward`] of the normalised images).
+    pub fn input_table(&self) -> [i8; 256] {
+        let t = self.norm.table();
+        core::array::from_fn(|i| self.input.quantize(t[i]) as i8)
+    }
+
+    /// Logits (dequantised) of 8-bit NCHW images, one after another, as a data set or
+    /// [`crate::pixels`] holds them.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for no image or a partial one.
+    pub fn forward_u8(&self, pixels: &[u8]) -> Result<Vec<f32>> {
+        let table = self.input_table();
+        let xq = self.to_nhwc(pixels, |p| table[usize::from(p)])?;
+        self.run(&xq)
+    }
+
+    /// NCHW images to int8 NHWC, value by value.
+    fn to_nhwc<T: Copy>(&self, x: &[T], q: impl Fn(T) -> i8) -> Result<Vec<i8>> {
         let (c, h, w) = self.shape;
         let per = c * h * w;
         if x.is_empty() || !x.len().is_multiple_of(per) {
@@ -379,24 +408,133 @@ impl Quantized {
                 "a whole number of {per}-value images, at least one"
             )));
         }
-        let n = x.len() / per;
-        let layers = self.qlayers(n)?;
-        let net = QNetwork::new(&layers)?;
         let mut xq = vec![0i8; x.len()];
         for (img, out) in x.chunks_exact(per).zip(xq.chunks_exact_mut(per)) {
             for ci in 0..c {
                 for y in 0..h * w {
-                    out[y * c + ci] = self.input.quantize(img[ci * h * w + y]) as i8;
+                    out[y * c + ci] = q(img[ci * h * w + y]);
                 }
             }
         }
+        Ok(xq)
+    }
+
+    /// The int8 network on NHWC images; the logits dequantised.
+    fn run(&self, xq: &[i8]) -> Result<Vec<f32>> {
+        let (c, h, w) = self.shape;
+        let n = xq.len() / (c * h * w);
+        crate::budget::check(
+            &format!("the int8 network for {n} image(s)"),
+            self.workspace_bytes(n)?,
+        )?;
+        let layers = self.qlayers(n)?;
+        let net = QNetwork::new(&layers)?;
         let mut arena = vec![0i8; net.arena_len()];
         let mut scratch = vec![0i16; net.scratch_len()];
-        let yq = net.run(&xq, &mut arena, &mut scratch)?;
+        let yq = net.run(xq, &mut arena, &mut scratch)?;
         let mut y = vec![0.0f32; yq.len()];
         k::dequantize_s8(yq, self.output.scale, self.output.zero_point, &mut y)?;
         Ok(y)
     }
+
+    /// Bytes [`Quantized::forward_u8`] allocates for a batch of `batch` images (the
+    /// int8 input, arena and scratch, the logits).
+    ///
+    /// # Errors
+    /// For a batch of 0.
+    pub fn workspace_bytes(&self, batch: usize) -> Result<u64> {
+        let layers = self.qlayers(batch)?;
+        let net = QNetwork::new(&layers)?;
+        Ok(
+            (net.input_len() + net.arena_len() + 2 * net.scratch_len() + 4 * net.output_len())
+                as u64,
+        )
+    }
+
+    /// Bytes of the weights and biases: `(int8, f32)`, the int8 model's (one byte a
+    /// weight, four a bias) and the f32 model's it was made from (batch norm folded).
+    pub fn weight_bytes(&self) -> (usize, usize) {
+        let (mut w, mut b) = (0, 0);
+        for l in &self.layers {
+            if let QuantLayer::Conv2d { weight, bias, .. }
+            | QuantLayer::Linear { weight, bias, .. } = l
+            {
+                w += weight.len();
+                b += bias.len();
+            }
+        }
+        (w + 4 * b, 4 * (w + b))
+    }
+
+    /// Logits per image.
+    pub fn outputs(&self) -> usize {
+        self.qlayers(1)
+            .ok()
+            .and_then(|l| QNetwork::new(&l).ok().map(|n| n.output_len()))
+            .unwrap_or(0)
+    }
+}
+
+/// `n` images of `split`, evenly spaced over it (image `i * len / n`), normalised by
+/// `norm`, one after another: the calibration input of [`Quantized::new`] for a model
+/// of `per` inputs.
+///
+/// # Errors
+/// [`Error::Invalid`] for images that do not fit the model, `n` of 0 or more than the
+/// split holds, or more than the memory budget.
+pub fn calibration_images(
+    split: &crate::data::Split,
+    norm: Normalize,
+    per: usize,
+    n: usize,
+) -> Result<Vec<f32>> {
+    if split.rows * split.cols != per {
+        return Err(Error::invalid(format!(
+            "images of {}x{} do not fit the model's {per} inputs",
+            split.rows, split.cols
+        )));
+    }
+    if n == 0 || n > split.len() {
+        return Err(Error::invalid(format!(
+            "{n} calibration images: the training split holds {}",
+            split.len()
+        )));
+    }
+    crate::budget::check(
+        &format!("{n} calibration images"),
+        (n as u64).saturating_mul(per as u64 * 4),
+    )?;
+    let table = norm.table();
+    let mut x = vec![0.0f32; n * per];
+    for (i, dst) in x.chunks_exact_mut(per).enumerate() {
+        crate::data::normalize_into(&table, split.image(i * split.len() / n), dst);
+    }
+    Ok(x)
+}
+
+/// Refuses the exported layers that have no int8 form.
+pub(crate) fn check_int8_form(layers: &[NetLayer]) -> Result<()> {
+    for (i, l) in layers.iter().enumerate() {
+        match *l {
+            NetLayer::Act(a) => {
+                return Err(Error::invalid(format!(
+                    "layer {i}: {} has no int8 kernel yet (only a ReLU fused into a \
+                     convolution or linear layer)",
+                    a.name()
+                )));
+            }
+            NetLayer::AvgPool2d { params: p, .. }
+                if p.pad_top + p.pad_bottom + p.pad_left + p.pad_right > 0 =>
+            {
+                return Err(Error::invalid(format!(
+                    "layer {i}: int8 average pooling with padding divides as TFLite \
+                     does (by the pixels inside), not as the model was trained"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The clamp's lower end of a layer's output: its zero point under a fused ReLU.
