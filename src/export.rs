@@ -271,49 +271,60 @@ fn elementwise_source(e: Elementwise) -> String {
     format!("Elementwise::{e:?}")
 }
 
+/// The Rust expression of pooling parameters.
+pub(crate) fn pool_source(p: &cnnkit_kernels::Pool2dParams) -> String {
+    format!(
+        "Pool2dParams::new({}, {}, {}, {}, {}, {}).with_stride({}, {}).with_padding({}, {}, {}, {}).with_dilation({}, {})",
+        p.batch,
+        p.channels,
+        p.in_h,
+        p.in_w,
+        p.kernel_h,
+        p.kernel_w,
+        p.stride_h,
+        p.stride_w,
+        p.pad_top,
+        p.pad_bottom,
+        p.pad_left,
+        p.pad_right,
+        p.dilation_h,
+        p.dilation_w
+    )
+}
+
+/// The Rust expression of convolution parameters.
+pub(crate) fn conv_source(p: &cnnkit_kernels::Conv2dParams) -> String {
+    format!(
+        "Conv2dParams::new({}, {}, {}, {}, {}, {}, {}).with_stride({}, {}).with_padding({}, {}, {}, {}).with_dilation({}, {}).with_groups({})",
+        p.batch,
+        p.in_channels,
+        p.in_h,
+        p.in_w,
+        p.out_channels,
+        p.kernel_h,
+        p.kernel_w,
+        p.stride_h,
+        p.stride_w,
+        p.pad_top,
+        p.pad_bottom,
+        p.pad_left,
+        p.pad_right,
+        p.dilation_h,
+        p.dilation_w,
+        p.groups
+    )
+}
+
 fn layer_source(l: &NetLayer) -> String {
-    let pool = |p: &cnnkit_kernels::Pool2dParams| {
-        format!(
-            "Pool2dParams::new({}, {}, {}, {}, {}, {}).with_stride({}, {}).with_padding({}, {}, {}, {}).with_dilation({}, {})",
-            p.batch,
-            p.channels,
-            p.in_h,
-            p.in_w,
-            p.kernel_h,
-            p.kernel_w,
-            p.stride_h,
-            p.stride_w,
-            p.pad_top,
-            p.pad_bottom,
-            p.pad_left,
-            p.pad_right,
-            p.dilation_h,
-            p.dilation_w
-        )
-    };
+    let pool = pool_source;
     match l {
         NetLayer::Conv2d {
             params: p,
             bias,
             act,
         } => format!(
-            "Layer::Conv2d {{ params: Conv2dParams::new({}, {}, {}, {}, {}, {}, {}).with_stride({}, {}).with_padding({}, {}, {}, {}).with_dilation({}, {}).with_groups({}), bias: {bias}, act: {} }}",
-            p.batch,
-            p.in_channels,
-            p.in_h,
-            p.in_w,
-            p.out_channels,
-            p.kernel_h,
-            p.kernel_w,
-            p.stride_h,
-            p.stride_w,
-            p.pad_top,
-            p.pad_bottom,
-            p.pad_left,
-            p.pad_right,
-            p.dilation_h,
-            p.dilation_w,
-            p.groups,
+            "Layer::Conv2d {{ params: {}, bias: {bias}, act: {} }}",
+            conv_source(p),
             act_source(*act)
         ),
         NetLayer::Linear {

@@ -240,6 +240,34 @@ impl<'a> QNetwork<'a> {
         scratch: &mut [i16],
     ) -> Result<&'m mut [i8], KernelError> {
         check_len("input", self.input_len, input.len())?;
+        self.input_mut(arena)?.copy_from_slice(input);
+        self.run_in_arena(arena, scratch)
+    }
+
+    /// Where [`QNetwork::run_in_arena`] reads its input: the arena's first
+    /// [`QNetwork::input_len`] bytes (so a caller can quantise straight into it).
+    ///
+    /// # Errors
+    /// [`KernelError::ScratchTooSmall`] for a short arena.
+    pub fn input_mut<'m>(&self, arena: &'m mut [i8]) -> Result<&'m mut [i8], KernelError> {
+        if arena.len() < self.arena_len {
+            return Err(KernelError::ScratchTooSmall {
+                needed: self.arena_len,
+                actual: arena.len(),
+            });
+        }
+        Ok(&mut arena[..self.input_len])
+    }
+
+    /// As [`QNetwork::run`], the input already in place ([`QNetwork::input_mut`]).
+    ///
+    /// # Errors
+    /// [`KernelError::ScratchTooSmall`] for a short arena or scratch.
+    pub fn run_in_arena<'m>(
+        &self,
+        arena: &'m mut [i8],
+        scratch: &mut [i16],
+    ) -> Result<&'m mut [i8], KernelError> {
         for (needed, actual) in [
             (self.arena_len, arena.len()),
             (self.scratch_len, scratch.len()),
@@ -248,7 +276,6 @@ impl<'a> QNetwork<'a> {
                 return Err(KernelError::ScratchTooSmall { needed, actual });
             }
         }
-        arena[..input.len()].copy_from_slice(input);
         let n = arena.len();
         let (mut len, mut front) = (self.input_len, true);
         for layer in self.layers {

@@ -21,7 +21,10 @@
 //! assert_eq!(logits.len(), 10);
 //! ```
 
+mod export;
 pub mod file;
+
+pub use export::INT8_SOURCE_HEAD;
 
 pub use file::AnyModel;
 

@@ -1,48 +1,35 @@
-//! LeNet-5 inference with `cnnkit-kernels` and nothing else: weights in flash, one static
-//! arena sized at compile time from the model's geometry, no heap.
+//! LeNet-5 inference with `cnnkit-kernels` and nothing else: weights in flash, static
+//! buffers sized at compile time from the model's geometry, no heap.
 //!
 //! `build.rs` exports the checkpoint `model/lenet5.safetensors` (trained by `cnnkit
-//! train`) into a weight blob and a layer list, and bakes in the first Fashion-MNIST test
-//! images. The same code runs on the Cortex-M4F (under QEMU) and on the host, and prints
-//! the same lines on both ([`write_report`]).
+//! train`) into a weight blob and a layer list, or with the feature `int8` the int8 model
+//! `model/lenet5.int8.safetensors` (made from it by `cnnkit quantize`) into a layer list
+//! with its data, and bakes in the first Fashion-MNIST test images. The same code runs on
+//! the Cortex-M4F (under QEMU) and on the host, and prints the same lines on both
+//! ([`write_report`]).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use core::fmt;
 
 use cnnkit_kernels::KernelError;
-use cnnkit_kernels::net::{Blob, Network};
 
-/// The exported geometry (`LAYERS`, `PARAMS`, `ARENA`, `FINGERPRINT`), the baked images
-/// (`IMAGES`, `LABELS`) and the class names (`CLASSES`), written by `build.rs`.
+#[cfg(not(feature = "int8"))]
+mod f32_net;
+#[cfg(not(feature = "int8"))]
+pub use f32_net::*;
+#[cfg(feature = "int8")]
+mod int8_net;
+#[cfg(feature = "int8")]
+pub use int8_net::*;
+
+/// The exported model (the layers and their sizes; with `int8` their data too), the
+/// baked images (`IMAGES`, `LABELS`) and the class names (`CLASSES`), written by
+/// `build.rs`.
 #[allow(missing_docs)]
 pub mod model {
     include!(concat!(env!("OUT_DIR"), "/model.rs"));
 }
-
-/// The network, checked at compile time.
-pub const NET: Network<'static> = match Network::new(&model::LAYERS) {
-    Ok(n) => n,
-    Err(_) => panic!("the exported layers do not fit together"),
-};
-
-// the exporter's figures and the kernels' agree
-const _: () = assert!(NET.arena_len() == model::ARENA && NET.param_len() == model::PARAMS);
-
-/// Pixels per image (the network's input).
-pub const INPUT: usize = NET.input_len();
-/// Classes (the network's output).
-pub const OUTPUT: usize = NET.output_len();
-/// Floats of the one activation buffer: the largest input + output of a layer. The
-/// network needs no other RAM (no scratch: direct convolution, dot-product linear layers).
-pub const ARENA: usize = NET.arena_len();
-
-#[repr(C, align(4))]
-struct Aligned<T: ?Sized>(T);
-
-/// The weight blob, 4-byte aligned so that its floats are read in place from flash.
-static WEIGHTS: &Aligned<[u8]> =
-    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/weights.bin")));
 
 /// The baked images, `u8` pixels, one after the other.
 static IMAGES: [u8; model::IMAGES * INPUT] =
@@ -53,20 +40,27 @@ pub fn pixels(image: usize) -> Option<&'static [u8]> {
     IMAGES.get(image * INPUT..(image + 1) * INPUT)
 }
 
-/// Bytes of the weight blob (header included).
-pub fn weights_len() -> usize {
-    WEIGHTS.0.len()
+/// The label of baked image `image`.
+fn label(image: usize) -> Result<u8, KernelError> {
+    model::LABELS
+        .get(image)
+        .copied()
+        .ok_or(KernelError::LengthMismatch {
+            arg: "image",
+            expected: model::IMAGES,
+            actual: image,
+        })
 }
 
-/// The weights, checked against the network's geometry.
-///
-/// # Errors
-/// [`KernelError::InvalidBlob`] if the blob is malformed or was exported for another
-/// geometry.
-pub fn weights() -> Result<Blob<'static>, KernelError> {
-    let blob = Blob::parse(&WEIGHTS.0)?;
-    blob.params_for(&NET)?;
-    Ok(blob)
+/// The class with the largest logit (the first on ties).
+fn argmax(logits: &[f32]) -> usize {
+    let mut class = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[class] {
+            class = i;
+        }
+    }
+    class
 }
 
 /// One classified image.
@@ -80,45 +74,6 @@ pub struct Prediction {
     pub class: usize,
     /// The network's output.
     pub logits: [f32; OUTPUT],
-}
-
-/// Classifies baked image `image` in `arena`.
-///
-/// # Errors
-/// [`KernelError::LengthMismatch`] for an image past the last; any kernel error.
-pub fn classify(
-    blob: &Blob<'_>,
-    image: usize,
-    arena: &mut [f32; ARENA],
-) -> Result<Prediction, KernelError> {
-    let Some(&label) = model::LABELS.get(image) else {
-        return Err(KernelError::LengthMismatch {
-            arg: "image",
-            expected: model::IMAGES,
-            actual: image,
-        });
-    };
-    let params = blob.params_for(&NET)?;
-    let pixels = pixels(image).unwrap_or(&[]);
-    // normalised straight into the arena's input end: no input buffer of its own
-    for (x, &p) in NET.input_mut(arena)?.iter_mut().zip(pixels) {
-        *x = blob.normalize(p);
-    }
-    let out = NET.run_in_arena(params, arena)?;
-    let mut logits = [0.0; OUTPUT];
-    logits.copy_from_slice(out);
-    let mut class = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[class] {
-            class = i;
-        }
-    }
-    Ok(Prediction {
-        image,
-        label,
-        class,
-        logits,
-    })
 }
 
 /// The line printed for a prediction, the same on every target:
@@ -157,16 +112,4 @@ pub fn write_fixed(w: &mut impl fmt::Write, v: f32) -> fmt::Result {
     let scaled = (a * 10_000.0 + 0.5) as u32;
     let sign = if scaled == 0 { "" } else { sign };
     write!(w, "{sign}{}.{:04}", scaled / 10_000, scaled % 10_000)
-}
-
-/// The summary line: `sizes: weights W bytes (P params), arena A floats (B bytes)`.
-pub fn write_sizes(w: &mut impl fmt::Write) -> fmt::Result {
-    write!(
-        w,
-        "sizes: weights {} bytes ({} params), arena {} floats ({} bytes), no scratch",
-        weights_len(),
-        NET.param_len(),
-        ARENA,
-        4 * ARENA
-    )
 }

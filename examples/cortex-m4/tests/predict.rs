@@ -10,17 +10,19 @@
 
 use std::path::Path;
 
-use lenet5_firmware::{ARENA, NET, OUTPUT, classify, model, pixels, weights};
+use lenet5_firmware::{Buffers, NET, OUTPUT, classify, model, pixels, weights};
 
+#[cfg(not(feature = "int8"))]
 #[test]
 fn firmware_logits_agree_with_cnnkit_predict() {
     let (std_model, meta) = cnnkit::checkpoint::load_model(Path::new(model::MODEL_FILE)).unwrap();
-    let blob = weights().unwrap();
+    let w = weights().unwrap();
+    let blob = &w.0;
     assert_eq!((blob.mean, blob.std), (meta.pixel_mean, meta.pixel_std));
-    let mut arena = Box::new([0.0_f32; ARENA]);
+    let mut buffers = Box::new(Buffers::new());
     let mut worst = 0.0_f32;
     for i in 0..model::IMAGES {
-        let fw = classify(&blob, i, &mut arena).unwrap();
+        let fw = classify(&w, i, &mut buffers).unwrap();
         let want = std_model
             .predict_u8(&meta.norm(), pixels(i).unwrap())
             .unwrap();
@@ -44,10 +46,32 @@ fn firmware_logits_agree_with_cnnkit_predict() {
     );
 }
 
+/// With `int8`: the firmware's logits are `cnnkit predict`'s on the int8 model file
+/// (`Quantized::forward_u8`), exactly.
+#[cfg(feature = "int8")]
+#[test]
+fn firmware_logits_equal_cnnkit_predict_on_the_int8_model() {
+    let (q, _) = cnnkit::quant::file::load(Path::new(model::MODEL_FILE)).unwrap();
+    let w = weights().unwrap();
+    let mut buffers = Box::new(Buffers::new());
+    for i in 0..model::IMAGES {
+        let fw = classify(&w, i, &mut buffers).unwrap();
+        let want = q.forward_u8(pixels(i).unwrap()).unwrap();
+        assert_eq!(want.len(), OUTPUT);
+        assert_eq!(fw.logits.as_slice(), want.as_slice(), "image {i}");
+    }
+    println!(
+        "{} images: logits equal, {} layers",
+        model::IMAGES,
+        NET.layers().len()
+    );
+}
+
+#[cfg(not(feature = "int8"))]
 #[test]
 fn the_blob_refuses_another_geometry() {
     use cnnkit_kernels::net::Network;
-    let blob = weights().unwrap();
+    let blob = weights().unwrap().0;
     assert!(blob.params_for(&NET).is_ok());
     let shorter = Network::new(&model::LAYERS[..model::LAYERS.len() - 1]).unwrap();
     assert!(blob.params_for(&shorter).is_err());

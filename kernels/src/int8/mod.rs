@@ -7,6 +7,8 @@
 //! from the compiler); the ISA-specific dot products (VNNI, the Cortex-M4's SMLAD, NEON's
 //! `sdot`) override the trait's methods.
 
+#[cfg(cnnkit_arm_dsp)]
+mod arm;
 mod conv;
 mod depthwise;
 mod linear;
@@ -34,7 +36,17 @@ pub(crate) trait Int8Kernel {
     }
 }
 
+#[cfg(not(cnnkit_arm_dsp))]
 impl Int8Kernel for crate::simd::f32x8 {}
+
+/// The ARM DSP extension's dot products (Cortex-M4 and M7, ARMv7-A): SMLAD.
+#[cfg(cnnkit_arm_dsp)]
+impl Int8Kernel for crate::simd::f32x8 {
+    #[inline(always)]
+    fn dot_columns(col: &[i16], k_len: usize, w: &[i8], acc: &mut [i32]) {
+        arm::dot_columns(col, k_len, w, acc);
+    }
+}
 #[cfg(target_arch = "x86_64")]
 impl Int8Kernel for crate::arch::x86::Avx2 {}
 #[cfg(target_arch = "x86_64")]

@@ -2,17 +2,19 @@
 
 use std::path::PathBuf;
 
-use cnnkit::{Result, checkpoint, fsio};
+use cnnkit::quant::{AnyModel, INT8_SOURCE_HEAD, Quantized};
+use cnnkit::{Result, fsio};
 
 use crate::out_dir;
 
 /// Arguments of `cnnkit export`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The checkpoint.
+    /// The checkpoint, or an int8 model file (`quantize`).
     #[arg(long)]
     model_file: PathBuf,
-    /// Output directory (created if missing): `weights.bin` and `model.rs` go there.
+    /// Output directory (created if missing): `weights.bin` and `model.rs` go there (for
+    /// an int8 model, `model.rs` alone: its data are in it).
     #[arg(long)]
     out: PathBuf,
     /// Images per call the exported network takes.
@@ -30,7 +32,10 @@ const EXPORT_HEAD: &[u8] = b"// Written by `cnnkit export`";
 pub fn run(a: &Args) -> Result<()> {
     let (model_file, out, batch, overwrite) =
         (&a.model_file, &a.out, a.batch as usize, a.overwrite);
-    let (model, meta) = checkpoint::load_model(model_file)?;
+    let (model, meta) = match AnyModel::load(model_file)? {
+        AnyModel::F32(model, meta) => (model, meta),
+        AnyModel::Int8(q, _) => return export_int8(&q, out, batch, overwrite),
+    };
     let e = cnnkit::export::Export::new(&model, meta.norm(), batch)?;
     let net = e.network()?;
     let blob = e.blob()?;
@@ -49,7 +54,7 @@ pub fn run(a: &Args) -> Result<()> {
         "--out",
         "Rust source cnnkit wrote",
         overwrite,
-        |h| h.starts_with(EXPORT_HEAD),
+        is_our_source,
     )?;
     fsio::write_atomic(&wpath, &blob)?;
     fsio::write_atomic(&spath, src.as_bytes())?;
@@ -62,6 +67,34 @@ pub fn run(a: &Args) -> Result<()> {
         net.arena_len(),
         4 * net.arena_len(),
         net.fingerprint()
+    );
+    Ok(())
+}
+
+/// Whether a `model.rs` is one `cnnkit export` wrote (from an f32 or an int8 model).
+fn is_our_source(head: &[u8]) -> bool {
+    head.starts_with(EXPORT_HEAD) || head.starts_with(INT8_SOURCE_HEAD.as_bytes())
+}
+
+/// `cnnkit export` of an int8 model: `model.rs` with the layers and their data.
+fn export_int8(q: &Quantized, out: &std::path::Path, batch: usize, overwrite: bool) -> Result<()> {
+    let src = q.rust_source(batch)?;
+    out_dir(out)?;
+    let spath = out.join("model.rs");
+    fsio::check_destination(
+        &spath,
+        "--out",
+        "Rust source cnnkit wrote",
+        overwrite,
+        is_our_source,
+    )?;
+    fsio::write_atomic(&spath, src.as_bytes())?;
+    let (bytes, _) = q.weight_bytes();
+    outln!(
+        "{}: int8, {} layers, {} bytes of weights and biases in model.rs",
+        out.display(),
+        q.layers.len(),
+        bytes
     );
     Ok(())
 }
