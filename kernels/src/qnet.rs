@@ -44,7 +44,7 @@
 //! order (a PyTorch model's `(c, h, w)` columns are permuted when it is quantised).
 
 use crate::error::KernelError;
-use crate::params::{Conv2dParams, LinearParams, Pool2dParams, add, check_len, ctry};
+use crate::params::{Conv2dParams, LinearParams, Pool2dParams, add, check_len, ctry, mul};
 use crate::qparams::QuantOutput;
 
 /// One layer of a [`QNetwork`]: geometry and references to its data.
@@ -146,6 +146,7 @@ pub struct QNetwork<'a> {
     output_len: usize,
     arena_len: usize,
     scratch_len: usize,
+    shared_len: usize,
 }
 
 impl<'a> QNetwork<'a> {
@@ -163,6 +164,7 @@ impl<'a> QNetwork<'a> {
         }
         let (input_len, _, _, batch) = ctry!(io(&layers[0]));
         let (mut len, mut arena_len, mut scratch_len) = (input_len, input_len, 0);
+        let mut shared_len = input_len;
         let mut i = 0;
         while i < layers.len() {
             let (inp, out, scratch, b) = ctry!(io(&layers[i]));
@@ -189,6 +191,15 @@ impl<'a> QNetwork<'a> {
             if scratch > scratch_len {
                 scratch_len = scratch;
             }
+            // (the scratch's 16-bit values, and a byte to align them)
+            let with = if scratch > 0 {
+                ctry!(add(pair, ctry!(add(ctry!(mul(scratch, 2)), 1))))
+            } else {
+                pair
+            };
+            if with > shared_len {
+                shared_len = with;
+            }
             len = out;
             i += 1;
         }
@@ -198,6 +209,7 @@ impl<'a> QNetwork<'a> {
             output_len: len,
             arena_len,
             scratch_len,
+            shared_len,
         })
     }
 
@@ -225,6 +237,62 @@ impl<'a> QNetwork<'a> {
     /// kernel asks.
     pub const fn scratch_len(&self) -> usize {
         self.scratch_len
+    }
+
+    /// Bytes of the one buffer [`QNetwork::run_shared`] needs: the largest sum of a layer's
+    /// input, output and scratch (each layer's scratch lies between its input and its output,
+    /// so a layer with a large scratch and small activations shares the room of one with
+    /// large activations and none). At most [`QNetwork::arena_len`] + twice
+    /// [`QNetwork::scratch_len`] + 1, often much less (LeNet-5: the arena alone).
+    pub const fn shared_len(&self) -> usize {
+        self.shared_len
+    }
+
+    /// As [`QNetwork::run_in_arena`], activations and scratch in one buffer of
+    /// [`QNetwork::shared_len`] bytes, the input in place at its start
+    /// ([`QNetwork::input_mut`] on it). For the smallest RAM: a firmware's one static.
+    ///
+    /// # Errors
+    /// [`KernelError::ScratchTooSmall`] for a short buffer.
+    pub fn run_shared<'m>(&self, buf: &'m mut [i8]) -> Result<&'m mut [i8], KernelError> {
+        if buf.len() < self.shared_len {
+            return Err(KernelError::ScratchTooSmall {
+                needed: self.shared_len,
+                actual: buf.len(),
+            });
+        }
+        let n = buf.len();
+        let (mut len, mut front) = (self.input_len, true);
+        for layer in self.layers {
+            let (_, out, scratch, _) = io(layer)?;
+            // input at one end, output at the other, the scratch between them
+            let (x, mid, y) = if front {
+                let (a, b) = buf.split_at_mut(len);
+                let (m, y) = b.split_at_mut(b.len() - out);
+                (&*a, m, y)
+            } else {
+                let (a, b) = buf.split_at_mut(n - len);
+                let (y, m) = a.split_at_mut(out);
+                (&*b, m, y)
+            };
+            // SAFETY: i8 and i16 are plain integers (every bit pattern is a value);
+            // `align_to_mut` gives the aligned middle part, the ends are left unused
+            let (_, s, _) = unsafe { mid.align_to_mut::<i16>() };
+            if s.len() < scratch {
+                return Err(KernelError::ScratchTooSmall {
+                    needed: self.shared_len,
+                    actual: n,
+                });
+            }
+            run_layer(layer, x, y, &mut s[..scratch])?;
+            len = out;
+            front = !front;
+        }
+        Ok(if front {
+            &mut buf[..len]
+        } else {
+            &mut buf[n - len..]
+        })
     }
 
     /// Runs the layers on `input` (NHWC int8 at the first layer's input quantisation) in
@@ -288,26 +356,7 @@ impl<'a> QNetwork<'a> {
                 let (a, b) = arena.split_at_mut(out);
                 (&b[b.len() - len..], a)
             };
-            match *layer {
-                QLayer::Conv2d {
-                    params,
-                    weight,
-                    bias,
-                    q,
-                } => crate::conv2d_s8(&params, &q, x, weight, bias, y, scratch)?,
-                QLayer::Linear {
-                    params,
-                    weight,
-                    bias,
-                    q,
-                } => crate::fully_connected_s8(&params, &q, x, weight, bias, y, scratch)?,
-                QLayer::MaxPool2d { params, min, max } => {
-                    crate::max_pool2d_s8(&params, min, max, x, y)?
-                }
-                QLayer::AvgPool2d { params, min, max } => {
-                    crate::avg_pool2d_s8(&params, min, max, x, y)?
-                }
-            }
+            run_layer(layer, x, y, scratch)?;
             len = out;
             front = !front;
         }
@@ -316,5 +365,30 @@ impl<'a> QNetwork<'a> {
         } else {
             &mut arena[n - len..]
         })
+    }
+}
+
+/// One layer from `x` to `y`.
+fn run_layer(
+    layer: &QLayer<'_>,
+    x: &[i8],
+    y: &mut [i8],
+    scratch: &mut [i16],
+) -> Result<(), KernelError> {
+    match *layer {
+        QLayer::Conv2d {
+            params,
+            weight,
+            bias,
+            q,
+        } => crate::conv2d_s8(&params, &q, x, weight, bias, y, scratch),
+        QLayer::Linear {
+            params,
+            weight,
+            bias,
+            q,
+        } => crate::fully_connected_s8(&params, &q, x, weight, bias, y, scratch),
+        QLayer::MaxPool2d { params, min, max } => crate::max_pool2d_s8(&params, min, max, x, y),
+        QLayer::AvgPool2d { params, min, max } => crate::avg_pool2d_s8(&params, min, max, x, y),
     }
 }

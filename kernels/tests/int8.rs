@@ -1036,7 +1036,24 @@ fn qnetwork_equals_the_reference_layer_by_layer() {
         let mut scratch = vec![0x5555i16; net.scratch_len()];
         let got = net.run(&x, &mut arena, &mut scratch).unwrap();
         assert_eq!(got, &want[..], "{isa:?}");
+        // one buffer for activations and scratch: the same, in less memory; at any
+        // alignment of the buffer and with room to spare
+        assert!(net.shared_len() <= net.arena_len() + 2 * net.scratch_len() + 1);
+        for (skip, extra) in [(0, 0), (1, 0), (0, 3), (1, 1)] {
+            let mut buf = vec![0x55i8; skip + net.shared_len() + extra];
+            let buf = &mut buf[skip..];
+            net.input_mut(buf)
+                .unwrap_or_else(|_| panic!("{isa:?}"))
+                .copy_from_slice(&x);
+            let got = net.run_shared(buf).unwrap();
+            assert_eq!(got, &want[..], "{isa:?} shared, skip {skip} extra {extra}");
+        }
     });
+    let mut short = vec![0i8; net.shared_len() - 1];
+    assert!(matches!(
+        net.run_shared(&mut short),
+        Err(KernelError::ScratchTooSmall { .. })
+    ));
 
     // what it refuses
     let mut arena = vec![0i8; net.arena_len()];

@@ -1,5 +1,6 @@
 //! The int8 network: every weight, bias and multiplier a `static` in flash (from
-//! `model.rs`), one int8 arena and a 16-bit scratch.
+//! `model.rs`), activations and the kernels' scratch in one buffer
+//! ([`QNetwork::run_shared`]: a layer's scratch lies between its input and its output).
 
 use core::fmt;
 
@@ -20,10 +21,9 @@ const _: () = assert!(NET.arena_len() == model::ARENA);
 pub const INPUT: usize = NET.input_len();
 /// Classes (the network's output).
 pub const OUTPUT: usize = NET.output_len();
-/// Bytes of the activation buffer: the largest input + output of a layer.
-pub const ARENA: usize = NET.arena_len();
-/// 16-bit elements of the scratch the kernels on this target need.
-pub const SCRATCH: usize = NET.scratch_len();
+/// Bytes of the one buffer: the largest input + output + scratch of a layer (the
+/// kernels' scratch depends on the target: x86's VNNI kernels want more).
+pub const BUFFER: usize = NET.shared_len();
 
 /// Bytes of the weights, biases and multipliers (8 bytes each) in flash.
 pub const WEIGHT_BYTES: usize = {
@@ -50,19 +50,14 @@ pub const WEIGHT_BYTES: usize = {
 
 /// The memory a classification works in (in `.bss` on the target).
 pub struct Buffers {
-    /// The activations.
-    pub arena: [i8; ARENA],
-    /// The kernels' scratch.
-    pub scratch: [i16; SCRATCH],
+    /// Activations and scratch.
+    pub buf: [i8; BUFFER],
 }
 
 impl Buffers {
     /// Zeroed.
     pub const fn new() -> Self {
-        Buffers {
-            arena: [0; ARENA],
-            scratch: [0; SCRATCH],
-        }
+        Buffers { buf: [0; BUFFER] }
     }
 }
 
@@ -97,10 +92,10 @@ pub fn classify(
     let label = label(image)?;
     let pixels = pixels(image).unwrap_or(&[]);
     // quantised straight into the arena's input end (one channel: NCHW is NHWC)
-    for (x, &p) in NET.input_mut(&mut buffers.arena)?.iter_mut().zip(pixels) {
+    for (x, &p) in NET.input_mut(&mut buffers.buf)?.iter_mut().zip(pixels) {
         *x = model::INPUT_TABLE[usize::from(p)];
     }
-    let out = NET.run_in_arena(&mut buffers.arena, &mut buffers.scratch)?;
+    let out = NET.run_shared(&mut buffers.buf)?;
     let mut logits = [0.0; OUTPUT];
     for (l, &q) in logits.iter_mut().zip(out.iter()) {
         *l = model::OUTPUT_SCALE * (i32::from(q) - model::OUTPUT_ZERO_POINT) as f32;
@@ -113,12 +108,13 @@ pub fn classify(
     })
 }
 
-/// The summary line: `sizes: int8 weights W bytes, arena A bytes, scratch S bytes`.
+/// The summary line: `sizes: int8 weights W bytes, arena A bytes, buffer B bytes`.
 pub fn write_sizes(w: &mut impl fmt::Write) -> fmt::Result {
     write!(
         w,
-        "sizes: int8 weights, biases and multipliers {WEIGHT_BYTES} bytes, arena {ARENA} bytes, \
-         scratch {} bytes",
-        2 * SCRATCH
+        "sizes: int8 weights, biases and multipliers {WEIGHT_BYTES} bytes, arena {} bytes, \
+         scratch {} bytes, one buffer for both {BUFFER} bytes",
+        NET.arena_len(),
+        2 * NET.scratch_len()
     )
 }

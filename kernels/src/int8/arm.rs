@@ -9,15 +9,14 @@ use core::arch::asm;
 
 /// `acc + lo(a) * lo(b) + hi(a) * hi(b)`, 16-bit halves signed, wrapping.
 #[inline(always)]
-fn smlad(a: u32, b: u32, acc: i32) -> i32 {
-    let r: i32;
+fn smlad(a: u32, b: u32, mut acc: i32) -> i32 {
     // SAFETY: SMLAD reads three registers and writes one: no memory, no stack; it may set
     // the sticky Q flag, which nothing here reads.
     unsafe {
-        asm!("smlad {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
-             c = in(reg) acc, options(pure, nomem, nostack));
+        asm!("smlad {c}, {a}, {b}, {c}", a = in(reg) a, b = in(reg) b, c = inout(reg) acc,
+             options(pure, nomem, nostack));
     }
-    r
+    acc
 }
 
 /// Bytes 0 and 2 of `x` sign-extended to the two 16-bit halves.
@@ -140,8 +139,10 @@ unsafe fn dot_n<const N: usize>(col: *const i16, k_len: usize, w: *const i8, acc
 }
 
 /// `acc[p] += sum_k col[p * k_len + k] * w[k]`: four columns at a time (one weight word
-/// unpacked serves sixteen multiply-accumulates), then two, then one.
-#[inline(always)]
+/// unpacked serves sixteen multiply-accumulates), then two, then one. Not inlined: in a
+/// function of its own the four sums, four column pointers and the weight pointer stay
+/// in registers (inlined into a whole network, they were spilled in the inner loop).
+#[inline(never)]
 pub(super) fn dot_columns(col: &[i16], k_len: usize, w: &[i8], acc: &mut [i32]) {
     let n = acc.len().min(col.len() / k_len.max(1));
     if k_len == 0 || w.len() < k_len {

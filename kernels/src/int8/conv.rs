@@ -168,14 +168,17 @@ fn run<V: Int8Kernel>(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
                     let f = |v: i8| i16::from(v) - zp;
                     gather(a, x, g, p0 + i, 0, f, &mut col[i * k..][..k]);
                 }
+                let y_px = &mut y[p0 * p.out_channels..][..np * p.out_channels];
                 for (j, w) in w_g.chunks_exact(k).enumerate() {
                     let oc = g * cog + j;
                     let b = a.bias.map_or(0, |b| b[oc]);
                     let mut acc = [b; PIXELS];
                     V::dot_columns(&col[..np * k], k, w, &mut acc[..np]);
                     let r = a.q.requant_of(oc);
-                    for (i, &s) in acc[..np].iter().enumerate() {
-                        y[(p0 + i) * p.out_channels + oc] = store(s, r, a.q);
+                    for (px, &s) in y_px.chunks_exact_mut(p.out_channels).zip(&acc[..np]) {
+                        if let Some(o) = px.get_mut(oc) {
+                            *o = store(s, r, a.q);
+                        }
                     }
                 }
                 p0 += np;
@@ -205,6 +208,27 @@ pub(super) fn gather<T: Copy>(
     let row = p.kernel_w * cig;
     // one group and dense columns: a kernel row's taps are one run of the input row
     let runs = p.groups == 1 && p.dilation_w == 1;
+    // the field wholly inside the image (most pixels): one run per kernel row, no checks
+    let (iy0, ix0) = (
+        (oy * p.stride_h).wrapping_sub(p.pad_top),
+        (ox * p.stride_w).wrapping_sub(p.pad_left),
+    );
+    if runs
+        && iy0 < p.in_h
+        && ix0 < p.in_w
+        && (p.kernel_h - 1) * p.dilation_h < p.in_h - iy0
+        && p.kernel_w <= p.in_w - ix0
+    {
+        let step = p.dilation_h * p.in_w * p.in_channels;
+        let mut src = (iy0 * p.in_w + ix0) * p.in_channels;
+        for dst in col[..p.kernel_h * row].chunks_exact_mut(row) {
+            for (o, &v) in dst.iter_mut().zip(&x[src..src + row]) {
+                *o = f(v);
+            }
+            src += step;
+        }
+        return p.kernel_h * row;
+    }
     for ky in 0..p.kernel_h {
         let iy = (oy * p.stride_h + ky * p.dilation_h).wrapping_sub(p.pad_top);
         let ix0 = (ox * p.stride_w) as isize - p.pad_left as isize;

@@ -83,7 +83,7 @@ pub(crate) fn run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
                     let lanes = out[r].iter_mut().zip(&acc).zip(ml.iter().zip(mh));
                     for (((o, &s), (&m_l, &m_h)), (&l, &rt)) in lanes.zip(sl.iter().zip(sr)) {
                         let v = requant(s, join(m_l, m_h), l as u32, rt as u32);
-                        *o = v.wrapping_add(zp_out).clamp(lo, hi) as i8;
+                        *o = v.wrapping_add(zp_out).max(lo).min(hi) as i8;
                     }
                     c0 += len;
                 }

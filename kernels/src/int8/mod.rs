@@ -72,15 +72,17 @@ pub(crate) fn dot(a: &[i16], b: &[i8]) -> i32 {
     t
 }
 
-/// TFLite's `SaturatingRoundingDoublingHighMul`, as TFLite computes it.
+/// TFLite's `SaturatingRoundingDoublingHighMul`: `(a * b + nudge) / 2^31` truncated, the
+/// nudge `2^30` for a product at least 0 and `1 - 2^30` below, which is
+/// `floor((a * b + 2^30) / 2^31)` either way (for a negative numerator `n`, truncation is
+/// `ceil(n / d) = floor((n + d - 1) / d)`): one multiply-accumulate and a shift (SMLAL on
+/// the Cortex-M4). `MIN * MIN` saturates.
 #[inline(always)]
 pub(crate) fn srdhm(a: i32, b: i32) -> i32 {
     if a == i32::MIN && b == i32::MIN {
         return i32::MAX;
     }
-    let ab = i64::from(a) * i64::from(b);
-    let nudge = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
-    ((ab + nudge) / (1i64 << 31)) as i32
+    ((i64::from(a) * i64::from(b) + (1 << 30)) >> 31) as i32
 }
 
 /// TFLite's `RoundingDivideByPOT`, as TFLite computes it (`e` in 0..=31).
@@ -104,7 +106,9 @@ pub(crate) fn requantize(x: i32, r: Requant) -> i32 {
 #[inline(always)]
 pub(crate) fn store(acc: i32, r: Requant, q: &QuantOutput<'_>) -> i8 {
     let v = requantize(acc, r).saturating_add(q.output_zero_point);
-    v.clamp(i32::from(q.min), i32::from(q.max)) as i8
+    // (`max` then `min`, not `clamp`: the same for min <= max, which `QuantOutput` checks,
+    // without clamp's assertion in every output)
+    v.max(i32::from(q.min)).min(i32::from(q.max)) as i8
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ fn max_run<V: Int8Kernel>(
                     }
                 }
                 for o in out.iter_mut() {
-                    *o = (*o).clamp(min, max);
+                    *o = (*o).max(min).min(max);
                 }
             }
         }
@@ -164,7 +164,7 @@ fn avg_run<V: Int8Kernel>(
                         } else {
                             (s - count / 2) / count
                         };
-                        *o = avg.clamp(lo, hi) as i8;
+                        *o = avg.max(lo).min(hi) as i8;
                     }
                     c0 += n;
                 }

@@ -125,7 +125,7 @@ pub fn add_s8(q: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<()
             q.b,
         );
         let v = requantize(xa + yb, q.output) + q.output_zero_point;
-        *o = v.clamp(lo, hi) as i8;
+        *o = v.max(lo).min(hi) as i8;
     }
     Ok(())
 }
