@@ -1,5 +1,5 @@
-//! int8: convolution, fully connected, max and average pooling, add, requantise and
-//! quantise / dequantise, on parameters from the fuzzer's bytes (zero and oversized sizes,
+//! int8: convolution, fully connected, max and average pooling, add, requantise,
+//! softmax (to int8 and to f32) and quantise / dequantise, on parameters from the fuzzer's bytes (zero and oversized sizes,
 //! zero points and multipliers out of range, clamps upside down): an invalid call returns
 //! the reference's error; a valid one equals the reference bit for bit under every variant.
 
@@ -34,11 +34,12 @@ fn zero_point(b: &Bytes, i: usize) -> i32 {
 
 pub fn int8(data: &[u8]) {
     let mut b = Bytes::new(data, 40);
-    match b.byte(0) % 5 {
+    match b.byte(0) % 6 {
         0 => conv(&mut b),
         1 => fully_connected(&mut b),
         2 => pool(&mut b),
         3 => add_requantize(&mut b),
+        4 => softmax(&mut b),
         _ => quantize(&mut b),
     }
 }
@@ -219,5 +220,60 @@ fn quantize(b: &mut Bytes) {
         k::dequantize_s8(&want, scale, zp, &mut got_f).unwrap();
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got_f), bits(&want_f), "dequantize_s8 {scale} {zp}");
+    }
+}
+
+/// Softmax: any parameters (raw ones too) give an error or outputs; valid ones give
+/// probabilities (int8: -128 ..= 127 summing near 256 per row; f32: in [0, 1], summing
+/// to 1), the same under every variant.
+fn softmax(b: &mut Bytes) {
+    let (rows, depth) = (b.byte(1) % 5, b.byte(2) % 40);
+    let scale = f32::from_bits(u32::from_le_bytes(
+        [b.byte(3), b.byte(4), b.byte(5), b.byte(6)].map(|v| v as u8),
+    ));
+    let beta = (b.byte(7) + 1) as f32 / 16.0;
+    let params = if b.byte(8) == 255 {
+        Ok(k::SoftmaxParams {
+            multiplier: (b.byte(9) as i32) << 23,
+            left_shift: b.byte(10) as i32 - 64,
+            diff_min: b.byte(11) as i32 - 200,
+        })
+    } else {
+        k::SoftmaxParams::new(beta, scale)
+    };
+    let n = rows * depth;
+    let x = b.int8s(n);
+    if let Ok(p) = params {
+        let mut want = vec![0i8; n];
+        let res = r::softmax_s8(&p, rows, depth, &x, &mut want);
+        for_each_isa(|isa| {
+            let mut got = vec![0i8; n];
+            assert_eq!(k::softmax_s8(&p, rows, depth, &x, &mut got), res, "{isa:?}");
+            assert_eq!(got, want, "{isa:?} {p:?}");
+        });
+        if res.is_ok() && p.check().is_ok() && SoftmaxSane::of(&p) {
+            for row in want.chunks_exact(depth.max(1)) {
+                let sum: i32 = row.iter().map(|&q| i32::from(q) + 128).sum();
+                assert!((sum - 256).abs() <= depth as i32 + 1, "{p:?} {row:?}");
+            }
+        }
+    }
+    let mut y = vec![0.0f32; n];
+    if k::softmax_s8_f32(beta, scale, rows, depth, &x, &mut y).is_ok() {
+        for row in y.chunks_exact(depth.max(1)) {
+            assert!(row.iter().all(|v| (0.0..=1.0).contains(v)), "{row:?}");
+            let s: f32 = row.iter().sum();
+            assert!((s - 1.0).abs() < 1e-4, "{s}");
+        }
+    }
+}
+
+/// Parameters `SoftmaxParams::new` makes (raw ones may be valid yet meaningless).
+struct SoftmaxSane;
+
+impl SoftmaxSane {
+    fn of(p: &k::SoftmaxParams) -> bool {
+        let r = 31.0 * f64::from(1u32 << 26) / f64::from(1u32 << p.left_shift.clamp(0, 31));
+        p.diff_min == -(r.floor() as i32)
     }
 }

@@ -76,7 +76,8 @@ pub use error::KernelError;
 pub use gemm::{SgemmBlocking, force_sgemm_blocking, sgemm, sgemm_blocking, sgemm_scratch_len};
 pub use int8::{
     add_s8, avg_pool2d_s8, conv2d_s8, conv2d_s8_scratch_len, dequantize_s8, fully_connected_s8,
-    fully_connected_s8_scratch_len, max_pool2d_s8, quantize_s8, requantize_s8,
+    fully_connected_s8_scratch_len, max_pool2d_s8, quantize_s8, requantize_s8, softmax_s8,
+    softmax_s8_f32,
 };
 pub use linear::{
     linear, linear_backward_bias, linear_backward_input, linear_backward_input_scratch_len,
@@ -95,5 +96,5 @@ pub use pool::{
     NO_INDEX, avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward,
     max_pool2d, max_pool2d_backward, min_pool2d, min_pool2d_backward,
 };
-pub use qparams::{AddParams, QuantOutput, Requant, RequantizeParams};
+pub use qparams::{AddParams, QuantOutput, Requant, RequantizeParams, SoftmaxParams};
 pub use softmax::{log_softmax, log_softmax_backward, softmax, softmax_backward};

@@ -369,6 +369,22 @@ pub(crate) fn check_requantize_s8(
     check_len("output", input, output)
 }
 
+pub(crate) fn check_softmax_s8(
+    p: &SoftmaxParams,
+    rows: usize,
+    depth: usize,
+    input: usize,
+    output: usize,
+) -> Result<(), KernelError> {
+    p.check()?;
+    if depth == 0 {
+        return Err(KernelError::ZeroSize("depth"));
+    }
+    let n = rows.checked_mul(depth).ok_or(KernelError::Overflow)?;
+    check_len("input", n, input)?;
+    check_len("output", n, output)
+}
+
 /// Whether an int8 zero point is in `-128..=127`.
 const fn zero_point_ok(z: i32) -> bool {
     z >= -128 && z <= 127
@@ -474,4 +490,83 @@ pub(crate) fn check_affine(
         return Err(KernelError::InvalidParameter("zero point: -128..=127"));
     }
     check_len("output", input, output)
+}
+
+/// The parameters of TFLite's int8 softmax ([`crate::softmax_s8`]), from `beta` and the
+/// input's scale as TFLite's `PreprocessSoftmaxScaling` and `CalculateInputRadius` compute
+/// them (5 integer bits for the scaled differences): the multiplier and left shift that
+/// turn an input difference `x - max` into a fixed-point `beta * scale * (x - max)`, and
+/// the smallest difference whose exponential counts (below it, the output is -128).
+///
+/// ```
+/// use cnnkit_kernels::SoftmaxParams;
+/// let p = SoftmaxParams::new(1.0, 0.1).unwrap();
+/// assert!(p.diff_min < 0 && p.left_shift >= 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoftmaxParams {
+    /// `QuantizeMultiplierGreaterThanOne(beta * scale * 2^26)`: the multiplier...
+    pub multiplier: i32,
+    /// ... and its left shift (0 to 31).
+    pub left_shift: i32,
+    /// `-floor(31 * 2^26 / 2^left_shift)`.
+    pub diff_min: i32,
+}
+
+impl SoftmaxParams {
+    /// From `beta` and the input scale.
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidParameter`] for a `beta` or scale that is not finite and
+    /// above 0, or whose product is too small for TFLite's scheme (a multiplier below 1).
+    pub fn new(beta: f32, input_scale: f32) -> Result<Self, KernelError> {
+        let ok = |v: f32| v.is_finite() && v > 0.0;
+        if !ok(beta) || !ok(input_scale) {
+            return Err(KernelError::InvalidParameter(
+                "softmax: beta and the input scale finite and above 0",
+            ));
+        }
+        let real =
+            (f64::from(beta) * f64::from(input_scale) * f64::from(1u32 << 26)).min(2_147_483_647.0);
+        let (q, shift) = libm::frexp(real);
+        let mut fixed = libm::round(q * 2_147_483_648.0) as i64;
+        let mut shift = shift;
+        if fixed == 1 << 31 {
+            fixed /= 2;
+            shift += 1;
+        }
+        if !(0..=31).contains(&shift) {
+            return Err(KernelError::InvalidParameter(
+                "softmax: beta * input scale * 2^26 below 1 (TFLite's left shift would be negative)",
+            ));
+        }
+        let radius = libm::floor(31.0 * f64::from(1u32 << 26) / libm::ldexp(1.0, shift));
+        let p = SoftmaxParams {
+            multiplier: fixed as i32,
+            left_shift: shift,
+            diff_min: -(radius as i32),
+        };
+        p.check()?;
+        Ok(p)
+    }
+
+    /// Whether the fields are in range: a multiplier of `2^30` or more, a left shift of 0
+    /// to 31, a `diff_min` of 0 or less.
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidParameter`] naming the field.
+    pub const fn check(&self) -> Result<(), KernelError> {
+        if self.multiplier < (1 << 30) {
+            return Err(KernelError::InvalidParameter(
+                "softmax multiplier: 2^30 or more (a normalised fixed-point multiplier)",
+            ));
+        }
+        if self.left_shift < 0 || self.left_shift > 31 {
+            return Err(KernelError::InvalidParameter("softmax left shift: 0 to 31"));
+        }
+        if self.diff_min > 0 {
+            return Err(KernelError::InvalidParameter("softmax diff_min: 0 or less"));
+        }
+        Ok(())
+    }
 }

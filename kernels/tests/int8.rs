@@ -108,8 +108,20 @@ struct Requantize {
     output: &'static [i8],
 }
 
+#[allow(dead_code)] // (a fixture's documentation fields)
+struct Softmax {
+    name: &'static str,
+    rows: usize,
+    depth: usize,
+    beta: f32,
+    input_scale: f32,
+    input_zero_point: i32,
+    input: &'static [i8],
+    output: &'static [i8],
+}
+
 mod fixtures {
-    use super::{Add, Affine, Conv, Fc, Pool, Requantize};
+    use super::{Add, Affine, Conv, Fc, Pool, Requantize, Softmax};
     include!("fixtures/tflite_int8.rs");
 }
 
@@ -1109,4 +1121,70 @@ fn qnetwork_equals_the_reference_layer_by_layer() {
     };
     assert!(QNetwork::new(&bad).is_err());
     assert!(matches!(QNetwork::new(&[]), Err(KernelError::ZeroSize(_))));
+}
+
+/// int8 softmax: equal to LiteRT's reference SOFTMAX (gemmlowp's fixed point) on every
+/// fixture row; the parameters from beta and the input scale as TFLite's; what it refuses.
+#[test]
+fn softmax_equals_tflite() {
+    let mut outputs = 0;
+    for c in fixtures::SOFTMAX {
+        let p = cnnkit_kernels::SoftmaxParams::new(c.beta, c.input_scale).unwrap();
+        let mut got = vec![0i8; c.output.len()];
+        k::softmax_s8(&p, c.rows, c.depth, c.input, &mut got).unwrap();
+        assert_eq!(first_difference(&got, c.output), None, "{} {p:?}", c.name);
+        // (the fixtures exercise the function: probabilities that sum near 1)
+        for row in got.chunks_exact(c.depth) {
+            let sum: f32 = row.iter().map(|&q| (f32::from(q) + 128.0) / 256.0).sum();
+            assert!(
+                (sum - 1.0).abs() < 0.1 + c.depth as f32 / 256.0,
+                "{} {sum}",
+                c.name
+            );
+        }
+        outputs += got.len();
+    }
+    assert!(outputs > 500);
+    let p = cnnkit_kernels::SoftmaxParams::new(1.0, 0.1).unwrap();
+    let mut y = [0i8; 4];
+    assert!(k::softmax_s8(&p, 2, 2, &[0; 3], &mut y).is_err());
+    assert!(k::softmax_s8(&p, 1, 0, &[], &mut []).is_err());
+    assert!(k::softmax_s8(&p, usize::MAX, 2, &[], &mut []).is_err());
+    let bad = cnnkit_kernels::SoftmaxParams {
+        left_shift: 40,
+        ..p
+    };
+    assert!(k::softmax_s8(&bad, 2, 2, &[0; 4], &mut y).is_err());
+    for (beta, scale) in [(0.0, 0.1), (1.0, f32::NAN), (-1.0, 0.1), (1e-12, 1e-12)] {
+        assert!(
+            cnnkit_kernels::SoftmaxParams::new(beta, scale).is_err(),
+            "{beta} {scale}"
+        );
+    }
+    // to f32: the f32 softmax of the dequantised logits, and the int8 one's probabilities
+    // within half an output step
+    for c in fixtures::SOFTMAX {
+        let mut p = vec![0.0f32; c.output.len()];
+        k::softmax_s8_f32(c.beta, c.input_scale, c.rows, c.depth, c.input, &mut p).unwrap();
+        let x: Vec<f32> = c
+            .input
+            .iter()
+            .map(|&v| c.beta * c.input_scale * f32::from(i16::from(v) - c.input_zero_point as i16))
+            .collect();
+        let mut want = vec![0.0f32; x.len()];
+        k::softmax(c.rows, c.depth, &x, &mut want).unwrap();
+        for ((g, w), &q) in p.iter().zip(&want).zip(c.output) {
+            assert!((g - w).abs() <= 1e-6, "{}: {g} vs {w}", c.name);
+            // (int8 holds 0 to 255/256)
+            let q = (f32::from(q) + 128.0) / 256.0;
+            let g8 = g.min(255.0 / 256.0);
+            assert!(
+                (g8 - q).abs() <= 0.5 / 256.0 + 1e-3,
+                "{}: {g} vs int8 {q}",
+                c.name
+            );
+        }
+    }
+    assert!(k::softmax_s8_f32(1.0, 0.1, 1, 2, &[0; 2], &mut [0.0; 3]).is_err());
+    assert!(k::softmax_s8_f32(f32::INFINITY, 0.1, 1, 2, &[0; 2], &mut [0.0; 2]).is_err());
 }

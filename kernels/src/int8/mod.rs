@@ -14,6 +14,7 @@ mod depthwise;
 mod linear;
 mod pool;
 mod quantize;
+mod softmax;
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 mod x86;
 
@@ -21,6 +22,12 @@ pub use conv::{conv2d_s8, conv2d_s8_scratch_len};
 pub use linear::{fully_connected_s8, fully_connected_s8_scratch_len};
 pub use pool::{avg_pool2d_s8, max_pool2d_s8};
 pub use quantize::{add_s8, dequantize_s8, quantize_s8, requantize_s8};
+pub use softmax::softmax_s8_f32;
+
+/// int8 softmax: TFLite's reference kernel (gemmlowp's fixed-point exponential and
+/// reciprocal), one implementation for every target: it is `reference::softmax_s8`
+/// (a row of logits costs little next to the layers before it).
+pub use crate::reference::softmax_s8;
 
 use crate::qparams::{QuantOutput, Requant};
 

@@ -6,8 +6,9 @@
 use crate::error::KernelError;
 use crate::params::{Conv2dParams, LinearParams, Pool2dParams};
 use crate::qparams::{
-    AddParams, QuantOutput, Requant, RequantizeParams, check_add_s8, check_affine, check_conv2d_s8,
-    check_fully_connected_s8, check_pool2d_s8, check_requantize_s8,
+    AddParams, QuantOutput, Requant, RequantizeParams, SoftmaxParams, check_add_s8, check_affine,
+    check_conv2d_s8, check_fully_connected_s8, check_pool2d_s8, check_requantize_s8,
+    check_softmax_s8,
 };
 
 /// `round(a * b / 2^31)`, halves rounded up (towards +infinity), saturated (TFLite's
@@ -313,6 +314,144 @@ pub fn requantize_s8(
         let v = requantize(i32::from(x) - q.input_zero_point, q.requant)
             .saturating_add(q.output_zero_point);
         *o = v.clamp(-128, 127) as i8;
+    }
+    Ok(())
+}
+
+// ---- softmax: gemmlowp's fixed-point arithmetic, as TFLite's reference `Softmax` uses it
+
+/// gemmlowp's `SaturatingRoundingMultiplyByPOT<e>`: a saturating left shift for `e > 0`,
+/// the rounding right shift for `e < 0`.
+fn mul_by_pot(x: i32, e: i32) -> i32 {
+    if e >= 0 {
+        let v = i64::from(x) << e;
+        v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+    } else {
+        divide_by_pot(x, (-e) as u32)
+    }
+}
+
+/// The product of two fixed-point numbers (gemmlowp's `operator*`: the raw values'
+/// doubling high multiply; the integer bits add up).
+fn fx_mul(a: i32, b: i32) -> i32 {
+    doubling_high_mul(a, b)
+}
+
+/// `exp(a)` for `a` in `[-1/4, 0)`, Q0.31 in and out (gemmlowp's
+/// `exp_on_interval_between_negative_one_quarter_and_0_excl`).
+fn exp_quarter(a: i32) -> i32 {
+    const EXP_MINUS_ONE_EIGHTH: i32 = 1_895_147_668;
+    const ONE_THIRD: i32 = 715_827_883;
+    let x = a.wrapping_add(1 << 28);
+    let x2 = fx_mul(x, x);
+    let x3 = fx_mul(x2, x);
+    let x4 = fx_mul(x2, x2);
+    let x4_over_4 = mul_by_pot(x4, -2);
+    let poly = mul_by_pot(
+        fx_mul(x4_over_4.wrapping_add(x3), ONE_THIRD).wrapping_add(x2),
+        -1,
+    );
+    EXP_MINUS_ONE_EIGHTH.wrapping_add(fx_mul(EXP_MINUS_ONE_EIGHTH, x.wrapping_add(poly)))
+}
+
+/// `exp(a)` for `a <= 0` in Q5.26, the result in Q0.31 (gemmlowp's
+/// `exp_on_negative_values` with 5 integer bits).
+fn exp_negative_q5(a: i32) -> i32 {
+    const FRAC: i32 = 26;
+    let quarter = 1i32 << (FRAC - 2);
+    let mod_quarter_minus_quarter = (a & (quarter - 1)).wrapping_sub(quarter);
+    let mut result = exp_quarter(mul_by_pot(mod_quarter_minus_quarter, 5));
+    let remainder = mod_quarter_minus_quarter.wrapping_sub(a);
+    // exp(-2^e) for e = -2 ..= 4, Q0.31
+    for (e, m) in [
+        (-2, 1_672_461_947),
+        (-1, 1_302_514_674),
+        (0, 790_015_084),
+        (1, 290_630_308),
+        (2, 39_332_535),
+        (3, 720_401),
+        (4, 242),
+    ] {
+        if remainder & (1 << (FRAC + e)) != 0 {
+            result = fx_mul(result, m);
+        }
+    }
+    if a == 0 { i32::MAX } else { result }
+}
+
+/// `1 / (1 + x)` for `x` in `[0, 1)`, Q0.31 in and out (gemmlowp's
+/// `one_over_one_plus_x_for_x_in_0_1`: Newton-Raphson from 48/17 - 32/17 d).
+fn one_over_one_plus_x(a: i32) -> i32 {
+    // RoundingHalfSum(a, 1): (a + MAX + sign) / 2, truncated
+    let sum = i64::from(a) + i64::from(i32::MAX);
+    let half_denominator = ((sum + if sum >= 0 { 1 } else { -1 }) / 2) as i32;
+    const C48_17: i32 = 1_515_870_810; // Q2.29
+    const CNEG32_17: i32 = -1_010_580_540; // Q2.29
+    const ONE_Q2: i32 = 1 << 29;
+    let mut x = C48_17.wrapping_add(fx_mul(half_denominator, CNEG32_17));
+    for _ in 0..3 {
+        let hd_x = fx_mul(half_denominator, x); // Q2.29
+        let one_minus = ONE_Q2.wrapping_sub(hd_x); // Q2.29
+        // Q2 * Q2 = Q4, rescaled to Q2: a saturating left shift by 2
+        x = x.wrapping_add(mul_by_pot(fx_mul(x, one_minus), 2));
+    }
+    // ExactMulByPot<-1>: Q2 -> Q1 (the same raw value), then Rescale<0>: a left shift by 1
+    mul_by_pot(x, 1)
+}
+
+/// int8 softmax over `rows` rows of `depth` values, TFLite's reference kernel bit for bit
+/// (gemmlowp's fixed-point exponential and reciprocal): the output's scale is 1/256 and
+/// its zero point -128, as TFLite requires of an int8 softmax. `params` from
+/// [`SoftmaxParams::new`]`(beta, input_scale)`; the input's zero point does not matter
+/// (only differences from the row's maximum do).
+///
+/// # Errors
+/// [`KernelError::LengthMismatch`] for slices that do not hold `rows * depth` values;
+/// [`KernelError::ZeroSize`] for a depth of 0; invalid `params`.
+pub fn softmax_s8(
+    params: &SoftmaxParams,
+    rows: usize,
+    depth: usize,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), KernelError> {
+    check_softmax_s8(params, rows, depth, input.len(), output.len())?;
+    let rescale =
+        |d: i32| doubling_high_mul(d.wrapping_mul(1i32 << params.left_shift), params.multiplier);
+    for (x, y) in input
+        .chunks_exact(depth)
+        .zip(output.chunks_exact_mut(depth))
+    {
+        let max = i32::from(x.iter().copied().max().unwrap_or(i8::MIN));
+        // the sum of the exponentials, Q12.19
+        let mut sum: i32 = 0;
+        for &v in x {
+            let d = i32::from(v) - max;
+            if d >= params.diff_min {
+                sum = sum.wrapping_add(mul_by_pot(exp_negative_q5(rescale(d)), -12));
+            }
+        }
+        // GetReciprocal(sum, 12)
+        let headroom_plus_one = (sum as u32).leading_zeros() as i32;
+        let bits_over_unit = 12 - headroom_plus_one;
+        let shifted_sum_minus_one =
+            ((sum as u32).wrapping_shl(headroom_plus_one as u32)).wrapping_sub(1 << 31) as i32;
+        let scale = one_over_one_plus_x(shifted_sum_minus_one);
+        for (o, &v) in y.iter_mut().zip(x) {
+            let d = i32::from(v) - max;
+            *o = if d >= params.diff_min {
+                let e = exp_negative_q5(rescale(d));
+                let shift = bits_over_unit + 31 - 8;
+                let u = if (0..=31).contains(&shift) {
+                    divide_by_pot(fx_mul(scale, e), shift as u32)
+                } else {
+                    0
+                };
+                (u - 128).clamp(-128, 127) as i8
+            } else {
+                i8::MIN
+            };
+        }
     }
     Ok(())
 }

@@ -26,7 +26,7 @@ pub use elementwise::{
 pub use gemm::sgemm;
 pub use int8::{
     add_s8, avg_pool2d_s8, conv2d_s8, dequantize_s8, divide_by_pot, doubling_high_mul,
-    fully_connected_s8, max_pool2d_s8, quantize_s8, requantize, requantize_s8,
+    fully_connected_s8, max_pool2d_s8, quantize_s8, requantize, requantize_s8, softmax_s8,
 };
 pub use norm::{
     adam_step, batch_norm_backward, batch_norm_fold, batch_norm_forward,
