@@ -11,7 +11,7 @@ use crate::qparams::{QuantOutput, check_conv2d_s8};
 
 /// Output pixels gathered at once: their fields (`PIXELS * kh * kw * in / groups` values)
 /// stay in L1 while every output channel's weights pass over them.
-const PIXELS: usize = 4;
+const PIXELS: usize = 8;
 
 /// Scratch (16-bit elements) [`conv2d_s8`] needs on any variant: the receptive fields of
 /// a few output pixels of one group, and (AVX-512 VNNI) one group's weights packed.
@@ -166,8 +166,10 @@ fn run<V: Int8Kernel>(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
                 let zp = a.q.input_zero_point as i16;
                 for i in 0..np {
                     let f = |v: i8| i16::from(v) - zp;
-                    gather(a, x, g, p0 + i, 0, f, &mut col[i * k..][..k]);
+                    let run = |d: &mut [i16], s: &[i8]| V::widen(d, s, zp);
+                    gather(a, x, g, p0 + i, 0, f, run, &mut col[i * k..][..k]);
                 }
+                V::prepare_columns(&mut col[..np * k], k);
                 let y_px = &mut y[p0 * p.out_channels..][..np * p.out_channels];
                 for (j, w) in w_g.chunks_exact(k).enumerate() {
                     let oc = g * cog + j;
@@ -188,10 +190,12 @@ fn run<V: Int8Kernel>(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
 }
 
 /// The receptive field of output pixel `pix` in group `g` in `(ky, kx, c)` order (the
-/// weights' OHWI order), each input value mapped by `f`, taps in the padding `pad`; returns
+/// weights' OHWI order), each input value mapped by `f` (a run of a kernel row's taps by
+/// `run`, which does what `f` does to each), taps in the padding `pad`; returns
 /// how many values it wrote (`kh * kw * in / groups`). Both the portable kernel (values
 /// minus the zero point, 16-bit) and the VNNI one (unsigned bytes) gather with it.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)] // (the value maps of the two callers)
 pub(super) fn gather<T: Copy>(
     a: &Args<'_>,
     x: &[i8],
@@ -199,6 +203,7 @@ pub(super) fn gather<T: Copy>(
     pix: usize,
     pad: T,
     f: impl Fn(i8) -> T,
+    run: impl Fn(&mut [T], &[i8]),
     col: &mut [T],
 ) -> usize {
     let (p, d) = (a.p, a.d);
@@ -222,9 +227,7 @@ pub(super) fn gather<T: Copy>(
         let step = p.dilation_h * p.in_w * p.in_channels;
         let mut src = (iy0 * p.in_w + ix0) * p.in_channels;
         for dst in col[..p.kernel_h * row].chunks_exact_mut(row) {
-            for (o, &v) in dst.iter_mut().zip(&x[src..src + row]) {
-                *o = f(v);
-            }
+            run(dst, &x[src..src + row]);
             src += step;
         }
         return p.kernel_h * row;
@@ -234,9 +237,7 @@ pub(super) fn gather<T: Copy>(
         let ix0 = (ox * p.stride_w) as isize - p.pad_left as isize;
         if runs && iy < p.in_h && ix0 >= 0 && ix0 as usize + p.kernel_w <= p.in_w {
             let src = &x[(iy * p.in_w + ix0 as usize) * p.in_channels..][..row];
-            for (o, &v) in col[at..at + row].iter_mut().zip(src) {
-                *o = f(v);
-            }
+            run(&mut col[at..at + row], src);
             at += row;
             continue;
         }

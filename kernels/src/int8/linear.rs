@@ -87,13 +87,22 @@ fn run<V: Int8Kernel>(
         .chunks_exact(k)
         .zip(output.chunks_exact_mut(p.out_features))
     {
-        for (o, &v) in row.iter_mut().zip(x) {
-            *o = i16::from(v) - zp;
+        V::widen(row, x, zp);
+        V::prepare_columns(row, k);
+        // two outputs at a time: their weight rows pass over the input once
+        let mut o = 0;
+        for (w2, out2) in weight.chunks_exact(2 * k).zip(y.chunks_exact_mut(2)) {
+            let mut acc = [bias.map_or(0, |b| b[o]), bias.map_or(0, |b| b[o + 1])];
+            let (w0, w1) = w2.split_at(k);
+            V::dot_rows2(row, w0, w1, &mut acc);
+            out2[0] = store(acc[0], q.requant_of(o), q);
+            out2[1] = store(acc[1], q.requant_of(o + 1), q);
+            o += 2;
         }
-        for (o, (w, out)) in weight.chunks_exact(k).zip(y.iter_mut()).enumerate() {
+        if o < p.out_features {
             let mut acc = [bias.map_or(0, |b| b[o])];
-            V::dot_columns(row, k, w, &mut acc);
-            *out = store(acc[0], q.requant_of(o), q);
+            V::dot_columns(row, k, &weight[o * k..][..k], &mut acc);
+            y[o] = store(acc[0], q.requant_of(o), q);
         }
     }
 }

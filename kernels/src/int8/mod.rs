@@ -34,7 +34,30 @@ use crate::qparams::{QuantOutput, Requant};
 /// The int8 microkernels of one variant. Each method has the portable definition; a lane
 /// type overrides what its instructions do better.
 pub(crate) trait Int8Kernel {
-    /// `acc[p] += sum_k col[p * k_len + k] * w[k]` for the `acc.len()` columns of `col`.
+    /// Puts gathered columns (`col.len() / k_len` of them, 16-bit) in the order
+    /// [`Int8Kernel::dot_columns`] reads; the portable order is the taps' own.
+    #[inline(always)]
+    fn prepare_columns(_col: &mut [i16], _k_len: usize) {}
+
+    /// `acc[0] += sum_k col[k] * w0[k]`, `acc[1] += sum_k col[k] * w1[k]`: one column, two
+    /// weight rows of `col.len()` (a linear layer's two outputs).
+    #[inline(always)]
+    fn dot_rows2(col: &[i16], w0: &[i8], w1: &[i8], acc: &mut [i32; 2]) {
+        let k = col.len();
+        Self::dot_columns(col, k, w0, &mut acc[..1]);
+        Self::dot_columns(col, k, w1, &mut acc[1..]);
+    }
+
+    /// `dst[i] = src[i] - zp`, widened to 16 bits (a run of gathered taps).
+    #[inline(always)]
+    fn widen(dst: &mut [i16], src: &[i8], zp: i16) {
+        for (o, &v) in dst.iter_mut().zip(src) {
+            *o = i16::from(v) - zp;
+        }
+    }
+
+    /// `acc[p] += sum_k col[p * k_len + k] * w[k]` for the `acc.len()` columns of `col`
+    /// (as [`Int8Kernel::prepare_columns`] left them).
     #[inline(always)]
     fn dot_columns(col: &[i16], k_len: usize, w: &[i8], acc: &mut [i32]) {
         for (a, c) in acc.iter_mut().zip(col.chunks_exact(k_len)) {
@@ -49,6 +72,21 @@ impl Int8Kernel for crate::simd::f32x8 {}
 /// The ARM DSP extension's dot products (Cortex-M4 and M7, ARMv7-A): SMLAD.
 #[cfg(cnnkit_arm_dsp)]
 impl Int8Kernel for crate::simd::f32x8 {
+    #[inline(always)]
+    fn prepare_columns(col: &mut [i16], k_len: usize) {
+        arm::prepare_columns(col, k_len);
+    }
+
+    #[inline(always)]
+    fn dot_rows2(col: &[i16], w0: &[i8], w1: &[i8], acc: &mut [i32; 2]) {
+        arm::dot_rows2(col, w0, w1, acc);
+    }
+
+    #[inline(always)]
+    fn widen(dst: &mut [i16], src: &[i8], zp: i16) {
+        arm::widen(dst, src, zp);
+    }
+
     #[inline(always)]
     fn dot_columns(col: &[i16], k_len: usize, w: &[i8], acc: &mut [i32]) {
         arm::dot_columns(col, k_len, w, acc);

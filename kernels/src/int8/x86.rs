@@ -110,7 +110,13 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
                     // the field as unsigned bytes `x + 128`, the padding `zp + 128`, the
                     // bytes past `k` 0
                     let dst = &mut col[i * k4..][..k4];
-                    let n = gather(a, x, g, q0 + i, pad, |v| (v as u8) ^ 0x80, dst);
+                    let f = |v: i8| (v as u8) ^ 0x80;
+                    let run = |d: &mut [u8], s: &[i8]| {
+                        for (o, &v) in d.iter_mut().zip(s) {
+                            *o = f(v);
+                        }
+                    };
+                    let n = gather(a, x, g, q0 + i, pad, f, run, dst);
                     dst[n..].fill(0);
                 }
                 let out = Out {
