@@ -349,10 +349,24 @@ fn trains_with_json_epochs_then_eval_predict_viz() {
         ]),
         &["int8 model"],
     );
-    fails_with(
-        &cnnkit(&["export", "--model-file", s(&q), "--out", s(&d.join("qx"))]),
-        &["int8 model"],
+    // export of an int8 model: model.rs alone, with every weight, bias and multiplier
+    let said = ok(&cnnkit(&[
+        "export",
+        "--model-file",
+        s(&q),
+        "--out",
+        s(&d.join("qx")),
+    ]));
+    assert!(said.contains("int8"), "{said}");
+    let src = std::fs::read_to_string(d.join("qx/model.rs")).unwrap();
+    assert!(
+        src.starts_with(cnnkit::quant::INT8_SOURCE_HEAD)
+            && src.contains("pub const LAYERS: [QLayer<'static>;")
+            && src.contains("pub const INPUT_TABLE: [i8; 256]"),
+        "{}",
+        &src[..200]
     );
+    assert!(!d.join("qx/weights.bin").exists());
     assert_eq!(std::fs::read(&ck).unwrap(), ck_bytes);
     assert!(!d.join("n.q").exists());
 }

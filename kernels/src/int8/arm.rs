@@ -1,11 +1,12 @@
 //! The int8 dot products with the ARM DSP extension (Cortex-M4 and M7, ARMv7-A):
 //! `SMLAD` does two 16 x 16-bit multiply-accumulates in one instruction, `SXTB16`
 //! sign-extends two of a word's four int8 weights to 16 bits: bytes 0 and 2, or 1 and 3.
-//! So that no repacking is needed, [`prepare_columns`] stores each full quadruple of a
-//! gathered 16-bit column as `[x0, x2, x1, x3]`, the words SMLAD pairs with those halves
-//! (CMSIS-NN reorders the same way). Selected at compile time (`build.rs` sets
-//! `cnnkit_arm_dsp` from the target); the sums (wrapping int32, as SMLAD's are) equal the
-//! portable ones bit for bit.
+//! A convolution's columns keep the taps' order and the weights are repacked by PKHBT and
+//! PKHTB (once per weight word for four columns); a linear layer's one input row is
+//! stored as `[x0, x2, x1, x3]` per quadruple ([`prepare_row`]), the words SMLAD pairs
+//! with SXTB16's halves as they come (CMSIS-NN reorders the same way). Selected at
+//! compile time (`build.rs` sets `cnnkit_arm_dsp` from the target); the sums (wrapping
+//! int32, as SMLAD's are) equal the portable ones bit for bit.
 
 use core::arch::asm;
 
@@ -46,10 +47,22 @@ fn sxtb16_ror8(x: u32) -> u32 {
 }
 
 /// Four int8 weights (a word) as two pairs of 16-bit values: `([w0, w2], [w1, w3])`,
-/// what a prepared column's words `[x0, x2]`, `[x1, x3]` pair with.
+/// what a prepared row's words `[x0, x2]`, `[x1, x3]` pair with.
+#[inline(always)]
+fn weights4_prepared(x: u32) -> (u32, u32) {
+    (sxtb16(x), sxtb16_ror8(x))
+}
+
+/// Four int8 weights (a word) as two pairs of 16-bit values in the taps' order:
+/// `([w0, w1], [w2, w3])`.
 #[inline(always)]
 fn weights4(x: u32) -> (u32, u32) {
-    (sxtb16(x), sxtb16_ror8(x))
+    let (even, odd) = (sxtb16(x), sxtb16_ror8(x));
+    // (the compiler emits PKHBT and PKHTB for these)
+    (
+        (even & 0xffff) | (odd << 16),
+        (odd & 0xffff_0000) | (even >> 16),
+    )
 }
 
 /// `a - b` on the two 16-bit halves (wrapping).
@@ -94,17 +107,12 @@ pub(super) fn widen(dst: &mut [i16], src: &[i8], zp: i16) {
     }
 }
 
-/// Swaps the middle two values of every full quadruple of each `k_len`-long column:
-/// `[x0, x1, x2, x3]` to `[x0, x2, x1, x3]` (the taps past the last quadruple stay).
+/// Swaps the middle two values of every full quadruple of `row`: `[x0, x1, x2, x3]` to
+/// `[x0, x2, x1, x3]` (the values past the last quadruple stay).
 #[inline(always)]
-pub(super) fn prepare_columns(col: &mut [i16], k_len: usize) {
-    if k_len < 4 {
-        return;
-    }
-    for c in col.chunks_exact_mut(k_len) {
-        for q in c.chunks_exact_mut(4) {
-            q.swap(1, 2);
-        }
+pub(super) fn prepare_row(row: &mut [i16]) {
+    for q in row.chunks_exact_mut(4) {
+        q.swap(1, 2);
     }
 }
 
@@ -119,7 +127,7 @@ unsafe fn word<T>(p: *const T) -> u32 {
 }
 
 /// `acc[i] += sum_k col_i[k] * w[k]` for `N` (1 to 4) columns starting `k_len` apart
-/// at `col` (prepared), each sum in a register of its own.
+/// at `col`, each sum in a register of its own.
 ///
 /// # Safety
 /// `col` holds `N * k_len` values, `w` holds `k_len`.
@@ -138,7 +146,7 @@ unsafe fn dot_n<const N: usize>(col: *const i16, k_len: usize, w: *const i8, acc
     if N == 4 && quads > 0 {
         // twelve registers: the four sums, two column pointers (columns 1 and 3 at a byte
         // offset from them), the weight pointer, the count, the two weight pairs and a
-        // load; 21 instructions for 16 multiply-accumulates
+        // load; 23 instructions for 16 multiply-accumulates
         let off = 2 * k_len;
         // SAFETY: reads `quads` words of weights from `wp` and two words per quadruple
         // from each column (c0, c0 + off, c2, c2 + off), all inside the slices (the
@@ -148,8 +156,10 @@ unsafe fn dot_n<const N: usize>(col: *const i16, k_len: usize, w: *const i8, acc
             asm!(
                 "2:",
                 "ldr {t}, [{wp}], #4",
-                "sxtb16 {lo}, {t}",
                 "sxtb16 {hi}, {t}, ror #8",
+                "sxtb16 {t}, {t}",
+                "pkhbt {lo}, {t}, {hi}, lsl #16",
+                "pkhtb {hi}, {hi}, {t}, asr #16",
                 "ldr {t}, [{c0}, {off}]",
                 "smlad {s1}, {t}, {lo}, {s1}",
                 "ldr {t}, [{c0}], #4",
@@ -276,7 +286,7 @@ pub(super) fn dot_columns(col: &[i16], k_len: usize, w: &[i8], acc: &mut [i32]) 
     }
 }
 
-/// `acc[r] += sum_k col[k] * w_r[k]` for two weight rows over one prepared column: each
+/// `acc[r] += sum_k col[k] * w_r[k]` for two weight rows over one prepared row: each
 /// column word read once for both rows. Not inlined, as [`dot_columns`].
 #[inline(never)]
 pub(super) fn dot_rows2(col: &[i16], w0: &[i8], w1: &[i8], acc: &mut [i32; 2]) {
@@ -288,9 +298,9 @@ pub(super) fn dot_rows2(col: &[i16], w0: &[i8], w1: &[i8], acc: &mut [i32; 2]) {
         // SAFETY: four values of the column and of each row remain (quads steps of four)
         unsafe {
             let (a, b) = (word(c), word(c.add(2)));
-            let (lo, hi) = weights4(word(p0));
+            let (lo, hi) = weights4_prepared(word(p0));
             s0 = smlad(b, hi, smlad(a, lo, s0));
-            let (lo, hi) = weights4(word(p1));
+            let (lo, hi) = weights4_prepared(word(p1));
             s1 = smlad(b, hi, smlad(a, lo, s1));
             c = c.add(4);
             p0 = p0.add(4);

@@ -169,7 +169,6 @@ fn run<V: Int8Kernel>(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
                     let run = |d: &mut [i16], s: &[i8]| V::widen(d, s, zp);
                     gather(a, x, g, p0 + i, 0, f, run, &mut col[i * k..][..k]);
                 }
-                V::prepare_columns(&mut col[..np * k], k);
                 let y_px = &mut y[p0 * p.out_channels..][..np * p.out_channels];
                 for (j, w) in w_g.chunks_exact(k).enumerate() {
                     let oc = g * cog + j;

@@ -88,7 +88,7 @@ fn run<V: Int8Kernel>(
         .zip(output.chunks_exact_mut(p.out_features))
     {
         V::widen(row, x, zp);
-        V::prepare_columns(row, k);
+        V::prepare_row(row);
         // two outputs at a time: their weight rows pass over the input once
         let mut o = 0;
         for (w2, out2) in weight.chunks_exact(2 * k).zip(y.chunks_exact_mut(2)) {
@@ -100,8 +100,11 @@ fn run<V: Int8Kernel>(
             o += 2;
         }
         if o < p.out_features {
-            let mut acc = [bias.map_or(0, |b| b[o])];
-            V::dot_columns(row, k, &weight[o * k..][..k], &mut acc);
+            // (the last of an odd count: its row twice)
+            let b = bias.map_or(0, |b| b[o]);
+            let mut acc = [b, b];
+            let w = &weight[o * k..][..k];
+            V::dot_rows2(row, w, w, &mut acc);
             y[o] = store(acc[0], q.requant_of(o), q);
         }
     }

@@ -34,13 +34,14 @@ use crate::qparams::{QuantOutput, Requant};
 /// The int8 microkernels of one variant. Each method has the portable definition; a lane
 /// type overrides what its instructions do better.
 pub(crate) trait Int8Kernel {
-    /// Puts gathered columns (`col.len() / k_len` of them, 16-bit) in the order
-    /// [`Int8Kernel::dot_columns`] reads; the portable order is the taps' own.
+    /// Puts a linear layer's widened input row in the order [`Int8Kernel::dot_rows2`]
+    /// reads; the portable order is the row's own.
     #[inline(always)]
-    fn prepare_columns(_col: &mut [i16], _k_len: usize) {}
+    fn prepare_row(_row: &mut [i16]) {}
 
-    /// `acc[0] += sum_k col[k] * w0[k]`, `acc[1] += sum_k col[k] * w1[k]`: one column, two
-    /// weight rows of `col.len()` (a linear layer's two outputs).
+    /// `acc[0] += sum_k col[k] * w0[k]`, `acc[1] += sum_k col[k] * w1[k]`: one column (as
+    /// [`Int8Kernel::prepare_row`] left it), two weight rows of `col.len()` (a linear
+    /// layer's two outputs).
     #[inline(always)]
     fn dot_rows2(col: &[i16], w0: &[i8], w1: &[i8], acc: &mut [i32; 2]) {
         let k = col.len();
@@ -56,8 +57,7 @@ pub(crate) trait Int8Kernel {
         }
     }
 
-    /// `acc[p] += sum_k col[p * k_len + k] * w[k]` for the `acc.len()` columns of `col`
-    /// (as [`Int8Kernel::prepare_columns`] left them).
+    /// `acc[p] += sum_k col[p * k_len + k] * w[k]` for the `acc.len()` columns of `col`.
     #[inline(always)]
     fn dot_columns(col: &[i16], k_len: usize, w: &[i8], acc: &mut [i32]) {
         for (a, c) in acc.iter_mut().zip(col.chunks_exact(k_len)) {
@@ -73,8 +73,8 @@ impl Int8Kernel for crate::simd::f32x8 {}
 #[cfg(cnnkit_arm_dsp)]
 impl Int8Kernel for crate::simd::f32x8 {
     #[inline(always)]
-    fn prepare_columns(col: &mut [i16], k_len: usize) {
-        arm::prepare_columns(col, k_len);
+    fn prepare_row(row: &mut [i16]) {
+        arm::prepare_row(row);
     }
 
     #[inline(always)]
