@@ -240,6 +240,20 @@ pub(super) fn gather<T: Copy>(
             at += row;
             continue;
         }
+        if cig == 1 {
+            // one value per tap (a first layer's single channel): no inner loop
+            let base = iy.wrapping_mul(p.in_w);
+            for (kx, o) in col[at..at + p.kernel_w].iter_mut().enumerate() {
+                let ix = (ox * p.stride_w + kx * p.dilation_w).wrapping_sub(p.pad_left);
+                *o = if iy < p.in_h && ix < p.in_w {
+                    f(x[(base + ix) * p.in_channels + g])
+                } else {
+                    pad
+                };
+            }
+            at += p.kernel_w;
+            continue;
+        }
         for kx in 0..p.kernel_w {
             let ix = (ox * p.stride_w + kx * p.dilation_w).wrapping_sub(p.pad_left);
             let dst = &mut col[at..][..cig];
