@@ -176,6 +176,10 @@ pub fn linear_dot(
 ) -> Result<(), KernelError> {
     let (lo, hi) = check_forward(p, input, weight, bias, act, output)?;
     let n = p.in_features;
+    if !HAS_VECTORS {
+        dot_rows_scalar(n, input, weight, bias, lo, hi, output);
+        return Ok(());
+    }
     arch::dispatch!(dot_rows(
         n: usize,
         input: &[f32],
@@ -213,6 +217,61 @@ fn check_forward(
 fn sum_lanes<V: Vf32>(v: V) -> f32 {
     let a = v.to_array();
     ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+}
+
+/// Whether `wide` has vector registers on this target (as the direct convolution's
+/// `HAS_VECTORS`): elsewhere (a Cortex-M4F) its 8-lane vectors are emulated lane by lane,
+/// and [`linear_dot`] runs [`dot_rows_scalar`].
+const HAS_VECTORS: bool = cfg!(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "wasm32",
+    target_feature = "neon"
+));
+
+/// [`linear_dot`] in plain scalar code: four outputs at a time, each input value loaded
+/// once for the four (eight loads and four multiply-adds per four products, no lane
+/// sums). Compiled everywhere, tested against the reference on the host.
+fn dot_rows_scalar(
+    n: usize,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    lo: f32,
+    hi: f32,
+    output: &mut [f32],
+) {
+    let outs = weight.len() / n.max(1);
+    for (x, y) in input.chunks_exact(n).zip(output.chunks_exact_mut(outs)) {
+        let mut rows = weight.chunks_exact(n);
+        let mut o = 0;
+        while outs - o >= 4 {
+            let (Some(w0), Some(w1), Some(w2), Some(w3)) =
+                (rows.next(), rows.next(), rows.next(), rows.next())
+            else {
+                break;
+            };
+            let (mut a0, mut a1, mut a2, mut a3) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+            for ((((&v, &b0), &b1), &b2), &b3) in x.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+                a0 += b0 * v;
+                a1 += b1 * v;
+                a2 += b2 * v;
+                a3 += b3 * v;
+            }
+            for (j, a) in [a0, a1, a2, a3].into_iter().enumerate() {
+                let b = bias.map_or(0.0, |b| b[o + j]);
+                y[o + j] = clamp1(a + b, lo, hi);
+            }
+            o += 4;
+        }
+        for w in rows {
+            let a: f32 = x.iter().zip(w).fold(0.0, |a, (&v, &b)| a + b * v);
+            let b = bias.map_or(0.0, |b| b[o]);
+            y[o] = clamp1(a + b, lo, hi);
+            o += 1;
+        }
+    }
 }
 
 /// [`linear_dot`] after validation: rows of `n` inputs, `output.len() / rows` outputs each.
@@ -348,4 +407,36 @@ pub fn linear_backward_bias(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    /// The scalar rows (what a Cortex-M4F runs) against the reference, outputs 1 to 9
+    /// (the groups of four and the rest), with bias and clamp.
+    #[test]
+    fn dot_rows_scalar_matches_the_reference() {
+        use crate::params::{Activation, LinearParams};
+        for (batch, n, outs) in [(1, 7, 1), (2, 33, 4), (3, 400, 9), (1, 120, 84), (2, 5, 6)] {
+            let x: std::vec::Vec<f32> = (0..batch * n)
+                .map(|i| ((i * 37 % 19) as f32 - 9.0) / 7.0)
+                .collect();
+            let w: std::vec::Vec<f32> = (0..n * outs)
+                .map(|i| ((i * 53 % 23) as f32 - 11.0) / 13.0)
+                .collect();
+            let b: std::vec::Vec<f32> = (0..outs).map(|i| i as f32 / 3.0 - 1.0).collect();
+            let p = LinearParams::new(batch, n, outs);
+            let mut want = std::vec![0.0; batch * outs];
+            crate::reference::linear(&p, &x, &w, Some(&b), Activation::Relu, &mut want).unwrap();
+            let mut got = std::vec![0.0; batch * outs];
+            super::dot_rows_scalar(n, &x, &w, Some(&b), 0.0, f32::INFINITY, &mut got);
+            for (g, r) in got.iter().zip(&want) {
+                assert!(
+                    (g - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                    "{batch} {n} {outs}: {g} vs {r}"
+                );
+            }
+        }
+    }
 }

@@ -91,6 +91,18 @@ fn tile(
 ) -> [f32; T] {
     let (p, d) = (ctx.p, ctx.d);
     let (h, wd) = (p.in_h, p.in_w);
+    // dense rows of 3 or 5 taps (LeNet's, VGG's, ResNet's): the tile's inputs of a row
+    // loaded once into registers, every weight of the row applied from there, the four
+    // sums in registers throughout
+    if p.stride_w == 1 && p.dilation_w == 1 && (p.kernel_w == 5 || p.kernel_w == 3) {
+        if let Some(acc) = if p.kernel_w == 5 {
+            tile_dense5(ctx, x, w, b, skip_pad_rows, oh, ow)
+        } else {
+            tile_dense3(ctx, x, w, b, skip_pad_rows, oh, ow)
+        } {
+            return acc;
+        }
+    }
     let mut acc = [b; T];
     for ci in 0..d.in_per_group {
         let plane = &x[ci * h * wd..][..h * wd];
@@ -111,6 +123,7 @@ fn tile(
             // the tile's first tap, in the row (ow >= ilo: not in the left padding)
             let first = ow * p.stride_w - p.pad_left;
             let sw = p.stride_w;
+
             // (written out for four accumulators: at opt-level "s" a loop over them is
             // not unrolled, and they would live in memory)
             for (kw, &wv) in wrow.iter().enumerate() {
@@ -132,6 +145,63 @@ fn tile(
     }
     acc
 }
+
+/// [`tile`] for rows of `$kw` dense taps at stride 1 (`$n = $kw + 3` inputs per row):
+/// the same sums in the same order (bias, then `(c_in, kh, kw)`), the four sums and a
+/// row's inputs and weights in registers (each tap written out: at opt-level "s" loops
+/// over arrays are not unrolled); `None` (nothing done) if a slice is short (it never is
+/// for a tile).
+macro_rules! tile_dense {
+    ($name:ident, $kw:literal, $n:literal, [$($k:literal),*]) => {
+        #[inline(never)]
+        fn $name(
+            ctx: &Ctx<'_>,
+            x: &[f32],
+            w: &[f32],
+            b: f32,
+            skip_pad_rows: bool,
+            oh: usize,
+            ow: usize,
+        ) -> Option<[f32; T]> {
+            let (p, d) = (ctx.p, ctx.d);
+            let (h, wd) = (p.in_h, p.in_w);
+            let (mut a0, mut a1, mut a2, mut a3) = (b, b, b, b);
+            let first = ow - p.pad_left;
+            for ci in 0..d.in_per_group {
+                let plane = x.get(ci * h * wd..)?;
+                for kh in 0..p.kernel_h {
+                    let ihp = oh * p.stride_h + kh * p.dilation_h;
+                    let wrow: &[f32; $kw] =
+                        w.get((ci * p.kernel_h + kh) * $kw..)?.first_chunk()?;
+                    if ihp < p.pad_top || ihp >= p.pad_top + h {
+                        if !skip_pad_rows {
+                            for &wv in wrow {
+                                a0 += wv * 0.0;
+                                a1 += wv * 0.0;
+                                a2 += wv * 0.0;
+                                a3 += wv * 0.0;
+                            }
+                        }
+                        continue;
+                    }
+                    let xs: &[f32; $n] =
+                        plane.get((ihp - p.pad_top) * wd + first..)?.first_chunk()?;
+                    $(
+                        let wv = wrow[$k];
+                        a0 += wv * xs[$k];
+                        a1 += wv * xs[$k + 1];
+                        a2 += wv * xs[$k + 2];
+                        a3 += wv * xs[$k + 3];
+                    )*
+                }
+            }
+            Some([a0, a1, a2, a3])
+        }
+    };
+}
+
+tile_dense!(tile_dense5, 5, 8, [0, 1, 2, 3, 4]);
+tile_dense!(tile_dense3, 3, 6, [0, 1, 2]);
 
 /// One pixel, taps in the padding read as 0.0.
 #[inline(never)]
