@@ -94,14 +94,13 @@ fn tile(
     // dense rows of 3 or 5 taps (LeNet's, VGG's, ResNet's): the tile's inputs of a row
     // loaded once into registers, every weight of the row applied from there, the four
     // sums in registers throughout
-    if p.stride_w == 1 && p.dilation_w == 1 && (p.kernel_w == 5 || p.kernel_w == 3) {
-        if let Some(acc) = if p.kernel_w == 5 {
-            tile_dense5(ctx, x, w, b, skip_pad_rows, oh, ow)
-        } else {
-            tile_dense3(ctx, x, w, b, skip_pad_rows, oh, ow)
-        } {
-            return acc;
-        }
+    let dense = match (p.stride_w, p.dilation_w, p.kernel_w) {
+        (1, 1, 5) => tile_dense5(ctx, x, w, b, skip_pad_rows, oh, ow),
+        (1, 1, 3) => tile_dense3(ctx, x, w, b, skip_pad_rows, oh, ow),
+        _ => None,
+    };
+    if let Some(acc) = dense {
+        return acc;
     }
     let mut acc = [b; T];
     for ci in 0..d.in_per_group {
