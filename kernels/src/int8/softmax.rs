@@ -9,7 +9,8 @@ use crate::error::KernelError;
 ///
 /// # Errors
 /// [`KernelError::InvalidParameter`] for a `beta` or scale that is not finite and above
-/// 0; [`KernelError::ZeroSize`] for a depth of 0; [`KernelError::LengthMismatch`].
+/// 0, or whose product is not finite; [`KernelError::ZeroSize`] for a depth of 0;
+/// [`KernelError::LengthMismatch`].
 ///
 /// ```
 /// use cnnkit_kernels::softmax_s8_f32;
@@ -45,6 +46,12 @@ pub fn softmax_s8_f32(
         }
     }
     let k = beta * input_scale;
+    if !k.is_finite() {
+        // (inf * 0 at the row's maximum would be NaN)
+        return Err(KernelError::InvalidParameter(
+            "softmax: beta * input scale overflows f32",
+        ));
+    }
     for (x, y) in input
         .chunks_exact(depth)
         .zip(output.chunks_exact_mut(depth))
