@@ -75,7 +75,7 @@ pub fn evaluate(
 }
 
 /// As [`evaluate`], for a model file of either kind (an int8 model quantises the
-/// pixels with its own table, [`Quantized::input_table`]).
+/// pixels with its own table, [`crate::quant::Quantized::input_table`]).
 ///
 /// # Errors
 /// As [`evaluate`].
