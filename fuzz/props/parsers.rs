@@ -104,19 +104,7 @@ pub fn meta(data: &[u8]) {
 /// model of at most 100,000 parameters, a tensor of the right shape for each of them.
 fn checkpoint_for(json: &str) -> Vec<u8> {
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
-        && let Some(text) = v["spec"].as_str()
-        && let Some([c, h, w]) = v["input"].as_array().and_then(|a| {
-            let d: Vec<usize> = a
-                .iter()
-                .filter_map(|x| x.as_u64())
-                .map(|x| x as usize)
-                .collect();
-            <[usize; 3]>::try_from(d).ok()
-        })
-        && let Ok(plan) = spec::plan(text, Shape::Image { c, h, w })
-        && spec::param_elements(&plan) <= 100_000
-    {
+    if let Some((_, _, plan)) = small_spec(json) {
         for (i, p) in plan.iter().enumerate() {
             for ps in &p.params {
                 let var = ps.name == "running_var";
@@ -139,6 +127,28 @@ fn checkpoint_for(json: &str) -> Vec<u8> {
             }
         }
     }
+    file_of(json, &tensors)
+}
+
+/// The spec, input shape and plan that the metadata `json` names, when they give a model
+/// of at most 100,000 parameters.
+fn small_spec(json: &str) -> Option<(String, Shape, Vec<spec::Planned>)> {
+    let v = serde_json::from_str::<serde_json::Value>(json).ok()?;
+    let text = v["spec"].as_str()?;
+    let d: Vec<usize> = v["input"]
+        .as_array()?
+        .iter()
+        .filter_map(|x| x.as_u64())
+        .map(|x| x as usize)
+        .collect();
+    let [c, h, w] = <[usize; 3]>::try_from(d).ok()?;
+    let input = Shape::Image { c, h, w };
+    let plan = spec::plan(text, input).ok()?;
+    (spec::param_elements(&plan) <= 100_000).then(|| (text.to_string(), input, plan))
+}
+
+/// A safetensors file of `tensors` with `json` as its `cnnkit` metadata.
+fn file_of(json: &str, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, dt, sh, b)| {
@@ -199,19 +209,8 @@ pub fn qmodel(data: &[u8]) {
 fn int8_file_for(json: &str) -> Vec<u8> {
     use cnnkit::kernels::net::Layer as NetLayer;
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(json)
-        && let Some(text) = v["spec"].as_str()
-        && let Some([c, h, w]) = v["input"].as_array().and_then(|a| {
-            let d: Vec<usize> = a
-                .iter()
-                .filter_map(|x| x.as_u64())
-                .map(|x| x as usize)
-                .collect();
-            <[usize; 3]>::try_from(d).ok()
-        })
-        && let Ok(plan) = spec::plan(text, Shape::Image { c, h, w })
-        && spec::param_elements(&plan) <= 100_000
-        && let Ok(model) = Model::from_spec(text, Shape::Image { c, h, w }, 1)
+    if let Some((text, input, _)) = small_spec(json)
+        && let Ok(model) = Model::from_spec(&text, input, 1)
         && let Ok(e) = cnnkit::export::Export::new(
             &model,
             cnnkit::Normalize {
@@ -244,10 +243,5 @@ fn int8_file_for(json: &str) -> Vec<u8> {
             tensors.push((format!("{j}.weight_scale"), Dtype::F32, vec![out], scale));
         }
     }
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .filter_map(|(n, d, s, b)| Some((n.clone(), TensorView::new(*d, s.clone(), b).ok()?)))
-        .collect();
-    let meta = HashMap::from([("cnnkit".to_string(), json.to_string())]);
-    safetensors::serialize(views, &Some(meta)).unwrap_or_default()
+    file_of(json, &tensors)
 }

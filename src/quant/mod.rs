@@ -426,12 +426,12 @@ impl Quantized {
     fn run(&self, xq: &[i8]) -> Result<Vec<f32>> {
         let (c, h, w) = self.shape;
         let n = xq.len() / (c * h * w);
-        crate::budget::check(
-            &format!("the int8 network for {n} image(s)"),
-            self.workspace_bytes(n)?,
-        )?;
         let layers = self.qlayers(n)?;
         let net = QNetwork::new(&layers)?;
+        crate::budget::check(
+            &format!("the int8 network for {n} image(s)"),
+            net_bytes(&net),
+        )?;
         let mut arena = vec![0i8; net.arena_len()];
         let mut scratch = vec![0i16; net.scratch_len()];
         let yq = net.run(xq, &mut arena, &mut scratch)?;
@@ -447,11 +447,7 @@ impl Quantized {
     /// For a batch of 0.
     pub fn workspace_bytes(&self, batch: usize) -> Result<u64> {
         let layers = self.qlayers(batch)?;
-        let net = QNetwork::new(&layers)?;
-        Ok(
-            (net.input_len() + net.arena_len() + 2 * net.scratch_len() + 4 * net.output_len())
-                as u64,
-        )
+        Ok(net_bytes(&QNetwork::new(&layers)?))
     }
 
     /// Bytes of the weights and biases: `(int8, f32)`, the int8 model's (one byte a
@@ -513,6 +509,11 @@ pub fn calibration_images(
         crate::data::normalize_into(&table, split.image(i * split.len() / n), dst);
     }
     Ok(x)
+}
+
+/// Bytes a run of `net` allocates: the int8 input, arena and scratch, the logits.
+fn net_bytes(net: &QNetwork<'_>) -> u64 {
+    (net.input_len() + net.arena_len() + 2 * net.scratch_len() + 4 * net.output_len()) as u64
 }
 
 /// Refuses the exported layers that have no int8 form.
