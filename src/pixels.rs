@@ -6,9 +6,9 @@
 //!   another ([`MAX_DECODED`], and the memory budget).
 //! - An image with no pixels is refused, not resized into a prediction.
 //! - The resize (`image`'s triangle filter) keeps a float RGBA buffer of the source
-//!   width times the target height between its two passes; a source wider than that
-//!   buffer allows is first narrowed by an area average, so a 10,000,000 x 1 image costs
-//!   kilobytes, not gigabytes.
+//!   width times the target height between its two passes; a source more than 8 times
+//!   the target's size in either direction is first narrowed to 8 times by an area
+//!   average, so a 10,000,000 x 1 image costs kilobytes, not gigabytes.
 //!
 //! ```
 //! use cnnkit::{Shape, pixels};
@@ -34,8 +34,8 @@ pub const MAX_FILE: u64 = 64 << 20;
 /// smaller).
 pub const MAX_DECODED: u64 = 256 << 20;
 
-/// Most bytes the resize's intermediate buffer may take (64 MiB).
-const MAX_RESIZE: u64 = 64 << 20;
+/// Most bytes the resize's intermediate buffer may take (16 MiB).
+const MAX_RESIZE: u64 = 16 << 20;
 
 /// Reads the image at `path` as the model's input: grayscale, resized to the input
 /// size, as `u8` pixels (normalised later, as in training).
@@ -86,9 +86,18 @@ pub fn decode_gray(path: &Path, bytes: &[u8], input: Shape) -> Result<Vec<u8>> {
     if img.dimensions() == (w, h) {
         return Ok(img.into_raw());
     }
-    let img = if u64::from(iw) * u64::from(h) * 16 > MAX_RESIZE {
-        // narrow it first by an area average: each source pixel feeds one target pixel
-        image::imageops::thumbnail(&img, iw.min(8 * w), ih)
+    // Narrow a source more than 8x larger than the target by an area average first
+    // (each source pixel feeds one output pixel, and only the output is allocated):
+    // the triangle filter then reads at most 8 source pixels per output pixel in each
+    // direction and its float buffer (source width x target height x 16 bytes) stays
+    // small. Where even that buffer would exceed MAX_RESIZE (a huge model input), the
+    // area average does the whole resize.
+    let (tw, th) = (iw.min(w.saturating_mul(8)), ih.min(h.saturating_mul(8)));
+    if u64::from(tw) * u64::from(h) * 16 > MAX_RESIZE {
+        return Ok(image::imageops::thumbnail(&img, w, h).into_raw());
+    }
+    let img = if (tw, th) != (iw, ih) {
+        image::imageops::thumbnail(&img, tw, th)
     } else {
         img
     };

@@ -473,6 +473,14 @@ fn memory_is_bounded_by_what_the_input_holds() {
     assert!(std::fs::metadata(&wide).unwrap().len() < 100_000);
     let out = run_limited(512, &["predict", "--model-file", s(&ck), s(&wide)]);
     assert!(ok(&out).contains("wide.png"));
+    // and a 1 x 10,000,000 one: narrowed by an area average before the filter, whose
+    // per-row weights would otherwise span the whole column
+    let tall = d.join("tall.png");
+    image::GrayImage::from_pixel(1, 10_000_000, image::Luma([200]))
+        .save(&tall)
+        .unwrap();
+    let out = run_limited(512, &["predict", "--model-file", s(&ck), s(&tall)]);
+    assert!(ok(&out).contains("tall.png"));
     // a tiny checkpoint whose spec names huge layers: refused before any is allocated
     let huge = d.join("huge.safetensors");
     rewrite(&ck, &huge, |m, t| {
