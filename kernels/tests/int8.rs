@@ -1190,3 +1190,39 @@ fn softmax_equals_tflite() {
     // (each finite, the product not: the fuzzer's find)
     assert!(k::softmax_s8_f32(16.0, 1e38, 1, 2, &[0; 2], &mut [0.0; 2]).is_err());
 }
+
+/// Sums at the ends of int32 through the largest multiplier: the requantised value
+/// saturates when the output's zero point is added (TFLite's saturating add), so it
+/// clamps to the top (or bottom), never wraps to the other end, on every variant.
+#[test]
+fn conv2d_s8_saturates_at_the_ends_of_int32() {
+    for (channels, kernel) in [(1, 1), (24, 3), (40, 1)] {
+        let p = Conv2dParams::new(1, channels, 4, 4, 20, kernel, kernel).with_padding(1, 1, 1, 1);
+        let d = p.dims().unwrap();
+        let x = vec![0i8; d.input_len];
+        let w = vec![0i8; d.weight_len];
+        let rq = [Requant {
+            multiplier: i32::MAX,
+            shift: 0,
+        }];
+        for (bias, zo) in [
+            (i32::MAX, 127),
+            (i32::MAX - 3, 1),
+            (i32::MIN, -128),
+            (i32::MIN + 5, -1),
+        ] {
+            let q = QuantOutput::new(0, zo, &rq);
+            let b = vec![bias; d.bias_len];
+            let mut want = vec![0i8; d.output_len];
+            r::conv2d_s8(&p, &q, &x, &w, Some(&b), &mut want).unwrap();
+            let end = if bias > 0 { 127 } else { -128 };
+            assert!(want.iter().all(|&v| v == end), "{want:?}");
+            let mut s = vec![0i16; k::conv2d_s8_scratch_len(&p).unwrap()];
+            common::for_each_isa(|isa| {
+                let mut got = vec![0i8; d.output_len];
+                k::conv2d_s8(&p, &q, &x, &w, Some(&b), &mut got, &mut s).unwrap();
+                assert_eq!(got, want, "{isa:?} {p:?} bias {bias} zero point {zo}");
+            });
+        }
+    }
+}

@@ -259,7 +259,7 @@ fn prepare(a: &Args<'_>, g: usize, cog: usize, corr: i32, w: &[i8], k: usize, pa
 /// Sixteen sums of channels `c0..c0 + 16` of one pixel to int8: the offset added, TFLite's
 /// `MultiplyByQuantizedMultiplier` lane by lane (the left shift, the doubling high
 /// multiply as `floor((x m + 2^30) / 2^31)` in 64 bits, the rounding right shift), the
-/// zero point added, clamped, the first `dst.len()` stored.
+/// zero point added (saturating), clamped, the first `dst.len()` stored.
 ///
 /// # Safety
 /// AVX-512 F, BW and VL must be available; every array of `prm` must hold lanes
@@ -301,6 +301,13 @@ unsafe fn epilogue(
     let thr = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(h, 31));
     let q = _mm512_srav_epi32(h, r);
     let q = _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, thr), q, one);
+    // the zero point added as TFLite adds it (saturating): q held within +-2^16 first,
+    // which the clamp to int8 after cannot tell from saturation
+    let big = _mm512_set1_epi32(1 << 16);
+    let q = _mm512_min_epi32(
+        _mm512_max_epi32(q, _mm512_sub_epi32(_mm512_setzero_si512(), big)),
+        big,
+    );
     let v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, zp_out), lo), hi);
     let bytes = _mm512_cvtepi32_epi8(v);
     let keep = (1u32 << dst.len()) - 1;
