@@ -1226,3 +1226,22 @@ fn conv2d_s8_saturates_at_the_ends_of_int32() {
         }
     }
 }
+
+/// Layers wider and larger than the random cases: several blocks of output channels per
+/// tile row, more pixels than one chunk, odd and large receptive fields, groups.
+#[test]
+fn conv2d_s8_wide_layers_equal_reference() {
+    let cases = [
+        Conv2dParams::new(1, 32, 16, 16, 40, 3, 3).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(2, 3, 30, 30, 70, 5, 5).with_stride(2, 2),
+        Conv2dParams::new(1, 48, 20, 20, 48, 1, 1).with_groups(2),
+        Conv2dParams::new(1, 101, 9, 9, 17, 3, 3).with_padding(2, 0, 1, 1),
+        Conv2dParams::new(1, 8, 40, 40, 33, 3, 3).with_dilation(2, 2),
+    ];
+    for (i, p) in cases.iter().enumerate() {
+        conv_matches(&ConvCase {
+            p: *p,
+            seed: 77 + i as u64,
+        });
+    }
+}

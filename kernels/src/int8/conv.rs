@@ -14,7 +14,7 @@ use crate::qparams::{QuantOutput, check_conv2d_s8};
 const PIXELS: usize = 8;
 
 /// Scratch (16-bit elements) [`conv2d_s8`] needs on any variant: the receptive fields of
-/// a few output pixels of one group, and (AVX-512 VNNI) one group's weights packed.
+/// a few output pixels of one group, and (AVX2, AVX-512 VNNI) one group's weights packed.
 ///
 /// # Errors
 /// As [`Conv2dParams::dims`].
@@ -40,6 +40,18 @@ pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelErro
         let half = bytes.div_ceil(2);
         if half > need {
             need = half;
+        }
+        // the AVX2 kernel's 16-bit values: packed weights of a group (8 channels by 2
+        // taps, whole blocks of 16 channels), four int32 parameters per output channel,
+        // the receptive fields of up to 128 pixels
+        let k2 = ctry!(add(d.col_rows, 1));
+        let ocp = ctry!(add(d.out_per_group, 16));
+        let values = ctry!(add(
+            ctry!(add(ctry!(mul(ocp, k2)), ctry!(mul(8, ocp)))),
+            ctry!(mul(k2, 128))
+        ));
+        if values > need {
+            need = values;
         }
     }
     // the depthwise kernel's transposed weights and per-channel parameters
@@ -121,6 +133,15 @@ pub fn conv2d_s8(
         // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI (checked above); `sb` holds the bytes
         // `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
         unsafe { super::x86::conv(a, output, &mut sb[..bytes]) };
+        return Ok(());
+    }
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if matches!(arch::active(), arch::Isa::Avx2Fma | arch::Isa::Avx512) {
+        let values = super::avx2::scratch_bytes(d.col_rows, d.out_per_group) / 2;
+        // SAFETY: the active variant is one the CPU supports (`arch::force` refuses
+        // others), and both need AVX2; `scratch` holds what `scratch_bytes` asks
+        // (conv2d_s8_scratch_len covers it).
+        unsafe { super::avx2::conv(a, output, &mut scratch[..values]) };
         return Ok(());
     }
     arch::dispatch!(run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]));

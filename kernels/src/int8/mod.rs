@@ -2,13 +2,16 @@
 //! OHWI weights, int32 sums requantised by a fixed-point multiplier and shift. Every
 //! kernel equals the `reference` one of the same name bit for bit, on every variant.
 //!
-//! The variants are the f32 kernels' lane types ([`Int8Kernel`]): today they share the
-//! portable code, compiled under each variant's target features (AVX2's `vpmaddwd` comes
-//! from the compiler); the ISA-specific dot products (VNNI, the Cortex-M4's SMLAD, NEON's
-//! `sdot`) override the trait's methods.
+//! The variants are the f32 kernels' lane types ([`Int8Kernel`]): they share the portable
+//! code, compiled under each variant's target features, and the ISA-specific dot products
+//! (the Cortex-M4's SMLAD) override the trait's methods. The x86 convolution has two
+//! kernels of its own, chosen at run time: AVX-512 VNNI (`vpdpbusd`, `x86.rs`) and AVX2
+//! (`vpmaddwd`, `avx2.rs`), for every non-depthwise layer.
 
 #[cfg(cnnkit_arm_dsp)]
 mod arm;
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+mod avx2;
 mod conv;
 mod depthwise;
 mod linear;

@@ -38,9 +38,9 @@ pub(crate) const fn scratch_bytes(k: usize, cog: usize) -> usize {
     ocp * k4 + 16 * ocp + CHUNK_MAX * k4
 }
 
-/// Pixels per chunk: their fields in a quarter of this core's L2 (read once per process),
-/// a multiple of the tile, from one tile to [`CHUNK_MAX`].
-fn chunk_pixels(k4: usize) -> usize {
+/// Pixels per chunk: their fields (`row_bytes` each) in a quarter of this core's L2 (read
+/// once per process), a multiple of `tile`, from one tile to `max`.
+pub(super) fn chunk_pixels(row_bytes: usize, tile: usize, max: usize) -> usize {
     use core::sync::atomic::{AtomicUsize, Ordering};
     static L2: AtomicUsize = AtomicUsize::new(0);
     let mut l2 = L2.load(Ordering::Relaxed);
@@ -52,16 +52,16 @@ fn chunk_pixels(k4: usize) -> usize {
         };
         L2.store(l2, Ordering::Relaxed);
     }
-    (l2 / 4 / k4.max(1) / P * P).clamp(P, CHUNK_MAX)
+    (l2 / 4 / row_bytes.max(1) / tile * tile).clamp(tile, max)
 }
 
 /// Per output channel of a group, as int32 lanes: the multiplier, the left and right
 /// shifts, and `bias - (zp + 128) * sum w`; padded channels 0.
-struct Params<'a> {
-    mult: &'a [u8],
-    left: &'a [u8],
-    right: &'a [u8],
-    offset: &'a [u8],
+pub(super) struct Params<'a> {
+    pub mult: &'a [u8],
+    pub left: &'a [u8],
+    pub right: &'a [u8],
+    pub offset: &'a [u8],
 }
 
 /// The convolution of a validated call on this CPU's VNNI (checked by the caller).
@@ -78,7 +78,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     let (packed, rest) = scratch.split_at_mut(ocp * k4);
     let (params, rest) = rest.split_at_mut(16 * ocp);
     let col = &mut rest[..CHUNK_MAX * k4];
-    let chunk = chunk_pixels(k4);
+    let chunk = chunk_pixels(k4, P, CHUNK_MAX);
     let pixels = d.out_h * d.out_w;
     let pad = (a.q.input_zero_point + 128) as u8;
     let corr = a.q.input_zero_point + 128;
@@ -238,7 +238,15 @@ fn pack(w: &[i8], k: usize, k4: usize, packed: &mut [u8]) {
 
 /// The [`Params`] of group `g` into `params` (four arrays of `params.len() / 16` int32).
 #[inline(always)]
-fn prepare(a: &Args<'_>, g: usize, cog: usize, corr: i32, w: &[i8], k: usize, params: &mut [u8]) {
+pub(super) fn prepare(
+    a: &Args<'_>,
+    g: usize,
+    cog: usize,
+    corr: i32,
+    w: &[i8],
+    k: usize,
+    params: &mut [u8],
+) {
     params.fill(0);
     let ocp = params.len() / 16;
     for (oc, row) in w.chunks_exact(k).enumerate().take(cog) {
