@@ -1237,6 +1237,14 @@ fn conv2d_s8_wide_layers_equal_reference() {
         Conv2dParams::new(1, 48, 20, 20, 48, 1, 1).with_groups(2),
         Conv2dParams::new(1, 101, 9, 9, 17, 3, 3).with_padding(2, 0, 1, 1),
         Conv2dParams::new(1, 8, 40, 40, 33, 3, 3).with_dilation(2, 2),
+        // first layers (VNNI's pixels-in-lanes kernel): several segments of a row,
+        // several blocks of channels, tall kernels with dilated rows
+        Conv2dParams::new(2, 1, 50, 70, 20, 5, 5).with_padding(2, 2, 2, 2),
+        Conv2dParams::new(1, 2, 9, 40, 9, 3, 3).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(1, 1, 30, 33, 5, 7, 3)
+            .with_dilation(2, 1)
+            .with_stride(2, 1)
+            .with_padding(3, 0, 2, 1),
     ];
     for (i, p) in cases.iter().enumerate() {
         conv_matches(&ConvCase {

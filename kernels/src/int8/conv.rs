@@ -53,6 +53,16 @@ pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelErro
         if values > need {
             need = values;
         }
+        // the VNNI kernel for few values per kernel row
+        if super::x86_rows::eligible(p, d.out_w) {
+            let Some(bytes) = super::x86_rows::scratch_bytes(p, d.out_w) else {
+                return Err(KernelError::Overflow);
+            };
+            let half = bytes.div_ceil(2);
+            if half > need {
+                need = half;
+            }
+        }
     }
     // the depthwise kernel's transposed weights and per-channel parameters
     if depthwise(p) {
@@ -124,6 +134,21 @@ pub fn conv2d_s8(
     }
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     if arch::active() == arch::Isa::Avx512 && arch::avx512_vnni() {
+        if super::x86_rows::eligible(p, d.out_w) {
+            let bytes = super::x86_rows::scratch_bytes(p, d.out_w).unwrap_or(usize::MAX);
+            // SAFETY: the bytes of the i16 scratch (any bit pattern is a valid u8,
+            // alignment 1), the only view of it while this borrow lives.
+            let sb = unsafe {
+                core::slice::from_raw_parts_mut(
+                    scratch.as_mut_ptr().cast::<u8>(),
+                    2 * scratch.len(),
+                )
+            };
+            // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI (checked above); `sb` holds
+            // the bytes `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
+            unsafe { super::x86_rows::conv(a, output, &mut sb[..bytes]) };
+            return Ok(());
+        }
         let bytes = super::x86::scratch_bytes(d.col_rows, d.out_per_group);
         // SAFETY: the bytes of the i16 scratch (any bit pattern is a valid u8, alignment 1),
         // the only view of it while this borrow lives.

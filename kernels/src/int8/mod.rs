@@ -5,8 +5,9 @@
 //! The variants are the f32 kernels' lane types ([`Int8Kernel`]): they share the portable
 //! code, compiled under each variant's target features, and the ISA-specific dot products
 //! (the Cortex-M4's SMLAD) override the trait's methods. The x86 convolution has two
-//! kernels of its own, chosen at run time: AVX-512 VNNI (`vpdpbusd`, `x86.rs`) and AVX2
-//! (`vpmaddwd`, `avx2.rs`), for every non-depthwise layer.
+//! kernels of its own, chosen at run time: AVX-512 VNNI (`vpdpbusd`, `x86.rs`, and
+//! `x86_rows.rs` for first layers: pixels in the lanes) and AVX2 (`vpmaddwd`, `avx2.rs`),
+//! for every non-depthwise layer.
 
 #[cfg(cnnkit_arm_dsp)]
 mod arm;
@@ -20,6 +21,8 @@ mod quantize;
 mod softmax;
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 mod x86;
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+mod x86_rows;
 
 pub use conv::{conv2d_s8, conv2d_s8_scratch_len};
 pub use linear::{fully_connected_s8, fully_connected_s8_scratch_len};

@@ -10,12 +10,13 @@
 //! reference's (the identity holds modulo 2^32).
 
 use core::arch::x86_64::{
-    __m512i, _mm_mask_storeu_epi8, _mm512_add_epi32, _mm512_add_epi64, _mm512_and_si512,
+    __m512i, __mmask64, _mm_mask_storeu_epi8, _mm512_add_epi32, _mm512_add_epi64, _mm512_and_si512,
     _mm512_cmpgt_epi32_mask, _mm512_cvtepi32_epi8, _mm512_dpbusd_epi32, _mm512_loadu_si512,
-    _mm512_mask_add_epi32, _mm512_mask_blend_epi32, _mm512_max_epi32, _mm512_min_epi32,
-    _mm512_mul_epi32, _mm512_set1_epi32, _mm512_set1_epi64, _mm512_setzero_si512,
+    _mm512_mask_add_epi32, _mm512_mask_blend_epi32, _mm512_mask_storeu_epi8,
+    _mm512_maskz_loadu_epi8, _mm512_max_epi32, _mm512_min_epi32, _mm512_mul_epi32,
+    _mm512_set1_epi8, _mm512_set1_epi32, _mm512_set1_epi64, _mm512_setzero_si512,
     _mm512_slli_epi64, _mm512_sllv_epi32, _mm512_srai_epi32, _mm512_srai_epi64, _mm512_srav_epi32,
-    _mm512_srli_epi32, _mm512_srli_epi64, _mm512_sub_epi32,
+    _mm512_srli_epi32, _mm512_srli_epi64, _mm512_sub_epi32, _mm512_xor_si512,
 };
 
 use super::conv::{Args, gather};
@@ -111,11 +112,8 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
                     // bytes past `k` 0
                     let dst = &mut col[i * k4..][..k4];
                     let f = |v: i8| (v as u8) ^ 0x80;
-                    let run = |d: &mut [u8], s: &[i8]| {
-                        for (o, &v) in d.iter_mut().zip(s) {
-                            *o = f(v);
-                        }
-                    };
+                    // SAFETY: F and BW are enabled on this function.
+                    let run = |d: &mut [u8], s: &[i8]| unsafe { flip(d, s) };
                     let n = gather(a, x, g, q0 + i, pad, f, run, dst);
                     dst[n..].fill(0);
                 }
@@ -143,6 +141,34 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
                 q0 += nc;
             }
         }
+    }
+}
+
+/// `d[i] = s[i] ^ 0x80` (the unsigned `s[i] + 128`) for the shorter length, 64 bytes an
+/// instruction, the tail under a mask (a kernel row's run of taps is often 15 or 30
+/// bytes, which a scalar tail loop made the convolution's hottest code).
+///
+/// # Safety
+/// AVX-512 F and BW must be available.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn flip(d: &mut [u8], s: &[i8]) {
+    let n = d.len().min(s.len());
+    let sign = _mm512_set1_epi8(-128);
+    let mut i = 0;
+    while i < n {
+        let m = (n - i).min(64);
+        let mask: __mmask64 = if m == 64 { !0 } else { (1u64 << m) - 1 };
+        // SAFETY: the mask touches bytes i..i + m, within both slices.
+        unsafe {
+            let v = _mm512_maskz_loadu_epi8(mask, s.as_ptr().add(i));
+            _mm512_mask_storeu_epi8(
+                d.as_mut_ptr().add(i).cast(),
+                mask,
+                _mm512_xor_si512(v, sign),
+            );
+        }
+        i += m;
     }
 }
 
@@ -264,10 +290,8 @@ pub(super) fn prepare(
     }
 }
 
-/// Sixteen sums of channels `c0..c0 + 16` of one pixel to int8: the offset added, TFLite's
-/// `MultiplyByQuantizedMultiplier` lane by lane (the left shift, the doubling high
-/// multiply as `floor((x m + 2^30) / 2^31)` in 64 bits, the rounding right shift), the
-/// zero point added (saturating), clamped, the first `dst.len()` stored.
+/// Sixteen sums of channels `c0..c0 + 16` of one pixel to int8 ([`requant_lanes`] with
+/// each channel's parameters), the first `dst.len()` stored.
 ///
 /// # Safety
 /// AVX-512 F, BW and VL must be available; every array of `prm` must hold lanes
@@ -294,6 +318,30 @@ unsafe fn epilogue(
         load(prm.right),
         load(prm.offset),
     );
+    // SAFETY: F is enabled on this function.
+    let v = unsafe { requant_lanes(acc, [m, l, r, off], zp_out, lo, hi) };
+    let bytes = _mm512_cvtepi32_epi8(v);
+    let keep = (1u32 << dst.len()) - 1;
+    // SAFETY: the mask writes only the first dst.len() bytes.
+    unsafe { _mm_mask_storeu_epi8(dst.as_mut_ptr(), keep as u16, bytes) };
+}
+
+/// TFLite's requantisation of sixteen int32 sums lane by lane, each lane with its own
+/// parameters (`[multiplier, left shift, right shift, offset]`): the offset added, the
+/// left shift, the doubling high multiply as `floor((x m + 2^30) / 2^31)` in 64 bits,
+/// the rounding right shift, the zero point added (saturating), clamped to `lo..=hi`.
+///
+/// # Safety
+/// AVX-512 F must be available.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) unsafe fn requant_lanes(
+    acc: __m512i,
+    [m, l, r, off]: [__m512i; 4],
+    zp_out: __m512i,
+    lo: __m512i,
+    hi: __m512i,
+) -> __m512i {
     let x = _mm512_sllv_epi32(_mm512_add_epi32(acc, off), l);
     // the doubling high multiply: even lanes, then odd ones moved down; m >= 0 is never
     // i32::MIN, so nothing saturates
@@ -316,11 +364,7 @@ unsafe fn epilogue(
         _mm512_max_epi32(q, _mm512_sub_epi32(_mm512_setzero_si512(), big)),
         big,
     );
-    let v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, zp_out), lo), hi);
-    let bytes = _mm512_cvtepi32_epi8(v);
-    let keep = (1u32 << dst.len()) - 1;
-    // SAFETY: the mask writes only the first dst.len() bytes.
-    unsafe { _mm_mask_storeu_epi8(dst.as_mut_ptr(), keep as u16, bytes) };
+    _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, zp_out), lo), hi)
 }
 
 /// `PP` pixels by `16 * NJ` channels: `acc[p][j] = sum_s col[p][4s..4s+4] . w[j][s]`.

@@ -1,0 +1,352 @@
+//! int8 convolution of layers with few values per kernel row (first layers: one or three
+//! input channels) on AVX-512 VNNI: the lanes are 16 output pixels of a row, not 16
+//! output channels.
+//!
+//! The general kernel gathers each output pixel's receptive field, which for LeNet's
+//! first layer (one channel, 5 x 5) is five runs of five bytes a pixel, and requantises 16
+//! channel lanes of which 6 are used. Here each input row is expanded once into `G`
+//! arrays of 4-byte lanes (`G = ceil(kw * in / 4)`): lane `ox` of array `g` holds the
+//! values `4g..4g + 4` of the kernel row's taps for output pixel `ox` (as unsigned bytes
+//! `x + 128`, the padding `zp + 128`, as the general kernel). One `vpdpbusd` then adds 4
+//! taps of 16 pixels against one channel's 4 weights broadcast; the sums of a channel
+//! requantise with that channel's parameters broadcast, and the bytes go to the NHWC
+//! output a pixel at a time. The expanded rows live in a ring of `kh` slots, so each input
+//! row is expanded once per image when the stride is 1.
+
+use core::arch::x86_64::{
+    __m512i, _mm_storeu_si128, _mm512_cvtepi32_epi8, _mm512_dpbusd_epi32, _mm512_loadu_si512,
+    _mm512_set1_epi32, _mm512_setzero_si512,
+};
+
+use super::conv::Args;
+use super::x86::{prepare, requant_lanes};
+use crate::params::Conv2dParams;
+
+/// Output channels per pass over a segment (16 accumulators).
+const CB: usize = 8;
+/// Most kernel rows (the ring's slots are tracked in fixed arrays).
+const MAX_KH: usize = 16;
+/// Most values per kernel row: beyond, the general kernel's runs are long enough.
+const MAX_ROW: usize = 32;
+
+/// Whether [`conv`] takes the layer: one group, dense columns, at most 32 values per
+/// kernel row and 16 kernel rows, and fewer `vpdpbusd` per output than the general
+/// kernel's by an estimate (its lanes idle past the output row's end; the general
+/// kernel's past the last output channel), with a margin of 1.5 for the general kernel's
+/// gathering of short runs.
+pub(crate) const fn eligible(p: &Conv2dParams, out_w: usize) -> bool {
+    if !(p.groups == 1
+        && p.dilation_w == 1
+        && p.kernel_h <= MAX_KH
+        && p.kernel_w * p.in_channels <= MAX_ROW
+        && out_w > 0
+        && p.out_channels > 0)
+    {
+        return false;
+    }
+    let (g, owp) = geometry(p, out_w);
+    let taps = p.kernel_h * p.kernel_w * p.in_channels;
+    let general_steps = taps.div_ceil(4);
+    let general_lanes = if p.out_channels <= 16 {
+        16
+    } else {
+        p.out_channels.div_ceil(32) * 32
+    };
+    // rows: kh * g steps per 16 lanes of owp per channel; general: steps per pixel per
+    // 16 channel lanes
+    let rows = (2 * p.kernel_h * g)
+        .saturating_mul(owp)
+        .saturating_mul(p.out_channels);
+    let general = (3 * general_steps)
+        .saturating_mul(general_lanes)
+        .saturating_mul(out_w);
+    rows <= general
+}
+
+/// 4-byte lanes per expanded row, and the row's length in pixels: whole segments of 16
+/// (rows of up to 16 pixels) or 32.
+const fn geometry(p: &Conv2dParams, out_w: usize) -> (usize, usize) {
+    let seg = if out_w <= 16 { 16 } else { 32 };
+    (
+        (p.kernel_w * p.in_channels).div_ceil(4),
+        out_w.div_ceil(seg) * seg,
+    )
+}
+
+/// Bytes of scratch [`conv`] needs for an [`eligible`] layer (`None` on overflow): the
+/// ring of expanded rows, the weights as 4-byte groups, one padded input row, four int32
+/// parameters per output channel.
+pub(crate) const fn scratch_bytes(p: &Conv2dParams, out_w: usize) -> Option<usize> {
+    let (g, owp) = geometry(p, out_w);
+    let ocp = p.out_channels.div_ceil(CB) * CB;
+    let ring = match p.kernel_h.checked_mul(g) {
+        Some(v) => match v.checked_mul(owp) {
+            Some(v) => v.checked_mul(4),
+            None => None,
+        },
+        None => None,
+    };
+    let weights = match ocp.checked_mul(p.kernel_h * g) {
+        Some(v) => v.checked_mul(4),
+        None => None,
+    };
+    let row = match (p.in_w + p.pad_left + p.pad_right).checked_mul(p.in_channels) {
+        Some(v) => v.checked_add(4 * MAX_ROW),
+        None => None,
+    };
+    match (ring, weights, row) {
+        (Some(r), Some(w), Some(x)) => match r.checked_add(w) {
+            Some(v) => match v.checked_add(x) {
+                Some(v) => v.checked_add(16 * ocp),
+                None => None,
+            },
+            None => None,
+        },
+        _ => None,
+    }
+}
+
+/// The convolution of a validated, [`eligible`] call on this CPU's VNNI.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW, VL and VNNI; `scratch` must hold
+/// [`scratch_bytes`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
+    let (p, d) = (a.p, a.d);
+    let (g_n, owp) = geometry(p, d.out_w);
+    let (kh, kw, cin, cout) = (p.kernel_h, p.kernel_w, p.in_channels, p.out_channels);
+    let row_taps = kw * cin;
+    let ocp = cout.div_ceil(CB) * CB;
+    let slot_len = g_n * owp * 4;
+    let (ring, rest) = scratch.split_at_mut(kh * slot_len);
+    let (wq, rest) = rest.split_at_mut(ocp * kh * g_n * 4);
+    let (params, padded) = rest.split_at_mut(16 * ocp);
+    // weights: channel c, kernel row ky, group g -> 4 bytes (taps past the row 0)
+    wq.fill(0);
+    let k = d.col_rows;
+    for c in 0..cout {
+        for ky in 0..kh {
+            for t in 0..row_taps {
+                wq[((c * kh + ky) * g_n) * 4 + t] = a.weight[c * k + ky * row_taps + t] as u8;
+            }
+        }
+    }
+    let corr = a.q.input_zero_point + 128;
+    prepare(a, 0, cout, corr, a.weight, k, params);
+    let (mult, rest) = params.split_at(4 * ocp);
+    let (left, rest) = rest.split_at(4 * ocp);
+    let (right, offset) = rest.split_at(4 * ocp);
+    let pad = (a.q.input_zero_point + 128) as u8;
+    let (zp_out, lo, hi) = (
+        _mm512_set1_epi32(a.q.output_zero_point),
+        _mm512_set1_epi32(i32::from(a.q.min)),
+        _mm512_set1_epi32(i32::from(a.q.max)),
+    );
+    for n in 0..p.batch {
+        let x = &a.input[n * d.image_len..][..d.image_len];
+        let y = &mut output[n * d.out_image_len..][..d.out_image_len];
+        // which input row each slot holds (none yet), and each kernel row's slot
+        let mut tag = [isize::MIN; MAX_KH];
+        let mut slot_of = [0usize; MAX_KH];
+        for oy in 0..d.out_h {
+            let row_of =
+                |ky: usize| (oy * p.stride_h + ky * p.dilation_h) as isize - p.pad_top as isize;
+            // keep the slots whose rows this output row needs, fill the others
+            let mut taken = [false; MAX_KH];
+            let mut missing = [false; MAX_KH];
+            for ky in 0..kh {
+                let iy = row_of(ky);
+                match (0..kh).find(|&s| tag[s] == iy && !taken[s]) {
+                    Some(s) => {
+                        taken[s] = true;
+                        slot_of[ky] = s;
+                    }
+                    None => missing[ky] = true,
+                }
+            }
+            for ky in 0..kh {
+                if !missing[ky] {
+                    continue;
+                }
+                let s = (0..kh).find(|&s| !taken[s]).unwrap_or(0);
+                taken[s] = true;
+                slot_of[ky] = s;
+                let iy = row_of(ky);
+                tag[s] = iy;
+                expand(
+                    a,
+                    x,
+                    iy,
+                    pad,
+                    g_n,
+                    owp,
+                    padded,
+                    &mut ring[s * slot_len..][..slot_len],
+                );
+            }
+            let rows: [&[u8]; MAX_KH] = core::array::from_fn(|ky| {
+                if ky < kh {
+                    &ring[slot_of[ky] * slot_len..][..slot_len]
+                } else {
+                    &[][..]
+                }
+            });
+            let row = Row {
+                e: &rows[..kh],
+                wq,
+                g_n,
+                owp,
+                cout,
+                kh,
+            };
+            let y_row = &mut y[oy * d.out_w * cout..][..d.out_w * cout];
+            let prm = Prm {
+                mult,
+                left,
+                right,
+                offset,
+                clamp: [zp_out, lo, hi],
+            };
+            // SAFETY: F, BW and VNNI are enabled on this function; the expanded rows hold
+            // `g_n` arrays of `owp` lanes, a multiple of the segment.
+            unsafe {
+                if owp % 32 == 0 {
+                    segments::<2>(&row, &prm, d.out_w, y_row);
+                } else {
+                    segments::<1>(&row, &prm, d.out_w, y_row);
+                }
+            }
+        }
+    }
+}
+
+/// One output row's inputs: the expanded input rows of its kernel rows, the weights.
+struct Row<'a> {
+    e: &'a [&'a [u8]],
+    wq: &'a [u8],
+    g_n: usize,
+    owp: usize,
+    cout: usize,
+    kh: usize,
+}
+
+/// Per output channel, the requantisation's arrays (int32 lanes as bytes); the zero point
+/// and the clamp's ends.
+struct Prm<'a> {
+    mult: &'a [u8],
+    left: &'a [u8],
+    right: &'a [u8],
+    offset: &'a [u8],
+    clamp: [__m512i; 3],
+}
+
+/// Every segment of `16 * S` pixels of one output row, [`CB`] channels at a time: the
+/// sums, requantised per channel, written to the row's NHWC bytes `y`.
+///
+/// # Safety
+/// AVX-512 F, BW and VNNI must be available; each expanded row holds `g_n` arrays of
+/// `owp` lanes, `owp` a multiple of `16 * S`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn segments<const S: usize>(r: &Row<'_>, prm: &Prm<'_>, out_w: usize, y: &mut [i8]) {
+    let lane = |arr: &[u8], c: usize| {
+        i32::from_le_bytes([arr[4 * c], arr[4 * c + 1], arr[4 * c + 2], arr[4 * c + 3]])
+    };
+    let [zp_out, lo, hi] = prm.clamp;
+    let (g_n, owp, cout, kh) = (r.g_n, r.owp, r.cout, r.kh);
+    let mut ox0 = 0;
+    while ox0 < out_w {
+        let np = (16 * S).min(out_w - ox0);
+        let mut cb = 0;
+        while cb < cout {
+            let nc = CB.min(cout - cb);
+            let mut acc = [[_mm512_setzero_si512(); S]; CB];
+            for (ky, e) in r.e.iter().enumerate() {
+                for g in 0..g_n {
+                    let seg = &e[(g * owp + ox0) * 4..][..64 * S];
+                    let ev: [__m512i; S] = core::array::from_fn(|h| {
+                        // SAFETY: 64 bytes within `seg`.
+                        unsafe { _mm512_loadu_si512(seg[64 * h..].as_ptr().cast()) }
+                    });
+                    for (c, acc_c) in acc.iter_mut().enumerate().take(nc) {
+                        let w = &r.wq[(((cb + c) * kh + ky) * g_n + g) * 4..][..4];
+                        let wv = _mm512_set1_epi32(i32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+                        for (a, &v) in acc_c.iter_mut().zip(&ev) {
+                            *a = _mm512_dpbusd_epi32(*a, v, wv);
+                        }
+                    }
+                }
+            }
+            // requantise channel by channel, then write the NHWC bytes
+            let mut bytes = [[0i8; 32]; CB];
+            for (c, (acc_c, out)) in acc.iter().zip(bytes.iter_mut()).enumerate().take(nc) {
+                let oc = cb + c;
+                let lanes = [
+                    _mm512_set1_epi32(lane(prm.mult, oc)),
+                    _mm512_set1_epi32(lane(prm.left, oc)),
+                    _mm512_set1_epi32(lane(prm.right, oc)),
+                    _mm512_set1_epi32(lane(prm.offset, oc)),
+                ];
+                for (h, &reg) in acc_c.iter().enumerate() {
+                    // SAFETY: F is enabled on this function; 16 bytes stored into the 16
+                    // of this part of `out`.
+                    unsafe {
+                        let v = requant_lanes(reg, lanes, zp_out, lo, hi);
+                        _mm_storeu_si128(
+                            out[16 * h..].as_mut_ptr().cast(),
+                            _mm512_cvtepi32_epi8(v),
+                        );
+                    }
+                }
+            }
+            for px in 0..np {
+                let at = (ox0 + px) * cout + cb;
+                for (o, b) in y[at..at + nc].iter_mut().zip(&bytes) {
+                    *o = b[px];
+                }
+            }
+            cb += CB;
+        }
+        ox0 += 16 * S;
+    }
+}
+
+/// Input row `iy` (maybe in the padding) expanded into `slot`: `g_n` arrays of `owp`
+/// 4-byte lanes, lane `ox` of array `g` holding taps `4g..4g + 4` of output pixel `ox`'s
+/// kernel row as `x + 128` (the padding `pad`; taps past the kernel row hold whatever
+/// follows it, against weights of 0; lanes past the output row are left as they are and
+/// never stored). `padded` takes the padded input row first.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // (the geometry the caller worked out once)
+fn expand(
+    a: &Args<'_>,
+    x: &[i8],
+    iy: isize,
+    pad: u8,
+    g_n: usize,
+    owp: usize,
+    padded: &mut [u8],
+    slot: &mut [u8],
+) {
+    let (p, d) = (a.p, a.d);
+    let cin = p.in_channels;
+    let width = (p.pad_left + p.in_w + p.pad_right) * cin;
+    let r = &mut padded[..width + 4 * MAX_ROW];
+    r.fill(pad);
+    if iy >= 0 && (iy as usize) < p.in_h {
+        let src = &x[iy as usize * p.in_w * cin..][..p.in_w * cin];
+        for (o, &v) in r[p.pad_left * cin..].iter_mut().zip(src) {
+            *o = (v as u8) ^ 0x80;
+        }
+    }
+    let step = p.stride_w * cin;
+    for g in 0..g_n {
+        let dst = &mut slot[g * owp * 4..][..d.out_w * 4];
+        let mut at = 4 * g;
+        for o in dst.chunks_exact_mut(4) {
+            o.copy_from_slice(&r[at..at + 4]);
+            at += step;
+        }
+    }
+}
