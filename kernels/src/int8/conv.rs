@@ -30,7 +30,8 @@ pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelErro
     // the VNNI variant's bytes (packed weights of a group, per-channel parameters, the
     // receptive fields of up to 256 pixels), asked of every x86_64 caller so that one
     // buffer serves whichever variant runs (other targets never run it)
-    if cfg!(target_arch = "x86_64") {
+    #[cfg(target_arch = "x86_64")]
+    {
         let k4 = ctry!(add(d.col_rows, 3));
         let ocp = ctry!(add(d.out_per_group, 32));
         let bytes = ctry!(add(
@@ -62,6 +63,21 @@ pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelErro
             if half > need {
                 need = half;
             }
+        }
+    }
+    // the aarch64 sdot kernel's bytes (packed weights of a group with taps rounded up to
+    // 16, an offset per channel, the fields of 64 pixels)
+    #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+    {
+        let k16 = ctry!(add(d.col_rows, 15));
+        let ocp = ctry!(add(d.out_per_group, 16));
+        let bytes = ctry!(add(
+            ctry!(add(ctry!(mul(ocp, k16)), ctry!(mul(4, ocp)))),
+            ctry!(mul(k16, 64))
+        ));
+        let half = bytes.div_ceil(2);
+        if half > need {
+            need = half;
         }
     }
     // the depthwise kernel's transposed weights and per-channel parameters
@@ -169,8 +185,22 @@ pub fn conv2d_s8(
         unsafe { super::avx2::conv(a, output, &mut scratch[..values]) };
         return Ok(());
     }
-    arch::dispatch!(run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]));
-    Ok(())
+    #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+    {
+        let bytes = super::neon_dot::scratch_bytes(d.col_rows, d.out_per_group);
+        // SAFETY: the bytes of the i16 scratch (any bit pattern is a valid u8, alignment 1),
+        // the only view of it while this borrow lives.
+        let sb = unsafe {
+            core::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<u8>(), 2 * scratch.len())
+        };
+        super::neon_dot::conv(a, output, &mut sb[..bytes]);
+        return Ok(());
+    }
+    #[allow(unreachable_code)] // (after the sdot kernel's return)
+    {
+        arch::dispatch!(run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]));
+        Ok(())
+    }
 }
 
 /// A validated call.
@@ -315,4 +345,42 @@ pub(super) fn gather<T: Copy>(
         }
     }
     at
+}
+
+/// Packs one group's weights (rows of `k`) into blocks of 16 channels by 4 taps (64 bytes
+/// a step, zero-padded to whole blocks and to `k4` taps, a multiple of 4), writing each step's 64 bytes in order (four bytes
+/// from each of 16 rows) rather than scattering byte by byte.
+#[cfg_attr(
+    not(any(
+        all(target_arch = "x86_64", not(miri)),
+        all(target_arch = "aarch64", target_feature = "dotprod")
+    )),
+    allow(dead_code)
+)] // (the VNNI and sdot kernels')
+#[inline(always)]
+pub(super) fn pack16x4(w: &[i8], k: usize, k4: usize, packed: &mut [u8]) {
+    let rows = w.len() / k;
+    let full = k / 4;
+    for (blk, dst) in packed.chunks_exact_mut(16 * k4).enumerate() {
+        for (s, step) in dst.chunks_exact_mut(64).enumerate() {
+            for (lane, out) in step.chunks_exact_mut(4).enumerate() {
+                let r = blk * 16 + lane;
+                if r >= rows {
+                    out.fill(0);
+                } else if s < full {
+                    let src = &w[r * k + 4 * s..][..4];
+                    out.copy_from_slice(&[src[0] as u8, src[1] as u8, src[2] as u8, src[3] as u8]);
+                } else {
+                    // the last step of a k that is not a multiple of 4
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = if 4 * s + j < k {
+                            w[r * k + 4 * s + j] as u8
+                        } else {
+                            0
+                        };
+                    }
+                }
+            }
+        }
+    }
 }

@@ -4,10 +4,11 @@
 //!
 //! The variants are the f32 kernels' lane types ([`Int8Kernel`]): they share the portable
 //! code, compiled under each variant's target features, and the ISA-specific dot products
-//! (the Cortex-M4's SMLAD) override the trait's methods. The x86 convolution has two
-//! kernels of its own, chosen at run time: AVX-512 VNNI (`vpdpbusd`, `x86.rs`, and
-//! `x86_rows.rs` for first layers: pixels in the lanes) and AVX2 (`vpmaddwd`, `avx2.rs`),
-//! for every non-depthwise layer.
+//! (the Cortex-M4's SMLAD, aarch64's NEON `smlal`) override the trait's methods. The x86
+//! convolution has kernels of its own, chosen at run time: AVX-512 VNNI (`vpdpbusd`,
+//! `x86.rs`, and `x86_rows.rs` for first layers: pixels in the lanes) and AVX2
+//! (`vpmaddwd`, `avx2.rs`), for every non-depthwise layer; so has aarch64 with the dot
+//! product extension compiled in (`sdot`, `neon_dot.rs`).
 
 #[cfg(cnnkit_arm_dsp)]
 mod arm;
@@ -16,12 +17,16 @@ mod avx2;
 mod conv;
 mod depthwise;
 mod linear;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+mod neon_dot;
 mod pool;
 mod quantize;
 mod softmax;
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 mod x86;
-#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[cfg(target_arch = "x86_64")]
 mod x86_rows;
 
 pub use conv::{conv2d_s8, conv2d_s8_scratch_len};
@@ -72,8 +77,17 @@ pub(crate) trait Int8Kernel {
     }
 }
 
-#[cfg(not(cnnkit_arm_dsp))]
+#[cfg(not(any(cnnkit_arm_dsp, target_arch = "aarch64")))]
 impl Int8Kernel for crate::simd::f32x8 {}
+
+/// aarch64's NEON dot products (`smlal`).
+#[cfg(target_arch = "aarch64")]
+impl Int8Kernel for crate::simd::f32x8 {
+    #[inline(always)]
+    fn dot_columns(col: &[i16], k_len: usize, w: &[i8], acc: &mut [i32]) {
+        neon::dot_columns(col, k_len, w, acc);
+    }
+}
 
 /// The ARM DSP extension's dot products (Cortex-M4 and M7, ARMv7-A): SMLAD.
 #[cfg(cnnkit_arm_dsp)]

@@ -19,7 +19,7 @@ use core::arch::x86_64::{
     _mm512_srli_epi32, _mm512_srli_epi64, _mm512_sub_epi32, _mm512_xor_si512,
 };
 
-use super::conv::{Args, gather};
+use super::conv::{Args, gather, pack16x4 as pack};
 
 /// Output pixels per tile.
 const P: usize = 8;
@@ -228,37 +228,6 @@ unsafe fn tiles<const PP: usize, const NJ: usize>(
             t0 += PP;
         }
         ob += 16 * NJ;
-    }
-}
-
-/// Packs one group's weights (rows of `k`) into blocks of 16 channels by 4 taps (64 bytes
-/// a step, zero-padded to whole blocks), writing each step's 64 bytes in order (four bytes
-/// from each of 16 rows) rather than scattering byte by byte.
-#[inline(always)]
-fn pack(w: &[i8], k: usize, k4: usize, packed: &mut [u8]) {
-    let rows = w.len() / k;
-    let full = k / 4;
-    for (blk, dst) in packed.chunks_exact_mut(16 * k4).enumerate() {
-        for (s, step) in dst.chunks_exact_mut(64).enumerate() {
-            for (lane, out) in step.chunks_exact_mut(4).enumerate() {
-                let r = blk * 16 + lane;
-                if r >= rows {
-                    out.fill(0);
-                } else if s < full {
-                    let src = &w[r * k + 4 * s..][..4];
-                    out.copy_from_slice(&[src[0] as u8, src[1] as u8, src[2] as u8, src[3] as u8]);
-                } else {
-                    // the last step of a k that is not a multiple of 4
-                    for (j, o) in out.iter_mut().enumerate() {
-                        *o = if 4 * s + j < k {
-                            w[r * k + 4 * s + j] as u8
-                        } else {
-                            0
-                        };
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -13,12 +13,15 @@
 //! output a pixel at a time. The expanded rows live in a ring of `kh` slots, so each input
 //! row is expanded once per image when the stride is 1.
 
+#[cfg(not(miri))]
 use core::arch::x86_64::{
     __m512i, _mm_storeu_si128, _mm512_cvtepi32_epi8, _mm512_dpbusd_epi32, _mm512_loadu_si512,
     _mm512_set1_epi32, _mm512_setzero_si512,
 };
 
+#[cfg(not(miri))]
 use super::conv::Args;
+#[cfg(not(miri))]
 use super::x86::{prepare, requant_lanes};
 use crate::params::Conv2dParams;
 
@@ -111,6 +114,7 @@ pub(crate) const fn scratch_bytes(p: &Conv2dParams, out_w: usize) -> Option<usiz
 /// # Safety
 /// The CPU must support AVX-512 F, BW, VL and VNNI; `scratch` must hold
 /// [`scratch_bytes`].
+#[cfg(not(miri))]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     let (p, d) = (a.p, a.d);
@@ -222,6 +226,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
 }
 
 /// One output row's inputs: the expanded input rows of its kernel rows, the weights.
+#[cfg(not(miri))]
 struct Row<'a> {
     e: &'a [&'a [u8]],
     wq: &'a [u8],
@@ -233,6 +238,7 @@ struct Row<'a> {
 
 /// Per output channel, the requantisation's arrays (int32 lanes as bytes); the zero point
 /// and the clamp's ends.
+#[cfg(not(miri))]
 struct Prm<'a> {
     mult: &'a [u8],
     left: &'a [u8],
@@ -247,6 +253,7 @@ struct Prm<'a> {
 /// # Safety
 /// AVX-512 F, BW and VNNI must be available; each expanded row holds `g_n` arrays of
 /// `owp` lanes, `owp` a multiple of `16 * S`.
+#[cfg(not(miri))]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 unsafe fn segments<const S: usize>(r: &Row<'_>, prm: &Prm<'_>, out_w: usize, y: &mut [i8]) {
@@ -317,6 +324,7 @@ unsafe fn segments<const S: usize>(r: &Row<'_>, prm: &Prm<'_>, out_w: usize, y: 
 /// kernel row as `x + 128` (the padding `pad`; taps past the kernel row hold whatever
 /// follows it, against weights of 0; lanes past the output row are left as they are and
 /// never stored). `padded` takes the padded input row first.
+#[cfg(not(miri))]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // (the geometry the caller worked out once)
 fn expand(
