@@ -101,45 +101,49 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
             right,
             offset,
         };
-        for n in 0..p.batch {
-            let x = &a.input[n * d.image_len..][..d.image_len];
-            let y = &mut output[n * d.out_image_len..][..d.out_image_len];
-            let mut q0 = 0;
-            while q0 < pixels {
-                let nc = chunk.min(pixels - q0);
-                for i in 0..nc {
-                    // the field as unsigned bytes `x + 128`, the padding `zp + 128`, the
-                    // bytes past `k` 0
-                    let dst = &mut col[i * k4..][..k4];
-                    let f = |v: i8| (v as u8) ^ 0x80;
-                    // SAFETY: F and BW are enabled on this function.
-                    let run = |d: &mut [u8], s: &[i8]| unsafe { flip(d, s) };
-                    let n = gather(a, x, g, q0 + i, pad, f, run, dst);
-                    dst[n..].fill(0);
-                }
-                let out = Out {
-                    y: &mut *y,
-                    first: q0,
-                    stride: p.out_channels,
-                    base: g * cog,
-                    cog,
-                    prm: &prm,
-                    clamp: [zp_out, lo, hi],
-                };
-                let chunk_cols = &col[..nc.div_ceil(16) * 16 * k4];
-                // SAFETY: VNNI, F, BW and VL are enabled on this function; the rows past
-                // the chunk's last pixel up to a whole tile are in `col` (CHUNK_MAX is a
-                // multiple of 16), stale and never stored; `packed` holds ocp / 16 blocks.
-                unsafe {
-                    if cog <= 16 {
-                        // one register of channels: twice the pixels, no idle block
-                        tiles::<16, 1>(k4, nc, chunk_cols, packed, out);
-                    } else {
-                        tiles::<P, 2>(k4, nc, chunk_cols, packed, out);
-                    }
-                }
-                q0 += nc;
+        // the pixels of every image in one sequence, `q = n * pixels + pixel` (the output
+        // of pixel q at `q * out_channels`): chunks and tiles run across images, so a
+        // small image (ResNet's 7 x 7) fills whole tiles and the weights pass once per
+        // chunk, not once per image
+        let total = p.batch * pixels;
+        let y = &mut *output;
+        let mut q0 = 0;
+        while q0 < total {
+            let nc = chunk.min(total - q0);
+            for i in 0..nc {
+                let (n, pix) = ((q0 + i) / pixels, (q0 + i) % pixels);
+                let x = &a.input[n * d.image_len..][..d.image_len];
+                // the field as unsigned bytes `x + 128`, the padding `zp + 128`, the
+                // bytes past `k` 0
+                let dst = &mut col[i * k4..][..k4];
+                let f = |v: i8| (v as u8) ^ 0x80;
+                // SAFETY: F and BW are enabled on this function.
+                let run = |d: &mut [u8], s: &[i8]| unsafe { flip(d, s) };
+                let m = gather(a, x, g, pix, pad, f, run, dst);
+                dst[m..].fill(0);
             }
+            let out = Out {
+                y: &mut *y,
+                first: q0,
+                stride: p.out_channels,
+                base: g * cog,
+                cog,
+                prm: &prm,
+                clamp: [zp_out, lo, hi],
+            };
+            let chunk_cols = &col[..nc.div_ceil(16) * 16 * k4];
+            // SAFETY: VNNI, F, BW and VL are enabled on this function; the rows past
+            // the chunk's last pixel up to a whole tile are in `col` (CHUNK_MAX is a
+            // multiple of 16), stale and never stored; `packed` holds ocp / 16 blocks.
+            unsafe {
+                if cog <= 16 {
+                    // one register of channels: twice the pixels, no idle block
+                    tiles::<16, 1>(k4, nc, chunk_cols, packed, out);
+                } else {
+                    tiles::<P, 2>(k4, nc, chunk_cols, packed, out);
+                }
+            }
+            q0 += nc;
         }
     }
 }
