@@ -81,44 +81,45 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) 
             right,
             offset,
         };
-        for n in 0..p.batch {
-            let x = &a.input[n * d.image_len..][..d.image_len];
-            let y = &mut output[n * d.out_image_len..][..d.out_image_len];
-            let mut q0 = 0;
-            while q0 < pixels {
-                let nc = chunk.min(pixels - q0);
-                for i in 0..nc {
-                    let dst = &mut col[i * k2..][..k2];
-                    let f = |v: i8| i16::from(v) - zp;
-                    let run = |d: &mut [i16], s: &[i8]| {
-                        for (o, &v) in d.iter_mut().zip(s) {
-                            *o = i16::from(v) - zp;
-                        }
-                    };
-                    let m = gather(a, x, g, q0 + i, 0, f, run, dst);
-                    dst[m..].fill(0);
-                }
-                let out = Out {
-                    y: &mut *y,
-                    first: q0,
-                    stride: p.out_channels,
-                    base: g * cog,
-                    cog,
-                    prm: &prm,
-                    clamp,
-                };
-                // SAFETY: AVX2 is enabled on this function; `col` holds CHUNK_MAX rows (a
-                // multiple of both tiles) of k2 values, the rows past the chunk's last
-                // pixel stale and never stored; `packed` holds ocp / 8 blocks.
-                unsafe {
-                    if one {
-                        tiles::<12, 1>(k2, nc, col, packed, out);
-                    } else {
-                        tiles::<6, 2>(k2, nc, col, packed, out);
+        // the pixels of every image in one sequence, as the VNNI kernel runs them
+        let total = p.batch * pixels;
+        let y = &mut *output;
+        let mut q0 = 0;
+        while q0 < total {
+            let nc = chunk.min(total - q0);
+            for i in 0..nc {
+                let (n, pix) = ((q0 + i) / pixels, (q0 + i) % pixels);
+                let x = &a.input[n * d.image_len..][..d.image_len];
+                let dst = &mut col[i * k2..][..k2];
+                let f = |v: i8| i16::from(v) - zp;
+                let run = |d: &mut [i16], s: &[i8]| {
+                    for (o, &v) in d.iter_mut().zip(s) {
+                        *o = i16::from(v) - zp;
                     }
-                }
-                q0 += nc;
+                };
+                let m = gather(a, x, g, pix, 0, f, run, dst);
+                dst[m..].fill(0);
             }
+            let out = Out {
+                y: &mut *y,
+                first: q0,
+                stride: p.out_channels,
+                base: g * cog,
+                cog,
+                prm: &prm,
+                clamp,
+            };
+            // SAFETY: AVX2 is enabled on this function; `col` holds CHUNK_MAX rows (a
+            // multiple of both tiles) of k2 values, the rows past the chunk's last
+            // pixel stale and never stored; `packed` holds ocp / 8 blocks.
+            unsafe {
+                if one {
+                    tiles::<12, 1>(k2, nc, col, packed, out);
+                } else {
+                    tiles::<6, 2>(k2, nc, col, packed, out);
+                }
+            }
+            q0 += nc;
         }
     }
 }
