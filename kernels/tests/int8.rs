@@ -1196,8 +1196,10 @@ fn softmax_equals_tflite() {
 /// clamps to the top (or bottom), never wraps to the other end, on every variant.
 #[test]
 fn conv2d_s8_saturates_at_the_ends_of_int32() {
-    for (channels, kernel) in [(1, 1), (24, 3), (40, 1)] {
-        let p = Conv2dParams::new(1, channels, 4, 4, 20, kernel, kernel).with_padding(1, 1, 1, 1);
+    for (channels, kernel, groups) in [(1, 1, 1), (24, 3, 1), (40, 1, 1), (20, 3, 20)] {
+        let p = Conv2dParams::new(1, channels, 4, 4, 20, kernel, kernel)
+            .with_padding(1, 1, 1, 1)
+            .with_groups(groups);
         let d = p.dims().unwrap();
         let x = vec![0i8; d.input_len];
         let w = vec![0i8; d.weight_len];

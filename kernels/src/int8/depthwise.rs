@@ -39,6 +39,7 @@ pub(crate) fn run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
     }
     let join = |lo: i16, hi: i16| i32::from(hi) << 16 | i32::from(lo as u16);
     let zp = a.q.input_zero_point;
+    let zp16 = zp as i16;
     let (zp_out, lo, hi) = (
         a.q.output_zero_point,
         i32::from(a.q.min),
@@ -58,21 +59,27 @@ pub(crate) fn run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
                     for ((s, &l), &h) in acc.iter_mut().zip(bl).zip(bh) {
                         *s = join(l, h);
                     }
-                    for ky in 0..p.kernel_h {
-                        let iy = (oy * p.stride_h + ky * p.dilation_h).wrapping_sub(p.pad_top);
-                        if iy >= p.in_h {
-                            continue;
-                        }
-                        for kx in 0..p.kernel_w {
-                            let ix = (ox * p.stride_w + kx * p.dilation_w).wrapping_sub(p.pad_left);
-                            if ix >= p.in_w {
+                    if len == CHUNK {
+                        // a whole chunk: fixed length, the sums kept in registers
+                        acc = field(p, x, wt, c0, oy, ox, zp16, acc);
+                    } else {
+                        for ky in 0..p.kernel_h {
+                            let iy = (oy * p.stride_h + ky * p.dilation_h).wrapping_sub(p.pad_top);
+                            if iy >= p.in_h {
                                 continue;
                             }
-                            let src = &x[(iy * p.in_w + ix) * c + c0..][..len];
-                            let w = &wt[(ky * p.kernel_w + kx) * c + c0..][..len];
-                            for ((s, &v), &wv) in acc.iter_mut().zip(src).zip(w) {
-                                let t = (i32::from(v) - zp) * i32::from(wv);
-                                *s = s.wrapping_add(t);
+                            for kx in 0..p.kernel_w {
+                                let ix =
+                                    (ox * p.stride_w + kx * p.dilation_w).wrapping_sub(p.pad_left);
+                                if ix >= p.in_w {
+                                    continue;
+                                }
+                                let src = &x[(iy * p.in_w + ix) * c + c0..][..len];
+                                let w = &wt[(ky * p.kernel_w + kx) * c + c0..][..len];
+                                for ((s, &v), &wv) in acc.iter_mut().zip(src).zip(w) {
+                                    let t = (i32::from(v) - zp) * i32::from(wv);
+                                    *s = s.wrapping_add(t);
+                                }
                             }
                         }
                     }
@@ -83,12 +90,61 @@ pub(crate) fn run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) {
                     let lanes = out[r].iter_mut().zip(&acc).zip(ml.iter().zip(mh));
                     for (((o, &s), (&m_l, &m_h)), (&l, &rt)) in lanes.zip(sl.iter().zip(sr)) {
                         let v = requant(s, join(m_l, m_h), l as u32, rt as u32);
-                        *o = v.wrapping_add(zp_out).max(lo).min(hi) as i8;
+                        // the zero point added as TFLite adds it (saturating): v held
+                        // within +-2^16 first, which the clamp to int8 cannot tell apart
+                        let v = v.clamp(-(1 << 16), 1 << 16) + zp_out;
+                        *o = v.max(lo).min(hi) as i8;
                     }
                     c0 += len;
                 }
             }
         }
+    }
+}
+
+/// The sums of channels `c0..c0 + CHUNK` of output pixel `(oy, ox)` over its taps inside
+/// the image, added to `acc`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // (the pixel's geometry)
+fn field(
+    p: &crate::params::Conv2dParams,
+    x: &[i8],
+    wt: &[i16],
+    c0: usize,
+    oy: usize,
+    ox: usize,
+    zp: i16,
+    mut acc: [i32; CHUNK],
+) -> [i32; CHUNK] {
+    let c = p.in_channels;
+    for ky in 0..p.kernel_h {
+        let iy = (oy * p.stride_h + ky * p.dilation_h).wrapping_sub(p.pad_top);
+        if iy >= p.in_h {
+            continue;
+        }
+        for kx in 0..p.kernel_w {
+            let ix = (ox * p.stride_w + kx * p.dilation_w).wrapping_sub(p.pad_left);
+            if ix >= p.in_w {
+                continue;
+            }
+            let src = &x[(iy * p.in_w + ix) * c + c0..][..CHUNK];
+            let w = &wt[(ky * p.kernel_w + kx) * c + c0..][..CHUNK];
+            if let (Ok(src), Ok(w)) = (<&[i8; CHUNK]>::try_from(src), <&[i16; CHUNK]>::try_from(w))
+            {
+                tap(&mut acc, src, w, zp);
+            }
+        }
+    }
+    acc
+}
+
+/// `acc[c] += (x[c] - zp) * w[c]` over a whole chunk: the product in 16 bits (`|x - zp|
+/// <= 255`, `|w| <= 128`: at most 32,640, exact), widened as it is added.
+#[inline(always)]
+fn tap(acc: &mut [i32; CHUNK], x: &[i8; CHUNK], w: &[i16; CHUNK], zp: i16) {
+    for ((s, &v), &wv) in acc.iter_mut().zip(x).zip(w) {
+        let t = (i16::from(v) - zp).wrapping_mul(wv);
+        *s = s.wrapping_add(i32::from(t));
     }
 }
 
