@@ -176,7 +176,7 @@ pub fn linear_dot(
 ) -> Result<(), KernelError> {
     let (lo, hi) = check_forward(p, input, weight, bias, act, output)?;
     let n = p.in_features;
-    if !HAS_VECTORS {
+    if !crate::arch::HAS_VECTORS {
         dot_rows_scalar(n, input, weight, bias, lo, hi, output);
         return Ok(());
     }
@@ -218,17 +218,6 @@ fn sum_lanes<V: Vf32>(v: V) -> f32 {
     let a = v.to_array();
     ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
 }
-
-/// Whether `wide` has vector registers on this target (as the direct convolution's
-/// `HAS_VECTORS`): elsewhere (a Cortex-M4F) its 8-lane vectors are emulated lane by lane,
-/// and [`linear_dot`] runs [`dot_rows_scalar`].
-const HAS_VECTORS: bool = cfg!(any(
-    target_arch = "x86_64",
-    target_arch = "x86",
-    target_arch = "aarch64",
-    target_arch = "wasm32",
-    target_feature = "neon"
-));
 
 /// [`linear_dot`] in plain scalar code: four outputs at a time, each input value loaded
 /// once for the four (eight loads and four multiply-adds per four products, no lane

@@ -71,6 +71,18 @@ macro_rules! dispatch {
 }
 pub(crate) use dispatch;
 
+/// Whether `wide` has vector registers on this target: elsewhere (a Cortex-M4F) its
+/// 8-lane vectors are emulated lane by lane, and kernels that gain nothing from lanes
+/// there take their scalar or smaller code (the linear layer's `dot_rows_scalar`, the
+/// int8 depthwise convolution's general loop, which keeps the firmware's flash small).
+pub(crate) const HAS_VECTORS: bool = cfg!(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "wasm32",
+    target_feature = "neon"
+));
+
 /// Evaluates `expr` with `V` the lane type of the variant `isa` (the portable one where
 /// the CPU cannot run it), without target features: for a kernel's constants
 /// (`with_isa!(isa, V => <V as GemmKernel>::MR)`), never for its code.
