@@ -202,11 +202,8 @@ fn pack(w: &[i8], k: usize, k2: usize, packed: &mut [i16]) {
     }
 }
 
-/// Eight sums of channels `c0..c0 + 8` of one pixel to int8, as the VNNI kernel's
-/// epilogue: the offset added, the left shift, the doubling high multiply (`floor((x m +
-/// 2^30) / 2^31)`: bits 31..62 of the 64-bit sum, which a logical shift gives as well as
-/// an arithmetic one), TFLite's rounding right shift, the zero point added (saturating),
-/// clamped.
+/// Eight sums of channels `c0..c0 + 8` of one pixel to int8 ([`requant8`] with each
+/// channel's parameters).
 ///
 /// # Safety
 /// AVX2 must be available; every array of `prm` must hold lanes `c0..c0 + 8`.
@@ -225,6 +222,30 @@ unsafe fn epilogue(acc: __m256i, prm: &Params<'_>, c0: usize, clamp: [__m256i; 3
         load(prm.right),
         load(prm.offset),
     );
+    // SAFETY: AVX2 is enabled on this function.
+    let v = unsafe { requant8(acc, [m, l, r, off], zp_out, lo, hi) };
+    // SAFETY: AVX2 is enabled on this function.
+    unsafe { low_bytes(v) }
+}
+
+/// TFLite's requantisation of eight int32 sums lane by lane, each lane with its own
+/// parameters (`[multiplier, left shift, right shift, offset]`), as the VNNI kernel's
+/// `requant_lanes`: the offset added, the left shift, the doubling high multiply
+/// (`floor((x m + 2^30) / 2^31)`: bits 31..62 of the 64-bit sum, which a logical shift
+/// gives as well as an arithmetic one), TFLite's rounding right shift, the zero point
+/// added (saturating), clamped to `lo..=hi`.
+///
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) unsafe fn requant8(
+    acc: __m256i,
+    [m, l, r, off]: [__m256i; 4],
+    zp_out: __m256i,
+    lo: __m256i,
+    hi: __m256i,
+) -> __m256i {
     let x = _mm256_sllv_epi32(_mm256_add_epi32(acc, off), l);
     let half = _mm256_set1_epi64x(1 << 30);
     let even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), half), 31);
@@ -243,8 +264,16 @@ unsafe fn epilogue(acc: __m256i, prm: &Params<'_>, c0: usize, clamp: [__m256i; 3
         _mm256_max_epi32(q, _mm256_sub_epi32(_mm256_setzero_si256(), big)),
         big,
     );
-    let v = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(q, zp_out), lo), hi);
-    // the low byte of each lane: four per 128-bit half, then the halves side by side
+    _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(q, zp_out), lo), hi)
+}
+
+/// The low bytes of eight int32 lanes (already within int8).
+///
+/// # Safety
+/// AVX2 must be available.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) unsafe fn low_bytes(v: __m256i) -> [i8; 8] {
     let pick = _mm256_setr_epi8(
         0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1,
         -1, -1, -1, -1, -1, -1, -1, -1,

@@ -54,6 +54,16 @@ pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelErro
         if values > need {
             need = values;
         }
+        // the AVX2 kernel for few values per kernel row
+        if super::avx2_rows::eligible(p, d.out_w) {
+            let Some(bytes) = super::avx2_rows::scratch_bytes(p, d.out_w) else {
+                return Err(KernelError::Overflow);
+            };
+            let half = bytes.div_ceil(2);
+            if half > need {
+                need = half;
+            }
+        }
         // the VNNI kernel for few values per kernel row
         if super::x86_rows::eligible(p, d.out_w) {
             let Some(bytes) = super::x86_rows::scratch_bytes(p, d.out_w) else {
@@ -178,6 +188,21 @@ pub fn conv2d_s8(
     }
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     if matches!(arch::active(), arch::Isa::Avx2Fma | arch::Isa::Avx512) {
+        if super::avx2_rows::eligible(p, d.out_w) {
+            let bytes = super::avx2_rows::scratch_bytes(p, d.out_w).unwrap_or(usize::MAX);
+            // SAFETY: the bytes of the i16 scratch (any bit pattern is a valid u8,
+            // alignment 1), the only view of it while this borrow lives.
+            let sb = unsafe {
+                core::slice::from_raw_parts_mut(
+                    scratch.as_mut_ptr().cast::<u8>(),
+                    2 * scratch.len(),
+                )
+            };
+            // SAFETY: the active variant is one the CPU supports, and both need AVX2; `sb`
+            // holds the bytes `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
+            unsafe { super::avx2_rows::conv(a, output, &mut sb[..bytes]) };
+            return Ok(());
+        }
         let values = super::avx2::scratch_bytes(d.col_rows, d.out_per_group) / 2;
         // SAFETY: the active variant is one the CPU supports (`arch::force` refuses
         // others), and both need AVX2; `scratch` holds what `scratch_bytes` asks

@@ -14,6 +14,8 @@
 mod arm;
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx2_rows;
 mod conv;
 mod depthwise;
 mod linear;

@@ -28,9 +28,9 @@ use crate::params::Conv2dParams;
 /// Output channels per pass over a segment (16 accumulators).
 const CB: usize = 8;
 /// Most kernel rows (the ring's slots are tracked in fixed arrays).
-const MAX_KH: usize = 16;
+pub(super) const MAX_KH: usize = 16;
 /// Most values per kernel row: beyond, the general kernel's runs are long enough.
-const MAX_ROW: usize = 32;
+pub(super) const MAX_ROW: usize = 32;
 
 /// Whether [`conv`] takes the layer: one group, dense columns, at most 32 values per
 /// kernel row and 16 kernel rows, and fewer `vpdpbusd` per output than the general
@@ -150,45 +150,14 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     for n in 0..p.batch {
         let x = &a.input[n * d.image_len..][..d.image_len];
         let y = &mut output[n * d.out_image_len..][..d.out_image_len];
-        // which input row each slot holds (none yet), and each kernel row's slot
-        let mut tag = [isize::MIN; MAX_KH];
-        let mut slot_of = [0usize; MAX_KH];
+        let mut ring_rows = Ring::new();
         for oy in 0..d.out_h {
             let row_of =
                 |ky: usize| (oy * p.stride_h + ky * p.dilation_h) as isize - p.pad_top as isize;
-            // keep the slots whose rows this output row needs, fill the others
-            let mut taken = [false; MAX_KH];
-            let mut missing = [false; MAX_KH];
-            for ky in 0..kh {
-                let iy = row_of(ky);
-                match (0..kh).find(|&s| tag[s] == iy && !taken[s]) {
-                    Some(s) => {
-                        taken[s] = true;
-                        slot_of[ky] = s;
-                    }
-                    None => missing[ky] = true,
-                }
-            }
-            for ky in 0..kh {
-                if !missing[ky] {
-                    continue;
-                }
-                let s = (0..kh).find(|&s| !taken[s]).unwrap_or(0);
-                taken[s] = true;
-                slot_of[ky] = s;
-                let iy = row_of(ky);
-                tag[s] = iy;
-                expand(
-                    a,
-                    x,
-                    iy,
-                    pad,
-                    g_n,
-                    owp,
-                    padded,
-                    &mut ring[s * slot_len..][..slot_len],
-                );
-            }
+            let slot_of = ring_rows.update(kh, row_of, |s, iy| {
+                let slot = &mut ring[s * slot_len..][..slot_len];
+                expand(a, x, iy, pad, g_n, owp, padded, slot);
+            });
             let rows: [&[u8]; MAX_KH] = core::array::from_fn(|ky| {
                 if ky < kh {
                     &ring[slot_of[ky] * slot_len..][..slot_len]
@@ -222,6 +191,60 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
                 }
             }
         }
+    }
+}
+
+/// Which input row each of `kh` slots of expanded rows holds, for kernels that expand
+/// each input row once per image (this one and AVX2's).
+#[cfg(not(miri))]
+pub(super) struct Ring {
+    tag: [isize; MAX_KH],
+    slot_of: [usize; MAX_KH],
+}
+
+#[cfg(not(miri))]
+impl Ring {
+    /// No rows held yet.
+    pub(super) fn new() -> Self {
+        Self {
+            tag: [isize::MIN; MAX_KH],
+            slot_of: [0; MAX_KH],
+        }
+    }
+
+    /// The slots of an output row's kernel rows `row_of(0..kh)` (distinct input rows):
+    /// the slots that hold one of them keep it, the others are filled by `fill(slot,
+    /// input row)`. Returns each kernel row's slot.
+    pub(super) fn update(
+        &mut self,
+        kh: usize,
+        row_of: impl Fn(usize) -> isize,
+        mut fill: impl FnMut(usize, isize),
+    ) -> [usize; MAX_KH] {
+        let mut taken = [false; MAX_KH];
+        let mut missing = [false; MAX_KH];
+        for (ky, miss) in missing.iter_mut().enumerate().take(kh) {
+            let iy = row_of(ky);
+            match (0..kh).find(|&s| self.tag[s] == iy && !taken[s]) {
+                Some(s) => {
+                    taken[s] = true;
+                    self.slot_of[ky] = s;
+                }
+                None => *miss = true,
+            }
+        }
+        for (ky, &miss) in missing.iter().enumerate().take(kh) {
+            if !miss {
+                continue;
+            }
+            let s = (0..kh).find(|&s| !taken[s]).unwrap_or(0);
+            taken[s] = true;
+            self.slot_of[ky] = s;
+            let iy = row_of(ky);
+            self.tag[s] = iy;
+            fill(s, iy);
+        }
+        self.slot_of
     }
 }
 
