@@ -19,8 +19,10 @@ use super::conv::Args;
 #[cfg(not(miri))]
 use super::x86::prepare;
 #[cfg(not(miri))]
+use super::x86_rows::MAX_ROW;
+#[cfg(not(miri))]
 use super::x86_rows::Ring;
-use super::x86_rows::{MAX_KH, MAX_ROW};
+use super::x86_rows::{cheaper, fits, scratch};
 use crate::params::Conv2dParams;
 
 /// Output channels per pass over a segment.
@@ -28,36 +30,11 @@ const CB: usize = 6;
 /// Output pixels per segment (two registers of 8).
 const SEG: usize = 16;
 
-/// Whether [`conv`] takes the layer: as `x86_rows::eligible`, with `vpmaddwd`'s pairs and
-/// 8 lanes against the AVX2 kernel's 2 taps by 8 channels a step (`cout <= 8`: one
-/// register of channels, 12 pixels a tile; else two).
+/// Whether [`conv`] takes the layer: as `x86_rows::eligible`, with `vpmaddwd`'s pairs
+/// and 8 lanes against the AVX2 kernel's 2 taps by 8 channels a step.
 pub(crate) const fn eligible(p: &Conv2dParams, out_w: usize) -> bool {
-    if !(p.groups == 1
-        && p.dilation_w == 1
-        && p.kernel_h <= MAX_KH
-        && p.kernel_w * p.in_channels <= MAX_ROW
-        && out_w > 0
-        && p.out_channels > 0)
-    {
-        return false;
-    }
-    let (g, owp) = geometry(p, out_w);
-    let taps = p.kernel_h * p.kernel_w * p.in_channels;
-    let general_steps = taps.div_ceil(2);
-    let general_lanes = if p.out_channels <= 8 {
-        8
-    } else {
-        p.out_channels.div_ceil(16) * 16
-    };
-    // rows: kh * g steps per 8 lanes of owp per channel; general: steps per pixel per 8
-    // channel lanes; a margin of 1.5 for the general kernel's gathering of short runs
-    let rows = (2 * p.kernel_h * g)
-        .saturating_mul(owp)
-        .saturating_mul(p.out_channels);
-    let general = (3 * general_steps)
-        .saturating_mul(general_lanes)
-        .saturating_mul(out_w);
-    rows <= general
+    let (_, owp) = geometry(p, out_w);
+    fits(p, out_w) && cheaper(p, out_w, 2, owp, 8)
 }
 
 /// 16-bit pairs per kernel row, and the row's length in pixels (whole segments).
@@ -68,40 +45,11 @@ const fn geometry(p: &Conv2dParams, out_w: usize) -> (usize, usize) {
     )
 }
 
-/// Bytes of scratch [`conv`] needs for an [`eligible`] layer (`None` on overflow): the
-/// ring of expanded rows, the weights as pairs, one padded input row (16-bit), four int32
-/// parameters per output channel.
+/// Bytes of scratch [`conv`] needs for an [`eligible`] layer (`None` on overflow): as
+/// the VNNI kernel's, the padded row 16-bit.
 pub(crate) const fn scratch_bytes(p: &Conv2dParams, out_w: usize) -> Option<usize> {
     let (g, owp) = geometry(p, out_w);
-    let ocp = p.out_channels.div_ceil(CB) * CB;
-    let ring = match p.kernel_h.checked_mul(g) {
-        Some(v) => match v.checked_mul(owp) {
-            Some(v) => v.checked_mul(4),
-            None => None,
-        },
-        None => None,
-    };
-    let weights = match ocp.checked_mul(p.kernel_h * g) {
-        Some(v) => v.checked_mul(4),
-        None => None,
-    };
-    let row = match (p.in_w + p.pad_left + p.pad_right).checked_mul(p.in_channels) {
-        Some(v) => match v.checked_add(2 * MAX_ROW) {
-            Some(v) => v.checked_mul(2),
-            None => None,
-        },
-        None => None,
-    };
-    match (ring, weights, row) {
-        (Some(r), Some(w), Some(x)) => match r.checked_add(w) {
-            Some(v) => match v.checked_add(x) {
-                Some(v) => v.checked_add(16 * ocp),
-                None => None,
-            },
-            None => None,
-        },
-        _ => None,
-    }
+    scratch(p, g, owp, p.out_channels.div_ceil(CB) * CB, 2)
 }
 
 /// The convolution of a validated, [`eligible`] call with AVX2.
@@ -238,7 +186,7 @@ fn expand(
     let (p, d) = (a.p, a.d);
     let cin = p.in_channels;
     let width = (p.pad_left + p.in_w + p.pad_right) * cin;
-    let r = &mut padded[..2 * (width + 2 * MAX_ROW)];
+    let r = &mut padded[..2 * (width + 4 * MAX_ROW)];
     r.fill(0);
     if iy >= 0 && (iy as usize) < p.in_h {
         let src = &x[iy as usize * p.in_w * cin..][..p.in_w * cin];

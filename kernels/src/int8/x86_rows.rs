@@ -34,33 +34,46 @@ pub(super) const MAX_ROW: usize = 32;
 
 /// Whether [`conv`] takes the layer: one group, dense columns, at most 32 values per
 /// kernel row and 16 kernel rows, and fewer `vpdpbusd` per output than the general
-/// kernel's by an estimate (its lanes idle past the output row's end; the general
-/// kernel's past the last output channel), with a margin of 1.5 for the general kernel's
-/// gathering of short runs.
+/// kernel's by an estimate ([`cheaper`]).
 pub(crate) const fn eligible(p: &Conv2dParams, out_w: usize) -> bool {
-    if !(p.groups == 1
+    let (_, owp) = geometry(p, out_w);
+    fits(p, out_w) && cheaper(p, out_w, 4, owp, 16)
+}
+
+/// Whether a layer has the shape a pixels-in-lanes kernel takes: one group, dense
+/// columns, at most [`MAX_ROW`] values per kernel row and [`MAX_KH`] kernel rows.
+pub(super) const fn fits(p: &Conv2dParams, out_w: usize) -> bool {
+    p.groups == 1
         && p.dilation_w == 1
         && p.kernel_h <= MAX_KH
         && p.kernel_w * p.in_channels <= MAX_ROW
         && out_w > 0
-        && p.out_channels > 0)
-    {
-        return false;
-    }
-    let (g, owp) = geometry(p, out_w);
-    let taps = p.kernel_h * p.kernel_w * p.in_channels;
-    let general_steps = taps.div_ceil(4);
-    let general_lanes = if p.out_channels <= 16 {
-        16
+        && p.out_channels > 0
+}
+
+/// Whether pixels in the lanes (`t` taps a lane, rows padded to `owp` pixels) cost fewer
+/// dot-product steps per output than the general kernel (`t` taps a step, `lanes`
+/// channels a register, two registers past `lanes` channels), with a margin of 1.5 for
+/// the general kernel's gathering of short runs: its lanes idle past the last output
+/// channel, these past the output row's end.
+pub(super) const fn cheaper(
+    p: &Conv2dParams,
+    out_w: usize,
+    t: usize,
+    owp: usize,
+    lanes: usize,
+) -> bool {
+    let g = (p.kernel_w * p.in_channels).div_ceil(t);
+    let steps = (p.kernel_h * p.kernel_w * p.in_channels).div_ceil(t);
+    let general_lanes = if p.out_channels <= lanes {
+        lanes
     } else {
-        p.out_channels.div_ceil(32) * 32
+        p.out_channels.div_ceil(2 * lanes) * 2 * lanes
     };
-    // rows: kh * g steps per 16 lanes of owp per channel; general: steps per pixel per
-    // 16 channel lanes
     let rows = (2 * p.kernel_h * g)
         .saturating_mul(owp)
         .saturating_mul(p.out_channels);
-    let general = (3 * general_steps)
+    let general = (3 * steps)
         .saturating_mul(general_lanes)
         .saturating_mul(out_w);
     rows <= general
@@ -76,12 +89,23 @@ const fn geometry(p: &Conv2dParams, out_w: usize) -> (usize, usize) {
     )
 }
 
-/// Bytes of scratch [`conv`] needs for an [`eligible`] layer (`None` on overflow): the
-/// ring of expanded rows, the weights as 4-byte groups, one padded input row, four int32
-/// parameters per output channel.
+/// Bytes of scratch [`conv`] needs for an [`eligible`] layer (`None` on overflow).
 pub(crate) const fn scratch_bytes(p: &Conv2dParams, out_w: usize) -> Option<usize> {
     let (g, owp) = geometry(p, out_w);
-    let ocp = p.out_channels.div_ceil(CB) * CB;
+    scratch(p, g, owp, p.out_channels.div_ceil(CB) * CB, 1)
+}
+
+/// Bytes of scratch of a pixels-in-lanes kernel: the ring of `kh` expanded rows (`g`
+/// arrays of `owp` 4-byte lanes), the weights (`ocp` channels by `kh` by `g` 4-byte
+/// groups), one padded input row of `value_bytes` a value, four int32 parameters per
+/// output channel; `None` on overflow.
+pub(super) const fn scratch(
+    p: &Conv2dParams,
+    g: usize,
+    owp: usize,
+    ocp: usize,
+    value_bytes: usize,
+) -> Option<usize> {
     let ring = match p.kernel_h.checked_mul(g) {
         Some(v) => match v.checked_mul(owp) {
             Some(v) => v.checked_mul(4),
@@ -94,7 +118,10 @@ pub(crate) const fn scratch_bytes(p: &Conv2dParams, out_w: usize) -> Option<usiz
         None => None,
     };
     let row = match (p.in_w + p.pad_left + p.pad_right).checked_mul(p.in_channels) {
-        Some(v) => v.checked_add(4 * MAX_ROW),
+        Some(v) => match v.checked_add(4 * MAX_ROW) {
+            Some(v) => v.checked_mul(value_bytes),
+            None => None,
+        },
         None => None,
     };
     match (ring, weights, row) {
