@@ -162,25 +162,14 @@ pub fn conv2d_s8(
     if arch::active() == arch::Isa::Avx512 && arch::avx512_vnni() {
         if super::x86_rows::eligible(p, d.out_w) {
             let bytes = super::x86_rows::scratch_bytes(p, d.out_w).unwrap_or(usize::MAX);
-            // SAFETY: the bytes of the i16 scratch (any bit pattern is a valid u8,
-            // alignment 1), the only view of it while this borrow lives.
-            let sb = unsafe {
-                core::slice::from_raw_parts_mut(
-                    scratch.as_mut_ptr().cast::<u8>(),
-                    2 * scratch.len(),
-                )
-            };
+            let sb = as_bytes(scratch);
             // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI (checked above); `sb` holds
             // the bytes `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
             unsafe { super::x86_rows::conv(a, output, &mut sb[..bytes]) };
             return Ok(());
         }
         let bytes = super::x86::scratch_bytes(d.col_rows, d.out_per_group);
-        // SAFETY: the bytes of the i16 scratch (any bit pattern is a valid u8, alignment 1),
-        // the only view of it while this borrow lives.
-        let sb = unsafe {
-            core::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<u8>(), 2 * scratch.len())
-        };
+        let sb = as_bytes(scratch);
         // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI (checked above); `sb` holds the bytes
         // `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
         unsafe { super::x86::conv(a, output, &mut sb[..bytes]) };
@@ -190,14 +179,7 @@ pub fn conv2d_s8(
     if matches!(arch::active(), arch::Isa::Avx2Fma | arch::Isa::Avx512) {
         if super::avx2_rows::eligible(p, d.out_w) {
             let bytes = super::avx2_rows::scratch_bytes(p, d.out_w).unwrap_or(usize::MAX);
-            // SAFETY: the bytes of the i16 scratch (any bit pattern is a valid u8,
-            // alignment 1), the only view of it while this borrow lives.
-            let sb = unsafe {
-                core::slice::from_raw_parts_mut(
-                    scratch.as_mut_ptr().cast::<u8>(),
-                    2 * scratch.len(),
-                )
-            };
+            let sb = as_bytes(scratch);
             // SAFETY: the active variant is one the CPU supports, and both need AVX2; `sb`
             // holds the bytes `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
             unsafe { super::avx2_rows::conv(a, output, &mut sb[..bytes]) };
@@ -213,11 +195,7 @@ pub fn conv2d_s8(
     #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
     {
         let bytes = super::neon_dot::scratch_bytes(d.col_rows, d.out_per_group);
-        // SAFETY: the bytes of the i16 scratch (any bit pattern is a valid u8, alignment 1),
-        // the only view of it while this borrow lives.
-        let sb = unsafe {
-            core::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<u8>(), 2 * scratch.len())
-        };
+        let sb = as_bytes(scratch);
         super::neon_dot::conv(a, output, &mut sb[..bytes]);
         return Ok(());
     }
@@ -226,6 +204,20 @@ pub fn conv2d_s8(
         arch::dispatch!(run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]));
         Ok(())
     }
+}
+
+/// The bytes of an `i16` scratch, for the kernels that lay theirs out in bytes.
+#[cfg_attr(
+    not(any(
+        all(target_arch = "x86_64", not(miri)),
+        all(target_arch = "aarch64", target_feature = "dotprod")
+    )),
+    allow(dead_code)
+)] // (the VNNI, AVX2 first-layer and sdot kernels')
+fn as_bytes(scratch: &mut [i16]) -> &mut [u8] {
+    // SAFETY: the same memory, twice as many elements of one byte (any bit pattern is a
+    // valid u8, alignment 1); the returned borrow is the only view of it while it lives.
+    unsafe { core::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<u8>(), 2 * scratch.len()) }
 }
 
 /// A validated call.
