@@ -1247,6 +1247,27 @@ fn conv2d_s8_wide_layers_equal_reference() {
             .with_dilation(2, 1)
             .with_stride(2, 1)
             .with_padding(3, 0, 2, 1),
+        // depthwise (VNNI's interleaved rows): whole and partial blocks of 64 channels,
+        // strides 1 and 2 (output rows in pairs or alone), four-row, dilated and wide
+        // kernels, uneven padding
+        Conv2dParams::new(2, 64, 9, 9, 64, 3, 3)
+            .with_padding(1, 1, 1, 1)
+            .with_groups(64),
+        Conv2dParams::new(2, 144, 12, 11, 144, 3, 3)
+            .with_stride(2, 2)
+            .with_padding(1, 1, 1, 1)
+            .with_groups(144),
+        Conv2dParams::new(1, 200, 8, 10, 200, 4, 5)
+            .with_padding(2, 1, 0, 3)
+            .with_groups(200),
+        Conv2dParams::new(1, 96, 11, 9, 96, 2, 3)
+            .with_dilation(2, 2)
+            .with_stride(2, 1)
+            .with_padding(1, 2, 2, 2)
+            .with_groups(96),
+        Conv2dParams::new(1, 70, 7, 7, 70, 1, 1)
+            .with_stride(1, 2)
+            .with_groups(70),
     ];
     for (i, p) in cases.iter().enumerate() {
         conv_matches(&ConvCase {

@@ -90,8 +90,19 @@ pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelErro
             need = half;
         }
     }
-    // the depthwise kernel's transposed weights and per-channel parameters
+    // the depthwise kernel's transposed weights and per-channel parameters, and the
+    // VNNI one's bytes
     if depthwise(p) {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        if super::x86_dw::eligible(p) {
+            let Some(bytes) = super::x86_dw::scratch_bytes(p, d.out_w) else {
+                return Err(KernelError::Overflow);
+            };
+            let half = bytes.div_ceil(2);
+            if half > need {
+                need = half;
+            }
+        }
         let dw = ctry!(mul(
             ctry!(add(ctry!(mul(p.kernel_h, p.kernel_w)), 6)),
             p.in_channels
@@ -155,6 +166,16 @@ pub fn conv2d_s8(
         bias,
     };
     if depthwise(p) {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        if arch::active() == arch::Isa::Avx512 && arch::avx512_vnni() && super::x86_dw::eligible(p)
+        {
+            let bytes = super::x86_dw::scratch_bytes(p, d.out_w).unwrap_or(usize::MAX);
+            let sb = as_bytes(scratch);
+            // SAFETY: the CPU has AVX-512 F, BW and VNNI (checked above); `sb` holds the
+            // bytes `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
+            unsafe { super::x86_dw::conv(a, output, &mut sb[..bytes]) };
+            return Ok(());
+        }
         arch::dispatch!(run_depthwise(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]));
         return Ok(());
     }

@@ -7,7 +7,8 @@
 //! (the Cortex-M4's SMLAD, aarch64's NEON `smlal`) override the trait's methods. The x86
 //! convolution has kernels of its own, chosen at run time: AVX-512 VNNI (`vpdpbusd`,
 //! `x86.rs`, and `x86_rows.rs` for first layers: pixels in the lanes) and AVX2
-//! (`vpmaddwd`, `avx2.rs`), for every non-depthwise layer; so has aarch64 with the dot
+//! (`vpmaddwd`, `avx2.rs`), for every non-depthwise layer, and VNNI for depthwise ones
+//! (`x86_dw.rs`: a kernel column's rows in the four bytes); so has aarch64 with the dot
 //! product extension compiled in (`sdot`, `neon_dot.rs`).
 
 #[cfg(cnnkit_arm_dsp)]
@@ -28,6 +29,8 @@ mod quantize;
 mod softmax;
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 mod x86;
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+mod x86_dw;
 #[cfg(target_arch = "x86_64")]
 mod x86_rows;
 

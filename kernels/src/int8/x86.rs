@@ -301,9 +301,8 @@ unsafe fn epilogue(
 }
 
 /// TFLite's requantisation of sixteen int32 sums lane by lane, each lane with its own
-/// parameters (`[multiplier, left shift, right shift, offset]`): the offset added, the
-/// left shift, the doubling high multiply as `floor((x m + 2^30) / 2^31)` in 64 bits,
-/// the rounding right shift, the zero point added (saturating), clamped to `lo..=hi`.
+/// parameters (`[multiplier, left shift, right shift, offset]`): [`rounded_lanes`], the
+/// zero point added (saturating), clamped to `lo..=hi`.
 ///
 /// # Safety
 /// AVX-512 F must be available.
@@ -311,11 +310,32 @@ unsafe fn epilogue(
 #[inline]
 pub(super) unsafe fn requant_lanes(
     acc: __m512i,
-    [m, l, r, off]: [__m512i; 4],
+    prm: [__m512i; 4],
     zp_out: __m512i,
     lo: __m512i,
     hi: __m512i,
 ) -> __m512i {
+    // SAFETY: F is enabled on this function.
+    let q = unsafe { rounded_lanes(acc, prm) };
+    // the zero point added as TFLite adds it (saturating): q held within +-2^16 first,
+    // which the clamp to int8 after cannot tell from saturation
+    let big = _mm512_set1_epi32(1 << 16);
+    let q = _mm512_min_epi32(
+        _mm512_max_epi32(q, _mm512_sub_epi32(_mm512_setzero_si512(), big)),
+        big,
+    );
+    _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, zp_out), lo), hi)
+}
+
+/// The scaled sums before the output's zero point: the offset added, the left shift, the
+/// doubling high multiply as `floor((x m + 2^30) / 2^31)` in 64 bits, the rounding right
+/// shift (TFLite's remainder against threshold).
+///
+/// # Safety
+/// AVX-512 F must be available.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(super) unsafe fn rounded_lanes(acc: __m512i, [m, l, r, off]: [__m512i; 4]) -> __m512i {
     let x = _mm512_sllv_epi32(_mm512_add_epi32(acc, off), l);
     // the doubling high multiply: even lanes, then odd ones moved down; m >= 0 is never
     // i32::MIN, so nothing saturates
@@ -330,15 +350,7 @@ pub(super) unsafe fn requant_lanes(
     let rem = _mm512_and_si512(h, mask);
     let thr = _mm512_sub_epi32(_mm512_srli_epi32(mask, 1), _mm512_srai_epi32(h, 31));
     let q = _mm512_srav_epi32(h, r);
-    let q = _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, thr), q, one);
-    // the zero point added as TFLite adds it (saturating): q held within +-2^16 first,
-    // which the clamp to int8 after cannot tell from saturation
-    let big = _mm512_set1_epi32(1 << 16);
-    let q = _mm512_min_epi32(
-        _mm512_max_epi32(q, _mm512_sub_epi32(_mm512_setzero_si512(), big)),
-        big,
-    );
-    _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, zp_out), lo), hi)
+    _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, thr), q, one)
 }
 
 /// `PP` pixels by `16 * NJ` channels: `acc[p][j] = sum_s col[p][4s..4s+4] . w[j][s]`.
