@@ -387,14 +387,12 @@ pub(super) fn gather<T: Copy>(
 
 /// Packs one group's weights (rows of `k`) into blocks of 16 channels by 4 taps (64 bytes
 /// a step, zero-padded to whole blocks and to `k4` taps, a multiple of 4), writing each step's 64 bytes in order (four bytes
-/// from each of 16 rows) rather than scattering byte by byte.
+/// from each of 16 rows) rather than scattering byte by byte. (The VNNI kernel packs the
+/// same layout with a transpose, `x86::pack`.)
 #[cfg_attr(
-    not(any(
-        all(target_arch = "x86_64", not(miri)),
-        all(target_arch = "aarch64", target_feature = "dotprod")
-    )),
+    not(all(target_arch = "aarch64", target_feature = "dotprod")),
     allow(dead_code)
-)] // (the VNNI and sdot kernels')
+)] // (the sdot kernel's)
 #[inline(always)]
 pub(super) fn pack16x4(w: &[i8], k: usize, k4: usize, packed: &mut [u8]) {
     let rows = w.len() / k;

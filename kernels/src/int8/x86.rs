@@ -15,11 +15,13 @@ use core::arch::x86_64::{
     _mm512_mask_add_epi32, _mm512_mask_blend_epi32, _mm512_mask_storeu_epi8,
     _mm512_maskz_loadu_epi8, _mm512_max_epi32, _mm512_min_epi32, _mm512_mul_epi32,
     _mm512_set1_epi8, _mm512_set1_epi32, _mm512_set1_epi64, _mm512_setzero_si512,
-    _mm512_slli_epi64, _mm512_sllv_epi32, _mm512_srai_epi32, _mm512_srai_epi64, _mm512_srav_epi32,
-    _mm512_srli_epi32, _mm512_srli_epi64, _mm512_sub_epi32, _mm512_xor_si512,
+    _mm512_shuffle_i32x4, _mm512_slli_epi64, _mm512_sllv_epi32, _mm512_srai_epi32,
+    _mm512_srai_epi64, _mm512_srav_epi32, _mm512_srli_epi32, _mm512_srli_epi64,
+    _mm512_storeu_si512, _mm512_sub_epi32, _mm512_unpackhi_epi32, _mm512_unpackhi_epi64,
+    _mm512_unpacklo_epi32, _mm512_unpacklo_epi64, _mm512_xor_si512,
 };
 
-use super::conv::{Args, gather, pack16x4 as pack};
+use super::conv::{Args, gather};
 
 /// Output pixels per tile of 32 channels (24 accumulators: each 128-byte weight step
 /// read from L2 serves 24 `vpdpbusd`; 8 pixels served 16: 7-8% slower on ResNet's deep 3x3).
@@ -91,7 +93,8 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     );
     for g in 0..p.groups {
         let w_g = &a.weight[g * cog * k..][..cog * k];
-        pack(w_g, k, k4, packed);
+        // SAFETY: F is enabled on this function; `packed` holds ocp / 16 blocks.
+        unsafe { pack(w_g, k, k4, packed) };
         prepare(a, g, cog, corr, w_g, k, params);
         let (mult, rest) = params.split_at(4 * ocp);
         let (left, rest) = rest.split_at(4 * ocp);
@@ -145,6 +148,77 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
                 }
             }
             q0 += nc;
+        }
+    }
+}
+
+/// Packs one group's weights (rows of `k`) into blocks of 16 channels by 4 taps, as
+/// `conv::pack16x4` does (64 bytes a step, zero-padded to whole blocks and to `k4` taps),
+/// sixteen steps at a time: 64 bytes of each of 16 rows loaded, a 16 x 16 transpose of
+/// their 4-byte groups (a wide layer's weights are megabytes; packing them byte by byte
+/// took a seventh of ResNet's 512-channel layer).
+///
+/// # Safety
+/// AVX-512 F and BW must be available; `packed` must hold `w.len() / k` rows rounded up
+/// to whole blocks of 16, `k4` bytes each.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn pack(w: &[i8], k: usize, k4: usize, packed: &mut [u8]) {
+    let rows = w.len() / k;
+    let steps = k4 / 4;
+    for (blk, dst) in packed.chunks_exact_mut(16 * k4).enumerate() {
+        let mut s0 = 0;
+        while s0 < steps {
+            let bytes = (k - 4 * s0).min(64);
+            let mask: __mmask64 = if bytes == 64 { !0 } else { (1u64 << bytes) - 1 };
+            let r: [__m512i; 16] = core::array::from_fn(|lane| {
+                let row = blk * 16 + lane;
+                if row < rows {
+                    let src = &w[row * k + 4 * s0..][..bytes];
+                    // SAFETY: the mask reads the `bytes` bytes of `src`.
+                    unsafe { _mm512_maskz_loadu_epi8(mask, src.as_ptr().cast()) }
+                } else {
+                    _mm512_setzero_si512()
+                }
+            });
+            let t: [__m512i; 16] = core::array::from_fn(|i| {
+                let (a, b) = (r[i & !1], r[i | 1]);
+                if i % 2 == 0 {
+                    _mm512_unpacklo_epi32(a, b)
+                } else {
+                    _mm512_unpackhi_epi32(a, b)
+                }
+            });
+            // u[4 i + j], lane L: column 4 L + j of rows 4 i .. 4 i + 4
+            let u: [__m512i; 16] = core::array::from_fn(|n| {
+                let (i, j) = (n / 4, n % 4);
+                let (a, b) = (t[4 * i + j / 2], t[4 * i + 2 + j / 2]);
+                if j % 2 == 0 {
+                    _mm512_unpacklo_epi64(a, b)
+                } else {
+                    _mm512_unpackhi_epi64(a, b)
+                }
+            });
+            for j in 0..4 {
+                let v0 = _mm512_shuffle_i32x4::<0x44>(u[j], u[4 + j]);
+                let v1 = _mm512_shuffle_i32x4::<0xEE>(u[j], u[4 + j]);
+                let w0 = _mm512_shuffle_i32x4::<0x44>(u[8 + j], u[12 + j]);
+                let w1 = _mm512_shuffle_i32x4::<0xEE>(u[8 + j], u[12 + j]);
+                let cols = [
+                    _mm512_shuffle_i32x4::<0x88>(v0, w0),
+                    _mm512_shuffle_i32x4::<0xDD>(v0, w0),
+                    _mm512_shuffle_i32x4::<0x88>(v1, w1),
+                    _mm512_shuffle_i32x4::<0xDD>(v1, w1),
+                ];
+                for (l, v) in cols.into_iter().enumerate() {
+                    let s = s0 + 4 * l + j;
+                    if s < steps {
+                        let out = &mut dst[64 * s..][..64];
+                        // SAFETY: 64 bytes.
+                        unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), v) };
+                    }
+                }
+            }
+            s0 += 16;
         }
     }
 }
