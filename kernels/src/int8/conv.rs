@@ -27,29 +27,30 @@ const PIXELS: usize = 8;
 pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = ctry!(p.dims());
     let mut need = ctry!(mul(d.col_rows, PIXELS));
-    // the VNNI variant's bytes (packed weights of a group, per-channel parameters, the
-    // receptive fields of up to 256 pixels), asked of every x86_64 caller so that one
-    // buffer serves whichever variant runs (other targets never run it)
+    // the VNNI variant's bytes (a cache line to align to, packed weights of a group,
+    // per-channel parameters, the receptive fields of up to 256 pixels), asked of every
+    // x86_64 caller so that one buffer serves whichever variant runs (other targets never
+    // run it)
     #[cfg(target_arch = "x86_64")]
     {
         let k4 = ctry!(add(d.col_rows, 3));
         let ocp = ctry!(add(d.out_per_group, 32));
         let bytes = ctry!(add(
             ctry!(add(ctry!(mul(ocp, k4)), ctry!(mul(16, ocp)))),
-            ctry!(mul(k4, 256))
+            ctry!(add(ctry!(mul(k4, 256)), 64))
         ));
         let half = bytes.div_ceil(2);
         if half > need {
             need = half;
         }
-        // the AVX2 kernel's 16-bit values: packed weights of a group (8 channels by 2
-        // taps, whole blocks of 16 channels), four int32 parameters per output channel,
-        // the receptive fields of up to 128 pixels
+        // the AVX2 kernel's 16-bit values: a cache line to align to, packed weights of a
+        // group (8 channels by 2 taps, whole blocks of 16 channels), four int32
+        // parameters per output channel, the receptive fields of up to 128 pixels
         let k2 = ctry!(add(d.col_rows, 1));
         let ocp = ctry!(add(d.out_per_group, 16));
         let values = ctry!(add(
             ctry!(add(ctry!(mul(ocp, k2)), ctry!(mul(8, ocp)))),
-            ctry!(mul(k2, 128))
+            ctry!(add(ctry!(mul(k2, 128)), 32))
         ));
         if values > need {
             need = values;
