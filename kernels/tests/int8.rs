@@ -1247,6 +1247,13 @@ fn conv2d_s8_wide_layers_equal_reference() {
             .with_dilation(2, 1)
             .with_stride(2, 1)
             .with_padding(3, 0, 2, 1),
+        // short kernel rows, fields read in place (VNNI): two blocks of channels, one
+        // partial; stride, padding and dilated rows
+        Conv2dParams::new(2, 6, 14, 14, 40, 5, 5),
+        Conv2dParams::new(1, 4, 13, 11, 24, 3, 3)
+            .with_stride(2, 1)
+            .with_padding(1, 0, 2, 1)
+            .with_dilation(2, 1),
         // depthwise (VNNI's interleaved rows): whole and partial blocks of 64 channels,
         // strides 1 and 2 (output rows in pairs or alone), four-row, dilated and wide
         // kernels, uneven padding

@@ -65,6 +65,17 @@ pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelErro
                 need = half;
             }
         }
+        // the VNNI kernel reading fields in place
+        #[cfg(not(miri))]
+        if super::x86_implicit::eligible(p) {
+            let Some(bytes) = super::x86_implicit::scratch_bytes(p) else {
+                return Err(KernelError::Overflow);
+            };
+            let half = bytes.div_ceil(2);
+            if half > need {
+                need = half;
+            }
+        }
         // the VNNI kernel for few values per kernel row
         if super::x86_rows::eligible(p, d.out_w) {
             let Some(bytes) = super::x86_rows::scratch_bytes(p, d.out_w) else {
@@ -188,6 +199,14 @@ pub fn conv2d_s8(
             // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI (checked above); `sb` holds
             // the bytes `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
             unsafe { super::x86_rows::conv(a, output, &mut sb[..bytes]) };
+            return Ok(());
+        }
+        if super::x86_implicit::eligible(p) {
+            let bytes = super::x86_implicit::scratch_bytes(p).unwrap_or(usize::MAX);
+            let sb = as_bytes(scratch);
+            // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI (checked above); `sb` holds
+            // the bytes `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
+            unsafe { super::x86_implicit::conv(a, output, &mut sb[..bytes]) };
             return Ok(());
         }
         let bytes = super::x86::scratch_bytes(d.col_rows, d.out_per_group);

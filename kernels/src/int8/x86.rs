@@ -348,7 +348,7 @@ pub(super) fn prepare(
 /// `c0..c0 + 16`; `dst.len() <= 16`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 #[inline]
-unsafe fn epilogue(
+pub(super) unsafe fn epilogue(
     acc: __m512i,
     prm: &Params<'_>,
     c0: usize,
@@ -453,6 +453,47 @@ unsafe fn tile<const PP: usize, const NJ: usize>(
             let x = _mm512_set1_epi32(v);
             for (a, &bj) in acc_p.iter_mut().zip(&b) {
                 *a = _mm512_dpbusd_epi32(*a, x, bj);
+            }
+        }
+    }
+    acc
+}
+
+/// `PP` pixels by `16 * NJ` channels over `rows` runs of `steps` steps: run `r` of pixel `p`
+/// at `x[p] + r * row_step`, the weights' steps in sequence (`acc[p][j] = sum_r sum_s
+/// x[p][r row_step + 4s..][..4] . w[j][r steps + s]`): fields read in place, kernel row by
+/// kernel row, with the sums held in registers across the rows.
+///
+/// # Safety
+/// VNNI must be available; each `x[p] + r * row_step` must cover `4 * steps` bytes for
+/// `r < rows`, each `w[j]` `64 * rows * steps`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+pub(super) unsafe fn tile_rows<const PP: usize, const NJ: usize>(
+    rows: usize,
+    row_step: usize,
+    steps: usize,
+    x: [*const u8; PP],
+    w: [*const u8; NJ],
+) -> [[__m512i; NJ]; PP] {
+    let mut acc = [[_mm512_setzero_si512(); NJ]; PP];
+    let mut wo = 0;
+    for r in 0..rows {
+        let o0 = r * row_step;
+        for s in 0..steps {
+            let mut b = [_mm512_setzero_si512(); NJ];
+            for (bj, wj) in b.iter_mut().zip(w) {
+                // SAFETY: step r steps + s of the weight block, within its rows * steps.
+                *bj = unsafe { _mm512_loadu_si512(wj.add(wo).cast()) };
+            }
+            wo += 64;
+            for (p, acc_p) in acc.iter_mut().enumerate() {
+                // SAFETY: run r of pixel p covers 4 steps bytes, 4 s + 4 of them read.
+                let v = unsafe { x[p].add(o0 + 4 * s).cast::<i32>().read_unaligned() };
+                let x = _mm512_set1_epi32(v);
+                for (a, &bj) in acc_p.iter_mut().zip(&b) {
+                    *a = _mm512_dpbusd_epi32(*a, x, bj);
+                }
             }
         }
     }
