@@ -259,6 +259,25 @@ pub fn avx512_vnni() -> bool {
     has
 }
 
+static VBMI: AtomicU8 = AtomicU8::new(0);
+
+/// Whether this CPU has AVX-512 VBMI (`vpermb`, `vpermt2b`), which some int8 kernels use
+/// to move bytes where it exists (detected once); false elsewhere and under Miri.
+#[cfg_attr(not(all(target_arch = "x86_64", not(miri))), allow(dead_code))]
+pub(crate) fn avx512_vbmi() -> bool {
+    match VBMI.load(Ordering::Relaxed) {
+        1 => return false,
+        2 => return true,
+        _ => {}
+    }
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    let has = x86::has_avx512_vbmi();
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let has = false;
+    VBMI.store(if has { 2 } else { 1 }, Ordering::Relaxed);
+    has
+}
+
 static ZMM_DOUBLES: AtomicU8 = AtomicU8::new(0);
 
 /// Whether this CPU runs AVX-512's 512-bit FMAs at about the rate of its 256-bit ones, so

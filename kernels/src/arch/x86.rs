@@ -73,6 +73,12 @@ pub(crate) fn has_avx512_vnni() -> bool {
     has_avx512() && __cpuid_count(7, 0).ecx & (1 << 11) != 0
 }
 
+/// Whether this CPU has AVX-512 VBMI (`vpermb`, `vpermt2b`: bytes permuted across the
+/// whole register), besides AVX-512 F, BW and VL.
+pub(crate) fn has_avx512_vbmi() -> bool {
+    has_avx512() && __cpuid_count(7, 0).ecx & (1 << 1) != 0
+}
+
 /// The time-stamp counter.
 #[cfg_attr(miri, allow(dead_code))]
 #[inline(always)]

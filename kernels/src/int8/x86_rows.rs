@@ -15,14 +15,17 @@
 
 #[cfg(not(miri))]
 use core::arch::x86_64::{
-    __m512i, _mm_storeu_si128, _mm512_cvtepi32_epi8, _mm512_dpbusd_epi32, _mm512_loadu_si512,
-    _mm512_set1_epi32, _mm512_setzero_si512,
+    __m512i, __mmask64, _mm_storeu_si128, _mm512_adds_epi16, _mm512_cvtepi32_epi8,
+    _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_mask_storeu_epi8, _mm512_max_epi8,
+    _mm512_min_epi8, _mm512_packs_epi16, _mm512_packs_epi32, _mm512_permutex2var_epi8,
+    _mm512_permutexvar_epi8, _mm512_set1_epi8, _mm512_set1_epi16, _mm512_set1_epi32,
+    _mm512_setzero_si512, _mm512_storeu_si512,
 };
 
 #[cfg(not(miri))]
 use super::conv::Args;
 #[cfg(not(miri))]
-use super::x86::{prepare, requant_lanes};
+use super::x86::{prepare, requant_lanes, rounded_lanes};
 use crate::params::Conv2dParams;
 
 /// Output channels per pass over a segment (16 accumulators).
@@ -144,6 +147,37 @@ pub(super) const fn scratch(
 #[cfg(not(miri))]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
+    if crate::arch::avx512_vbmi() {
+        // SAFETY: the CPU has VBMI (checked above) and what this function's caller
+        // checked.
+        unsafe { conv_vbmi(a, output, scratch) }
+    } else {
+        // SAFETY: as this function's.
+        unsafe { body::<false>(a, output, scratch) }
+    }
+}
+
+/// [`conv`] where the CPU has VBMI besides: input rows expanded by `vpermb`, a block of
+/// up to 8 channels written to the NHWC row by `vpermt2b`.
+///
+/// # Safety
+/// As [`conv`]'s, and the CPU must support AVX-512 VBMI.
+#[cfg(not(miri))]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+unsafe fn conv_vbmi(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
+    // SAFETY: as this function's.
+    unsafe { body::<true>(a, output, scratch) }
+}
+
+/// The convolution, inlined into [`conv`] and [`conv_vbmi`] (`VBMI`: whether the CPU
+/// has it).
+///
+/// # Safety
+/// As [`conv`]'s; with `VBMI`, as [`conv_vbmi`]'s.
+#[cfg(not(miri))]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+unsafe fn body<const VBMI: bool>(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     let (p, d) = (a.p, a.d);
     let (g_n, owp) = geometry(p, d.out_w);
     let (kh, kw, cin, cout) = (p.kernel_h, p.kernel_w, p.in_channels, p.out_channels);
@@ -153,13 +187,16 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     let (ring, rest) = scratch.split_at_mut(kh * slot_len);
     let (wq, rest) = rest.split_at_mut(ocp * kh * g_n * 4);
     let (params, padded) = rest.split_at_mut(16 * ocp);
-    // weights: channel c, kernel row ky, group g -> 4 bytes (taps past the row 0)
+    // weights: block of CB channels, kernel row ky, group g, channel -> 4 bytes (taps
+    // past the row 0), so a step's CB channels are 4 bytes apart
     wq.fill(0);
     let k = d.col_rows;
     for c in 0..cout {
+        let (blk, cc) = (c / CB, c % CB);
         for ky in 0..kh {
             for t in 0..row_taps {
-                wq[((c * kh + ky) * g_n) * 4 + t] = a.weight[c * k + ky * row_taps + t] as u8;
+                let at = (((blk * kh + ky) * g_n + t / 4) * CB + cc) * 4 + t % 4;
+                wq[at] = a.weight[c * k + ky * row_taps + t] as u8;
             }
         }
     }
@@ -174,6 +211,28 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
         _mm512_set1_epi32(i32::from(a.q.min)),
         _mm512_set1_epi32(i32::from(a.q.max)),
     );
+    let lane = |arr: &[u8], c: usize| {
+        i32::from_le_bytes([arr[4 * c], arr[4 * c + 1], arr[4 * c + 2], arr[4 * c + 3]])
+    };
+    let prm = Prm {
+        mult,
+        left,
+        right,
+        offset,
+        clamp: [zp_out, lo, hi],
+        zp16: a.q.output_zero_point as i16,
+        lo8: a.q.min,
+        hi8: a.q.max,
+        scatter: scatter_index(cout),
+        // the first block's parameters broadcast, for store_block
+        lanes: core::array::from_fn(|c| {
+            if c < cout {
+                [mult, left, right, offset].map(|arr| _mm512_set1_epi32(lane(arr, c)))
+            } else {
+                [_mm512_setzero_si512(); 4]
+            }
+        }),
+    };
     for n in 0..p.batch {
         let x = &a.input[n * d.image_len..][..d.image_len];
         let y = &mut output[n * d.out_image_len..][..d.out_image_len];
@@ -183,7 +242,12 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
                 |ky: usize| (oy * p.stride_h + ky * p.dilation_h) as isize - p.pad_top as isize;
             let slot_of = ring_rows.update(kh, row_of, |s, iy| {
                 let slot = &mut ring[s * slot_len..][..slot_len];
-                expand(a, x, iy, pad, g_n, owp, padded, slot);
+                if VBMI && p.stride_w * p.in_channels <= 4 {
+                    // SAFETY: the CPU has VBMI (the caller's contract) and F and BW.
+                    unsafe { expand_vbmi(a, x, iy, pad, g_n, owp, padded, slot) };
+                } else {
+                    expand(a, x, iy, pad, g_n, owp, padded, slot);
+                }
             });
             let rows: [&[u8]; MAX_KH] = core::array::from_fn(|ky| {
                 if ky < kh {
@@ -201,20 +265,14 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
                 kh,
             };
             let y_row = &mut y[oy * d.out_w * cout..][..d.out_w * cout];
-            let prm = Prm {
-                mult,
-                left,
-                right,
-                offset,
-                clamp: [zp_out, lo, hi],
-            };
             // SAFETY: F, BW and VNNI are enabled on this function; the expanded rows hold
             // `g_n` arrays of `owp` lanes, a multiple of the segment.
+            // (with VBMI, the CPU has it: the caller's contract)
             unsafe {
                 if owp % 32 == 0 {
-                    segments::<2>(&row, &prm, d.out_w, y_row);
+                    segments::<2, VBMI>(&row, &prm, d.out_w, y_row);
                 } else {
-                    segments::<1>(&row, &prm, d.out_w, y_row);
+                    segments::<1, VBMI>(&row, &prm, d.out_w, y_row);
                 }
             }
         }
@@ -239,15 +297,34 @@ impl Ring {
         }
     }
 
-    /// The slots of an output row's kernel rows `row_of(0..kh)` (distinct input rows):
-    /// the slots that hold one of them keep it, the others are filled by `fill(slot,
-    /// input row)`. Returns each kernel row's slot.
+    /// The slots of an output row's kernel rows `row_of(0..kh)` (distinct input rows,
+    /// `kh <= MAX_KH`): the slots that hold one of them keep it, the others are filled by
+    /// `fill(slot, input row)`. Returns each kernel row's slot.
     pub(super) fn update(
         &mut self,
         kh: usize,
         row_of: impl Fn(usize) -> isize,
         mut fill: impl FnMut(usize, isize),
     ) -> [usize; MAX_KH] {
+        // input row iy in slot iy mod kh where the rows fall in distinct slots (every
+        // stride with undilated rows): one comparison a row
+        let kh = kh.clamp(1, MAX_KH);
+        let mut used = 0u32;
+        for ky in 0..kh {
+            used |= 1 << row_of(ky).rem_euclid(kh as isize);
+        }
+        if used.count_ones() as usize == kh {
+            for ky in 0..kh {
+                let iy = row_of(ky);
+                let s = iy.rem_euclid(kh as isize) as usize;
+                if self.tag[s] != iy {
+                    self.tag[s] = iy;
+                    fill(s, iy);
+                }
+                self.slot_of[ky] = s;
+            }
+            return self.slot_of;
+        }
         let mut taken = [false; MAX_KH];
         let mut missing = [false; MAX_KH];
         for (ky, miss) in missing.iter_mut().enumerate().take(kh) {
@@ -295,18 +372,47 @@ struct Prm<'a> {
     right: &'a [u8],
     offset: &'a [u8],
     clamp: [__m512i; 3],
+    /// The zero point, the clamp's ends, as scalars.
+    zp16: i16,
+    lo8: i8,
+    hi8: i8,
+    /// [`store_block`]'s `vpermt2b` indices ([`scatter_index`]).
+    scatter: [[u8; 64]; 2],
+    /// The first [`CB`] channels' parameters, each broadcast (zero past the last).
+    lanes: [[__m512i; 4]; CB],
+}
+
+/// Where output byte `j` of a segment's 16 NHWC pixels of `cout <= 8` channels (pixel
+/// `j / cout`, channel `j % cout`) is in [`store_block`]'s packed pair of registers:
+/// `64 (c / 4) + 16 (px / 4) + 4 (c % 4) + px % 4`.
+#[cfg(not(miri))]
+fn scatter_index(cout: usize) -> [[u8; 64]; 2] {
+    let pos = |j: usize| {
+        let (px, c) = (j / cout.max(1), j % cout.max(1));
+        if px >= 16 {
+            0
+        } else {
+            (64 * (c / 4) + 16 * (px / 4) + 4 * (c % 4) + px % 4) as u8
+        }
+    };
+    core::array::from_fn(|h| core::array::from_fn(|j| pos(64 * h + j)))
 }
 
 /// Every segment of `16 * S` pixels of one output row, [`CB`] channels at a time: the
 /// sums, requantised per channel, written to the row's NHWC bytes `y`.
 ///
 /// # Safety
-/// AVX-512 F, BW and VNNI must be available; each expanded row holds `g_n` arrays of
-/// `owp` lanes, `owp` a multiple of `16 * S`.
+/// AVX-512 F, BW and VNNI must be available, and VBMI with `VBMI`; each expanded row
+/// holds `g_n` arrays of `owp` lanes, `owp` a multiple of `16 * S`.
 #[cfg(not(miri))]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
-unsafe fn segments<const S: usize>(r: &Row<'_>, prm: &Prm<'_>, out_w: usize, y: &mut [i8]) {
+unsafe fn segments<const S: usize, const VBMI: bool>(
+    r: &Row<'_>,
+    prm: &Prm<'_>,
+    out_w: usize,
+    y: &mut [i8],
+) {
     let lane = |arr: &[u8], c: usize| {
         i32::from_le_bytes([arr[4 * c], arr[4 * c + 1], arr[4 * c + 2], arr[4 * c + 3]])
     };
@@ -326,14 +432,25 @@ unsafe fn segments<const S: usize>(r: &Row<'_>, prm: &Prm<'_>, out_w: usize, y: 
                         // SAFETY: 64 bytes within `seg`.
                         unsafe { _mm512_loadu_si512(seg[64 * h..].as_ptr().cast()) }
                     });
-                    for (c, acc_c) in acc.iter_mut().enumerate().take(nc) {
-                        let w = &r.wq[(((cb + c) * kh + ky) * g_n + g) * 4..][..4];
-                        let wv = _mm512_set1_epi32(i32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+                    // (every channel of the block, the ones past the last against zero
+                    // weights: a fixed count keeps the sums in registers)
+                    let w = &r.wq[(((cb / CB) * kh + ky) * g_n + g) * CB * 4..][..CB * 4];
+                    for (c, acc_c) in acc.iter_mut().enumerate() {
+                        // SAFETY: 4 bytes of the CB * 4 of `w`.
+                        let wv = unsafe { w.as_ptr().add(4 * c).cast::<i32>().read_unaligned() };
+                        let wv = _mm512_set1_epi32(wv);
                         for (a, &v) in acc_c.iter_mut().zip(&ev) {
                             *a = _mm512_dpbusd_epi32(*a, v, wv);
                         }
                     }
                 }
+            }
+            if VBMI && cout <= CB {
+                // SAFETY: F, BW and VBMI are available (the caller's contract); `y`
+                // holds the segment's np pixels of cout bytes.
+                unsafe { store_block(&acc, prm, cout, np, &mut y[ox0 * cout..]) };
+                cb += CB;
+                continue;
             }
             // requantise channel by channel, then write the NHWC bytes
             let mut bytes = [[0i8; 32]; CB];
@@ -369,6 +486,25 @@ unsafe fn segments<const S: usize>(r: &Row<'_>, prm: &Prm<'_>, out_w: usize, y: 
     }
 }
 
+/// Input row `iy` (maybe in the padding) into `padded` as unsigned bytes `x + 128`, the
+/// padding `pad` (the padded row's `width` bytes, then `4 * MAX_ROW` of `pad`).
+#[cfg(not(miri))]
+#[inline(always)]
+fn pad_row<'r>(a: &Args<'_>, x: &[i8], iy: isize, pad: u8, padded: &'r mut [u8]) -> &'r [u8] {
+    let p = a.p;
+    let cin = p.in_channels;
+    let width = (p.pad_left + p.in_w + p.pad_right) * cin;
+    let r = &mut padded[..width + 4 * MAX_ROW];
+    r.fill(pad);
+    if iy >= 0 && (iy as usize) < p.in_h {
+        let src = &x[iy as usize * p.in_w * cin..][..p.in_w * cin];
+        for (o, &v) in r[p.pad_left * cin..].iter_mut().zip(src) {
+            *o = (v as u8) ^ 0x80;
+        }
+    }
+    r
+}
+
 /// Input row `iy` (maybe in the padding) expanded into `slot`: `g_n` arrays of `owp`
 /// 4-byte lanes, lane `ox` of array `g` holding taps `4g..4g + 4` of output pixel `ox`'s
 /// kernel row as `x + 128` (the padding `pad`; taps past the kernel row hold whatever
@@ -387,24 +523,118 @@ fn expand(
     padded: &mut [u8],
     slot: &mut [u8],
 ) {
-    let (p, d) = (a.p, a.d);
-    let cin = p.in_channels;
-    let width = (p.pad_left + p.in_w + p.pad_right) * cin;
-    let r = &mut padded[..width + 4 * MAX_ROW];
-    r.fill(pad);
-    if iy >= 0 && (iy as usize) < p.in_h {
-        let src = &x[iy as usize * p.in_w * cin..][..p.in_w * cin];
-        for (o, &v) in r[p.pad_left * cin..].iter_mut().zip(src) {
-            *o = (v as u8) ^ 0x80;
-        }
-    }
-    let step = p.stride_w * cin;
+    let r = pad_row(a, x, iy, pad, padded);
+    let step = a.p.stride_w * a.p.in_channels;
     for g in 0..g_n {
-        let dst = &mut slot[g * owp * 4..][..d.out_w * 4];
+        let dst = &mut slot[g * owp * 4..][..a.d.out_w * 4];
         let mut at = 4 * g;
         for o in dst.chunks_exact_mut(4) {
             o.copy_from_slice(&r[at..at + 4]);
             at += step;
+        }
+    }
+}
+
+/// [`expand`] for at most 4 bytes from a pixel to the next, 16 lanes a `vpermb` of 64
+/// bytes of the padded row (the lanes past the output row hold whatever).
+///
+/// # Safety
+/// AVX-512 F, BW and VBMI must be available; `stride_w * in_channels <= 4`.
+#[cfg(not(miri))]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[allow(clippy::too_many_arguments)] // (the geometry the caller worked out once)
+unsafe fn expand_vbmi(
+    a: &Args<'_>,
+    x: &[i8],
+    iy: isize,
+    pad: u8,
+    g_n: usize,
+    owp: usize,
+    padded: &mut [u8],
+    slot: &mut [u8],
+) {
+    let r = pad_row(a, x, iy, pad, padded);
+    let step = a.p.stride_w * a.p.in_channels;
+    // lane i of 16, byte b: byte i step + b of the 64 loaded
+    let idx: [u8; 64] = core::array::from_fn(|j| ((j / 4) * step + j % 4) as u8);
+    // SAFETY: 64 bytes.
+    let idx = unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) };
+    for g in 0..g_n {
+        for ox0 in (0..owp).step_by(16) {
+            // (a segment's 16 pixels span 15 steps + 4 bytes <= 64, starting at most
+            // the row's width in: the 4 MAX_ROW bytes of slack cover it)
+            let src = &r[ox0 * step + 4 * g..][..64];
+            let dst = &mut slot[(g * owp + ox0) * 4..][..64];
+            // SAFETY: 64 bytes read and written.
+            unsafe {
+                let v = _mm512_loadu_si512(src.as_ptr().cast());
+                _mm512_storeu_si512(dst.as_mut_ptr().cast(), _mm512_permutexvar_epi8(idx, v));
+            }
+        }
+    }
+}
+
+/// A segment's sums of up to [`CB`] channels (`cout <= CB`, every channel of the layer)
+/// requantised and written as `np` whole NHWC pixels of `cout` bytes: channels packed
+/// four to a register within 128-bit lanes (`vpackssdw`, `vpacksswb`: the zero point
+/// added saturating in 16 bits between, as TFLite's saturating add and clamp give the
+/// same bytes), then `vpermt2b` puts each pixel's channels together.
+///
+/// # Safety
+/// AVX-512 F, BW and VBMI must be available; `y` must hold `np * cout` bytes, `np <= 16 S`.
+#[cfg(not(miri))]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+unsafe fn store_block<const S: usize>(
+    acc: &[[__m512i; S]; CB],
+    prm: &Prm<'_>,
+    cout: usize,
+    np: usize,
+    y: &mut [i8],
+) {
+    // SAFETY: 64 bytes each.
+    let idx = prm
+        .scatter
+        .map(|i| unsafe { _mm512_loadu_si512(i.as_ptr().cast()) });
+    let zp = _mm512_set1_epi16(prm.zp16);
+    let (lo, hi) = (_mm512_set1_epi8(prm.lo8), _mm512_set1_epi8(prm.hi8));
+    let lanes = &prm.lanes;
+    for h in 0..S {
+        let n = np.saturating_sub(16 * h).min(16);
+        if n == 0 {
+            break;
+        }
+        let q: [__m512i; CB] = core::array::from_fn(|c| {
+            if c < cout {
+                // SAFETY: F is available.
+                unsafe { rounded_lanes(acc[c][h], lanes[c]) }
+            } else {
+                _mm512_setzero_si512()
+            }
+        });
+        let a = _mm512_packs_epi16(
+            _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zp),
+            _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zp),
+        );
+        let b = _mm512_packs_epi16(
+            _mm512_adds_epi16(_mm512_packs_epi32(q[4], q[5]), zp),
+            _mm512_adds_epi16(_mm512_packs_epi32(q[6], q[7]), zp),
+        );
+        let a = _mm512_min_epi8(_mm512_max_epi8(a, lo), hi);
+        let b = _mm512_min_epi8(_mm512_max_epi8(b, lo), hi);
+        let bytes = n * cout;
+        let dst = &mut y[16 * h * cout..][..bytes];
+        for (part, &ix) in idx.iter().enumerate() {
+            let m = bytes.saturating_sub(64 * part).min(64);
+            if m == 0 {
+                break;
+            }
+            let mask: __mmask64 = if m == 64 { !0 } else { (1u64 << m) - 1 };
+            // SAFETY: VBMI and BW are available; the mask writes bytes 64 part .. + m
+            // of `dst`.
+            unsafe {
+                let v = _mm512_permutex2var_epi8(a, ix, b);
+                _mm512_mask_storeu_epi8(dst[64 * part..].as_mut_ptr().cast(), mask, v);
+            }
         }
     }
 }
