@@ -98,4 +98,3 @@ pub use pool::{
 };
 pub use qparams::{AddParams, QuantOutput, Requant, RequantizeParams, SoftmaxParams};
 pub use softmax::{log_softmax, log_softmax_backward, softmax, softmax_backward};
-extern crate std;

@@ -75,15 +75,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) 
         pack(w_g, k, k2, packed);
         // the offset is the bias alone: padding taps are 0 after the zero point's removal
         prepare(a, g, cog, 0, w_g, k, params);
-        let (mult, rest) = params.split_at(4 * ocp);
-        let (left, rest) = rest.split_at(4 * ocp);
-        let (right, offset) = rest.split_at(4 * ocp);
-        let prm = Params {
-            mult,
-            left,
-            right,
-            offset,
-        };
+        let prm = Params::split(params);
         // the pixels of every image in one sequence, as the VNNI kernel runs them
         let total = p.batch * pixels;
         let y = &mut *output;

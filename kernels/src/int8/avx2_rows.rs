@@ -17,7 +17,7 @@ use super::avx2::{low_bytes, requant8};
 #[cfg(not(miri))]
 use super::conv::Args;
 #[cfg(not(miri))]
-use super::x86::prepare;
+use super::x86::{Params, prepare};
 #[cfg(not(miri))]
 use super::x86_rows::MAX_ROW;
 #[cfg(not(miri))]
@@ -85,9 +85,12 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     let lane = |arr: &[u8], c: usize| {
         i32::from_le_bytes([arr[4 * c], arr[4 * c + 1], arr[4 * c + 2], arr[4 * c + 3]])
     };
-    let (mult, rest) = params.split_at(4 * ocp);
-    let (left, rest) = rest.split_at(4 * ocp);
-    let (right, offset) = rest.split_at(4 * ocp);
+    let Params {
+        mult,
+        left,
+        right,
+        offset,
+    } = Params::split(params);
     let zp = a.q.input_zero_point as i16;
     let (zp_out, lo, hi) = (
         _mm256_set1_epi32(a.q.output_zero_point),

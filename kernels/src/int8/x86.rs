@@ -68,6 +68,22 @@ pub(super) struct Params<'a> {
     pub offset: &'a [u8],
 }
 
+impl<'a> Params<'a> {
+    /// The four arrays of what [`prepare`] wrote (a quarter of `params` each).
+    pub(super) fn split(params: &'a [u8]) -> Self {
+        let q = params.len() / 4;
+        let (mult, rest) = params.split_at(q);
+        let (left, rest) = rest.split_at(q);
+        let (right, offset) = rest.split_at(q);
+        Params {
+            mult,
+            left,
+            right,
+            offset: &offset[..q],
+        }
+    }
+}
+
 /// The convolution of a validated call on this CPU's VNNI (checked by the caller).
 ///
 /// # Safety
@@ -98,15 +114,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
         // SAFETY: F is enabled on this function; `packed` holds ocp / 16 blocks.
         unsafe { pack(w_g, k, k4, packed) };
         prepare(a, g, cog, corr, w_g, k, params);
-        let (mult, rest) = params.split_at(4 * ocp);
-        let (left, rest) = rest.split_at(4 * ocp);
-        let (right, offset) = rest.split_at(4 * ocp);
-        let prm = Params {
-            mult,
-            left,
-            right,
-            offset,
-        };
+        let prm = Params::split(params);
         // the pixels of every image in one sequence, `q = n * pixels + pixel` (the output
         // of pixel q at `q * out_channels`): chunks and tiles run across images, so a
         // small image (ResNet's 7 x 7) fills whole tiles and the weights pass once per

@@ -23,7 +23,7 @@ use core::arch::x86_64::{
 };
 
 use super::conv::Args;
-use super::x86::rounded_lanes;
+use super::x86::{Params, rounded_lanes};
 use crate::params::Conv2dParams;
 
 /// Channels a block: four registers of 16 after interleaving.
@@ -133,9 +133,12 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
             }
         }
     }
-    let (mult, rest) = params.split_at(4 * cp);
-    let (left, rest) = rest.split_at(4 * cp);
-    let (right, offset) = rest.split_at(4 * cp);
+    let Params {
+        mult,
+        left,
+        right,
+        offset,
+    } = Params::split(params);
     let ld = |s: &[u8], at: usize| {
         let v = &s[at..][..64];
         // SAFETY: 64 bytes; F is enabled on this function.

@@ -105,15 +105,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     }
     let corr = a.q.input_zero_point + 128;
     prepare(a, 0, cog, corr, &a.weight[..cog * k], k, params);
-    let (mult, rest) = params.split_at(4 * ocp);
-    let (left, rest) = rest.split_at(4 * ocp);
-    let (right, offset) = rest.split_at(4 * ocp);
-    let prm = Params {
-        mult,
-        left,
-        right,
-        offset,
-    };
+    let prm = Params::split(params);
     let clamp = [
         _mm512_set1_epi32(a.q.output_zero_point),
         _mm512_set1_epi32(i32::from(a.q.min)),

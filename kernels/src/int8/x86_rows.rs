@@ -25,7 +25,7 @@ use core::arch::x86_64::{
 #[cfg(not(miri))]
 use super::conv::Args;
 #[cfg(not(miri))]
-use super::x86::{prepare, requant_lanes, rounded_lanes};
+use super::x86::{Params, prepare, requant_lanes, rounded_lanes};
 use crate::params::Conv2dParams;
 
 /// Output channels per pass over a segment (16 accumulators).
@@ -202,9 +202,12 @@ unsafe fn body<const VBMI: bool>(a: &Args<'_>, output: &mut [i8], scratch: &mut 
     }
     let corr = a.q.input_zero_point + 128;
     prepare(a, 0, cout, corr, a.weight, k, params);
-    let (mult, rest) = params.split_at(4 * ocp);
-    let (left, rest) = rest.split_at(4 * ocp);
-    let (right, offset) = rest.split_at(4 * ocp);
+    let Params {
+        mult,
+        left,
+        right,
+        offset,
+    } = Params::split(params);
     let pad = (a.q.input_zero_point + 128) as u8;
     let (zp_out, lo, hi) = (
         _mm512_set1_epi32(a.q.output_zero_point),
