@@ -479,6 +479,7 @@ pub fn bench_conv_s8(
     threads: usize,
     min_time: Duration,
 ) -> Result<Row, k::KernelError> {
+    crate::detect_cpu();
     let d = p.dims()?;
     let bytes = |n: usize, seed: u32| -> Vec<i8> {
         rand(n, seed).iter().map(|v| (v * 127.0) as i8).collect()
@@ -526,7 +527,12 @@ pub fn bench_conv_s8(
     let macs = p.macs()? as f64;
     Ok(Row {
         name: format!("conv2d_s8/{name}"),
-        variant: format!("int8/{}", arch::active().name()),
+        // (on aarch64, `+sdot` where the dot product kernel ran)
+        variant: format!(
+            "int8/{}{}",
+            arch::active().name(),
+            if arch::aarch64_dotprod() { "+sdot" } else { "" }
+        ),
         pass: Pass::Fwd,
         threads,
         ms,

@@ -20,6 +20,24 @@
 
 pub use cnnkit_kernels as kernels;
 
+/// Tells the kernels what they cannot find out without an operating system, once per
+/// process: today whether an aarch64 CPU has the dot product instructions (`sdot`), which
+/// the int8 convolution then uses (a build with `+dotprod` uses them always). Called by
+/// everything here that runs int8 kernels; a program calling the kernels directly can
+/// call it too.
+pub fn detect_cpu() {
+    #[cfg(target_arch = "aarch64")]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                // SAFETY: the CPU has DotProd (detected just now).
+                unsafe { cnnkit_kernels::arch::set_aarch64_dotprod(true) };
+            }
+        });
+    }
+}
+
 #[doc(hidden)]
 pub mod bench;
 pub mod budget;

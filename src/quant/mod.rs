@@ -424,6 +424,7 @@ impl Quantized {
 
     /// The int8 network on NHWC images; the logits dequantised.
     fn run(&self, xq: &[i8]) -> Result<Vec<f32>> {
+        crate::detect_cpu();
         let (c, h, w) = self.shape;
         let n = xq.len() / (c * h * w);
         let layers = self.qlayers(n)?;

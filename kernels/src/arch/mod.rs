@@ -259,6 +259,44 @@ pub fn avx512_vnni() -> bool {
     has
 }
 
+static DOTPROD: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the int8 convolution uses aarch64's dot product instructions (`sdot`, Armv8.2
+/// DotProd): always in a build that enables them (`-C target-feature=+dotprod`, or a
+/// `-C target-cpu` that has them), else once [`set_aarch64_dotprod`] said the CPU has
+/// them (the kernels are `no_std` and cannot ask the operating system; `cnnkit`'s std
+/// layer asks and tells them). False on other architectures.
+///
+/// ```
+/// let on = cnnkit_kernels::arch::aarch64_dotprod();
+/// assert!(!on || cfg!(target_arch = "aarch64"));
+/// ```
+pub fn aarch64_dotprod() -> bool {
+    cfg!(all(target_arch = "aarch64", target_feature = "dotprod"))
+        || (cfg!(target_arch = "aarch64") && DOTPROD.load(Ordering::Relaxed) == 2)
+}
+
+/// Tells the int8 kernels whether this aarch64 CPU has the dot product instructions
+/// (`std::arch::is_aarch64_feature_detected!("dotprod")`), so that they use `sdot` without
+/// a build for such CPUs. Ignored on other architectures, and `false` is ignored by a
+/// build that enables the instructions.
+///
+/// # Safety
+/// With `true`, the CPU must support Armv8.2's DotProd (else the int8 convolution executes
+/// an undefined instruction).
+///
+/// ```
+/// // SAFETY: false promises nothing.
+/// unsafe { cnnkit_kernels::arch::set_aarch64_dotprod(false) };
+/// assert_eq!(
+///     cnnkit_kernels::arch::aarch64_dotprod(),
+///     cfg!(all(target_arch = "aarch64", target_feature = "dotprod"))
+/// );
+/// ```
+pub unsafe fn set_aarch64_dotprod(on: bool) {
+    DOTPROD.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+}
+
 static VBMI: AtomicU8 = AtomicU8::new(0);
 
 /// Whether this CPU has AVX-512 VBMI (`vpermb`, `vpermt2b`), which some int8 kernels use

@@ -88,8 +88,9 @@ pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelErro
         }
     }
     // the aarch64 sdot kernel's bytes (packed weights of a group with taps rounded up to
-    // 16, an offset per channel, the fields of 64 pixels)
-    #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+    // 16, an offset per channel, the fields of 64 pixels), asked of every aarch64 caller
+    // (the kernel may be chosen at run time)
+    #[cfg(target_arch = "aarch64")]
     {
         let k16 = ctry!(add(d.col_rows, 15));
         let ocp = ctry!(add(d.out_per_group, 16));
@@ -233,26 +234,22 @@ pub fn conv2d_s8(
         unsafe { super::avx2::conv(a, output, &mut scratch[..values]) };
         return Ok(());
     }
-    #[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
-    {
+    #[cfg(target_arch = "aarch64")]
+    if arch::aarch64_dotprod() {
         let bytes = super::neon_dot::scratch_bytes(d.col_rows, d.out_per_group);
         let sb = as_bytes(scratch);
-        super::neon_dot::conv(a, output, &mut sb[..bytes]);
+        // SAFETY: the CPU has DotProd (the build enables it, or `set_aarch64_dotprod`'s
+        // caller promised it); `sb` holds the bytes `scratch_bytes` asks.
+        unsafe { super::neon_dot::conv(a, output, &mut sb[..bytes]) };
         return Ok(());
     }
-    #[allow(unreachable_code)] // (after the sdot kernel's return)
-    {
-        arch::dispatch!(run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]));
-        Ok(())
-    }
+    arch::dispatch!(run(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]));
+    Ok(())
 }
 
 /// The bytes of an `i16` scratch, for the kernels that lay theirs out in bytes.
 #[cfg_attr(
-    not(any(
-        all(target_arch = "x86_64", not(miri)),
-        all(target_arch = "aarch64", target_feature = "dotprod")
-    )),
+    not(any(all(target_arch = "x86_64", not(miri)), target_arch = "aarch64")),
     allow(dead_code)
 )] // (the VNNI, AVX2 first-layer and sdot kernels')
 fn as_bytes(scratch: &mut [i16]) -> &mut [u8] {
@@ -409,10 +406,7 @@ pub(super) fn gather<T: Copy>(
 /// a step, zero-padded to whole blocks and to `k4` taps, a multiple of 4), writing each step's 64 bytes in order (four bytes
 /// from each of 16 rows) rather than scattering byte by byte. (The VNNI kernel packs the
 /// same layout with a transpose, `x86::pack`.)
-#[cfg_attr(
-    not(all(target_arch = "aarch64", target_feature = "dotprod")),
-    allow(dead_code)
-)] // (the sdot kernel's)
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // (the sdot kernel's)
 #[inline(always)]
 pub(super) fn pack16x4(w: &[i8], k: usize, k4: usize, packed: &mut [u8]) {
     let rows = w.len() / k;

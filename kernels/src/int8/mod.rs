@@ -10,7 +10,8 @@
 //! short kernel rows: fields read in place from a padded copy of the image) and AVX2
 //! (`vpmaddwd`, `avx2.rs`), for every non-depthwise layer, and VNNI for depthwise ones
 //! (`x86_dw.rs`: a kernel column's rows in the four bytes); so has aarch64 with the dot
-//! product extension compiled in (`sdot`, `neon_dot.rs`).
+//! product extension (`sdot`, `neon_dot.rs`: compiled in, or chosen at run time once
+//! `arch::set_aarch64_dotprod` said the CPU has it).
 
 #[cfg(cnnkit_arm_dsp)]
 mod arm;
@@ -23,7 +24,7 @@ mod depthwise;
 mod linear;
 #[cfg(target_arch = "aarch64")]
 mod neon;
-#[cfg(all(target_arch = "aarch64", target_feature = "dotprod"))]
+#[cfg(target_arch = "aarch64")]
 mod neon_dot;
 mod pool;
 mod quantize;

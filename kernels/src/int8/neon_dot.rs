@@ -1,7 +1,8 @@
 //! int8 convolution with aarch64's dot product instructions (`sdot`, Armv8.2's DotProd:
-//! Cortex-A55/A76 and later, Neoverse, Apple M1 and later), compiled in when the build
-//! targets them (`-C target-feature=+dotprod`, or a `-C target-cpu` that has it): the
-//! kernels are `no_std` and cannot ask the operating system at run time.
+//! Cortex-A55/A76 and later, Neoverse, Apple M1 and later), chosen where the build
+//! targets them (`-C target-feature=+dotprod`, or a `-C target-cpu` that has it) or once
+//! `arch::set_aarch64_dotprod` said the CPU has them (the kernels are `no_std` and cannot
+//! ask the operating system; `cnnkit`'s std layer asks and tells them).
 //!
 //! `sdot` multiplies four signed bytes by four signed bytes and adds them to a 32-bit lane:
 //! 16 multiply-adds an instruction. The input stays signed, so
@@ -37,8 +38,9 @@ pub(crate) const fn scratch_bytes(k: usize, cog: usize) -> usize {
 /// `acc + w . x[LANE]` lane by lane: four signed byte products per 32-bit lane.
 macro_rules! sdot {
     ($acc:expr, $w:expr, $x:expr, $lane:literal) => {
-        // SAFETY: a register-only instruction of the DotProd extension, which this
-        // module is compiled for: no memory, no stack, no flags.
+        // SAFETY: a register-only instruction of the DotProd extension, which the
+        // enclosing function enables (its callers' contract: the CPU has it): no
+        // memory, no stack, no flags.
         unsafe {
             asm!(
                 concat!("sdot {a:v}.4s, {w:v}.16b, {x:v}.4b[", $lane, "]"),
@@ -52,7 +54,11 @@ macro_rules! sdot {
 }
 
 /// The convolution of a validated call; `scratch` holds [`scratch_bytes`].
-pub(crate) fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
+///
+/// # Safety
+/// The CPU must support DotProd.
+#[target_feature(enable = "dotprod")]
+pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     let (p, d) = (a.p, a.d);
     let k = d.col_rows;
     let k16 = k.div_ceil(16) * 16;
@@ -97,7 +103,8 @@ pub(crate) fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
                     let rows = &col[t0 * k16..][..PP * k16];
                     let mut ob = 0;
                     while ob < cog {
-                        let acc = tile(k16, rows, &packed[ob * k16..][..OC * k16]);
+                        // SAFETY: DotProd is enabled on this function.
+                        let acc = unsafe { tile(k16, rows, &packed[ob * k16..][..OC * k16]) };
                         for (i, sums) in acc.iter().enumerate().take(np) {
                             let at = (q0 + t0 + i) * p.out_channels + g * cog;
                             for c in ob..cog.min(ob + OC) {
@@ -119,10 +126,13 @@ pub(crate) fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
 
 /// `PP` pixels by 16 channels: `acc[p][c] = sum_k col[p][k] w[c][k]` over `k16` taps,
 /// `w` one packed block of 16 channels.
-#[inline(always)]
-fn tile(k16: usize, col: &[u8], w: &[u8]) -> [[i32; OC]; PP] {
-    // SAFETY: NEON is part of the aarch64 baseline.
-    let mut acc: [[int32x4_t; 4]; PP] = [[unsafe { vdupq_n_s32(0) }; 4]; PP];
+///
+/// # Safety
+/// The CPU must support DotProd.
+#[target_feature(enable = "dotprod")]
+#[inline]
+unsafe fn tile(k16: usize, col: &[u8], w: &[u8]) -> [[i32; OC]; PP] {
+    let mut acc: [[int32x4_t; 4]; PP] = [[vdupq_n_s32(0); 4]; PP];
     for s in 0..k16 / 16 {
         let xs: [int8x16_t; PP] = core::array::from_fn(|p| {
             // SAFETY: NEON; 16 bytes of `col`.

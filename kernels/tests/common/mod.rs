@@ -183,3 +183,23 @@ pub fn for_each_isa(mut f: impl FnMut(cnnkit_kernels::arch::Isa)) {
     }
     arch::force(None).unwrap();
 }
+
+/// [`for_each_isa`], and on aarch64 each variant again with the int8 convolution's dot
+/// product kernel where the CPU has it (chosen at run time; a build with `+dotprod`
+/// always uses it): `f` gets the variant and whether `sdot` was on.
+#[allow(dead_code)] // (the int8 tests')
+pub fn for_each_int8_variant(mut f: impl FnMut(cnnkit_kernels::arch::Isa, bool)) {
+    for_each_isa(|isa| {
+        f(isa, cnnkit_kernels::arch::aarch64_dotprod());
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("dotprod")
+            && !cnnkit_kernels::arch::aarch64_dotprod()
+        {
+            // SAFETY: the CPU has DotProd (detected above).
+            unsafe { cnnkit_kernels::arch::set_aarch64_dotprod(true) };
+            f(isa, true);
+            // SAFETY: false promises nothing.
+            unsafe { cnnkit_kernels::arch::set_aarch64_dotprod(false) };
+        }
+    });
+}
