@@ -536,14 +536,10 @@ fn conv_matches(c: &ConvCase) -> bool {
     let mut want = vec![0i8; d.output_len];
     r::conv2d_s8(p, &q, &x, &w, b, &mut want).unwrap();
     let mut s = vec![i16::MIN; k::conv2d_s8_scratch_len(p).unwrap()];
-    common::for_each_int8_variant(|isa, dot| {
+    common::for_each_int8_variant(|isa, extra| {
         let mut got = vec![0x55i8; d.output_len];
         k::conv2d_s8(p, &q, &x, &w, b, &mut got, &mut s).unwrap();
-        assert_eq!(
-            first_difference(&got, &want),
-            None,
-            "{isa:?} sdot {dot} {p:?}"
-        );
+        assert_eq!(first_difference(&got, &want), None, "{isa:?} {extra} {p:?}");
     });
     true
 }
@@ -564,13 +560,13 @@ fn kernels_equal_tflite_fixtures() {
         let q =
             QuantOutput::new(c.input_zero_point, c.output_zero_point, &rq).with_clamp(c.min, c.max);
         let mut s = vec![0i16; k::conv2d_s8_scratch_len(&p).unwrap()];
-        common::for_each_int8_variant(|isa, dot| {
+        common::for_each_int8_variant(|isa, extra| {
             let mut got = vec![0i8; c.output.len()];
             k::conv2d_s8(&p, &q, c.input, c.weight, Some(c.bias), &mut got, &mut s).unwrap();
             assert_eq!(
                 first_difference(&got, c.output),
                 None,
-                "{isa:?} sdot {dot} {}",
+                "{isa:?} {extra} {}",
                 c.name
             );
         });
@@ -580,7 +576,7 @@ fn kernels_equal_tflite_fixtures() {
         let p = Pool2dParams::new(c.batch, c.channels, c.in_h, c.in_w, c.kernel.0, c.kernel.1)
             .with_stride(c.stride.0, c.stride.1)
             .with_padding(t, b, l, rt);
-        common::for_each_int8_variant(|isa, dot| {
+        common::for_each_int8_variant(|isa, extra| {
             let mut got = vec![0i8; c.output.len()];
             if c.max {
                 k::max_pool2d_s8(&p, c.lo, c.hi, c.input, &mut got).unwrap();
@@ -590,7 +586,7 @@ fn kernels_equal_tflite_fixtures() {
             assert_eq!(
                 first_difference(&got, c.output),
                 None,
-                "{isa:?} sdot {dot} {}",
+                "{isa:?} {extra} {}",
                 c.name
             );
         });
@@ -622,14 +618,10 @@ fn fully_connected_s8_equals_reference() {
         let mut want = vec![0i8; p.batch * p.out_features];
         r::fully_connected_s8(&p, &q, &x, &w, b, &mut want).unwrap();
         let mut s = vec![0i16; k::fully_connected_s8_scratch_len(&p)];
-        common::for_each_int8_variant(|isa, dot| {
+        common::for_each_int8_variant(|isa, extra| {
             let mut got = vec![0i8; want.len()];
             k::fully_connected_s8(&p, &q, &x, &w, b, &mut got, &mut s).unwrap();
-            assert_eq!(
-                first_difference(&got, &want),
-                None,
-                "{isa:?} sdot {dot} {p:?}"
-            );
+            assert_eq!(first_difference(&got, &want), None, "{isa:?} {extra} {p:?}");
         });
     }
 }
@@ -670,13 +662,13 @@ fn pooling_s8_equals_reference() {
             };
             let mut want = vec![0i8; d.output_len];
             f(&p, lo, hi, &x, &mut want).unwrap();
-            common::for_each_int8_variant(|isa, dot| {
+            common::for_each_int8_variant(|isa, extra| {
                 let mut got = vec![0x55i8; d.output_len];
                 kf(&p, lo, hi, &x, &mut got).unwrap();
                 assert_eq!(
                     first_difference(&got, &want),
                     None,
-                    "{isa:?} sdot {dot} {max} {p:?}"
+                    "{isa:?} {extra} {max} {p:?}"
                 );
             });
         }
@@ -837,13 +829,13 @@ fn add_and_requantize_equal_tflite_and_the_reference() {
             "reference {}",
             c.name
         );
-        common::for_each_int8_variant(|isa, dot| {
+        common::for_each_int8_variant(|isa, extra| {
             let mut got = vec![0i8; c.output.len()];
             k::add_s8(&q, c.a, c.b, &mut got).unwrap();
             assert_eq!(
                 first_difference(&got, c.output),
                 None,
-                "{isa:?} sdot {dot} {}",
+                "{isa:?} {extra} {}",
                 c.name
             );
         });
@@ -1070,11 +1062,11 @@ fn qnetwork_equals_the_reference_layer_by_layer() {
         assert!(distinct.len() >= least, "{name} degenerate: {distinct:?}");
     }
 
-    common::for_each_int8_variant(|isa, dot| {
+    common::for_each_int8_variant(|isa, extra| {
         let mut arena = vec![0x55i8; net.arena_len()];
         let mut scratch = vec![0x5555i16; net.scratch_len()];
         let got = net.run(&x, &mut arena, &mut scratch).unwrap();
-        assert_eq!(got, &want[..], "{isa:?} sdot {dot}");
+        assert_eq!(got, &want[..], "{isa:?} {extra}");
         // one buffer for activations and scratch: the same, in less memory; at any
         // alignment of the buffer and with room to spare
         assert!(net.shared_len() <= net.arena_len() + 2 * net.scratch_len() + 1);
@@ -1082,13 +1074,13 @@ fn qnetwork_equals_the_reference_layer_by_layer() {
             let mut buf = vec![0x55i8; skip + net.shared_len() + extra];
             let buf = &mut buf[skip..];
             net.input_mut(buf)
-                .unwrap_or_else(|_| panic!("{isa:?} sdot {dot}"))
+                .unwrap_or_else(|_| panic!("{isa:?} {extra}"))
                 .copy_from_slice(&x);
             let got = net.run_shared(buf).unwrap();
             assert_eq!(
                 got,
                 &want[..],
-                "{isa:?} sdot {dot} shared, skip {skip} extra {extra}"
+                "{isa:?} {extra} shared, skip {skip} extra {extra}"
             );
         }
     });
@@ -1251,12 +1243,12 @@ fn conv2d_s8_saturates_at_the_ends_of_int32() {
             let end = if bias > 0 { 127 } else { -128 };
             assert!(want.iter().all(|&v| v == end), "{want:?}");
             let mut s = vec![0i16; k::conv2d_s8_scratch_len(&p).unwrap()];
-            common::for_each_int8_variant(|isa, dot| {
+            common::for_each_int8_variant(|isa, extra| {
                 let mut got = vec![0i8; d.output_len];
                 k::conv2d_s8(&p, &q, &x, &w, Some(&b), &mut got, &mut s).unwrap();
                 assert_eq!(
                     got, want,
-                    "{isa:?} sdot {dot} {p:?} bias {bias} zero point {zo}"
+                    "{isa:?} {extra} {p:?} bias {bias} zero point {zo}"
                 );
             });
         }

@@ -299,10 +299,15 @@ pub unsafe fn set_aarch64_dotprod(on: bool) {
 
 static VBMI: AtomicU8 = AtomicU8::new(0);
 
-/// Whether this CPU has AVX-512 VBMI (`vpermb`, `vpermt2b`), which some int8 kernels use
-/// to move bytes where it exists (detected once); false elsewhere and under Miri.
-#[cfg_attr(not(all(target_arch = "x86_64", not(miri))), allow(dead_code))]
-pub(crate) fn avx512_vbmi() -> bool {
+/// Whether the int8 kernels use AVX-512 VBMI (`vpermb`, `vpermt2b`, to move bytes): where
+/// this CPU has it (detected once) unless [`use_avx512_vbmi`] turned it off; false
+/// elsewhere and under Miri.
+///
+/// ```
+/// let on = cnnkit_kernels::arch::avx512_vbmi();
+/// assert!(!on || cnnkit_kernels::arch::Isa::Avx512.is_supported());
+/// ```
+pub fn avx512_vbmi() -> bool {
     match VBMI.load(Ordering::Relaxed) {
         1 => return false,
         2 => return true,
@@ -314,6 +319,20 @@ pub(crate) fn avx512_vbmi() -> bool {
     let has = false;
     VBMI.store(if has { 2 } else { 1 }, Ordering::Relaxed);
     has
+}
+
+/// Turns the int8 kernels' use of AVX-512 VBMI off, or back on where the CPU has it: the
+/// code CPUs with VNNI and without VBMI run (Intel's Cascade Lake) can then be tested
+/// and timed on a CPU that has both.
+///
+/// ```
+/// use cnnkit_kernels::arch;
+/// arch::use_avx512_vbmi(false);
+/// assert!(!arch::avx512_vbmi());
+/// arch::use_avx512_vbmi(true); // (detected again)
+/// ```
+pub fn use_avx512_vbmi(on: bool) {
+    VBMI.store(if on { 0 } else { 1 }, Ordering::Relaxed);
 }
 
 static ZMM_DOUBLES: AtomicU8 = AtomicU8::new(0);

@@ -184,22 +184,28 @@ pub fn for_each_isa(mut f: impl FnMut(cnnkit_kernels::arch::Isa)) {
     arch::force(None).unwrap();
 }
 
-/// [`for_each_isa`], and on aarch64 each variant again with the int8 convolution's dot
-/// product kernel where the CPU has it (chosen at run time; a build with `+dotprod`
-/// always uses it): `f` gets the variant and whether `sdot` was on.
+/// [`for_each_isa`], and each variant again where the int8 kernels have a choice within
+/// it: on aarch64 with the dot product kernel where the CPU has it (chosen at run time;
+/// a build with `+dotprod` always uses it), on x86 without AVX-512 VBMI where the CPU has
+/// it (the code of CPUs with VNNI and no VBMI). `f` gets the variant and which of these
+/// ran (`""`, `"sdot"` or `"no VBMI"`).
 #[allow(dead_code)] // (the int8 tests')
-pub fn for_each_int8_variant(mut f: impl FnMut(cnnkit_kernels::arch::Isa, bool)) {
+pub fn for_each_int8_variant(mut f: impl FnMut(cnnkit_kernels::arch::Isa, &'static str)) {
+    use cnnkit_kernels::arch;
     for_each_isa(|isa| {
-        f(isa, cnnkit_kernels::arch::aarch64_dotprod());
+        f(isa, if arch::aarch64_dotprod() { "sdot" } else { "" });
         #[cfg(target_arch = "aarch64")]
-        if std::arch::is_aarch64_feature_detected!("dotprod")
-            && !cnnkit_kernels::arch::aarch64_dotprod()
-        {
+        if std::arch::is_aarch64_feature_detected!("dotprod") && !arch::aarch64_dotprod() {
             // SAFETY: the CPU has DotProd (detected above).
-            unsafe { cnnkit_kernels::arch::set_aarch64_dotprod(true) };
-            f(isa, true);
+            unsafe { arch::set_aarch64_dotprod(true) };
+            f(isa, "sdot");
             // SAFETY: false promises nothing.
-            unsafe { cnnkit_kernels::arch::set_aarch64_dotprod(false) };
+            unsafe { arch::set_aarch64_dotprod(false) };
+        }
+        if isa == arch::Isa::Avx512 && arch::avx512_vbmi() {
+            arch::use_avx512_vbmi(false);
+            f(isa, "no VBMI");
+            arch::use_avx512_vbmi(true);
         }
     });
 }
