@@ -30,13 +30,12 @@ const L: usize = 8;
 /// Output channels are packed in blocks of this many (the widest tile's).
 const OC: usize = 2 * L;
 
-/// Bytes of scratch [`conv`] needs: a cache line to align to, one group's packed weights
-/// (16-bit), four int32 parameters per output channel, the receptive fields of one chunk
-/// (16-bit).
+/// Bytes of scratch [`conv`] needs: one group's packed weights (16-bit), four int32
+/// parameters per output channel, the receptive fields of one chunk (16-bit).
 pub(crate) const fn scratch_bytes(k: usize, cog: usize) -> usize {
     let k2 = k.div_ceil(2) * 2;
     let ocp = cog.div_ceil(OC) * OC;
-    64 + 2 * ocp * k2 + 16 * ocp + 2 * CHUNK_MAX * k2
+    2 * ocp * k2 + 16 * ocp + 2 * CHUNK_MAX * k2
 }
 
 /// The convolution of a validated call with AVX2 (checked by the caller).
@@ -51,9 +50,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) 
     let k2 = k.div_ceil(2) * 2;
     let cog = d.out_per_group;
     let ocp = cog.div_ceil(OC) * OC;
-    // the packed weights from a cache line's start, so no load splits two
-    let skip = scratch.as_ptr().align_offset(64).min(31);
-    let (packed, rest) = scratch[skip..].split_at_mut(ocp * k2);
+    let (packed, rest) = scratch.split_at_mut(ocp * k2);
     let (params16, rest) = rest.split_at_mut(8 * ocp);
     let col = &mut rest[..CHUNK_MAX * k2];
     // SAFETY: the bytes of the i16 parameters (any bit pattern is a valid u8, alignment

@@ -39,7 +39,7 @@ const OC: usize = 32;
 pub(crate) const fn scratch_bytes(k: usize, cog: usize) -> usize {
     let k4 = k.div_ceil(4) * 4;
     let ocp = cog.div_ceil(OC) * OC;
-    63 + ocp * k4 + 16 * ocp + CHUNK_MAX * k4
+    ocp * k4 + 16 * ocp + CHUNK_MAX * k4
 }
 
 /// Pixels per chunk: their fields (`row_bytes` each) in a quarter of this core's L2 (read
@@ -95,9 +95,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     let k4 = k.div_ceil(4) * 4;
     let cog = d.out_per_group;
     let ocp = cog.div_ceil(OC) * OC;
-    // the packed weights from a cache line's start, so no 64-byte load splits two
-    let skip = scratch.as_ptr().align_offset(64).min(63);
-    let (packed, rest) = scratch[skip..].split_at_mut(ocp * k4);
+    let (packed, rest) = scratch.split_at_mut(ocp * k4);
     let (params, rest) = rest.split_at_mut(16 * ocp);
     let col = &mut rest[..CHUNK_MAX * k4];
     let chunk = chunk_pixels(k4, 48, CHUNK_MAX);

@@ -40,8 +40,8 @@ const fn span(p: &Conv2dParams, out_w: usize) -> usize {
     (out_w - 1) * p.stride_w + (p.kernel_w - 1) * p.dilation_w + 1
 }
 
-/// Bytes of scratch [`conv`] needs (`None` on overflow): a cache line to align to, four
-/// int32 parameters per channel, the kernel's columns packed twice (as is and a row down), the interleaved
+/// Bytes of scratch [`conv`] needs (`None` on overflow): four int32 parameters per
+/// channel, the kernel's columns packed twice (as is and a row down), the interleaved
 /// columns of an output row.
 pub(crate) const fn scratch_bytes(p: &Conv2dParams, out_w: usize) -> Option<usize> {
     let Some(cp) = p.in_channels.checked_next_multiple_of(BLOCK) else {
@@ -60,10 +60,7 @@ pub(crate) const fn scratch_bytes(p: &Conv2dParams, out_w: usize) -> Option<usiz
         return None;
     };
     match prm.checked_add(w) {
-        Some(v) => match v.checked_add(q) {
-            Some(v) => v.checked_add(64),
-            None => None,
-        },
+        Some(v) => v.checked_add(q),
         None => None,
     }
 }
@@ -89,9 +86,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     // stride is a whole number `j` of dilated rows and they fit
     let pair = p.stride_h % p.dilation_h == 0 && p.stride_h / p.dilation_h + kh <= 4;
     let shift = p.stride_h / p.dilation_h;
-    // from a cache line's start, so no 64-byte load splits two
-    let skip = scratch.as_ptr().align_offset(64).min(63);
-    let (params, rest) = scratch[skip..].split_at_mut(16 * cp);
+    let (params, rest) = scratch.split_at_mut(16 * cp);
     let (packed, rest) = rest.split_at_mut(8 * cp * kw);
     let wq = span(p, d.out_w);
     let cols = &mut rest[..cp / BLOCK * wq * 4 * BLOCK];

@@ -49,16 +49,15 @@ const fn image_bytes(p: &Conv2dParams) -> Option<usize> {
     image.checked_add(4)
 }
 
-/// Bytes of scratch [`conv`] needs for an [`eligible`] layer (`None` on overflow): a
-/// cache line to align to, the packed weights, four int32 parameters per output channel,
-/// the padded image.
+/// Bytes of scratch [`conv`] needs for an [`eligible`] layer (`None` on overflow): the
+/// packed weights, four int32 parameters per output channel, the padded image.
 pub(crate) const fn scratch_bytes(p: &Conv2dParams) -> Option<usize> {
     let k4 = p.kernel_h * (p.kernel_w * p.in_channels).div_ceil(4) * 4;
     let ocp = p.out_channels.div_ceil(32) * 32;
     let Some(image) = image_bytes(p) else {
         return None;
     };
-    let Some(v) = (ocp * k4 + 16 * ocp + 64).checked_add(image) else {
+    let Some(v) = (ocp * k4 + 16 * ocp).checked_add(image) else {
         return None;
     };
     Some(v)
@@ -81,8 +80,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     let k = d.col_rows;
     let cog = p.out_channels;
     let ocp = cog.div_ceil(32) * 32;
-    let skip = scratch.as_ptr().align_offset(64).min(63);
-    let (packed, rest) = scratch[skip..].split_at_mut(ocp * k4);
+    let (packed, rest) = scratch.split_at_mut(ocp * k4);
     let (params, rest) = rest.split_at_mut(16 * ocp);
     let img_len = image_bytes(p).unwrap_or(0);
     let img = &mut rest[..img_len];
