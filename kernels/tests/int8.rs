@@ -1255,6 +1255,69 @@ fn conv2d_s8_saturates_at_the_ends_of_int32() {
     }
 }
 
+/// First layers requantised every way the VBMI kernel has: every right shift 1 or more
+/// and no left shift (the offset folded into the 64-bit products), a channel with a left
+/// shift, one with no right shift, offsets too large to fold; per channel and per tensor.
+#[test]
+fn conv2d_s8_first_layers_requantise_every_way() {
+    let layers = [
+        Conv2dParams::new(2, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2),
+        Conv2dParams::new(1, 3, 11, 37, 11, 3, 3).with_padding(1, 1, 1, 1),
+    ];
+    let scales: [&[f64]; 5] = [
+        &[0.003, 0.0071, 0.2, 0.49, 0.001, 0.06],
+        &[0.003, 3.5, 0.2, 0.49, 0.001, 0.06],
+        &[0.003, 0.0071, 0.75, 0.49, 0.001, 0.06],
+        &[0.25],
+        &[0.5],
+    ];
+    for (i, p) in layers.iter().enumerate() {
+        let d = p.dims().unwrap();
+        let mut rng = common::Rng(5 + i as u64);
+        let x = bytes(&mut rng, d.input_len);
+        let w: Vec<i8> = bytes(&mut rng, d.weight_len)
+            .into_iter()
+            .map(|v| v.max(-127))
+            .collect();
+        // the largest sums, towards the bias's end of int32 (they wrap there, as in the
+        // reference): every input 127 against the zero point -128, every weight of a
+        // channel 127 with the sign of its bias
+        let x_max = vec![127i8; d.input_len];
+        let taps = d.weight_len / p.out_channels;
+        let w_max: Vec<i8> = (0..d.weight_len)
+            .map(|t| if (t / taps) % 2 == 0 { 127 } else { -127 })
+            .collect();
+        for (j, sc) in scales.iter().enumerate() {
+            let rq: Vec<Requant> = (0..if sc.len() == 1 { 1 } else { p.out_channels })
+                .map(|c| Requant::from_real(sc[c % sc.len()]).unwrap())
+                .collect();
+            for (big, extreme) in [(0, false), (2_147_000_000, false), (i32::MAX - 1000, true)] {
+                let bias: Vec<i32> = (0..d.bias_len)
+                    .map(|c| rng.below(2000) as i32 - 1000 + if c % 2 == 0 { big } else { -big })
+                    .collect();
+                let (x, w, zi) = if extreme {
+                    (&x_max, &w_max, -128)
+                } else {
+                    (&x, &w, rng.below(256) as i32 - 128)
+                };
+                let q = QuantOutput::new(zi, 7, &rq);
+                let mut want = vec![0i8; d.output_len];
+                r::conv2d_s8(p, &q, x, w, Some(&bias), &mut want).unwrap();
+                let mut s = vec![0i16; k::conv2d_s8_scratch_len(p).unwrap()];
+                common::for_each_int8_variant(|isa, extra| {
+                    let mut got = vec![0x55i8; d.output_len];
+                    k::conv2d_s8(p, &q, x, w, Some(&bias), &mut got, &mut s).unwrap();
+                    assert_eq!(
+                        first_difference(&got, &want),
+                        None,
+                        "{isa:?} {extra} {p:?} scales {j} bias {big}"
+                    );
+                });
+            }
+        }
+    }
+}
+
 /// Layers wider and larger than the random cases: several blocks of output channels per
 /// tile row, more pixels than one chunk, odd and large receptive fields, groups.
 #[test]
@@ -1273,6 +1336,16 @@ fn conv2d_s8_wide_layers_equal_reference() {
             .with_dilation(2, 1)
             .with_stride(2, 1)
             .with_padding(3, 0, 2, 1),
+        // first layers with VBMI (flattened fields): LeNet's (a pass of 32 pixels, 6
+        // channels, a row pair within one window); 3 channels, passes of 32 and 8
+        // pixels, channel blocks of 8 and 5 in a wider pixel, rows in two windows;
+        // stride 2 in a row, 4 blocks; 2 channels, dilated rows, 8 channels
+        Conv2dParams::new(2, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2),
+        Conv2dParams::new(1, 3, 20, 40, 13, 3, 3).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(1, 1, 17, 70, 32, 3, 3).with_stride(1, 2),
+        Conv2dParams::new(1, 2, 12, 24, 8, 3, 2)
+            .with_dilation(2, 1)
+            .with_padding(0, 1, 1, 0),
         // short kernel rows, fields read in place (VNNI): two blocks of channels, one
         // partial; stride, padding and dilated rows
         Conv2dParams::new(2, 6, 14, 14, 40, 5, 5),

@@ -64,6 +64,17 @@ pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelErro
                 need = half;
             }
         }
+        // the VNNI kernel for first layers with VBMI
+        #[cfg(not(miri))]
+        if super::x86_flat::eligible(p, d.out_w) {
+            let Some(bytes) = super::x86_flat::scratch_bytes(p) else {
+                return Err(KernelError::Overflow);
+            };
+            let half = bytes.div_ceil(2);
+            if half > need {
+                need = half;
+            }
+        }
         // the VNNI kernel reading fields in place
         #[cfg(not(miri))]
         if super::x86_implicit::eligible(p) {
@@ -214,6 +225,14 @@ pub fn conv2d_s8(
     }
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     if arch::active() == arch::Isa::Avx512 && arch::avx512_vnni() {
+        if arch::avx512_vbmi() && super::x86_flat::eligible(p, d.out_w) {
+            let bytes = super::x86_flat::scratch_bytes(p).unwrap_or(usize::MAX);
+            let sb = as_bytes(scratch);
+            // SAFETY: the CPU has AVX-512 F, BW, VL, VNNI and VBMI (checked above); `sb`
+            // holds the bytes `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
+            unsafe { super::x86_flat::conv(a, output, &mut sb[..bytes]) };
+            return Ok(());
+        }
         if super::x86_rows::eligible(p, d.out_w) {
             let bytes = super::x86_rows::scratch_bytes(p, d.out_w).unwrap_or(usize::MAX);
             let sb = as_bytes(scratch);

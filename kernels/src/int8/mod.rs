@@ -6,7 +6,8 @@
 //! code, compiled under each variant's target features, and the ISA-specific dot products
 //! (the Cortex-M4's SMLAD, aarch64's NEON `smlal`) override the trait's methods. The x86
 //! convolution has kernels of its own, chosen at run time: AVX-512 VNNI (`vpdpbusd`,
-//! `x86.rs`; `x86_rows.rs` for first layers: pixels in the lanes; `x86_implicit.rs` for
+//! `x86.rs`; `x86_rows.rs` for first layers: pixels in the lanes, `x86_flat.rs` the same
+//! with VBMI and the fields flattened across kernel rows; `x86_implicit.rs` for
 //! short kernel rows: fields read in place from a padded copy of the image) and AVX2
 //! (`vpmaddwd`, `avx2.rs`), for every non-depthwise layer, and VNNI for depthwise ones
 //! (`x86_dw.rs`: a kernel column's rows in the four bytes); so has aarch64 with the dot
@@ -33,6 +34,8 @@ mod softmax;
 mod x86;
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 mod x86_dw;
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+mod x86_flat;
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 mod x86_implicit;
 #[cfg(target_arch = "x86_64")]

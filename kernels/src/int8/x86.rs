@@ -505,3 +505,30 @@ pub(super) unsafe fn tile_rows<const PP: usize, const NJ: usize>(
     }
     acc
 }
+
+/// Image `x` into `img` padded and unsigned (`x + 128`): `img` holds the `hp` padded rows
+/// of `wp * in_channels` bytes, the padding and whatever follows them `pad`.
+///
+/// # Safety
+/// AVX-512 F and BW must be available.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) unsafe fn pad_image(p: &crate::params::Conv2dParams, x: &[i8], pad: u8, img: &mut [u8]) {
+    let c = p.in_channels;
+    let wp = p.in_w + p.pad_left + p.pad_right;
+    img.fill(pad);
+    let row_in = p.in_w * c;
+    let flip = _mm512_set1_epi8(-128);
+    for iy in 0..p.in_h {
+        let src = &x[iy * row_in..][..row_in];
+        let dst = &mut img[((iy + p.pad_top) * wp + p.pad_left) * c..][..row_in];
+        for (d, s) in dst.chunks_mut(64).zip(src.chunks(64)) {
+            let n = d.len().min(s.len());
+            let m: __mmask64 = if n == 64 { !0 } else { (1u64 << n) - 1 };
+            // SAFETY: BW is enabled; the mask reads and writes the n bytes of `s` and `d`.
+            unsafe {
+                let v = _mm512_maskz_loadu_epi8(m, s.as_ptr().cast());
+                _mm512_mask_storeu_epi8(d.as_mut_ptr().cast(), m, _mm512_xor_si512(v, flip));
+            }
+        }
+    }
+}

@@ -15,7 +15,7 @@
 use core::arch::x86_64::{__m512i, _mm512_set1_epi32};
 
 use super::conv::Args;
-use super::x86::{Params, epilogue, prepare, tile_rows};
+use super::x86::{Params, epilogue, pad_image, prepare, tile_rows};
 use crate::params::Conv2dParams;
 
 /// Longest kernel row (`kw * in` bytes) taken: past it the general kernel's runs are long
@@ -123,15 +123,8 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     for n in 0..p.batch {
         let x = &a.input[n * d.image_len..][..d.image_len];
         // the padded image, unsigned; the padding and the slack past it zp + 128
-        img.fill(pad);
-        let row_in = p.in_w * c;
-        for iy in 0..p.in_h {
-            let src = &x[iy * row_in..][..row_in];
-            let dst = &mut img[((iy + p.pad_top) * wp + p.pad_left) * c..][..row_in];
-            for (o, &v) in dst.iter_mut().zip(src) {
-                *o = (v as u8) ^ 0x80;
-            }
-        }
+        // SAFETY: F and BW are enabled on this function.
+        unsafe { pad_image(p, x, pad, img) };
         let y = &mut output[n * d.out_image_len..][..d.out_image_len];
         // SAFETY: VNNI, F, BW and VL are enabled on this function; `img` holds every
         // byte the tiles read (`image_bytes`), `packed` ocp / 16 blocks of k4 steps.

@@ -389,7 +389,7 @@ struct Prm<'a> {
 /// `j / cout`, channel `j % cout`) is in [`store_block`]'s packed pair of registers:
 /// `64 (c / 4) + 16 (px / 4) + 4 (c % 4) + px % 4`.
 #[cfg(not(miri))]
-fn scatter_index(cout: usize) -> [[u8; 64]; 2] {
+pub(super) fn scatter_index(cout: usize) -> [[u8; 64]; 2] {
     let pos = |j: usize| {
         let (px, c) = (j / cout.max(1), j % cout.max(1));
         if px >= 16 {
