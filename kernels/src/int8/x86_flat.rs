@@ -18,19 +18,18 @@
 //! 0.12 here.
 
 use core::arch::x86_64::{
-    __m512i, __mmask64, _mm512_add_epi32, _mm512_add_epi64, _mm512_adds_epi16,
-    _mm512_cmplt_epi64_mask, _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_mask_storeu_epi8,
-    _mm512_mask_sub_epi64, _mm512_max_epi8, _mm512_min_epi8, _mm512_mul_epi32, _mm512_packs_epi16,
-    _mm512_packs_epi32, _mm512_permutex2var_epi8, _mm512_permutex2var_epi32,
-    _mm512_permutexvar_epi8, _mm512_set1_epi8, _mm512_set1_epi16, _mm512_set1_epi32,
-    _mm512_set1_epi64, _mm512_setzero_si512, _mm512_sllv_epi32, _mm512_srav_epi32,
-    _mm512_srav_epi64, _mm512_srli_epi64, _mm512_storeu_si512,
+    __m512i, _mm512_add_epi32, _mm512_add_epi64, _mm512_cmplt_epi64_mask, _mm512_dpbusd_epi32,
+    _mm512_loadu_si512, _mm512_mask_sub_epi64, _mm512_mul_epi32, _mm512_permutex2var_epi8,
+    _mm512_permutex2var_epi32, _mm512_permutexvar_epi8, _mm512_set1_epi32, _mm512_set1_epi64,
+    _mm512_setzero_si512, _mm512_sllv_epi32, _mm512_srav_epi32, _mm512_srav_epi64,
+    _mm512_srli_epi64, _mm512_storeu_si512,
 };
 
 use core::ptr::addr_of;
 
 use super::conv::Args;
 use super::x86::{Params, pad_image, prepare};
+use super::x86_rows::{scatter_index, store_prefix, to_pixels};
 use crate::params::Conv2dParams;
 
 /// Output channels a pass (`CB * S` sums in registers).
@@ -365,7 +364,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
         zp16: a.q.output_zero_point as i16,
         lo8: a.q.min,
         hi8: a.q.max,
-        scatter: super::x86_rows::scatter_index(cout.min(CB)),
+        scatter: scatter_index(cout.min(CB)),
     };
     let row_step = p.stride_h * wrow;
     for n in 0..p.batch {
@@ -506,8 +505,6 @@ unsafe fn block<const S: usize, const C: usize, const FAST: bool>(
     });
     // SAFETY: 64 bytes.
     let merge = unsafe { _mm512_loadu_si512(merge.as_ptr().cast()) };
-    let zp = _mm512_set1_epi16(g.zp16);
-    let (lo, hi) = (_mm512_set1_epi8(g.lo8), _mm512_set1_epi8(g.hi8));
     // SAFETY: 64 bytes each.
     let sc = g
         .scatter
@@ -531,34 +528,13 @@ unsafe fn block<const S: usize, const C: usize, const FAST: bool>(
                 }
             };
         }
-        // channels packed four to a register within 128-bit lanes, the zero point added
-        // saturating in 16 bits between (as TFLite's saturating add and clamp give the
-        // same bytes), then each pixel's channels put together
-        let lo_half = _mm512_packs_epi16(
-            _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zp),
-            _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zp),
-        );
-        let hi_half = _mm512_packs_epi16(
-            _mm512_adds_epi16(_mm512_packs_epi32(q[4], q[5]), zp),
-            _mm512_adds_epi16(_mm512_packs_epi32(q[6], q[7]), zp),
-        );
-        let lo_half = _mm512_min_epi8(_mm512_max_epi8(lo_half, lo), hi);
-        let hi_half = _mm512_min_epi8(_mm512_max_epi8(hi_half, lo), hi);
-        let px: [__m512i; 2] = sc.map(|ix| _mm512_permutex2var_epi8(lo_half, ix, hi_half));
+        // SAFETY: F, BW and VBMI are available.
+        let px = unsafe { to_pixels(&q, g.zp16, g.lo8, g.hi8, &sc) };
         let first = (ox0 + 16 * s) * g.cout + cb;
         if g.cout <= CB {
             // whole pixels: `np * cout` bytes in a row
-            let bytes = np * g.cout;
-            let dst = &mut y[first..][..bytes];
-            for (part, &v) in px.iter().enumerate() {
-                let m = bytes.saturating_sub(64 * part).min(64);
-                if m == 0 {
-                    break;
-                }
-                let mask: __mmask64 = if m == 64 { !0 } else { (1u64 << m) - 1 };
-                // SAFETY: BW is available; the mask writes bytes 64 part .. + m of `dst`.
-                unsafe { _mm512_mask_storeu_epi8(dst[64 * part..].as_mut_ptr().cast(), mask, v) };
-            }
+            // SAFETY: F and BW are available.
+            unsafe { store_prefix(&px, &mut y[first..][..np * g.cout]) };
         } else {
             // a block of 8 of a wider pixel: 8 bytes a pixel, `cout` apart
             let mut buf = [0u8; 128];

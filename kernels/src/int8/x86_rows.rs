@@ -578,10 +578,8 @@ unsafe fn expand_vbmi(
 }
 
 /// A segment's sums of up to [`CB`] channels (`cout <= CB`, every channel of the layer)
-/// requantised and written as `np` whole NHWC pixels of `cout` bytes: channels packed
-/// four to a register within 128-bit lanes (`vpackssdw`, `vpacksswb`: the zero point
-/// added saturating in 16 bits between, as TFLite's saturating add and clamp give the
-/// same bytes), then `vpermt2b` puts each pixel's channels together.
+/// requantised and written as `np` whole NHWC pixels of `cout` bytes ([`to_pixels`],
+/// [`store_prefix`]).
 ///
 /// # Safety
 /// AVX-512 F, BW and VBMI must be available; `y` must hold `np * cout` bytes, `np <= 16 S`.
@@ -598,8 +596,6 @@ unsafe fn store_block<const S: usize>(
     let idx = prm
         .scatter
         .map(|i| unsafe { _mm512_loadu_si512(i.as_ptr().cast()) });
-    let zp = _mm512_set1_epi16(prm.zp16);
-    let (lo, hi) = (_mm512_set1_epi8(prm.lo8), _mm512_set1_epi8(prm.hi8));
     let lanes = &prm.lanes;
     for h in 0..S {
         let n = np.saturating_sub(16 * h).min(16);
@@ -614,30 +610,64 @@ unsafe fn store_block<const S: usize>(
                 _mm512_setzero_si512()
             }
         });
-        let a = _mm512_packs_epi16(
-            _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zp),
-            _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zp),
-        );
-        let b = _mm512_packs_epi16(
-            _mm512_adds_epi16(_mm512_packs_epi32(q[4], q[5]), zp),
-            _mm512_adds_epi16(_mm512_packs_epi32(q[6], q[7]), zp),
-        );
-        let a = _mm512_min_epi8(_mm512_max_epi8(a, lo), hi);
-        let b = _mm512_min_epi8(_mm512_max_epi8(b, lo), hi);
-        let bytes = n * cout;
-        let dst = &mut y[16 * h * cout..][..bytes];
-        for (part, &ix) in idx.iter().enumerate() {
-            let m = bytes.saturating_sub(64 * part).min(64);
-            if m == 0 {
-                break;
-            }
-            let mask: __mmask64 = if m == 64 { !0 } else { (1u64 << m) - 1 };
-            // SAFETY: VBMI and BW are available; the mask writes bytes 64 part .. + m
-            // of `dst`.
-            unsafe {
-                let v = _mm512_permutex2var_epi8(a, ix, b);
-                _mm512_mask_storeu_epi8(dst[64 * part..].as_mut_ptr().cast(), mask, v);
-            }
+        // SAFETY: F, BW and VBMI are available; `y` holds the n pixels' bytes.
+        unsafe {
+            let px = to_pixels(&q, prm.zp16, prm.lo8, prm.hi8, &idx);
+            store_prefix(&px, &mut y[16 * h * cout..][..n * cout]);
         }
+    }
+}
+
+/// Sixteen pixels' requantised sums of 8 channels (`q[c]`, before the zero point) as
+/// int8 NHWC bytes: channels packed four to a register within 128-bit lanes
+/// (`vpackssdw`, `vpacksswb`: the zero point `zp` added saturating in 16 bits between,
+/// as TFLite's saturating add and clamp give the same bytes), clamped to `lo..=hi`, then
+/// `vpermt2b` by `scatter` (from [`scatter_index`]) puts each pixel's channels together:
+/// 128 bytes.
+///
+/// # Safety
+/// AVX-512 F, BW and VBMI must be available.
+#[cfg(not(miri))]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[inline]
+pub(super) unsafe fn to_pixels(
+    q: &[__m512i; CB],
+    zp: i16,
+    lo: i8,
+    hi: i8,
+    scatter: &[__m512i; 2],
+) -> [__m512i; 2] {
+    let zp = _mm512_set1_epi16(zp);
+    let (lo, hi) = (_mm512_set1_epi8(lo), _mm512_set1_epi8(hi));
+    let a = _mm512_packs_epi16(
+        _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zp),
+        _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zp),
+    );
+    let b = _mm512_packs_epi16(
+        _mm512_adds_epi16(_mm512_packs_epi32(q[4], q[5]), zp),
+        _mm512_adds_epi16(_mm512_packs_epi32(q[6], q[7]), zp),
+    );
+    let a = _mm512_min_epi8(_mm512_max_epi8(a, lo), hi);
+    let b = _mm512_min_epi8(_mm512_max_epi8(b, lo), hi);
+    scatter.map(|ix| _mm512_permutex2var_epi8(a, ix, b))
+}
+
+/// The first `dst.len() <= 128` bytes of `v` into `dst` (masked stores).
+///
+/// # Safety
+/// AVX-512 F and BW must be available.
+#[cfg(not(miri))]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+pub(super) unsafe fn store_prefix(v: &[__m512i; 2], dst: &mut [i8]) {
+    let bytes = dst.len().min(128);
+    for (part, &x) in v.iter().enumerate() {
+        let m = bytes.saturating_sub(64 * part).min(64);
+        if m == 0 {
+            break;
+        }
+        let mask: __mmask64 = if m == 64 { !0 } else { (1u64 << m) - 1 };
+        // SAFETY: BW is available; the mask writes bytes 64 part .. + m of `dst`.
+        unsafe { _mm512_mask_storeu_epi8(dst[64 * part..].as_mut_ptr().cast(), mask, x) };
     }
 }
