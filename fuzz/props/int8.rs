@@ -49,7 +49,7 @@ fn conv(b: &mut Bytes) {
         b.byte(1) % 3,
         b.byte(2) % 9,
         b.byte(3) % 12,
-        b.byte(4) % 12,
+        b.byte(4) % 24,
         b.byte(5) % 9,
         b.byte(6) % 5,
         b.byte(7) % 5,
@@ -83,15 +83,22 @@ fn conv(b: &mut Bytes) {
     let res = r::conv2d_s8(&p, &q, &x, &w, bias, &mut want);
     let mut s = vec![0i16; k::conv2d_s8_scratch_len(&p).unwrap_or(0)];
     for_each_isa(|isa| {
-        let mut got = vec![0x55i8; lo];
-        assert_eq!(
-            k::conv2d_s8(&p, &q, &x, &w, bias, &mut got, &mut s),
-            res,
-            "{isa:?} {p:?}"
-        );
-        if res.is_ok() {
-            assert_eq!(got, want, "conv2d_s8 {isa:?} {p:?}");
+        // the AVX-512 variant with and without VBMI where the CPU has it (the kernels
+        // choose by it within the variant)
+        let vbmi = k::arch::avx512_vbmi();
+        for on in [true, false].into_iter().take(if vbmi { 2 } else { 1 }) {
+            k::arch::use_avx512_vbmi(on);
+            let mut got = vec![0x55i8; lo];
+            assert_eq!(
+                k::conv2d_s8(&p, &q, &x, &w, bias, &mut got, &mut s),
+                res,
+                "{isa:?} vbmi {on} {p:?}"
+            );
+            if res.is_ok() {
+                assert_eq!(got, want, "conv2d_s8 {isa:?} vbmi {on} {p:?}");
+            }
         }
+        k::arch::use_avx512_vbmi(true);
     });
 }
 
