@@ -112,6 +112,19 @@ pub(crate) trait Vf32: Arith {
         o[k..].copy_from_slice(&a[..LANES - k]);
         Self::from_array(o)
     }
+    /// The 8 lanes from lane `k < 8` of the 16 floats `self` then `next` (lane `l` takes
+    /// `self`'s lane `l + k`, or `next`'s lane `l + k - 8`).
+    #[inline(always)]
+    fn shift_down_in(self, next: Self, k: usize) -> Self {
+        let (a, b) = (self.to_array(), next.to_array());
+        Self::from_array(build(0.0, |l| {
+            if l + k < LANES {
+                a[l + k]
+            } else {
+                b[l + k - LANES]
+            }
+        }))
+    }
     /// The inverse of [`Vf32::deinterleave`]: `self` in the even lanes and `odd` in the
     /// odd lanes of 16 floats, `([s0, o0, .., s3, o3], [s4, o4, .., s7, o7])`.
     #[inline(always)]

@@ -11,11 +11,11 @@ use core::arch::x86_64::{
     _mm256_cvtps_epi32, _mm256_cvttps_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_fmsub_ps,
     _mm256_loadu_ps, _mm256_mask_storeu_ps, _mm256_maskload_ps, _mm256_maskz_loadu_ps,
     _mm256_min_ps, _mm256_mul_ps, _mm256_or_ps, _mm256_permute2f128_ps, _mm256_permute4x64_pd,
-    _mm256_permutevar8x32_ps, _mm256_round_ps, _mm256_set1_epi32, _mm256_set1_ps,
-    _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_slli_epi32, _mm256_storeu_ps,
-    _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
-    _mm512_castps_pd, _mm512_castps512_ps256, _mm512_extractf64x4_pd, _mm512_fmadd_ps,
-    _mm512_set1_ps, _rdtsc, _xgetbv,
+    _mm256_permutevar8x32_ps, _mm256_permutex2var_ps, _mm256_round_ps, _mm256_set1_epi32,
+    _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_slli_epi32,
+    _mm256_storeu_ps, _mm256_storeu_si256, _mm256_sub_epi32, _mm256_sub_ps, _mm256_unpackhi_ps,
+    _mm256_unpacklo_ps, _mm512_castps_pd, _mm512_castps512_ps256, _mm512_extractf64x4_pd,
+    _mm512_fmadd_ps, _mm512_set1_ps, _rdtsc, _xgetbv,
 };
 
 use core::arch::x86_64::{
@@ -341,6 +341,26 @@ impl<const EVEX: bool> Vf32 for Ymm<EVEX> {
             let v = _mm256_permutevar8x32_ps(self.0, _mm256_sub_epi32(lane, k));
             let below = _mm256_cmpgt_epi32(k, lane);
             Self(_mm256_andnot_ps(_mm256_castsi256_ps(below), v))
+        }
+    }
+    #[inline(always)]
+    fn shift_down_in(self, next: Self, k: usize) -> Self {
+        // SAFETY: AVX2 (and for EVEX, AVX-512 F and VL) is available. Lane l takes lane
+        // l + k of the 16: one two-source permute under AVX-512 (index bit 3 picks
+        // `next`), else both permuted by the index's low bits and blended where l + k >= 8.
+        unsafe {
+            let idx = _mm256_add_epi32(
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                _mm256_set1_epi32(k as i32),
+            );
+            if EVEX {
+                Self(_mm256_permutex2var_ps(self.0, idx, next.0))
+            } else {
+                let a = _mm256_permutevar8x32_ps(self.0, idx);
+                let b = _mm256_permutevar8x32_ps(next.0, idx);
+                let from_next = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7));
+                Self(_mm256_blendv_ps(a, b, _mm256_castsi256_ps(from_next)))
+            }
         }
     }
     #[inline(always)]
