@@ -205,7 +205,11 @@ fn s2_row<V: Vf32>(
         let mut a = V::load(dst);
         for (k, &wv) in wr.iter().enumerate() {
             let off = k * dilation;
-            let (v, next) = if off % 2 == 0 { (e, e1) } else { (o, o1) };
+            let (v, next) = if off.is_multiple_of(2) {
+                (e, e1)
+            } else {
+                (o, o1)
+            };
             let v = if off < 2 {
                 v
             } else {
