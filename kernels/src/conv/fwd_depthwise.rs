@@ -171,26 +171,18 @@ fn s2_row<V: Vf32>(
     dilation: usize,
     acc: &mut [f32],
 ) {
-    // padded columns q..q + 8 of the row (short loads at its right end, moved up by the
-    // padding at its left). (A function, not a closure: closures do not take the
-    // variant's target features, and this one was a call per vector.)
-    #[inline(always)]
-    fn fetch<V: Vf32>(src: Option<&[f32]>, pad_left: usize, q: usize) -> V {
-        match src {
-            Some(r) if q >= pad_left && q - pad_left < r.len() => V::load(&r[q - pad_left..]),
-            Some(r) if q < pad_left && pad_left - q < LANES => V::load(r).shift_up(pad_left - q),
-            _ => V::splat(0.0),
-        }
-    }
     let (mut e, mut o) =
-        fetch::<V>(src, pad_left, 0).deinterleave(fetch::<V>(src, pad_left, LANES));
+        fetch_s2::<V>(src, pad_left, 0).deinterleave(fetch_s2::<V>(src, pad_left, LANES));
     if let ([w0, w1, w2], 1) = (wr, dilation) {
         // 3 x 3 (MobileNet's): the taps' weights broadcast once, the loop unrolled
         let (w0, w1, w2) = (V::splat(*w0), V::splat(*w1), V::splat(*w2));
         for (t, dst) in acc.chunks_exact_mut(LANES).enumerate() {
             let q = 2 * LANES * (t + 1);
-            let (e1, o1) =
-                fetch::<V>(src, pad_left, q).deinterleave(fetch::<V>(src, pad_left, q + LANES));
+            let (e1, o1) = fetch_s2::<V>(src, pad_left, q).deinterleave(fetch_s2::<V>(
+                src,
+                pad_left,
+                q + LANES,
+            ));
             let a = w0.mul_add(e, V::load(dst));
             let a = w1.mul_add(o, a);
             w2.mul_add(e.shift_down_in(e1, 1), a).store(dst);
@@ -201,7 +193,7 @@ fn s2_row<V: Vf32>(
     for (t, dst) in acc.chunks_exact_mut(LANES).enumerate() {
         let q = 2 * LANES * (t + 1);
         let (e1, o1) =
-            fetch::<V>(src, pad_left, q).deinterleave(fetch::<V>(src, pad_left, q + LANES));
+            fetch_s2::<V>(src, pad_left, q).deinterleave(fetch_s2::<V>(src, pad_left, q + LANES));
         let mut a = V::load(dst);
         for (k, &wv) in wr.iter().enumerate() {
             let off = k * dilation;
@@ -219,5 +211,18 @@ fn s2_row<V: Vf32>(
         }
         a.store(dst);
         (e, o) = (e1, o1);
+    }
+}
+
+/// Padded columns `q..q + 8` of an input row `src` (`None`: a padding row, zeros) with
+/// `pad_left` zeros before it: short loads at its right end, moved up by the padding at
+/// its left. (A function, not a closure: closures do not take the variant's target
+/// features, and this one was a call per vector.)
+#[inline(always)]
+pub(super) fn fetch_s2<V: Vf32>(src: Option<&[f32]>, pad_left: usize, q: usize) -> V {
+    match src {
+        Some(r) if q >= pad_left && q - pad_left < r.len() => V::load(&r[q - pad_left..]),
+        Some(r) if q < pad_left && pad_left - q < LANES => V::load(r).shift_up(pad_left - q),
+        _ => V::splat(0.0),
     }
 }

@@ -3,7 +3,8 @@
 //! scratch; at stride 1 with finite inputs the flat planes (`weight_flat`) take the layer
 //! instead.
 
-use super::depthwise::{MAX_TAPS, SEG, copy_row, padded_row, row_len};
+use super::depthwise::{MAX_TAPS, SEG, copy_row, is_pad_row, padded_row, row_len};
+use super::fwd_depthwise::fetch_s2;
 use crate::arch::dispatch;
 use crate::params::{Conv2dDims, Conv2dParams};
 use crate::simd::LANES;
@@ -56,6 +57,10 @@ fn bwd_weight<V: Vf32>(
     // read past `len` up to a whole pair of vectors, where `buf` holds zeros
     let half = len.next_multiple_of(2 * LANES) / 2;
     let two = p.stride_w == 2 && 2 * half <= SEG;
+    // stride 3 x 3 (and any taps within 16 columns) at stride 2: the phases made in
+    // registers from the input row (`fwd_depthwise::s2_row`'s way; through `buf` and
+    // `phases` every load straddled two fresh stores)
+    let s2 = p.stride_w == 2 && (kw_n - 1) * p.dilation_w < 2 * LANES;
     let mut phases = [0.0_f32; SEG];
     // the output-gradient row, zero past out_w so that every load is a whole vector
     let mut grow = [0.0_f32; SEG];
@@ -72,6 +77,19 @@ fn bwd_weight<V: Vf32>(
             for kh in 0..kh_n {
                 // padding rows are explicit zeros: they still multiply (0 * inf = NaN)
                 let ihp = oh * p.stride_h + kh * p.dilation_h;
+                if s2 {
+                    let src = (!is_pad_row(p, ihp)).then(|| &x[(ihp - p.pad_top) * w..][..w]);
+                    let taps = &mut acc[kh * kw_n..][..kw_n];
+                    s2_row::<V>(
+                        p.pad_left,
+                        src,
+                        &grow[..tiles * LANES],
+                        d.out_w,
+                        p.dilation_w,
+                        taps,
+                    );
+                    continue;
+                }
                 padded_row::<V>(p, x, ihp, &mut buf[lo..hi]);
                 if two {
                     // even columns to [0, half), odd ones to [half, 2 half)
@@ -121,5 +139,73 @@ fn bwd_weight<V: Vf32>(
         for (gw, a) in grad_weight[c * taps..][..taps].iter_mut().zip(&acc) {
             *gw += a.to_array().iter().sum::<f32>();
         }
+    }
+}
+
+/// One kernel row's taps at stride 2 (columns `dilation` apart, `< 16` apart in all): each
+/// tap's sum `taps[k]` gains the output-gradient row `g` (whole vectors, zeros past
+/// `out_w`) times the input it read, input row `src` (`None`: a padding row, zeros) with
+/// `pad_left` zeros before it. The inputs past `out_w` are zeroed (0 times an infinity
+/// there would be NaN in the sum).
+#[inline(always)]
+fn s2_row<V: Vf32>(
+    pad_left: usize,
+    src: Option<&[f32]>,
+    g: &[f32],
+    out_w: usize,
+    dilation: usize,
+    taps: &mut [V],
+) {
+    let (mut e, mut o) =
+        fetch_s2::<V>(src, pad_left, 0).deinterleave(fetch_s2::<V>(src, pad_left, LANES));
+    let unrolled = taps.len() == 3 && dilation == 1;
+    let (mut a0, mut a1, mut a2) = if unrolled {
+        (taps[0], taps[1], taps[2])
+    } else {
+        (V::splat(0.0), V::splat(0.0), V::splat(0.0))
+    };
+    for (t, gv) in g.chunks_exact(LANES).enumerate() {
+        let q = 2 * LANES * (t + 1);
+        let (e1, o1) =
+            fetch_s2::<V>(src, pad_left, q).deinterleave(fetch_s2::<V>(src, pad_left, q + LANES));
+        let gv = V::load(gv);
+        let keep = out_w - t * LANES;
+        if unrolled {
+            a0 = gv.mul_add(cut::<V>(keep, e), a0);
+            a1 = gv.mul_add(cut::<V>(keep, o), a1);
+            a2 = gv.mul_add(cut::<V>(keep, e.shift_down_in(e1, 1)), a2);
+        } else {
+            for (k, a) in taps.iter_mut().enumerate() {
+                let off = k * dilation;
+                let (v, next) = if off.is_multiple_of(2) {
+                    (e, e1)
+                } else {
+                    (o, o1)
+                };
+                let v = if off < 2 {
+                    v
+                } else {
+                    v.shift_down_in(next, off / 2)
+                };
+                *a = gv.mul_add(cut::<V>(keep, v), *a);
+            }
+        }
+        (e, o) = (e1, o1);
+    }
+    if unrolled {
+        (taps[0], taps[1], taps[2]) = (a0, a1, a2);
+    }
+}
+
+/// `v` with its lanes from `keep` on zeroed (all kept for `keep >= 8`), by a select on
+/// the lane numbers. (A function, not a closure: closures do not take the variant's
+/// target features.)
+#[inline(always)]
+fn cut<V: Vf32>(keep: usize, v: V) -> V {
+    if keep >= LANES {
+        v
+    } else {
+        let lane = V::from_array(core::array::from_fn(|l| l as f32));
+        lane.select_lt(V::splat(keep as f32), v, V::splat(0.0))
     }
 }
