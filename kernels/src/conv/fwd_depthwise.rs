@@ -196,18 +196,7 @@ fn s2_row<V: Vf32>(
             fetch_s2::<V>(src, pad_left, q).deinterleave(fetch_s2::<V>(src, pad_left, q + LANES));
         let mut a = V::load(dst);
         for (k, &wv) in wr.iter().enumerate() {
-            let off = k * dilation;
-            let (v, next) = if off.is_multiple_of(2) {
-                (e, e1)
-            } else {
-                (o, o1)
-            };
-            let v = if off < 2 {
-                v
-            } else {
-                v.shift_down_in(next, off / 2)
-            };
-            a = V::splat(wv).mul_add(v, a);
+            a = V::splat(wv).mul_add(tap_s2([e, o, e1, o1], k * dilation), a);
         }
         a.store(dst);
         (e, o) = (e1, o1);
@@ -224,5 +213,22 @@ pub(super) fn fetch_s2<V: Vf32>(src: Option<&[f32]>, pad_left: usize, q: usize) 
         Some(r) if q >= pad_left && q - pad_left < r.len() => V::load(&r[q - pad_left..]),
         Some(r) if q < pad_left && pad_left - q < LANES => V::load(r).shift_up(pad_left - q),
         _ => V::splat(0.0),
+    }
+}
+
+/// The inputs a tap `off < 16` columns on reads at stride 2, from the phases of this 16
+/// columns and the next (`[even, odd, next even, next odd]`): lane `l` holds padded column
+/// `2 l + off`.
+#[inline(always)]
+pub(super) fn tap_s2<V: Vf32>([e, o, e1, o1]: [V; 4], off: usize) -> V {
+    let (v, next) = if off.is_multiple_of(2) {
+        (e, e1)
+    } else {
+        (o, o1)
+    };
+    if off < 2 {
+        v
+    } else {
+        v.shift_down_in(next, off / 2)
     }
 }

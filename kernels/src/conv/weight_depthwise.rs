@@ -4,7 +4,7 @@
 //! instead.
 
 use super::depthwise::{MAX_TAPS, SEG, copy_row, is_pad_row, padded_row, row_len};
-use super::fwd_depthwise::fetch_s2;
+use super::fwd_depthwise::{fetch_s2, tap_s2};
 use crate::arch::dispatch;
 use crate::params::{Conv2dDims, Conv2dParams};
 use crate::simd::LANES;
@@ -176,17 +176,7 @@ fn s2_row<V: Vf32>(
             a2 = gv.mul_add(cut::<V>(keep, e.shift_down_in(e1, 1)), a2);
         } else {
             for (k, a) in taps.iter_mut().enumerate() {
-                let off = k * dilation;
-                let (v, next) = if off.is_multiple_of(2) {
-                    (e, e1)
-                } else {
-                    (o, o1)
-                };
-                let v = if off < 2 {
-                    v
-                } else {
-                    v.shift_down_in(next, off / 2)
-                };
+                let v = tap_s2([e, o, e1, o1], k * dilation);
                 *a = gv.mul_add(cut::<V>(keep, v), *a);
             }
         }
