@@ -83,6 +83,28 @@ pub(crate) const fn check_scratch(needed: usize, actual: usize) -> Result<(), Ke
     }
 }
 
+/// The checks and extents that a convolution's and a pooling window's dimensions share,
+/// per axis `[input, kernel, stride, pad_lo, pad_hi, dilation]` (height, then width):
+/// `[(out_h, padded_h), (out_w, padded_w)]`. One function for both (not inlined): the
+/// int8 firmware links both, and its flash is counted.
+#[inline(never)]
+const fn window2d(h: [usize; 6], w: [usize; 6]) -> Result<[(usize, usize); 2], KernelError> {
+    ctry!(nonzero(h[0], "in_h"));
+    ctry!(nonzero(w[0], "in_w"));
+    ctry!(nonzero(h[1], "kernel_h"));
+    ctry!(nonzero(w[1], "kernel_w"));
+    if h[2] == 0 || w[2] == 0 {
+        return Err(KernelError::ZeroStride);
+    }
+    if h[5] == 0 || w[5] == 0 {
+        return Err(KernelError::ZeroDilation);
+    }
+    Ok([
+        ctry!(window_out(h[0], h[1], h[2], h[3], h[4], h[5])),
+        ctry!(window_out(w[0], w[1], w[2], w[3], w[4], w[5])),
+    ])
+}
+
 /// Output extent of one spatial axis of a sliding window, and the padded extent.
 ///
 /// Returns `(out, padded)` where `padded = input + pad_lo + pad_hi`.
@@ -451,17 +473,7 @@ impl Conv2dParams {
     pub const fn dims(&self) -> Result<Conv2dDims, KernelError> {
         ctry!(nonzero(self.batch, "batch"));
         ctry!(nonzero(self.in_channels, "in_channels"));
-        ctry!(nonzero(self.in_h, "in_h"));
-        ctry!(nonzero(self.in_w, "in_w"));
         ctry!(nonzero(self.out_channels, "out_channels"));
-        ctry!(nonzero(self.kernel_h, "kernel_h"));
-        ctry!(nonzero(self.kernel_w, "kernel_w"));
-        if self.stride_h == 0 || self.stride_w == 0 {
-            return Err(KernelError::ZeroStride);
-        }
-        if self.dilation_h == 0 || self.dilation_w == 0 {
-            return Err(KernelError::ZeroDilation);
-        }
         let g = self.groups;
         if g == 0 || !self.in_channels.is_multiple_of(g) || !self.out_channels.is_multiple_of(g) {
             return Err(KernelError::InvalidGroups {
@@ -470,21 +482,23 @@ impl Conv2dParams {
                 out_channels: self.out_channels,
             });
         }
-        let (out_h, padded_h) = ctry!(window_out(
-            self.in_h,
-            self.kernel_h,
-            self.stride_h,
-            self.pad_top,
-            self.pad_bottom,
-            self.dilation_h
-        ));
-        let (out_w, padded_w) = ctry!(window_out(
-            self.in_w,
-            self.kernel_w,
-            self.stride_w,
-            self.pad_left,
-            self.pad_right,
-            self.dilation_w
+        let [(out_h, padded_h), (out_w, padded_w)] = ctry!(window2d(
+            [
+                self.in_h,
+                self.kernel_h,
+                self.stride_h,
+                self.pad_top,
+                self.pad_bottom,
+                self.dilation_h
+            ],
+            [
+                self.in_w,
+                self.kernel_w,
+                self.stride_w,
+                self.pad_left,
+                self.pad_right,
+                self.dilation_w
+            ]
         ));
         let in_per_group = self.in_channels / g;
         let out_per_group = self.out_channels / g;
@@ -659,31 +673,23 @@ impl Pool2dParams {
     pub const fn dims(&self) -> Result<Pool2dDims, KernelError> {
         ctry!(nonzero(self.batch, "batch"));
         ctry!(nonzero(self.channels, "channels"));
-        ctry!(nonzero(self.in_h, "in_h"));
-        ctry!(nonzero(self.in_w, "in_w"));
-        ctry!(nonzero(self.kernel_h, "kernel_h"));
-        ctry!(nonzero(self.kernel_w, "kernel_w"));
-        if self.stride_h == 0 || self.stride_w == 0 {
-            return Err(KernelError::ZeroStride);
-        }
-        if self.dilation_h == 0 || self.dilation_w == 0 {
-            return Err(KernelError::ZeroDilation);
-        }
-        let (out_h, _) = ctry!(window_out(
-            self.in_h,
-            self.kernel_h,
-            self.stride_h,
-            self.pad_top,
-            self.pad_bottom,
-            self.dilation_h
-        ));
-        let (out_w, _) = ctry!(window_out(
-            self.in_w,
-            self.kernel_w,
-            self.stride_w,
-            self.pad_left,
-            self.pad_right,
-            self.dilation_w
+        let [(out_h, _), (out_w, _)] = ctry!(window2d(
+            [
+                self.in_h,
+                self.kernel_h,
+                self.stride_h,
+                self.pad_top,
+                self.pad_bottom,
+                self.dilation_h
+            ],
+            [
+                self.in_w,
+                self.kernel_w,
+                self.stride_w,
+                self.pad_left,
+                self.pad_right,
+                self.dilation_w
+            ]
         ));
         let planes = ctry!(mul(self.batch, self.channels));
         Ok(Pool2dDims {

@@ -72,7 +72,8 @@ fn fwd<V: Vf32>(
     // made a moment before (the row copied in at the left padding's offset, the phases
     // read one lane in), and every such load waited for the stores to reach the cache:
     // 4.3 ms on MobileNetV2's 144 channels at 56 x 56, three quarters of it there.
-    let s2 = p.stride_w == 2 && (kw_n - 1) * p.dilation_w < 2 * LANES;
+    // (not where `wide` emulates its lanes, a Cortex-M4F: no registers to gain, only flash)
+    let s2 = crate::arch::HAS_VECTORS && p.stride_w == 2 && (kw_n - 1) * p.dilation_w < 2 * LANES;
     let mut phases = [0.0_f32; SEG];
     let planes = input
         .chunks_exact(h * w)

@@ -60,7 +60,8 @@ fn bwd_weight<V: Vf32>(
     // stride 3 x 3 (and any taps within 16 columns) at stride 2: the phases made in
     // registers from the input row (`fwd_depthwise::s2_row`'s way; through `buf` and
     // `phases` every load straddled two fresh stores)
-    let s2 = p.stride_w == 2 && (kw_n - 1) * p.dilation_w < 2 * LANES;
+    // (not where `wide` emulates its lanes, a Cortex-M4F: no registers to gain, only flash)
+    let s2 = crate::arch::HAS_VECTORS && p.stride_w == 2 && (kw_n - 1) * p.dilation_w < 2 * LANES;
     let mut phases = [0.0_f32; SEG];
     // the output-gradient row, zero past out_w so that every load is a whole vector
     let mut grow = [0.0_f32; SEG];
