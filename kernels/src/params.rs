@@ -105,6 +105,31 @@ const fn window2d(h: [usize; 6], w: [usize; 6]) -> Result<[(usize, usize); 2], K
     ])
 }
 
+/// `window2d` of a struct with the spatial fields that `Conv2dParams` and
+/// `Pool2dParams` share (`in_h`, `kernel_h`, `stride_h`, `pad_top`, ... by name).
+macro_rules! window_of {
+    ($p:expr) => {
+        window2d(
+            [
+                $p.in_h,
+                $p.kernel_h,
+                $p.stride_h,
+                $p.pad_top,
+                $p.pad_bottom,
+                $p.dilation_h,
+            ],
+            [
+                $p.in_w,
+                $p.kernel_w,
+                $p.stride_w,
+                $p.pad_left,
+                $p.pad_right,
+                $p.dilation_w,
+            ],
+        )
+    };
+}
+
 /// Output extent of one spatial axis of a sliding window, and the padded extent.
 ///
 /// Returns `(out, padded)` where `padded = input + pad_lo + pad_hi`.
@@ -482,24 +507,7 @@ impl Conv2dParams {
                 out_channels: self.out_channels,
             });
         }
-        let [(out_h, padded_h), (out_w, padded_w)] = ctry!(window2d(
-            [
-                self.in_h,
-                self.kernel_h,
-                self.stride_h,
-                self.pad_top,
-                self.pad_bottom,
-                self.dilation_h
-            ],
-            [
-                self.in_w,
-                self.kernel_w,
-                self.stride_w,
-                self.pad_left,
-                self.pad_right,
-                self.dilation_w
-            ]
-        ));
+        let [(out_h, padded_h), (out_w, padded_w)] = ctry!(window_of!(self));
         let in_per_group = self.in_channels / g;
         let out_per_group = self.out_channels / g;
         let col_rows = ctry!(mul(in_per_group, ctry!(mul(self.kernel_h, self.kernel_w))));
@@ -673,24 +681,7 @@ impl Pool2dParams {
     pub const fn dims(&self) -> Result<Pool2dDims, KernelError> {
         ctry!(nonzero(self.batch, "batch"));
         ctry!(nonzero(self.channels, "channels"));
-        let [(out_h, _), (out_w, _)] = ctry!(window2d(
-            [
-                self.in_h,
-                self.kernel_h,
-                self.stride_h,
-                self.pad_top,
-                self.pad_bottom,
-                self.dilation_h
-            ],
-            [
-                self.in_w,
-                self.kernel_w,
-                self.stride_w,
-                self.pad_left,
-                self.pad_right,
-                self.dilation_w
-            ]
-        ));
+        let [(out_h, _), (out_w, _)] = ctry!(window_of!(self));
         let planes = ctry!(mul(self.batch, self.channels));
         Ok(Pool2dDims {
             out_h,
