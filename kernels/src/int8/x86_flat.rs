@@ -30,7 +30,7 @@ use core::ptr::addr_of;
 
 use super::conv::Args;
 use super::x86::{Params, pad_image, prepare};
-use super::x86_rows::{scatter_index, store_prefix, to_pixels};
+use super::x86_rows::{Aligned, scatter_index, store_prefix, to_pixels};
 use crate::params::Conv2dParams;
 
 /// Output channels a pass (`CB * S` sums in registers).
@@ -423,7 +423,7 @@ struct Geo<'a> {
     lo8: i8,
     hi8: i8,
     /// `vpermt2b` indices from the packed bytes to NHWC pixels of `min(cout, CB)` bytes.
-    scatter: [[u8; 64]; 2],
+    scatter: Aligned<[[u8; 64]; 2]>,
 }
 
 /// One image's output rows (`y`: NHWC, `out_w * cout` bytes a row), each in passes of
@@ -515,6 +515,7 @@ unsafe fn block<const S: usize, const C: usize, const FAST: bool>(
     // SAFETY: 64 bytes each.
     let sc = g
         .scatter
+        .0
         .map(|i| unsafe { _mm512_loadu_si512(i.as_ptr().cast()) });
     let width = g.cout.min(CB);
     // every segment's sums requantised channel by channel, each channel's parameters
