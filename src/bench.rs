@@ -470,8 +470,9 @@ pub const INT8_SHAPES: [&str; 8] = [
     "mbv2_dw3x3s2",
 ];
 
-/// Times the int8 forward convolution ([`k::conv2d_s8`], NHWC, per-channel requantisation,
-/// ReLU clamp) of one shape, `threads` threads splitting the batch. GFLOPS counts two
+/// Times the int8 forward convolution ([`k::conv2d_s8_prepacked`]: NHWC, per-channel
+/// requantisation, ReLU clamp, the weights packed before timing) of one shape, `threads`
+/// threads splitting the batch. GFLOPS counts two
 /// operations per multiply-accumulate, as the f32 rows do.
 pub fn bench_conv_s8(
     name: &str,
@@ -504,17 +505,32 @@ pub fn bench_conv_s8(
         .iter()
         .map(|pp| k::conv2d_s8_scratch_len(pp).map(|n| vec![0i16; n]))
         .collect::<Result<_, _>>()?;
+    // the weights packed once for each part's kernel (as a model packs them when it is
+    // loaded, and as fbgemm's module does when its weights are set)
+    let packed: Vec<Vec<u8>> = parts
+        .iter()
+        .map(|pp| {
+            let mut v = vec![0u8; k::conv2d_s8_packed_len(pp)?];
+            k::conv2d_s8_pack(pp, &w, &mut v)?;
+            Ok(v)
+        })
+        .collect::<Result<_, k::KernelError>>()?;
     let mut err = None;
     let ms = time_ms(min_time, || {
         let mut rest_y = &mut y[..];
         let mut jobs: Vec<Job<'_>> = Vec::new();
-        for ((r, pp), sc) in ranges.iter().zip(&parts).zip(scratch.iter_mut()) {
+        for (((r, pp), sc), pk) in ranges
+            .iter()
+            .zip(&parts)
+            .zip(scratch.iter_mut())
+            .zip(&packed)
+        {
             let (mine, tail) = rest_y.split_at_mut(r.len() * d.out_image_len);
             rest_y = tail;
             let xs = &x[r.start * d.image_len..r.end * d.image_len];
             let (w, bias, q) = (&w, &bias, &q);
             jobs.push(Box::new(move || {
-                k::conv2d_s8(pp, q, xs, w, Some(bias), mine, sc)
+                k::conv2d_s8_prepacked(pp, q, xs, w, pk, Some(bias), mine, sc)
             }));
         }
         if let Err(e) = run_jobs(jobs) {

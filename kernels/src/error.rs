@@ -86,6 +86,9 @@ pub enum KernelError {
     },
     /// A weight [`Blob`](crate::net::Blob) cannot be read; the text says why.
     InvalidBlob(&'static str),
+    /// Packed weights ([`conv2d_s8_pack`](crate::conv2d_s8_pack)) were made for another
+    /// layer, or for the kernel another CPU variant runs: pack them again.
+    PackedMismatch,
 }
 
 impl fmt::Display for KernelError {
@@ -129,6 +132,9 @@ impl fmt::Display for KernelError {
             Self::InvalidIndex { index, value } => write!(
                 f,
                 "pooling index {value} at position {index} is outside the input plane"
+            ),
+            Self::PackedMismatch => f.write_str(
+                "the packed weights were made for another layer or CPU variant: pack them again",
             ),
             Self::InvalidParameter(what) => write!(f, "invalid parameter: {what}"),
             Self::LayerMismatch {

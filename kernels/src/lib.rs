@@ -75,9 +75,9 @@ pub use copy::stream_copy;
 pub use error::KernelError;
 pub use gemm::{SgemmBlocking, force_sgemm_blocking, sgemm, sgemm_blocking, sgemm_scratch_len};
 pub use int8::{
-    add_s8, avg_pool2d_s8, conv2d_s8, conv2d_s8_scratch_len, dequantize_s8, fully_connected_s8,
-    fully_connected_s8_scratch_len, max_pool2d_s8, quantize_s8, requantize_s8, softmax_s8,
-    softmax_s8_f32,
+    add_s8, avg_pool2d_s8, conv2d_s8, conv2d_s8_pack, conv2d_s8_packed_len, conv2d_s8_prepacked,
+    conv2d_s8_scratch_len, dequantize_s8, fully_connected_s8, fully_connected_s8_scratch_len,
+    max_pool2d_s8, quantize_s8, requantize_s8, softmax_s8, softmax_s8_f32,
 };
 pub use linear::{
     linear, linear_backward_bias, linear_backward_input, linear_backward_input_scratch_len,

@@ -540,8 +540,106 @@ fn conv_matches(c: &ConvCase) -> bool {
         let mut got = vec![0x55i8; d.output_len];
         k::conv2d_s8(p, &q, &x, &w, b, &mut got, &mut s).unwrap();
         assert_eq!(first_difference(&got, &want), None, "{isa:?} {extra} {p:?}");
+        // the weights packed once (one byte past the allocation's alignment, then moved
+        // to another buffer: the header says where the groups start)
+        let mut pk = vec![0u8; k::conv2d_s8_packed_len(p).unwrap() + 1];
+        k::conv2d_s8_pack(p, &w, &mut pk[1..]).unwrap();
+        let moved = pk[1..].to_vec();
+        let mut got = vec![0x55i8; d.output_len];
+        k::conv2d_s8_prepacked(p, &q, &x, &w, &moved, b, &mut got, &mut s).unwrap();
+        assert_eq!(
+            first_difference(&got, &want),
+            None,
+            "prepacked {isa:?} {extra} {p:?}"
+        );
     });
     true
+}
+
+/// Packed weights: packed where the VNNI kernel that packs them runs (ResNet's deep 3x3
+/// layers, grouped layers), refused for another layer or at another length.
+#[test]
+fn conv2d_s8_packed_weights_are_checked() {
+    // (under each variant in turn: the packed length depends on the one active)
+    common::for_each_int8_variant(|_, _| packed_weights_checked());
+}
+
+fn packed_weights_checked() {
+    let wide = Conv2dParams::new(1, 96, 5, 5, 40, 3, 3).with_padding(1, 1, 1, 1);
+    let other = Conv2dParams::new(1, 96, 5, 5, 48, 3, 3).with_padding(1, 1, 1, 1);
+    let len = k::conv2d_s8_packed_len(&wide).unwrap();
+    #[cfg(target_arch = "x86_64")]
+    if k::arch::active() == k::arch::Isa::Avx512 && k::arch::avx512_vnni() {
+        assert!(len > 96 * 9 * 40, "{len}");
+        assert!(k::conv2d_s8_packed_len(&other).unwrap() > 0);
+    }
+    let d = wide.dims().unwrap();
+    let (x, w) = (vec![1i8; d.input_len], vec![1i8; d.weight_len]);
+    let r = [Requant::from_real(0.01).unwrap()];
+    let q = QuantOutput::new(0, 0, &r);
+    let mut y = vec![0i8; d.output_len];
+    let mut s = vec![0i16; k::conv2d_s8_scratch_len(&other).unwrap()];
+    let mut pk = vec![0u8; len + 1];
+    assert!(matches!(
+        k::conv2d_s8_pack(&wide, &w, &mut pk),
+        Err(KernelError::LengthMismatch { arg: "packed", .. })
+    ));
+    assert!(matches!(
+        k::conv2d_s8_pack(&wide, &w[1..], &mut pk[..len]),
+        Err(KernelError::LengthMismatch { arg: "weight", .. })
+    ));
+    assert!(matches!(
+        k::conv2d_s8_prepacked(&wide, &q, &x, &w, &pk, None, &mut y, &mut s),
+        Err(KernelError::LengthMismatch { arg: "packed", .. })
+    ));
+    if len == 0 {
+        return;
+    }
+    // packed for a layer of the same length but other channels, or never packed
+    let od = other.dims().unwrap();
+    let mut opk = vec![0u8; k::conv2d_s8_packed_len(&other).unwrap()];
+    k::conv2d_s8_pack(&other, &vec![1i8; od.weight_len], &mut opk).unwrap();
+    let mut y2 = vec![0i8; od.output_len];
+    let mut fresh = vec![0u8; opk.len()];
+    assert_eq!(
+        k::conv2d_s8_prepacked(
+            &other,
+            &q,
+            &x,
+            &vec![1i8; od.weight_len],
+            &fresh,
+            None,
+            &mut y2,
+            &mut s
+        ),
+        Err(KernelError::PackedMismatch)
+    );
+    // another layer's, of the same length (channels padded to the same blocks)
+    assert_eq!(opk.len(), len);
+    assert_eq!(
+        k::conv2d_s8_prepacked(&wide, &q, &x, &w, &opk, None, &mut y, &mut s),
+        Err(KernelError::PackedMismatch)
+    );
+    k::conv2d_s8_pack(&wide, &w, &mut pk[..len]).unwrap();
+    fresh.resize(len, 0);
+    fresh.copy_from_slice(&pk[..len]);
+    // the header's channels altered: refused
+    fresh[12] ^= 1;
+    assert_eq!(
+        k::conv2d_s8_prepacked(&wide, &q, &x, &w, &fresh, None, &mut y, &mut s),
+        Err(KernelError::PackedMismatch)
+    );
+    // where the groups start, past the end: refused
+    fresh.copy_from_slice(&pk[..len]);
+    fresh[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(
+        k::conv2d_s8_prepacked(&wide, &q, &x, &w, &fresh, None, &mut y, &mut s),
+        Err(KernelError::PackedMismatch)
+    );
+    let mut want = vec![0i8; d.output_len];
+    k::conv2d_s8(&wide, &q, &x, &w, None, &mut want, &mut s).unwrap();
+    k::conv2d_s8_prepacked(&wide, &q, &x, &w, &pk[..len], None, &mut y, &mut s).unwrap();
+    assert_eq!(y, want);
 }
 
 #[test]

@@ -71,7 +71,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [i16]) 
         let w_g = &a.weight[g * cog * k..][..cog * k];
         pack(w_g, k, k2, packed);
         // the offset is the bias alone: padding taps are 0 after the zero point's removal
-        prepare(a, g, cog, 0, w_g, k, params);
+        prepare(a, g, cog, 0, |_| 0, params);
         let prm = Params::split(params);
         // the pixels of every image in one sequence, as the VNNI kernel runs them
         let total = p.batch * pixels;

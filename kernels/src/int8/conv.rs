@@ -27,15 +27,15 @@ const PIXELS: usize = 8;
 pub const fn conv2d_s8_scratch_len(p: &Conv2dParams) -> Result<usize, KernelError> {
     let d = ctry!(p.dims());
     let mut need = ctry!(mul(d.col_rows, PIXELS));
-    // the VNNI variant's bytes (packed weights of a group, per-channel parameters, the
-    // receptive fields of up to 256 pixels), asked of every x86_64 caller so that one
+    // the VNNI variant's bytes (packed weights of a group, per-channel parameters and
+    // weight sums, the receptive fields of up to 256 pixels), asked of every x86_64 caller so that one
     // buffer serves whichever variant runs (other targets never run it)
     #[cfg(target_arch = "x86_64")]
     {
         let k4 = ctry!(add(d.col_rows, 3));
         let ocp = ctry!(add(d.out_per_group, 32));
         let bytes = ctry!(add(
-            ctry!(add(ctry!(mul(ocp, k4)), ctry!(mul(16, ocp)))),
+            ctry!(add(ctry!(mul(ocp, k4)), ctry!(mul(20, ocp)))),
             ctry!(mul(k4, 256))
         ));
         let half = bytes.div_ceil(2);
@@ -184,6 +184,137 @@ pub fn conv2d_s8(
     output: &mut [i8],
     scratch: &mut [i16],
 ) -> Result<(), KernelError> {
+    convolve(p, q, input, weight, None, bias, output, scratch)
+}
+
+/// Bytes [`conv2d_s8_pack`] writes for layer `p` on the kernel this CPU runs now: the
+/// weights in the layout that kernel reads, packed once rather than on every call (x86
+/// with AVX-512 VNNI, layers its other kernels do not take: ResNet's 3x3 and wider). 0
+/// where the kernel reads the weights as they are. It depends on the active variant:
+/// pack again after [`arch::force`](crate::arch::force).
+///
+/// # Errors
+/// As [`Conv2dParams::dims`].
+pub fn conv2d_s8_packed_len(p: &Conv2dParams) -> Result<usize, KernelError> {
+    let d = p.dims()?;
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if packs_weights(p, &d) {
+        return super::x86::packed_bytes(d.col_rows, d.out_per_group, p.groups)
+            .ok_or(KernelError::Overflow);
+    }
+    let _ = d;
+    Ok(0)
+}
+
+/// Packs layer `p`'s OHWI `weight` into `packed` ([`conv2d_s8_packed_len`] bytes, any
+/// alignment) for [`conv2d_s8_prepacked`]: what [`conv2d_s8`] does on every call, done
+/// once. Nothing is written where the length is 0.
+///
+/// # Errors
+/// As [`Conv2dParams::dims`]; [`KernelError::LengthMismatch`] for `weight` or `packed`.
+///
+/// ```
+/// use cnnkit_kernels::*;
+/// let p = Conv2dParams::new(1, 64, 7, 7, 64, 3, 3).with_padding(1, 1, 1, 1);
+/// let d = p.dims().unwrap();
+/// let (x, w) = (vec![3i8; d.input_len], vec![-2i8; d.weight_len]);
+/// let r = [Requant::from_real(0.001).unwrap()];
+/// let q = QuantOutput::new(0, 0, &r);
+/// let mut packed = vec![0u8; conv2d_s8_packed_len(&p).unwrap()];
+/// conv2d_s8_pack(&p, &w, &mut packed).unwrap();
+/// let mut s = vec![0i16; conv2d_s8_scratch_len(&p).unwrap()];
+/// let (mut y, mut y2) = (vec![0i8; d.output_len], vec![0i8; d.output_len]);
+/// conv2d_s8_prepacked(&p, &q, &x, &w, &packed, None, &mut y, &mut s).unwrap();
+/// conv2d_s8(&p, &q, &x, &w, None, &mut y2, &mut s).unwrap();
+/// assert_eq!(y, y2);
+/// ```
+pub fn conv2d_s8_pack(
+    p: &Conv2dParams,
+    weight: &[i8],
+    packed: &mut [u8],
+) -> Result<(), KernelError> {
+    let d = p.dims()?;
+    if weight.len() != d.weight_len {
+        return Err(KernelError::LengthMismatch {
+            arg: "weight",
+            expected: d.weight_len,
+            actual: weight.len(),
+        });
+    }
+    let need = conv2d_s8_packed_len(p)?;
+    if packed.len() != need {
+        return Err(KernelError::LengthMismatch {
+            arg: "packed",
+            expected: need,
+            actual: packed.len(),
+        });
+    }
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if need > 0 {
+        // SAFETY: `packs_weights` (need > 0) saw AVX-512 F, BW, VL and VNNI; `packed`
+        // holds `packed_bytes`.
+        unsafe { super::x86::pack_layer(weight, d.col_rows, d.out_per_group, p.groups, packed) };
+    }
+    Ok(())
+}
+
+/// [`conv2d_s8`] with the weights also packed by [`conv2d_s8_pack`] (from the same
+/// `weight`, for the same `p`, on the variant active now): the same outputs, without
+/// packing the weights again (fbgemm and oneDNN pack theirs once too). `weight` is still
+/// read by the kernels that take it as it is.
+///
+/// # Errors
+/// As [`conv2d_s8`]; [`KernelError::LengthMismatch`] where `packed` is not
+/// [`conv2d_s8_packed_len`] bytes, [`KernelError::PackedMismatch`] where it was packed for
+/// another layer. (Packed from other weights, it gives other outputs: nothing checks the
+/// bytes themselves.)
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_s8_prepacked(
+    p: &Conv2dParams,
+    q: &QuantOutput<'_>,
+    input: &[i8],
+    weight: &[i8],
+    packed: &[u8],
+    bias: Option<&[i32]>,
+    output: &mut [i8],
+    scratch: &mut [i16],
+) -> Result<(), KernelError> {
+    let need = conv2d_s8_packed_len(p)?;
+    if packed.len() != need {
+        return Err(KernelError::LengthMismatch {
+            arg: "packed",
+            expected: need,
+            actual: packed.len(),
+        });
+    }
+    convolve(p, q, input, weight, Some(packed), bias, output, scratch)
+}
+
+/// Whether [`conv2d_s8`] runs the VNNI kernel that packs the weights (`x86::conv`) for
+/// `p` on the variant active now: the dispatch below, in the same order.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+fn packs_weights(p: &Conv2dParams, d: &Conv2dDims) -> bool {
+    let other = depthwise(p)
+        || (arch::avx512_vbmi() && super::x86_flat::eligible(p, d.out_w))
+        || super::x86_rows::eligible(p, d.out_w)
+        || super::x86_implicit::eligible(p);
+    arch::active() == arch::Isa::Avx512 && arch::avx512_vnni() && !other
+}
+
+/// [`conv2d_s8`] and [`conv2d_s8_prepacked`] (`packed`: its length checked).
+#[allow(clippy::too_many_arguments)]
+fn convolve(
+    p: &Conv2dParams,
+    q: &QuantOutput<'_>,
+    input: &[i8],
+    weight: &[i8],
+    packed: Option<&[u8]>,
+    bias: Option<&[i32]>,
+    output: &mut [i8],
+    scratch: &mut [i16],
+) -> Result<(), KernelError> {
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = packed;
     let d = check_conv2d_s8(
         p,
         q,
@@ -249,11 +380,20 @@ pub fn conv2d_s8(
             unsafe { super::x86_implicit::conv(a, output, &mut sb[..bytes]) };
             return Ok(());
         }
+        let pre = match packed {
+            Some(v) if !v.is_empty() => Some(
+                super::x86::unpacked(v, d.col_rows, d.out_per_group, p.groups)
+                    .ok_or(KernelError::PackedMismatch)?,
+            ),
+            // (the length was checked: 0 is only where another kernel runs)
+            _ => None,
+        };
         let bytes = super::x86::scratch_bytes(d.col_rows, d.out_per_group);
         let sb = as_bytes(scratch);
         // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI (checked above); `sb` holds the bytes
-        // `scratch_bytes` asks (conv2d_s8_scratch_len covers them).
-        unsafe { super::x86::conv(a, output, &mut sb[..bytes]) };
+        // `scratch_bytes` asks (conv2d_s8_scratch_len covers them); `pre` holds every
+        // group's packed weights and sums (`unpacked`).
+        unsafe { super::x86::conv(a, output, &mut sb[..bytes], pre) };
         return Ok(());
     }
     #[cfg(all(target_arch = "x86_64", not(miri)))]

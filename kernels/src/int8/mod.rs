@@ -41,7 +41,9 @@ mod x86_implicit;
 #[cfg(target_arch = "x86_64")]
 mod x86_rows;
 
-pub use conv::{conv2d_s8, conv2d_s8_scratch_len};
+pub use conv::{
+    conv2d_s8, conv2d_s8_pack, conv2d_s8_packed_len, conv2d_s8_prepacked, conv2d_s8_scratch_len,
+};
 pub use linear::{fully_connected_s8, fully_connected_s8_scratch_len};
 pub use pool::{avg_pool2d_s8, max_pool2d_s8};
 pub use quantize::{add_s8, dequantize_s8, quantize_s8, requantize_s8};

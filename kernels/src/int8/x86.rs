@@ -34,12 +34,81 @@ const CHUNK_MAX: usize = 240;
 const OC: usize = 32;
 
 /// Bytes of scratch [`conv`] needs: packed weights of one group, four int32 parameters
-/// per output channel (the requantisation's and the sum's offset), and the receptive
-/// fields of one tile.
+/// per output channel (the requantisation's and the sum's offset) and the sum of its
+/// weights, and the receptive fields of one chunk.
 pub(crate) const fn scratch_bytes(k: usize, cog: usize) -> usize {
     let k4 = k.div_ceil(4) * 4;
     let ocp = cog.div_ceil(OC) * OC;
-    ocp * k4 + 16 * ocp + CHUNK_MAX * k4
+    ocp * k4 + 20 * ocp + CHUNK_MAX * k4
+}
+
+/// The header of [`pack_layer`]'s bytes: a tag, where the groups start (from the start of
+/// the bytes: on a 64-byte boundary when packed, wherever the bytes move after), the
+/// taps, channels per group and groups they were packed for (u32 each).
+const HEADER: usize = 24;
+const TAG: [u8; 4] = *b"ck8v";
+
+/// One group's packed weights (`ocp * k4`) and their sums (`4 * ocp`).
+const fn group_bytes(k: usize, cog: usize) -> Option<usize> {
+    let k4 = k.div_ceil(4) * 4;
+    let ocp = cog.div_ceil(OC) * OC;
+    ocp.checked_mul(k4 + 4)
+}
+
+/// Bytes of [`pack_layer`]'s output: the header, room to reach a 64-byte boundary, every
+/// group's [`group_bytes`].
+pub(crate) const fn packed_bytes(k: usize, cog: usize, groups: usize) -> Option<usize> {
+    let Some(g) = group_bytes(k, cog) else {
+        return None;
+    };
+    match g.checked_mul(groups) {
+        Some(v) => v.checked_add(HEADER + 64),
+        None => None,
+    }
+}
+
+/// Every group's weights packed as [`conv`] packs them on each call, with their sums,
+/// after a header that says where they start and what they were packed for.
+///
+/// # Safety
+/// The CPU must support AVX-512 F, BW and VNNI; `out` must hold [`packed_bytes`], `w`
+/// `groups * cog * k` weights.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn pack_layer(w: &[i8], k: usize, cog: usize, groups: usize, out: &mut [u8]) {
+    let gb = group_bytes(k, cog).unwrap_or(0);
+    let k4 = k.div_ceil(4) * 4;
+    let ocp = cog.div_ceil(OC) * OC;
+    let at = HEADER + out[HEADER..].as_ptr().align_offset(64).min(63);
+    out.fill(0);
+    let fields = [at, k, cog, groups].map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+    out[..4].copy_from_slice(&TAG);
+    for (i, v) in fields.into_iter().enumerate() {
+        out[4 + 4 * i..][..4].copy_from_slice(&v.to_le_bytes());
+    }
+    for (g, dst) in out[at..].chunks_exact_mut(gb).take(groups).enumerate() {
+        let (pk, sums) = dst.split_at_mut(ocp * k4);
+        // SAFETY: F, BW and VNNI are enabled on this function; `pk` holds ocp / 16
+        // blocks, `sums` ocp lanes.
+        unsafe { pack(&w[g * cog * k..][..cog * k], k, k4, pk, sums) };
+    }
+}
+
+/// The groups' bytes of [`pack_layer`]'s output `v` (checked against the header: packed
+/// for `k`, `cog` and `groups`, the groups within `v`), `None` when they do not match.
+pub(crate) fn unpacked(v: &[u8], k: usize, cog: usize, groups: usize) -> Option<&[u8]> {
+    let field = |i: usize| {
+        let b = v.get(4 + 4 * i..8 + 4 * i)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let total = group_bytes(k, cog)?.checked_mul(groups)?;
+    let at = field(0)?;
+    let ok = v.get(..4) == Some(&TAG[..])
+        && [field(1)?, field(2)?, field(3)?] == [k, cog, groups]
+        && at >= HEADER;
+    if !ok {
+        return None;
+    }
+    v.get(at..)?.get(..total)
 }
 
 /// Pixels per chunk: their fields (`row_bytes` each) in a quarter of this core's L2 (read
@@ -84,12 +153,14 @@ impl<'a> Params<'a> {
     }
 }
 
-/// The convolution of a validated call on this CPU's VNNI (checked by the caller).
+/// The convolution of a validated call on this CPU's VNNI (checked by the caller), the
+/// weights packed here or taken from `pre` ([`unpacked`]: every group's).
 ///
 /// # Safety
-/// The CPU must support AVX-512 F, BW, VL and VNNI; `scratch` must hold [`scratch_bytes`].
+/// The CPU must support AVX-512 F, BW, VL and VNNI; `scratch` must hold [`scratch_bytes`],
+/// `pre` every group's [`group_bytes`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
+pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8], pre: Option<&[u8]>) {
     let (p, d) = (a.p, a.d);
     let k = d.col_rows;
     let k4 = k.div_ceil(4) * 4;
@@ -97,6 +168,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
     let ocp = cog.div_ceil(OC) * OC;
     let (packed, rest) = scratch.split_at_mut(ocp * k4);
     let (params, rest) = rest.split_at_mut(16 * ocp);
+    let (sums, rest) = rest.split_at_mut(4 * ocp);
     let col = &mut rest[..CHUNK_MAX * k4];
     let chunk = chunk_pixels(k4, 48, CHUNK_MAX);
     let pixels = d.out_h * d.out_w;
@@ -107,11 +179,21 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
         _mm512_set1_epi32(i32::from(a.q.min)),
         _mm512_set1_epi32(i32::from(a.q.max)),
     );
+    let gb = group_bytes(k, cog).unwrap_or(0);
     for g in 0..p.groups {
-        let w_g = &a.weight[g * cog * k..][..cog * k];
-        // SAFETY: F is enabled on this function; `packed` holds ocp / 16 blocks.
-        unsafe { pack(w_g, k, k4, packed) };
-        prepare(a, g, cog, corr, w_g, k, params);
+        let (packed, sums): (&[u8], &[u8]) = match pre {
+            Some(pre) => pre[g * gb..][..gb].split_at(ocp * k4),
+            None => {
+                let w_g = &a.weight[g * cog * k..][..cog * k];
+                // SAFETY: F, BW and VNNI are enabled on this function; `packed` holds
+                // ocp / 16 blocks, `sums` ocp lanes.
+                unsafe { pack(w_g, k, k4, packed, sums) };
+                (packed, sums)
+            }
+        };
+        let sum =
+            |oc: usize| i32::from_le_bytes(sums[4 * oc..][..4].try_into().unwrap_or_default());
+        prepare(a, g, cog, corr, sum, params);
         let prm = Params::split(params);
         // the pixels of every image in one sequence, `q = n * pixels + pixel` (the output
         // of pixel q at `q * out_channels`): chunks and tiles run across images, so a
@@ -164,16 +246,21 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
 /// `conv::pack16x4` does (64 bytes a step, zero-padded to whole blocks and to `k4` taps),
 /// sixteen steps at a time: 64 bytes of each of 16 rows loaded, a 16 x 16 transpose of
 /// their 4-byte groups (a wide layer's weights are megabytes; packing them byte by byte
-/// took a seventh of ResNet's 512-channel layer).
+/// took a seventh of ResNet's 512-channel layer). Each row's sum into `sums` (int32
+/// lanes as bytes, 0 for the padding rows), one `vpdpbusd` against ones a packed step
+/// (summed in a pass of its own, the weights of ResNet's 512-channel layer took 1.2% of
+/// it more).
 ///
 /// # Safety
-/// AVX-512 F and BW must be available; `packed` must hold `w.len() / k` rows rounded up
-/// to whole blocks of 16, `k4` bytes each.
-#[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn pack(w: &[i8], k: usize, k4: usize, packed: &mut [u8]) {
+/// AVX-512 F, BW and VNNI must be available; `packed` must hold `w.len() / k` rows
+/// rounded up to whole blocks of 16, `k4` bytes each, and `sums` 4 bytes for each.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn pack(w: &[i8], k: usize, k4: usize, packed: &mut [u8], sums: &mut [u8]) {
     let rows = w.len() / k;
     let steps = k4 / 4;
+    let ones = _mm512_set1_epi8(1);
     for (blk, dst) in packed.chunks_exact_mut(16 * k4).enumerate() {
+        let mut sum = _mm512_setzero_si512();
         let mut s0 = 0;
         while s0 < steps {
             let bytes = (k - 4 * s0).min(64);
@@ -223,11 +310,15 @@ unsafe fn pack(w: &[i8], k: usize, k4: usize, packed: &mut [u8]) {
                         let out = &mut dst[64 * s..][..64];
                         // SAFETY: 64 bytes.
                         unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), v) };
+                        sum = _mm512_dpbusd_epi32(sum, ones, v);
                     }
                 }
             }
             s0 += 16;
         }
+        let out = &mut sums[64 * blk..][..64];
+        // SAFETY: 64 bytes.
+        unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), sum) };
     }
 }
 
@@ -285,9 +376,8 @@ unsafe fn tiles<const PP: usize, const NJ: usize>(
     nc: usize,
     col: &[u8],
     packed: &[u8],
-    out: Out<'_, '_>,
+    mut out: Out<'_, '_>,
 ) {
-    let [zp_out, lo, hi] = out.clamp;
     let mut ob = 0;
     while ob < out.cog {
         let w: [&[u8]; NJ] = core::array::from_fn(|j| &packed[(ob + 16 * j) * k4..][..16 * k4]);
@@ -295,21 +385,17 @@ unsafe fn tiles<const PP: usize, const NJ: usize>(
         while t0 < nc {
             let np = PP.min(nc - t0);
             let rows = &col[t0 * k4..][..PP * k4];
-            // SAFETY: VNNI is enabled; `rows` holds PP rows of k4 bytes, each `w[j]` k4 / 4
-            // steps of 64 bytes.
-            let acc = unsafe { tile::<PP, NJ>(k4, rows.as_ptr(), w.map(<[u8]>::as_ptr)) };
-            for (i, acc_p) in acc.iter().enumerate().take(np) {
-                let at = (out.first + t0 + i) * out.stride + out.base;
-                for (j, &reg) in acc_p.iter().enumerate() {
-                    let c0 = ob + 16 * j;
-                    if c0 >= out.cog {
-                        break;
-                    }
-                    let n = (out.cog - c0).min(16);
-                    let dst = &mut out.y[at + c0..][..n];
-                    // SAFETY: F, BW and VL are enabled; `prm` holds lanes c0..c0 + 16;
-                    // `dst` holds the n written.
-                    unsafe { epilogue(reg, out.prm, c0, zp_out, lo, hi, dst) };
+            // SAFETY: VNNI, F, BW and VL are enabled; `rows` holds PP rows of k4 bytes, each
+            // `w[j]` k4 / 4 steps of 64 bytes; the tile's pixels t0..t0 + np are the
+            // chunk's.
+            unsafe {
+                let w = w.map(<[u8]>::as_ptr);
+                if PP > 8 && np <= 8 {
+                    // the last pixels of a chunk, 8 or fewer: a tile of 8 (ResNet's 7 x 7
+                    // layers at batch 8: 392 pixels, 32 tiles of 12 and one of 8)
+                    store(&mut out, &tile::<8, NJ>(k4, rows.as_ptr(), w), t0, np, ob);
+                } else {
+                    store(&mut out, &tile::<PP, NJ>(k4, rows.as_ptr(), w), t0, np, ob);
                 }
             }
             t0 += PP;
@@ -318,32 +404,69 @@ unsafe fn tiles<const PP: usize, const NJ: usize>(
     }
 }
 
-/// The [`Params`] of group `g` into `params` (four arrays of `params.len() / 16` int32).
+/// A tile's sums (`acc[i][j]`: pixel `t0 + i` of the chunk, channels `ob + 16 j..`) to
+/// int8, the first `np` pixels' stored.
+///
+/// # Safety
+/// AVX-512 F, BW and VL must be available; pixels `t0..t0 + np` and channels up to `ob`
+/// plus the tile's must be within `out` (channels past `cog` are not stored).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+unsafe fn store<const NJ: usize>(
+    out: &mut Out<'_, '_>,
+    acc: &[[__m512i; NJ]],
+    t0: usize,
+    np: usize,
+    ob: usize,
+) {
+    let [zp_out, lo, hi] = out.clamp;
+    for (i, acc_p) in acc.iter().enumerate().take(np) {
+        let at = (out.first + t0 + i) * out.stride + out.base;
+        for (j, &reg) in acc_p.iter().enumerate() {
+            let c0 = ob + 16 * j;
+            if c0 >= out.cog {
+                break;
+            }
+            let n = (out.cog - c0).min(16);
+            let dst = &mut out.y[at + c0..][..n];
+            // SAFETY: F, BW and VL are enabled; `prm` holds lanes c0..c0 + 16; `dst`
+            // holds the n written.
+            unsafe { epilogue(reg, out.prm, c0, zp_out, lo, hi, dst) };
+        }
+    }
+}
+
+/// The [`Params`] of group `g` into `params` (four arrays of `params.len() / 16` int32),
+/// `sum(oc)` the sum of channel `oc`'s weights (wrapping; [`row_sums`]).
 #[inline(always)]
 pub(super) fn prepare(
     a: &Args<'_>,
     g: usize,
     cog: usize,
     corr: i32,
-    w: &[i8],
-    k: usize,
+    sum: impl Fn(usize) -> i32,
     params: &mut [u8],
 ) {
     params.fill(0);
     let ocp = params.len() / 16;
-    for (oc, row) in w.chunks_exact(k).enumerate().take(cog) {
+    for oc in 0..cog {
         let goc = g * cog + oc;
         let r = a.q.requant_of(goc);
-        let sum: i32 = row.iter().map(|&v| i32::from(v)).sum();
         let offset = a
             .bias
             .map_or(0, |b| b[goc])
-            .wrapping_sub(corr.wrapping_mul(sum));
+            .wrapping_sub(corr.wrapping_mul(sum(oc)));
         let fields = [r.multiplier, r.shift.max(0), (-r.shift).max(0), offset];
         for (f, v) in fields.into_iter().enumerate() {
             params[4 * (f * ocp + oc)..][..4].copy_from_slice(&v.to_le_bytes());
         }
     }
+}
+
+/// [`prepare`]'s `sum` for weights in rows of `k`: each row's sum.
+#[inline(always)]
+pub(super) fn row_sums(w: &[i8], k: usize) -> impl Fn(usize) -> i32 + '_ {
+    move |oc| w[oc * k..][..k].iter().map(|&v| i32::from(v)).sum()
 }
 
 /// Sixteen sums of channels `c0..c0 + 16` of one pixel to int8 ([`requant_lanes`] with

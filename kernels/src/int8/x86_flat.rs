@@ -29,7 +29,7 @@ use core::arch::x86_64::{
 use core::ptr::addr_of;
 
 use super::conv::Args;
-use super::x86::{Params, pad_image, prepare};
+use super::x86::{Params, pad_image, prepare, row_sums};
 use super::x86_rows::{Aligned, scatter_index, store_prefix, to_pixels};
 use crate::params::Conv2dParams;
 
@@ -328,7 +328,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
         return;
     }
     let corr = a.q.input_zero_point + 128;
-    prepare(a, 0, cout, corr, a.weight, k, params);
+    prepare(a, 0, cout, corr, row_sums(a.weight, k), params);
     let prm = Params::split(params);
     let lane = |arr: &[u8], c: usize| {
         i32::from_le_bytes([arr[4 * c], arr[4 * c + 1], arr[4 * c + 2], arr[4 * c + 3]])

@@ -15,7 +15,7 @@
 use core::arch::x86_64::{__m512i, _mm512_set1_epi32};
 
 use super::conv::Args;
-use super::x86::{Params, epilogue, pad_image, prepare, tile_rows};
+use super::x86::{Params, epilogue, pad_image, prepare, row_sums, tile_rows};
 use crate::params::Conv2dParams;
 
 /// Longest kernel row (`kw * in` bytes) taken: past it the general kernel's runs are long
@@ -102,7 +102,7 @@ pub(crate) unsafe fn conv(a: &Args<'_>, output: &mut [i8], scratch: &mut [u8]) {
         }
     }
     let corr = a.q.input_zero_point + 128;
-    prepare(a, 0, cog, corr, &a.weight[..cog * k], k, params);
+    prepare(a, 0, cog, corr, row_sums(a.weight, k), params);
     let prm = Params::split(params);
     let clamp = [
         _mm512_set1_epi32(a.q.output_zero_point),

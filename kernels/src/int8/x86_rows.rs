@@ -25,7 +25,7 @@ use core::arch::x86_64::{
 #[cfg(not(miri))]
 use super::conv::Args;
 #[cfg(not(miri))]
-use super::x86::{Params, prepare, requant_lanes, rounded_lanes};
+use super::x86::{Params, prepare, requant_lanes, rounded_lanes, row_sums};
 use crate::params::Conv2dParams;
 
 /// Output channels per pass over a segment (16 accumulators).
@@ -201,7 +201,7 @@ unsafe fn body<const VBMI: bool>(a: &Args<'_>, output: &mut [i8], scratch: &mut 
         }
     }
     let corr = a.q.input_zero_point + 128;
-    prepare(a, 0, cout, corr, a.weight, k, params);
+    prepare(a, 0, cout, corr, row_sums(a.weight, k), params);
     let Params {
         mult,
         left,
