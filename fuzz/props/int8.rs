@@ -96,6 +96,12 @@ fn conv(b: &mut Bytes) {
             );
             if res.is_ok() {
                 assert_eq!(got, want, "conv2d_s8 {isa:?} vbmi {on} {p:?}");
+                // the weights packed once: the same outputs
+                let mut pk = vec![0u8; k::conv2d_s8_packed_len(&p).unwrap_or(0)];
+                k::conv2d_s8_pack(&p, &w, &mut pk).unwrap();
+                let mut got = vec![0x55i8; lo];
+                k::conv2d_s8_prepacked(&p, &q, &x, &w, &pk, bias, &mut got, &mut s).unwrap();
+                assert_eq!(got, want, "conv2d_s8_prepacked {isa:?} vbmi {on} {p:?}");
             }
         }
         k::arch::use_avx512_vbmi(true);
