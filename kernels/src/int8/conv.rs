@@ -241,14 +241,7 @@ pub fn conv2d_s8_pack(
             actual: weight.len(),
         });
     }
-    let need = conv2d_s8_packed_len(p)?;
-    if packed.len() != need {
-        return Err(KernelError::LengthMismatch {
-            arg: "packed",
-            expected: need,
-            actual: packed.len(),
-        });
-    }
+    let need = packed_len_of(p, packed.len())?;
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     if need > 0 {
         // SAFETY: `packs_weights` (need > 0) saw AVX-512 F, BW, VL and VNNI; `packed`
@@ -279,15 +272,21 @@ pub fn conv2d_s8_prepacked(
     output: &mut [i8],
     scratch: &mut [i16],
 ) -> Result<(), KernelError> {
+    packed_len_of(p, packed.len())?;
+    convolve(p, q, input, weight, Some(packed), bias, output, scratch)
+}
+
+/// [`conv2d_s8_packed_len`], checked against the `len` of the packed bytes passed.
+fn packed_len_of(p: &Conv2dParams, len: usize) -> Result<usize, KernelError> {
     let need = conv2d_s8_packed_len(p)?;
-    if packed.len() != need {
+    if len != need {
         return Err(KernelError::LengthMismatch {
             arg: "packed",
             expected: need,
-            actual: packed.len(),
+            actual: len,
         });
     }
-    convolve(p, q, input, weight, Some(packed), bias, output, scratch)
+    Ok(need)
 }
 
 /// Whether [`conv2d_s8`] runs the VNNI kernel that packs the weights (`x86::conv`) for
