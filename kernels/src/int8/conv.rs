@@ -242,6 +242,8 @@ pub fn conv2d_s8_pack(
         });
     }
     let need = packed_len_of(p, packed.len())?;
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = (need, d);
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     if need > 0 {
         // SAFETY: `packs_weights` (need > 0) saw AVX-512 F, BW, VL and VNNI; `packed`
