@@ -292,14 +292,50 @@ fn packed_len_of(p: &Conv2dParams, len: usize) -> Result<usize, KernelError> {
 }
 
 /// Whether [`conv2d_s8`] runs the VNNI kernel that packs the weights (`x86::conv`) for
-/// `p` on the variant active now: the dispatch below, in the same order.
+/// `p` on the variant active now.
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 fn packs_weights(p: &Conv2dParams, d: &Conv2dDims) -> bool {
-    let other = depthwise(p)
-        || (arch::avx512_vbmi() && super::x86_flat::eligible(p, d.out_w))
-        || super::x86_rows::eligible(p, d.out_w)
-        || super::x86_implicit::eligible(p);
-    arch::active() == arch::Isa::Avx512 && arch::avx512_vnni() && !other
+    vnni_kernel(p, d) == Some(Vnni::General)
+}
+
+/// The AVX-512 VNNI kernels, in the order [`vnni_kernel`] prefers them.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Vnni {
+    /// Depthwise layers of up to 4 kernel rows (`x86_dw`).
+    Depthwise,
+    /// First layers with VBMI: fields flattened across kernel rows (`x86_flat`).
+    Flat,
+    /// First layers: output pixels in the lanes (`x86_rows`).
+    Rows,
+    /// Short kernel rows, up to 64 output channels: fields read in place (`x86_implicit`).
+    Implicit,
+    /// Everything else: gathered fields, packed weights (`x86::conv`).
+    General,
+}
+
+/// Which VNNI kernel [`convolve`] runs for `p` on the variant active now (`None`: not
+/// the AVX-512 variant, a CPU without VNNI, or a depthwise layer no VNNI kernel takes).
+/// The one place the choice is made: [`conv2d_s8_packed_len`] asks it too.
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+fn vnni_kernel(p: &Conv2dParams, d: &Conv2dDims) -> Option<Vnni> {
+    if arch::active() != arch::Isa::Avx512 || !arch::avx512_vnni() {
+        return None;
+    }
+    Some(if depthwise(p) {
+        if !super::x86_dw::eligible(p) {
+            return None;
+        }
+        Vnni::Depthwise
+    } else if arch::avx512_vbmi() && super::x86_flat::eligible(p, d.out_w) {
+        Vnni::Flat
+    } else if super::x86_rows::eligible(p, d.out_w) {
+        Vnni::Rows
+    } else if super::x86_implicit::eligible(p) {
+        Vnni::Implicit
+    } else {
+        Vnni::General
+    })
 }
 
 /// [`conv2d_s8`] and [`conv2d_s8_prepacked`] (`packed`: its length checked).
@@ -341,10 +377,11 @@ fn convolve(
         weight,
         bias,
     };
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    let vnni = vnni_kernel(p, &d);
     if depthwise(p) {
         #[cfg(all(target_arch = "x86_64", not(miri)))]
-        if arch::active() == arch::Isa::Avx512 && arch::avx512_vnni() && super::x86_dw::eligible(p)
-        {
+        if vnni == Some(Vnni::Depthwise) {
             let bytes = super::x86_dw::scratch_bytes(p, d.out_w).unwrap_or(usize::MAX);
             let sb = as_bytes(scratch);
             // SAFETY: the CPU has AVX-512 F, BW and VNNI (checked above); `sb` holds the
@@ -356,8 +393,8 @@ fn convolve(
         return Ok(());
     }
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if arch::active() == arch::Isa::Avx512 && arch::avx512_vnni() {
-        if arch::avx512_vbmi() && super::x86_flat::eligible(p, d.out_w) {
+    if let Some(kernel) = vnni {
+        if kernel == Vnni::Flat {
             let bytes = super::x86_flat::scratch_bytes(p).unwrap_or(usize::MAX);
             let sb = as_bytes(scratch);
             // SAFETY: the CPU has AVX-512 F, BW, VL, VNNI and VBMI (checked above); `sb`
@@ -365,7 +402,7 @@ fn convolve(
             unsafe { super::x86_flat::conv(a, output, &mut sb[..bytes]) };
             return Ok(());
         }
-        if super::x86_rows::eligible(p, d.out_w) {
+        if kernel == Vnni::Rows {
             let bytes = super::x86_rows::scratch_bytes(p, d.out_w).unwrap_or(usize::MAX);
             let sb = as_bytes(scratch);
             // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI (checked above); `sb` holds
@@ -373,7 +410,7 @@ fn convolve(
             unsafe { super::x86_rows::conv(a, output, &mut sb[..bytes]) };
             return Ok(());
         }
-        if super::x86_implicit::eligible(p) {
+        if kernel == Vnni::Implicit {
             let bytes = super::x86_implicit::scratch_bytes(p).unwrap_or(usize::MAX);
             let sb = as_bytes(scratch);
             // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI (checked above); `sb` holds
