@@ -86,7 +86,10 @@ fn fwd<V: Vf32>(
         // columns of the padded row that hold input: [pad_left, pad_left + w) clipped
         let lo_col = p.pad_left.min(row_len);
         let hi_col = (p.pad_left + w).clamp(lo_col, row_len);
-        buf[..row_len].fill(0.0);
+        if !s2 {
+            // (the stride-2 rows read the input in place, never `buf`)
+            buf[..row_len].fill(0.0);
+        }
         for oh in 0..d.out_h {
             for t in 0..tiles {
                 b.store(&mut acc_row[t * LANES..t * LANES + LANES]);

@@ -72,7 +72,10 @@ fn bwd_weight<V: Vf32>(
     for (i, (x, gy)) in planes.enumerate() {
         let c = i % p.out_channels;
         let mut acc = [V::splat(0.0); MAX_TAPS];
-        buf[..len].fill(0.0);
+        if !s2 {
+            // (the stride-2 rows read the input in place, never `buf`)
+            buf[..len].fill(0.0);
+        }
         for oh in 0..d.out_h {
             copy_row::<V>(&mut grow[..d.out_w], &gy[oh * d.out_w..][..d.out_w]);
             for kh in 0..kh_n {
