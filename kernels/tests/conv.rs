@@ -317,24 +317,36 @@ fn dispatch_picks_by_shape() {
     let strided = lenet_c1.with_stride(2, 2);
     assert_eq!(k::conv2d_algo(&strided).unwrap(), Conv2dAlgo::Direct);
     assert_eq!(k::conv2d_scratch_len(&strided).unwrap(), 0);
-    let vgg = Conv2dParams::new(8, 64, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1);
-    assert_eq!(k::conv2d_algo(&vgg).unwrap(), Conv2dAlgo::Winograd);
+    // Winograd by the planner's cost model: from 128 channels on 28 x 28 and 256 on 14 x
+    // 14 on any x86 CPU; 64 channels on 56 x 56 only where the GEMMs run at 32 flops a
+    // cycle (AVX2, or AVX-512 with one 512-bit FMA unit), not 64 (two units)
     let res = Conv2dParams::new(8, 128, 28, 28, 128, 3, 3).with_padding(1, 1, 1, 1);
     assert_eq!(k::conv2d_algo(&res).unwrap(), Conv2dAlgo::Winograd);
-    // fewer than 64 channels, a small plane, one image, or strided: the implicit GEMM
-    let narrow = Conv2dParams::new(8, 32, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1);
+    let wide = Conv2dParams::new(8, 256, 14, 14, 256, 3, 3).with_padding(1, 1, 1, 1);
+    assert_eq!(k::conv2d_algo(&wide).unwrap(), Conv2dAlgo::Winograd);
+    // 512 channels on 7 x 7: the batch's tiles share the GEMMs' columns
+    let deep = Conv2dParams::new(8, 512, 7, 7, 512, 3, 3).with_padding(1, 1, 1, 1);
+    assert_eq!(k::conv2d_algo(&deep).unwrap(), Conv2dAlgo::Winograd);
+    let vgg = Conv2dParams::new(8, 64, 56, 56, 64, 3, 3).with_padding(1, 1, 1, 1);
+    let two_units = k::arch::active() == k::arch::Isa::Avx512 && k::arch::zmm_fma_doubles();
+    let expected = if two_units {
+        Conv2dAlgo::Implicit
+    } else {
+        Conv2dAlgo::Winograd
+    };
+    assert_eq!(k::conv2d_algo(&vgg).unwrap(), expected);
+    // few channels, or strided: the implicit GEMM
+    let narrow = Conv2dParams::new(8, 32, 56, 56, 32, 3, 3).with_padding(1, 1, 1, 1);
     assert_eq!(k::conv2d_algo(&narrow).unwrap(), Conv2dAlgo::Implicit);
-    let small = Conv2dParams::new(8, 64, 14, 14, 64, 3, 3).with_padding(1, 1, 1, 1);
+    let small = Conv2dParams::new(32, 32, 14, 14, 32, 3, 3).with_padding(1, 1, 1, 1);
     assert_eq!(k::conv2d_algo(&small).unwrap(), Conv2dAlgo::Implicit);
-    let single = Conv2dParams::new(1, 256, 14, 14, 256, 3, 3).with_padding(1, 1, 1, 1);
-    assert_eq!(k::conv2d_algo(&single).unwrap(), Conv2dAlgo::Implicit);
     assert_eq!(
         k::conv2d_algo(&vgg.with_stride(2, 2)).unwrap(),
         Conv2dAlgo::Implicit
     );
-    // many taps on a small plane: im2col + GEMM across the batch
-    let deep = Conv2dParams::new(8, 512, 7, 7, 512, 3, 3).with_padding(1, 1, 1, 1);
-    assert_eq!(k::conv2d_algo(&deep).unwrap(), Conv2dAlgo::Im2col);
+    // many taps (3,200) on a small plane: im2col + GEMM across the batch
+    let deep5 = Conv2dParams::new(8, 128, 7, 7, 128, 5, 5).with_padding(2, 2, 2, 2);
+    assert_eq!(k::conv2d_algo(&deep5).unwrap(), Conv2dAlgo::Im2col);
     let lenet_c2 = Conv2dParams::new(64, 6, 14, 14, 16, 5, 5);
     assert_eq!(k::conv2d_algo(&lenet_c2).unwrap(), Conv2dAlgo::Implicit);
     // unpadded: the packed weights only (16 channels x 150 taps)
@@ -1266,7 +1278,8 @@ fn winograd_matches(c: &Case) -> bool {
 
 /// 3x3 stride-1 shapes for Winograd: 1 to 40 channels in and out per group (partial
 /// microkernel tiles and slivers), padding 0 to 3 on each side, odd and even outputs,
-/// groups, images of 1 to 20 x 24 (up to 195 tiles: two blocks), one or two of them.
+/// groups, images of 1 to 20 x 24 (up to 195 tiles: two blocks), one or two of them, or
+/// 3 to 24 images of up to 9 x 9 (blocks holding several images' tiles).
 #[derive(Clone, Debug)]
 struct WinoCase(Case);
 
@@ -1274,11 +1287,17 @@ impl Arbitrary for WinoCase {
     fn arbitrary(g: &mut Gen) -> Self {
         loop {
             let groups = *g.choose(&[1, 1, 2, 3]).unwrap();
+            let many = bool::arbitrary(g);
+            let (batch, side) = if many {
+                (range(g, 3, 24), 9)
+            } else {
+                (range(g, 1, 2), 0)
+            };
             let p = Conv2dParams::new(
-                range(g, 1, 2),
+                batch,
                 range(g, 1, 40) * groups,
-                range(g, 1, 20),
-                range(g, 1, 24),
+                range(g, 1, if many { side } else { 20 }),
+                range(g, 1, if many { side } else { 24 }),
                 range(g, 1, 40) * groups,
                 3,
                 3,
@@ -1324,11 +1343,17 @@ fn winograd_large_shapes_match_reference() {
         Conv2dParams::new(1, 600, 5, 6, 40, 3, 3).with_padding(1, 0, 2, 1),
         Conv2dParams::new(1, 64, 35, 9, 70, 3, 3).with_groups(2),
         Conv2dParams::new(3, 8, 17, 40, 12, 3, 3).with_padding(4, 2, 0, 5),
+        // 16 tiles an image: blocks of eight images, the last of one
+        Conv2dParams::new(9, 70, 7, 7, 40, 3, 3).with_padding(1, 1, 1, 1),
+        // 6 tiles an image, each run rounded up to 8 columns: 16 runs a block
+        Conv2dParams::new(37, 8, 5, 7, 9, 3, 3).with_padding(1, 1, 1, 1),
+        // 49 tiles an image: runs that cross the blocks' ends
+        Conv2dParams::new(5, 24, 13, 14, 17, 3, 3).with_padding(1, 1, 1, 1),
         Conv2dParams::new(1, 128, 28, 28, 128, 3, 3).with_padding(1, 1, 1, 1),
     ];
     // (the ResNet geometry, 10^9 operations of reference and bound, on x86 only: CI runs
     // the other targets' tests under emulation)
-    let n = if cfg!(target_arch = "x86_64") { 5 } else { 4 };
+    let n = if cfg!(target_arch = "x86_64") { 8 } else { 7 };
     for (i, p) in shapes.into_iter().take(n).enumerate() {
         let c = Case {
             p,
@@ -1393,13 +1418,13 @@ fn winograd_non_finite_reaches_the_same_outputs() {
 /// The input gradient of a 3x3 stride-1 layer runs as a forward convolution of `dY` with
 /// the flipped kernel, which `conv2d` gives to Winograd's algorithm for wide layers: it
 /// matches the reference within Winograd's bound for that forward convolution, on every
-/// variant (two images of 64 channels on 28 x 28; 128 channels in two groups with uneven
+/// variant (two images of 128 channels on 28 x 28; 256 channels in two groups with uneven
 /// padding).
 #[test]
 fn input_gradient_through_winograd_matches_reference() {
     let shapes = [
-        Conv2dParams::new(2, 64, 28, 28, 64, 3, 3).with_padding(1, 1, 1, 1),
-        Conv2dParams::new(2, 128, 28, 29, 128, 3, 3)
+        Conv2dParams::new(2, 128, 28, 28, 128, 3, 3).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(2, 256, 28, 29, 256, 3, 3)
             .with_groups(2)
             .with_padding(1, 0, 2, 1),
     ];

@@ -6,8 +6,13 @@
 //! `M_xi [out x tiles] = U_xi [out x in] * V_xi [in x tiles]`: 16 multiplications per tile
 //! and channel pair where direct convolution does 36, so the GEMMs run 2.25x fewer FLOPs.
 //!
-//! - The weights are transformed once per call and packed for the GEMM microkernel (`U`).
-//! - The tiles of one image run in blocks of [`TB`]. For each input channel the block's
+//! - The weights are transformed once per call, eight filters at a time in the lanes,
+//!   straight into the GEMM microkernel's packed layout (`U`).
+//! - The tiles run in blocks of [`TB`] over the whole batch: a block holds the tiles of as
+//!   many images as fit, each image's run from a vector's first column, so that small
+//!   planes (7 x 7: 16 tiles) still make GEMMs [`TB`] columns wide and each `U` is read
+//!   once a block (one image a block read 16 MB of `U` for 16 tiles on 512 channels).
+//!   For each input channel a run's
 //!   input rows are transformed along the row first (`d B`), read from one zero-padded row
 //!   at a time with its even and odd columns split apart, into planes of even and of odd
 //!   rows; the column step (`B^T (d B)`) then reads each tile's four rows at constant
@@ -25,10 +30,10 @@
 
 use crate::arch::{self, Isa};
 use crate::error::KernelError;
-use crate::gemm::{AOp, BOp, Epilogue, MatRef, gemm_ops, nr_of, pack_a_all, packed_a_len};
+use crate::gemm::{AOp, BOp, Epilogue, gemm_ops, mr_of, nr_of, packed_a_len};
 use crate::params::{Activation, Conv2dDims, Conv2dParams, add, mul};
 use crate::simd::LANES;
-use crate::vector::Vf32;
+use crate::vector::{Vf32, build};
 
 /// Tiles per block: a multiple of every microkernel's width (8, 16, 32). A block's
 /// transformed input and its 16 products take `16 * TB * (in + out)` floats (2 MiB for
@@ -72,10 +77,9 @@ fn geometry(d: &Conv2dDims) -> Result<Geometry, KernelError> {
 }
 
 /// Scratch elements [`conv2d_winograd`] needs: the transformed weights packed for the
-/// GEMM (`16 * (out_per_group + 16) * in_per_group`), then the larger of the weights'
-/// plain transform (`16 * out_per_group * in_per_group`, used once per group) and one
-/// block's buffers (`16 * 128 * (in_per_group + out_per_group)` plus sixteen planes of
-/// about `128 + 3 * out_w / 2` floats).
+/// GEMM (`16 * (out_per_group + 16) * in_per_group`), then one block's buffers
+/// (`16 * 128 * (in_per_group + out_per_group)` plus sixteen planes of about
+/// `128 + 3 * out_w / 2` floats).
 ///
 /// # Errors
 /// As [`Conv2dParams::dims`]; [`KernelError::InvalidParameter`] where the algorithm does
@@ -90,9 +94,8 @@ pub(super) fn forward_scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<us
     let (m, c) = (d.out_per_group, d.in_per_group);
     let g = geometry(d)?;
     let packed = mul(XI, packed_a_len(m, c))?;
-    let plain = mul(XI, mul(m, c)?)?;
     let block = add(mul(XI * TB, add(m, c)?)?, mul(16, g.plane)?)?;
-    add(packed, plain.max(block))
+    add(packed, block)
 }
 
 pub(crate) const NOT_3X3: KernelError = crate::params::WINOGRAD_NOT_3X3;
@@ -195,88 +198,215 @@ fn run<V: Vf32>(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]) {
     let tiles = geo.th * geo.tw;
     let (in_plane, out_plane) = (p.in_h * p.in_w, d.out_h * d.out_w);
     for g in 0..p.groups {
-        let tmp = &mut rest[..XI * m * c];
-        transform_weights(&a.weight[g * m * c * 9..][..m * c * 9], m, c, tmp);
-        for (xi, dst) in packed_u.chunks_exact_mut(pa).enumerate() {
-            let u = MatRef::rows(&tmp[xi * m * c..][..m * c], c);
-            pack_a_all(a.isa, m, c, u, dst);
-        }
+        let w = &a.weight[g * m * c * 9..][..m * c * 9];
+        transform_weights::<V>(w, m, c, mr_of(a.isa), packed_u, pa);
         let (v, rest) = rest.split_at_mut(XI * TB * c);
         let (mm, rest) = rest.split_at_mut(XI * TB * m);
         let planes = &mut rest[..PLANE_SETS * geo.plane];
         let bias = a.bias.map(|b| &b[g * m..][..m]);
-        for img in 0..p.batch {
-            let x = &a.input[img * d.image_len + g * c * in_plane..][..c * in_plane];
-            let y = &mut output[img * d.out_image_len + g * m * out_plane..][..m * out_plane];
-            let mut t0 = 0;
-            while t0 < tiles {
-                let count = TB.min(tiles - t0);
-                let tbp = count.div_ceil(nr) * nr;
-                let blk = Block { t0, count, tbp, nr };
-                input_block::<V>(a, blk, x, v, planes);
-                for xi in 0..XI {
-                    let u = AOp::Packed(&packed_u[xi * pa..][..pa]);
-                    let b = BOp::Packed(&v[xi * c * tbp..][..c * tbp]);
-                    let out = &mut mm[xi * m * tbp..][..m * tbp];
-                    let ep = Epilogue::plain();
-                    gemm_ops(a.isa, m, count, c, u, b, out, tbp, &ep, &mut []);
+        let x_of = |img: usize| &a.input[img * d.image_len + g * c * in_plane..][..c * in_plane];
+        let y_at = |img: usize| img * d.out_image_len + g * m * out_plane;
+        // Blocks of up to TB tiles over the whole batch: a block takes the tiles of as
+        // many images as it holds (each image's run of tiles from a vector's first
+        // column), so that small planes (7 x 7: 16 tiles) still make GEMMs of TB
+        // columns, each U read once a block rather than once an image.
+        let (mut img, mut t) = (0, 0);
+        while img < p.batch {
+            let mut runs = [Run::EMPTY; TB / LANES];
+            let (mut n_runs, mut cols) = (0, 0);
+            while img < p.batch && cols < TB {
+                let count = (TB - cols).min(tiles - t);
+                runs[n_runs] = Run {
+                    img,
+                    t0: t,
+                    count,
+                    j0: cols,
+                };
+                n_runs += 1;
+                // (TB - cols is a multiple of LANES: the rounded run still fits)
+                cols += count.next_multiple_of(LANES);
+                t += count;
+                if t == tiles {
+                    (img, t) = (img + 1, 0);
                 }
-                output_block::<V>(a, blk, mm, bias, y);
-                t0 += count;
+            }
+            let tbp = cols.div_ceil(nr) * nr;
+            for r in &runs[..n_runs] {
+                input_block::<V>(a, r.block(tbp, nr), x_of(r.img), v, planes);
+            }
+            zero_columns::<V>(v, c, cols, tbp, nr);
+            for xi in 0..XI {
+                let u = AOp::Packed(&packed_u[xi * pa..][..pa]);
+                let b = BOp::Packed(&v[xi * c * tbp..][..c * tbp]);
+                let out = &mut mm[xi * m * tbp..][..m * tbp];
+                let ep = Epilogue::plain();
+                gemm_ops(a.isa, m, cols, c, u, b, out, tbp, &ep, &mut []);
+            }
+            for r in &runs[..n_runs] {
+                let y = &mut output[y_at(r.img)..][..m * out_plane];
+                output_block::<V>(a, r.block(tbp, nr), mm, bias, y);
             }
         }
     }
 }
 
-/// One block of tiles: `count` tiles from `t0` (row-major over the tile grid), laid out
-/// `tbp` columns wide (`count` rounded up to whole slivers of `nr`).
+/// One image's tiles in a block: `count` tiles of image `img` from its tile `t0`, in the
+/// block's columns from `j0` (a multiple of [`LANES`]).
+#[derive(Clone, Copy)]
+struct Run {
+    img: usize,
+    t0: usize,
+    count: usize,
+    j0: usize,
+}
+
+impl Run {
+    const EMPTY: Run = Run {
+        img: 0,
+        t0: 0,
+        count: 0,
+        j0: 0,
+    };
+
+    fn block(self, tbp: usize, nr: usize) -> Block {
+        Block {
+            t0: self.t0,
+            count: self.count,
+            j0: self.j0,
+            tbp,
+            nr,
+        }
+    }
+}
+
+/// Zeroes columns `from..tbp` (`from` a multiple of [`LANES`]) of the 16 packed-B
+/// matrices `[c x tbp]` in `v`: the block's last sliver past its tiles.
+#[inline(always)]
+fn zero_columns<V: Vf32>(v: &mut [f32], c: usize, from: usize, tbp: usize, nr: usize) {
+    for xi in 0..XI {
+        let vx = &mut v[xi * c * tbp..][..c * tbp];
+        for j in (from..tbp).step_by(LANES) {
+            for ch in 0..c {
+                let at = (j / nr) * c * nr + ch * nr + j % nr;
+                V::splat(0.0).store(&mut vx[at..][..LANES]);
+            }
+        }
+    }
+}
+
+/// One image's run of tiles within a block: `count` tiles from `t0` (row-major over the
+/// tile grid) in the block's columns from `j0`, the block laid out `tbp` columns wide
+/// (whole slivers of `nr`).
 #[derive(Clone, Copy)]
 struct Block {
     t0: usize,
     count: usize,
+    j0: usize,
     tbp: usize,
     nr: usize,
 }
 
-/// `U = G g G^T` for every filter (`w` is `[m][c][3][3]`), into `u` as 16 matrices
-/// `[m][c]`, one per position of the 4x4 result.
-fn transform_weights(w: &[f32], m: usize, c: usize, u: &mut [f32]) {
-    for (f, g) in w.chunks_exact(9).enumerate().take(m * c) {
-        // G g (4 x 3), then (G g) G^T (4 x 4); G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
-        let col = |b: usize| {
-            let (g0, g1, g2) = (g[b], g[3 + b], g[6 + b]);
-            [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]
-        };
-        let gg = [col(0), col(1), col(2)];
-        for i in 0..4 {
-            let (a0, a1, a2) = (gg[0][i], gg[1][i], gg[2][i]);
-            let row = [a0, 0.5 * (a0 + a1 + a2), 0.5 * (a0 - a1 + a2), a2];
-            for (k, val) in row.into_iter().enumerate() {
-                u[(i * 4 + k) * m * c + f] = val;
+/// `U = G g G^T` for every filter (`w` is `[m][c][3][3]`), straight into the 16 matrices
+/// `U_xi [m x c]` packed for the GEMM (`mr <= 8` rows a sliver, see `gemm::mr_of`),
+/// matrix `xi` at `xi * pa` of `packed`. A sliver's filters of one input channel are
+/// transformed together, one filter a lane (their taps transposed into the lanes); those
+/// of [`WCH`] input channels (contiguous in each packed matrix) go to a buffer first,
+/// then to the 16 matrices a run each: stored to the matrices one sliver at a time, the
+/// 16 streams (a multiple of 4 KiB apart on large layers) evicted each other from L1.
+#[inline(always)]
+fn transform_weights<V: Vf32>(
+    w: &[f32],
+    m: usize,
+    c: usize,
+    mr: usize,
+    packed: &mut [f32],
+    pa: usize,
+) {
+    let slivers = m.div_ceil(mr);
+    assert!(
+        mr <= LANES && pa >= slivers * mr * c && packed.len() >= XI * pa && w.len() >= m * c * 9
+    );
+    let mut buf = [[0.0f32; WCH * LANES]; XI];
+    for s in 0..slivers {
+        let rows = mr.min(m - s * mr);
+        for c0 in (0..c).step_by(WCH) {
+            let chs = WCH.min(c - c0);
+            for (i, ch) in (c0..c0 + chs).enumerate() {
+                // tap t of the sliver's filter r in lane r of g[t] (rows past m zero)
+                let at = |r: usize| ((s * mr + r) * c + ch) * 9;
+                let taps: [V; LANES] = build(V::splat(0.0), |r| {
+                    if r < rows {
+                        V::load(&w[at(r)..][..8])
+                    } else {
+                        V::splat(0.0)
+                    }
+                });
+                let t = V::transpose8(taps);
+                let g8 = V::from_array(build(0.0, |r| if r < rows { w[at(r) + 8] } else { 0.0 }));
+                let u = transform_filter([t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], g8]);
+                for (b, val) in buf.iter_mut().zip(u) {
+                    val.store(&mut b[i * mr..][..mr]);
+                }
+            }
+            let (at, len) = (s * mr * c + c0 * mr, chs * mr);
+            for (xi, b) in buf.iter().enumerate() {
+                packed[xi * pa + at..][..len].copy_from_slice(&b[..len]);
             }
         }
     }
 }
 
-/// `V = B^T d B` for every tile of `blk` and input channel, into `v` as 16 packed-B
-/// matrices `[c x tbp]` (missing tiles zero). `x` holds the group's input channels of one
-/// image.
+/// Input channels a step of [`transform_weights`] transforms before it copies them out.
+const WCH: usize = 16;
+
+/// `G g G^T` of 3x3 filters (`g` row-major), row-major 4x4, one filter a lane;
+/// `G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]`.
+#[inline(always)]
+fn transform_filter<V: Vf32>(g: [V; 9]) -> [V; XI] {
+    let half = V::splat(0.5);
+    // G g (4 x 3), column by column, then (G g) G^T (4 x 4)
+    let col = |b: usize| {
+        let (g0, g1, g2) = (g[b], g[3 + b], g[6 + b]);
+        let (e, o) = (g0.add(g2), g1);
+        [g0, e.add(o).mul(half), e.sub(o).mul(half), g2]
+    };
+    let gg = [col(0), col(1), col(2)];
+    let mut u = [V::splat(0.0); XI];
+    for i in 0..4 {
+        let (a0, a1, a2) = (gg[0][i], gg[1][i], gg[2][i]);
+        let e = a0.add(a2);
+        u[i * 4] = a0;
+        u[i * 4 + 1] = e.add(a1).mul(half);
+        u[i * 4 + 2] = e.sub(a1).mul(half);
+        u[i * 4 + 3] = a2;
+    }
+    u
+}
+
+/// `V = B^T d B` for every tile of `blk` and input channel, into columns `j0..` of `v`'s
+/// 16 packed-B matrices `[c x tbp]` (up to the next multiple of [`LANES`], the columns
+/// past the run's tiles zero). `x` holds the group's input channels of one image.
 #[inline(always)]
 fn input_block<V: Vf32>(a: &Args<'_>, blk: Block, x: &[f32], v: &mut [f32], planes: &mut [f32]) {
     let p = a.p;
     let c = a.d.in_per_group;
     let Geometry { tw, plane, .. } = a.g;
-    let Block { t0, count, tbp, nr } = blk;
+    let Block {
+        t0,
+        count,
+        j0,
+        tbp,
+        nr,
+    } = blk;
     let ty0 = t0 / tw;
     let rows = (t0 + count - 1) / tw - ty0 + 2;
     let u0 = t0 - ty0 * tw;
     let (h, w) = (p.in_h, p.in_w);
     let chunks = tw.div_ceil(LANES);
-    let zero = V::splat(0.0);
     // every access below stays inside these (see `geometry`): the row pass writes plane
     // (k, parity) up to row `rows - 1` plus one vector; the column pass reads a plane up
-    // to u0 + count + tw + 7 and writes sliver columns j % nr + 8 <= nr of the 16
-    // c x tbp matrices
+    // to u0 + count + tw + 7 and writes sliver columns j % nr + 8 <= nr (j0 + j < tbp) of
+    // the 16 c x tbp matrices
     assert!(
         planes.len() >= PLANE_SETS * plane
             && plane >= rows * tw + 2 * LANES
@@ -284,6 +414,8 @@ fn input_block<V: Vf32>(a: &Args<'_>, blk: Block, x: &[f32], v: &mut [f32], plan
             && v.len() >= XI * c * tbp
             && tbp % nr == 0
             && nr % LANES == 0
+            && j0 % LANES == 0
+            && j0 + count <= tbp
             && x.len() >= c * h * w,
         "Winograd: block buffers too small"
     );
@@ -311,17 +443,11 @@ fn input_block<V: Vf32>(a: &Args<'_>, blk: Block, x: &[f32], v: &mut [f32], plan
         }
         let wp = wp.wrapping_add((ch % 2) * 8 * plane);
         // B^T (d B) down each tile's four rows: even and odd planes at u and u + tw
-        for j in (0..tbp).step_by(LANES) {
-            let base = (j / nr) * c * nr + ch * nr + j % nr;
+        for j in (0..count).step_by(LANES) {
+            let jb = j0 + j;
+            let base = (jb / nr) * c * nr + ch * nr + jb % nr;
             // SAFETY: (all pointers) within v and the planes by the assertion above.
             let dst = |xi: usize| unsafe { vp.add(xi * c * tbp + base) };
-            if j >= count {
-                for xi in 0..XI {
-                    // SAFETY: see `dst`.
-                    unsafe { zero.store_ptr(dst(xi)) };
-                }
-                continue;
-            }
             let u = u0 + j;
             let valid = count - j;
             for k in 0..4 {
@@ -335,7 +461,7 @@ fn input_block<V: Vf32>(a: &Args<'_>, blk: Block, x: &[f32], v: &mut [f32], plan
                 };
                 for (i, mut val) in bt.into_iter().enumerate() {
                     if valid < LANES {
-                        // tiles past the block's end read stale rows: their columns are 0
+                        // tiles past the run's end read stale rows: their columns are 0
                         let mut l = val.to_array();
                         l[valid..].fill(0.0);
                         val = V::from_array(l);
@@ -422,7 +548,8 @@ fn padded_load<V: Vf32>(row: &[f32], at: usize, pad: usize) -> V {
 }
 
 /// `Y = A^T M A` for every tile of `blk` and output channel, plus bias, clamped, into the
-/// group's output planes `y` of one image. `mm` holds the 16 products `[m x tbp]`.
+/// group's output planes `y` of one image. `mm` holds the 16 products `[m x tbp]`, the
+/// run's tiles in columns `j0..j0 + count`.
 #[inline(always)]
 fn output_block<V: Vf32>(
     a: &Args<'_>,
@@ -434,10 +561,12 @@ fn output_block<V: Vf32>(
     let m = a.d.out_per_group;
     let (oh, ow) = (a.d.out_h, a.d.out_w);
     let tw = a.g.tw;
-    let Block { t0, count, tbp, .. } = blk;
+    let Block {
+        t0, count, j0, tbp, ..
+    } = blk;
     let (lo, hi) = (V::splat(a.lo), V::splat(a.hi));
-    // the loads below read columns j..j + 8 <= tbp of each product's rows
-    assert!(mm.len() >= XI * m * tbp && tbp % LANES == 0 && count <= tbp);
+    // the loads below read columns j0 + j..j0 + j + 8 <= tbp of each product's rows
+    assert!(mm.len() >= XI * m * tbp && tbp % LANES == 0 && j0 % LANES == 0 && j0 + count <= tbp);
     let mp = mm.as_ptr();
     for (oc, yc) in y.chunks_exact_mut(oh * ow).enumerate().take(m) {
         let b = V::splat(bias.map_or(0.0, |b| b[oc]));
@@ -446,7 +575,7 @@ fn output_block<V: Vf32>(
             let mut mv = [V::splat(0.0); XI];
             for (xi, v) in mv.iter_mut().enumerate() {
                 // SAFETY: within mm by the assertion above.
-                *v = unsafe { V::load_ptr(mp.add((xi * m + oc) * tbp + j)) };
+                *v = unsafe { V::load_ptr(mp.add((xi * m + oc) * tbp + j0 + j)) };
             }
             // A^T = [1 1 1 0; 0 1 -1 -1] down the columns, then along the rows
             let (mut s0, mut s1) = ([V::splat(0.0); 4], [V::splat(0.0); 4]);

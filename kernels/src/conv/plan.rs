@@ -186,27 +186,59 @@ const IMPLICIT_MIN_PIXELS: usize = 128;
 /// taps) 0.88x. (It was 256, measured on a Zen 4.)
 const IMPLICIT_MAX_TAPS: usize = 1024;
 
-/// Whether Winograd's algorithm pays for a 3x3 stride-1 kernel: where its transforms
-/// (linear in the channels) and its partly empty last block of tiles per image cost less
-/// than the 2.25x it saves on the GEMM (quadratic in the channels). Measured against the
-/// implicit GEMM (`cargo run --release --example winograd_ab`; 8 images; an AMD Zen 4,
-/// AVX-512, AVX2 alike): 64 channels in and out on 56 x 56 1.25x, 28 x 28 1.01x, 20 x 20
-/// 0.99x, 14 x 14 0.85x; 128 on 28 x 28 1.40x, 14 x 14 1.08x; 256 on 14 x 14 1.31x, one
-/// image 0.98x; 32 on 56 x 56 0.84x; 512 on 7 x 7 1.05x (im2col better still). Hence 64
-/// channels or more each way, `in * out * pixels >= 128 * 128 * 196`, planes of 64
-/// pixels or more and 1024 pixels or more over the batch.
-pub(crate) const fn winograd_pays(p: &Conv2dParams, d: &Conv2dDims) -> bool {
-    let (c, m, px) = (
-        d.in_per_group as u128,
-        d.out_per_group as u128,
-        d.col_cols as u128,
-    );
-    fwd_winograd::applies(p)
-        && c >= 64
-        && m >= 64
-        && c * m * px >= 128 * 128 * 196
-        && px >= 64
-        && (p.batch as u128) * px >= 1024
+/// Whether Winograd's algorithm pays for a 3x3 stride-1 kernel, by a cost model in
+/// cycles per group: it saves GEMM work (16 products per tile of 2 x 2 outputs and channel
+/// pair against 36) and pays for its transforms, which do not shrink as the FMA rate
+/// grows. So the rule follows the FMA throughput per cycle of the variant that runs
+/// ([`fma_flops_per_cycle`]): a CPU with two 512-bit FMA units (Intel's server cores, AMD
+/// Zen 5) runs the GEMMs twice as fast as one with one unit (Zen 4) or on AVX2, and
+/// Winograd pays only from more channels there.
+///
+/// - direct (the implicit GEMM or im2col): `2 m c 9 px / (F * 0.95 * fill)`, where `fill`
+///   is the share of the plane's pixels in whole tiles of 16 (the implicit GEMM's tiles
+///   run within one image: 49 pixels fill 64);
+/// - Winograd: `2 m c 16 T / (F * 0.8) + 1.5 * 16 T (c + m) + 0.75 * 16 m c`: the GEMMs
+///   over `T` tiles (each image's rounded up to 8: its run of columns in a block), the
+///   input and output transforms (1.5 cycles a transformed value: they are bound by
+///   memory), the weights' (0.75).
+///
+/// The constants are fitted to 14 layers timed on an AMD Zen 5 (F = 64; `cargo run
+/// --release --example winograd_ab -- N C HW K REPS`, the implicit GEMM against Winograd,
+/// medians of 20; model / measured): 64 -> 64 channels on 56 x 56 0.86 / 0.77, 28 x 28
+/// 0.84 / 0.80, 14 x 14 0.78 / 0.79, 7 x 7 (64 images) 0.85 / 0.95; 64 -> 128 on 7 x 7
+/// (64 images) 0.99 / 1.09; 128 on 28 x 28 1.15 / 1.12, 14 x 14 1.07 / 1.09, 7 x 7 1.08 /
+/// 1.24; 256 on 14 x 14 1.31 / 1.31, one image 1.07 / 1.21, 7 x 7 1.31 / 1.37; 512 on 7 x 7
+/// 1.46 / 1.23, one image 0.81 / 0.78; 32 on 14 x 14 (32 images) 0.52 / 0.52: the same
+/// side of 1 on all but the 64 -> 128 layer. With F = 32 it predicts what a Zen 4
+/// measured with the blocks of one image each (64 channels on 56 x 56 1.25x, 32 channels
+/// 0.84x: model 1.18, 0.86).
+pub(crate) fn winograd_pays(p: &Conv2dParams, d: &Conv2dDims) -> bool {
+    if !fwd_winograd::applies(p) {
+        return false;
+    }
+    let f = fma_flops_per_cycle(arch::active());
+    let (c, m) = (d.in_per_group as f64, d.out_per_group as f64);
+    let px = d.col_cols as f64;
+    let fill = px / d.col_cols.next_multiple_of(16) as f64;
+    let tiles = d.out_h.div_ceil(2) * d.out_w.div_ceil(2);
+    let t = (p.batch as f64) * tiles.next_multiple_of(8) as f64;
+    let direct = 2.0 * m * c * 9.0 * px * p.batch as f64 / (f * 0.95 * fill);
+    let winograd =
+        2.0 * m * c * 16.0 * t / (f * 0.8) + 1.5 * 16.0 * t * (c + m) + 0.75 * 16.0 * m * c;
+    winograd < direct
+}
+
+/// FMA throughput per cycle of the GEMM microkernels of variant `isa`, in flops (a
+/// multiply-add counted as two): two FMA units of 16 lanes on AVX-512 where zmm registers
+/// do twice the work of ymm ones ([`arch::zmm_fma_doubles`]), two of 8 lanes on AVX2 and
+/// on AVX-512 otherwise. The portable code is taken as AVX2 (not measured: its 8-lane
+/// vectors are emulated on narrower registers, the transforms' as the FMAs', so the
+/// ratio of the two costs stays about the same).
+fn fma_flops_per_cycle(isa: Isa) -> f64 {
+    match isa {
+        Isa::Avx512 if arch::zmm_fma_doubles() => 64.0,
+        Isa::Avx512 | Isa::Avx2Fma | Isa::Portable => 32.0,
+    }
 }
 
 /// The forward algorithm for `p` (what [`crate::conv2d_algo`] answers).

@@ -74,6 +74,8 @@ pub(crate) trait GemmKernel: Vf32 {
 
 /// What the GEMM does with a tile shape: [`GemmKernel::Tile`] back into const generics.
 pub(crate) trait GemmTile {
+    /// Rows of the tile: the sliver height of a packed A.
+    const MR: usize;
     /// Columns of the tile (`NV * 8`).
     const NR: usize;
     /// The BLIS loops on this tile (`super::blocked`).
@@ -89,6 +91,7 @@ pub(crate) trait GemmTile {
 }
 
 impl<const MR: usize, const NV: usize> GemmTile for Tile<MR, NV> {
+    const MR: usize = MR;
     const NR: usize = NV * LANES;
     #[inline(always)]
     fn blocked<V: GemmKernel, const A_IN_PLACE: bool>(

@@ -202,6 +202,14 @@ pub(crate) fn nr_of(isa: Isa) -> usize {
     arch::with_isa!(isa, V => <<V as GemmKernel>::Tile as GemmTile>::NR)
 }
 
+/// The tile height (rows) of `isa`'s microkernel: the sliver height of A packed by
+/// [`pack_a_all`] (a producer may write that layout itself: sliver `s` of rows
+/// `s * MR..`, at `s * MR * k`, holds for each `p < k` the `MR` values `A[s * MR + r][p]`,
+/// rows past `m` zero).
+pub(crate) fn mr_of(isa: Isa) -> usize {
+    arch::with_isa!(isa, V => <<V as GemmKernel>::Tile as GemmTile>::MR)
+}
+
 /// Packs all of `a` (`m x k`) for `isa`'s microkernel, block by block in the order
 /// [`gemm_packed`] reads it, so that one A (conv weights) serves many products.
 /// `dst` holds at least [`packed_a_len`]`(m, k)` floats.
