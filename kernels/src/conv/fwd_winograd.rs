@@ -111,6 +111,19 @@ struct Args<'a> {
     lo: f32,
     hi: f32,
     isa: Isa,
+    /// `weight` holds the layer's whose input gradient this pass is (see [`Weights`]).
+    flipped: bool,
+}
+
+/// How [`forward`] reads its weights.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Weights {
+    /// `[out][in][3][3]`, as every forward pass.
+    Plain,
+    /// Those of the layer whose input gradient this forward pass computes
+    /// (`input_as_forward`): `[in][out][3][3]` with each kernel rotated by 180 degrees;
+    /// the transform reads them so, and no flipped copy is made.
+    Flipped,
 }
 
 /// Convolution forward pass by Winograd's F(2x2, 3x3) (see the module docs), for a 3x3
@@ -165,6 +178,7 @@ pub(super) fn forward(
     (lo, hi): (f32, f32),
     output: &mut [f32],
     scratch: &mut [f32],
+    weights: Weights,
 ) -> Result<(), KernelError> {
     // (local copies: kernels read the geometry in their inner loops, and a copy on this
     // stack is one the compiler knows no store to the output changes; see `fwd_implicit`)
@@ -182,6 +196,7 @@ pub(super) fn forward(
         lo,
         hi,
         isa: arch::active(),
+        flipped: weights == Weights::Flipped,
     };
     arch::dispatch!(run(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]));
     Ok(())
@@ -199,7 +214,7 @@ fn run<V: Vf32>(a: &Args<'_>, output: &mut [f32], scratch: &mut [f32]) {
     let (in_plane, out_plane) = (p.in_h * p.in_w, d.out_h * d.out_w);
     for g in 0..p.groups {
         let w = &a.weight[g * m * c * 9..][..m * c * 9];
-        transform_weights::<V>(w, m, c, mr_of(a.isa), packed_u, pa);
+        transform_weights::<V>(w, (m, c), a.flipped, mr_of(a.isa), packed_u, pa);
         let (v, rest) = rest.split_at_mut(XI * TB * c);
         let (mm, rest) = rest.split_at_mut(XI * TB * m);
         let planes = &mut rest[..PLANE_SETS * geo.plane];
@@ -308,7 +323,8 @@ struct Block {
 
 /// `U = G g G^T` for every filter (`w` is `[m][c][3][3]`), straight into the 16 matrices
 /// `U_xi [m x c]` packed for the GEMM (`mr <= 8` rows a sliver, see `gemm::mr_of`),
-/// matrix `xi` at `xi * pa` of `packed`. A sliver's filters of one input channel are
+/// matrix `xi` at `xi * pa` of `packed` (`flipped`: `w` is `[c][m][3][3]` with each kernel
+/// rotated by 180 degrees, see [`Weights::Flipped`]). A sliver's filters of one input channel are
 /// transformed together, one filter a lane (their taps transposed into the lanes); those
 /// of [`WCH`] input channels (contiguous in each packed matrix) go to a buffer first,
 /// then to the 16 matrices a run each: stored to the matrices one sliver at a time, the
@@ -316,8 +332,8 @@ struct Block {
 #[inline(always)]
 fn transform_weights<V: Vf32>(
     w: &[f32],
-    m: usize,
-    c: usize,
+    (m, c): (usize, usize),
+    flipped: bool,
     mr: usize,
     packed: &mut [f32],
     pa: usize,
@@ -333,7 +349,14 @@ fn transform_weights<V: Vf32>(
             let chs = WCH.min(c - c0);
             for (i, ch) in (c0..c0 + chs).enumerate() {
                 // tap t of the sliver's filter r in lane r of g[t] (rows past m zero)
-                let at = |r: usize| ((s * mr + r) * c + ch) * 9;
+                let o = |r: usize| s * mr + r;
+                let at = |r: usize| {
+                    9 * if flipped {
+                        ch * m + o(r)
+                    } else {
+                        o(r) * c + ch
+                    }
+                };
                 let taps: [V; LANES] = build(V::splat(0.0), |r| {
                     if r < rows {
                         V::load(&w[at(r)..][..8])
@@ -343,7 +366,12 @@ fn transform_weights<V: Vf32>(
                 });
                 let t = V::transpose8(taps);
                 let g8 = V::from_array(build(0.0, |r| if r < rows { w[at(r) + 8] } else { 0.0 }));
-                let u = transform_filter([t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], g8]);
+                let g = if flipped {
+                    [g8, t[7], t[6], t[5], t[4], t[3], t[2], t[1], t[0]]
+                } else {
+                    [t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], g8]
+                };
+                let u = transform_filter(g);
                 for (b, val) in buf.iter_mut().zip(u) {
                     val.store(&mut b[i * mr..][..mr]);
                 }

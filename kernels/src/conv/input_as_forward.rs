@@ -71,7 +71,8 @@ fn flip_weights(p: &Conv2dParams, d: &Conv2dDims, weight: &[f32], dst: &mut [f32
 }
 
 /// The input gradient through [`as_forward`]'s convolution, whose plan is `fwd`: the
-/// weights flipped into the front of `scratch`, the forward pass behind them.
+/// weights flipped into the front of `scratch`, the forward pass behind them (Winograd's
+/// reads them flipped as they are).
 // (a function of its own, as the entry of a pass: the portable variant has no
 // trampoline between the kernels a plan runs, and inlined into one they ran slower)
 #[inline(never)]
@@ -87,14 +88,7 @@ pub(super) fn as_forward_input(
     // (local copies: kernels read the geometry in their inner loops, and a copy on this
     // stack is one the compiler knows no store to the output changes; see `fwd_implicit`)
     let (p, d) = (&{ *p }, &{ *d });
-    let (flipped, rest) = scratch.split_at_mut(d.weight_len);
-    flip_weights(p, d, weight, flipped);
-    fwd.run_unchecked(
-        grad_output,
-        flipped,
-        None,
-        (f32::NEG_INFINITY, f32::INFINITY),
-        grad_input,
-        rest,
-    )
+    fwd.run_flipped(grad_output, weight, grad_input, scratch, |w, dst| {
+        flip_weights(p, d, w, dst)
+    })
 }

@@ -434,10 +434,35 @@ impl Conv2dPlan {
                 fwd_implicit::forward(p, d, input, weight, bias, clamp, output, scratch)
             }
             ConvKernel::Winograd => {
-                fwd_winograd::forward(p, d, input, weight, bias, clamp, output, scratch)
+                let plain = fwd_winograd::Weights::Plain;
+                fwd_winograd::forward(p, d, input, weight, bias, clamp, output, scratch, plain)
             }
             _ => fwd_im2col::forward(p, d, input, weight, bias, clamp, output, scratch),
         }
+    }
+}
+
+impl Conv2dPlan {
+    /// [`Conv2dPlan::run_unchecked`] without bias or clamp on the weights of the layer
+    /// whose input gradient this forward convolution is ([`super::input_as_forward`]):
+    /// Winograd's transform reads them flipped as they are; the other kernels get a
+    /// flipped copy, made by `flip` into the front of `scratch`.
+    pub(super) fn run_flipped(
+        &self,
+        input: &[f32],
+        weight: &[f32],
+        output: &mut [f32],
+        scratch: &mut [f32],
+        flip: impl FnOnce(&[f32], &mut [f32]),
+    ) -> Result<(), KernelError> {
+        let all = (f32::NEG_INFINITY, f32::INFINITY);
+        if self.kernel == ConvKernel::Winograd {
+            let (p, d, flipped) = (&self.p, &self.d, fwd_winograd::Weights::Flipped);
+            return fwd_winograd::forward(p, d, input, weight, None, all, output, scratch, flipped);
+        }
+        let (copy, rest) = scratch.split_at_mut(self.d.weight_len);
+        flip(weight, copy);
+        self.run_unchecked(input, copy, None, all, output, rest)
     }
 }
 
