@@ -1,7 +1,7 @@
 //! Times the implicit GEMM and Winograd's algorithm on one 3x3 layer (padding 1),
 //! alternating, and prints min and median of each and the ratio of medians: `cargo run
 //! --release --example winograd_ab -- N C HW K REPS` (`VARIANT=avx2` forces a variant).
-//! The measurements behind `conv2d`'s choice (`winograd_pays` in `kernels/src/conv/mod.rs`).
+//! The measurements behind `conv2d`'s choice (the cost model `winograd_pays` in `kernels/src/conv/plan.rs` is fitted to them).
 
 use cnnkit_kernels::{self as k, Activation, Conv2dParams};
 use std::time::Instant;

@@ -75,8 +75,9 @@ pub enum Conv2dAlgo {
     /// per group and depthwise layers at stride 1, the flat planes (pixels in the lanes).
     Implicit,
     /// [`crate::conv2d_winograd`]: Winograd's F(2x2, 3x3), 2.25x fewer multiplications,
-    /// for wide 3x3 stride-1 layers: 64+ channels each way on planes that pay for its
-    /// transforms (the rule and its measurements are in `conv/plan.rs`).
+    /// for wide 3x3 stride-1 layers where a cost model of the FMA rate says the GEMM work it
+    /// saves outweighs its transforms (128+ channels each way on a CPU with two 512-bit FMA
+    /// units, 64+ on others; the model and its measurements are in `conv/plan.rs`).
     Winograd,
 }
 
