@@ -191,7 +191,7 @@ const IMPLICIT_MAX_TAPS: usize = 1024;
 /// cycles per group: it saves GEMM work (16 products per tile of 2 x 2 outputs and channel
 /// pair against 36) and pays for its transforms, which do not shrink as the FMA rate
 /// grows. So the rule follows the FMA throughput per cycle of the variant that runs
-/// ([`fma_flops_per_cycle`]): a CPU with two 512-bit FMA units (Intel's server cores, AMD
+/// (`zmm_doubles`): a CPU with two 512-bit FMA units (Intel's server cores, AMD
 /// Zen 5) runs the GEMMs twice as fast as one with one unit (Zen 4) or on AVX2, and
 /// Winograd pays only from more channels there.
 ///
@@ -217,7 +217,12 @@ pub(crate) fn winograd_pays(p: &Conv2dParams, d: &Conv2dDims) -> bool {
     if !fwd_winograd::applies(p) {
         return false;
     }
-    let f = fma_flops_per_cycle(arch::active());
+    // FMA flops a cycle of the GEMMs: two units of 16 lanes where zmm registers do twice
+    // the work of ymm ones (the planners' `zmm_doubles`), two of 8 lanes on AVX2 and on
+    // AVX-512 otherwise. The portable code is taken as AVX2 (not measured: its 8-lane
+    // vectors are emulated on narrower registers, the transforms' as the FMAs', so the
+    // ratio of the two costs stays about the same).
+    let f = if zmm_doubles() { 64.0 } else { 32.0 };
     let (c, m) = (d.in_per_group as f64, d.out_per_group as f64);
     let px = d.col_cols as f64;
     let fill = px / d.col_cols.next_multiple_of(16) as f64;
@@ -227,19 +232,6 @@ pub(crate) fn winograd_pays(p: &Conv2dParams, d: &Conv2dDims) -> bool {
     let winograd =
         2.0 * m * c * 16.0 * t / (f * 0.8) + 1.5 * 16.0 * t * (c + m) + 0.75 * 16.0 * m * c;
     winograd < direct
-}
-
-/// FMA throughput per cycle of the GEMM microkernels of variant `isa`, in flops (a
-/// multiply-add counted as two): two FMA units of 16 lanes on AVX-512 where zmm registers
-/// do twice the work of ymm ones ([`arch::zmm_fma_doubles`]), two of 8 lanes on AVX2 and
-/// on AVX-512 otherwise. The portable code is taken as AVX2 (not measured: its 8-lane
-/// vectors are emulated on narrower registers, the transforms' as the FMAs', so the
-/// ratio of the two costs stays about the same).
-fn fma_flops_per_cycle(isa: Isa) -> f64 {
-    match isa {
-        Isa::Avx512 if arch::zmm_fma_doubles() => 64.0,
-        Isa::Avx512 | Isa::Avx2Fma | Isa::Portable => 32.0,
-    }
 }
 
 /// The forward algorithm for `p` (what [`crate::conv2d_algo`] answers).
