@@ -35,6 +35,10 @@ pub fn spec(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    // (two models alive at once: a budget as the CLI's readers have, so that a spec of
+    // 800 MB of parameters, such as `conv(666669,3) ... linear(3)` on 12 x 12, is refused
+    // rather than built twice past the fuzzer's 1 GB)
+    cnnkit::budget::set(128 << 20);
     let input = Shape::Image { c: 1, h: 12, w: 12 };
     if let Ok(m) = Model::from_spec(text, input, 3) {
         let again = Model::from_spec(&m.spec(), input, 3).expect("the spec of a model parses");
