@@ -344,9 +344,21 @@ fn dispatch_picks_by_shape() {
         k::conv2d_algo(&vgg.with_stride(2, 2)).unwrap(),
         Conv2dAlgo::Implicit
     );
-    // many taps (3,200) on a small plane: im2col + GEMM across the batch
-    let deep5 = Conv2dParams::new(8, 128, 7, 7, 128, 5, 5).with_padding(2, 2, 2, 2);
+    // a small plane (49 pixels: 7 tiles of 8 compute 56, or 9 of 6 54) with many output
+    // channels: im2col + GEMM across the batch, whose tiles span images; with 128
+    // channels the implicit GEMM (the GEMM's work per copied element too small)
+    let deep5 = Conv2dParams::new(8, 512, 7, 7, 512, 5, 5).with_padding(2, 2, 2, 2);
     assert_eq!(k::conv2d_algo(&deep5).unwrap(), Conv2dAlgo::Im2col);
+    let mid5 = Conv2dParams::new(8, 128, 7, 7, 128, 5, 5).with_padding(2, 2, 2, 2);
+    assert_eq!(k::conv2d_algo(&mid5).unwrap(), Conv2dAlgo::Implicit);
+    // the input gradient of the `fmnist` preset's last layer (64 -> 128 on 7 x 7): a
+    // forward convolution of 128 -> 64 channels, the implicit GEMM's
+    let back = Conv2dParams::new(64, 128, 7, 7, 64, 3, 3).with_padding(1, 1, 1, 1);
+    let pick = k::conv2d_algo(&back).unwrap();
+    assert!(
+        matches!(pick, Conv2dAlgo::Implicit | Conv2dAlgo::Winograd),
+        "{pick:?}"
+    );
     let lenet_c2 = Conv2dParams::new(64, 6, 14, 14, 16, 5, 5);
     assert_eq!(k::conv2d_algo(&lenet_c2).unwrap(), Conv2dAlgo::Implicit);
     // unpadded: the packed weights only (16 channels x 150 taps)
@@ -561,12 +573,13 @@ fn backward_planners_pick_by_shape() {
     let mid = Conv2dParams::new(64, 16, 14, 14, 32, 5, 5).with_padding(2, 2, 2, 2);
     assert_eq!(input(&mid), K::AsForward);
     // the fmnist preset's third layer: that forward convolution (128 -> 64 channels on
-    // 7 x 7) would be an im2col one where the GEMMs run at 64 flops a cycle (two 512-bit
-    // FMA units), a Winograd one at 32 (Winograd's cost model, `conv/plan.rs`)
+    // 7 x 7: the implicit GEMM's or Winograd's, by the planner's cost models)
     let c3 = Conv2dParams::new(64, 64, 7, 7, 128, 3, 3).with_padding(1, 1, 1, 1);
-    let two_units = k::arch::active() == k::arch::Isa::Avx512 && k::arch::zmm_fma_doubles();
-    let c3_input = if two_units { K::Col2im } else { K::AsForward };
-    assert_eq!((input(&c3), weight(&c3)), (c3_input, K::Implicit));
+    assert_eq!((input(&c3), weight(&c3)), (K::AsForward, K::Implicit));
+    // 512 channels 5x5 on 7 x 7: that forward convolution would be an im2col one (see
+    // `dispatch_picks_by_shape`); W^T dY and col2im
+    let deep5 = Conv2dParams::new(8, 512, 7, 7, 512, 5, 5).with_padding(2, 2, 2, 2);
+    assert_eq!(input(&deep5), K::Col2im);
     // a depthwise layer, a pointwise one
     let dw = Conv2dParams::new(8, 32, 28, 28, 32, 3, 3)
         .with_padding(1, 1, 1, 1)

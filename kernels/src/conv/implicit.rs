@@ -30,6 +30,17 @@ pub(super) fn padded_dims(p: &Conv2dParams) -> Result<(usize, usize), KernelErro
     ))
 }
 
+/// Output pixels per forward tile of `isa`'s implicit GEMM for a layer of
+/// `out_per_group` output channels per group (the narrow tile up to 16).
+pub(crate) fn forward_tile_rows(isa: crate::arch::Isa, out_per_group: usize) -> usize {
+    use crate::gemm::kernel::GemmTile;
+    crate::arch::with_isa!(isa, V => if out_per_group <= 16 {
+        <<V as ImplicitKernel>::ForwardNarrow as GemmTile>::MR
+    } else {
+        <<V as ImplicitKernel>::Forward as GemmTile>::MR
+    })
+}
+
 /// The implicit GEMM as a variant provides it, implemented by the variant's lane type:
 /// the forward pass's tile (`Tile<MR, NV>`: `MR` output pixels by `NV` vectors of 8
 /// output channels), the weight gradient's (`MR` taps by `NV` vectors), and the tap loop

@@ -172,20 +172,39 @@ impl ConvKernel {
     }
 }
 
-/// Output pixels per plane from which the implicit GEMM is taken over im2col whatever the
-/// taps per output (VGG's 64-channel 56 x 56 and ResNet's 128-channel 28 x 28 layers:
-/// 1.07-1.22x im2col's speed; 512 channels of 7 x 7: 0.89x).
-const IMPLICIT_MIN_PIXELS: usize = 128;
+/// Cycles per element of im2col's matrix (taps x pixels) that building it costs: written
+/// once and read back by the GEMM's packing, from beyond L1 (fitted below).
+const IM2COL_CYCLES_PER_ELEMENT: f64 = 2.0;
 
-/// Taps per output (`c_in / groups x kh x kw`) up to which the implicit GEMM is taken on
-/// any plane, however small (above it, im2col's batch-wide GEMM fills its tiles across
-/// images and pays for its copy). `cargo run --release --example conv_algos`, 3x3
-/// layers, implicit over im2col, Xeon family 6 model 207, AVX-512 / AVX2: 64 channels on
-/// 7 x 7, 64 images, 1.25x; 64 to 128 on 7 x 7, 8 images, 1.14x / 1.10x; 96 on 7 x 7
-/// 1.37x / 1.21x (8 images), 1.51x / 1.18x (64); 64 on 4 x 4 1.63x / 1.27x; 64 on
-/// 10 x 10 1.71x / 1.48x; 100 on 5 x 5 (900 taps) 1.12x / 0.97x; 512 on 7 x 7 (4,608
-/// taps) 0.88x. (It was 256, measured on a Zen 4.)
-const IMPLICIT_MAX_TAPS: usize = 1024;
+/// Whether the implicit GEMM beats im2col + GEMM, by a cost model in cycles per element of
+/// im2col's matrix (taps x output pixels). Both run the same GEMM; im2col pays
+/// [`IM2COL_CYCLES_PER_ELEMENT`] to build its matrix, and the implicit GEMM pays for the
+/// partial tiles at the end of each image's plane (its tiles of `MR` pixels run within one
+/// image: 49 pixels fill 56 at 8): `2 m (1 / fill - 1) / (F * 0.85)` cycles per element,
+/// `m` output channels per group, `F` the FMA flops a cycle of the variant that runs (as
+/// for [`winograd_pays`]). So the implicit GEMM loses only on small planes (few pixels,
+/// badly rounded) with many output channels: large planes fill their tiles, and few
+/// channels make the GEMM's work per element too small to pay for a copy.
+///
+/// `cargo run --release --example conv_algos`, implicit over im2col, AMD Zen 5 (F = 64 with
+/// AVX-512; model's lost cycles in brackets), AVX-512 / AVX2: 128 -> 64 channels 3x3 on 7 x
+/// 7, 64 images 2.08x (0.34) / 1.39x (0.48); 64 channels 5x5 on 7 x 7, 64 images 2.04x /
+/// 1.38x; 128 channels 5x5 on 7 x 7 1.47x (0.67) / 1.16x (0.96), 8 and 64 images alike;
+/// 512 channels 3x3 on 7 x 7 (8 images) 1.00x (2.69) / 1.09x (3.84, the model's one
+/// miss); 256 -> 512 stride 2 to 7 x 7 1.02x / 1.02x; 100 channels on 5 x 5 (8 images),
+/// AVX2 0.98x (1.47). Intel Xeon family 6 model 207 (F = 64), from the constants this
+/// replaced: 512 channels on 7 x 7 0.88x (2.69); 100 channels on 5 x 5 1.12x (1.03); 64 on
+/// 7 x 7 1.25x. (The constants were: implicit up to 1,024 taps, or on planes of 128 pixels
+/// or more; they sent 128 -> 64 channels on 7 x 7, the input gradient of the `fmnist`
+/// preset's last layer, to im2col at half the implicit GEMM's speed.)
+pub(crate) fn implicit_pays(d: &Conv2dDims) -> bool {
+    let f = if zmm_doubles() { 64.0 } else { 32.0 };
+    let mr = super::implicit::forward_tile_rows(arch::active(), d.out_per_group);
+    let px = d.col_cols;
+    let fill = px as f64 / px.next_multiple_of(mr) as f64;
+    let lost = 2.0 * d.out_per_group as f64 * (1.0 / fill - 1.0) / (f * 0.85);
+    lost <= IM2COL_CYCLES_PER_ELEMENT
+}
 
 /// Whether Winograd's algorithm pays for a 3x3 stride-1 kernel, by a cost model in
 /// cycles per group: it saves GEMM work (16 products per tile of 2 x 2 outputs and channel
@@ -246,7 +265,7 @@ fn forward_algo(p: &Conv2dParams, d: &Conv2dDims) -> Conv2dAlgo {
         } else {
             Conv2dAlgo::Direct
         }
-    } else if d.col_rows <= IMPLICIT_MAX_TAPS || d.col_cols >= IMPLICIT_MIN_PIXELS {
+    } else if implicit_pays(d) {
         Conv2dAlgo::Implicit
     } else {
         Conv2dAlgo::Im2col
