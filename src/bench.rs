@@ -951,7 +951,7 @@ pub fn run(
             push(bench_conv_s8(name, &p, threads, min_time)?, &mut rows);
         }
     }
-    for n in [256, 1024] {
+    for n in [256, 512, 1024] {
         if want(&format!("sgemm/{n}")) {
             push(bench_sgemm(n, threads, min_time)?, &mut rows);
         }

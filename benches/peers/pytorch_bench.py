@@ -121,7 +121,7 @@ def jobs(filter_):
                 conv(xq)
 
         out.append((full, "fwd", qfwd, 2 * macs))
-    for nn in (256, 1024):
+    for nn in (256, 512, 1024):
         full = f"sgemm/{nn}"
         if filter_ in full:
             A, B = torch.randn(nn, nn), torch.randn(nn, nn)

@@ -207,6 +207,20 @@ pub(super) fn store<V: Vf32, const MR: usize, const NV: usize>(
             }
             return;
         }
+        let accumulate = !first
+            && ep.alpha == 1.0
+            && (!last || (ep.lo == f32::NEG_INFINITY && ep.hi == f32::INFINITY));
+        if accumulate {
+            // a later K block of a plain product: `C += acc`, no scaling and no clamp
+            for (r, accr) in acc.iter().enumerate() {
+                let row = &mut c[(t.i0 + r) * ldc + t.j0..][..NV * LANES];
+                for (v, &a) in accr.iter().enumerate() {
+                    let dst = &mut row[v * LANES..][..LANES];
+                    a.add(V::load(dst)).store(dst);
+                }
+            }
+            return;
+        }
         // (constant sizes: unrolled, accumulators stay in registers)
         store_rows::<V, MR, NV>(acc, c, ldc, full, ep, first, last);
     } else {
