@@ -2,8 +2,9 @@
 //!
 //! - A ReLU right after a Conv2d or Linear layer runs in that layer's kernel epilogue (the
 //!   clamp of its store): one pass over the output instead of two. Training does this in
-//!   its forward pass (the ReLU's backward takes its mask from the fused output), export
-//!   writes it into the firmware layer's `act`.
+//!   its forward pass (the ReLU's backward takes its mask from the fused output), and
+//!   for a ReLU after batch normalisation too; export writes it into the firmware
+//!   layer's `act`.
 //! - In inference only (export), batch normalisation after a Conv2d or Linear layer is
 //!   folded into its weights and bias, and flatten and dropout are the identity (a ReLU
 //!   after them still fuses into the layer before them).
@@ -14,7 +15,7 @@
 //! let m = Model::from_spec("conv(4,3) batchnorm relu flatten linear(10) relu",
 //!                          Shape::Image { c: 1, h: 8, w: 8 }, 1).unwrap();
 //! let train = roles(m.layers(), false);
-//! assert_eq!(train[2], Role::Run); // batch norm between: no fusion in training
+//! assert_eq!(train[2], Role::Epilogue { of: 1 }); // in the batch norm's store
 //! assert_eq!(train[5], Role::Epilogue { of: 4 });
 //! let export = roles(m.layers(), true);
 //! assert_eq!(export[1], Role::Folded { into: 0 });
@@ -29,7 +30,8 @@ use crate::layers::{Elementwise, Layer};
 pub enum Role {
     /// It runs as itself.
     Run,
-    /// A ReLU applied in the store of layer `of` (a Conv2d or Linear layer).
+    /// A ReLU applied in the store of layer `of` (a Conv2d or Linear layer; in training
+    /// also a batch normalisation).
     Epilogue {
         /// The layer whose epilogue applies it.
         of: usize,
@@ -56,6 +58,10 @@ pub fn roles(layers: &[Layer], inference: bool) -> Vec<Role> {
             }
             (Layer::BatchNorm2d(_), Some(into)) if inference => {
                 roles[i] = Role::Folded { into };
+                continue;
+            }
+            (Layer::BatchNorm2d(_), _) if !inference => {
+                open = Some(i);
                 continue;
             }
             (Layer::Flatten | Layer::Dropout(_), _) if inference => {

@@ -257,6 +257,10 @@ impl Model {
                 let (before, after) = ws.acts.split_at_mut(i + 1);
                 let x = &before[i][..b * self.shapes[i].len()];
                 let y = &mut after[1][..b * self.shapes[i + 2].len()];
+                if let Layer::BatchNorm2d(bn) = &self.layers[i] {
+                    let st = &mut ws.states[i];
+                    return bn.forward(b, self.shapes[i], x, y, st, mode, k::Activation::Relu);
+                }
                 return self.layers[i].affine_forward(
                     b,
                     self.shapes[i],

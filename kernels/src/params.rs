@@ -1004,16 +1004,21 @@ pub struct BatchNormParams {
     pub plane: usize,
     /// Added to the variance (PyTorch's default: `1e-5`).
     pub eps: f32,
+    /// The clamp the forward passes apply as they store (a ReLU after the normalisation,
+    /// fused: one pass over the values instead of two). The backward pass takes the
+    /// gradient of the normalisation alone: mask it by the clamped output first.
+    pub act: Activation,
 }
 
 impl BatchNormParams {
-    /// `batch` samples of `channels` planes of `plane` values, `eps = 1e-5`.
+    /// `batch` samples of `channels` planes of `plane` values, `eps = 1e-5`, no clamp.
     pub const fn new(batch: usize, channels: usize, plane: usize) -> Self {
         BatchNormParams {
             batch,
             channels,
             plane,
             eps: 1e-5,
+            act: Activation::None,
         }
     }
 
@@ -1022,12 +1027,28 @@ impl BatchNormParams {
         BatchNormParams { eps, ..self }
     }
 
+    /// With a clamp applied by the forward passes (see [`BatchNormParams::act`]).
+    ///
+    /// ```
+    /// use cnnkit_kernels::{Activation, BatchNormParams, batch_norm_forward};
+    /// let p = BatchNormParams::new(2, 1, 1).with_activation(Activation::Relu);
+    /// let (mut y, mut stats) = ([0.0; 2], [0.0; 3]);
+    /// batch_norm_forward(&p, &[1.0, 3.0], &[1.0], &[0.0], &mut y, &mut stats).unwrap();
+    /// assert_eq!(y[0], 0.0); // (1 - 2) / 1, clamped
+    /// assert!((y[1] - 1.0).abs() < 1e-4);
+    /// ```
+    pub const fn with_activation(self, act: Activation) -> Self {
+        BatchNormParams { act, ..self }
+    }
+
     /// The elements of `x`, after checking the geometry.
     ///
     /// # Errors
     /// [`KernelError::ZeroSize`] for a zero dimension, [`KernelError::Overflow`],
-    /// [`KernelError::InvalidParameter`] for an `eps` that is not finite and positive.
+    /// [`KernelError::InvalidParameter`] for an `eps` that is not finite and positive, or
+    /// a clamp [`Activation::bounds`] refuses.
     pub const fn len(&self) -> Result<usize, KernelError> {
+        ctry!(self.act.bounds());
         ctry!(nonzero(self.batch, "batch"));
         ctry!(nonzero(self.channels, "channels"));
         ctry!(nonzero(self.plane, "plane"));

@@ -448,7 +448,7 @@ impl Layer {
                     }
                 }
             },
-            Layer::BatchNorm2d(bn) => bn.forward(b, input, x, y, st, mode)?,
+            Layer::BatchNorm2d(bn) => bn.forward(b, input, x, y, st, mode, k::Activation::None)?,
         }
         Ok(())
     }

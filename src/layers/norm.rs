@@ -62,7 +62,9 @@ impl BatchNorm2d {
         }
     }
 
-    pub(super) fn forward(
+    /// Forward pass of `b` samples, clamped by `act` as it stores (a ReLU fused).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward(
         &self,
         b: usize,
         input: Shape,
@@ -70,8 +72,9 @@ impl BatchNorm2d {
         y: &mut [f32],
         st: &mut LayerState,
         mode: Mode,
+        act: k::Activation,
     ) -> Result<()> {
-        let p = self.params(b, input);
+        let p = self.params(b, input).with_activation(act);
         let (gamma, beta) = (self.weight.data(), self.bias.data());
         match mode {
             Mode::Train { .. } => k::batch_norm_forward(&p, x, gamma, beta, y, &mut st.stats)?,

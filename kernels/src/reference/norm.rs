@@ -34,7 +34,8 @@ fn moments(p: &BatchNormParams, x: &[f32], ch: usize) -> (f64, f64) {
     (mean, var)
 }
 
-/// [`crate::batch_norm_forward`]'s oracle.
+/// [`crate::batch_norm_forward`]'s oracle (the clamp `p.act` applied to the rounded
+/// value).
 ///
 /// # Errors
 /// As [`crate::batch_norm_forward`].
@@ -53,6 +54,7 @@ pub fn batch_norm_forward(
     )?;
     check_len("y", n, y.len())?;
     check_len("stats", 3 * p.channels, stats.len())?;
+    let (lo, hi) = p.act.bounds()?;
     let (c, hw) = (p.channels, p.plane);
     for ch in 0..c {
         let (mean, var) = moments(p, x, ch);
@@ -63,8 +65,9 @@ pub fn batch_norm_forward(
         for i in 0..p.batch {
             let o = (i * c + ch) * hw;
             for (yv, &xv) in y[o..o + hw].iter_mut().zip(&x[o..o + hw]) {
-                *yv = ((f64::from(xv) - mean) * invstd * f64::from(gamma[ch]) + f64::from(beta[ch]))
-                    as f32;
+                let v =
+                    (f64::from(xv) - mean) * invstd * f64::from(gamma[ch]) + f64::from(beta[ch]);
+                *yv = super::clamp(v as f32, lo, hi);
             }
         }
     }
@@ -96,14 +99,16 @@ pub fn batch_norm_forward_inference(
         ],
     )?;
     check_len("y", n, y.len())?;
+    let (lo, hi) = p.act.bounds()?;
     let (c, hw) = (p.channels, p.plane);
     for ch in 0..c {
         let invstd = 1.0 / libm::sqrt(f64::from(var[ch]) + f64::from(p.eps));
         for i in 0..p.batch {
             let o = (i * c + ch) * hw;
             for (yv, &xv) in y[o..o + hw].iter_mut().zip(&x[o..o + hw]) {
-                *yv = ((f64::from(xv) - f64::from(mean[ch])) * invstd * f64::from(gamma[ch])
-                    + f64::from(beta[ch])) as f32;
+                let v = (f64::from(xv) - f64::from(mean[ch])) * invstd * f64::from(gamma[ch])
+                    + f64::from(beta[ch]);
+                *yv = super::clamp(v as f32, lo, hi);
             }
         }
     }
