@@ -283,6 +283,11 @@ fn large_k_and_m_match_reference() {
         // K = 2430 (270 channels of 3x3): three K blocks, the middle one neither first nor
         // last (it adds into the output and leaves the clamp to the last)
         Conv2dParams::new(1, 270, 11, 11, 18, 3, 3).with_padding(1, 1, 1, 1),
+        // more than 16 output channels on planes of 49, 25 and 9 pixels: AVX-512's 7-row
+        // tiles (one weight block partial; two K blocks)
+        Conv2dParams::new(2, 5, 7, 7, 40, 3, 3).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(3, 130, 5, 5, 33, 3, 3).with_padding(1, 1, 1, 1),
+        Conv2dParams::new(2, 4, 5, 5, 17, 3, 3),
         // found by fuzzing: the last output tile lies wholly in the right padding (its
         // first column is past the row's end); the direct kernel sliced out of bounds
         Conv2dParams::new(1, 2, 3, 11, 7, 4, 1)
@@ -344,10 +349,11 @@ fn dispatch_picks_by_shape() {
         k::conv2d_algo(&vgg.with_stride(2, 2)).unwrap(),
         Conv2dAlgo::Implicit
     );
-    // a small plane (49 pixels: 7 tiles of 8 compute 56, or 9 of 6 54) with many output
-    // channels: im2col + GEMM across the batch, whose tiles span images; with 128
-    // channels the implicit GEMM (the GEMM's work per copied element too small)
-    let deep5 = Conv2dParams::new(8, 512, 7, 7, 512, 5, 5).with_padding(2, 2, 2, 2);
+    // a small plane that no tile fills (25 pixels: 4 tiles of 7 or 8 compute 28 or 32, 5
+    // of 6 30) with many output channels: im2col + GEMM across the batch, whose tiles
+    // span images; with 128 channels the implicit GEMM (the GEMM's work per copied
+    // element too small to pay for the copy)
+    let deep5 = Conv2dParams::new(8, 512, 5, 5, 512, 5, 5).with_padding(2, 2, 2, 2);
     assert_eq!(k::conv2d_algo(&deep5).unwrap(), Conv2dAlgo::Im2col);
     let mid5 = Conv2dParams::new(8, 128, 7, 7, 128, 5, 5).with_padding(2, 2, 2, 2);
     assert_eq!(k::conv2d_algo(&mid5).unwrap(), Conv2dAlgo::Implicit);
@@ -576,9 +582,9 @@ fn backward_planners_pick_by_shape() {
     // 7 x 7: the implicit GEMM's or Winograd's, by the planner's cost models)
     let c3 = Conv2dParams::new(64, 64, 7, 7, 128, 3, 3).with_padding(1, 1, 1, 1);
     assert_eq!((input(&c3), weight(&c3)), (K::AsForward, K::Implicit));
-    // 512 channels 5x5 on 7 x 7: that forward convolution would be an im2col one (see
+    // 512 channels 5x5 on 5 x 5: that forward convolution would be an im2col one (see
     // `dispatch_picks_by_shape`); W^T dY and col2im
-    let deep5 = Conv2dParams::new(8, 512, 7, 7, 512, 5, 5).with_padding(2, 2, 2, 2);
+    let deep5 = Conv2dParams::new(8, 512, 5, 5, 512, 5, 5).with_padding(2, 2, 2, 2);
     assert_eq!(input(&deep5), K::Col2im);
     // a depthwise layer, a pointwise one
     let dw = Conv2dParams::new(8, 32, 28, 28, 32, 3, 3)

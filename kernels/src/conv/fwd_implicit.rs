@@ -14,10 +14,11 @@
 //! slower (ResNet's 128-channel 28 x 28: 25.0 -> 22.6 ms for 8 images, min of 15).
 
 use super::im2col::unpadded;
-use super::implicit::{Args, ImplicitKernel, KB, Taps, copy_padded, padded_dims, step};
+use super::implicit::{Args, ImplicitKernel, KB, Taps, copy_padded, padded_dims, step, takes_alt};
 use crate::arch;
 use crate::arch::Tile;
 use crate::error::KernelError;
+use crate::gemm::kernel::GemmTile;
 use crate::params::{Activation, Conv2dDims, Conv2dParams, add, mul};
 use crate::simd::LANES;
 use crate::vector::{Vf32, build};
@@ -142,13 +143,27 @@ impl<const MR: usize, const NV: usize> ForwardTile for Tile<MR, NV> {
 /// its 16-wide one (AVX-512's 8 x 32 on LeNet's 16-channel layer: 0.585 ms against 0.346
 /// for 6 x 16, its upper half computing zeros).
 #[inline(always)]
-pub(super) fn forward_on<V: ImplicitKernel<Forward: ForwardTile, ForwardNarrow: ForwardTile>>(
+pub(super) fn forward_on<
+    V: ImplicitKernel<
+            Forward: ForwardTile + GemmTile,
+            ForwardNarrow: ForwardTile + GemmTile,
+            ForwardAlt: ForwardTile + GemmTile,
+            ForwardNarrowAlt: ForwardTile + GemmTile,
+        >,
+>(
     a: &Args<'_>,
     output: &mut [f32],
     scratch: &mut [f32],
 ) {
+    let px = a.d.col_cols;
     if a.d.out_per_group <= 16 {
-        <V::ForwardNarrow as ForwardTile>::forward::<V>(a, output, scratch);
+        if takes_alt(V::ForwardNarrow::MR, V::ForwardNarrowAlt::MR, px) {
+            <V::ForwardNarrowAlt as ForwardTile>::forward::<V>(a, output, scratch);
+        } else {
+            <V::ForwardNarrow as ForwardTile>::forward::<V>(a, output, scratch);
+        }
+    } else if takes_alt(V::Forward::MR, V::ForwardAlt::MR, px) {
+        <V::ForwardAlt as ForwardTile>::forward::<V>(a, output, scratch);
     } else {
         <V::Forward as ForwardTile>::forward::<V>(a, output, scratch);
     }

@@ -30,14 +30,33 @@ pub(super) fn padded_dims(p: &Conv2dParams) -> Result<(usize, usize), KernelErro
     ))
 }
 
+/// Which of a variant's two forward tiles of `main` and `alt` rows a plane of `px` output
+/// pixels takes: the other one only where it computes at least 5% fewer pixels (its tiles
+/// run within one image, so a plane is rounded up to whole tiles: 49 pixels to 56 in
+/// tiles of 8, 49 in tiles of 7).
+pub(crate) const fn takes_alt(main: usize, alt: usize, px: usize) -> bool {
+    let (m, a) = (px.div_ceil(main) * main, px.div_ceil(alt) * alt);
+    a * 20 < m * 19
+}
+
 /// Output pixels per forward tile of `isa`'s implicit GEMM for a layer of
-/// `out_per_group` output channels per group (the narrow tile up to 16).
-pub(crate) fn forward_tile_rows(isa: crate::arch::Isa, out_per_group: usize) -> usize {
+/// `out_per_group` output channels per group (the narrow tiles up to 16) and `px` output
+/// pixels per plane: the tile [`takes_alt`] picks.
+pub(crate) fn forward_tile_rows(isa: crate::arch::Isa, out_per_group: usize, px: usize) -> usize {
     use crate::gemm::kernel::GemmTile;
-    crate::arch::with_isa!(isa, V => if out_per_group <= 16 {
-        <<V as ImplicitKernel>::ForwardNarrow as GemmTile>::MR
-    } else {
-        <<V as ImplicitKernel>::Forward as GemmTile>::MR
+    crate::arch::with_isa!(isa, V => {
+        let (main, alt) = if out_per_group <= 16 {
+            (
+                <<V as ImplicitKernel>::ForwardNarrow as GemmTile>::MR,
+                <<V as ImplicitKernel>::ForwardNarrowAlt as GemmTile>::MR,
+            )
+        } else {
+            (
+                <<V as ImplicitKernel>::Forward as GemmTile>::MR,
+                <<V as ImplicitKernel>::ForwardAlt as GemmTile>::MR,
+            )
+        };
+        if takes_alt(main, alt, px) { alt } else { main }
     })
 }
 
@@ -50,6 +69,11 @@ pub(crate) trait ImplicitKernel: Vf32 {
     type Forward;
     /// The forward pass's tile for 16 output channels per group or fewer (16 wide).
     type ForwardNarrow;
+    /// [`ImplicitKernel::Forward`]'s width with other rows, for planes that tile fills
+    /// badly ([`takes_alt`]).
+    type ForwardAlt;
+    /// [`ImplicitKernel::ForwardNarrow`]'s width with other rows, likewise.
+    type ForwardNarrowAlt;
     /// The weight gradient's tile.
     type Weight;
     /// The weight gradient's tile for 16 output channels per group or fewer (where a wider
@@ -91,6 +115,8 @@ pub(crate) trait ImplicitKernel: Vf32 {
 impl ImplicitKernel for f32x8 {
     type Forward = Tile<PORTABLE_MR, PORTABLE_NV>;
     type ForwardNarrow = Tile<PORTABLE_MR, PORTABLE_NV>;
+    type ForwardAlt = Tile<PORTABLE_MR, PORTABLE_NV>;
+    type ForwardNarrowAlt = Tile<PORTABLE_MR, PORTABLE_NV>;
     type Weight = Tile<PORTABLE_MR, PORTABLE_NV>;
     type WeightNarrow = Tile<PORTABLE_MR, PORTABLE_NV>;
 }
@@ -254,7 +280,8 @@ pub(crate) unsafe fn taps_tile<V: Vf32, const MR: usize, const NV: usize>(
 /// forward pass and the weight gradient, each with its own loop, and for 16 output channels
 /// or fewer 12 x 16 (one zmm vector per row) for the forward pass (LeNet's second layer,
 /// Xeon family 6 model 207: 0.41 -> 0.32 ms against 6 x 16 on ymm) and 6 x 16 on ymm for
-/// the weight gradient (12 x 16 on zmm measured 0.44 -> 0.54 ms there).
+/// the weight gradient (12 x 16 on zmm measured 0.44 -> 0.54 ms there); 7 x 32 for the
+/// forward pass of planes whose pixels 7-row tiles cover with 5% fewer than 8-row ones.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use core::arch::x86_64::{
@@ -269,6 +296,9 @@ mod x86 {
     impl ImplicitKernel for Avx2 {
         type Forward = Tile<6, 2>;
         type ForwardNarrow = Tile<6, 2>;
+        // (7 rows of 2 ymm accumulators would not leave registers for the loads)
+        type ForwardAlt = Tile<6, 2>;
+        type ForwardNarrowAlt = Tile<6, 2>;
         type Weight = Tile<6, 2>;
         type WeightNarrow = Tile<6, 2>;
     }
@@ -276,6 +306,13 @@ mod x86 {
     impl ImplicitKernel for Avx512 {
         type Forward = Tile<8, 4>;
         type ForwardNarrow = Tile<12, 2>;
+        // 7 rows: a 7 x 7 plane in 7 tiles, where 8 rows compute 56 pixels (the `fmnist`
+        // preset's 64 -> 128 channels on 7 x 7, 64 images, AMD Zen 5: 2.24 -> 1.94 ms)
+        type ForwardAlt = Tile<7, 4>;
+        // (10 rows for LeNet's 10 x 10 planes, 100 pixels in 10 tiles where 12 rows
+        // compute 108: 0.197 -> 0.226 ms, the stores' transposes per tile outweighing the
+        // 8% fewer FMAs over its 150 taps)
+        type ForwardNarrowAlt = Tile<12, 2>;
         type Weight = Tile<8, 4>;
         type WeightNarrow = Tile<6, 2>;
 

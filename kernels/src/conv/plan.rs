@@ -180,14 +180,16 @@ const IM2COL_CYCLES_PER_ELEMENT: f64 = 2.0;
 /// im2col's matrix (taps x output pixels). Both run the same GEMM; im2col pays
 /// [`IM2COL_CYCLES_PER_ELEMENT`] to build its matrix, and the implicit GEMM pays for the
 /// partial tiles at the end of each image's plane (its tiles of `MR` pixels run within one
-/// image: 49 pixels fill 56 at 8): `2 m (1 / fill - 1) / (F * 0.85)` cycles per element,
+/// image: 25 pixels fill 28 at 7, the tile `implicit::takes_alt` picks):
+/// `2 m (1 / fill - 1) / (F * 0.85)` cycles per element,
 /// `m` output channels per group, `F` the FMA flops a cycle of the variant that runs (as
 /// for [`winograd_pays`]). So the implicit GEMM loses only on small planes (few pixels,
 /// badly rounded) with many output channels: large planes fill their tiles, and few
 /// channels make the GEMM's work per element too small to pay for a copy.
 ///
 /// `cargo run --release --example conv_algos`, implicit over im2col, AMD Zen 5 (F = 64 with
-/// AVX-512; model's lost cycles in brackets), AVX-512 / AVX2: 128 -> 64 channels 3x3 on 7 x
+/// AVX-512; model's lost cycles in brackets; measured with 8-row tiles on 7 x 7 planes,
+/// before the 7-row ones: 512 channels there now 1.02x), AVX-512 / AVX2: 128 -> 64 channels 3x3 on 7 x
 /// 7, 64 images 2.08x (0.34) / 1.39x (0.48); 64 channels 5x5 on 7 x 7, 64 images 2.04x /
 /// 1.38x; 128 channels 5x5 on 7 x 7 1.47x (0.67) / 1.16x (0.96), 8 and 64 images alike;
 /// 512 channels 3x3 on 7 x 7 (8 images) 1.00x (2.69) / 1.09x (3.84, the model's one
@@ -199,7 +201,7 @@ const IM2COL_CYCLES_PER_ELEMENT: f64 = 2.0;
 /// preset's last layer, to im2col at half the implicit GEMM's speed.)
 pub(crate) fn implicit_pays(d: &Conv2dDims) -> bool {
     let f = if zmm_doubles() { 64.0 } else { 32.0 };
-    let mr = super::implicit::forward_tile_rows(arch::active(), d.out_per_group);
+    let mr = super::implicit::forward_tile_rows(arch::active(), d.out_per_group, d.col_cols);
     let px = d.col_cols;
     let fill = px as f64 / px.next_multiple_of(mr) as f64;
     let lost = 2.0 * d.out_per_group as f64 * (1.0 / fill - 1.0) / (f * 0.85);
@@ -215,8 +217,11 @@ pub(crate) fn implicit_pays(d: &Conv2dDims) -> bool {
 /// Winograd pays only from more channels there.
 ///
 /// - direct (the implicit GEMM or im2col): `2 m c 9 px / (F * 0.95 * fill)`, where `fill`
-///   is the share of the plane's pixels in whole tiles of 16 (the implicit GEMM's tiles
-///   run within one image: 49 pixels fill 64);
+///   is the share of the plane's pixels in whole tiles of 16 (a fitted term: the
+///   implicit GEMM's tiles run within one image, but 7 x 7 planes have tiles of 7 rows
+///   since; re-measured with them, the model keeps every 7 x 7 layer below on its side:
+///   64 -> 128 channels (64 images) 0.99 / 0.96, 64 channels 0.85 / 0.81, 128 (8 images)
+///   1.08 / 1.07, 256 1.31 / 1.25, 512 1.46 / 1.33);
 /// - Winograd: `2 m c 16 T / (F * 0.8) + 1.5 * 16 T (c + m) + 0.75 * 16 m c`: the GEMMs
 ///   over `T` tiles (each image's rounded up to 8: its run of columns in a block), the
 ///   input and output transforms (1.5 cycles a transformed value: they are bound by
