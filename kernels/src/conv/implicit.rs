@@ -244,13 +244,21 @@ pub(super) unsafe fn step<V: Vf32, const MR: usize, const NV: usize>(
 
 /// Copies one image's channels of a group, `x_g` (`[channels, in_h, in_w]`), into the
 /// interior of the zero-bordered planes of `pad_buf` (rows `pw` floats wide); the borders
-/// are left as they are.
-pub(super) fn copy_padded(p: &Conv2dParams, x_g: &[f32], pw: usize, pad_buf: &mut [f32]) {
+/// are left as they are. Rows are moved in vectors of the variant's lane type (a
+/// `copy_from_slice` per row of 14 or 28 floats was a memmove call each: 2% of the
+/// `fmnist` preset's training step).
+#[inline(always)]
+pub(super) fn copy_padded<V: Vf32>(p: &Conv2dParams, x_g: &[f32], pw: usize, pad_buf: &mut [f32]) {
     let ph = p.in_h + p.pad_top + p.pad_bottom;
     for (ci, plane) in x_g.chunks_exact(p.in_h * p.in_w).enumerate() {
         for (ih, row) in plane.chunks_exact(p.in_w).enumerate() {
             let at = ci * ph * pw + (ih + p.pad_top) * pw + p.pad_left;
-            pad_buf[at..at + p.in_w].copy_from_slice(row);
+            let dst = &mut pad_buf[at..at + p.in_w];
+            // (a short last chunk: V::load reads missing lanes as 0, V::store writes only
+            // the chunk's floats)
+            for (d, s) in dst.chunks_mut(LANES).zip(row.chunks(LANES)) {
+                V::load(s).store(d);
+            }
         }
     }
 }

@@ -140,7 +140,7 @@ pub(super) fn weight_run<V: ImplicitKernel, const MR: usize, const NV: usize>(
             let x_g =
                 &a.input[img * d.image_len + g * d.in_per_group * hw..][..d.in_per_group * hw];
             let src: &[f32] = if padded {
-                copy_padded(p, x_g, pw, pad_buf);
+                copy_padded::<V>(p, x_g, pw, pad_buf);
                 pad_buf
             } else {
                 x_g
