@@ -18,15 +18,15 @@ use crate::params::{Conv2dDims, Conv2dParams};
 /// channels) and a col2im scatter: ResNet's 128-channel 3x3 layer (8 images) measured
 /// 28.2-33.9 -> 26.5-27.5 ms here, three interleaved pairs; a 3x3 layer wide enough for
 /// Winograd's algorithm (see `Conv2dAlgo::Winograd`) gets it here too, with its rounding
-/// and its handling of infinities in `dY`. For layers the flat planes do
-/// not take, with 8 or more input channels per group (the forward pass's implicit GEMM or
-/// im2col, not its direct kernel for few outputs); only for finite weights, as `flat`
+/// and its handling of infinities in `dY`. For depthwise layers (the forward pass's flat
+/// planes) and layers with 8 or more input channels per group (the forward pass's
+/// implicit GEMM or im2col, not its direct kernel for few outputs); only for finite
+/// weights, as `flat`
 /// (the forward pass multiplies them by the explicit zeros of its padding, terms the
 /// exact sum does not have).
 pub(super) fn as_forward(p: &Conv2dParams, d: &Conv2dDims) -> Option<Conv2dParams> {
     let fits = super::unit_stride_not_pointwise(p)
-        && !depthwise::applies(p, d)
-        && d.in_per_group >= 8
+        && (depthwise::applies(p, d) || d.in_per_group >= 8)
         && p.pad_top < p.kernel_h
         && p.pad_bottom < p.kernel_h
         && p.pad_left < p.kernel_w
