@@ -384,7 +384,7 @@ fn dispatch_picks_by_shape() {
     );
     // depthwise at stride 1: flat planes in all three passes (forward: one padded plane of
     // 30 x 30 plus the overrun 3 + 32, and 28 rows of 30 rounded to 864; input gradient:
-    // rows of 29, 60 + 832 + 30 and 832; weight gradient: 9 taps x 8 lanes, 900 + 3 + 16,
+    // rows of 29, 60 + 832 + 30 and 832; weight gradient: 9 taps x 8 lanes per group, 900 + 3 + 16,
     // 28 rows of 30)
     let dw = Conv2dParams::new(8, 256, 28, 28, 256, 3, 3)
         .with_groups(256)
@@ -401,7 +401,7 @@ fn dispatch_picks_by_shape() {
     assert_eq!(k::conv2d_backward_input_scratch_len(&dw).unwrap(), dw_input);
     assert_eq!(
         k::conv2d_backward_weight_scratch_len(&dw).unwrap(),
-        72 + 919 + 840
+        256 * 72 + 919 + 840
     );
     // strided: the row-by-row depthwise kernels, no scratch
     let dw2 = dw.with_stride(2, 2);
@@ -625,6 +625,35 @@ fn backward_pointwise_and_large_match_reference() {
             bias: true,
             seed: 100 + i as u64,
         });
+    }
+}
+
+/// Depthwise 3x3 layers at stride 1, whose weight gradient runs image by image over every
+/// group's sums, and whose input gradient is the forward convolution of dY on x86: every
+/// backward kernel they take, and the planners' picks, against the reference.
+#[test]
+fn depthwise_3x3_backward_matches_reference() {
+    let shapes = [
+        Conv2dParams::new(3, 5, 6, 7, 5, 3, 3)
+            .with_groups(5)
+            .with_padding(1, 1, 1, 1),
+        Conv2dParams::new(2, 9, 9, 4, 9, 3, 3)
+            .with_groups(9)
+            .with_padding(0, 2, 1, 0),
+        Conv2dParams::new(4, 3, 12, 12, 3, 3, 3).with_groups(3),
+        Conv2dParams::new(2, 70, 5, 5, 70, 3, 3)
+            .with_groups(70)
+            .with_padding(1, 1, 1, 1),
+    ];
+    for (i, p) in shapes.into_iter().enumerate() {
+        let c = Case {
+            p,
+            act: Activation::Relu,
+            bias: true,
+            seed: 200 + i as u64,
+        };
+        assert!(each_backward_kernel(c.clone()));
+        backward_matches(c);
     }
 }
 

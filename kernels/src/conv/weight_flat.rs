@@ -74,13 +74,24 @@ impl Geometry {
 pub(super) fn scratch_len(p: &Conv2dParams, d: &Conv2dDims) -> Result<usize, KernelError> {
     let plane = add(mul(d.padded_h, d.padded_w)?, p.kernel_w + 2 * LANES)?;
     let t = mul(d.out_h, d.padded_w)?.div_ceil(LANES) * LANES;
+    // (depthwise 3x3: the sums of every group, see `depthwise_3x3`)
+    let groups = if depthwise_3x3(p, d) { p.groups } else { 1 };
     add(
         add(
-            mul(mul(d.out_per_group, d.col_rows)?, LANES)?,
+            mul(mul(mul(d.out_per_group, d.col_rows)?, LANES)?, groups)?,
             mul(d.in_per_group, plane)?,
         )?,
         mul(d.out_per_group, t)?,
     )
+}
+
+/// Whether [`run`] takes a depthwise 3x3 layer image by image (all groups' sums kept, the
+/// planes read in memory order; group by group, each image's plane of a group lies a
+/// whole image after the last, and the prefetchers start over on every one), all nine
+/// dot products in one pass ([`rows_3x3`]). `dw3x3_256` (8 images of 256 channels of 28 x
+/// 28) on an AMD Zen 5: 1.07 -> 0.77-0.83 ms (one pass alone: 0.97-1.02).
+const fn depthwise_3x3(p: &Conv2dParams, d: &Conv2dDims) -> bool {
+    d.out_per_group == 1 && d.in_per_group == 1 && p.kernel_h == 3 && p.kernel_w == 3
 }
 
 /// The weight gradient (overwritten); arguments validated by the caller, [`applies`]
@@ -145,12 +156,31 @@ fn run<V: Vf32, const KW: usize>(args: Args<'_>) {
     let geo = Geometry::new(p, d);
     let (m, cpg, k) = (d.out_per_group, d.in_per_group, d.col_rows);
     let (in_plane, out_plane) = (p.in_h * p.in_w, d.out_h * d.out_w);
-    let (acc, rest) = scratch.split_at_mut(m * k * LANES);
+    let groups = if depthwise_3x3(p, d) { p.groups } else { 1 };
+    let (acc, rest) = scratch.split_at_mut(groups * m * k * LANES);
     let (xs, rest) = rest.split_at_mut(cpg * geo.x_plane);
     let gs = &mut rest[..m * geo.t];
     // the padding, the gradient's zero columns and both tails are never written after this
     xs.fill(0.0);
     gs.fill(0.0);
+    if KW == 3 && depthwise_3x3(p, d) {
+        // (acc holds 9 taps x 8 lanes per group here: see `scratch_len`)
+        acc.fill(0.0);
+        let at = p.pad_top * geo.r + p.pad_left;
+        for n in 0..p.batch {
+            for (g, sums) in acc.chunks_exact_mut(k * LANES).enumerate() {
+                let src = &input[(n * p.in_channels + g) * in_plane..][..in_plane];
+                rows_into(src, p.in_w, xs, at, geo.r);
+                let src = &grad_output[(n * p.out_channels + g) * out_plane..][..out_plane];
+                rows_into(src, d.out_w, gs, 0, geo.r);
+                rows_3x3::<V>(&geo, xs, gs, sums);
+            }
+        }
+        for (dst, lanes) in grad_weight.iter_mut().zip(acc.chunks_exact(LANES)) {
+            *dst = lanes.iter().sum();
+        }
+        return;
+    }
     for g in 0..p.groups {
         acc.fill(0.0);
         for n in 0..p.batch {
@@ -177,6 +207,38 @@ fn run<V: Vf32, const KW: usize>(args: Args<'_>) {
         let gw = &mut grad_weight[g * m * k..][..m * k];
         for (dst, lanes) in gw.iter_mut().zip(acc.chunks_exact(LANES)) {
             *dst = lanes.iter().sum();
+        }
+    }
+}
+
+/// [`rows`] for one output and one input channel of a 3x3 kernel (a depthwise layer's
+/// group): all nine dot products in one pass over the planes, each gradient vector loaded
+/// once (by kernel row, three passes of 1 gradient and 3 input loads per 3 FMAs; here 1
+/// and 9 per 9).
+#[inline(always)]
+fn rows_3x3<V: Vf32>(geo: &Geometry, xp: &[f32], gp: &[f32], acc: &mut [f32]) {
+    let zero = V::splat(0.0);
+    let gp = &gp[..geo.t];
+    // reads end at 2 * r + 2 + t + 8 <= x_plane (see Geometry::new)
+    let xa = &xp[..2 * geo.r + geo.t + 2 + LANES];
+    let mut part = [[zero; 3]; 3];
+    let mut t = 0;
+    while t < geo.t {
+        let gv = V::load(&gp[t..t + LANES]);
+        for (a, row) in part.iter_mut().enumerate() {
+            for (b, s) in row.iter_mut().enumerate() {
+                // SAFETY: a * r + b + t + 8 <= 2 * r + 2 + geo.t + 8 = xa.len() (t + 8 <=
+                // geo.t, a whole number of vectors).
+                let xv = unsafe { V::load_ptr(xa.as_ptr().add(a * geo.r + b + t)) };
+                *s = gv.mul_add(xv, *s);
+            }
+        }
+        t += LANES;
+    }
+    for (a, row) in part.iter().enumerate() {
+        for (b, v) in row.iter().enumerate() {
+            let at = &mut acc[(a * 3 + b) * LANES..][..LANES];
+            V::load(at).add(*v).store(at);
         }
     }
 }
