@@ -286,10 +286,13 @@ pub(crate) unsafe fn taps_tile<V: Vf32, const MR: usize, const NV: usize>(
 
 /// The x86 variants: AVX2 + FMA on the GEMM's 6 x 16 tile; AVX-512 on 8 x 32 (zmm) for the
 /// forward pass and the weight gradient, each with its own loop, and for 16 output channels
-/// or fewer 12 x 16 (one zmm vector per row) for the forward pass (LeNet's second layer,
-/// Xeon family 6 model 207: 0.41 -> 0.32 ms against 6 x 16 on ymm) and 6 x 16 on ymm for
-/// the weight gradient (12 x 16 on zmm measured 0.44 -> 0.54 ms there); 7 x 32 for the
-/// forward pass of planes whose pixels 7-row tiles cover with 5% fewer than 8-row ones.
+/// or fewer 20 x 16 (one zmm vector per row) for the forward pass (LeNet's second layer:
+/// 12 x 16 measured 0.41 -> 0.32 ms against 6 x 16 on ymm on a Xeon family 6 model 207;
+/// 20 x 16 against 12 x 16 on an AMD Zen 5, 0.201-0.209 -> 0.180-0.186 ms, and 2-9%
+/// faster on 16-channel layers of 14 x 14 to 56 x 56, 25 rows slower, 0.22 ms; not
+/// measured on the Xeon) and 6 x 16 on ymm for the weight gradient (12 x 16 on zmm
+/// measured 0.44 -> 0.54 ms there); 7 x 32 and 12 x 16 for the forward pass of planes whose
+/// pixels they cover with 5% fewer than 8 and 20 rows.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use core::arch::x86_64::{
@@ -313,13 +316,13 @@ mod x86 {
 
     impl ImplicitKernel for Avx512 {
         type Forward = Tile<8, 4>;
-        type ForwardNarrow = Tile<12, 2>;
+        type ForwardNarrow = Tile<20, 2>;
         // 7 rows: a 7 x 7 plane in 7 tiles, where 8 rows compute 56 pixels (the `fmnist`
         // preset's 64 -> 128 channels on 7 x 7, 64 images, AMD Zen 5: 2.24 -> 1.94 ms)
         type ForwardAlt = Tile<7, 4>;
-        // (10 rows for LeNet's 10 x 10 planes, 100 pixels in 10 tiles where 12 rows
-        // compute 108: 0.197 -> 0.226 ms, the stores' transposes per tile outweighing the
-        // 8% fewer FMAs over its 150 taps)
+        // 12 rows where they cover a plane with 5% fewer pixels than 20 (a 10-row tile,
+        // which covers LeNet's 10 x 10 planes exactly, measured slower than 12 rows there:
+        // 0.197 -> 0.226 ms; 20 rows, 5 tiles an image, 0.201-0.209 -> 0.180-0.186)
         type ForwardNarrowAlt = Tile<12, 2>;
         type Weight = Tile<8, 4>;
         type WeightNarrow = Tile<6, 2>;
