@@ -200,7 +200,7 @@ const IM2COL_CYCLES_PER_ELEMENT: f64 = 2.0;
 /// or more; they sent 128 -> 64 channels on 7 x 7, the input gradient of the `fmnist`
 /// preset's last layer, to im2col at half the implicit GEMM's speed.)
 pub(crate) fn implicit_pays(d: &Conv2dDims) -> bool {
-    let f = if zmm_doubles() { 64.0 } else { 32.0 };
+    let f = fma_flops_per_cycle();
     let mr = super::implicit::forward_tile_rows(arch::active(), d.out_per_group, d.col_cols);
     let px = d.col_cols;
     let fill = px as f64 / px.next_multiple_of(mr) as f64;
@@ -241,12 +241,7 @@ pub(crate) fn winograd_pays(p: &Conv2dParams, d: &Conv2dDims) -> bool {
     if !fwd_winograd::applies(p) {
         return false;
     }
-    // FMA flops a cycle of the GEMMs: two units of 16 lanes where zmm registers do twice
-    // the work of ymm ones (the planners' `zmm_doubles`), two of 8 lanes on AVX2 and on
-    // AVX-512 otherwise. The portable code is taken as AVX2 (not measured: its 8-lane
-    // vectors are emulated on narrower registers, the transforms' as the FMAs', so the
-    // ratio of the two costs stays about the same).
-    let f = if zmm_doubles() { 64.0 } else { 32.0 };
+    let f = fma_flops_per_cycle();
     let (c, m) = (d.in_per_group as f64, d.out_per_group as f64);
     let px = d.col_cols as f64;
     let fill = px / d.col_cols.next_multiple_of(16) as f64;
@@ -813,6 +808,15 @@ fn input_kernel(p: &Conv2dParams, d: &Conv2dDims) -> ConvKernel {
     } else {
         ConvKernel::Col2im
     }
+}
+
+/// The FMA flops a cycle the cost models take for the active variant: two units of 16
+/// lanes where zmm registers do twice the work of ymm ones ([`zmm_doubles`]), two of 8
+/// lanes on AVX2 and on AVX-512 otherwise. The portable variant is taken as AVX2 (not
+/// measured: its 8-lane vectors are emulated on narrower registers, the rest of its work
+/// as its FMAs, so the ratios the models weigh stay about the same).
+fn fma_flops_per_cycle() -> f64 {
+    if zmm_doubles() { 64.0 } else { 32.0 }
 }
 
 /// Whether the active variant is AVX-512 on a CPU whose zmm registers do twice the work of
