@@ -667,7 +667,9 @@ pub fn model_from_bytes(path: &Path, bytes: &[u8]) -> Result<(Model, Meta)> {
             ),
         ));
     }
-    let model = Model::new(input, layers).map_err(|e| Error::checkpoint(path, e.to_string()))?;
+    let inputs = plan.into_iter().map(|p| p.inputs).collect();
+    let model =
+        Model::graph(input, layers, inputs).map_err(|e| Error::checkpoint(path, e.to_string()))?;
     Ok((model, meta))
 }
 

@@ -23,12 +23,12 @@
 use std::fmt::Write as _;
 
 use cnnkit_kernels::net::{BLOB_HEADER_LEN, Blob, Layer as NetLayer, Network};
-use cnnkit_kernels::{Activation, Elementwise, LinearParams};
+use cnnkit_kernels::{Activation, Elementwise, LinearParams, Pool2dParams};
 
 use crate::data::Normalize;
 use crate::error::{Error, Result};
 use crate::fusion::{self, Role};
-use crate::layers::{BatchNorm2d, Layer};
+use crate::layers::{BatchNorm2d, Layer, Shape};
 use crate::model::Model;
 
 /// A model in the form [`cnnkit_kernels::net`] runs.
@@ -52,10 +52,17 @@ impl Export {
         if batch == 0 {
             return Err(Error::invalid("export needs a batch of at least 1"));
         }
+        if let Some(i) = (0..model.layers().len()).find(|&i| model.inputs(i) != [i]) {
+            return Err(Error::invalid(format!(
+                "layer {i} ({}) is part of a res[...] or cat[...] block: the firmware network \
+                 runs plain stacks of layers only, not yet blocks",
+                model.layers()[i].spec()
+            )));
+        }
         let mut layers: Vec<NetLayer> = Vec::new();
         // the parameters of the layers so far (the last one's may still take a fold)
         let mut params: Vec<f32> = Vec::new();
-        let roles = fusion::roles(model.layers(), true);
+        let roles = fusion::roles(model, true);
         for (i, (l, role)) in model.layers().iter().zip(roles).enumerate() {
             let input = model.shapes()[i];
             match (role, l) {
@@ -107,6 +114,26 @@ impl Export {
                     count_include_pad: true,
                 }),
                 (_, Layer::Act(e)) => layers.push(NetLayer::Act(*e)),
+                (_, Layer::GlobalAvgPool) => {
+                    let Shape::Image { c, h, w } = input else {
+                        return Err(Error::invalid(format!("layer {i} (gap) needs an image")));
+                    };
+                    layers.push(NetLayer::AvgPool2d {
+                        params: Pool2dParams::new(batch, c, h, w, h, w),
+                        count_include_pad: true,
+                    });
+                }
+                (_, Layer::Add | Layer::Concat) => {
+                    return Err(Error::invalid(format!(
+                        "layer {i} ends a {} block: the firmware network runs plain stacks of \
+                         layers only, not yet residual or concatenation blocks",
+                        if matches!(l, Layer::Add) {
+                            "res[...]"
+                        } else {
+                            "cat[...]"
+                        }
+                    )));
+                }
                 (_, Layer::BatchNorm2d(_)) => {
                     return Err(Error::invalid(format!(
                         "layer {i} (batchnorm) does not follow a convolution or linear \

@@ -293,10 +293,8 @@ impl Trainer {
             workers,
             order: Vec::new(),
             bn_acc: vec![0.0; 2 * max_c],
-            plane: model
-                .shapes()
-                .iter()
-                .map(|s| match *s {
+            plane: (0..model.layers().len())
+                .map(|i| match model.input_shape_of(i) {
                     Shape::Image { h, w, .. } => h * w,
                     Shape::Flat(_) => 1,
                 })

@@ -22,6 +22,8 @@ pub struct Workspace {
     pub(crate) grads: Vec<Vec<f32>>,
     pub(crate) states: Vec<LayerState>,
     pub(crate) scratch: Vec<f32>,
+    /// A layer's input gradient before it is added to another consumer's (graphs only).
+    pub(crate) tmp: Vec<f32>,
     pub(crate) train: bool,
 }
 
@@ -62,11 +64,26 @@ impl Workspace {
             }
         }
         let mut scratch = 0;
-        for (l, &s) in model.layers().iter().zip(model.shapes()) {
+        for (i, l) in model.layers().iter().enumerate() {
+            let s = model.input_shape_of(i);
             scratch = scratch.max(Self::scratch_for(l, capacity, s, train)?);
             floats += l.state_floats(capacity, s)? as u64;
         }
-        Ok((floats + scratch as u64).saturating_mul(4))
+        let tmp = Self::tmp_len(model, capacity, train) as u64;
+        Ok((floats + scratch as u64 + tmp).saturating_mul(4))
+    }
+
+    /// Floats of the buffer in which a layer's input gradient waits to be added to the
+    /// gradient another consumer of the same value wrote: the largest such value.
+    fn tmp_len(model: &Model, capacity: usize, train: bool) -> usize {
+        if !train {
+            return 0;
+        }
+        (1..model.layers().len())
+            .filter(|&v| model.consumers(v) > 1)
+            .map(|v| model.shapes()[v].len().saturating_mul(capacity))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Scratch for every batch up to `capacity` (scratch can depend on the batch in
@@ -96,7 +113,8 @@ impl Workspace {
             .collect::<Result<_>>()?;
         let mut scratch = 0;
         let mut states = Vec::with_capacity(model.layers().len());
-        for (l, &s) in model.layers().iter().zip(model.shapes()) {
+        for (i, l) in model.layers().iter().enumerate() {
+            let s = model.input_shape_of(i);
             scratch = scratch.max(Self::scratch_for(l, capacity, s, train)?);
             states.push(l.state(capacity, s)?);
         }
@@ -113,6 +131,7 @@ impl Workspace {
                 .collect::<Result<_>>()?,
             states,
             scratch: zeroed(scratch)?,
+            tmp: zeroed(Self::tmp_len(model, capacity, train))?,
             train,
         })
     }
@@ -248,6 +267,12 @@ impl Model {
     /// As [`Model::forward_ws`].
     pub fn forward_layer(&self, ws: &mut Workspace, i: usize, b: usize, mode: Mode) -> Result<()> {
         ws.check(b)?;
+        if self.layers[i].is_merge() {
+            let (before, after) = ws.acts.split_at_mut(i + 1);
+            let y = &mut after[0][..b * self.shapes[i + 1].len()];
+            return self.layers[i].merge_forward(b, &self.in_shapes[i], &self.inputs[i], before, y);
+        }
+        let v = self.inputs[i][0];
         if let Mode::Train { .. } = mode {
             if self.relu_in_epilogue(i) {
                 // done by layer i - 1
@@ -272,10 +297,10 @@ impl Model {
             }
         }
         let (before, after) = ws.acts.split_at_mut(i + 1);
-        let x = &before[i][..b * self.shapes[i].len()];
+        let x = &before[v][..b * self.shapes[v].len()];
         let y = &mut after[0][..b * self.shapes[i + 1].len()];
         let st = &mut ws.states[i];
-        self.layers[i].forward(b, self.shapes[i], x, y, st, &mut ws.scratch, mode)
+        self.layers[i].forward(b, self.shapes[v], x, y, st, &mut ws.scratch, mode)
     }
 
     /// Backward pass after a training [`Model::forward_ws`]: reads the output gradient
@@ -308,19 +333,30 @@ impl Model {
         if i >= 2 && self.relu_into_pool(i - 1) {
             return self.relu_pool_backward(ws, i, b);
         }
-        let nin = b * self.shapes[i].len();
         let nout = b * self.shapes[i + 1].len();
+        let adds = &self.adds[i];
         let (gbefore, gafter) = ws.grads.split_at_mut(i + 1);
         let gy = &gafter[0][..nout];
-        let gx = if i == 0 {
-            None
-        } else {
-            Some(&mut gbefore[i][..nin])
-        };
-        let x = &ws.acts[i][..nin];
+        if self.layers[i].is_merge() {
+            let (shapes, ids) = (&self.in_shapes[i], &self.inputs[i]);
+            return self.layers[i].merge_backward(b, shapes, ids, gy, gbefore, adds);
+        }
+        let v = self.inputs[i][0];
+        let nin = b * self.shapes[v].len();
+        let x = &ws.acts[v][..nin];
         let y = &ws.acts[i + 1][..nout];
         let st = &mut ws.states[i];
-        self.layers[i].backward(b, self.shapes[i], x, y, gy, gx, st, &mut ws.scratch)
+        if v == 0 {
+            return self.layers[i].backward(b, self.shapes[v], x, y, gy, None, st, &mut ws.scratch);
+        }
+        if adds[0] {
+            let tmp = &mut ws.tmp[..nin];
+            self.layers[i].backward(b, self.shapes[v], x, y, gy, Some(tmp), st, &mut ws.scratch)?;
+            crate::layers::accumulate(&mut gbefore[v][..nin], tmp, true);
+            return Ok(());
+        }
+        let gx = Some(&mut gbefore[v][..nin]);
+        self.layers[i].backward(b, self.shapes[v], x, y, gy, gx, st, &mut ws.scratch)
     }
 
     /// The backward pass of the max-pool `i` and the ReLU `i - 1` before it, at the

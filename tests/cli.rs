@@ -23,9 +23,9 @@ fn bench_json_rows_have_the_documented_keys() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    // The filter is a substring: `relu` names ReLU and leaky ReLU.
+    // The filter is a substring: `relu` names ReLU, leaky ReLU and ReLU6.
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["relu", "leakyrelu"]);
+    assert_eq!(names, ["relu", "leakyrelu", "relu6"]);
     for r in &rows {
         for key in ["name", "variant", "pass", "threads", "ms", "gflops"] {
             assert!(r.get(key).is_some(), "missing {key} in {r}");

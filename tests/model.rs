@@ -30,24 +30,33 @@ fn grad_check(spec: &str, input: Shape, batch: usize, seed: u64) {
     let mut ws = Workspace::new(&model, batch).unwrap();
     loss(&model, &mut ws, &x, &labels, true);
     let grads: Vec<LayerState> = ws.states().to_vec();
-    let mut checked = 0;
+    let (mut checked, mut kinks) = (0, 0);
     for (li, st) in grads.iter().enumerate() {
         for p in 0..model.layers()[li].param_count() {
             let n = model.layers()[li].param(p).1.len();
             for _ in 0..12.min(n) {
                 let j = rng.below(n as u64) as usize;
-                let h = 1e-3f32;
                 let orig = model.layers()[li].param(p).1.data()[j];
-                model.layers_mut()[li].param_mut(p).data_mut()[j] = orig + h;
-                let lp = loss(&model, &mut ws, &x, &labels, false);
-                model.layers_mut()[li].param_mut(p).data_mut()[j] = orig - h;
-                let lm = loss(&model, &mut ws, &x, &labels, false);
-                model.layers_mut()[li].param_mut(p).data_mut()[j] = orig;
-                let fd = (lp - lm) / (2.0 * f64::from(h));
+                let mut central = |h: f32| {
+                    model.layers_mut()[li].param_mut(p).data_mut()[j] = orig + h;
+                    let lp = loss(&model, &mut ws, &x, &labels, false);
+                    model.layers_mut()[li].param_mut(p).data_mut()[j] = orig - h;
+                    let lm = loss(&model, &mut ws, &x, &labels, false);
+                    model.layers_mut()[li].param_mut(p).data_mut()[j] = orig;
+                    (lp - lm) / (2.0 * f64::from(h))
+                };
+                let (fd, half) = (central(1e-3), central(5e-4));
                 let an = f64::from(st.grads[p][j]);
                 // central differences: O(h^2) truncation plus f32 rounding of the loss
                 // (~1e-7 * |loss| / h); a wrong gradient is off by O(|an|)
                 let tol = 2e-3 + 2e-2 * an.abs().max(fd.abs());
+                // where two steps disagree, a ReLU or max-pool switched inside the step
+                // (the loss has a kink there, and no derivative to compare with): skipped,
+                // and counted
+                if (fd - half).abs() > tol {
+                    kinks += 1;
+                    continue;
+                }
                 assert!(
                     (fd - an).abs() <= tol,
                     "{spec}: layer {li} ({}) param {p} [{j}]: analytic {an}, numeric {fd}",
@@ -57,7 +66,10 @@ fn grad_check(spec: &str, input: Shape, batch: usize, seed: u64) {
             }
         }
     }
-    assert!(checked > 0);
+    assert!(
+        checked > 0 && kinks * 10 <= checked,
+        "{spec}: {kinks} kinks, {checked} checked"
+    );
 }
 
 #[test]
@@ -437,4 +449,161 @@ fn relu_before_max_pool_backward_matches_layer_by_layer() {
         }
         gy = gx;
     }
+}
+
+/// Graphs: residual and concatenation blocks (nested, with identity branches, with a
+/// projection shortcut), depthwise and grouped convolutions, ReLU6 and global average
+/// pooling, against finite differences. A value two layers read gets the sum of their
+/// gradients; a ReLU whose input a block also reads is not fused into the layer before it.
+#[test]
+fn graph_backward_passes_match_finite_differences() {
+    let img = |c, h, w| Shape::Image { c, h, w };
+    grad_check(
+        "conv(4,3,pad=1) relu res[conv(4,3,pad=1) batchnorm relu conv(4,3,pad=1)] relu gap \
+         flatten linear(3)",
+        img(2, 6, 6),
+        3,
+        21,
+    );
+    grad_check(
+        "conv(4,3,pad=1) res[conv(8,3,stride=2,pad=1) relu6 | conv(8,1,stride=2) batchnorm] \
+         flatten linear(3)",
+        img(1, 6, 6),
+        2,
+        12,
+    );
+    grad_check(
+        "conv(4,1) cat[conv(2,3,pad=1) tanh | | conv(3,1) sigmoid] conv(6,3,groups=3) flatten \
+         linear(3)",
+        img(2, 5, 5),
+        2,
+        13,
+    );
+    grad_check(
+        "conv(4,3,pad=1) res[res[conv(4,3,pad=1) relu] conv(4,1)] gap flatten linear(3)",
+        img(1, 5, 5),
+        2,
+        14,
+    );
+    // the conv's output feeds the block's ReLU and its add: no fused ReLU; then a ReLU
+    // into a max-pool after the add (their joint backward pass)
+    grad_check(
+        "conv(4,3,pad=1) res[relu conv(4,3,pad=1,groups=4)] relu maxpool(2) flatten linear(3)",
+        img(2, 6, 6),
+        2,
+        15,
+    );
+    grad_check(
+        "conv(6,3,pad=1) relu6 conv(6,3,pad=1,groups=6) batchnorm relu6 cat[conv(2,1) |] \
+         flatten linear(3)",
+        img(1, 4, 4),
+        2,
+        16,
+    );
+}
+
+/// `res[A]` is `A(x) + x`, `cat[A | ]` is `A(x)` then `x`, channel by channel, sample by
+/// sample: the same weights (drawn in the same order) in a stack give the parts.
+#[test]
+fn blocks_compute_what_they_say() {
+    let input = Shape::Image { c: 2, h: 5, w: 5 };
+    let mut rng = Rng::new(3);
+    let n = 3;
+    let x: Vec<f32> = (0..n * input.len()).map(|_| rng.normal()).collect();
+    let xt = Tensor::from_vec(input.batched(n), x.clone()).unwrap();
+    let plain = Model::from_spec("conv(2,3,pad=1) relu", input, 9).unwrap();
+    let a = plain.forward(&xt).unwrap();
+    let res = Model::from_spec("res[conv(2,3,pad=1) relu]", input, 9).unwrap();
+    let r = res.forward(&xt).unwrap();
+    for ((r, a), x) in r.data().iter().zip(a.data()).zip(&x) {
+        assert_eq!(*r, a + x);
+    }
+    let cat = Model::from_spec("cat[conv(2,3,pad=1) relu |]", input, 9).unwrap();
+    let c = cat.forward(&xt).unwrap();
+    assert_eq!(c.shape(), &[n, 4, 5, 5]);
+    for s in 0..n {
+        let per = input.len();
+        assert_eq!(
+            &c.data()[s * 2 * per..s * 2 * per + per],
+            &a.data()[s * per..(s + 1) * per]
+        );
+        assert_eq!(
+            &c.data()[s * 2 * per + per..(s + 1) * 2 * per],
+            &x[s * per..(s + 1) * per]
+        );
+    }
+}
+
+#[test]
+fn graph_specs_round_trip_and_errors_name_the_block() {
+    let input = Shape::Image { c: 1, h: 28, w: 28 };
+    for spec in [
+        "resnet8",
+        "mobilenet",
+        "conv(4,3,pad=1) res[res[conv(4,3,pad=1) relu] conv(4,1)] gap flatten linear(3)",
+        "conv(4,1) cat[conv(2,3,pad=1) tanh | | conv(3,1) sigmoid] flatten linear(3)",
+        "conv(4,1) cat[| conv(2,3,pad=1)] res[cat[conv(3,1) | conv(3,1)]] gap flatten linear(2)",
+    ] {
+        let m = Model::from_spec(spec, input, 1).unwrap();
+        assert!(!m.is_stack(), "{spec}");
+        let again = Model::from_spec(&m.spec(), input, 1).unwrap();
+        assert_eq!(m, again, "{spec} -> {}", m.spec());
+    }
+    let r8 = Model::from_spec("resnet8", input, 1).unwrap();
+    assert_eq!(r8.output_shape(), Shape::Flat(10));
+    // MLPerf Tiny's ResNet-8 (78,666 parameters in Keras on 32x32x3 images, batch norm's
+    // 480 running statistics among them) on one channel: 288 fewer stem weights
+    assert_eq!(r8.num_params(), 78_666 - 480 - 288);
+    for (spec, needle) in [
+        ("res[conv(4,3)]", "cannot be added"),
+        ("res[]", "needs a layer"),
+        ("cat[|]", "needs a layer"),
+        ("res[conv(1,3,pad=1)", "unbalanced `[`"),
+        ("conv(1,3) ]", "unbalanced `]`"),
+        ("warp[relu]", "unknown block"),
+        ("relu | relu", "outside a block"),
+        ("conv(2,1) cat[flatten | relu]", "cannot be concatenated"),
+        ("conv(4,3,groups=3)", "groups"),
+        ("[relu]", "block name"),
+    ] {
+        let e = Model::from_spec(spec, input, 1).unwrap_err().to_string();
+        assert!(e.contains(needle), "{spec}: {e}");
+    }
+    let deep = format!("{}relu{}", "res[".repeat(40), "]".repeat(40));
+    let e = Model::from_spec(&deep, input, 1).unwrap_err().to_string();
+    assert!(e.contains("nested deeper"), "{e}");
+}
+
+/// [`Model::graph`] keeps only graphs a spec writes: interleaved branches and values no
+/// layer reads are refused.
+#[test]
+fn graphs_out_of_spec_order_are_refused() {
+    use cnnkit::layers::Layer;
+    let input = Shape::Image { c: 2, h: 4, w: 4 };
+    let layers = Model::from_spec("conv(2,1) conv(2,1) relu", input, 1)
+        .unwrap()
+        .layers()
+        .to_vec();
+    let mut with_add = layers.clone();
+    with_add.push(Layer::Add);
+    // branch A = conv 0 then the ReLU, branch B = conv 1, emitted A, B, A
+    let e = Model::graph(
+        input,
+        with_add.clone(),
+        vec![vec![0], vec![0], vec![1], vec![3, 2]],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("spec order"), "{e}");
+    // in spec order it is kept, and written as a block
+    let m = Model::graph(input, with_add, vec![vec![0], vec![1], vec![2], vec![3, 0]]).unwrap();
+    assert_eq!(m.spec(), "res[conv(2,1) conv(2,1) relu]");
+    let e = Model::graph(input, layers.clone(), vec![vec![0], vec![0], vec![2]])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("never read"), "{e}");
+    let e = Model::graph(input, layers, vec![vec![0], vec![2], vec![2]])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("comes later"), "{e}");
 }

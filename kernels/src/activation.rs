@@ -87,11 +87,19 @@ pub(crate) struct SigmoidFn;
 pub(crate) struct TanhFn;
 /// [`math::gelu`].
 pub(crate) struct GeluFn;
+/// `min(max(x, 0), 6)` ([`math::relu6`]).
+pub(crate) struct Relu6Fn;
 
 impl Unary for ReluFn {
     #[inline(always)]
     fn apply<A: Arith, const N: usize>(v: [A; N]) -> [A; N] {
         math::relu::<A, N>(v)
+    }
+}
+impl Unary for Relu6Fn {
+    #[inline(always)]
+    fn apply<A: Arith, const N: usize>(v: [A; N]) -> [A; N] {
+        math::relu6::<A, N>(v)
     }
 }
 impl Unary for SigmoidFn {
@@ -516,6 +524,50 @@ pub fn gelu_backward(x: &[f32], grad_out: &[f32], grad_in: &mut [f32]) -> Result
     Ok(())
 }
 
+/// `y = min(max(x, 0), 6)` (PyTorch's `nn.ReLU6`; NaN and -0 pass through).
+///
+/// # Errors
+/// [`KernelError::ZeroSize`], [`KernelError::LengthMismatch`].
+///
+/// ```
+/// let mut y = [0.0; 4];
+/// cnnkit_kernels::relu6(&[-1.0, 0.5, 6.0, 7.5], &mut y).unwrap();
+/// assert_eq!(y, [0.0, 0.5, 6.0, 6.0]);
+/// ```
+pub fn relu6(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+    check_unary(x, y)?;
+    let src = Some(x);
+    let dst = y;
+    arch::dispatch!(map_on[Relu6Fn](src: Option<&[f32]>, dst: &mut [f32]));
+    Ok(())
+}
+
+/// In-place [`relu6`].
+///
+/// # Errors
+/// [`KernelError::ZeroSize`] for an empty `x`.
+pub fn relu6_inplace(x: &mut [f32]) -> Result<(), KernelError> {
+    nonzero(x.len(), "input")?;
+    let src: Option<&[f32]> = None;
+    let dst = x;
+    arch::dispatch!(map_on[Relu6Fn](src: Option<&[f32]>, dst: &mut [f32]));
+    Ok(())
+}
+
+/// `grad_in = grad_out` where the forward output `y` is strictly between 0 and 6, else 0
+/// (PyTorch's `hardtanh_backward`; NaN passes the gradient, as there).
+///
+/// # Errors
+/// [`KernelError::ZeroSize`], [`KernelError::LengthMismatch`].
+pub fn relu6_backward(y: &[f32], grad_out: &[f32], grad_in: &mut [f32]) -> Result<(), KernelError> {
+    activation_backward(
+        Activation::Clamp { min: 0.0, max: 6.0 },
+        y,
+        grad_out,
+        grad_in,
+    )
+}
+
 /// Backward pass of a fused epilogue clamp, from the layer's output `y`:
 /// `grad_in = 0` where the clamp was active (`y <= min` for a finite `min`, `y >= max`
 /// for a finite `max`; for ReLU, `y <= 0`), else `grad_out`.
@@ -546,7 +598,7 @@ pub fn activation_backward(
 
 impl Elementwise {
     /// `y = f(x)` on the active variant ([`relu`], [`leaky_relu`], [`tanh`], [`sigmoid`],
-    /// [`gelu`]).
+    /// [`gelu`], [`relu6`]).
     ///
     /// # Errors
     /// As the function's own kernel.
@@ -557,6 +609,7 @@ impl Elementwise {
             Elementwise::Tanh => tanh(x, y),
             Elementwise::Sigmoid => sigmoid(x, y),
             Elementwise::Gelu => gelu(x, y),
+            Elementwise::Relu6 => relu6(x, y),
         }
     }
 
@@ -571,6 +624,7 @@ impl Elementwise {
             Elementwise::Tanh => tanh_inplace(x),
             Elementwise::Sigmoid => sigmoid_inplace(x),
             Elementwise::Gelu => gelu_inplace(x),
+            Elementwise::Relu6 => relu6_inplace(x),
         }
     }
 
@@ -593,13 +647,14 @@ impl Elementwise {
             Elementwise::Tanh => tanh_backward(y, grad_out, grad_in),
             Elementwise::Sigmoid => sigmoid_backward(y, grad_out, grad_in),
             Elementwise::Gelu => gelu_backward(x, grad_out, grad_in),
+            Elementwise::Relu6 => relu6_backward(y, grad_out, grad_in),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{GeluFn, ReluFn, SigmoidFn, TanhFn, Unary, f32x8};
+    use super::{GeluFn, Relu6Fn, ReluFn, SigmoidFn, TanhFn, Unary, f32x8};
 
     /// The element-by-element path of targets without vector registers (`Arith for f32`)
     /// gives the bits of the portable `f32x8` path, for every function, over a sweep of
@@ -623,5 +678,6 @@ mod tests {
         check::<TanhFn>("tanh");
         check::<SigmoidFn>("sigmoid");
         check::<GeluFn>("gelu");
+        check::<Relu6Fn>("relu6");
     }
 }

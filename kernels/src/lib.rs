@@ -60,8 +60,9 @@ mod softmax;
 
 pub use activation::{
     activation_backward, gelu, gelu_backward, gelu_inplace, leaky_relu, leaky_relu_backward,
-    leaky_relu_inplace, relu, relu_backward, relu_backward_inplace, relu_inplace, sigmoid,
-    sigmoid_backward, sigmoid_inplace, tanh, tanh_backward, tanh_inplace,
+    leaky_relu_inplace, relu, relu_backward, relu_backward_inplace, relu_inplace, relu6,
+    relu6_backward, relu6_inplace, sigmoid, sigmoid_backward, sigmoid_inplace, tanh, tanh_backward,
+    tanh_inplace,
 };
 pub use conv::{
     Conv2dAlgo, Conv2dInputGradPlan, Conv2dPlan, Conv2dWeightGradPlan, ConvKernel, col2im, conv2d,

@@ -92,6 +92,15 @@ pub(crate) fn relu<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
     each!(x, |x| x.select_lt(zero, zero, x))
 }
 
+/// `min(max(x, 0), 6)` lane-wise (`x < 0 ? 0 : x`, then `6 < x ? 6 : x`: -0 and NaN
+/// pass through), for the dispatched map of `activation::relu6`.
+#[inline(always)]
+pub(crate) fn relu6<V: Arith, const N: usize>(x: [V; N]) -> [V; N] {
+    let (zero, six) = (V::splat(0.0), V::splat(6.0));
+    let r = each!(x, |x| x.select_lt(zero, zero, x));
+    each!(r, |r| six.select_lt(r, six, r))
+}
+
 /// `1.5 * 2^23`: added to a float below 2^22 in magnitude, rounds it to an integer held in
 /// the low mantissa bits.
 const SHIFTER: f32 = 12_582_912.0;

@@ -179,20 +179,25 @@ pub enum Elementwise {
     /// `x Phi(x)`, `Phi` the normal distribution function (`nn.GELU()`, the exact form);
     /// gradient from the input.
     Gelu,
+    /// `min(max(x, 0), 6)` (`nn.ReLU6`, MobileNet's activation); gradient from the output
+    /// (none where the output is 0 or 6, as PyTorch's `hardtanh_backward`).
+    Relu6,
 }
 
 impl Elementwise {
     /// One of each (`LeakyRelu` with PyTorch's default slope, 0.01): for tests, benches
     /// and fuzzing, which cover every function through this list.
-    pub const ALL: [Elementwise; 5] = [
+    pub const ALL: [Elementwise; 6] = [
         Elementwise::Relu,
         Elementwise::LeakyRelu(0.01),
         Elementwise::Tanh,
         Elementwise::Sigmoid,
         Elementwise::Gelu,
+        Elementwise::Relu6,
     ];
 
-    /// The name a model spec writes (`relu`, `leakyrelu`, `tanh`, `sigmoid`, `gelu`).
+    /// The name a model spec writes (`relu`, `leakyrelu`, `tanh`, `sigmoid`, `gelu`,
+    /// `relu6`).
     pub const fn name(self) -> &'static str {
         match self {
             Elementwise::Relu => "relu",
@@ -200,10 +205,11 @@ impl Elementwise {
             Elementwise::Tanh => "tanh",
             Elementwise::Sigmoid => "sigmoid",
             Elementwise::Gelu => "gelu",
+            Elementwise::Relu6 => "relu6",
         }
     }
 
-    /// PyTorch's module name (`ReLU`, `LeakyReLU`, `Tanh`, `Sigmoid`, `GELU`).
+    /// PyTorch's module name (`ReLU`, `LeakyReLU`, `Tanh`, `Sigmoid`, `GELU`, `ReLU6`).
     pub const fn torch_name(self) -> &'static str {
         match self {
             Elementwise::Relu => "ReLU",
@@ -211,6 +217,7 @@ impl Elementwise {
             Elementwise::Tanh => "Tanh",
             Elementwise::Sigmoid => "Sigmoid",
             Elementwise::Gelu => "GELU",
+            Elementwise::Relu6 => "ReLU6",
         }
     }
 
@@ -218,9 +225,11 @@ impl Elementwise {
     pub const fn param(self) -> Option<f32> {
         match self {
             Elementwise::LeakyRelu(s) => Some(s),
-            Elementwise::Relu | Elementwise::Tanh | Elementwise::Sigmoid | Elementwise::Gelu => {
-                None
-            }
+            Elementwise::Relu
+            | Elementwise::Tanh
+            | Elementwise::Sigmoid
+            | Elementwise::Gelu
+            | Elementwise::Relu6 => None,
         }
     }
 
@@ -237,7 +246,8 @@ impl Elementwise {
             ("tanh", None) => Elementwise::Tanh,
             ("sigmoid", None) => Elementwise::Sigmoid,
             ("gelu", None) => Elementwise::Gelu,
-            ("relu" | "tanh" | "sigmoid" | "gelu", Some(_)) => {
+            ("relu6", None) => Elementwise::Relu6,
+            ("relu" | "tanh" | "sigmoid" | "gelu" | "relu6", Some(_)) => {
                 return Err(KernelError::InvalidParameter(
                     "this activation takes no parameter",
                 ));
@@ -257,6 +267,7 @@ impl Elementwise {
             Elementwise::Tanh => 7,
             Elementwise::Sigmoid => 8,
             Elementwise::Gelu => 9,
+            Elementwise::Relu6 => 10,
         }
     }
 
@@ -265,7 +276,7 @@ impl Elementwise {
     pub const fn flops(self) -> u32 {
         match self {
             Elementwise::Relu => 1,
-            Elementwise::LeakyRelu(_) => 2,
+            Elementwise::LeakyRelu(_) | Elementwise::Relu6 => 2,
             Elementwise::Tanh | Elementwise::Sigmoid => 20,
             Elementwise::Gelu => 50,
         }
@@ -275,7 +286,7 @@ impl Elementwise {
     /// the last place (what tests and fuzzing hold it to).
     pub const fn max_ulps(self) -> u32 {
         match self {
-            Elementwise::Relu | Elementwise::LeakyRelu(_) => 0,
+            Elementwise::Relu | Elementwise::LeakyRelu(_) | Elementwise::Relu6 => 0,
             Elementwise::Tanh | Elementwise::Sigmoid => 3,
             Elementwise::Gelu => 7,
         }

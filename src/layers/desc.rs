@@ -17,7 +17,7 @@ pub const MAX_TENSOR: usize = 1 << 28;
 /// One layer of a spec: its kind and hyperparameters, without tensors.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LayerSpec {
-    /// `conv(OUT,K,stride=S,pad=P)`.
+    /// `conv(OUT,K,stride=S,pad=P,groups=G)`.
     Conv2d {
         /// Output channels.
         out: usize,
@@ -27,6 +27,8 @@ pub enum LayerSpec {
         stride: usize,
         /// Padding on every side.
         padding: usize,
+        /// Channel groups (the input channels for a depthwise convolution).
+        groups: usize,
     },
     /// `linear(OUT)`.
     Linear {
@@ -45,6 +47,12 @@ pub enum LayerSpec {
     Dropout(f32),
     /// `batchnorm`.
     BatchNorm2d,
+    /// `gap`: the mean of each channel plane (`nn.AdaptiveAvgPool2d(1)`), `c x 1 x 1`.
+    GlobalAvgPool,
+    /// The sum of its inputs (the end of a `res[...]` block).
+    Add,
+    /// Its inputs' channels one after another (the end of a `cat[...]` block).
+    Concat,
 }
 
 /// How a fresh parameter is filled (a loaded one is read instead).
@@ -105,8 +113,9 @@ impl LayerSpec {
                 kernel,
                 stride,
                 padding,
+                groups,
             } => {
-                let p = conv_params(out, kernel, stride, padding, input)?;
+                let p = conv_params(out, kernel, stride, padding, groups, input)?;
                 let (h, w) = p.output_dims()?;
                 Shape::Image { c: out, h, w }
             }
@@ -137,9 +146,69 @@ impl LayerSpec {
                     )));
                 }
             },
+            LayerSpec::GlobalAvgPool => match input {
+                Shape::Image { c, .. } => Shape::Image { c, h: 1, w: 1 },
+                Shape::Flat(_) => {
+                    return Err(Error::invalid(format!(
+                        "gap needs an image input, got {input} features"
+                    )));
+                }
+            },
             LayerSpec::Flatten => Shape::Flat(input.len()),
             LayerSpec::Act(_) | LayerSpec::Dropout(_) => input,
+            LayerSpec::Add | LayerSpec::Concat => self.merge_shape(&[input, input])?,
         })
+    }
+
+    /// Whether it takes several inputs (the end of a block).
+    pub fn is_merge(&self) -> bool {
+        matches!(self, LayerSpec::Add | LayerSpec::Concat)
+    }
+
+    /// The output shape of a merge ([`LayerSpec::Add`], [`LayerSpec::Concat`]) of
+    /// `inputs`, or of any other layer of the one input.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for inputs that do not fit together: shapes that differ for an
+    /// add; for a concatenation, images of other sizes or a mix of images and vectors.
+    pub fn merge_shape(&self, inputs: &[Shape]) -> Result<Shape> {
+        let (&first, rest) = inputs
+            .split_first()
+            .ok_or_else(|| Error::invalid("a layer needs an input"))?;
+        match self {
+            LayerSpec::Add => {
+                if let Some(s) = rest.iter().find(|&&s| s != first) {
+                    return Err(Error::invalid(format!(
+                        "res: the branches give {first} and {s}, which cannot be added \
+                         (a shortcut branch must give the body's shape)"
+                    )));
+                }
+                Ok(first)
+            }
+            LayerSpec::Concat => rest.iter().try_fold(first, |acc, &s| match (acc, s) {
+                (
+                    Shape::Image { c, h, w },
+                    Shape::Image {
+                        c: c2,
+                        h: h2,
+                        w: w2,
+                    },
+                ) if (h, w) == (h2, w2) => Ok(Shape::Image {
+                    c: c.saturating_add(c2),
+                    h,
+                    w,
+                }),
+                (Shape::Flat(a), Shape::Flat(b)) => Ok(Shape::Flat(a.saturating_add(b))),
+                _ => Err(Error::invalid(format!(
+                    "cat: the branches give {acc} and {s}, which cannot be concatenated \
+                     (images need the same height and width)"
+                ))),
+            }),
+            _ if rest.is_empty() => self.output_shape(first),
+            _ => Err(Error::invalid(
+                "only res and cat blocks take several inputs",
+            )),
+        }
     }
 
     /// The tensors the layer holds for `input`, in `state_dict` order (parameters,
@@ -167,18 +236,29 @@ impl LayerSpec {
             })
         };
         Ok(match *self {
-            LayerSpec::Conv2d { out, kernel, .. } => {
+            LayerSpec::Conv2d {
+                out,
+                kernel,
+                groups,
+                ..
+            } => {
                 let Shape::Image { c, .. } = input else {
                     return Err(Error::invalid(format!(
                         "needs an image input, got {input} features"
                     )));
                 };
-                let fan_in = c.saturating_mul(kernel).saturating_mul(kernel);
-                let fan_out = out.saturating_mul(kernel).saturating_mul(kernel);
+                if groups == 0 || !c.is_multiple_of(groups) || !out.is_multiple_of(groups) {
+                    return Err(Error::invalid(format!(
+                        "groups = {groups} must divide the {c} input and {out} output channels"
+                    )));
+                }
+                // (PyTorch's fans: per group)
+                let fan_in = (c / groups).saturating_mul(kernel).saturating_mul(kernel);
+                let fan_out = (out / groups).saturating_mul(kernel).saturating_mul(kernel);
                 vec![
                     p(
                         "weight",
-                        vec![out, c, kernel, kernel],
+                        vec![out, c / groups, kernel, kernel],
                         Fill::Weight { fan_in, fan_out },
                         true,
                     )?,
@@ -253,12 +333,14 @@ impl LayerSpec {
                 kernel,
                 stride,
                 padding,
+                groups,
             } => Layer::Conv2d(Conv2d {
-                in_channels: specs[0].shape[1],
+                in_channels: specs[0].shape[1] * groups,
                 out_channels: out,
                 kernel,
                 stride,
                 padding,
+                groups,
                 weight: next(),
                 bias: next(),
             }),
@@ -281,6 +363,9 @@ impl LayerSpec {
             LayerSpec::Act(e) => Layer::Act(e),
             LayerSpec::Flatten => Layer::Flatten,
             LayerSpec::Dropout(p) => Layer::Dropout(p),
+            LayerSpec::GlobalAvgPool => Layer::GlobalAvgPool,
+            LayerSpec::Add => Layer::Add,
+            LayerSpec::Concat => Layer::Concat,
         })
     }
 }
@@ -290,6 +375,7 @@ fn conv_params(
     kernel: usize,
     stride: usize,
     padding: usize,
+    groups: usize,
     input: Shape,
 ) -> Result<Conv2dParams> {
     let Shape::Image { c, h, w } = input else {
@@ -299,7 +385,8 @@ fn conv_params(
     };
     let p = Conv2dParams::new(1, c, h, w, out, kernel, kernel)
         .with_stride(stride, stride)
-        .with_padding(padding, padding, padding, padding);
+        .with_padding(padding, padding, padding, padding)
+        .with_groups(groups);
     p.dims()?;
     Ok(p)
 }

@@ -128,7 +128,9 @@ pub struct Conv2d {
     pub stride: usize,
     /// Zero padding on every side.
     pub padding: usize,
-    /// `[out, in, k, k]`.
+    /// Channel groups (`groups = in_channels`: a depthwise convolution).
+    pub groups: usize,
+    /// `[out, in / groups, k, k]`.
     pub weight: Tensor,
     /// `[out]`.
     pub bias: Tensor,
@@ -154,7 +156,8 @@ impl Conv2d {
         }
         let p = Conv2dParams::new(b, c, h, w, self.out_channels, self.kernel, self.kernel)
             .with_stride(self.stride, self.stride)
-            .with_padding(self.padding, self.padding, self.padding, self.padding);
+            .with_padding(self.padding, self.padding, self.padding, self.padding)
+            .with_groups(self.groups);
         p.dims()?;
         Ok(p)
     }
@@ -229,6 +232,12 @@ pub enum Layer {
     Dropout(f32),
     /// `nn.BatchNorm2d`.
     BatchNorm2d(BatchNorm2d),
+    /// `nn.AdaptiveAvgPool2d(1)`: each channel's mean, `c x 1 x 1`.
+    GlobalAvgPool,
+    /// The sum of its inputs (the end of a residual block; see [`crate::Model::graph`]).
+    Add,
+    /// Its inputs' channels one after another, sample by sample (`torch.cat(.., 1)`).
+    Concat,
 }
 
 /// Whether a forward pass trains (batch statistics, dropout, saved state) or evaluates.
@@ -268,6 +277,9 @@ impl Layer {
             Layer::Flatten => "Flatten",
             Layer::Dropout(_) => "Dropout",
             Layer::BatchNorm2d(_) => "BatchNorm2d",
+            Layer::GlobalAvgPool => "AdaptiveAvgPool2d",
+            Layer::Add => "Add",
+            Layer::Concat => "Concat",
         }
     }
 
@@ -449,6 +461,109 @@ impl Layer {
                 }
             },
             Layer::BatchNorm2d(bn) => bn.forward(b, input, x, y, st, mode, k::Activation::None)?,
+            Layer::GlobalAvgPool => {
+                let (c, h, w) = image(input)?;
+                k::global_avg_pool2d(b, c, h, w, x, y)?;
+            }
+            Layer::Add | Layer::Concat => {
+                return Err(Error::invalid(format!(
+                    "{} takes several inputs: run it with Layer::merge_forward",
+                    self.kind()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The forward pass of a merge ([`Layer::Add`], [`Layer::Concat`]) of `b` samples:
+    /// its inputs are `values[ids[j]]` (of shapes `shapes[j]`), its output `y`.
+    ///
+    /// # Errors
+    /// For another layer, or lengths that do not fit.
+    pub(crate) fn merge_forward(
+        &self,
+        b: usize,
+        shapes: &[Shape],
+        ids: &[usize],
+        values: &[Vec<f32>],
+        y: &mut [f32],
+    ) -> Result<()> {
+        let per: usize = shapes.iter().map(Shape::len).sum();
+        let fits = shapes.len() == ids.len()
+            && ids
+                .iter()
+                .zip(shapes)
+                .all(|(&v, s)| values.get(v).is_some_and(|x| x.len() >= b * s.len()));
+        let x = |j: usize| &values[ids[j]][..b * shapes[j].len()];
+        match self {
+            Layer::Add if fits && y.len() == b * shapes[0].len() => {
+                y.copy_from_slice(x(0));
+                for j in 1..ids.len() {
+                    y.iter_mut().zip(x(j)).for_each(|(y, x)| *y += x);
+                }
+            }
+            Layer::Concat if fits && y.len() == b * per => {
+                let mut at = 0;
+                for (j, sh) in shapes.iter().enumerate() {
+                    let n = sh.len();
+                    for (ys, xs) in y.chunks_exact_mut(per).zip(x(j).chunks_exact(n)) {
+                        ys[at..at + n].copy_from_slice(xs);
+                    }
+                    at += n;
+                }
+            }
+            _ => {
+                return Err(Error::invalid(format!(
+                    "merge_forward on {} with inputs that do not fit",
+                    self.kind()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The backward pass of a merge: the gradient of input `j` into `grads[ids[j]]`,
+    /// added to what it holds where `add[j]` (another reader of that value wrote it
+    /// first), else overwriting it; value 0 (the model's input) gets none.
+    ///
+    /// # Errors
+    /// For another layer, or lengths that do not fit.
+    pub(crate) fn merge_backward(
+        &self,
+        b: usize,
+        shapes: &[Shape],
+        ids: &[usize],
+        gy: &[f32],
+        grads: &mut [Vec<f32>],
+        add: &[bool],
+    ) -> Result<()> {
+        let per: usize = shapes.iter().map(Shape::len).sum();
+        let mut at = 0;
+        for (j, (&v, sh)) in ids.iter().zip(shapes).enumerate() {
+            let n = sh.len();
+            if v == 0 {
+                at += n;
+                continue;
+            }
+            let gx = grads
+                .get_mut(v)
+                .and_then(|g| g.get_mut(..b * n))
+                .ok_or_else(|| Error::invalid("merge_backward: gradient lengths do not fit"))?;
+            match self {
+                Layer::Add if gy.len() == b * n => accumulate(gx, gy, add[j]),
+                Layer::Concat if gy.len() == b * per => {
+                    for (g, gys) in gx.chunks_exact_mut(n).zip(gy.chunks_exact(per)) {
+                        accumulate(g, &gys[at..at + n], add[j]);
+                    }
+                }
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "merge_backward on {} with gradients that do not fit",
+                        self.kind()
+                    )));
+                }
+            }
+            at += n;
         }
         Ok(())
     }
@@ -521,6 +636,12 @@ impl Layer {
                 k::linear_backward_bias(&p, gy, gb)?;
             }
             Layer::BatchNorm2d(bn) => bn.backward(b, input, x, gy, gx, st)?,
+            Layer::Add | Layer::Concat => {
+                return Err(Error::invalid(format!(
+                    "{} takes several inputs: run it with Layer::merge_backward",
+                    self.kind()
+                )));
+            }
             _ => {
                 let Some(gx) = gx else { return Ok(()) };
                 match self {
@@ -538,6 +659,10 @@ impl Layer {
                     // see `Model::forward_layer`)
                     Layer::Act(e) => e.backward(x, y, gy, gx)?,
                     Layer::Flatten => gx.copy_from_slice(gy),
+                    Layer::GlobalAvgPool => {
+                        let (c, h, w) = image(input)?;
+                        k::global_avg_pool2d_backward(b, c, h, w, gy, gx)?;
+                    }
                     Layer::Dropout(_) => {
                         for ((g, m), d) in gx.iter_mut().zip(&st.mask).zip(gy) {
                             *g = d * m;
@@ -563,6 +688,7 @@ impl Layer {
                 kernel: c.kernel,
                 stride: c.stride,
                 padding: c.padding,
+                groups: c.groups,
             },
             Layer::Linear(l) => LayerSpec::Linear {
                 out: l.out_features,
@@ -573,7 +699,31 @@ impl Layer {
             Layer::Flatten => LayerSpec::Flatten,
             Layer::Dropout(p) => LayerSpec::Dropout(*p),
             Layer::BatchNorm2d(_) => LayerSpec::BatchNorm2d,
+            Layer::GlobalAvgPool => LayerSpec::GlobalAvgPool,
+            Layer::Add => LayerSpec::Add,
+            Layer::Concat => LayerSpec::Concat,
         }
+    }
+
+    /// Whether it takes several inputs ([`Layer::Add`], [`Layer::Concat`]).
+    pub fn is_merge(&self) -> bool {
+        matches!(self, Layer::Add | Layer::Concat)
+    }
+}
+
+/// `dst += src`, or `dst = src` when not `add`.
+pub(crate) fn accumulate(dst: &mut [f32], src: &[f32], add: bool) {
+    if add {
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
+fn image(s: Shape) -> Result<(usize, usize, usize)> {
+    match s {
+        Shape::Image { c, h, w } => Ok((c, h, w)),
+        Shape::Flat(_) => Err(Error::invalid(format!("needs an image, got {s} features"))),
     }
 }
 

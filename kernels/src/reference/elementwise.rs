@@ -53,6 +53,27 @@ pub fn relu_backward(x: &[f32], grad_out: &[f32], grad_in: &mut [f32]) -> Result
     binary(x, grad_out, grad_in, |v, g| if v <= 0.0 { 0.0 } else { g })
 }
 
+/// Reference for [`crate::relu6`].
+///
+/// # Errors
+/// As [`crate::relu6`].
+pub fn relu6(x: &[f32], y: &mut [f32]) -> Result<(), KernelError> {
+    unary(x, y, |v| {
+        let r = if v < 0.0 { 0.0 } else { v };
+        if r > 6.0 { 6.0 } else { r }
+    })
+}
+
+/// Reference for [`crate::relu6_backward`], from the forward output `y`.
+///
+/// # Errors
+/// As [`crate::relu6_backward`].
+pub fn relu6_backward(y: &[f32], grad_out: &[f32], grad_in: &mut [f32]) -> Result<(), KernelError> {
+    binary(y, grad_out, grad_in, |v, g| {
+        if v <= 0.0 || v >= 6.0 { 0.0 } else { g }
+    })
+}
+
 /// Reference for [`crate::leaky_relu`].
 ///
 /// # Errors
@@ -526,6 +547,7 @@ pub fn elementwise_forward(
         E::Tanh => tanh(x, y),
         E::Sigmoid => sigmoid(x, y),
         E::Gelu => gelu(x, y),
+        E::Relu6 => relu6(x, y),
     }
 }
 
@@ -547,5 +569,6 @@ pub fn elementwise_backward(
         E::Tanh => tanh_backward(y, grad_out, grad_in),
         E::Sigmoid => sigmoid_backward(y, grad_out, grad_in),
         E::Gelu => gelu_backward(x, grad_out, grad_in),
+        E::Relu6 => relu6_backward(y, grad_out, grad_in),
     }
 }

@@ -20,8 +20,8 @@ pub use elementwise::{
     activation_backward, cross_entropy, elementwise_backward, elementwise_forward, gelu,
     gelu_backward, leaky_relu, leaky_relu_backward, linear, linear_backward_bias,
     linear_backward_input, linear_backward_weight, log_softmax, log_softmax_backward, mse_loss,
-    mse_loss_backward, relu, relu_backward, sigmoid, sigmoid_backward, softmax, softmax_backward,
-    softmax_cross_entropy, tanh, tanh_backward,
+    mse_loss_backward, relu, relu_backward, relu6, relu6_backward, sigmoid, sigmoid_backward,
+    softmax, softmax_backward, softmax_cross_entropy, tanh, tanh_backward,
 };
 pub use gemm::sgemm;
 pub use int8::{
