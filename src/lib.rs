@@ -51,6 +51,8 @@ pub mod fusion;
 pub mod layers;
 pub mod loss;
 pub mod model;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod optim;
 #[cfg(feature = "images")]
 pub mod pixels;

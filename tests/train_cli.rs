@@ -371,6 +371,81 @@ fn trains_with_json_epochs_then_eval_predict_viz() {
     assert!(!d.join("n.q").exists());
 }
 
+/// A graph (a residual block with a projection shortcut, a concatenation, depthwise
+/// convolution, ReLU6) trains, saves, resumes, evaluates, and
+/// exports to ONNX; the firmware export refuses it with a message, and `--onnx` never
+/// replaces a file it did not write, nor takes an int8 model.
+#[test]
+fn graph_models_train_resume_evaluate_and_export_to_onnx() {
+    let d = data("cli_graph");
+    let (ck, dir) = (d.join("g.safetensors"), d.join("data"));
+    let spec = "conv(8,3,pad=1) bn relu res[conv(8,3,stride=2,pad=1,groups=8) bn relu6 \
+                conv(16,1) bn | conv(16,1,stride=2)] relu cat[conv(8,1) |] avgpool(2) flatten linear(10)";
+    let train = |epochs: &str, extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--data",
+            s(&dir),
+            "--batch",
+            "32",
+            "--epochs",
+            epochs,
+        ];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["--save", s(&ck), "--json", "--threads", "2"]);
+        json_lines(&ok(&cnnkit(&a)))
+    };
+    let first = train("2", &["--model", spec]);
+    assert_eq!(first.len(), 2);
+    let rows = train("4", &["--resume", s(&ck)]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let loss = |r: &serde_json::Value| r["train_loss"].as_f64().unwrap();
+    assert!(loss(&rows[1]) < 0.5 * loss(&first[0]), "{first:?} {rows:?}");
+    assert!(rows[1]["test_acc"].as_f64().unwrap() > 0.8, "{rows:?}");
+    let ev = ok(&cnnkit(&[
+        "eval",
+        "--model-file",
+        s(&ck),
+        "--data",
+        s(&dir),
+    ]));
+    assert!(ev.contains("accuracy"), "{ev}");
+    let onnx = d.join("g.onnx");
+    let out = ok(&cnnkit(&[
+        "export",
+        "--model-file",
+        s(&ck),
+        "--onnx",
+        s(&onnx),
+    ]));
+    assert!(out.contains("ONNX opset 17"), "{out}");
+    assert!(
+        std::fs::read(&onnx)
+            .unwrap()
+            .starts_with(cnnkit::onnx::HEAD)
+    );
+    // again: it replaces its own file
+    ok(&cnnkit(&[
+        "export",
+        "--model-file",
+        s(&ck),
+        "--onnx",
+        s(&onnx),
+    ]));
+    let foreign = d.join("notes.onnx");
+    std::fs::write(&foreign, b"my notes").unwrap();
+    fails_with(
+        &cnnkit(&["export", "--model-file", s(&ck), "--onnx", s(&foreign)]),
+        &["--onnx", "--overwrite"],
+    );
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"my notes");
+    fails_with(
+        &cnnkit(&["export", "--model-file", s(&ck), "--out", s(&d.join("fw"))]),
+        &["res[...]", "firmware"],
+    );
+    fails_with(&cnnkit(&["export", "--model-file", s(&ck)]), &["--out"]);
+}
+
 #[test]
 fn threads_default_to_the_cores_available_and_resume_keeps_the_checkpoints() {
     let d = data("cli_threads");

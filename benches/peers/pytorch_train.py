@@ -1,7 +1,7 @@
-# PyTorch baseline of `cnnkit train`: LeNet-5 or the fmnist model on Fashion-MNIST, batch 64,
-# the recipes of `cnnkit train` (lenet5: SGD Nesterov 0.05; fmnist: Adam 0.001; weight decay
-# 5e-4, cosine over the epochs), same normalisation.
-# Usage: python3 pytorch_train.py lenet|fmnist THREADS EPOCHS
+# PyTorch baseline of `cnnkit train`: LeNet-5, the fmnist model or ResNet-8 on Fashion-MNIST,
+# batch 64, the recipes of `cnnkit train` (lenet5: SGD Nesterov 0.05; fmnist and resnet8: Adam
+# 0.001; weight decay 5e-4, cosine over the epochs), same normalisation.
+# Usage: python3 pytorch_train.py lenet|fmnist|resnet8 THREADS EPOCHS
 import gzip, numpy as np, torch, torch.nn as nn, time, sys, math
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 d = "/usr/share/datasets/fashion-mnist/"
@@ -12,12 +12,22 @@ def load(n):
 xtr, ytr = load("train"); xte, yte = load("t10k")
 m_, s_ = xtr.mean(), xtr.std(); xtr = (xtr - m_) / s_; xte = (xte - m_) / s_
 which = sys.argv[1]
-if which == "fmnist":
+class Res(nn.Module):
+    # cnnkit's res[BODY | SHORTCUT] (an empty shortcut: the identity)
+    def __init__(self, body, shortcut=None):
+        super().__init__(); self.body = body; self.shortcut = shortcut or nn.Identity()
+    def forward(self, x): return self.body(x) + self.shortcut(x)
+def stage(cin, cout, stride):
+    body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout), nn.ReLU(), nn.Conv2d(cout, cout, 3, 1, 1), nn.BatchNorm2d(cout))
+    return Res(body, nn.Conv2d(cin, cout, 1, stride) if stride != 1 else None)
+if which == "resnet8":  # cnnkit's `resnet8` preset (MLPerf Tiny's ResNet-8)
+    m = nn.Sequential(nn.Conv2d(1,16,3,1,1), nn.BatchNorm2d(16), nn.ReLU(), stage(16,16,1), nn.ReLU(), stage(16,32,2), nn.ReLU(), stage(32,64,2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64,10))
+elif which == "fmnist":
     m = nn.Sequential(nn.Conv2d(1,32,3,1,1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32,64,3,1,1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(64,128,3,1,1), nn.BatchNorm2d(128), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.25), nn.Linear(1152,128), nn.ReLU(), nn.Dropout(0.25), nn.Linear(128,10))
 else:
     m = nn.Sequential(nn.Conv2d(1,6,5,1,2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6,16,5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400,120), nn.ReLU(), nn.Linear(120,84), nn.ReLU(), nn.Linear(84,10))
 opt = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-if which == "fmnist":  # cnnkit's recipe for this preset
+if which in ("fmnist", "resnet8"):  # cnnkit's recipe for these presets
     opt = torch.optim.Adam(m.parameters(), lr=1e-3, weight_decay=5e-4)
 epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 1
 steps = math.ceil(60000/64) * epochs

@@ -15,12 +15,16 @@ pub struct Args {
     model_file: PathBuf,
     /// Output directory (created if missing): `weights.bin` and `model.rs` go there (for
     /// an int8 model, `model.rs` alone: its data are in it).
+    #[arg(long, required_unless_present = "onnx")]
+    out: Option<PathBuf>,
+    /// Write the model as an ONNX file (opset 17) here: it takes normalised pixels, and its
+    /// metadata_props carry pixel_mean, pixel_std and classes.
     #[arg(long)]
-    out: PathBuf,
+    onnx: Option<PathBuf>,
     /// Images per call the exported network takes.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     batch: u32,
-    /// Replace a `weights.bin` or `model.rs` there that `cnnkit export` did not write.
+    /// Replace a `weights.bin`, `model.rs` or ONNX file that `cnnkit export` did not write.
     #[arg(long)]
     overwrite: bool,
 }
@@ -30,12 +34,39 @@ const EXPORT_HEAD: &[u8] = b"// Written by `cnnkit export`";
 
 /// `cnnkit export`.
 pub fn run(a: &Args) -> Result<()> {
-    let (model_file, out, batch, overwrite) =
-        (&a.model_file, &a.out, a.batch as usize, a.overwrite);
+    let (model_file, batch, overwrite) = (&a.model_file, a.batch as usize, a.overwrite);
     let (model, meta) = match AnyModel::load(model_file)? {
         AnyModel::F32(model, meta) => (model, meta),
-        AnyModel::Int8(q, _) => return export_int8(&q, out, batch, overwrite),
+        AnyModel::Int8(..) if a.onnx.is_some() => {
+            return Err(cnnkit::Error::Invalid(
+                "--onnx takes an f32 checkpoint: export the model before quantising it".into(),
+            ));
+        }
+        AnyModel::Int8(q, _) => {
+            let out = a.out.as_ref().expect("clap requires --out without --onnx");
+            return export_int8(&q, out, batch, overwrite);
+        }
     };
+    if let Some(path) = &a.onnx {
+        let bytes = cnnkit::onnx::to_onnx(&model, meta.norm(), &meta.classes)?;
+        fsio::check_destination(
+            path,
+            "--onnx",
+            "an ONNX file cnnkit wrote",
+            overwrite,
+            |h| h.starts_with(cnnkit::onnx::HEAD),
+        )?;
+        fsio::write_atomic(path, &bytes)?;
+        outln!(
+            "{}: ONNX opset {}, {} layers, {} parameters, {} bytes",
+            path.display(),
+            cnnkit::onnx::OPSET,
+            model.layers().len(),
+            model.num_params(),
+            bytes.len()
+        );
+    }
+    let Some(out) = &a.out else { return Ok(()) };
     let e = cnnkit::export::Export::new(&model, meta.norm(), batch)?;
     let net = e.network()?;
     let blob = e.blob()?;

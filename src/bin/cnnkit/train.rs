@@ -18,7 +18,7 @@ pub struct Args {
     /// Directory with the four IDX files (MNIST format, gzipped or not).
     #[arg(long, default_value = data::DEFAULT_DIR)]
     data: PathBuf,
-    /// `lenet5`, `fmnist`, or a model spec such as "conv(8,3,pad=1) relu maxpool(2) flatten linear(10)".
+    /// `lenet5`, `fmnist`, `resnet8`, `mobilenet`, or a model spec such as "conv(8,3,pad=1) relu maxpool(2) flatten linear(10)" (blocks: "res[conv(8,3,pad=1) bn relu]", "cat[A | B]").
     #[arg(long)]
     model: Option<String>,
     /// Epochs in all (a resumed run continues up to this many) [default: 10].
@@ -30,7 +30,7 @@ pub struct Args {
     /// Base learning rate [default: 0.05 for sgd, 0.001 for adam/adamw].
     #[arg(long)]
     lr: Option<f32>,
-    /// `sgd` (momentum 0.9, Nesterov), `adam` or `adamw` [default: sgd; adam for fmnist].
+    /// `sgd` (momentum 0.9, Nesterov), `adam` or `adamw` [default: sgd; adam for fmnist, resnet8 and mobilenet].
     #[arg(long)]
     optimizer: Option<String>,
     /// Weight decay [default: 5e-4].
