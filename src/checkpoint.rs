@@ -588,6 +588,10 @@ fn read_f32(
 /// out-of-range metadata (naming the field), a missing or unexpected tensor, or a tensor
 /// whose type, shape or values do not fit the model (naming the tensor).
 pub fn load_model(path: &Path) -> Result<(Model, Meta)> {
+    #[cfg(feature = "onnx")]
+    if crate::onnx::is_onnx_path(path) {
+        return crate::onnx::load(path);
+    }
     model_from_bytes(path, &read_safetensors(path)?)
 }
 

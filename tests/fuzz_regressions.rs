@@ -11,7 +11,7 @@ mod props;
 type Property = fn(&[u8]);
 
 /// The fuzz targets (`fuzz/fuzz_targets/NAME.rs`) and their properties.
-const TARGETS: [(&str, Property); 15] = [
+const TARGETS: [(&str, Property); 16] = [
     ("conv2d", props::conv::conv2d),
     ("im2col", props::conv::im2col),
     ("sgemm", props::gemm::sgemm),
@@ -27,6 +27,7 @@ const TARGETS: [(&str, Property); 15] = [
     ("norm", props::norm::norm),
     ("int8", props::int8::int8),
     ("qmodel", props::parsers::qmodel),
+    ("onnx", props::parsers::onnx),
 ];
 
 fn replay(target: &str) {
@@ -141,4 +142,9 @@ fn image() {
 #[test]
 fn norm() {
     replay("norm");
+}
+
+#[test]
+fn onnx() {
+    replay("onnx");
 }

@@ -432,6 +432,51 @@ fn graph_models_train_resume_evaluate_and_export_to_onnx() {
         "--onnx",
         s(&onnx),
     ]));
+    // the ONNX file is a model file like the checkpoint: the same evaluation
+    let ev_onnx = ok(&cnnkit(&[
+        "eval",
+        "--model-file",
+        s(&onnx),
+        "--data",
+        s(&dir),
+    ]));
+    let first_line = |t: &str| {
+        t.lines()
+            .next()
+            .unwrap()
+            .split(": ")
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(first_line(&ev_onnx), first_line(&ev), "{ev_onnx}\n{ev}");
+    // fine-tuning from it starts a checkpoint, never writes the ONNX file
+    fails_with(
+        &cnnkit(&["train", "--data", s(&dir), "--resume", s(&onnx)]),
+        &["--save"],
+    );
+    let tuned = d.join("tuned.safetensors");
+    let rows = json_lines(&ok(&cnnkit(&[
+        "train",
+        "--data",
+        s(&dir),
+        "--resume",
+        s(&onnx),
+        "--save",
+        s(&tuned),
+        "--epochs",
+        "1",
+        "--batch",
+        "32",
+        "--json",
+    ])));
+    assert_eq!(rows.len(), 1);
+    assert!(
+        tuned.is_file()
+            && std::fs::read(&onnx)
+                .unwrap()
+                .starts_with(cnnkit::onnx::HEAD)
+    );
     let foreign = d.join("notes.onnx");
     std::fs::write(&foreign, b"my notes").unwrap();
     fails_with(

@@ -251,3 +251,26 @@ fn int8_file_for(json: &str) -> Vec<u8> {
     }
     file_of(json, &tensors)
 }
+
+/// The ONNX reader: an error, or a model that cnnkit writes back to an ONNX file that
+/// reads as the same model; its inference runs (or refuses) under a 128 MiB budget.
+pub fn onnx(data: &[u8]) {
+    cnnkit::budget::set(128 << 20);
+    let Ok(im) = cnnkit::onnx::from_onnx(data) else {
+        return;
+    };
+    let again = Model::from_spec(&im.model.spec(), im.model.input_shape(), 1)
+        .expect("the spec of an imported model parses");
+    assert!(again.layers().len() == im.model.layers().len());
+    if im.classes.len() == im.model.output_shape().len() {
+        let bytes = cnnkit::onnx::to_onnx(&im.model, im.norm, &im.classes).expect("export");
+        let back = cnnkit::onnx::from_onnx(&bytes).expect("read back what cnnkit wrote");
+        let bytes2 = cnnkit::onnx::to_onnx(&back.model, back.norm, &back.classes).expect("export");
+        // (compared as bytes: weights may be NaN)
+        assert!(bytes == bytes2, "{}", im.model.spec());
+    }
+    let n = im.model.input_shape().len();
+    if let Ok(x) = cnnkit::Tensor::from_vec(im.model.input_shape().batched(1), vec![0.5; n]) {
+        let _ = im.model.forward(&x);
+    }
+}

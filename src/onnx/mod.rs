@@ -1,5 +1,7 @@
 //! ONNX: a model written as an ONNX graph (opset 17), for onnxruntime, TensorRT, TFLite's
-//! converters and the rest of the ONNX world (feature `onnx`).
+//! converters and the rest of the ONNX world, and ONNX models read as cnnkit models
+//! ([`from_onnx`], [`load`]: what `torch.onnx.export` writes of a CNN; the operators are
+//! listed there) (feature `onnx`).
 //!
 //! The graph takes *normalised* pixels, `[batch, c, h, w]` (the batch dimension is named
 //! `batch`), and gives the logits, `[batch, classes]`. The file's `metadata_props` carry
@@ -40,6 +42,10 @@
 )]
 pub mod proto;
 
+mod import;
+
+pub use import::{Imported, MAX_NODES, from_onnx};
+
 use prost::Message;
 
 use crate::data::Normalize;
@@ -62,6 +68,56 @@ const FLOAT: i32 = 1;
 
 /// How a file [`to_onnx`] wrote begins: the IR version, then the producer's name.
 pub const HEAD: &[u8] = b"\x08\x08\x12\x06cnnkit";
+
+/// Loads an ONNX file as a model with checkpoint metadata (its spec, input, pixel
+/// normalisation and class names; no training history): what `eval`, `predict` and
+/// `export` take in place of a checkpoint. The file is read through the checkpoint's
+/// size cap ([`crate::checkpoint::MAX_FILE`] and the memory budget).
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming the file: unreadable, too large, or refused by
+/// [`from_onnx`] or the metadata's checks.
+pub fn load(path: &std::path::Path) -> Result<(Model, crate::checkpoint::Meta)> {
+    use std::io::Read as _;
+    let cap = crate::checkpoint::MAX_FILE.min(crate::budget::get());
+    let f = crate::fsio::open_readable(path)?;
+    let mut bytes = Vec::new();
+    f.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > cap {
+        return Err(Error::checkpoint(
+            path,
+            format!("larger than cnnkit reads ({})", crate::budget::human(cap)),
+        ));
+    }
+    let im = from_onnx(&bytes).map_err(|e| Error::checkpoint(path, e.to_string()))?;
+    let Shape::Image { c, h, w } = im.model.input_shape() else {
+        unreachable!("from_onnx takes images")
+    };
+    let meta = crate::checkpoint::Meta {
+        format: crate::checkpoint::FORMAT,
+        spec: im.model.spec(),
+        input: [c, h, w],
+        pixel_mean: im.norm.mean,
+        pixel_std: im.norm.std,
+        classes: im.classes,
+        config: crate::train::TrainConfig::default(),
+        epoch: 0,
+        steps: 0,
+        history: Vec::new(),
+        optim_digest: None,
+    };
+    meta.validate(im.model.output_shape().len())
+        .map_err(|e| Error::checkpoint(path, format!("metadata_props: {e}")))?;
+    Ok((im.model, meta))
+}
+
+/// Whether `path` names an ONNX file (by its extension, `.onnx`).
+pub fn is_onnx_path(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
 
 /// The ONNX file of `model` (see the module docs), its metadata from `norm` and
 /// `classes`.

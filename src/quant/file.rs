@@ -564,11 +564,17 @@ pub enum AnyModel {
 }
 
 impl AnyModel {
-    /// Loads either kind (told apart by the metadata's `kind`).
+    /// Loads either kind (told apart by the metadata's `kind`), or an ONNX file (named
+    /// `*.onnx`, feature `onnx`: [`crate::onnx::load`]) as an f32 model.
     ///
     /// # Errors
     /// As [`checkpoint::load_model`] or [`load`].
     pub fn load(path: &Path) -> Result<AnyModel> {
+        #[cfg(feature = "onnx")]
+        if crate::onnx::is_onnx_path(path) {
+            let (model, m) = crate::onnx::load(path)?;
+            return Ok(AnyModel::F32(Box::new(model), Box::new(m)));
+        }
         let bytes = read_safetensors(path)?;
         let (_, json) = parse(path, &bytes)?;
         if is_int8_meta(&json) {

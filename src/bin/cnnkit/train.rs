@@ -59,7 +59,8 @@ pub struct Args {
     #[arg(long)]
     save: Option<PathBuf>,
     /// Continue from this checkpoint (and FILE.optim) with its recipe; flags given
-    /// override it. Saves back to it unless --save says otherwise.
+    /// override it. Saves back to it unless --save says otherwise. An ONNX file (`*.onnx`)
+    /// is fine-tuned from a fresh optimizer with the default recipe, and needs --save.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// One JSON object per epoch instead of text.
@@ -190,10 +191,23 @@ pub fn run(a: &Args) -> Result<()> {
             "--model and --init do not go with --resume: the checkpoint fixes the model".into(),
         ));
     }
+    // an ONNX model (from PyTorch, say) is fine-tuned from a fresh optimizer and saved as
+    // a checkpoint
+    let onnx = a.resume.as_deref().is_some_and(cnnkit::onnx::is_onnx_path);
+    if onnx && a.save.is_none() {
+        return Err(Error::Invalid(
+            "--resume from an ONNX file needs --save FILE: the result is a cnnkit checkpoint"
+                .into(),
+        ));
+    }
     let resumed = match &a.resume {
         Some(path) => {
             let (model, meta) = checkpoint::load_model(path)?;
-            let opt = checkpoint::load_optimizer(path, &model, &meta)?;
+            let opt = if onnx {
+                None
+            } else {
+                Some(checkpoint::load_optimizer(path, &model, &meta)?)
+            };
             Some((model, meta, opt))
         }
         None => None,
@@ -224,6 +238,10 @@ pub fn run(a: &Args) -> Result<()> {
                     meta.epoch
                 )));
             }
+            let opt = match opt {
+                Some(o) => o,
+                None => cnnkit::Optimizer::new(config.optimizer, config.weight_decay, &model)?,
+            };
             Trainer::resume(model, opt, config, meta.norm(), meta.epoch, meta.history)?
         }
         None => {
