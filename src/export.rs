@@ -22,7 +22,9 @@
 
 use std::fmt::Write as _;
 
-use cnnkit_kernels::net::{BLOB_HEADER_LEN, Blob, Layer as NetLayer, Network};
+use cnnkit_kernels::net::{
+    BLOB_HEADER_LEN, Blob, Layer as NetLayer, MAX_KEPT as NET_MAX_KEPT, Network,
+};
 use cnnkit_kernels::{Activation, Elementwise, LinearParams, Pool2dParams};
 
 use crate::data::Normalize;
@@ -52,98 +54,18 @@ impl Export {
         if batch == 0 {
             return Err(Error::invalid("export needs a batch of at least 1"));
         }
-        if let Some(i) = (0..model.layers().len()).find(|&i| model.inputs(i) != [i]) {
-            return Err(Error::invalid(format!(
-                "layer {i} ({}) is part of a res[...] or cat[...] block: the firmware network \
-                 runs plain stacks of layers only, not yet blocks",
-                model.layers()[i].spec()
-            )));
-        }
-        let mut layers: Vec<NetLayer> = Vec::new();
-        // the parameters of the layers so far (the last one's may still take a fold)
-        let mut params: Vec<f32> = Vec::new();
-        let roles = fusion::roles(model, true);
-        for (i, (l, role)) in model.layers().iter().zip(roles).enumerate() {
-            let input = model.shapes()[i];
-            match (role, l) {
-                (Role::Identity, _) => {}
-                // (the fused layer is the last one pushed: the pass keeps a layer open only
-                // until another one runs)
-                (Role::Epilogue { .. }, _) => match layers.last_mut() {
-                    Some(NetLayer::Conv2d { act, .. } | NetLayer::Linear { act, .. }) => {
-                        *act = Activation::Relu;
-                    }
-                    _ => return Err(Error::invalid(format!("layer {i}: nothing to fuse into"))),
-                },
-                (Role::Folded { .. }, Layer::BatchNorm2d(bn)) => {
-                    // (out channels, weight elements) of the layer to fold into
-                    let (out, wlen) = match layers.last() {
-                        Some(NetLayer::Conv2d { params: p, .. }) => {
-                            (p.out_channels, p.dims()?.weight_len)
-                        }
-                        Some(NetLayer::Linear { params: p, .. }) => (p.out_features, p.lens()?.1),
-                        _ => {
-                            return Err(Error::invalid(format!("layer {i}: nothing to fold into")));
-                        }
-                    };
-                    fold(bn, out, wlen, &mut params)?;
-                }
-                (_, Layer::Conv2d(c)) => {
-                    layers.push(NetLayer::Conv2d {
-                        params: c.params(batch, input)?,
-                        bias: true,
-                        act: Activation::None,
-                    });
-                    params.extend_from_slice(c.weight.data());
-                    params.extend_from_slice(c.bias.data());
-                }
-                (_, Layer::Linear(f)) => {
-                    layers.push(NetLayer::Linear {
-                        params: LinearParams::new(batch, f.in_features, f.out_features),
-                        bias: true,
-                        act: Activation::None,
-                    });
-                    params.extend_from_slice(f.weight.data());
-                    params.extend_from_slice(f.bias.data());
-                }
-                (_, Layer::MaxPool2d(p)) => {
-                    layers.push(NetLayer::MaxPool2d(p.params(batch, input)?));
-                }
-                (_, Layer::AvgPool2d(p)) => layers.push(NetLayer::AvgPool2d {
-                    params: p.params(batch, input)?,
-                    count_include_pad: true,
-                }),
-                (_, Layer::Act(e)) => layers.push(NetLayer::Act(*e)),
-                (_, Layer::GlobalAvgPool) => {
-                    let Shape::Image { c, h, w } = input else {
-                        return Err(Error::invalid(format!("layer {i} (gap) needs an image")));
-                    };
-                    layers.push(NetLayer::AvgPool2d {
-                        params: Pool2dParams::new(batch, c, h, w, h, w),
-                        count_include_pad: true,
-                    });
-                }
-                (_, Layer::Add | Layer::Concat) => {
-                    return Err(Error::invalid(format!(
-                        "layer {i} ends a {} block: the firmware network runs plain stacks of \
-                         layers only, not yet residual or concatenation blocks",
-                        if matches!(l, Layer::Add) {
-                            "res[...]"
-                        } else {
-                            "cat[...]"
-                        }
-                    )));
-                }
-                (_, Layer::BatchNorm2d(_)) => {
-                    return Err(Error::invalid(format!(
-                        "layer {i} (batchnorm) does not follow a convolution or linear \
-                         layer directly, so it cannot be folded for export"
-                    )));
-                }
-                // (the identity in inference: the fusion pass gave them `Role::Identity`)
-                (_, Layer::Flatten | Layer::Dropout(_)) => {}
-            }
-        }
+        let specs: Vec<_> = model.layers().iter().map(Layer::to_spec).collect();
+        let inputs: Vec<Vec<usize>> = (0..specs.len()).map(|i| model.inputs(i).to_vec()).collect();
+        let mut em = Emitter {
+            model,
+            batch,
+            roles: fusion::roles(model, true),
+            forks: crate::spec::block_forks(&specs, &inputs),
+            layers: Vec::new(),
+            params: Vec::new(),
+        };
+        em.range(0, specs.len(), 0)?;
+        let (layers, params) = (em.layers, em.params);
         let e = Export {
             layers,
             params,
@@ -345,6 +267,11 @@ pub(crate) fn conv_source(p: &cnnkit_kernels::Conv2dParams) -> String {
 fn layer_source(l: &NetLayer) -> String {
     let pool = pool_source;
     match l {
+        NetLayer::Push => "Layer::Push".into(),
+        NetLayer::Load { depth } => format!("Layer::Load {{ depth: {depth} }}"),
+        NetLayer::AddPop => "Layer::AddPop".into(),
+        NetLayer::CatPop => "Layer::CatPop".into(),
+        NetLayer::Drop => "Layer::Drop".into(),
         NetLayer::Conv2d {
             params: p,
             bias,
@@ -375,5 +302,161 @@ fn layer_source(l: &NetLayer) -> String {
         ),
         NetLayer::Act(e) => format!("Layer::Act({})", elementwise_source(*e)),
         // (`net::Layer` is exhaustive today; a new kind must be added here)
+    }
+}
+
+/// Writes a model's layers as [`NetLayer`]s: each block as block operations around its
+/// branches ([`NetLayer::Push`] its input, each branch, [`NetLayer::Load`] the input
+/// back for the next, then [`NetLayer::AddPop`] or [`NetLayer::CatPop`] the branches'
+/// results together and [`NetLayer::Drop`] the input).
+struct Emitter<'a> {
+    model: &'a Model,
+    batch: usize,
+    roles: Vec<Role>,
+    forks: Vec<Option<usize>>,
+    layers: Vec<NetLayer>,
+    /// The parameters of the layers so far (the last one's may still take a fold).
+    params: Vec<f32>,
+}
+
+impl Emitter<'_> {
+    /// Layers `lo..hi`, blocks as their operations.
+    fn range(&mut self, lo: usize, hi: usize, depth: usize) -> Result<()> {
+        if depth > NET_MAX_KEPT {
+            return Err(Error::invalid(format!(
+                "blocks nested deeper than the firmware network keeps ({NET_MAX_KEPT})"
+            )));
+        }
+        let mut j = lo;
+        while j < hi {
+            match (j..hi).rev().find(|&m| self.forks[m] == Some(j)) {
+                Some(m) => {
+                    self.block(j, m, depth)?;
+                    j = m + 1;
+                }
+                None => {
+                    self.layer(j)?;
+                    j += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The block from value `f` that layer `m` joins.
+    fn block(&mut self, f: usize, m: usize, depth: usize) -> Result<()> {
+        let ends = self.model.inputs(m).to_vec();
+        self.layers.push(NetLayer::Push);
+        if let ([v, id], Layer::Add) = (ends.as_slice(), &self.model.layers()[m])
+            && *id == f
+        {
+            // `res[A]`: A, then its input added straight from where it was kept
+            self.range(f, *v, depth + 1)?;
+            self.layers.push(NetLayer::AddPop);
+            return Ok(());
+        }
+        let (mut start, mut kept) = (f, 0u8);
+        for (k, &v) in ends.iter().enumerate() {
+            if k > 0 {
+                self.layers.push(NetLayer::Load { depth: kept });
+            }
+            if v != f {
+                self.range(start, v, depth + 1)?;
+                start = v;
+            }
+            if k + 1 < ends.len() {
+                self.layers.push(NetLayer::Push);
+                kept += 1;
+            }
+        }
+        let join = match self.model.layers()[m] {
+            Layer::Add => NetLayer::AddPop,
+            _ => NetLayer::CatPop,
+        };
+        for _ in 0..kept {
+            self.layers.push(join);
+        }
+        self.layers.push(NetLayer::Drop);
+        Ok(())
+    }
+
+    /// Layer `i` on its own (fused, folded or skipped as the inference roles say).
+    fn layer(&mut self, i: usize) -> Result<()> {
+        let (model, batch) = (self.model, self.batch);
+        let (l, input) = (&model.layers()[i], model.input_shape_of(i));
+        let (layers, params) = (&mut self.layers, &mut self.params);
+        match (self.roles[i], l) {
+            (Role::Identity, _) => {}
+            // (the fused layer is the last one pushed: the pass keeps a layer open only
+            // until another one runs, along a chain, where no block operation comes between)
+            (Role::Epilogue { .. }, _) => match layers.last_mut() {
+                Some(NetLayer::Conv2d { act, .. } | NetLayer::Linear { act, .. }) => {
+                    *act = Activation::Relu;
+                }
+                _ => return Err(Error::invalid(format!("layer {i}: nothing to fuse into"))),
+            },
+            (Role::Folded { .. }, Layer::BatchNorm2d(bn)) => {
+                // (out channels, weight elements) of the layer to fold into
+                let (out, wlen) = match layers.last() {
+                    Some(NetLayer::Conv2d { params: p, .. }) => {
+                        (p.out_channels, p.dims()?.weight_len)
+                    }
+                    Some(NetLayer::Linear { params: p, .. }) => (p.out_features, p.lens()?.1),
+                    _ => {
+                        return Err(Error::invalid(format!("layer {i}: nothing to fold into")));
+                    }
+                };
+                fold(bn, out, wlen, params)?;
+            }
+            (_, Layer::Conv2d(c)) => {
+                layers.push(NetLayer::Conv2d {
+                    params: c.params(batch, input)?,
+                    bias: true,
+                    act: Activation::None,
+                });
+                params.extend_from_slice(c.weight.data());
+                params.extend_from_slice(c.bias.data());
+            }
+            (_, Layer::Linear(f)) => {
+                layers.push(NetLayer::Linear {
+                    params: LinearParams::new(batch, f.in_features, f.out_features),
+                    bias: true,
+                    act: Activation::None,
+                });
+                params.extend_from_slice(f.weight.data());
+                params.extend_from_slice(f.bias.data());
+            }
+            (_, Layer::MaxPool2d(p)) => {
+                layers.push(NetLayer::MaxPool2d(p.params(batch, input)?));
+            }
+            (_, Layer::AvgPool2d(p)) => layers.push(NetLayer::AvgPool2d {
+                params: p.params(batch, input)?,
+                count_include_pad: true,
+            }),
+            (_, Layer::Act(e)) => layers.push(NetLayer::Act(*e)),
+            (_, Layer::GlobalAvgPool) => {
+                let Shape::Image { c, h, w } = input else {
+                    return Err(Error::invalid(format!("layer {i} (gap) needs an image")));
+                };
+                layers.push(NetLayer::AvgPool2d {
+                    params: Pool2dParams::new(batch, c, h, w, h, w),
+                    count_include_pad: true,
+                });
+            }
+            (_, Layer::Add | Layer::Concat) => {
+                return Err(Error::invalid(format!(
+                    "layer {i} joins a block that is not in spec order"
+                )));
+            }
+            (_, Layer::BatchNorm2d(_)) => {
+                return Err(Error::invalid(format!(
+                    "layer {i} (batchnorm) does not follow a convolution or linear \
+                     layer directly, so it cannot be folded for export"
+                )));
+            }
+            // (the identity in inference: the fusion pass gave them `Role::Identity`)
+            (_, Layer::Flatten | Layer::Dropout(_)) => {}
+        }
+        Ok(())
     }
 }

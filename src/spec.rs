@@ -326,8 +326,17 @@ pub fn write_graph(layers: &[LayerSpec], inputs: &[Vec<usize>]) -> Option<String
     if layers.len() != inputs.len() || inputs.iter().any(Vec::is_empty) {
         return None;
     }
-    // the value each block starts from: where one branch is the identity, the smallest
-    // value it takes; else the input of its second branch's first layer
+    let forks = block_forks(layers, inputs);
+    let mut out = String::new();
+    seq_text(layers, inputs, &forks, 0, layers.len(), &mut out, 0)?;
+    Some(out)
+}
+
+/// For each layer that joins a block (add, cat) of a graph in spec order, the value the
+/// block starts from (its input); `None` for the other layers. Where one branch is the
+/// identity, that is the smallest value the join takes; else the input of its second
+/// branch's first layer.
+pub(crate) fn block_forks(layers: &[LayerSpec], inputs: &[Vec<usize>]) -> Vec<Option<usize>> {
     let fork = |m: usize| -> Option<usize> {
         let lo = *inputs[m].iter().min()?;
         match inputs.get(lo) {
@@ -335,12 +344,9 @@ pub fn write_graph(layers: &[LayerSpec], inputs: &[Vec<usize>]) -> Option<String
             _ => Some(lo),
         }
     };
-    let forks: Vec<Option<usize>> = (0..layers.len())
+    (0..layers.len())
         .map(|m| if layers[m].is_merge() { fork(m) } else { None })
-        .collect();
-    let mut out = String::new();
-    seq_text(layers, inputs, &forks, 0, layers.len(), &mut out, 0)?;
-    Some(out)
+        .collect()
 }
 
 fn seq_text(

@@ -114,6 +114,52 @@ fn batchnorm_folds_and_other_layers_map() {
     }
 }
 
+/// Graphs export as block operations around their branches (the input kept, each
+/// branch, the results added or concatenated): ResNet-8, the MobileNetV2-style preset,
+/// nested blocks, concatenations with the identity and three branches, batches of 1 and
+/// 3; the arena holds the kept values beside the two working buffers.
+#[test]
+fn graphs_export_as_block_operations() {
+    use cnnkit_kernels::net::Layer as NetLayer;
+    let img = Shape::Image { c: 2, h: 10, w: 10 };
+    for (spec, input) in [
+        ("resnet8", Shape::Image { c: 1, h: 28, w: 28 }),
+        ("mobilenet", Shape::Image { c: 1, h: 28, w: 28 }),
+        (
+            "conv(4,3,pad=1) res[res[conv(4,3,pad=1) relu] conv(4,1)] relu gap flatten linear(3)",
+            img,
+        ),
+        (
+            "conv(4,1) cat[conv(2,3,pad=1) tanh | | conv(3,1) sigmoid] maxpool(2) flatten linear(3)",
+            img,
+        ),
+        (
+            "res[conv(2,3,pad=1) batchnorm relu | conv(2,1) | conv(2,1,groups=2)] flatten linear(3)",
+            img,
+        ),
+    ] {
+        for batch in [1, 3] {
+            let (got, want, e) = both(spec, input, batch);
+            assert_close(&got, &want);
+            let count = |f: fn(&NetLayer) -> bool| e.layers.iter().filter(|l| f(l)).count();
+            let pushes = count(|l| matches!(l, NetLayer::Push));
+            let pops = count(|l| matches!(l, NetLayer::AddPop | NetLayer::CatPop | NetLayer::Drop));
+            // every value kept is taken back once
+            assert!(pushes > 0 && pushes == pops, "{spec}");
+        }
+    }
+    // ResNet-8 on one 28 x 28 image: the parameters, and an arena of the kept block input
+    // (16 x 28 x 28) beside two working buffers
+    let (_, _, e) = both("resnet8", Shape::Image { c: 1, h: 28, w: 28 }, 1);
+    let net = e.network().unwrap();
+    assert_eq!(
+        net.param_len(),
+        77_898 - 2 * (16 + 16 + 16 + 32 + 32 + 64 + 64)
+    );
+    assert!(net.arena_len() <= 4 * 16 * 28 * 28, "{}", net.arena_len());
+    assert!(e.rust_source().unwrap().contains("Layer::AddPop"));
+}
+
 #[test]
 fn what_cannot_be_folded_is_refused() {
     let img = Shape::Image { c: 1, h: 8, w: 8 };
@@ -129,8 +175,9 @@ fn what_cannot_be_folded_is_refused() {
             "{spec}: {err}"
         );
     }
-    let m = Model::from_spec("relu conv(2,3) flatten linear(2)", img, 1).unwrap();
-    assert!(Export::new(&m, NORM, 1).is_err());
+    // (an activation first runs in place on the input: the layer after it sizes it)
+    let (got, want, _) = both("relu conv(2,3) flatten linear(2)", img, 2);
+    assert_close(&got, &want);
     let m = Model::from_spec("lenet5", Shape::Image { c: 1, h: 28, w: 28 }, 1).unwrap();
     assert!(Export::new(&m, NORM, 0).is_err());
     // the fields are public: an edited export is checked again, not trusted

@@ -484,9 +484,33 @@ fn graph_models_train_resume_evaluate_and_export_to_onnx() {
         &["--onnx", "--overwrite"],
     );
     assert_eq!(std::fs::read(&foreign).unwrap(), b"my notes");
+    // the firmware network runs the blocks; int8 does not take them yet
+    let out = ok(&cnnkit(&[
+        "export",
+        "--model-file",
+        s(&ck),
+        "--out",
+        s(&d.join("fw")),
+    ]));
+    assert!(out.contains("layers"), "{out}");
+    let src = std::fs::read_to_string(d.join("fw").join("model.rs")).unwrap();
+    assert!(
+        src.contains("Layer::Push") && src.contains("Layer::CatPop"),
+        "{src}"
+    );
     fails_with(
-        &cnnkit(&["export", "--model-file", s(&ck), "--out", s(&d.join("fw"))]),
-        &["res[...]", "firmware"],
+        &cnnkit(&[
+            "quantize",
+            "--model-file",
+            s(&ck),
+            "--out",
+            s(&d.join("g.q")),
+            "--data",
+            s(&dir),
+            "--calib",
+            "50",
+        ]),
+        &["int8", "blocks"],
     );
     fails_with(&cnnkit(&["export", "--model-file", s(&ck)]), &["--out"]);
 }

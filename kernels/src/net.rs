@@ -32,6 +32,17 @@
 //! one end and writes its output at the other, so the arena needs the largest sum of a
 //! layer's input and output lengths ([`Network::arena_len`]), not one buffer per layer.
 //!
+//! # Blocks
+//!
+//! Residual and concatenation blocks run as operations on values kept at the front of
+//! the arena, below the two working ends: [`Layer::Push`] keeps the block's input,
+//! each branch runs in turn (the input brought back by [`Layer::Load`] for the next,
+//! each result but the last kept), [`Layer::AddPop`] or [`Layer::CatPop`] joins the
+//! results, and [`Layer::Drop`] forgets the input. `res[A | B]` is
+//! `Push, A.., Push, Load { depth: 1 }, B.., AddPop, Drop`. The arena grows by the kept
+//! values, and [`Network::new`] sizes it (a `const fn` as before), at most [`MAX_KEPT`]
+//! values at once.
+//!
 //! # Parameters
 //!
 //! One flat `f32` slice holds every layer's weight then bias, in layer order: the order
@@ -78,7 +89,27 @@ pub enum Layer {
     /// ([`Elementwise::forward_inplace`](crate::Elementwise::forward_inplace)), in place
     /// on the previous layer's output.
     Act(crate::Elementwise),
+    /// Keeps a copy of the current activation for later: the input of a block (see
+    /// [Blocks](self#blocks)).
+    Push,
+    /// Makes a copy of the value kept `depth` pushes ago (0: the last) the current
+    /// activation: the start of a block's next branch.
+    Load {
+        /// How many values were kept after it.
+        depth: u8,
+    },
+    /// Adds the last kept value to the current activation, and forgets it: the end of a
+    /// residual block.
+    AddPop,
+    /// Puts the last kept value's elements before the current activation's, sample by
+    /// sample (the channels of NCHW images), and forgets it: a concatenation.
+    CatPop,
+    /// Forgets the last kept value.
+    Drop,
 }
+
+/// Most values a [`Network`] keeps at once ([`Layer::Push`]): nested blocks.
+pub const MAX_KEPT: usize = 16;
 
 /// What a layer takes and gives, once checked.
 struct Io {
@@ -140,7 +171,75 @@ impl Layer {
                 }),
                 Err(err) => Err(err),
             },
+            // (sized by `Network::new`, which follows what they keep)
+            Layer::Push | Layer::Load { .. } | Layer::AddPop | Layer::CatPop | Layer::Drop => {
+                Ok(Io {
+                    input: 0,
+                    output: 0,
+                    params: 0,
+                    batch: 0,
+                })
+            }
         }
+    }
+
+    /// Whether it is one of the block operations ([`Layer::Push`], ...).
+    pub const fn is_block_op(&self) -> bool {
+        matches!(
+            self,
+            Layer::Push | Layer::Load { .. } | Layer::AddPop | Layer::CatPop | Layer::Drop
+        )
+    }
+}
+
+/// The values a network keeps, as [`Network::new`] and [`Network::run_in_arena`] follow
+/// them: each one's offset and length at the front of the arena.
+#[derive(Clone, Copy)]
+struct Kept {
+    off: [usize; MAX_KEPT],
+    len: [usize; MAX_KEPT],
+    n: usize,
+    /// Elements they take: the front of the arena up to here.
+    top: usize,
+}
+
+impl Kept {
+    const fn new() -> Self {
+        Kept {
+            off: [0; MAX_KEPT],
+            len: [0; MAX_KEPT],
+            n: 0,
+            top: 0,
+        }
+    }
+
+    /// The entry `depth` pushes back, if there is one.
+    const fn at(&self, depth: usize) -> Option<(usize, usize)> {
+        if depth < self.n {
+            let k = self.n - 1 - depth;
+            Some((self.off[k], self.len[k]))
+        } else {
+            None
+        }
+    }
+
+    const fn push(mut self, len: usize) -> Result<Self, KernelError> {
+        if self.n == MAX_KEPT {
+            return Err(KernelError::InvalidParameter(
+                "more than MAX_KEPT values kept at once",
+            ));
+        }
+        self.off[self.n] = self.top;
+        self.len[self.n] = len;
+        self.n += 1;
+        self.top = ctry!(add(self.top, len));
+        Ok(self)
+    }
+
+    const fn pop(mut self) -> Self {
+        self.n -= 1;
+        self.top = self.off[self.n];
+        self
     }
 }
 
@@ -148,6 +247,7 @@ impl Layer {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Network<'a> {
     layers: &'a [Layer],
+    batch: usize,
     input_len: usize,
     output_len: usize,
     param_len: usize,
@@ -160,26 +260,88 @@ impl<'a> Network<'a> {
     /// error.
     ///
     /// # Errors
-    /// [`KernelError::ZeroSize`] for no layers or an in-place activation first (it has no
-    /// size of its own); any error of a layer's parameters; [`KernelError::LayerMismatch`]
+    /// [`KernelError::ZeroSize`] for no layer with a size of its own (in-place activations
+    /// and block operations before the first one take its input's), or a concatenation
+    /// before it; any error of a layer's parameters; [`KernelError::LayerMismatch`]
     /// where a layer's input length differs from the output before it, or its batch from
-    /// the first layer's; [`KernelError::Overflow`].
+    /// the first layer's, or a kept value does not fit what takes it back;
+    /// [`KernelError::InvalidParameter`] for more than [`MAX_KEPT`] values kept at once, a
+    /// value taken back that was not kept, or one kept and never taken back;
+    /// [`KernelError::Overflow`].
     pub const fn new(layers: &'a [Layer]) -> Result<Self, KernelError> {
         if layers.is_empty() {
             return Err(KernelError::ZeroSize("layers"));
         }
-        let first = ctry!(layers[0].io());
-        if first.input == 0 {
+        // the first layer with sizes of its own gives the input (block operations before it
+        // keep or add values of the input's size; a concatenation would change it)
+        let mut f = 0;
+        while f < layers.len() && ctry!(layers[f].io()).input == 0 {
+            if let Layer::CatPop = layers[f] {
+                return Err(KernelError::ZeroSize("the input before a concatenation"));
+            }
+            f += 1;
+        }
+        if f == layers.len() {
             return Err(KernelError::ZeroSize("the first layer's input"));
         }
+        let first = ctry!(layers[f].io());
         let (input_len, batch) = (first.input, first.batch);
         let mut len = input_len;
         let mut param_len = 0;
         let mut arena_len = input_len;
+        let mut kept = Kept::new();
         let mut i = 0;
         while i < layers.len() {
             let io = ctry!(layers[i].io());
             param_len = ctry!(add(param_len, io.params));
+            // what the arena holds during the layer: the kept values, then (block
+            // operations) the current activation at the back and a copy or result at the
+            // front, or (other layers) the input and the output
+            let need = match layers[i] {
+                Layer::Push => {
+                    kept = ctry!(kept.push(len));
+                    ctry!(add(kept.top, len))
+                }
+                Layer::Load { depth } => match kept.at(depth as usize) {
+                    Some((_, l)) => {
+                        len = l;
+                        ctry!(add(kept.top, len))
+                    }
+                    None => return Err(KernelError::InvalidParameter("Load of a value not kept")),
+                },
+                Layer::AddPop | Layer::CatPop | Layer::Drop => {
+                    let Some((_, l)) = kept.at(0) else {
+                        return Err(KernelError::InvalidParameter("nothing kept to take back"));
+                    };
+                    let need = ctry!(add(kept.top, len));
+                    if let Layer::AddPop = layers[i] {
+                        if l != len {
+                            return Err(KernelError::LayerMismatch {
+                                layer: i,
+                                what: "length of the value added",
+                                expected: len,
+                                actual: l,
+                            });
+                        }
+                    } else if let Layer::CatPop = layers[i] {
+                        if l % batch != 0 || len % batch != 0 {
+                            return Err(KernelError::LayerMismatch {
+                                layer: i,
+                                what: "length of the value concatenated (a multiple of the batch)",
+                                expected: len,
+                                actual: l,
+                            });
+                        }
+                        len = ctry!(add(len, l));
+                    }
+                    kept = kept.pop();
+                    ctry!(add(need, len))
+                }
+                _ => 0,
+            };
+            if need > arena_len {
+                arena_len = need;
+            }
             if io.input != 0 {
                 if io.input != len {
                     return Err(KernelError::LayerMismatch {
@@ -197,7 +359,7 @@ impl<'a> Network<'a> {
                         actual: batch,
                     });
                 }
-                let pair = ctry!(add(len, io.output));
+                let pair = ctry!(add(ctry!(add(kept.top, len)), io.output));
                 if pair > arena_len {
                     arena_len = pair;
                 }
@@ -205,8 +367,14 @@ impl<'a> Network<'a> {
             }
             i += 1;
         }
+        if kept.n != 0 {
+            return Err(KernelError::InvalidParameter(
+                "values kept (Push) and never taken back",
+            ));
+        }
         Ok(Network {
             layers,
+            batch,
             input_len,
             output_len: len,
             param_len,
@@ -282,16 +450,89 @@ impl<'a> Network<'a> {
         self.check(params, arena)?;
         let n = arena.len();
         let input_len = self.input_len;
-        // the current activation: `len` elements at the front of the arena, or at its back
+        // the current activation: `len` elements at the front of the arena (just after
+        // the kept values), or at its back
         let (mut len, mut front) = (input_len, true);
+        let mut kept = Kept::new();
         let mut params = params;
         for layer in self.layers {
             let io = layer.io()?;
             let (w, rest) = params.split_at(io.params);
             params = rest;
+            if layer.is_block_op() {
+                // `new` sized the arena for each of these moves (see its `need`)
+                let s = kept.top;
+                match *layer {
+                    Layer::Push => {
+                        if front {
+                            // it is where the kept copy goes: the current one to the back
+                            arena.copy_within(s..s + len, n - len);
+                        } else {
+                            arena.copy_within(n - len..n, s);
+                        }
+                        kept = kept.push(len)?;
+                        front = false;
+                    }
+                    Layer::Load { depth } => {
+                        let (off, l) = kept
+                            .at(depth as usize)
+                            .ok_or(KernelError::InvalidParameter("Load of a value not kept"))?;
+                        arena.copy_within(off..off + l, n - l);
+                        (len, front) = (l, false);
+                    }
+                    Layer::AddPop => {
+                        let (off, l) = kept
+                            .at(0)
+                            .ok_or(KernelError::InvalidParameter("nothing kept"))?;
+                        let (a, b) = arena.split_at_mut(s);
+                        let bl = b.len();
+                        let cur = if front {
+                            &mut b[..len]
+                        } else {
+                            &mut b[bl - len..]
+                        };
+                        for (c, k) in cur.iter_mut().zip(&a[off..off + l]) {
+                            *c += *k;
+                        }
+                        kept = kept.pop();
+                        if front {
+                            arena.copy_within(s..s + len, kept.top);
+                        }
+                    }
+                    Layer::CatPop => {
+                        let (off, l) = kept
+                            .at(0)
+                            .ok_or(KernelError::InvalidParameter("nothing kept"))?;
+                        if front {
+                            arena.copy_within(s..s + len, n - len);
+                        }
+                        // sample by sample from the last, each kept part moved right to its
+                        // place, then the current part after it
+                        let b = self.batch();
+                        let (kp, cp) = (l / b, len / b);
+                        for smp in (0..b).rev() {
+                            let dst = off + smp * (kp + cp);
+                            arena.copy_within(off + smp * kp..off + (smp + 1) * kp, dst);
+                            let src = n - len + smp * cp;
+                            arena.copy_within(src..src + cp, dst + kp);
+                        }
+                        kept = kept.pop();
+                        (len, front) = (l + len, true);
+                    }
+                    Layer::Drop => {
+                        kept = kept.pop();
+                        if front {
+                            arena.copy_within(s..s + len, kept.top);
+                        }
+                    }
+                    _ => unreachable!("is_block_op"),
+                }
+                continue;
+            }
+            let s = kept.top;
             if io.input == 0 {
                 let x = if front {
-                    &mut arena[..len]
+                    &mut arena[s..s + len]
                 } else {
                     &mut arena[n - len..]
                 };
@@ -300,13 +541,13 @@ impl<'a> Network<'a> {
                 }
                 continue;
             }
-            // `new` checked len + io.output <= arena_len <= n: the two never overlap
+            // `new` checked top + len + io.output <= arena_len <= n: they never overlap
             let (x, y) = if front {
                 let (a, b) = arena.split_at_mut(n - io.output);
-                (&a[..len], b)
+                (&a[s..s + len], b)
             } else {
-                let (a, b) = arena.split_at_mut(io.output);
-                (&b[b.len() - len..], a)
+                let (a, b) = arena.split_at_mut(n - len);
+                (&b[..], &mut a[s..s + io.output])
             };
             match *layer {
                 Layer::Conv2d {
@@ -335,11 +576,17 @@ impl<'a> Network<'a> {
             len = io.output;
             front = !front;
         }
+        // (nothing is kept at the end: `new` checked it)
         Ok(if front {
             &mut arena[..len]
         } else {
             &mut arena[n - len..]
         })
+    }
+
+    /// The batch: the first sized layer's.
+    fn batch(&self) -> usize {
+        self.batch.max(1)
     }
 }
 
@@ -414,6 +661,11 @@ pub const fn fingerprint(layers: &[Layer]) -> u32 {
                 Some(v) => h.word(e.code()).word(v.to_bits() as u64),
                 None => h.word(e.code()),
             },
+            Layer::Push => h.word(20),
+            Layer::Load { depth } => h.word(21).word(depth as u64),
+            Layer::AddPop => h.word(22),
+            Layer::CatPop => h.word(23),
+            Layer::Drop => h.word(24),
         };
         i += 1;
     }

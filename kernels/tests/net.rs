@@ -264,6 +264,16 @@ impl Arbitrary for Chain {
 fn by_hand(layers: &[Layer], params: &[f32], input: &[f32]) -> Vec<f32> {
     let mut x = input.to_vec();
     let mut params = params;
+    let mut kept: Vec<Vec<f32>> = Vec::new();
+    let batch = layers
+        .iter()
+        .find_map(|l| match *l {
+            Layer::Conv2d { params: p, .. } => Some(p.batch),
+            Layer::Linear { params: p, .. } => Some(p.batch),
+            Layer::MaxPool2d(p) | Layer::AvgPool2d { params: p, .. } => Some(p.batch),
+            _ => None,
+        })
+        .unwrap_or(1);
     for l in layers {
         let take = |n: usize, params: &mut &[f32]| {
             let (a, b) = params.split_at(n);
@@ -313,8 +323,34 @@ fn by_hand(layers: &[Layer], params: &[f32], input: &[f32]) -> Vec<f32> {
                 e.forward_inplace(&mut x).unwrap();
                 x
             }
+            Layer::Push => {
+                kept.push(x.clone());
+                x
+            }
+            Layer::Load { depth } => kept[kept.len() - 1 - depth as usize].clone(),
+            Layer::AddPop => {
+                let k = kept.pop().unwrap();
+                x.iter().zip(&k).map(|(a, b)| a + b).collect()
+            }
+            Layer::CatPop => {
+                let k = kept.pop().unwrap();
+                let (kp, cp) = (k.len() / batch, x.len() / batch);
+                (0..batch)
+                    .flat_map(|s| {
+                        k[s * kp..(s + 1) * kp]
+                            .iter()
+                            .chain(&x[s * cp..(s + 1) * cp])
+                            .copied()
+                    })
+                    .collect()
+            }
+            Layer::Drop => {
+                kept.pop().unwrap();
+                x
+            }
         };
     }
+    assert!(kept.is_empty(), "values kept at the end");
     assert!(params.is_empty(), "parameters left over");
     x
 }
@@ -428,8 +464,15 @@ fn network_rejects_what_does_not_fit() {
     };
     assert_eq!(Network::new(&[]), Err(KernelError::ZeroSize("layers")));
     assert_eq!(
-        Network::new(&[Layer::Act(E::Relu), conv(1)]),
+        Network::new(&[Layer::Act(E::Relu), Layer::Push, Layer::Drop]),
         Err(KernelError::ZeroSize("the first layer's input"))
+    );
+    // (an activation first runs in place on the input the next layer sizes)
+    assert_eq!(
+        Network::new(&[Layer::Act(E::Relu), conv(1)])
+            .unwrap()
+            .input_len(),
+        64
     );
     // conv(1) gives 4x6x6 = 144; conv(2) takes 2x8x8 = 128
     assert_eq!(
@@ -621,3 +664,121 @@ fn blob_rejects_bad_bytes() {
 compile_error!("build wasm32 with +simd128 (see .cargo/config.toml)");
 #[cfg(all(target_arch = "aarch64", not(target_feature = "neon")))]
 compile_error!("aarch64 without NEON");
+
+/// Residual and concatenation blocks (identity and projection shortcuts, an identity
+/// branch between two others, nesting, three-way adds; batches of 1 and 2) give the
+/// bits of the same kernels called by hand, in an arena of `arena_len` exactly.
+#[test]
+fn blocks_match_the_kernels_by_hand() {
+    let conv = |b, c, hw, o, k, s, p: usize, act| Layer::Conv2d {
+        params: Conv2dParams::new(b, c, hw, hw, o, k, k)
+            .with_stride(s, s)
+            .with_padding(p, p, p, p),
+        bias: true,
+        act,
+    };
+    for b in [1, 2] {
+        let relu = Activation::Relu;
+        let none = Activation::None;
+        let programs: Vec<Vec<Layer>> = vec![
+            // res[conv conv]
+            // (the identity shortcut added straight from where it was kept)
+            vec![
+                Layer::Push,
+                conv(b, 2, 6, 2, 3, 1, 1, relu),
+                conv(b, 2, 6, 2, 3, 1, 1, none),
+                Layer::AddPop,
+                Layer::Act(E::Relu),
+            ],
+            // res[conv(stride 2) | conv 1x1 stride 2]
+            vec![
+                Layer::Push,
+                conv(b, 2, 6, 4, 3, 2, 1, relu),
+                Layer::Push,
+                Layer::Load { depth: 1 },
+                conv(b, 2, 6, 4, 1, 2, 0, none),
+                Layer::AddPop,
+                Layer::Drop,
+            ],
+            // cat[conv | | conv]
+            vec![
+                Layer::Push,
+                conv(b, 2, 6, 3, 3, 1, 1, relu),
+                Layer::Push,
+                Layer::Load { depth: 1 },
+                Layer::Push,
+                Layer::Load { depth: 2 },
+                conv(b, 2, 6, 1, 1, 1, 0, none),
+                Layer::CatPop,
+                Layer::CatPop,
+                Layer::Drop,
+                Layer::MaxPool2d(Pool2dParams::new(b, 6, 6, 6, 2, 2)),
+            ],
+            // res[res[conv] conv] with the inner one on the same input
+            vec![
+                Layer::Push,
+                Layer::Push,
+                conv(b, 2, 6, 2, 3, 1, 1, relu),
+                Layer::AddPop,
+                conv(b, 2, 6, 2, 1, 1, 0, none),
+                Layer::AddPop,
+            ],
+        ];
+        for (i, layers) in programs.iter().enumerate() {
+            let net = Network::new(layers).unwrap_or_else(|e| panic!("program {i}: {e:?}"));
+            let mut rng = Rng(40 + i as u64);
+            let params = rng.vec(net.param_len());
+            let x = rng.vec(net.input_len());
+            let mut arena = vec![f32::NAN; net.arena_len()];
+            let got = net.run(&params, &x, &mut arena).unwrap().to_vec();
+            same_bits(
+                &format!("program {i}, batch {b}"),
+                &got,
+                &by_hand(layers, &params, &x),
+            );
+        }
+    }
+}
+
+#[test]
+fn block_programs_that_do_not_balance_are_refused() {
+    let conv = Layer::Conv2d {
+        params: Conv2dParams::new(1, 2, 4, 4, 2, 3, 3).with_padding(1, 1, 1, 1),
+        bias: false,
+        act: Activation::None,
+    };
+    let wide = Layer::Conv2d {
+        params: Conv2dParams::new(1, 2, 4, 4, 3, 3, 3).with_padding(1, 1, 1, 1),
+        bias: false,
+        act: Activation::None,
+    };
+    let bad = |layers: &[Layer]| Network::new(layers).unwrap_err();
+    assert!(matches!(
+        bad(&[conv, Layer::Load { depth: 0 }]),
+        KernelError::InvalidParameter(_)
+    ));
+    assert!(matches!(
+        bad(&[conv, Layer::AddPop]),
+        KernelError::InvalidParameter(_)
+    ));
+    assert!(matches!(
+        bad(&[conv, Layer::Drop]),
+        KernelError::InvalidParameter(_)
+    ));
+    assert!(matches!(
+        bad(&[Layer::Push, conv]),
+        KernelError::InvalidParameter(_)
+    ));
+    assert!(matches!(
+        bad(&[Layer::Push, wide, Layer::AddPop, Layer::Drop]),
+        KernelError::LayerMismatch { layer: 2, .. }
+    ));
+    let deep = [Layer::Push; net::MAX_KEPT + 1];
+    let mut layers = vec![conv];
+    layers.extend_from_slice(&deep);
+    assert!(matches!(bad(&layers), KernelError::InvalidParameter(_)));
+    assert!(matches!(
+        bad(&[Layer::Push, Layer::CatPop, conv]),
+        KernelError::ZeroSize(_)
+    ));
+}

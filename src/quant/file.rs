@@ -471,7 +471,12 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(Quantized, QMeta)> {
             NetLayer::Linear { .. } => "linear",
             NetLayer::MaxPool2d(_) => "max_pool2d",
             NetLayer::AvgPool2d { .. } => "avg_pool2d",
-            NetLayer::Act(_) => "(none)",
+            NetLayer::Act(_)
+            | NetLayer::Push
+            | NetLayer::Load { .. }
+            | NetLayer::AddPop
+            | NetLayer::CatPop
+            | NetLayer::Drop => "(none)",
         };
         if m.op != want {
             return Err(bad(format!(
@@ -517,7 +522,12 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(Quantized, QMeta)> {
             }
             NetLayer::MaxPool2d(p) => layers.push(QuantLayer::MaxPool2d(p)),
             NetLayer::AvgPool2d { params, .. } => layers.push(QuantLayer::AvgPool2d(params)),
-            NetLayer::Act(_) => unreachable!("refused by check_int8_form"),
+            NetLayer::Act(_)
+            | NetLayer::Push
+            | NetLayer::Load { .. }
+            | NetLayer::AddPop
+            | NetLayer::CatPop
+            | NetLayer::Drop => unreachable!("refused by check_int8_form"),
         }
         if matches!(l, NetLayer::Conv2d { .. } | NetLayer::Linear { .. }) {
             for t in ["weight", "bias", "weight_scale"] {

@@ -302,7 +302,12 @@ impl Quantized {
                     layers.push(QuantLayer::AvgPool2d(params));
                 }
                 // (refused above)
-                NetLayer::Act(_) => {}
+                NetLayer::Act(_)
+                | NetLayer::Push
+                | NetLayer::Load { .. }
+                | NetLayer::AddPop
+                | NetLayer::CatPop
+                | NetLayer::Drop => {}
             }
         }
         let q = Quantized {
@@ -526,6 +531,12 @@ pub(crate) fn check_int8_form(layers: &[NetLayer]) -> Result<()> {
                     "layer {i}: {} has no int8 kernel yet (only a ReLU fused into a \
                      convolution or linear layer)",
                     a.name()
+                )));
+            }
+            l if l.is_block_op() => {
+                return Err(Error::invalid(format!(
+                    "layer {i}: int8 models are plain stacks of layers so far, not yet \
+                     residual or concatenation blocks"
                 )));
             }
             NetLayer::AvgPool2d { params: p, .. }
