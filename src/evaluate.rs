@@ -41,11 +41,10 @@ pub fn evaluate(
     threads: usize,
 ) -> Result<(f64, Vec<Vec<u64>>)> {
     let per = model.input_shape().len();
-    if split.rows * split.cols != per {
+    if split.shape() != model.input_shape() {
         return Err(Error::invalid(format!(
-            "images of {}x{} do not fit the model input {}",
-            split.rows,
-            split.cols,
+            "images of {} do not fit the model input {}",
+            split.shape(),
             model.input_shape()
         )));
     }
@@ -90,10 +89,10 @@ pub fn evaluate_any(
     };
     let (c, h, w) = q.shape;
     let per = c * h * w;
-    if split.rows * split.cols != per {
+    if split.pixels() != per || split.shape() != (crate::layers::Shape::Image { c, h, w }) {
         return Err(Error::invalid(format!(
-            "images of {}x{} do not fit the model input {c}x{h}x{w}",
-            split.rows, split.cols
+            "images of {} do not fit the model input {c}x{h}x{w}",
+            split.shape()
         )));
     }
     let classes = q.outputs();

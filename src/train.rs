@@ -337,11 +337,10 @@ impl Trainer {
         mut progress: impl FnMut(usize, usize, f64),
     ) -> Result<EpochStats> {
         let per = self.model.input_shape().len();
-        if train.rows * train.cols != per {
+        if train.pixels() != per || train.shape() != self.model.input_shape() {
             return Err(Error::invalid(format!(
-                "images of {}x{} do not fit the model input {}",
-                train.rows,
-                train.cols,
+                "images of {} do not fit the model input {}",
+                train.shape(),
                 self.model.input_shape()
             )));
         }

@@ -39,6 +39,7 @@ fn training_steps_allocate_nothing() {
     let split = Split {
         images,
         labels,
+        channels: 1,
         rows: 28,
         cols: 28,
     };

@@ -263,6 +263,7 @@ fn small_split(n: usize, seed: u32) -> Split {
     Split {
         images,
         labels,
+        channels: 1,
         rows: 28,
         cols: 28,
     }

@@ -103,6 +103,7 @@ fn every_thread_count_moves_the_model_as_one_summed_step() {
     let split = Split {
         images,
         labels,
+        channels: 1,
         rows: 12,
         cols: 12,
     };

@@ -879,3 +879,65 @@ fn bad_input_exits_2_with_a_clear_message_and_overwrites_nothing() {
         "a failed command changed the checkpoint"
     );
 }
+
+/// Images of several channels: an `idx4` image file `[n, channels, rows, cols]` trains
+/// a graph from the spec, and evaluates; train and test images of other shapes are
+/// refused, naming both.
+#[test]
+fn images_of_three_channels_train_from_idx4_files() {
+    let d = tempdir("cli_rgb");
+    let dir = d.join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    // the class is the channel the bright row is in, and the row
+    let write = |name: &str, n: usize, seed: u32, side: u32| {
+        let (img, lab) = common::images(n, side as usize, seed);
+        let plane = (side * side) as usize;
+        let mut rgb = vec![0u8; 3 * img.len()];
+        for (i, (im, &l)) in img.chunks(plane).zip(&lab).enumerate() {
+            let c = usize::from(l) % 3;
+            rgb[(3 * i + c) * plane..(3 * i + c + 1) * plane].copy_from_slice(im);
+        }
+        std::fs::write(
+            dir.join(format!("{name}-images-idx4-ubyte")),
+            common::idx_bytes(&[n as u32, 3, side, side], &rgb),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{name}-labels-idx1-ubyte")),
+            common::idx_bytes(&[n as u32], &lab),
+        )
+        .unwrap();
+    };
+    write("train", 600, 1, 16);
+    write("t10k", 200, 2, 16);
+    let ck = d.join("rgb.safetensors");
+    let rows = json_lines(&ok(&cnnkit(&[
+        "train",
+        "--data",
+        s(&dir),
+        "--model",
+        "conv(8,3,pad=1) relu res[conv(8,3,pad=1) relu] maxpool(2) flatten linear(10)",
+        "--epochs",
+        "3",
+        "--batch",
+        "32",
+        "--json",
+        "--save",
+        s(&ck),
+    ])));
+    assert!(rows[2]["test_acc"].as_f64().unwrap() > 0.8, "{rows:?}");
+    let ev = ok(&cnnkit(&[
+        "eval",
+        "--model-file",
+        s(&ck),
+        "--data",
+        s(&dir),
+    ]));
+    assert!(ev.contains("accuracy"), "{ev}");
+    // a test split of another size
+    write("t10k", 200, 2, 12);
+    fails_with(
+        &cnnkit(&["train", "--data", s(&dir), "--epochs", "1"]),
+        &["3x12x12", "3x16x16"],
+    );
+}

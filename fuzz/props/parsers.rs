@@ -74,13 +74,11 @@ pub fn meta(data: &[u8]) {
     let n = 5;
     let pixels: Vec<u8> = (0..n * per).map(|i| (i * 37 % 251) as u8).collect();
     let _ = model.predict_u8(&meta.norm(), &pixels);
-    if c != 1 {
-        return;
-    }
     let classes = model.output_shape().len();
     let split = Split {
         images: pixels,
         labels: (0..n).map(|i| (i % classes.min(256)) as u8).collect(),
+        channels: c,
         rows: h,
         cols: w,
     };

@@ -27,6 +27,15 @@ pub struct IdxArray {
 /// another element type or dimension count, a zero or absurd dimension, truncated data,
 /// bytes after the data, or a corrupt gzip stream.
 pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
+    read_idx_of(path, &[ndims])
+}
+
+/// As [`read_idx`], for an array of any of the dimension counts `ndims` (images: 3 for
+/// `[n, rows, cols]`, 4 for `[n, channels, rows, cols]`).
+///
+/// # Errors
+/// As [`read_idx`].
+pub fn read_idx_of(path: &Path, ndims: &[usize]) -> Result<IdxArray> {
     let len = crate::fsio::regular_file(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     read_stream(
@@ -42,7 +51,7 @@ pub fn read_idx(path: &Path, ndims: usize) -> Result<IdxArray> {
 /// # Errors
 /// As [`read_idx`].
 pub fn parse_idx(name: &Path, bytes: &[u8], ndims: usize) -> Result<IdxArray> {
-    read_stream(name, bytes, ndims, Some(bytes.len() as u64))
+    read_stream(name, bytes, &[ndims], Some(bytes.len() as u64))
 }
 
 /// `len`: the length of the (plain) stream when known, to check the header against it
@@ -50,7 +59,7 @@ pub fn parse_idx(name: &Path, bytes: &[u8], ndims: usize) -> Result<IdxArray> {
 fn read_stream(
     path: &Path,
     mut raw: impl Read,
-    ndims: usize,
+    ndims: &[usize],
     len: Option<u64>,
 ) -> Result<IdxArray> {
     let mut magic = [0u8; 2];
@@ -104,7 +113,7 @@ fn read_err(path: &Path, e: std::io::Error, gz: bool) -> Error {
 
 /// `len`: the plain stream's length when known (`None` for a gzip stream, whose
 /// length shows only as it is read).
-fn read_body(path: &Path, mut r: impl Read, ndims: usize, len: Option<u64>) -> Result<IdxArray> {
+fn read_body(path: &Path, mut r: impl Read, ndims: &[usize], len: Option<u64>) -> Result<IdxArray> {
     let gz = len.is_none();
     let mut head = [0u8; 4];
     let n = read_full(&mut r, &mut head).map_err(|e| read_err(path, e, gz))?;
@@ -132,12 +141,14 @@ fn read_body(path: &Path, mut r: impl Read, ndims: usize, len: Option<u64>) -> R
             ),
         ));
     }
-    if usize::from(head[3]) != ndims {
+    if !ndims.contains(&usize::from(head[3])) {
+        let want: Vec<String> = ndims.iter().map(usize::to_string).collect();
         return Err(Error::data(
             path,
-            format!("{} dimensions, expected {ndims}", head[3]),
+            format!("{} dimensions, expected {}", head[3], want.join(" or ")),
         ));
     }
+    let ndims = usize::from(head[3]);
     let mut dims = Vec::with_capacity(ndims);
     let mut total = 1usize;
     for i in 0..ndims {

@@ -15,6 +15,9 @@ pub const DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";
 /// Largest image side accepted.
 pub const MAX_SIDE: usize = 4096;
 
+/// Most channels an image may have.
+pub const MAX_CHANNELS: usize = 64;
+
 /// Class names of Fashion-MNIST, in label order.
 pub const FASHION_CLASSES: [&str; 10] = [
     "T-shirt/top",
@@ -29,13 +32,17 @@ pub const FASHION_CLASSES: [&str; 10] = [
     "Ankle boot",
 ];
 
-/// One split (train or test): `len` images of `rows x cols` bytes and their labels.
+/// One split (train or test): `len` images of `channels x rows x cols` bytes and their
+/// labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
-    /// Pixels, image after image, row-major.
+    /// Pixels, image after image, channel plane after plane, row-major.
     pub images: Vec<u8>,
     /// One label per image.
     pub labels: Vec<u8>,
+    /// Channels (1 for an `idx3` image file `[n, rows, cols]`; an `idx4` file is
+    /// `[n, channels, rows, cols]`).
+    pub channels: usize,
     /// Image height.
     pub rows: usize,
     /// Image width.
@@ -55,8 +62,22 @@ impl Split {
 
     /// The pixels of image `i`.
     pub fn image(&self, i: usize) -> &[u8] {
-        let n = self.rows * self.cols;
+        let n = self.pixels();
         &self.images[i * n..][..n]
+    }
+
+    /// Bytes per image: `channels x rows x cols`.
+    pub fn pixels(&self) -> usize {
+        self.channels * self.rows * self.cols
+    }
+
+    /// The shape of one image as a model takes it.
+    pub fn shape(&self) -> crate::layers::Shape {
+        crate::layers::Shape::Image {
+            c: self.channels,
+            h: self.rows,
+            w: self.cols,
+        }
     }
 
     /// Reads an image file and a label file and checks that they agree.
@@ -65,12 +86,22 @@ impl Split {
     /// Anything [`read_idx`] reports; counts that disagree; an absurd image size.
     pub fn read(images: &Path, labels: &Path) -> Result<Split> {
         let lab = read_idx(labels, 1)?;
-        let img = read_idx(images, 3)?;
+        let img = idx::read_idx_of(images, &[3, 4])?;
         Split::from_arrays(images, img, labels, lab)
     }
 
     fn from_arrays(images: &Path, img: IdxArray, labels: &Path, lab: IdxArray) -> Result<Split> {
-        let (n, rows, cols) = (img.dims[0], img.dims[1], img.dims[2]);
+        let (n, channels, rows, cols) = match img.dims[..] {
+            [n, rows, cols] => (n, 1, rows, cols),
+            [n, c, rows, cols] => (n, c, rows, cols),
+            _ => return Err(Error::data(images, "an image file has 3 or 4 dimensions")),
+        };
+        if channels > MAX_CHANNELS {
+            return Err(Error::data(
+                images,
+                format!("images of {channels} channels: more than {MAX_CHANNELS}"),
+            ));
+        }
         if rows > MAX_SIDE || cols > MAX_SIDE {
             return Err(Error::data(
                 images,
@@ -90,6 +121,7 @@ impl Split {
         Ok(Split {
             images: img.data,
             labels: lab.data,
+            channels,
             rows,
             cols,
         })
@@ -189,11 +221,11 @@ fn candidates(dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
 
 /// Reads `stem` from `dir`. Where the directory holds it twice (plain and gzipped, say),
 /// both are read and must hold the same array.
-fn read_one(dir: &Path, stem: &str, ndims: usize) -> Result<(PathBuf, IdxArray)> {
+fn read_one(dir: &Path, stem: &str, ndims: &[usize]) -> Result<(PathBuf, IdxArray)> {
     let found = candidates(dir, stem)?;
-    let first = read_idx(&found[0], ndims)?;
+    let first = idx::read_idx_of(&found[0], ndims)?;
     for other in &found[1..] {
-        if read_idx(other, ndims)? != first {
+        if idx::read_idx_of(other, ndims)? != first {
             return Err(Error::data(
                 other,
                 format!(
@@ -213,8 +245,16 @@ impl Split {
     /// # Errors
     /// As [`Split::read`]; a file there twice with different contents.
     pub fn load(dir: &Path, name: &str) -> Result<Split> {
-        let (labels, lab) = read_one(dir, &format!("{name}-labels-idx1-ubyte"), 1)?;
-        let (images, img) = read_one(dir, &format!("{name}-images-idx3-ubyte"), 3)?;
+        let (labels, lab) = read_one(dir, &format!("{name}-labels-idx1-ubyte"), &[1])?;
+        // images of several channels: `[n, channels, rows, cols]` in an idx4 file
+        let idx4 = format!("{name}-images-idx4-ubyte");
+        let (images, img) = if candidates(dir, &format!("{name}-images-idx3-ubyte")).is_err()
+            && candidates(dir, &idx4).is_ok()
+        {
+            read_one(dir, &idx4, &[4])?
+        } else {
+            read_one(dir, &format!("{name}-images-idx3-ubyte"), &[3])?
+        };
         Split::from_arrays(&images, img, &labels, lab)
     }
 }
@@ -248,12 +288,13 @@ impl Dataset {
         check_dir(dir)?;
         let train = Split::load(dir, "train")?;
         let test = Split::load(dir, "t10k")?;
-        if (test.rows, test.cols) != (train.rows, train.cols) {
+        if test.shape() != train.shape() {
             return Err(Error::data(
                 dir,
                 format!(
-                    "test images are {}x{}, training images {}x{}",
-                    test.rows, test.cols, train.rows, train.cols
+                    "test images are {}, training images {} (channels x rows x cols)",
+                    test.shape(),
+                    train.shape()
                 ),
             ));
         }

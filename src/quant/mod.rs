@@ -493,10 +493,10 @@ pub fn calibration_images(
     per: usize,
     n: usize,
 ) -> Result<Vec<f32>> {
-    if split.rows * split.cols != per {
+    if split.pixels() != per {
         return Err(Error::invalid(format!(
-            "images of {}x{} do not fit the model's {per} inputs",
-            split.rows, split.cols
+            "images of {} do not fit the model's {per} inputs",
+            split.shape()
         )));
     }
     if n == 0 || n > split.len() {

@@ -4,9 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use cnnkit::data::{self, Dataset, Normalize};
-use cnnkit::{
-    Error, Loss, Model, OptimizerKind, Result, Schedule, Shape, TrainConfig, Trainer, evaluate,
-};
+use cnnkit::{Error, Loss, Model, OptimizerKind, Result, Schedule, TrainConfig, Trainer, evaluate};
 use cnnkit::{checkpoint, fsio};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -218,11 +216,7 @@ pub fn run(a: &Args) -> Result<()> {
         check_save(p, a.overwrite)?;
     }
     let ds = Dataset::load(&a.data)?;
-    let input = Shape::Image {
-        c: 1,
-        h: ds.train.rows,
-        w: ds.train.cols,
-    };
+    let input = ds.train.shape();
     let classes = ds.class_names();
     let mut trainer = match resumed {
         Some((model, meta, opt)) => {
