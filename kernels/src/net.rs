@@ -313,7 +313,14 @@ impl<'a> Network<'a> {
                     let Some((_, l)) = kept.at(0) else {
                         return Err(KernelError::InvalidParameter("nothing kept to take back"));
                     };
-                    let need = ctry!(add(kept.top, len));
+                    // the kept values and the current activation (at the front or the
+                    // back); a concatenation moves the current one to the back first and
+                    // writes the result from the kept part on: twice the current one
+                    let need = if let Layer::CatPop = layers[i] {
+                        ctry!(add(kept.top, ctry!(add(len, len))))
+                    } else {
+                        ctry!(add(kept.top, len))
+                    };
                     if let Layer::AddPop = layers[i] {
                         if l != len {
                             return Err(KernelError::LayerMismatch {
@@ -335,7 +342,7 @@ impl<'a> Network<'a> {
                         len = ctry!(add(len, l));
                     }
                     kept = kept.pop();
-                    ctry!(add(need, len))
+                    need
                 }
                 _ => 0,
             };

@@ -138,6 +138,7 @@ pub fn to_onnx(model: &Model, norm: Normalize, classes: &[String]) -> Result<Vec
         v if v == last => "logits".to_string(),
         v => format!("v{v}"),
     };
+    let tensors = model.state_dict();
     let mut g = GraphProto {
         name: Some("cnnkit".into()),
         ..GraphProto::default()
@@ -261,7 +262,6 @@ pub fn to_onnx(model: &Model, norm: Normalize, classes: &[String]) -> Result<Vec
             Layer::Add => node("Sum", ins, out, vec![]),
             Layer::Concat => node("Concat", ins, out, vec![int("axis", 1)]),
         }
-        let tensors = model.state_dict();
         for p in params {
             let name = format!("{i}.{p}");
             let (_, t) = tensors
