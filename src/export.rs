@@ -64,7 +64,7 @@ impl Export {
             layers: Vec::new(),
             params: Vec::new(),
         };
-        em.range(0, specs.len(), 0)?;
+        em.range(0, specs.len(), 0, 0)?;
         let (layers, params) = (em.layers, em.params);
         let e = Export {
             layers,
@@ -320,8 +320,8 @@ struct Emitter<'a> {
 }
 
 impl Emitter<'_> {
-    /// Layers `lo..hi`, blocks as their operations.
-    fn range(&mut self, lo: usize, hi: usize, depth: usize) -> Result<()> {
+    /// Layers `lo..hi`, blocks as their operations; layer `lo` reads value `from`.
+    fn range(&mut self, lo: usize, hi: usize, from: usize, depth: usize) -> Result<()> {
         if depth > NET_MAX_KEPT {
             return Err(Error::invalid(format!(
                 "blocks nested deeper than the firmware network keeps ({NET_MAX_KEPT})"
@@ -329,9 +329,10 @@ impl Emitter<'_> {
         }
         let mut j = lo;
         while j < hi {
-            match (j..hi).rev().find(|&m| self.forks[m] == Some(j)) {
+            let f = if j == lo { from } else { j };
+            match crate::spec::block_at(&self.forks, j, hi, f) {
                 Some(m) => {
-                    self.block(j, m, depth)?;
+                    self.block(j, f, m, depth)?;
                     j = m + 1;
                 }
                 None => {
@@ -343,25 +344,25 @@ impl Emitter<'_> {
         Ok(())
     }
 
-    /// The block from value `f` that layer `m` joins.
-    fn block(&mut self, f: usize, m: usize, depth: usize) -> Result<()> {
+    /// The block of layers `j..=m` from value `f` (layer `m` joins it).
+    fn block(&mut self, j: usize, f: usize, m: usize, depth: usize) -> Result<()> {
         let ends = self.model.inputs(m).to_vec();
         self.layers.push(NetLayer::Push);
         if let ([v, id], Layer::Add) = (ends.as_slice(), &self.model.layers()[m])
             && *id == f
         {
             // `res[A]`: A, then its input added straight from where it was kept
-            self.range(f, *v, depth + 1)?;
+            self.range(j, *v, f, depth + 1)?;
             self.layers.push(NetLayer::AddPop);
             return Ok(());
         }
-        let (mut start, mut kept) = (f, 0u8);
+        let (mut start, mut kept) = (j, 0u8);
         for (k, &v) in ends.iter().enumerate() {
             if k > 0 {
                 self.layers.push(NetLayer::Load { depth: kept });
             }
             if v != f {
-                self.range(start, v, depth + 1)?;
+                self.range(start, v, f, depth + 1)?;
                 start = v;
             }
             if k + 1 < ends.len() {

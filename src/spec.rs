@@ -328,7 +328,7 @@ pub fn write_graph(layers: &[LayerSpec], inputs: &[Vec<usize>]) -> Option<String
     }
     let forks = block_forks(layers, inputs);
     let mut out = String::new();
-    seq_text(layers, inputs, &forks, 0, layers.len(), &mut out, 0)?;
+    seq_text(layers, inputs, &forks, (0, layers.len(), 0), &mut out, 0)?;
     Some(out)
 }
 
@@ -349,12 +349,20 @@ pub(crate) fn block_forks(layers: &[LayerSpec], inputs: &[Vec<usize>]) -> Vec<Op
         .collect()
 }
 
+/// The outermost block among layers `j..hi` that starts at layer `j` from value `from`
+/// (the value layer `j` reads: `j` itself, or at the start of a branch the enclosing
+/// block's input): the layer that joins it.
+pub(crate) fn block_at(forks: &[Option<usize>], j: usize, hi: usize, from: usize) -> Option<usize> {
+    (j..hi).rev().find(|&m| forks[m] == Some(from))
+}
+
+/// The spec text of layers `lo..hi` (`span`: `(lo, hi, from)`, `from` the value layer `lo`
+/// reads).
 fn seq_text(
     layers: &[LayerSpec],
     inputs: &[Vec<usize>],
     forks: &[Option<usize>],
-    lo: usize,
-    hi: usize,
+    (lo, hi, from): (usize, usize, usize),
     out: &mut String,
     depth: usize,
 ) -> Option<()> {
@@ -367,8 +375,8 @@ fn seq_text(
             out.push(' ');
         }
         // the outermost block that starts here
-        let block = (j..hi).rev().find(|&m| forks[m] == Some(j));
-        let Some(m) = block else {
+        let f = if j == lo { from } else { j };
+        let Some(m) = block_at(forks, j, hi, f) else {
             if layers[j].is_merge() {
                 return None;
             }
@@ -387,11 +395,11 @@ fn seq_text(
             if k > 0 {
                 out.push_str(if out.ends_with('[') { "| " } else { " | " });
             }
-            if v != j {
+            if v != f {
                 if v <= start {
                     return None;
                 }
-                seq_text(layers, inputs, forks, start, v, out, depth + 1)?;
+                seq_text(layers, inputs, forks, (start, v, f), out, depth + 1)?;
                 start = v;
             }
         }
@@ -399,7 +407,7 @@ fn seq_text(
             return None;
         }
         // `res[A | ]` is written `res[A]`
-        if out.ends_with(" | ") && ends.len() == 2 && ends[1] == j {
+        if out.ends_with(" | ") && ends.len() == 2 && ends[1] == f {
             out.truncate(out.len() - 3);
         }
         out.push(']');

@@ -137,6 +137,11 @@ fn graphs_export_as_block_operations() {
             "res[conv(2,3,pad=1) batchnorm relu | conv(2,1) | conv(2,1,groups=2)] flatten linear(3)",
             img,
         ),
+        // blocks at the start of a later branch
+        (
+            "cat[conv(3,1) | res[conv(2,3,pad=1) relu] relu | cat[| conv(1,1)]] flatten linear(3)",
+            img,
+        ),
     ] {
         for batch in [1, 3] {
             let (got, want, e) = both(spec, input, batch);

@@ -543,8 +543,10 @@ fn graph_specs_round_trip_and_errors_name_the_block() {
         "conv(4,3,pad=1) res[res[conv(4,3,pad=1) relu] conv(4,1)] gap flatten linear(3)",
         "conv(4,1) cat[conv(2,3,pad=1) tanh | | conv(3,1) sigmoid] flatten linear(3)",
         "conv(4,1) cat[| conv(2,3,pad=1)] res[cat[conv(3,1) | conv(3,1)]] gap flatten linear(2)",
+        // a block at the start of a later branch (it reads the enclosing block's input)
+        "conv(2,1) cat[conv(3,1) | res[conv(2,3,pad=1) relu] relu | cat[| conv(1,1)]] gap flatten linear(2)",
     ] {
-        let m = Model::from_spec(spec, input, 1).unwrap();
+        let m = Model::from_spec(spec, input, 1).unwrap_or_else(|e| panic!("{spec}: {e}"));
         assert!(!m.is_stack(), "{spec}");
         let again = Model::from_spec(&m.spec(), input, 1).unwrap();
         assert_eq!(m, again, "{spec} -> {}", m.spec());
