@@ -311,6 +311,7 @@ fn large_k_and_m_match_reference() {
 
 #[test]
 fn dispatch_picks_by_shape() {
+    let _steady = common::isa_steady();
     let lenet_c1 = Conv2dParams::new(64, 1, 28, 28, 6, 5, 5).with_padding(2, 2, 2, 2);
     // 6 outputs at stride 1: pixels in the lanes over one flat padded plane (32 x 32, plus
     // the last strip's overrun, 5 + 32) and six computed planes of 28 rows of 32
@@ -664,6 +665,9 @@ fn depthwise_3x3_backward_matches_reference() {
 /// linear, and coordinates whose perturbation moves an output across a clamp bound are
 /// skipped.
 fn finite_differences(c: Case) -> bool {
+    // (a variant another test forces between sizing a scratch and using it could want
+    // more: seen once in a full `cargo test --workspace`)
+    let _steady = common::isa_steady();
     let p = &c.p;
     let d = p.dims().unwrap();
     if d.input_len + d.weight_len > 1500 {

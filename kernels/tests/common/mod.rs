@@ -170,13 +170,22 @@ pub fn fd_check(
     }
 }
 
-static ISA_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ISA_LOCK: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Holds the kernel variant steady (no [`for_each_isa`] of another test forces another
+/// one meanwhile) while the guard lives: for a test that sizes a scratch and then runs
+/// the kernel under whatever variant is detected (a variant forced in between could want
+/// another scratch). Not while calling [`for_each_isa`] (it would wait for itself).
+#[allow(dead_code)]
+pub fn isa_steady() -> std::sync::RwLockReadGuard<'static, ()> {
+    ISA_LOCK.read().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Runs `f` once under every kernel variant this CPU supports, forcing each in turn
 /// (serialised, since the setting is process-wide), then returns to the detected one.
 pub fn for_each_isa(mut f: impl FnMut(cnnkit_kernels::arch::Isa)) {
     use cnnkit_kernels::arch;
-    let _g = ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = ISA_LOCK.write().unwrap_or_else(|e| e.into_inner());
     for isa in arch::supported() {
         arch::force(Some(isa)).unwrap();
         f(isa);
