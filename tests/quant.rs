@@ -202,6 +202,7 @@ fn every_field_of_an_int8_model_file_is_checked() {
     let meta_cases: Vec<(&str, serde_json::Value, &str)> = vec![
         ("/kind", "fp16".into(), "not an int8 model"),
         ("/format", 7.into(), "format 7"),
+        ("/format", 0.into(), "format 0"),
         (
             "/spec",
             "conv(4,3,pad=1) relu maxpool(2) flatten linear(6)".into(),
@@ -251,7 +252,9 @@ fn every_field_of_an_int8_model_file_is_checked() {
             1e-30.into(),
             "requantisation multiplier",
         ),
-        ("/layers/1/min", 0.into(), "pooling layer keeps"),
+        ("/layers/1/min", 0.into(), "keeps its input's quantisation"),
+        ("/layers/0/max", 100.into(), "needs int8 format 2"),
+        ("/layers/1/op", "clamp".into(), "layers[1].op"),
         ("/layers", serde_json::json!([]), "`layers`"),
         ("/extra", 1.into(), "unknown field"),
     ];
@@ -273,6 +276,15 @@ fn every_field_of_an_int8_model_file_is_checked() {
             .unwrap_err()
             .to_string();
         assert!(err.contains(want), "{at} = {v}: {err}");
+    }
+    // format 2 fields
+    for (max, want) in [(300, "layers[0].max"), (-5, "above its max")] {
+        let mut j = json.clone();
+        j["format"] = 2.into();
+        j["layers"][0]["min"] = 0.into();
+        j["layers"][0]["max"] = max.into();
+        let err = file::from_bytes("bad".as_ref(), &build(&j, &tensors)).unwrap_err();
+        assert!(err.to_string().contains(want), "{err}");
     }
     // a missing field
     let mut j = json.clone();
@@ -344,4 +356,79 @@ fn every_field_of_an_int8_model_file_is_checked() {
     });
     let (w, _) = file::from_bytes("wild".as_ref(), &build(&json, &wild)).unwrap();
     w.forward(&images(2, 64, 9)).unwrap();
+}
+
+/// The error of int8 logits against the f32 ones: `(mean, max)` over all logits, and the
+/// largest |f32 logit|.
+fn errors(got: &[f32], want: &[f32]) -> (f32, f32, f32) {
+    assert_eq!(got.len(), want.len());
+    let range = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let mean = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .sum::<f32>()
+        / got.len() as f32;
+    let max = got
+        .iter()
+        .zip(want)
+        .fold(0.0f32, |a, (g, w)| a.max((g - w).abs()));
+    (mean, max, range)
+}
+
+/// Graphs quantise: residual sums (TFLite's `ADD`, each input at its own scale, a ReLU
+/// after it as the sum's clamp), concatenations (each part requantised to the output's
+/// scale), ReLU6 (fused as a clamp, or in place), depthwise convolutions, global average
+/// pooling. Their int8 logits follow the f32 model's on images they were not calibrated
+/// on; the file reads back as the same model, in format 2 (a plain stack stays format 1).
+#[test]
+fn graph_models_quantize_and_follow_the_f32_model() {
+    use cnnkit::quant::file;
+    let input = Shape::Image { c: 1, h: 12, w: 12 };
+    let norm = Normalize {
+        mean: 0.5,
+        std: 0.25,
+    };
+    for spec in [
+        // a residual stage as ResNet-8's (projection shortcut), the ReLU after the sum
+        "conv(8,3,pad=1) batchnorm relu \
+         res[conv(16,3,stride=2,pad=1) batchnorm relu conv(16,3,pad=1) batchnorm | conv(16,1,stride=2)] relu \
+         res[conv(16,3,pad=1) batchnorm relu conv(16,3,pad=1) batchnorm] relu gap flatten linear(6)",
+        // an inverted residual block (ReLU6, depthwise), a concatenation with the identity
+        "conv(8,3,pad=1) batchnorm relu6 \
+         res[conv(24,1) batchnorm relu6 conv(24,3,pad=1,groups=24) batchnorm relu6 conv(8,1) batchnorm] \
+         cat[conv(4,3,pad=1) relu | ] maxpool(2) relu6 \
+         cat[conv(6,1) | res[conv(12,3,pad=1) relu] ] gap flatten linear(5)",
+    ] {
+        let m = Model::from_spec(spec, input, 11).unwrap();
+        let per = input.len();
+        let q = Quantized::new(&m, norm, &images(64, per, 21))
+            .unwrap_or_else(|e| panic!("{spec}: {e}"));
+        let test = images(32, per, 22);
+        let want = m
+            .forward(&Tensor::from_vec(vec![32, 1, 12, 12], test.clone()).unwrap())
+            .unwrap();
+        let got = q.forward(&test).unwrap();
+        let (mean, max, range) = errors(&got, want.data());
+        assert!(
+            mean < 0.03 * range && max < 0.12 * range,
+            "{spec}: mean {mean}, max {max}, logits up to {range}"
+        );
+        // the file
+        let classes: Vec<String> = (0..q.outputs()).map(|i| format!("c{i}")).collect();
+        let bytes = file::quantized_bytes(&q, &classes).unwrap();
+        let (again, meta) = file::from_bytes("g".as_ref(), &bytes).unwrap();
+        assert_eq!(again, q, "{spec}");
+        assert_eq!(meta.format, 2);
+        assert_eq!(again.forward(&test).unwrap(), got);
+        // and as firmware source (compiled and run by the firmware's CI step)
+        let src = q.rust_source(2).unwrap();
+        assert!(
+            src.contains("QLayer::AddPop") && src.contains("QLayer::Push"),
+            "{spec}"
+        );
+    }
+    let (q, classes) = small();
+    let bytes = file::quantized_bytes(&q, &classes).unwrap();
+    assert_eq!(file::from_bytes("s".as_ref(), &bytes).unwrap().1.format, 1);
 }

@@ -484,7 +484,7 @@ fn graph_models_train_resume_evaluate_and_export_to_onnx() {
         &["--onnx", "--overwrite"],
     );
     assert_eq!(std::fs::read(&foreign).unwrap(), b"my notes");
-    // the firmware network runs the blocks; int8 does not take them yet
+    // the firmware network runs the blocks
     let out = ok(&cnnkit(&[
         "export",
         "--model-file",
@@ -498,19 +498,41 @@ fn graph_models_train_resume_evaluate_and_export_to_onnx() {
         src.contains("Layer::Push") && src.contains("Layer::CatPop"),
         "{src}"
     );
-    fails_with(
-        &cnnkit(&[
-            "quantize",
-            "--model-file",
-            s(&ck),
-            "--out",
-            s(&d.join("g.q")),
-            "--data",
-            s(&dir),
-            "--calib",
-            "50",
-        ]),
-        &["int8", "blocks"],
+    // import -> quantize -> firmware: the ONNX file quantises (its blocks as int8 block
+    // operations), as accurate as the f32 model within 2 points, and exports as firmware
+    let q = d.join("g.int8.safetensors");
+    let qj = ok(&cnnkit(&[
+        "quantize",
+        "--model-file",
+        s(&onnx),
+        "--out",
+        s(&q),
+        "--data",
+        s(&dir),
+        "--calib",
+        "100",
+        "--eval",
+        "--json",
+    ]));
+    let qv: serde_json::Value = serde_json::from_str(qj.trim()).unwrap();
+    let (fa, ia) = (
+        qv["accuracy_f32"].as_f64().unwrap(),
+        qv["accuracy_int8"].as_f64().unwrap(),
+    );
+    assert!(fa > 0.8 && ia >= fa - 0.02, "{qv}");
+    let qe = ok(&cnnkit(&["eval", "--model-file", s(&q), "--data", s(&dir)]));
+    assert!(qe.contains("int8"), "{qe}");
+    ok(&cnnkit(&[
+        "export",
+        "--model-file",
+        s(&q),
+        "--out",
+        s(&d.join("fw8")),
+    ]));
+    let src = std::fs::read_to_string(d.join("fw8").join("model.rs")).unwrap();
+    assert!(
+        src.contains("QLayer::AddPop") && src.contains("QLayer::CatPop"),
+        "{src}"
     );
     fails_with(&cnnkit(&["export", "--model-file", s(&ck)]), &["--out"]);
 }

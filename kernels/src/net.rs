@@ -183,6 +183,26 @@ impl Layer {
         }
     }
 
+    /// Its parameters (weight + bias elements) in the flat slice [`Network::run`] takes.
+    ///
+    /// # Errors
+    /// Any error of the layer's parameters.
+    pub const fn param_len(&self) -> Result<usize, KernelError> {
+        Ok(ctry!(self.io()).params)
+    }
+
+    /// Whether it has sizes of its own (a convolution, linear or pooling layer), not an
+    /// activation in place or a block operation.
+    pub const fn is_sized(&self) -> bool {
+        matches!(
+            self,
+            Layer::Conv2d { .. }
+                | Layer::Linear { .. }
+                | Layer::MaxPool2d(_)
+                | Layer::AvgPool2d { .. }
+        )
+    }
+
     /// Whether it is one of the block operations ([`Layer::Push`], ...).
     pub const fn is_block_op(&self) -> bool {
         matches!(
@@ -195,16 +215,16 @@ impl Layer {
 /// The values a network keeps, as [`Network::new`] and [`Network::run_in_arena`] follow
 /// them: each one's offset and length at the front of the arena.
 #[derive(Clone, Copy)]
-struct Kept {
+pub(crate) struct Kept {
     off: [usize; MAX_KEPT],
     len: [usize; MAX_KEPT],
-    n: usize,
+    pub(crate) n: usize,
     /// Elements they take: the front of the arena up to here.
-    top: usize,
+    pub(crate) top: usize,
 }
 
 impl Kept {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Kept {
             off: [0; MAX_KEPT],
             len: [0; MAX_KEPT],
@@ -214,7 +234,7 @@ impl Kept {
     }
 
     /// The entry `depth` pushes back, if there is one.
-    const fn at(&self, depth: usize) -> Option<(usize, usize)> {
+    pub(crate) const fn at(&self, depth: usize) -> Option<(usize, usize)> {
         if depth < self.n {
             let k = self.n - 1 - depth;
             Some((self.off[k], self.len[k]))
@@ -223,7 +243,7 @@ impl Kept {
         }
     }
 
-    const fn push(mut self, len: usize) -> Result<Self, KernelError> {
+    pub(crate) const fn push(mut self, len: usize) -> Result<Self, KernelError> {
         if self.n == MAX_KEPT {
             return Err(KernelError::InvalidParameter(
                 "more than MAX_KEPT values kept at once",
@@ -236,7 +256,7 @@ impl Kept {
         Ok(self)
     }
 
-    const fn pop(mut self) -> Self {
+    pub(crate) const fn pop(mut self) -> Self {
         self.n -= 1;
         self.top = self.off[self.n];
         self

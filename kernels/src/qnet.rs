@@ -42,10 +42,24 @@
 //! from one end and writes its output at the other. A linear layer reads the layer before
 //! as `[batch, in]`: in NHWC a flatten is free, and its weights' columns are in `(h, w, c)`
 //! order (a PyTorch model's `(c, h, w)` columns are permuted when it is quantised).
+//!
+//! # Blocks
+//!
+//! Residual and concatenation blocks run as in [`crate::net`]: [`QLayer::Push`] keeps a
+//! block's input at the front of the arena, [`QLayer::Load`] brings it back for the next
+//! branch, [`QLayer::AddPop`] (TFLite's `ADD`, [`add_s8`](crate::add_s8): each input at
+//! its own scale) or [`QLayer::CatPop`] (channels concatenated pixel by pixel, each part
+//! requantised to the output's scale, as TFLite's concatenation with scaling) joins, and
+//! [`QLayer::Drop`] forgets. `res[A]` is `Push, A.., AddPop`. [`QNetwork::new`] sizes the
+//! arena for the kept values, at most [`MAX_KEPT`] at once. [`QLayer::Clamp`] is an
+//! activation (ReLU, ReLU6) in place where no layer before can take it as its clamp.
 
 use crate::error::KernelError;
+use crate::int8::quantize::{add_one, requantize_one};
+use crate::net::Kept;
+pub use crate::net::MAX_KEPT;
 use crate::params::{Conv2dParams, LinearParams, Pool2dParams, add, check_len, ctry, mul};
-use crate::qparams::QuantOutput;
+use crate::qparams::{AddParams, QuantOutput, RequantizeParams};
 
 /// One layer of a [`QNetwork`]: geometry and references to its data.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,9 +106,60 @@ pub enum QLayer<'a> {
         /// The clamp's upper end.
         max: i8,
     },
+    /// Clamps the current activation to `[min, max]` in place, its quantisation kept (a
+    /// ReLU: `min` the zero point; a ReLU6: `max` the value of 6 too).
+    Clamp {
+        /// The clamp's lower end.
+        min: i8,
+        /// The clamp's upper end.
+        max: i8,
+    },
+    /// Keeps a copy of the current activation for later: a block's input (see
+    /// [Blocks](self#blocks)).
+    Push,
+    /// Makes a copy of the value kept `depth` pushes ago (0: the last) the current
+    /// activation: the start of a block's next branch.
+    Load {
+        /// How many values were kept after it.
+        depth: u8,
+    },
+    /// `add_s8(q, kept, current)`: the last kept value (`a` of `q`) plus the current
+    /// activation (`b`), and forgets the kept one: the end of a residual block.
+    AddPop {
+        /// The scales, zero points and clamp (`a`: the kept value).
+        q: AddParams,
+    },
+    /// Pixel by pixel, the last kept value's channels then the current activation's
+    /// (NHWC channels concatenated), each requantised to the output's quantisation; the
+    /// kept value forgotten.
+    CatPop {
+        /// Pixels of one sample (`h * w`; 1 for flat values).
+        pixels: usize,
+        /// The kept value to the output's quantisation.
+        kept: RequantizeParams,
+        /// The current activation to the output's quantisation.
+        current: RequantizeParams,
+    },
+    /// Forgets the last kept value.
+    Drop,
 }
 
-/// A layer's sizes, once checked: `(input, output, scratch, batch)`.
+impl QLayer<'_> {
+    /// Whether it is one of the block operations ([`QLayer::Push`], ...).
+    pub const fn is_block_op(&self) -> bool {
+        matches!(
+            self,
+            QLayer::Push
+                | QLayer::Load { .. }
+                | QLayer::AddPop { .. }
+                | QLayer::CatPop { .. }
+                | QLayer::Drop
+        )
+    }
+}
+
+/// A layer's sizes, once checked: `(input, output, scratch, batch)`; an input of 0 for
+/// the block operations and the in-place clamp (whatever the layer before gives).
 const fn io(layer: &QLayer<'_>) -> Result<(usize, usize, usize, usize), KernelError> {
     match *layer {
         QLayer::Conv2d {
@@ -134,6 +199,29 @@ const fn io(layer: &QLayer<'_>) -> Result<(usize, usize, usize, usize), KernelEr
             }
             Ok((d.input_len, d.output_len, 0, params.batch))
         }
+        QLayer::Clamp { min, max } => {
+            if min > max {
+                return Err(KernelError::InvalidParameter("clamp: min above max"));
+            }
+            Ok((0, 0, 0, 0))
+        }
+        QLayer::AddPop { q } => {
+            ctry!(q.check());
+            Ok((0, 0, 0, 0))
+        }
+        QLayer::CatPop {
+            pixels,
+            kept,
+            current,
+        } => {
+            if pixels == 0 {
+                return Err(KernelError::ZeroSize("pixels of a concatenation"));
+            }
+            ctry!(kept.check());
+            ctry!(current.check());
+            Ok((0, 0, 0, 0))
+        }
+        QLayer::Push | QLayer::Load { .. } | QLayer::Drop => Ok((0, 0, 0, 0)),
     }
 }
 
@@ -142,6 +230,7 @@ const fn io(layer: &QLayer<'_>) -> Result<(usize, usize, usize, usize), KernelEr
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QNetwork<'a> {
     layers: &'a [QLayer<'a>],
+    batch: usize,
     input_len: usize,
     output_len: usize,
     arena_len: usize,
@@ -155,56 +244,135 @@ impl<'a> QNetwork<'a> {
     /// error is a compile error.
     ///
     /// # Errors
-    /// [`KernelError::ZeroSize`] for no layers; any error of a layer's parameters or data;
-    /// [`KernelError::LayerMismatch`] where a layer's input length or batch differs from
-    /// what the layer before gives; [`KernelError::Overflow`].
+    /// [`KernelError::ZeroSize`] for no layer with a size of its own (clamps and block
+    /// operations before the first one take its input's), or a concatenation before it;
+    /// any error of a layer's parameters or data; [`KernelError::LayerMismatch`] where a
+    /// layer's input length or batch differs from what the layer before gives, or a kept
+    /// value does not fit what takes it back; [`KernelError::InvalidParameter`] for more
+    /// than [`MAX_KEPT`] values kept at once, a value taken back that was not kept, or one
+    /// kept and never taken back; [`KernelError::Overflow`].
     pub const fn new(layers: &'a [QLayer<'a>]) -> Result<Self, KernelError> {
         if layers.is_empty() {
             return Err(KernelError::ZeroSize("layers"));
         }
-        let (input_len, _, _, batch) = ctry!(io(&layers[0]));
+        // the first layer with sizes of its own gives the input (as in `net::Network`)
+        let mut f = 0;
+        while f < layers.len() && ctry!(io(&layers[f])).0 == 0 {
+            if let QLayer::CatPop { .. } = layers[f] {
+                return Err(KernelError::ZeroSize("the input before a concatenation"));
+            }
+            f += 1;
+        }
+        if f == layers.len() {
+            return Err(KernelError::ZeroSize("the first layer's input"));
+        }
+        let (input_len, _, _, batch) = ctry!(io(&layers[f]));
         let (mut len, mut arena_len, mut scratch_len) = (input_len, input_len, 0);
         let mut shared_len = input_len;
+        let mut kept = Kept::new();
         let mut i = 0;
         while i < layers.len() {
             let (inp, out, scratch, b) = ctry!(io(&layers[i]));
-            if inp != len {
-                return Err(KernelError::LayerMismatch {
-                    layer: i,
-                    what: "input length",
-                    expected: inp,
-                    actual: len,
-                });
-            }
-            if b != batch {
-                return Err(KernelError::LayerMismatch {
-                    layer: i,
-                    what: "batch",
-                    expected: b,
-                    actual: batch,
-                });
-            }
-            let pair = ctry!(add(len, out));
-            if pair > arena_len {
-                arena_len = pair;
-            }
-            if scratch > scratch_len {
-                scratch_len = scratch;
-            }
-            // (the scratch's 16-bit values, and a byte to align them)
-            let with = if scratch > 0 {
-                ctry!(add(pair, ctry!(add(ctry!(mul(scratch, 2)), 1))))
-            } else {
-                pair
+            // what the arena holds during a block operation: the kept values, the current
+            // activation at the back and a copy or result at the front
+            let need = match layers[i] {
+                QLayer::Push => {
+                    kept = ctry!(kept.push(len));
+                    ctry!(add(kept.top, len))
+                }
+                QLayer::Load { depth } => match kept.at(depth as usize) {
+                    Some((_, l)) => {
+                        len = l;
+                        ctry!(add(kept.top, len))
+                    }
+                    None => return Err(KernelError::InvalidParameter("Load of a value not kept")),
+                },
+                QLayer::AddPop { .. } | QLayer::CatPop { .. } | QLayer::Drop => {
+                    let Some((_, l)) = kept.at(0) else {
+                        return Err(KernelError::InvalidParameter("nothing kept to take back"));
+                    };
+                    let mut need = ctry!(add(kept.top, len));
+                    if let QLayer::AddPop { .. } = layers[i] {
+                        if l != len {
+                            return Err(KernelError::LayerMismatch {
+                                layer: i,
+                                what: "length of the value added",
+                                expected: len,
+                                actual: l,
+                            });
+                        }
+                    } else if let QLayer::CatPop { pixels, .. } = layers[i] {
+                        // the current one moves to the back, the result is written from
+                        // the kept part on
+                        need = ctry!(add(need, len));
+                        let p = ctry!(mul(batch, pixels));
+                        if l % p != 0 || len % p != 0 {
+                            return Err(KernelError::LayerMismatch {
+                                layer: i,
+                                what: "length of the value concatenated (a multiple of \
+                                       batch x pixels)",
+                                expected: len,
+                                actual: l,
+                            });
+                        }
+                        len = ctry!(add(len, l));
+                    }
+                    kept = kept.pop();
+                    need
+                }
+                _ => 0,
             };
-            if with > shared_len {
-                shared_len = with;
+            if need > arena_len {
+                arena_len = need;
             }
-            len = out;
+            if need > shared_len {
+                shared_len = need;
+            }
+            if inp != 0 {
+                if inp != len {
+                    return Err(KernelError::LayerMismatch {
+                        layer: i,
+                        what: "input length",
+                        expected: inp,
+                        actual: len,
+                    });
+                }
+                if b != batch {
+                    return Err(KernelError::LayerMismatch {
+                        layer: i,
+                        what: "batch",
+                        expected: b,
+                        actual: batch,
+                    });
+                }
+                let pair = ctry!(add(ctry!(add(kept.top, len)), out));
+                if pair > arena_len {
+                    arena_len = pair;
+                }
+                if scratch > scratch_len {
+                    scratch_len = scratch;
+                }
+                // (the scratch's 16-bit values, and a byte to align them)
+                let with = if scratch > 0 {
+                    ctry!(add(pair, ctry!(add(ctry!(mul(scratch, 2)), 1))))
+                } else {
+                    pair
+                };
+                if with > shared_len {
+                    shared_len = with;
+                }
+                len = out;
+            }
             i += 1;
+        }
+        if kept.n != 0 {
+            return Err(KernelError::InvalidParameter(
+                "values kept (Push) and never taken back",
+            ));
         }
         Ok(QNetwork {
             layers,
+            batch,
             input_len,
             output_len: len,
             arena_len,
@@ -228,7 +396,8 @@ impl<'a> QNetwork<'a> {
         self.output_len
     }
 
-    /// Bytes of the arena [`QNetwork::run`] needs: the largest input + output of a layer.
+    /// Bytes of the arena [`QNetwork::run`] needs: the largest input + output of a layer,
+    /// with the values kept for blocks.
     pub const fn arena_len(&self) -> usize {
         self.arena_len
     }
@@ -242,8 +411,9 @@ impl<'a> QNetwork<'a> {
     /// Bytes of the one buffer [`QNetwork::run_shared`] needs: the largest sum of a layer's
     /// input, output and scratch (each layer's scratch lies between its input and its output,
     /// so a layer with a large scratch and small activations shares the room of one with
-    /// large activations and none). At most [`QNetwork::arena_len`] + twice
-    /// [`QNetwork::scratch_len`] + 1, often much less (LeNet-5: the arena alone).
+    /// large activations and none), with the values kept for blocks. At most
+    /// [`QNetwork::arena_len`] + twice [`QNetwork::scratch_len`] + 1, often much less
+    /// (LeNet-5: the arena alone).
     pub const fn shared_len(&self) -> usize {
         self.shared_len
     }
@@ -261,38 +431,7 @@ impl<'a> QNetwork<'a> {
                 actual: buf.len(),
             });
         }
-        let n = buf.len();
-        let (mut len, mut front) = (self.input_len, true);
-        for layer in self.layers {
-            let (_, out, scratch, _) = io(layer)?;
-            // input at one end, output at the other, the scratch between them
-            let (x, mid, y) = if front {
-                let (a, b) = buf.split_at_mut(len);
-                let (m, y) = b.split_at_mut(b.len() - out);
-                (&*a, m, y)
-            } else {
-                let (a, b) = buf.split_at_mut(n - len);
-                let (y, m) = a.split_at_mut(out);
-                (&*b, m, y)
-            };
-            // SAFETY: i8 and i16 are plain integers (every bit pattern is a value);
-            // `align_to_mut` gives the aligned middle part, the ends are left unused
-            let (_, s, _) = unsafe { mid.align_to_mut::<i16>() };
-            if s.len() < scratch {
-                return Err(KernelError::ScratchTooSmall {
-                    needed: self.shared_len,
-                    actual: n,
-                });
-            }
-            run_layer(layer, x, y, &mut s[..scratch])?;
-            len = out;
-            front = !front;
-        }
-        Ok(if front {
-            &mut buf[..len]
-        } else {
-            &mut buf[n - len..]
-        })
+        self.exec(buf, None)
     }
 
     /// Runs the layers on `input` (NHWC int8 at the first layer's input quantisation) in
@@ -344,22 +483,153 @@ impl<'a> QNetwork<'a> {
                 return Err(KernelError::ScratchTooSmall { needed, actual });
             }
         }
+        self.exec(arena, Some(scratch))
+    }
+
+    /// The layers in `arena` (the input at its front): the current activation at the
+    /// front (after the kept values) or at the back, each layer's output at the other end;
+    /// the scratch given, or (`None`) in the room between a layer's input and output.
+    fn exec<'m>(
+        &self,
+        arena: &'m mut [i8],
+        mut scratch: Option<&mut [i16]>,
+    ) -> Result<&'m mut [i8], KernelError> {
         let n = arena.len();
         let (mut len, mut front) = (self.input_len, true);
+        let mut kept = Kept::new();
         for layer in self.layers {
-            let (_, out, _, _) = io(layer)?;
-            // `new` checked len + out <= arena_len <= n: the two never overlap
-            let (x, y) = if front {
+            // `new` sized the arena for each of these moves (see its `need`)
+            let s = kept.top;
+            match *layer {
+                QLayer::Push => {
+                    if front {
+                        // it is where the kept copy goes: the current one to the back
+                        arena.copy_within(s..s + len, n - len);
+                    } else {
+                        arena.copy_within(n - len..n, s);
+                    }
+                    kept = kept.push(len)?;
+                    front = false;
+                    continue;
+                }
+                QLayer::Load { depth } => {
+                    let (off, l) = kept
+                        .at(depth as usize)
+                        .ok_or(KernelError::InvalidParameter("Load of a value not kept"))?;
+                    arena.copy_within(off..off + l, n - l);
+                    (len, front) = (l, false);
+                    continue;
+                }
+                QLayer::AddPop { q } => {
+                    let (off, l) = kept
+                        .at(0)
+                        .ok_or(KernelError::InvalidParameter("nothing kept"))?;
+                    let (a, b) = arena.split_at_mut(s);
+                    let k = &mut a[off..off + l];
+                    if front {
+                        // the sum over the kept value: where the front is once it is gone
+                        for (x, &y) in k.iter_mut().zip(&b[..len]) {
+                            *x = add_one(&q, *x, y);
+                        }
+                    } else {
+                        let bl = b.len();
+                        for (y, &x) in b[bl - len..].iter_mut().zip(&*k) {
+                            *y = add_one(&q, x, *y);
+                        }
+                    }
+                    kept = kept.pop();
+                    continue;
+                }
+                QLayer::CatPop {
+                    pixels,
+                    kept: rk,
+                    current: rc,
+                } => {
+                    let (off, l) = kept
+                        .at(0)
+                        .ok_or(KernelError::InvalidParameter("nothing kept"))?;
+                    if front {
+                        arena.copy_within(s..s + len, n - len);
+                    }
+                    // pixel by pixel from the last, each kept part moved right to its place
+                    // (never over a kept value not yet moved), then the current part
+                    let p = self.batch.max(1) * pixels;
+                    let (ck, cc) = (l / p, len / p);
+                    let (same_k, same_c) = (is_identity(&rk), is_identity(&rc));
+                    for px in (0..p).rev() {
+                        let dst = off + px * (ck + cc);
+                        let src = off + px * ck;
+                        if same_k {
+                            arena.copy_within(src..src + ck, dst);
+                        } else {
+                            for c in (0..ck).rev() {
+                                arena[dst + c] = requantize_one(&rk, arena[src + c]);
+                            }
+                        }
+                        let src = n - len + px * cc;
+                        if same_c {
+                            arena.copy_within(src..src + cc, dst + ck);
+                        } else {
+                            for c in 0..cc {
+                                arena[dst + ck + c] = requantize_one(&rc, arena[src + c]);
+                            }
+                        }
+                    }
+                    kept = kept.pop();
+                    (len, front) = (l + len, true);
+                    continue;
+                }
+                QLayer::Drop => {
+                    kept = kept.pop();
+                    if front {
+                        arena.copy_within(s..s + len, kept.top);
+                    }
+                    continue;
+                }
+                QLayer::Clamp { min, max } => {
+                    let x = if front {
+                        &mut arena[s..s + len]
+                    } else {
+                        &mut arena[n - len..]
+                    };
+                    for v in x {
+                        *v = (*v).max(min).min(max);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let (_, out, need, _) = io(layer)?;
+            // input at one end, output at the other, the room between them (`new` checked
+            // top + len + out <= arena_len <= n: they never overlap)
+            let (x, mid, y) = if front {
                 let (a, b) = arena.split_at_mut(n - out);
-                (&a[..len], b)
+                let (x, m) = a[s..].split_at_mut(len);
+                (&*x, m, b)
             } else {
-                let (a, b) = arena.split_at_mut(out);
-                (&b[b.len() - len..], a)
+                let (a, b) = arena.split_at_mut(n - len);
+                let (y, m) = a[s..].split_at_mut(out);
+                (&*b, m, y)
             };
-            run_layer(layer, x, y, scratch)?;
+            match scratch.as_deref_mut() {
+                Some(sc) => run_layer(layer, x, y, sc)?,
+                None => {
+                    // SAFETY: i8 and i16 are plain integers (every bit pattern is a value);
+                    // `align_to_mut` gives the aligned middle part, the ends are left unused
+                    let (_, sc, _) = unsafe { mid.align_to_mut::<i16>() };
+                    if sc.len() < need {
+                        return Err(KernelError::ScratchTooSmall {
+                            needed: self.shared_len,
+                            actual: n,
+                        });
+                    }
+                    run_layer(layer, x, y, &mut sc[..need])?;
+                }
+            }
             len = out;
             front = !front;
         }
+        // (nothing is kept at the end: `new` checked it)
         Ok(if front {
             &mut arena[..len]
         } else {
@@ -368,7 +638,13 @@ impl<'a> QNetwork<'a> {
     }
 }
 
-/// One layer from `x` to `y`.
+/// Whether `q` maps every value to itself (the same scale and zero point).
+fn is_identity(q: &RequantizeParams) -> bool {
+    q.input_zero_point == q.output_zero_point
+        && q.requant == crate::Requant::from_real(1.0).unwrap_or_default()
+}
+
+/// One sized layer from `x` to `y`.
 fn run_layer(
     layer: &QLayer<'_>,
     x: &[i8],
@@ -390,5 +666,6 @@ fn run_layer(
         } => crate::fully_connected_s8(&params, &q, x, weight, bias, y, scratch),
         QLayer::MaxPool2d { params, min, max } => crate::max_pool2d_s8(&params, min, max, x, y),
         QLayer::AvgPool2d { params, min, max } => crate::avg_pool2d_s8(&params, min, max, x, y),
+        _ => Ok(()),
     }
 }

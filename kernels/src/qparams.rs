@@ -268,18 +268,17 @@ impl AddParams {
     }
 
     /// Checks every field: zero points, multipliers valid and below 1, the clamp.
-    pub(crate) fn check(&self) -> Result<(), KernelError> {
-        let zp = -128..=127;
-        if ![self.a_zero_point, self.b_zero_point, self.output_zero_point]
-            .iter()
-            .all(|z| zp.contains(z))
+    pub(crate) const fn check(&self) -> Result<(), KernelError> {
+        if !zero_point_ok(self.a_zero_point)
+            || !zero_point_ok(self.b_zero_point)
+            || !zero_point_ok(self.output_zero_point)
         {
             return Err(KernelError::InvalidParameter("zero point: -128..=127"));
         }
-        if ![self.a, self.b, self.output]
-            .iter()
-            .all(|r| r.is_valid() && r.shift <= 0)
-        {
+        const fn below_one(r: Requant) -> bool {
+            r.is_valid() && r.shift <= 0
+        }
+        if !below_one(self.a) || !below_one(self.b) || !below_one(self.output) {
             return Err(KernelError::InvalidParameter(
                 "add: multipliers 0 or in [2^30, 2^31), shifts -31..=0",
             ));
@@ -333,9 +332,8 @@ impl RequantizeParams {
         Ok(q)
     }
 
-    pub(crate) fn check(&self) -> Result<(), KernelError> {
-        let zp = -128..=127;
-        if !zp.contains(&self.input_zero_point) || !zp.contains(&self.output_zero_point) {
+    pub(crate) const fn check(&self) -> Result<(), KernelError> {
+        if !zero_point_ok(self.input_zero_point) || !zero_point_ok(self.output_zero_point) {
             return Err(KernelError::InvalidParameter("zero point: -128..=127"));
         }
         if !self.requant.is_valid() {

@@ -1244,6 +1244,326 @@ fn qnetwork_equals_the_reference_layer_by_layer() {
     assert!(matches!(QNetwork::new(&[]), Err(KernelError::ZeroSize(_))));
 }
 
+/// A `QNetwork` program run by hand: the reference kernels, the kept values in a `Vec`.
+fn qby_hand(layers: &[QLayer<'_>], input: &[i8]) -> Vec<i8> {
+    let mut x = input.to_vec();
+    let mut kept: Vec<Vec<i8>> = Vec::new();
+    let batch = layers
+        .iter()
+        .find_map(|l| match *l {
+            QLayer::Conv2d { params: p, .. } => Some(p.batch),
+            QLayer::Linear { params: p, .. } => Some(p.batch),
+            QLayer::MaxPool2d { params: p, .. } | QLayer::AvgPool2d { params: p, .. } => {
+                Some(p.batch)
+            }
+            _ => None,
+        })
+        .unwrap_or(1);
+    for l in layers {
+        x = match *l {
+            QLayer::Conv2d {
+                params,
+                weight,
+                bias,
+                q,
+            } => {
+                let mut y = vec![0i8; params.dims().unwrap().output_len];
+                r::conv2d_s8(&params, &q, &x, weight, bias, &mut y).unwrap();
+                y
+            }
+            QLayer::Linear {
+                params,
+                weight,
+                bias,
+                q,
+            } => {
+                let mut y = vec![0i8; params.lens().unwrap().2];
+                r::fully_connected_s8(&params, &q, &x, weight, bias, &mut y).unwrap();
+                y
+            }
+            QLayer::MaxPool2d { params, min, max } => {
+                let mut y = vec![0i8; params.dims().unwrap().output_len];
+                r::max_pool2d_s8(&params, min, max, &x, &mut y).unwrap();
+                y
+            }
+            QLayer::AvgPool2d { params, min, max } => {
+                let mut y = vec![0i8; params.dims().unwrap().output_len];
+                r::avg_pool2d_s8(&params, min, max, &x, &mut y).unwrap();
+                y
+            }
+            QLayer::Clamp { min, max } => x.iter().map(|v| (*v).clamp(min, max)).collect(),
+            QLayer::Push => {
+                kept.push(x.clone());
+                x
+            }
+            QLayer::Load { depth } => kept[kept.len() - 1 - depth as usize].clone(),
+            QLayer::AddPop { q } => {
+                let a = kept.pop().unwrap();
+                let mut y = vec![0i8; x.len()];
+                r::add_s8(&q, &a, &x, &mut y).unwrap();
+                y
+            }
+            QLayer::CatPop {
+                pixels,
+                kept: rk,
+                current: rc,
+            } => {
+                let a = kept.pop().unwrap();
+                let p = batch * pixels;
+                let (mut qa, mut qx) = (vec![0i8; a.len()], vec![0i8; x.len()]);
+                r::requantize_s8(&rk, &a, &mut qa).unwrap();
+                r::requantize_s8(&rc, &x, &mut qx).unwrap();
+                let (ca, cx) = (a.len() / p, x.len() / p);
+                (0..p)
+                    .flat_map(|i| {
+                        qa[i * ca..(i + 1) * ca]
+                            .iter()
+                            .chain(&qx[i * cx..(i + 1) * cx])
+                            .copied()
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            }
+            QLayer::Drop => {
+                kept.pop().unwrap();
+                x
+            }
+        };
+    }
+    assert!(kept.is_empty());
+    x
+}
+
+/// Residual and concatenation blocks (`Push`, `Load`, `AddPop`, `CatPop`, `Drop`,
+/// `Clamp`) through `QNetwork`, in its arena with a separate scratch and in one shared
+/// buffer, against the reference kernels run by hand: the same bytes, batches 1 and 2,
+/// every int8 variant, the arena filled with garbage first.
+#[test]
+fn qnetwork_blocks_match_the_kernels_by_hand() {
+    let mut rng = common::Rng(77);
+    // (leaked: the layers borrow their data for the whole test)
+    let mut conv = |b: usize, c: usize, o: usize, k: usize, s: usize, p: usize, zin: i32| {
+        let params = Conv2dParams::new(b, c, 6, 6, o, k, k)
+            .with_stride(s, s)
+            .with_padding(p, p, p, p);
+        let w: &'static [i8] = Box::leak(
+            bytes(&mut rng, o * k * k * c)
+                .into_iter()
+                .map(|v| v.max(-127))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let bias: &'static [i32] = Box::leak(
+            (0..o)
+                .map(|_| rng.below(4000) as i32 - 2000)
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let rq: &'static [Requant] = Box::leak(
+            (0..o)
+                .map(|_| {
+                    let m = (0.5 + f64::from(rng.uniform().abs())) / (60.0 * (k * k * c) as f64);
+                    Requant::from_real(m).unwrap()
+                })
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let zout = rng.below(41) as i32 - 20;
+        QLayer::Conv2d {
+            params,
+            weight: w,
+            bias: Some(bias),
+            q: QuantOutput::new(zin, zout, rq),
+        }
+    };
+    let add = |za: i32, zb: i32, zo: i32| QLayer::AddPop {
+        q: AddParams::from_scales(0.05, za, 0.08, zb, 0.1, zo)
+            .unwrap()
+            .with_clamp(zo as i8, 127),
+    };
+    let cat = |pixels: usize, same: bool| QLayer::CatPop {
+        pixels,
+        kept: RequantizeParams::from_scales(0.05, 3, 0.07, -2).unwrap(),
+        current: if same {
+            RequantizeParams::from_scales(0.07, -2, 0.07, -2).unwrap()
+        } else {
+            RequantizeParams::from_scales(0.02, 10, 0.07, -2).unwrap()
+        },
+    };
+    for b in [1, 2] {
+        let programs: Vec<Vec<QLayer<'static>>> = vec![
+            // res[conv conv] relu
+            vec![
+                QLayer::Push,
+                conv(b, 2, 2, 3, 1, 1, 0),
+                conv(b, 2, 2, 3, 1, 1, 5),
+                add(0, 7, -3),
+                QLayer::Clamp { min: 0, max: 100 },
+            ],
+            // res[conv(stride 2) | conv 1x1 stride 2]
+            vec![
+                QLayer::Push,
+                conv(b, 2, 4, 3, 2, 1, 0),
+                QLayer::Push,
+                QLayer::Load { depth: 1 },
+                conv(b, 2, 4, 1, 2, 0, 0),
+                add(4, -9, 1),
+                QLayer::Drop,
+            ],
+            // cat[conv | | conv]
+            vec![
+                QLayer::Push,
+                conv(b, 2, 3, 3, 1, 1, 0),
+                QLayer::Push,
+                QLayer::Load { depth: 1 },
+                QLayer::Push,
+                QLayer::Load { depth: 2 },
+                conv(b, 2, 1, 1, 1, 0, 0),
+                cat(36, false),
+                cat(36, true),
+                QLayer::Drop,
+            ],
+            // cat[conv | | conv] max-pool
+            vec![
+                QLayer::Push,
+                conv(b, 2, 3, 3, 1, 1, 0),
+                QLayer::Push,
+                QLayer::Load { depth: 1 },
+                QLayer::Push,
+                QLayer::Load { depth: 2 },
+                conv(b, 2, 1, 1, 1, 0, 0),
+                cat(36, true),
+                cat(36, false),
+                QLayer::Drop,
+                QLayer::MaxPool2d {
+                    params: Pool2dParams::new(b, 6, 6, 6, 2, 2),
+                    min: -128,
+                    max: 127,
+                },
+            ],
+            // res[res[conv] conv] with the inner one on the same input; a clamp first
+            vec![
+                QLayer::Clamp {
+                    min: -100,
+                    max: 120,
+                },
+                QLayer::Push,
+                QLayer::Push,
+                conv(b, 2, 2, 3, 1, 1, 0),
+                add(0, 1, 2),
+                conv(b, 2, 2, 1, 1, 0, 2),
+                add(0, 2, 0),
+            ],
+        ];
+        for (i, layers) in programs.iter().enumerate() {
+            let net = QNetwork::new(layers).unwrap_or_else(|e| panic!("program {i}: {e:?}"));
+            let x = bytes(&mut common::Rng(500 + i as u64), net.input_len());
+            let want = qby_hand(layers, &x);
+            let distinct: std::collections::BTreeSet<i8> = want.iter().copied().collect();
+            assert!(distinct.len() >= 8, "program {i} degenerate: {distinct:?}");
+            common::for_each_int8_variant(|isa, extra| {
+                let what = format!("program {i}, batch {b}, {isa:?} {extra}");
+                let mut arena = vec![0x55i8; net.arena_len()];
+                let mut scratch = vec![0x5555i16; net.scratch_len()];
+                let got = net.run(&x, &mut arena, &mut scratch).unwrap();
+                assert_eq!(got, &want[..], "{what}");
+                for skip in [0, 1] {
+                    let mut buf = vec![0x55i8; skip + net.shared_len()];
+                    let buf = &mut buf[skip..];
+                    net.input_mut(buf).unwrap().copy_from_slice(&x);
+                    assert_eq!(net.run_shared(buf).unwrap(), &want[..], "{what} shared");
+                }
+            });
+        }
+    }
+}
+
+/// Block programs that do not balance, or whose values do not fit, are refused.
+#[test]
+fn qnetwork_block_programs_that_do_not_balance_are_refused() {
+    static W: [i8; 36] = [1; 36];
+    static W3: [i8; 54] = [1; 54];
+    const R: [Requant; 1] = [Requant {
+        multiplier: 1 << 30,
+        shift: -4,
+    }];
+    let conv = QLayer::Conv2d {
+        params: Conv2dParams::new(1, 2, 4, 4, 2, 3, 3).with_padding(1, 1, 1, 1),
+        weight: &W,
+        bias: None,
+        q: QuantOutput::new(0, 0, &R),
+    };
+    let wide = QLayer::Conv2d {
+        params: Conv2dParams::new(1, 2, 4, 4, 3, 3, 3).with_padding(1, 1, 1, 1),
+        weight: &W3,
+        bias: None,
+        q: QuantOutput::new(0, 0, &R),
+    };
+    let add = QLayer::AddPop {
+        q: AddParams::from_scales(0.1, 0, 0.1, 0, 0.2, 0).unwrap(),
+    };
+    let cat = |pixels| QLayer::CatPop {
+        pixels,
+        kept: RequantizeParams::from_scales(0.1, 0, 0.1, 0).unwrap(),
+        current: RequantizeParams::from_scales(0.1, 0, 0.1, 0).unwrap(),
+    };
+    let bad = |layers: &[QLayer<'_>]| QNetwork::new(layers).unwrap_err();
+    for layers in [
+        &[conv, QLayer::Load { depth: 0 }][..],
+        &[conv, add],
+        &[conv, QLayer::Drop],
+        &[QLayer::Push, conv],
+        &[conv, QLayer::Clamp { min: 3, max: 2 }],
+    ] {
+        assert!(
+            matches!(bad(layers), KernelError::InvalidParameter(_)),
+            "{layers:?}"
+        );
+    }
+    assert!(matches!(
+        bad(&[QLayer::Push, wide, add]),
+        KernelError::LayerMismatch { layer: 2, .. }
+    ));
+    // 2 x 16 and 3 x 16 values do not split into 5 pixels
+    assert!(matches!(
+        bad(&[QLayer::Push, wide, cat(5)]),
+        KernelError::LayerMismatch { layer: 2, .. }
+    ));
+    assert!(matches!(
+        bad(&[QLayer::Push, wide, cat(0)]),
+        KernelError::ZeroSize(_)
+    ));
+    assert!(QNetwork::new(&[QLayer::Push, wide, cat(16), conv_after_cat()]).is_ok());
+    let mut deep = vec![conv];
+    deep.extend([QLayer::Push; cnnkit_kernels::qnet::MAX_KEPT + 1]);
+    assert!(matches!(bad(&deep), KernelError::InvalidParameter(_)));
+    assert!(matches!(
+        bad(&[QLayer::Push, cat(1), conv]),
+        KernelError::ZeroSize(_)
+    ));
+    let mut q = AddParams::from_scales(0.1, 0, 0.1, 0, 0.2, 0).unwrap();
+    q.output_zero_point = 300;
+    assert!(matches!(
+        bad(&[QLayer::Push, conv, QLayer::AddPop { q }]),
+        KernelError::InvalidParameter(_)
+    ));
+}
+
+/// A convolution of the 5 channels `cat[conv(3) | ]` gives on 4 x 4.
+fn conv_after_cat() -> QLayer<'static> {
+    static W: [i8; 5] = [1; 5];
+    const R: [Requant; 1] = [Requant {
+        multiplier: 1 << 30,
+        shift: -4,
+    }];
+    QLayer::Conv2d {
+        params: Conv2dParams::new(1, 5, 4, 4, 1, 1, 1),
+        weight: &W,
+        bias: None,
+        q: QuantOutput::new(0, 0, &R),
+    }
+}
+
 /// int8 softmax: equal to LiteRT's reference SOFTMAX (gemmlowp's fixed point) on every
 /// fixture row; the parameters from beta and the input scale as TFLite's; what it refuses.
 #[test]

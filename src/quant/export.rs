@@ -3,10 +3,10 @@
 
 use std::fmt::Write as _;
 
-use cnnkit_kernels::qnet::QNetwork;
-use cnnkit_kernels::{Conv2dParams, Pool2dParams};
+use cnnkit_kernels::qnet::{QLayer, QNetwork};
+use cnnkit_kernels::{Requant, RequantizeParams};
 
-use super::{QuantLayer, Quantized};
+use super::Quantized;
 use crate::error::{Error, Result};
 use crate::export::{conv_source, pool_source};
 
@@ -39,49 +39,42 @@ impl Quantized {
         if batch == 0 {
             return Err(Error::invalid("export needs a batch of at least 1"));
         }
-        let layers = self.qlayers(batch)?;
-        let net = QNetwork::new(&layers)?;
+        let layers = self.qlayers_indexed(batch)?;
+        let list_only: Vec<QLayer<'_>> = layers.iter().map(|(_, l)| *l).collect();
+        let net = QNetwork::new(&list_only)?;
         let mut s = format!(
             "{INT8_SOURCE_HEAD}: the layers, their data and the quantisation of its edges.\n\
              // Model: `{}`, calibrated on {} images.\n\
              #[allow(unused_imports)]\n\
-             use cnnkit_kernels::{{Conv2dParams, LinearParams, Pool2dParams, QuantOutput, Requant, qnet::QLayer}};\n\n",
+             use cnnkit_kernels::{{AddParams, Conv2dParams, LinearParams, Pool2dParams, QuantOutput, Requant, RequantizeParams, qnet::QLayer}};\n\n",
             self.spec, self.calibration_images
         );
         let mut items = Vec::new();
-        for (j, l) in self.layers.iter().enumerate() {
+        let req = |r: &Requant| {
+            format!(
+                "Requant {{ multiplier: {}, shift: {} }}",
+                r.multiplier, r.shift
+            )
+        };
+        for (j, l) in &layers {
             match l {
-                QuantLayer::Conv2d {
-                    weight,
-                    bias,
-                    requant,
-                    input,
-                    output,
-                    min,
-                    ..
+                QLayer::Conv2d {
+                    weight, bias, q, ..
                 }
-                | QuantLayer::Linear {
-                    weight,
-                    bias,
-                    requant,
-                    input,
-                    output,
-                    min,
-                    ..
+                | QLayer::Linear {
+                    weight, bias, q, ..
                 } => {
+                    let bias = bias.unwrap_or_default();
                     let (what, geometry) = match l {
-                        QuantLayer::Conv2d { params: p, .. } => (
+                        QLayer::Conv2d { params: p, .. } => (
                             "`[out, kh, kw, in / groups]`",
-                            format!(
-                                "QLayer::Conv2d {{ params: {}",
-                                conv_source(&Conv2dParams { batch, ..*p })
-                            ),
+                            format!("QLayer::Conv2d {{ params: {}", conv_source(p)),
                         ),
-                        QuantLayer::Linear { params: p, .. } => (
+                        QLayer::Linear { params: p, .. } => (
                             "`[out, in]`",
                             format!(
-                                "QLayer::Linear {{ params: LinearParams::new({batch}, {}, {})",
-                                p.in_features, p.out_features
+                                "QLayer::Linear {{ params: LinearParams::new({}, {}, {})",
+                                p.batch, p.in_features, p.out_features
                             ),
                         ),
                         _ => unreachable!(),
@@ -95,30 +88,60 @@ impl Quantized {
                         list(weight),
                         bias.len(),
                         list(bias),
-                        requant.len(),
-                        list(
-                            &requant
-                                .iter()
-                                .map(|r| format!(
-                                    "Requant {{ multiplier: {}, shift: {} }}",
-                                    r.multiplier, r.shift
-                                ))
-                                .collect::<Vec<_>>()
-                        ),
+                        q.requant.len(),
+                        list(&q.requant.iter().map(req).collect::<Vec<_>>()),
                     );
                     items.push(format!(
-                        "{geometry}, weight: &W{j}, bias: Some(&B{j}), q: QuantOutput::new({}, {}, &R{j}).with_clamp({min}, 127) }}",
-                        input.zero_point, output.zero_point
+                        "{geometry}, weight: &W{j}, bias: Some(&B{j}), q: QuantOutput::new({}, {}, &R{j}).with_clamp({}, {}) }}",
+                        q.input_zero_point, q.output_zero_point, q.min, q.max
                     ));
                 }
-                QuantLayer::MaxPool2d(p) => items.push(format!(
-                    "QLayer::MaxPool2d {{ params: {}, min: -128, max: 127 }}",
-                    pool_source(&Pool2dParams { batch, ..*p })
+                QLayer::MaxPool2d { params, min, max } => items.push(format!(
+                    "QLayer::MaxPool2d {{ params: {}, min: {min}, max: {max} }}",
+                    pool_source(params)
                 )),
-                QuantLayer::AvgPool2d(p) => items.push(format!(
-                    "QLayer::AvgPool2d {{ params: {}, min: -128, max: 127 }}",
-                    pool_source(&Pool2dParams { batch, ..*p })
+                QLayer::AvgPool2d { params, min, max } => items.push(format!(
+                    "QLayer::AvgPool2d {{ params: {}, min: {min}, max: {max} }}",
+                    pool_source(params)
                 )),
+                QLayer::Clamp { min, max } => {
+                    items.push(format!("QLayer::Clamp {{ min: {min}, max: {max} }}"));
+                }
+                QLayer::Push => items.push("QLayer::Push".into()),
+                QLayer::Load { depth } => items.push(format!("QLayer::Load {{ depth: {depth} }}")),
+                QLayer::Drop => items.push("QLayer::Drop".into()),
+                QLayer::AddPop { q } => items.push(format!(
+                    "QLayer::AddPop {{ q: AddParams {{ a_zero_point: {}, b_zero_point: {}, \
+                     output_zero_point: {}, a: {}, b: {}, output: {}, min: {}, max: {} }} }}",
+                    q.a_zero_point,
+                    q.b_zero_point,
+                    q.output_zero_point,
+                    req(&q.a),
+                    req(&q.b),
+                    req(&q.output),
+                    q.min,
+                    q.max
+                )),
+                QLayer::CatPop {
+                    pixels,
+                    kept,
+                    current,
+                } => {
+                    let rq = |r: &RequantizeParams| {
+                        format!(
+                            "RequantizeParams {{ input_zero_point: {}, output_zero_point: {}, \
+                             requant: {} }}",
+                            r.input_zero_point,
+                            r.output_zero_point,
+                            req(&r.requant)
+                        )
+                    };
+                    items.push(format!(
+                        "QLayer::CatPop {{ pixels: {pixels}, kept: {}, current: {} }}",
+                        rq(kept),
+                        rq(current)
+                    ));
+                }
             }
         }
         let _ = writeln!(

@@ -38,7 +38,9 @@ use cnnkit_kernels::{Requant, qnet::QNetwork};
 use safetensors::tensor::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use super::{QuantLayer, Quantized, TensorQuant, check_int8_form};
+use super::{
+    QuantLayer, Quantized, TensorQuant, Walk, act_clamp, check_int8_form, fused_activations,
+};
 use crate::checkpoint::{self, f32_bytes, parse, read_safetensors, serialize, validate_io};
 use crate::data::Normalize;
 use crate::error::{Error, Result};
@@ -46,8 +48,10 @@ use crate::export::Export;
 use crate::model::Model;
 use crate::spec;
 
-/// Version of the int8 metadata layout.
-pub const FORMAT: u32 = 1;
+/// Version of the int8 metadata layout: 2 since residual and concatenation blocks, ReLU6
+/// and clamps (written only by a model that has one of them; a plain stack is still
+/// written as format 1, which every earlier cnnkit reads).
+pub const FORMAT: u32 = 2;
 
 /// The `kind` of an int8 model file.
 pub const KIND: &str = "int8";
@@ -79,14 +83,20 @@ pub struct Calibration {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayerMeta {
-    /// `conv2d`, `linear`, `max_pool2d` or `avg_pool2d`.
+    /// `conv2d`, `linear`, `max_pool2d`, `avg_pool2d`; since format 2 also `clamp` (a
+    /// ReLU or ReLU6 in place), `fused` (one the layer before took as its clamp), `push`,
+    /// `load`, `add`, `concat`, `drop` (the block operations of
+    /// [`cnnkit_kernels::qnet::QLayer`]).
     pub op: String,
-    /// A convolution's or linear layer's output quantisation.
+    /// The output quantisation of a convolution, linear layer, `add` or `concat`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<QuantParams>,
-    /// A convolution's or linear layer's clamp, lower end (the upper is 127).
+    /// The clamp's lower end of a convolution, linear layer or `add`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<i32>,
+    /// Its upper end, where it is not 127 (a fused ReLU6; format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i32>,
 }
 
 /// The `cnnkit` metadata of an int8 model file (`kind` first: [`looks_like_quantized`]
@@ -136,6 +146,31 @@ fn op_name(l: &QuantLayer) -> &'static str {
         QuantLayer::Linear { .. } => "linear",
         QuantLayer::MaxPool2d(_) => "max_pool2d",
         QuantLayer::AvgPool2d(_) => "avg_pool2d",
+        QuantLayer::Clamp { .. } => "clamp",
+        QuantLayer::Fused => "fused",
+        QuantLayer::Push => "push",
+        QuantLayer::Load { .. } => "load",
+        QuantLayer::AddPop { .. } => "add",
+        QuantLayer::CatPop { .. } => "concat",
+        QuantLayer::Drop => "drop",
+    }
+}
+
+/// The op of exported layer `l` in the metadata (`fused`: whether the layer before takes
+/// it as its clamp).
+fn op_of(l: &NetLayer, fused: bool) -> &'static str {
+    match l {
+        NetLayer::Conv2d { .. } => "conv2d",
+        NetLayer::Linear { .. } => "linear",
+        NetLayer::MaxPool2d(_) => "max_pool2d",
+        NetLayer::AvgPool2d { .. } => "avg_pool2d",
+        NetLayer::Act(_) if fused => "fused",
+        NetLayer::Act(_) => "clamp",
+        NetLayer::Push => "push",
+        NetLayer::Load { .. } => "load",
+        NetLayer::AddPop => "add",
+        NetLayer::CatPop => "concat",
+        NetLayer::Drop => "drop",
     }
 }
 
@@ -149,9 +184,48 @@ fn params_of(t: TensorQuant) -> QuantParams {
 /// The metadata of `q` with `classes`.
 pub fn meta_of(q: &Quantized, classes: &[String]) -> QMeta {
     let (c, h, w) = q.shape;
+    let layers: Vec<LayerMeta> = q
+        .layers
+        .iter()
+        .map(|l| {
+            let (output, min, max) = match l {
+                QuantLayer::Conv2d {
+                    output, min, max, ..
+                }
+                | QuantLayer::Linear {
+                    output, min, max, ..
+                }
+                | QuantLayer::AddPop {
+                    output, min, max, ..
+                } => (
+                    Some(params_of(*output)),
+                    Some(i32::from(*min)),
+                    (*max != 127).then_some(i32::from(*max)),
+                ),
+                QuantLayer::CatPop { output, .. } => (Some(params_of(*output)), None, None),
+                _ => (None, None, None),
+            };
+            LayerMeta {
+                op: op_name(l).into(),
+                output,
+                min,
+                max,
+            }
+        })
+        .collect();
+    // format 1 where it says everything (what earlier versions read)
+    let v1 = ["conv2d", "linear", "max_pool2d", "avg_pool2d"];
+    let format = if layers
+        .iter()
+        .all(|l| v1.contains(&l.op.as_str()) && l.max.is_none())
+    {
+        1
+    } else {
+        FORMAT
+    };
     QMeta {
         kind: KIND.into(),
-        format: FORMAT,
+        format,
         spec: q.spec.clone(),
         input: [c, h, w],
         pixel_mean: q.norm.mean,
@@ -162,24 +236,7 @@ pub fn meta_of(q: &Quantized, classes: &[String]) -> QMeta {
             method: METHOD.into(),
         },
         input_quant: params_of(q.input),
-        layers: q
-            .layers
-            .iter()
-            .map(|l| {
-                let (output, min) = match l {
-                    QuantLayer::Conv2d { output, min, .. }
-                    | QuantLayer::Linear { output, min, .. } => {
-                        (Some(params_of(*output)), Some(i32::from(*min)))
-                    }
-                    _ => (None, None),
-                };
-                LayerMeta {
-                    op: op_name(l).into(),
-                    output,
-                    min,
-                }
-            })
-            .collect(),
+        layers,
     }
 }
 
@@ -320,8 +377,8 @@ fn tensor_quant(path: &Path, field: &str, p: QuantParams) -> Result<TensorQuant>
     })
 }
 
-/// The output quantisation and clamp of layer `j`, a convolution or linear layer.
-fn output_of(path: &Path, j: usize, m: &LayerMeta) -> Result<(TensorQuant, i8)> {
+/// The output quantisation and clamp of layer `j`, a convolution, linear layer or sum.
+fn output_of(path: &Path, j: usize, m: &LayerMeta) -> Result<(TensorQuant, i8, i8)> {
     let field = format!("layers[{j}]");
     let out = m
         .output
@@ -330,13 +387,22 @@ fn output_of(path: &Path, j: usize, m: &LayerMeta) -> Result<(TensorQuant, i8)> 
     let min = m
         .min
         .ok_or_else(|| Error::checkpoint(path, format!("metadata `{field}.min` is missing")))?;
-    let min = i8::try_from(min).map_err(|_| {
-        Error::checkpoint(
+    let int8 = |what: &str, v: i32| {
+        i8::try_from(v).map_err(|_| {
+            Error::checkpoint(
+                path,
+                format!("metadata `{field}.{what}` is {v}: not an int8 value"),
+            )
+        })
+    };
+    let (min, max) = (int8("min", min)?, int8("max", m.max.unwrap_or(127))?);
+    if min > max {
+        return Err(Error::checkpoint(
             path,
-            format!("metadata `{field}.min` is {min}: not an int8 value"),
-        )
-    })?;
-    Ok((out, min))
+            format!("metadata `{field}`: the clamp's min {min} is above its max {max}"),
+        ));
+    }
+    Ok((out, min, max))
 }
 
 /// Weights, biases, scales and multipliers of layer `j` with `out` outputs, its weight
@@ -400,9 +466,9 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(Quantized, QMeta)> {
     }
     let meta: QMeta =
         serde_json::from_str(&json).map_err(|e| bad(format!("bad `cnnkit` metadata: {e}")))?;
-    if meta.format != FORMAT {
+    if !(1..=FORMAT).contains(&meta.format) {
         return Err(bad(format!(
-            "metadata format {}, this cnnkit reads int8 format {FORMAT}",
+            "metadata format {}, this cnnkit reads int8 formats 1 to {FORMAT}",
             meta.format
         )));
     }
@@ -462,31 +528,28 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(Quantized, QMeta)> {
         )));
     }
     let input_q = tensor_quant(path, "input_quant", meta.input_quant)?;
-    let mut cur = input_q;
+    let fused = fused_activations(&e.layers);
+    let mut walk = Walk::new(input_q, (c, h, w));
     let mut layers = Vec::with_capacity(e.layers.len());
     let mut expected = Vec::new();
     for (j, (l, m)) in e.layers.iter().zip(&meta.layers).enumerate() {
-        let want = match l {
-            NetLayer::Conv2d { .. } => "conv2d",
-            NetLayer::Linear { .. } => "linear",
-            NetLayer::MaxPool2d(_) => "max_pool2d",
-            NetLayer::AvgPool2d { .. } => "avg_pool2d",
-            NetLayer::Act(_)
-            | NetLayer::Push
-            | NetLayer::Load { .. }
-            | NetLayer::AddPop
-            | NetLayer::CatPop
-            | NetLayer::Drop => "(none)",
-        };
+        let want = op_of(l, fused[j].is_some());
         if m.op != want {
             return Err(bad(format!(
                 "metadata `layers[{j}].op` is `{}`, the spec's layer is `{want}`",
                 m.op
             )));
         }
+        if meta.format < 2 && (want != op_of(l, false) || !l.is_sized() || m.max.is_some()) {
+            return Err(bad(format!(
+                "metadata `layers[{j}]` (`{want}`) needs int8 format 2, the file says {}",
+                meta.format
+            )));
+        }
+        let cur = walk.cur;
         match *l {
             NetLayer::Conv2d { params, .. } => {
-                let (out, min) = output_of(path, j, m)?;
+                let (out, min, max) = output_of(path, j, m)?;
                 let cig = params.dims()?.in_per_group;
                 let shape = [params.out_channels, params.kernel_h, params.kernel_w, cig];
                 let (weight, bias, weight_scale, requant) =
@@ -500,11 +563,14 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(Quantized, QMeta)> {
                     input: cur,
                     output: out,
                     min,
+                    max,
                 });
-                cur = out;
+                walk.cur = out;
+                let d = params.dims()?;
+                walk.image = (params.out_channels, d.out_h, d.out_w);
             }
             NetLayer::Linear { params, .. } => {
-                let (out, min) = output_of(path, j, m)?;
+                let (out, min, max) = output_of(path, j, m)?;
                 let shape = [params.out_features, params.in_features];
                 let (weight, bias, weight_scale, requant) =
                     weights_of(path, &st, j, &shape, cur.scale, out.scale)?;
@@ -517,26 +583,66 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(Quantized, QMeta)> {
                     input: cur,
                     output: out,
                     min,
+                    max,
                 });
-                cur = out;
+                walk.cur = out;
+                walk.image = (params.out_features, 1, 1);
             }
-            NetLayer::MaxPool2d(p) => layers.push(QuantLayer::MaxPool2d(p)),
-            NetLayer::AvgPool2d { params, .. } => layers.push(QuantLayer::AvgPool2d(params)),
-            NetLayer::Act(_)
-            | NetLayer::Push
-            | NetLayer::Load { .. }
-            | NetLayer::AddPop
-            | NetLayer::CatPop
-            | NetLayer::Drop => unreachable!("refused by check_int8_form"),
+            NetLayer::MaxPool2d(p) | NetLayer::AvgPool2d { params: p, .. } => {
+                layers.push(if let NetLayer::MaxPool2d(_) = l {
+                    QuantLayer::MaxPool2d(p)
+                } else {
+                    QuantLayer::AvgPool2d(p)
+                });
+                let d = p.dims()?;
+                walk.image = (p.channels, d.out_h, d.out_w);
+            }
+            NetLayer::Act(a) => layers.push(if fused[j].is_some() {
+                QuantLayer::Fused
+            } else {
+                let (min, max) = act_clamp(a, cur);
+                QuantLayer::Clamp { min, max }
+            }),
+            NetLayer::AddPop => {
+                let (out, min, max) = output_of(path, j, m)?;
+                layers.push(
+                    walk.block(l, out, (min, max))
+                        .map_err(|e| bad(e.to_string()))?,
+                );
+            }
+            NetLayer::CatPop => {
+                let out = m
+                    .output
+                    .ok_or_else(|| bad(format!("metadata `layers[{j}].output` is missing")))?;
+                let out = tensor_quant(path, &format!("layers[{j}].output"), out)?;
+                layers.push(
+                    walk.block(l, out, (-128, 127))
+                        .map_err(|e| bad(e.to_string()))?,
+                );
+            }
+            NetLayer::Push | NetLayer::Load { .. } | NetLayer::Drop => {
+                layers.push(
+                    walk.block(l, cur, (-128, 127))
+                        .map_err(|e| bad(e.to_string()))?,
+                );
+            }
         }
         if matches!(l, NetLayer::Conv2d { .. } | NetLayer::Linear { .. }) {
             for t in ["weight", "bias", "weight_scale"] {
                 expected.push(format!("{j}.{t}"));
             }
-        } else if m.output.is_some() || m.min.is_some() {
+        }
+        // what the layer does not take
+        let takes = match l {
+            NetLayer::Conv2d { .. } | NetLayer::Linear { .. } | NetLayer::AddPop => (true, true),
+            NetLayer::CatPop => (true, false),
+            _ => (false, false),
+        };
+        if (!takes.0 && m.output.is_some()) || (!takes.1 && (m.min.is_some() || m.max.is_some())) {
             return Err(bad(format!(
-                "metadata `layers[{j}]`: a pooling layer keeps its input's quantisation \
-                 (no `output` or `min`)"
+                "metadata `layers[{j}]` (`{want}`) has a field it does not take (a pooling, \
+                 clamp or block operation keeps its input's quantisation; a concatenation \
+                 has no clamp)"
             )));
         }
     }
@@ -551,7 +657,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(Quantized, QMeta)> {
     let q = Quantized {
         layers,
         input: input_q,
-        output: cur,
+        output: walk.cur,
         norm,
         shape: (c, h, w),
         spec: meta.spec.clone(),

@@ -31,7 +31,8 @@ pub use file::AnyModel;
 use cnnkit_kernels::net::{Layer as NetLayer, Network};
 use cnnkit_kernels::qnet::{QLayer, QNetwork};
 use cnnkit_kernels::{
-    self as k, Activation, Conv2dParams, LinearParams, Pool2dParams, QuantOutput, Requant,
+    self as k, Activation, AddParams, Conv2dParams, Elementwise, LinearParams, Pool2dParams,
+    QuantOutput, Requant, RequantizeParams,
 };
 
 use crate::data::Normalize;
@@ -84,6 +85,8 @@ pub enum QuantLayer {
         output: TensorQuant,
         /// The clamp (a fused ReLU: the output's zero point).
         min: i8,
+        /// The clamp's upper end (a fused ReLU6: the value of 6).
+        max: i8,
     },
     /// A fully connected layer (columns in NHWC order after a flatten).
     Linear {
@@ -103,12 +106,57 @@ pub enum QuantLayer {
         output: TensorQuant,
         /// The clamp.
         min: i8,
+        /// The clamp's upper end (a fused ReLU6: the value of 6).
+        max: i8,
     },
     /// Max pooling (the input's quantisation).
     MaxPool2d(Pool2dParams),
     /// Average pooling without padding (TFLite's divides by the pixels inside the image,
     /// PyTorch's default by the whole window: they agree only without padding).
     AvgPool2d(Pool2dParams),
+    /// A ReLU or ReLU6 in place, the quantisation kept: where the layer before cannot take
+    /// it as its clamp.
+    Clamp {
+        /// The clamp's lower end (the zero point).
+        min: i8,
+        /// Its upper end.
+        max: i8,
+    },
+    /// A ReLU or ReLU6 the layer before took as its clamp (nothing runs).
+    Fused,
+    /// Keeps the current activation: a block's input.
+    Push,
+    /// Brings back the value kept `depth` pushes ago.
+    Load {
+        /// Values kept after it.
+        depth: u8,
+    },
+    /// The last kept value plus the current activation (TFLite's `ADD`).
+    AddPop {
+        /// The kept value's quantisation.
+        kept: TensorQuant,
+        /// The current activation's.
+        current: TensorQuant,
+        /// The sum's.
+        output: TensorQuant,
+        /// The clamp (a ReLU after the sum: the output's zero point).
+        min: i8,
+        /// Its upper end.
+        max: i8,
+    },
+    /// The last kept value's channels, then the current activation's, each requantised.
+    CatPop {
+        /// Pixels of one image (`h * w`).
+        pixels: usize,
+        /// The kept value's quantisation.
+        kept: TensorQuant,
+        /// The current activation's.
+        current: TensorQuant,
+        /// The result's.
+        output: TensorQuant,
+    },
+    /// Forgets the last kept value.
+    Drop,
 }
 
 /// A quantised model: its layers, the input's and the output's quantisation.
@@ -183,47 +231,34 @@ impl Quantized {
                 "calibration: a whole number of {per}-value images, at least one"
             )));
         }
-        // every layer's output range over the calibration images (the input's first)
-        let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); e.layers.len() + 1];
-        // one network per layer (to see every layer's output), built once
-        let mut offsets = Vec::with_capacity(e.layers.len());
-        let mut ones = Vec::with_capacity(e.layers.len());
-        let mut at = 0;
-        for l in &e.layers {
-            let one = Network::new(core::slice::from_ref(l))?;
-            offsets.push(at);
-            at += one.param_len();
-            ones.push(one);
-        }
-        let mut arenas: Vec<Vec<f32>> = ones.iter().map(|n| vec![0.0; n.arena_len()]).collect();
-        let mut x = Vec::new();
-        for image in calibration.chunks_exact(per) {
-            x.clear();
-            x.extend_from_slice(image);
-            widen(&mut ranges[0], &x)?;
-            for (i, one) in ones.iter().enumerate() {
-                let p = &e.params[offsets[i]..offsets[i] + one.param_len()];
-                let y = one.run(p, &x, &mut arenas[i])?;
-                widen(&mut ranges[i + 1], y)?;
-                x.clear();
-                x.extend_from_slice(y);
-            }
-        }
+        let ranges = calibrate(&e, per, calibration)?;
+        let fused = fused_activations(&e.layers);
         let shape = match model.input_shape() {
             crate::layers::Shape::Image { c, h, w } => (c, h, w),
             crate::layers::Shape::Flat(n) => (n, 1, 1),
         };
         let input = TensorQuant::from_range(ranges[0].0, ranges[0].1);
-        let mut cur = input;
-        // the (c, h, w) of the activation before a linear layer, while it is an image
-        let mut image = Some(shape);
+        let mut w = Walk::new(input, shape);
+        let mut offset = 0;
         let mut layers = Vec::with_capacity(e.layers.len());
         for (i, l) in e.layers.iter().enumerate() {
-            let p = &e.params[offsets[i]..];
+            // a layer's output: its own range, or its fused activation's (after it)
+            let (out, clamp) = match fused_after(&e.layers, &fused, i) {
+                Some((k, a)) => {
+                    let r = ranges[k + 1];
+                    let out = TensorQuant::from_range(r.0, r.1);
+                    (out, act_clamp(a, out))
+                }
+                _ => {
+                    let r = ranges[i + 1];
+                    (TensorQuant::from_range(r.0, r.1), (-128, 127))
+                }
+            };
+            let p = &e.params[offset..];
+            offset += l.param_len()?;
             match *l {
                 NetLayer::Conv2d { params, bias, act } => {
                     let d = params.dims()?;
-                    let out = TensorQuant::from_range(ranges[i + 1].0, ranges[i + 1].1);
                     let (wq, sw) = quantize_weights(&p[..d.weight_len], params.out_channels);
                     // OIHW to OHWI
                     let (cig, taps) = (d.in_per_group, params.kernel_h * params.kernel_w);
@@ -241,32 +276,34 @@ impl Quantized {
                     } else {
                         &zero[..]
                     };
-                    let (bq, rq) = bias_and_requant(b, cur.scale, &sw, out.scale)?;
+                    let (bq, rq) = bias_and_requant(b, w.cur.scale, &sw, out.scale)?;
+                    let (min, max) = tighter(clamp, conv_clamp(act, out, i)?);
                     layers.push(QuantLayer::Conv2d {
                         params,
                         weight: ohwi,
                         bias: bq,
                         weight_scale: sw,
                         requant: rq,
-                        input: cur,
+                        input: w.cur,
                         output: out,
-                        min: clamp_min(act, out, i)?,
+                        min,
+                        max,
                     });
-                    image = Some((params.out_channels, d.out_h, d.out_w));
-                    cur = out;
+                    w.image = (params.out_channels, d.out_h, d.out_w);
+                    w.cur = out;
                 }
                 NetLayer::Linear { params, bias, act } => {
                     let (_, wl, _) = params.lens()?;
-                    let out = TensorQuant::from_range(ranges[i + 1].0, ranges[i + 1].1);
                     let (mut wq, sw) = quantize_weights(&p[..wl], params.out_features);
-                    if let Some((c, h, w)) = image.filter(|&(_, h, w)| h * w > 1) {
+                    let (c, h, iw) = w.image;
+                    if h * iw > 1 {
                         // (c, h, w) columns to (h, w, c)
                         let n = params.in_features;
                         for row in wq.chunks_exact_mut(n) {
                             let src = row.to_vec();
                             for ci in 0..c {
-                                for y in 0..h * w {
-                                    row[y * c + ci] = src[ci * h * w + y];
+                                for y in 0..h * iw {
+                                    row[y * c + ci] = src[ci * h * iw + y];
                                 }
                             }
                         }
@@ -277,43 +314,52 @@ impl Quantized {
                     } else {
                         &zero[..]
                     };
-                    let (bq, rq) = bias_and_requant(b, cur.scale, &sw, out.scale)?;
+                    let (bq, rq) = bias_and_requant(b, w.cur.scale, &sw, out.scale)?;
+                    let (min, max) = tighter(clamp, conv_clamp(act, out, i)?);
                     layers.push(QuantLayer::Linear {
                         params,
                         weight: wq,
                         bias: bq,
                         weight_scale: sw,
                         requant: rq,
-                        input: cur,
+                        input: w.cur,
                         output: out,
-                        min: clamp_min(act, out, i)?,
+                        min,
+                        max,
                     });
-                    image = None;
-                    cur = out;
+                    w.image = (params.out_features, 1, 1);
+                    w.cur = out;
                 }
                 NetLayer::MaxPool2d(params) => {
                     let d = params.dims()?;
-                    image = Some((params.channels, d.out_h, d.out_w));
+                    w.image = (params.channels, d.out_h, d.out_w);
                     layers.push(QuantLayer::MaxPool2d(params));
                 }
                 NetLayer::AvgPool2d { params, .. } => {
                     let d = params.dims()?;
-                    image = Some((params.channels, d.out_h, d.out_w));
+                    w.image = (params.channels, d.out_h, d.out_w);
                     layers.push(QuantLayer::AvgPool2d(params));
                 }
-                // (refused above)
-                NetLayer::Act(_)
-                | NetLayer::Push
+                NetLayer::Act(a) => layers.push(match fused[i] {
+                    Some(_) => QuantLayer::Fused,
+                    None => {
+                        let (min, max) = act_clamp(a, w.cur);
+                        QuantLayer::Clamp { min, max }
+                    }
+                }),
+                NetLayer::Push
                 | NetLayer::Load { .. }
                 | NetLayer::AddPop
                 | NetLayer::CatPop
-                | NetLayer::Drop => {}
+                | NetLayer::Drop => {
+                    layers.push(w.block(l, out, clamp)?);
+                }
             }
         }
         let q = Quantized {
             layers,
             input,
-            output: cur,
+            output: w.cur,
             norm,
             shape,
             spec: model.spec(),
@@ -326,54 +372,111 @@ impl Quantized {
         Ok(q)
     }
 
-    /// The [`QLayer`]s for a batch of `batch` images, pointing into `self`.
+    /// The [`QLayer`]s for a batch of `batch` images, pointing into `self` (a
+    /// [`QuantLayer::Fused`] has none).
     fn qlayers(&self, batch: usize) -> Result<Vec<QLayer<'_>>> {
+        Ok(self
+            .qlayers_indexed(batch)?
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect())
+    }
+
+    /// As [`Quantized::qlayers`], each with the index of its [`QuantLayer`].
+    pub(crate) fn qlayers_indexed(&self, batch: usize) -> Result<Vec<(usize, QLayer<'_>)>> {
         let mut v = Vec::with_capacity(self.layers.len());
-        for l in &self.layers {
-            v.push(match l {
-                QuantLayer::Conv2d {
-                    params,
-                    weight,
-                    bias,
-                    requant,
-                    weight_scale: _,
-                    input,
-                    output,
-                    min,
-                } => QLayer::Conv2d {
-                    params: Conv2dParams { batch, ..*params },
-                    weight,
-                    bias: Some(bias),
-                    q: QuantOutput::new(input.zero_point, output.zero_point, requant)
-                        .with_clamp(*min, 127),
+        for (j, l) in self.layers.iter().enumerate() {
+            v.push((
+                j,
+                match l {
+                    QuantLayer::Conv2d {
+                        params,
+                        weight,
+                        bias,
+                        requant,
+                        weight_scale: _,
+                        input,
+                        output,
+                        min,
+                        max,
+                    } => QLayer::Conv2d {
+                        params: Conv2dParams { batch, ..*params },
+                        weight,
+                        bias: Some(bias),
+                        q: QuantOutput::new(input.zero_point, output.zero_point, requant)
+                            .with_clamp(*min, *max),
+                    },
+                    QuantLayer::Linear {
+                        params,
+                        weight,
+                        bias,
+                        requant,
+                        weight_scale: _,
+                        input,
+                        output,
+                        min,
+                        max,
+                    } => QLayer::Linear {
+                        params: LinearParams { batch, ..*params },
+                        weight,
+                        bias: Some(bias),
+                        q: QuantOutput::new(input.zero_point, output.zero_point, requant)
+                            .with_clamp(*min, *max),
+                    },
+                    QuantLayer::MaxPool2d(p) => QLayer::MaxPool2d {
+                        params: Pool2dParams { batch, ..*p },
+                        min: -128,
+                        max: 127,
+                    },
+                    QuantLayer::AvgPool2d(p) => QLayer::AvgPool2d {
+                        params: Pool2dParams { batch, ..*p },
+                        min: -128,
+                        max: 127,
+                    },
+                    &QuantLayer::Clamp { min, max } => QLayer::Clamp { min, max },
+                    QuantLayer::Fused => continue,
+                    QuantLayer::Push => QLayer::Push,
+                    &QuantLayer::Load { depth } => QLayer::Load { depth },
+                    QuantLayer::AddPop {
+                        kept,
+                        current,
+                        output,
+                        min,
+                        max,
+                    } => QLayer::AddPop {
+                        q: AddParams::from_scales(
+                            kept.scale,
+                            kept.zero_point,
+                            current.scale,
+                            current.zero_point,
+                            output.scale,
+                            output.zero_point,
+                        )?
+                        .with_clamp(*min, *max),
+                    },
+                    QuantLayer::CatPop {
+                        pixels,
+                        kept,
+                        current,
+                        output,
+                    } => QLayer::CatPop {
+                        pixels: *pixels,
+                        kept: RequantizeParams::from_scales(
+                            kept.scale,
+                            kept.zero_point,
+                            output.scale,
+                            output.zero_point,
+                        )?,
+                        current: RequantizeParams::from_scales(
+                            current.scale,
+                            current.zero_point,
+                            output.scale,
+                            output.zero_point,
+                        )?,
+                    },
+                    QuantLayer::Drop => QLayer::Drop,
                 },
-                QuantLayer::Linear {
-                    params,
-                    weight,
-                    bias,
-                    requant,
-                    weight_scale: _,
-                    input,
-                    output,
-                    min,
-                } => QLayer::Linear {
-                    params: LinearParams { batch, ..*params },
-                    weight,
-                    bias: Some(bias),
-                    q: QuantOutput::new(input.zero_point, output.zero_point, requant)
-                        .with_clamp(*min, 127),
-                },
-                QuantLayer::MaxPool2d(p) => QLayer::MaxPool2d {
-                    params: Pool2dParams { batch, ..*p },
-                    min: -128,
-                    max: 127,
-                },
-                QuantLayer::AvgPool2d(p) => QLayer::AvgPool2d {
-                    params: Pool2dParams { batch, ..*p },
-                    min: -128,
-                    max: 127,
-                },
-            });
+            ));
         }
         Ok(v)
     }
@@ -526,17 +629,11 @@ fn net_bytes(net: &QNetwork<'_>) -> u64 {
 pub(crate) fn check_int8_form(layers: &[NetLayer]) -> Result<()> {
     for (i, l) in layers.iter().enumerate() {
         match *l {
+            NetLayer::Act(Elementwise::Relu | Elementwise::Relu6) => {}
             NetLayer::Act(a) => {
                 return Err(Error::invalid(format!(
-                    "layer {i}: {} has no int8 kernel yet (only a ReLU fused into a \
-                     convolution or linear layer)",
+                    "layer {i}: {} has no int8 kernel yet (ReLU and ReLU6 have: a clamp)",
                     a.name()
-                )));
-            }
-            l if l.is_block_op() => {
-                return Err(Error::invalid(format!(
-                    "layer {i}: int8 models are plain stacks of layers so far, not yet \
-                     residual or concatenation blocks"
                 )));
             }
             NetLayer::AvgPool2d { params: p, .. }
@@ -553,14 +650,198 @@ pub(crate) fn check_int8_form(layers: &[NetLayer]) -> Result<()> {
     Ok(())
 }
 
-/// The clamp's lower end of a layer's output: its zero point under a fused ReLU.
-fn clamp_min(act: Activation, out: TensorQuant, layer: usize) -> Result<i8> {
+/// For each exported layer, the activation it is if the layer before takes it as its
+/// clamp: a ReLU or ReLU6 right after a convolution, a linear layer or a residual sum
+/// (the block's input forgotten between them or not).
+pub(crate) fn fused_activations(layers: &[NetLayer]) -> Vec<Option<Elementwise>> {
+    let mut v = vec![None; layers.len()];
+    for i in 1..layers.len() {
+        let before = layers[..i]
+            .iter()
+            .rev()
+            .find(|l| !matches!(l, NetLayer::Drop));
+        if let NetLayer::Act(a @ (Elementwise::Relu | Elementwise::Relu6)) = layers[i]
+            && matches!(
+                before,
+                Some(NetLayer::Conv2d { .. } | NetLayer::Linear { .. } | NetLayer::AddPop)
+            )
+        {
+            v[i] = Some(a);
+        }
+    }
+    v
+}
+
+/// The activation layer `i` takes as its clamp, and where it is (after layer `i` and
+/// the block inputs forgotten after it).
+fn fused_after(
+    layers: &[NetLayer],
+    fused: &[Option<Elementwise>],
+    i: usize,
+) -> Option<(usize, Elementwise)> {
+    let k = i
+        + 1
+        + layers[i + 1..]
+            .iter()
+            .take_while(|l| matches!(l, NetLayer::Drop))
+            .count();
+    fused.get(k).copied().flatten().map(|a| (k, a))
+}
+
+/// The int8 clamp of a ReLU (from the zero point) or ReLU6 (to the value of 6) on a
+/// tensor quantised by `q`.
+pub(crate) fn act_clamp(a: Elementwise, q: TensorQuant) -> (i8, i8) {
+    let min = q.zero_point as i8;
+    match a {
+        Elementwise::Relu6 => (min, q.quantize(6.0) as i8),
+        _ => (min, 127),
+    }
+}
+
+/// The tighter of two clamps.
+fn tighter(a: (i8, i8), b: (i8, i8)) -> (i8, i8) {
+    (a.0.max(b.0), a.1.min(b.1))
+}
+
+/// The clamp of a convolution's or linear layer's fused activation.
+fn conv_clamp(act: Activation, out: TensorQuant, layer: usize) -> Result<(i8, i8)> {
     match act {
-        Activation::None => Ok(-128),
-        Activation::Relu => Ok(out.zero_point as i8),
+        Activation::None => Ok((-128, 127)),
+        Activation::Relu => Ok((out.zero_point as i8, 127)),
         other => Err(Error::invalid(format!(
             "layer {layer}: the clamp {other:?} has no int8 form yet"
         ))),
+    }
+}
+
+/// Every exported layer's output range over the calibration images (`per` values each),
+/// the input's first: the f32 layers run one at a time, the kept values of blocks on a
+/// stack.
+fn calibrate(e: &Export, per: usize, calibration: &[f32]) -> Result<Vec<(f32, f32)>> {
+    let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); e.layers.len() + 1];
+    // one network per sized layer (to see every layer's output), built once
+    let mut ones = Vec::with_capacity(e.layers.len());
+    let mut at = 0;
+    for l in &e.layers {
+        let n = l.param_len()?;
+        ones.push(if l.is_block_op() || matches!(l, NetLayer::Act(_)) {
+            None
+        } else {
+            let one = Network::new(core::slice::from_ref(l))?;
+            Some((one, at, vec![0.0f32; one.arena_len()]))
+        });
+        at += n;
+    }
+    let mut x = Vec::new();
+    let mut kept: Vec<Vec<f32>> = Vec::new();
+    for image in calibration.chunks_exact(per) {
+        x.clear();
+        x.extend_from_slice(image);
+        widen(&mut ranges[0], &x)?;
+        for (i, l) in e.layers.iter().enumerate() {
+            let lost = || Error::invalid(format!("layer {i}: a block takes back nothing kept"));
+            match (l, &mut ones[i]) {
+                (_, Some((one, off, arena))) => {
+                    let y = one.run(&e.params[*off..*off + one.param_len()], &x, arena)?;
+                    x.clear();
+                    x.extend_from_slice(y);
+                }
+                (NetLayer::Act(a), None) => a.forward_inplace(&mut x)?,
+                (NetLayer::Push, _) => kept.push(x.clone()),
+                (NetLayer::Load { depth }, _) => {
+                    let k = kept.len().checked_sub(1 + usize::from(*depth));
+                    x.clone_from(k.and_then(|k| kept.get(k)).ok_or_else(lost)?);
+                }
+                (NetLayer::AddPop, _) => {
+                    let k = kept.pop().ok_or_else(lost)?;
+                    for (a, b) in x.iter_mut().zip(&k) {
+                        *a += b;
+                    }
+                }
+                // (one image, NCHW: the kept value's channels first)
+                (NetLayer::CatPop, _) => {
+                    let mut k = kept.pop().ok_or_else(lost)?;
+                    k.extend_from_slice(&x);
+                    x = k;
+                }
+                (NetLayer::Drop, _) => {
+                    kept.pop().ok_or_else(lost)?;
+                }
+                _ => {}
+            }
+            widen(&mut ranges[i + 1], &x)?;
+        }
+    }
+    Ok(ranges)
+}
+
+/// The quantisation and `(c, h, w)` of the current activation and of the values kept
+/// for blocks, followed through the layers (by the quantiser and the loader alike).
+pub(crate) struct Walk {
+    /// The current activation's quantisation.
+    pub(crate) cur: TensorQuant,
+    /// Its shape (a flat value: `(n, 1, 1)`).
+    pub(crate) image: (usize, usize, usize),
+    kept: Vec<(TensorQuant, (usize, usize, usize))>,
+}
+
+impl Walk {
+    /// At the input.
+    pub(crate) fn new(input: TensorQuant, shape: (usize, usize, usize)) -> Self {
+        Self {
+            cur: input,
+            image: shape,
+            kept: Vec::new(),
+        }
+    }
+
+    /// The block operation `l` (`Push`, `Load`, `AddPop`, `CatPop` or `Drop`): a join's
+    /// output quantised by `out` with `clamp`.
+    pub(crate) fn block(
+        &mut self,
+        l: &NetLayer,
+        out: TensorQuant,
+        clamp: (i8, i8),
+    ) -> Result<QuantLayer> {
+        let lost = || Error::invalid("a block takes back a value never kept");
+        Ok(match *l {
+            NetLayer::Push => {
+                self.kept.push((self.cur, self.image));
+                QuantLayer::Push
+            }
+            NetLayer::Load { depth } => {
+                let k = self.kept.len().checked_sub(1 + usize::from(depth));
+                (self.cur, self.image) = *k.and_then(|k| self.kept.get(k)).ok_or_else(lost)?;
+                QuantLayer::Load { depth }
+            }
+            NetLayer::AddPop => {
+                let (kept, _) = self.kept.pop().ok_or_else(lost)?;
+                let current = std::mem::replace(&mut self.cur, out);
+                QuantLayer::AddPop {
+                    kept,
+                    current,
+                    output: out,
+                    min: clamp.0,
+                    max: clamp.1,
+                }
+            }
+            NetLayer::CatPop => {
+                let (kept, (kc, _, _)) = self.kept.pop().ok_or_else(lost)?;
+                let current = std::mem::replace(&mut self.cur, out);
+                self.image.0 += kc;
+                QuantLayer::CatPop {
+                    pixels: self.image.1 * self.image.2,
+                    kept,
+                    current,
+                    output: out,
+                }
+            }
+            NetLayer::Drop => {
+                self.kept.pop().ok_or_else(lost)?;
+                QuantLayer::Drop
+            }
+            _ => return Err(Error::invalid("internal error: not a block operation")),
+        })
     }
 }
 

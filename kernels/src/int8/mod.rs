@@ -28,7 +28,7 @@ mod neon;
 #[cfg(target_arch = "aarch64")]
 mod neon_dot;
 mod pool;
-mod quantize;
+pub(crate) mod quantize;
 mod softmax;
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 mod x86;

@@ -91,11 +91,17 @@ pub fn requantize_s8(
 ) -> Result<(), KernelError> {
     check_requantize_s8(q, input.len(), output.len())?;
     for (o, &x) in output.iter_mut().zip(input) {
-        let v = requantize(i32::from(x) - q.input_zero_point, q.requant)
-            .saturating_add(q.output_zero_point);
-        *o = v.clamp(-128, 127) as i8;
+        *o = requantize_one(q, x);
     }
     Ok(())
+}
+
+/// One value of [`requantize_s8`].
+#[inline]
+pub(crate) fn requantize_one(q: &RequantizeParams, x: i8) -> i8 {
+    let v = requantize(i32::from(x) - q.input_zero_point, q.requant)
+        .saturating_add(q.output_zero_point);
+    v.clamp(-128, 127) as i8
 }
 
 /// int8 elementwise sum of two tensors of the same shape (TFLite's `ADD`, a residual
@@ -113,19 +119,24 @@ pub fn requantize_s8(
 /// ```
 pub fn add_s8(q: &AddParams, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), KernelError> {
     check_add_s8(q, a.len(), b.len(), output.len())?;
-    let (lo, hi) = (i32::from(q.min), i32::from(q.max));
     for ((o, &x), &y) in output.iter_mut().zip(a).zip(b) {
-        // (x - zp) * 2^20 fits: |x - zp| <= 255
-        let xa = requantize(
-            (i32::from(x) - q.a_zero_point) << AddParams::LEFT_SHIFT,
-            q.a,
-        );
-        let yb = requantize(
-            (i32::from(y) - q.b_zero_point) << AddParams::LEFT_SHIFT,
-            q.b,
-        );
-        let v = requantize(xa + yb, q.output) + q.output_zero_point;
-        *o = v.max(lo).min(hi) as i8;
+        *o = add_one(q, x, y);
     }
     Ok(())
+}
+
+/// One value of [`add_s8`].
+#[inline]
+pub(crate) fn add_one(q: &AddParams, x: i8, y: i8) -> i8 {
+    // (x - zp) * 2^20 fits: |x - zp| <= 255
+    let xa = requantize(
+        (i32::from(x) - q.a_zero_point) << AddParams::LEFT_SHIFT,
+        q.a,
+    );
+    let yb = requantize(
+        (i32::from(y) - q.b_zero_point) << AddParams::LEFT_SHIFT,
+        q.b,
+    );
+    let v = requantize(xa + yb, q.output) + q.output_zero_point;
+    v.max(i32::from(q.min)).min(i32::from(q.max)) as i8
 }
