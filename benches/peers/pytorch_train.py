@@ -1,7 +1,10 @@
 # PyTorch baseline of `cnnkit train`: LeNet-5, the fmnist model or ResNet-8 on Fashion-MNIST,
 # batch 64, the recipes of `cnnkit train` (lenet5: SGD Nesterov 0.05; fmnist and resnet8: Adam
 # 0.001; weight decay 5e-4, cosine over the epochs), same normalisation.
-# Usage: python3 pytorch_train.py lenet|fmnist|resnet8 THREADS EPOCHS
+# Usage: python3 pytorch_train.py lenet|fmnist|resnet8 THREADS EPOCHS [OUT.onnx]
+# With OUT.onnx, the trained model is written there (torch.onnx.export, opset 17, batch norm
+# kept) with `metadata_props` pixel_mean and pixel_std as cnnkit's export writes them: a
+# model trained in PyTorch for `cnnkit eval`, `quantize` and `export` to take.
 import gzip, numpy as np, torch, torch.nn as nn, time, sys, math
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 d = "/usr/share/datasets/fashion-mnist/"
@@ -41,3 +44,14 @@ for e in range(epochs):
     m.eval()
     with torch.no_grad(): acc = (m(xte).argmax(1) == yte).float().mean().item()
     print(f"{which} epoch {e+1}: loss {tl/60000:.4f} test {acc*100:.2f}% {60000/dt:.0f} img/s")
+if len(sys.argv) > 4:
+    import onnx
+    out = sys.argv[4]
+    torch.onnx.export(m.eval(), xte[:1], out, opset_version=17, input_names=["input"],
+                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                      do_constant_folding=False, dynamo=False)
+    g = onnx.load(out)
+    for k, v in (("pixel_mean", m_), ("pixel_std", s_)):
+        p = g.metadata_props.add(); p.key = k; p.value = repr(float(v))
+    onnx.save(g, out)
+    print(f"wrote {out}")
