@@ -1,6 +1,6 @@
-//! Images from files as model input (feature `images`): PNG or PGM, converted to
-//! grayscale and resized to the model's input, with every size bounded before it is
-//! allocated.
+//! Images from files as model input (feature `images`): PNG or PNM, converted to
+//! grayscale (a model of one channel) or RGB (three) and resized to the model's input,
+//! with every size bounded before it is allocated.
 //!
 //! - The file is read through a cap ([`MAX_FILE`]); the decoder's allocations through
 //!   another ([`MAX_DECODED`], and the memory budget).
@@ -22,7 +22,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{ImageFormat, ImageReader, Limits};
+use image::{ImageBuffer, ImageFormat, ImageReader, Limits, Pixel};
 
 use crate::error::{Error, Result};
 use crate::layers::Shape;
@@ -54,10 +54,51 @@ pub fn load_gray(path: &Path, input: Shape) -> Result<Vec<u8>> {
 /// # Errors
 /// As [`load_gray`].
 pub fn decode_gray(path: &Path, bytes: &[u8], input: Shape) -> Result<Vec<u8>> {
-    let Shape::Image { c: 1, h, w } = input else {
+    if !matches!(input, Shape::Image { c: 1, .. }) {
         return Err(Error::Invalid(format!(
             "the model takes {input} inputs, not grayscale images"
         )));
+    }
+    decode(path, bytes, input)
+}
+
+/// Reads the image at `path` as the model's input: grayscale for a model of one
+/// channel, RGB for one of three (channel by channel, `[3, h, w]`, as an `idx4` data
+/// set holds images), resized to the input size, as `u8` pixels.
+///
+/// # Errors
+/// [`Error::Io`]; [`Error::Data`] naming the file for anything but a decodable PNG or
+/// PNM with pixels, or one too large; [`Error::Invalid`] for a model whose input is not
+/// an image of one or three channels.
+pub fn load(path: &Path, input: Shape) -> Result<Vec<u8>> {
+    let bytes = crate::fsio::read_capped(path, MAX_FILE)?;
+    decode(path, &bytes, input)
+}
+
+/// As [`load`] on the bytes of a file already in memory; `path` is for messages.
+///
+/// ```
+/// use cnnkit::{Shape, pixels};
+/// // a 1 x 2 PPM: a red pixel and a blue one, as three planes
+/// let ppm = [b"P6\n2 1\n255\n".as_slice(), &[255, 0, 0, 0, 0, 255]].concat();
+/// let px = pixels::decode("x.ppm".as_ref(), &ppm, Shape::Image { c: 3, h: 1, w: 2 }).unwrap();
+/// assert_eq!(px, [255, 0, 0, 0, 0, 255]);
+/// ```
+///
+/// # Errors
+/// As [`load`].
+pub fn decode(path: &Path, bytes: &[u8], input: Shape) -> Result<Vec<u8>> {
+    let (c, h, w) = match input {
+        Shape::Image {
+            c: c @ (1 | 3),
+            h,
+            w,
+        } => (c, h, w),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "the model takes {input} inputs, not grayscale or RGB images"
+            )));
+        }
     };
     let bad = |msg: String| Error::data(path, msg);
     let reader = || -> Result<ImageReader<Cursor<&[u8]>>> {
@@ -80,11 +121,28 @@ pub fn decode_gray(path: &Path, bytes: &[u8], input: Shape) -> Result<Vec<u8>> {
     }
     let img = reader()?
         .decode()
-        .map_err(|e| bad(format!("not a readable PNG or PGM image: {e}")))?
-        .into_luma8();
+        .map_err(|e| bad(format!("not a readable PNG or PGM image: {e}")))?;
     let (w, h) = (w as u32, h as u32);
-    if img.dimensions() == (w, h) {
-        return Ok(img.into_raw());
+    if c == 1 {
+        return Ok(fit(img.into_luma8(), w, h));
+    }
+    // interleaved RGB to three planes
+    let rgb = fit(img.into_rgb8(), w, h);
+    let n = rgb.len() / 3;
+    let mut planes = vec![0u8; rgb.len()];
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        for (ch, &v) in px.iter().enumerate() {
+            planes[ch * n + i] = v;
+        }
+    }
+    Ok(planes)
+}
+
+/// `img` resized to `w x h`, its samples interleaved.
+fn fit<P: Pixel<Subpixel = u8> + 'static>(img: ImageBuffer<P, Vec<u8>>, w: u32, h: u32) -> Vec<u8> {
+    let (iw, ih) = img.dimensions();
+    if (iw, ih) == (w, h) {
+        return img.into_raw();
     }
     // Narrow a source more than 8x larger than the target by an area average first
     // (each source pixel feeds one output pixel, and only the output is allocated):
@@ -94,12 +152,12 @@ pub fn decode_gray(path: &Path, bytes: &[u8], input: Shape) -> Result<Vec<u8>> {
     // area average does the whole resize.
     let (tw, th) = (iw.min(w.saturating_mul(8)), ih.min(h.saturating_mul(8)));
     if u64::from(tw) * u64::from(h) * 16 > MAX_RESIZE {
-        return Ok(image::imageops::thumbnail(&img, w, h).into_raw());
+        return image::imageops::thumbnail(&img, w, h).into_raw();
     }
     let img = if (tw, th) != (iw, ih) {
         image::imageops::thumbnail(&img, tw, th)
     } else {
         img
     };
-    Ok(image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle).into_raw())
+    image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle).into_raw()
 }

@@ -956,6 +956,43 @@ fn images_of_three_channels_train_from_idx4_files() {
         s(&dir),
     ]));
     assert!(ev.contains("accuracy"), "{ev}");
+    // predict takes RGB images for it (PNG and PPM, made from test images): the class the
+    // model gives their planes
+    let (img, lab) = common::images(6, 16, 2);
+    let model = cnnkit::checkpoint::load_model(&ck).unwrap().0;
+    let norm = cnnkit::checkpoint::load_model(&ck)
+        .unwrap()
+        .1
+        .norm()
+        .table();
+    let mut files = Vec::new();
+    let mut want = Vec::new();
+    for (i, (im, &l)) in img.chunks(256).zip(&lab).enumerate() {
+        let mut planes = vec![0u8; 3 * 256];
+        let c = usize::from(l) % 3;
+        planes[c * 256..(c + 1) * 256].copy_from_slice(im);
+        let x: Vec<f32> = planes.iter().map(|&p| norm[usize::from(p)]).collect();
+        let y = model
+            .forward(&cnnkit::Tensor::from_vec(vec![1, 3, 16, 16], x).unwrap())
+            .unwrap();
+        want.push(cnnkit::loss::argmax(y.data()));
+        let rgb: Vec<u8> = (0..256)
+            .flat_map(|p| [planes[p], planes[256 + p], planes[512 + p]])
+            .collect();
+        let f = d.join(format!("rgb{i}.{}", if i % 2 == 0 { "png" } else { "ppm" }));
+        image::RgbImage::from_raw(16, 16, rgb)
+            .unwrap()
+            .save(&f)
+            .unwrap();
+        files.push(f);
+    }
+    let mut args = vec!["predict", "--model-file", s(&ck), "--json"];
+    args.extend(files.iter().map(|f| s(f)));
+    let got = json_lines(&ok(&cnnkit(&args)));
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g["class"], *w as u64, "{g}");
+    }
+    assert_eq!(got.len(), 6);
     // a test split of another size
     write("t10k", 200, 2, 12);
     fails_with(

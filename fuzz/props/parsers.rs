@@ -164,17 +164,18 @@ fn file_of(json: &str, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) -> Vec<
     safetensors::serialize(views, &Some(md)).expect("serialise")
 }
 
-/// `predict`'s image path (PNG or PGM, grayscale, resized): an error, or exactly the
-/// model's input size in pixels, for a square and a wide, short input. Under a 64 MiB
+/// `predict`'s image path (PNG or PNM, grayscale or RGB, resized): an error, or exactly
+/// the model's input size in values, for a square and a wide, short grayscale input and
+/// an RGB one. Under a 64 MiB
 /// budget (the decoder's allocations follow it): a 16-bit image at the budget, its 8-bit
 /// copy and ASan's quarantine of the freed buffers (up to 256 MB) stay within the
 /// fuzzer's `-rss_limit_mb=512`; at 128 MiB they did not (CI, December 2026).
 pub fn image(data: &[u8]) {
     cnnkit::budget::set(64 << 20);
-    for (h, w) in [(28, 28), (3, 97)] {
-        let shape = Shape::Image { c: 1, h, w };
-        if let Ok(px) = cnnkit::pixels::decode_gray("fuzz".as_ref(), data, shape) {
-            assert_eq!(px.len(), h * w);
+    for (c, h, w) in [(1, 28, 28), (1, 3, 97), (3, 16, 16)] {
+        let shape = Shape::Image { c, h, w };
+        if let Ok(px) = cnnkit::pixels::decode("fuzz".as_ref(), data, shape) {
+            assert_eq!(px.len(), c * h * w);
         }
     }
 }

@@ -55,7 +55,7 @@ enum Command {
     Train(train::Args),
     /// Accuracy and confusion matrix of a saved model on the test split.
     Eval(eval::Args),
-    /// Class and probabilities of PNG or PGM images (grayscale; resized to the model input).
+    /// Class and probabilities of PNG, PGM or PPM images (grayscale or RGB as the model takes; resized to its input).
     Predict(predict::Args),
     /// PNG images of the first-layer filters, of every layer's feature maps for one test
     /// image, and a chart of the training curves.

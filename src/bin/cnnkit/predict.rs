@@ -11,7 +11,8 @@ pub struct Args {
     /// The model file: a checkpoint (`train --save`) or an int8 model (`quantize`).
     #[arg(long)]
     model_file: PathBuf,
-    /// Images (PNG or PGM); colour images are converted to grayscale.
+    /// Images (PNG, PGM or PPM): converted to grayscale for a model of one channel, to
+    /// RGB for one of three, and resized to the model's input.
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// One JSON object per image instead of text.
@@ -31,7 +32,7 @@ pub fn run(a: &Args) -> Result<()> {
         (images.len() as u64).saturating_mul(input.len() as u64 * 5),
     )?;
     for p in images {
-        xs.extend(cnnkit::pixels::load_gray(p, input)?);
+        xs.extend(cnnkit::pixels::load(p, input)?);
     }
     let logits = model.predict_u8(&xs)?;
     let classes = model.outputs();
