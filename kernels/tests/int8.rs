@@ -1478,6 +1478,212 @@ fn qnetwork_blocks_match_the_kernels_by_hand() {
     }
 }
 
+/// One step of a random int8 program: a convolution with its own data, or a layer that
+/// holds none.
+enum Step {
+    Conv {
+        params: Conv2dParams,
+        weight: Vec<i8>,
+        bias: Vec<i32>,
+        requant: Vec<Requant>,
+        zin: i32,
+        zout: i32,
+        clamp: (i8, i8),
+    },
+    Op(QLayer<'static>),
+}
+
+/// A random program of blocks (nested up to `depth`) from `c` channels of `side x side`
+/// images: its steps and the channels it ends with.
+fn random_program(
+    rng: &mut common::Rng,
+    b: usize,
+    side: usize,
+    c: usize,
+    depth: u32,
+) -> (Vec<Step>, usize) {
+    let mut steps = Vec::new();
+    let mut c = c;
+    let items = 1 + rng.below(3);
+    for _ in 0..items {
+        let choice = if depth == 0 {
+            rng.below(2)
+        } else {
+            rng.below(5)
+        };
+        match choice {
+            0 => {
+                let o = 1 + rng.below(5);
+                steps.push(random_conv(rng, b, side, c, o));
+                c = o;
+            }
+            1 => {
+                let lo = rng.below(256) as i32 - 128;
+                let hi = lo + rng.below((128 - lo) as usize) as i32;
+                steps.push(Step::Op(QLayer::Clamp {
+                    min: lo as i8,
+                    max: hi as i8,
+                }));
+            }
+            2 => {
+                // res[BODY]: the body back to c channels
+                steps.push(Step::Op(QLayer::Push));
+                let (body, o) = random_program(rng, b, side, c, depth - 1);
+                steps.extend(body);
+                if o != c {
+                    steps.push(random_conv(rng, b, side, o, c));
+                }
+                steps.push(Step::Op(QLayer::AddPop { q: random_add(rng) }));
+            }
+            3 => {
+                // res[BODY | SHORTCUT] to o channels
+                steps.push(Step::Op(QLayer::Push));
+                let (body, o) = random_program(rng, b, side, c, depth - 1);
+                steps.extend(body);
+                steps.push(Step::Op(QLayer::Push));
+                steps.push(Step::Op(QLayer::Load { depth: 1 }));
+                steps.push(random_conv(rng, b, side, c, o));
+                steps.push(Step::Op(QLayer::AddPop { q: random_add(rng) }));
+                steps.push(Step::Op(QLayer::Drop));
+                c = o;
+            }
+            _ => {
+                // cat[A | B] or cat[A | ] (the identity)
+                steps.push(Step::Op(QLayer::Push));
+                let (a, ca) = random_program(rng, b, side, c, depth - 1);
+                steps.extend(a);
+                steps.push(Step::Op(QLayer::Push));
+                steps.push(Step::Op(QLayer::Load { depth: 1 }));
+                let cb = if rng.below(3) == 0 {
+                    c
+                } else {
+                    let (bb, cb) = random_program(rng, b, side, c, depth - 1);
+                    steps.extend(bb);
+                    cb
+                };
+                steps.push(Step::Op(QLayer::CatPop {
+                    pixels: side * side,
+                    kept: random_requantize(rng),
+                    current: random_requantize(rng),
+                }));
+                steps.push(Step::Op(QLayer::Drop));
+                c = ca + cb;
+            }
+        }
+    }
+    (steps, c)
+}
+
+fn random_conv(rng: &mut common::Rng, b: usize, side: usize, c: usize, o: usize) -> Step {
+    let k = if rng.below(2) == 0 { 1 } else { 3 };
+    let p = k / 2;
+    let params = Conv2dParams::new(b, c, side, side, o, k, k).with_padding(p, p, p, p);
+    let weight = bytes(rng, o * k * k * c)
+        .into_iter()
+        .map(|v| v.max(-127))
+        .collect();
+    let bias = (0..o).map(|_| rng.below(4000) as i32 - 2000).collect();
+    let requant = (0..o)
+        .map(|_| {
+            let m = (0.5 + f64::from(rng.uniform().abs())) / (60.0 * (k * k * c) as f64);
+            Requant::from_real(m).unwrap()
+        })
+        .collect();
+    let lo = rng.below(160) as i32 - 128;
+    Step::Conv {
+        params,
+        weight,
+        bias,
+        requant,
+        zin: rng.below(41) as i32 - 20,
+        zout: rng.below(41) as i32 - 20,
+        clamp: (lo as i8, 127),
+    }
+}
+
+fn random_add(rng: &mut common::Rng) -> AddParams {
+    let s = |rng: &mut common::Rng| 0.01 + 0.2 * rng.uniform().abs();
+    let z = |rng: &mut common::Rng| rng.below(61) as i32 - 30;
+    let zo = z(rng);
+    AddParams::from_scales(s(rng), z(rng), s(rng), z(rng), 2.0 * s(rng), zo)
+        .unwrap()
+        .with_clamp(if rng.below(2) == 0 { zo as i8 } else { -128 }, 127)
+}
+
+fn random_requantize(rng: &mut common::Rng) -> RequantizeParams {
+    if rng.below(3) == 0 {
+        // the same scale and zero point: copied
+        let z = rng.below(61) as i32 - 30;
+        return RequantizeParams::from_scales(0.05, z, 0.05, z).unwrap();
+    }
+    let s = |rng: &mut common::Rng| 0.01 + 0.2 * rng.uniform().abs();
+    RequantizeParams::from_scales(
+        s(rng),
+        rng.below(61) as i32 - 30,
+        s(rng),
+        rng.below(61) as i32 - 30,
+    )
+    .unwrap()
+}
+
+/// Random programs of nested residual and concatenation blocks, convolutions and clamps,
+/// batches 1 and 2: `QNetwork` (arena and scratch, one shared buffer) equals the
+/// reference kernels run by hand, on every int8 variant.
+#[test]
+fn random_qnetwork_block_programs_match_the_kernels_by_hand() {
+    let cases = if cfg!(miri) { 3 } else { 150 };
+    for seed in 0..cases {
+        let mut rng = common::Rng(9000 + seed);
+        let (b, side) = (1 + rng.below(2), 1 + rng.below(5));
+        let c = 1 + rng.below(4);
+        let (steps, _) = random_program(&mut rng, b, side, c, 3);
+        // a first sized layer (the input's length) unless the program starts with one
+        let mut all = vec![random_conv(&mut rng, b, side, c, c)];
+        all.extend(steps);
+        let layers: Vec<QLayer<'_>> = all
+            .iter()
+            .map(|s| match s {
+                Step::Conv {
+                    params,
+                    weight,
+                    bias,
+                    requant,
+                    zin,
+                    zout,
+                    clamp,
+                } => QLayer::Conv2d {
+                    params: *params,
+                    weight,
+                    bias: Some(bias),
+                    q: QuantOutput::new(*zin, *zout, requant).with_clamp(clamp.0, clamp.1),
+                },
+                Step::Op(l) => *l,
+            })
+            .collect();
+        let net = QNetwork::new(&layers).unwrap_or_else(|e| panic!("seed {seed}: {e:?}"));
+        let x = bytes(&mut rng, net.input_len());
+        let want = qby_hand(&layers, &x);
+        assert_eq!(want.len(), net.output_len());
+        common::for_each_int8_variant(|isa, extra| {
+            let what = format!("seed {seed}, {} layers, {isa:?} {extra}", layers.len());
+            let mut arena = vec![0x55i8; net.arena_len()];
+            let mut scratch = vec![0x5555i16; net.scratch_len()];
+            assert_eq!(
+                net.run(&x, &mut arena, &mut scratch).unwrap(),
+                &want[..],
+                "{what}"
+            );
+            let mut buf = vec![0x55i8; net.shared_len()];
+            net.input_mut(&mut buf).unwrap().copy_from_slice(&x);
+            assert_eq!(
+                net.run_shared(&mut buf).unwrap(),
+                &want[..],
+                "{what} shared"
+            );
+        });
+    }
+}
+
 /// Block programs that do not balance, or whose values do not fit, are refused.
 #[test]
 fn qnetwork_block_programs_that_do_not_balance_are_refused() {
