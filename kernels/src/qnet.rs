@@ -230,6 +230,10 @@ const fn io(layer: &QLayer<'_>) -> Result<(usize, usize, usize, usize), KernelEr
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QNetwork<'a> {
     layers: &'a [QLayer<'a>],
+    /// Whether a layer is a block operation or a clamp (else their code is left out of
+    /// the run: a firmware's network is a `const`, and the choice folds away with the
+    /// code it does not take).
+    blocks: bool,
     batch: usize,
     input_len: usize,
     output_len: usize,
@@ -270,9 +274,11 @@ impl<'a> QNetwork<'a> {
         let (mut len, mut arena_len, mut scratch_len) = (input_len, input_len, 0);
         let mut shared_len = input_len;
         let mut kept = Kept::new();
+        let mut blocks = false;
         let mut i = 0;
         while i < layers.len() {
             let (inp, out, scratch, b) = ctry!(io(&layers[i]));
+            blocks |= inp == 0;
             // what the arena holds during a block operation: the kept values, the current
             // activation at the back and a copy or result at the front
             let need = match layers[i] {
@@ -372,6 +378,7 @@ impl<'a> QNetwork<'a> {
         }
         Ok(QNetwork {
             layers,
+            blocks,
             batch,
             input_len,
             output_len: len,
@@ -424,6 +431,7 @@ impl<'a> QNetwork<'a> {
     ///
     /// # Errors
     /// [`KernelError::ScratchTooSmall`] for a short buffer.
+    #[inline]
     pub fn run_shared<'m>(&self, buf: &'m mut [i8]) -> Result<&'m mut [i8], KernelError> {
         if buf.len() < self.shared_len {
             return Err(KernelError::ScratchTooSmall {
@@ -431,7 +439,11 @@ impl<'a> QNetwork<'a> {
                 actual: buf.len(),
             });
         }
-        self.exec(buf, None)
+        if self.blocks {
+            self.exec::<true>(buf, None)
+        } else {
+            self.exec::<false>(buf, None)
+        }
     }
 
     /// Runs the layers on `input` (NHWC int8 at the first layer's input quantisation) in
@@ -483,13 +495,19 @@ impl<'a> QNetwork<'a> {
                 return Err(KernelError::ScratchTooSmall { needed, actual });
             }
         }
-        self.exec(arena, Some(scratch))
+        if self.blocks {
+            self.exec::<true>(arena, Some(scratch))
+        } else {
+            self.exec::<false>(arena, Some(scratch))
+        }
     }
 
     /// The layers in `arena` (the input at its front): the current activation at the
     /// front (after the kept values) or at the back, each layer's output at the other end;
     /// the scratch given, or (`None`) in the room between a layer's input and output.
-    fn exec<'m>(
+    /// `BLOCKS`: whether the layers have block operations or clamps (without, their code
+    /// is not compiled in).
+    fn exec<'m, const BLOCKS: bool>(
         &self,
         arena: &'m mut [i8],
         mut scratch: Option<&mut [i16]>,
@@ -500,6 +518,11 @@ impl<'a> QNetwork<'a> {
         for layer in self.layers {
             // `new` sized the arena for each of these moves (see its `need`)
             let s = kept.top;
+            if !BLOCKS && (layer.is_block_op() || matches!(layer, QLayer::Clamp { .. })) {
+                return Err(KernelError::InvalidParameter(
+                    "a block operation in a network checked without",
+                ));
+            }
             match *layer {
                 QLayer::Push => {
                     if front {
