@@ -210,6 +210,34 @@ impl Layer {
             Layer::Push | Layer::Load { .. } | Layer::AddPop | Layer::CatPop | Layer::Drop
         )
     }
+
+    /// The block operation it is, for [`Kept::step`] (a concatenation joins samples of a
+    /// batch of `batch`).
+    const fn block_step(&self, batch: usize) -> Option<BlockStep> {
+        match *self {
+            Layer::Push => Some(BlockStep::Push),
+            Layer::Load { depth } => Some(BlockStep::Load(depth)),
+            Layer::AddPop => Some(BlockStep::Add),
+            Layer::CatPop => Some(BlockStep::Cat(batch)),
+            Layer::Drop => Some(BlockStep::Drop),
+            _ => None,
+        }
+    }
+}
+
+/// A block operation as [`Network::new`] and [`crate::qnet::QNetwork::new`] size it.
+#[derive(Clone, Copy)]
+pub(crate) enum BlockStep {
+    /// Keep the current value.
+    Push,
+    /// Bring back the value kept this many pushes ago.
+    Load(u8),
+    /// Add the last kept value.
+    Add,
+    /// Concatenate the last kept value in parts of this many (samples, or pixels).
+    Cat(usize),
+    /// Forget the last kept value.
+    Drop,
 }
 
 /// The values a network keeps, as [`Network::new`] and [`Network::run_in_arena`] follow
@@ -260,6 +288,65 @@ impl Kept {
         self.n -= 1;
         self.top = self.off[self.n];
         self
+    }
+
+    /// Block operation `op` of layer `i` on a current value of `len` elements: the values
+    /// kept after it, the current value's length after it, and the arena it needs (the
+    /// kept values, the current value at the back and a copy or result at the front; a
+    /// concatenation moves the current one to the back first and writes the result from
+    /// the kept part on: twice the current one).
+    ///
+    /// # Errors
+    /// [`KernelError::InvalidParameter`] for more than [`MAX_KEPT`] values kept, or a
+    /// value taken back that was not kept; [`KernelError::LayerMismatch`] for a value
+    /// added of another length, or concatenated of a length that is not a whole number
+    /// of parts; [`KernelError::Overflow`].
+    pub(crate) const fn step(
+        self,
+        i: usize,
+        op: BlockStep,
+        len: usize,
+    ) -> Result<(Self, usize, usize), KernelError> {
+        match op {
+            BlockStep::Push => {
+                let k = ctry!(self.push(len));
+                Ok((k, len, ctry!(add(k.top, len))))
+            }
+            BlockStep::Load(depth) => match self.at(depth as usize) {
+                Some((_, l)) => Ok((self, l, ctry!(add(self.top, l)))),
+                None => Err(KernelError::InvalidParameter("Load of a value not kept")),
+            },
+            BlockStep::Add | BlockStep::Cat(_) | BlockStep::Drop => {
+                let Some((_, l)) = self.at(0) else {
+                    return Err(KernelError::InvalidParameter("nothing kept to take back"));
+                };
+                let mut need = ctry!(add(self.top, len));
+                let mut out = len;
+                if let BlockStep::Add = op {
+                    if l != len {
+                        return Err(KernelError::LayerMismatch {
+                            layer: i,
+                            what: "length of the value added",
+                            expected: len,
+                            actual: l,
+                        });
+                    }
+                } else if let BlockStep::Cat(parts) = op {
+                    need = ctry!(add(need, len));
+                    if parts == 0 || !l.is_multiple_of(parts) || !len.is_multiple_of(parts) {
+                        return Err(KernelError::LayerMismatch {
+                            layer: i,
+                            what: "length of the value concatenated (a whole number of \
+                                   samples, or of pixels in int8)",
+                            expected: len,
+                            actual: l,
+                        });
+                    }
+                    out = ctry!(add(len, l));
+                }
+                Ok((self.pop(), out, need))
+            }
+        }
     }
 }
 
@@ -317,54 +404,13 @@ impl<'a> Network<'a> {
             // what the arena holds during the layer: the kept values, then (block
             // operations) the current activation at the back and a copy or result at the
             // front, or (other layers) the input and the output
-            let need = match layers[i] {
-                Layer::Push => {
-                    kept = ctry!(kept.push(len));
-                    ctry!(add(kept.top, len))
-                }
-                Layer::Load { depth } => match kept.at(depth as usize) {
-                    Some((_, l)) => {
-                        len = l;
-                        ctry!(add(kept.top, len))
-                    }
-                    None => return Err(KernelError::InvalidParameter("Load of a value not kept")),
-                },
-                Layer::AddPop | Layer::CatPop | Layer::Drop => {
-                    let Some((_, l)) = kept.at(0) else {
-                        return Err(KernelError::InvalidParameter("nothing kept to take back"));
-                    };
-                    // the kept values and the current activation (at the front or the
-                    // back); a concatenation moves the current one to the back first and
-                    // writes the result from the kept part on: twice the current one
-                    let need = if let Layer::CatPop = layers[i] {
-                        ctry!(add(kept.top, ctry!(add(len, len))))
-                    } else {
-                        ctry!(add(kept.top, len))
-                    };
-                    if let Layer::AddPop = layers[i] {
-                        if l != len {
-                            return Err(KernelError::LayerMismatch {
-                                layer: i,
-                                what: "length of the value added",
-                                expected: len,
-                                actual: l,
-                            });
-                        }
-                    } else if let Layer::CatPop = layers[i] {
-                        if l % batch != 0 || len % batch != 0 {
-                            return Err(KernelError::LayerMismatch {
-                                layer: i,
-                                what: "length of the value concatenated (a multiple of the batch)",
-                                expected: len,
-                                actual: l,
-                            });
-                        }
-                        len = ctry!(add(len, l));
-                    }
-                    kept = kept.pop();
+            let need = match layers[i].block_step(batch) {
+                Some(op) => {
+                    let (k, l, need) = ctry!(kept.step(i, op, len));
+                    (kept, len) = (k, l);
                     need
                 }
-                _ => 0,
+                None => 0,
             };
             if need > arena_len {
                 arena_len = need;

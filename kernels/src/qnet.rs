@@ -56,8 +56,8 @@
 
 use crate::error::KernelError;
 use crate::int8::quantize::{add_one, requantize_one};
-use crate::net::Kept;
 pub use crate::net::MAX_KEPT;
+use crate::net::{BlockStep, Kept};
 use crate::params::{Conv2dParams, LinearParams, Pool2dParams, add, check_len, ctry, mul};
 use crate::qparams::{AddParams, QuantOutput, RequantizeParams};
 
@@ -281,52 +281,21 @@ impl<'a> QNetwork<'a> {
             blocks |= inp == 0;
             // what the arena holds during a block operation: the kept values, the current
             // activation at the back and a copy or result at the front
-            let need = match layers[i] {
-                QLayer::Push => {
-                    kept = ctry!(kept.push(len));
-                    ctry!(add(kept.top, len))
-                }
-                QLayer::Load { depth } => match kept.at(depth as usize) {
-                    Some((_, l)) => {
-                        len = l;
-                        ctry!(add(kept.top, len))
-                    }
-                    None => return Err(KernelError::InvalidParameter("Load of a value not kept")),
-                },
-                QLayer::AddPop { .. } | QLayer::CatPop { .. } | QLayer::Drop => {
-                    let Some((_, l)) = kept.at(0) else {
-                        return Err(KernelError::InvalidParameter("nothing kept to take back"));
-                    };
-                    let mut need = ctry!(add(kept.top, len));
-                    if let QLayer::AddPop { .. } = layers[i] {
-                        if l != len {
-                            return Err(KernelError::LayerMismatch {
-                                layer: i,
-                                what: "length of the value added",
-                                expected: len,
-                                actual: l,
-                            });
-                        }
-                    } else if let QLayer::CatPop { pixels, .. } = layers[i] {
-                        // the current one moves to the back, the result is written from
-                        // the kept part on
-                        need = ctry!(add(need, len));
-                        let p = ctry!(mul(batch, pixels));
-                        if l % p != 0 || len % p != 0 {
-                            return Err(KernelError::LayerMismatch {
-                                layer: i,
-                                what: "length of the value concatenated (a multiple of \
-                                       batch x pixels)",
-                                expected: len,
-                                actual: l,
-                            });
-                        }
-                        len = ctry!(add(len, l));
-                    }
-                    kept = kept.pop();
+            let step = match layers[i] {
+                QLayer::Push => Some(BlockStep::Push),
+                QLayer::Load { depth } => Some(BlockStep::Load(depth)),
+                QLayer::AddPop { .. } => Some(BlockStep::Add),
+                QLayer::CatPop { pixels, .. } => Some(BlockStep::Cat(ctry!(mul(batch, pixels)))),
+                QLayer::Drop => Some(BlockStep::Drop),
+                _ => None,
+            };
+            let need = match step {
+                Some(op) => {
+                    let (k, l, need) = ctry!(kept.step(i, op, len));
+                    (kept, len) = (k, l);
                     need
                 }
-                _ => 0,
+                None => 0,
             };
             if need > arena_len {
                 arena_len = need;
