@@ -25,6 +25,9 @@ pub struct Workspace {
     /// A layer's input gradient before it is added to another consumer's (graphs only).
     pub(crate) tmp: Vec<f32>,
     pub(crate) train: bool,
+    /// Whether every layer writes its own output in inference (no ReLU in the store of
+    /// the layer before): [`Workspace::keep_every_activation`].
+    pub(crate) keep_all: bool,
 }
 
 impl Workspace {
@@ -133,6 +136,7 @@ impl Workspace {
             scratch: zeroed(scratch)?,
             tmp: zeroed(Self::tmp_len(model, capacity, train))?,
             train,
+            keep_all: false,
         })
     }
 
@@ -155,6 +159,14 @@ impl Workspace {
     pub fn input_mut(&mut self, b: usize) -> &mut [f32] {
         let per = self.acts[0].len() / self.cap;
         &mut self.acts[0][..b * per]
+    }
+
+    /// Makes every layer write its own output in inference, for
+    /// [`Workspace::activation`] to show (a ReLU after a convolution, linear layer or
+    /// batch normalisation otherwise runs in that layer's store, as in training, and the
+    /// layer's own output is not written).
+    pub fn keep_every_activation(&mut self) {
+        self.keep_all = true;
     }
 
     /// Output of layer `i` (`i = layers - 1` for the model output) for `b` samples. (After
@@ -259,9 +271,10 @@ impl Model {
 
     /// Forward pass of layer `i` alone, from its input activation in `ws`.
     ///
-    /// In training mode a ReLU right after a Conv2d or Linear layer runs in that layer's
-    /// epilogue: the layer writes the ReLU's output, its own output is not kept, and the
-    /// ReLU's forward pass does nothing.
+    /// A ReLU right after a Conv2d, Linear or batch normalisation layer runs in that
+    /// layer's epilogue: the layer writes the ReLU's output, its own output is not kept,
+    /// and the ReLU's forward pass does nothing (in inference too, unless
+    /// [`Workspace::keep_every_activation`]).
     ///
     /// # Errors
     /// As [`Model::forward_ws`].
@@ -273,22 +286,25 @@ impl Model {
             return self.layers[i].merge_forward(b, &self.in_shapes[i], &self.inputs[i], before, y);
         }
         let v = self.inputs[i][0];
-        if let Mode::Train { .. } = mode {
+        // (in inference too, unless every activation is to be kept)
+        if matches!(mode, Mode::Train { .. }) || !ws.keep_all {
             if self.relu_in_epilogue(i) {
                 // done by layer i - 1
                 return Ok(());
             }
             if self.relu_in_epilogue(i + 1) {
+                // (layer i reads value v: the one before it, or at the start of a block's
+                // branch the block's input)
                 let (before, after) = ws.acts.split_at_mut(i + 1);
-                let x = &before[i][..b * self.shapes[i].len()];
+                let x = &before[v][..b * self.shapes[v].len()];
                 let y = &mut after[1][..b * self.shapes[i + 2].len()];
                 if let Layer::BatchNorm2d(bn) = &self.layers[i] {
                     let st = &mut ws.states[i];
-                    return bn.forward(b, self.shapes[i], x, y, st, mode, k::Activation::Relu);
+                    return bn.forward(b, self.shapes[v], x, y, st, mode, k::Activation::Relu);
                 }
                 return self.layers[i].affine_forward(
                     b,
-                    self.shapes[i],
+                    self.shapes[v],
                     x,
                     y,
                     &mut ws.scratch,

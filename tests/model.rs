@@ -122,7 +122,9 @@ fn batchnorm_eval_uses_running_statistics_and_inference_matches_workspace() {
         .forward(&Tensor::from_vec(vec![2, 1, 5, 5], x.clone()).unwrap())
         .unwrap();
     assert_eq!(out.shape(), &[2, 4]);
+    // (every layer's own output kept, to read them; the output as the fused pass's)
     let mut ws = Workspace::new(&m, 2).unwrap();
+    ws.keep_every_activation();
     ws.input_mut(2).copy_from_slice(&x);
     m.forward_ws(&mut ws, 2, None).unwrap();
     assert_eq!(ws.output(&m, 2), out.data());
@@ -504,6 +506,44 @@ fn graph_backward_passes_match_finite_differences() {
 
 /// `res[A]` is `A(x) + x`, `cat[A | ]` is `A(x)` then `x`, channel by channel, sample by
 /// sample: the same weights (drawn in the same order) in a stack give the parts.
+/// The fused forward pass (a ReLU in the store of the layer before it, in training and in
+/// inference) gives what every layer run on its own gives, on graphs whose branches start
+/// with a layer a ReLU follows (that layer reads the block's input, not the value before
+/// it in spec order).
+#[test]
+fn fused_forward_passes_equal_the_layer_by_layer_ones() {
+    let input = Shape::Image { c: 2, h: 6, w: 6 };
+    let batch = 3;
+    for spec in [
+        "cat[conv(3,1) relu | conv(2,3,pad=1) relu] flatten linear(4) relu linear(3)",
+        // (the value before the second branch has the block input's shape: reading it
+        // instead computed other numbers without an error)
+        "cat[conv(2,1) relu | conv(2,3,pad=1) relu] flatten linear(3)",
+        "conv(2,1) cat[conv(3,1) | res[conv(2,3,pad=1) relu] relu | cat[| conv(1,1) relu]] gap flatten linear(3)",
+        "res[conv(2,3,pad=1) relu conv(2,1) | conv(2,1) relu] relu maxpool(2) flatten linear(3)",
+    ] {
+        let m = Model::from_spec(spec, input, 3).unwrap();
+        let mut rng = Rng::new(4);
+        let x: Vec<f32> = (0..batch * input.len()).map(|_| rng.normal()).collect();
+        let run = |train: Option<u64>, keep: bool| {
+            let mut ws = if train.is_some() {
+                Workspace::new(&m, batch).unwrap()
+            } else {
+                Workspace::inference(&m, batch).unwrap()
+            };
+            if keep {
+                ws.keep_every_activation();
+            }
+            ws.input_mut(batch).copy_from_slice(&x);
+            m.forward_ws(&mut ws, batch, train).unwrap();
+            ws.output(&m, batch).to_vec()
+        };
+        let plain = run(None, true);
+        assert_eq!(run(None, false), plain, "{spec}: inference");
+        assert_eq!(run(Some(1), false), plain, "{spec}: training");
+    }
+}
+
 #[test]
 fn blocks_compute_what_they_say() {
     let input = Shape::Image { c: 2, h: 5, w: 5 };

@@ -280,6 +280,7 @@ pub fn run(a: &Args) -> Result<()> {
     written.extend(filters(&model, out)?);
 
     let mut ws = Workspace::inference(&model, 1)?;
+    ws.keep_every_activation();
     normalize_into(&meta.norm().table(), ds_test.image(index), ws.input_mut(1));
     model.forward_ws(&mut ws, 1, None)?;
     for (i, layer) in model.layers().iter().enumerate() {
