@@ -169,10 +169,10 @@ impl Workspace {
         self.keep_all = true;
     }
 
-    /// Output of layer `i` (`i = layers - 1` for the model output) for `b` samples. (After
-    /// a training forward pass, a Conv2d or Linear layer followed by a ReLU has left its
-    /// output unwritten: the ReLU's output holds it, rectified; see
-    /// [`Model::forward_layer`].)
+    /// Output of layer `i` (`i = layers - 1` for the model output) for `b` samples. (A
+    /// Conv2d, Linear or batch normalisation layer followed by a ReLU has left its output
+    /// unwritten: the ReLU's output holds it, rectified; see [`Model::forward_layer`] and,
+    /// to keep it, [`Workspace::keep_every_activation`].)
     pub fn activation(&self, model: &Model, i: usize, b: usize) -> &[f32] {
         &self.acts[i + 1][..b * model.shapes()[i + 1].len()]
     }
