@@ -354,6 +354,9 @@ impl Kept {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Network<'a> {
     layers: &'a [Layer],
+    /// Whether a layer is a block operation ([`Network::run_in_arena`] compiles their
+    /// code apart).
+    blocks: bool,
     batch: usize,
     input_len: usize,
     output_len: usize,
@@ -445,8 +448,15 @@ impl<'a> Network<'a> {
                 "values kept (Push) and never taken back",
             ));
         }
+        let mut blocks = false;
+        let mut j = 0;
+        while j < layers.len() {
+            blocks |= layers[j].is_block_op();
+            j += 1;
+        }
         Ok(Network {
             layers,
+            blocks,
             batch,
             input_len,
             output_len: len,
@@ -515,7 +525,23 @@ impl<'a> Network<'a> {
     ///
     /// # Errors
     /// As [`Network::run`].
+    #[inline]
     pub fn run_in_arena<'m>(
+        &self,
+        params: &[f32],
+        arena: &'m mut [f32],
+    ) -> Result<&'m mut [f32], KernelError> {
+        if self.blocks {
+            self.exec::<true>(params, arena)
+        } else {
+            self.exec::<false>(params, arena)
+        }
+    }
+
+    /// [`Network::run_in_arena`]; `BLOCKS`: whether the layers have block operations
+    /// (without, their code is not compiled in: a firmware's network is a `const`, and
+    /// the choice above folds away with the code it does not take).
+    fn exec<'m, const BLOCKS: bool>(
         &self,
         params: &[f32],
         arena: &'m mut [f32],
@@ -533,6 +559,11 @@ impl<'a> Network<'a> {
             let (w, rest) = params.split_at(io.params);
             params = rest;
             if layer.is_block_op() {
+                if !BLOCKS {
+                    return Err(KernelError::InvalidParameter(
+                        "a block operation in a network checked without",
+                    ));
+                }
                 // `new` sized the arena for each of these moves (see its `need`)
                 let s = kept.top;
                 match *layer {
