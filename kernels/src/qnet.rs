@@ -632,8 +632,12 @@ impl<'a> QNetwork<'a> {
 
 /// Whether `q` maps every value to itself (the same scale and zero point).
 fn is_identity(q: &RequantizeParams) -> bool {
-    q.input_zero_point == q.output_zero_point
-        && q.requant == crate::Requant::from_real(1.0).unwrap_or_default()
+    // (`Requant::from_real(1.0)`, written out: no f64 arithmetic in every run)
+    const ONE: crate::Requant = crate::Requant {
+        multiplier: 1 << 30,
+        shift: 1,
+    };
+    q.input_zero_point == q.output_zero_point && q.requant == ONE
 }
 
 /// One sized layer from `x` to `y`.

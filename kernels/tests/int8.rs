@@ -1684,6 +1684,19 @@ fn random_qnetwork_block_programs_match_the_kernels_by_hand() {
     }
 }
 
+/// The multiplier of equal scales is what the concatenation takes for a copy.
+#[test]
+fn equal_scales_requantise_as_the_identity() {
+    let q = RequantizeParams::from_scales(0.05, 3, 0.05, 3).unwrap();
+    assert_eq!(
+        q.requant,
+        Requant {
+            multiplier: 1 << 30,
+            shift: 1
+        }
+    );
+}
+
 /// Block programs that do not balance, or whose values do not fit, are refused.
 #[test]
 fn qnetwork_block_programs_that_do_not_balance_are_refused() {
